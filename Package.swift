@@ -1,0 +1,55 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Every Swift target builds in Swift 6 language mode (complete strict concurrency) with these upcoming features.
+let swiftSettings: [SwiftSetting] = [
+    // https://github.com/swiftlang/swift-evolution/blob/main/proposals/0335-existential-any.md
+    .enableUpcomingFeature("ExistentialAny"),
+    // https://github.com/swiftlang/swift-evolution/blob/main/proposals/0444-member-import-visibility.md
+    .enableUpcomingFeature("MemberImportVisibility"),
+    // https://github.com/swiftlang/swift-evolution/blob/main/proposals/0409-access-level-on-imports.md
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "swift-realtime-hub",
+    platforms: [.macOS(.v15)],
+    products: [
+        // The core: hub, wire protocol, backend protocols and in-memory backends. Pulls in no C library,
+        // no HTTP server and no crypto library.
+        .library(name: "RealtimeCore", targets: ["RealtimeCore"]),
+        // MARK: products (helpers add theirs below this line)
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        // MARK: dependencies (helpers add theirs below this line)
+    ],
+    targets: [
+        // OpenSSL's libcrypto (Debian: libssl-dev), used by RealtimeJWT and for the Redis bus's message HMAC.
+        // Only `internal import CLibCrypto` anywhere: no C type reaches a public API.
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+        ),
+        .target(
+            name: "RealtimeCore",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeCoreTests",
+            dependencies: ["RealtimeCore"],
+            swiftSettings: swiftSettings
+        ),
+        // MARK: targets (helpers add theirs below this line)
+    ]
+)

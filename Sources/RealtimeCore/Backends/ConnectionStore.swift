@@ -1,0 +1,156 @@
+/// A live WebSocket connection as the cluster-wide registry knows it.
+public struct ConnectionRecord: Sendable, Hashable {
+    public var id: ConnectionID
+    /// The server that holds the socket.
+    public var serverID: ServerID
+    public var userID: String
+    public var sessionID: String?
+    /// Whether this is an administrator connection (`/ws/admin`).
+    public var isAdmin: Bool
+    /// The client address as the hub sees it (after trusted-proxy resolution).
+    public var remoteAddress: String
+    /// The `Origin` header of the upgrade request, if any.
+    public var origin: String?
+    public var connectedAt: Timestamp
+
+    public init(
+        id: ConnectionID,
+        serverID: ServerID,
+        userID: String,
+        sessionID: String?,
+        isAdmin: Bool,
+        remoteAddress: String,
+        origin: String?,
+        connectedAt: Timestamp
+    ) {
+        self.id = id
+        self.serverID = serverID
+        self.userID = userID
+        self.sessionID = sessionID
+        self.isAdmin = isAdmin
+        self.remoteAddress = remoteAddress
+        self.origin = origin
+        self.connectedAt = connectedAt
+    }
+}
+
+/// The outcome of ``ConnectionStore/register(_:maxConnectionsPerUser:)``.
+public enum ConnectionRegistration: Sendable, Hashable {
+    /// Registered; the user now has `userConnections` live connections in the cluster (1 means they just came
+    /// online).
+    case registered(userConnections: Int)
+    /// Not registered: the user already has `userConnections` connections, at or over the limit.
+    case userLimitReached(userConnections: Int)
+}
+
+/// The outcome of ``ConnectionStore/unregister(_:)``.
+public struct ConnectionRemoval: Sendable, Hashable {
+    /// The record that was removed.
+    public var record: ConnectionRecord
+    /// The user's live connections in the cluster after the removal (0 means they just went offline).
+    public var remainingUserConnections: Int
+
+    public init(record: ConnectionRecord, remainingUserConnections: Int) {
+        self.record = record
+        self.remainingUserConnections = remainingUserConnections
+    }
+}
+
+/// A server in the cluster registry.
+public struct ServerRecord: Sendable, Hashable {
+    public var id: ServerID
+    public var startedAt: Timestamp
+    /// When the server last reported (its heartbeat). Global statistics show the age of this report.
+    public var lastHeartbeat: Timestamp
+    /// When the server counts as dead unless it heartbeats again.
+    public var expiresAt: Timestamp
+    /// The server's own count of its connections at its last heartbeat.
+    public var connectionCount: Int
+
+    public init(
+        id: ServerID,
+        startedAt: Timestamp,
+        lastHeartbeat: Timestamp,
+        expiresAt: Timestamp,
+        connectionCount: Int
+    ) {
+        self.id = id
+        self.startedAt = startedAt
+        self.lastHeartbeat = lastHeartbeat
+        self.expiresAt = expiresAt
+        self.connectionCount = connectionCount
+    }
+}
+
+/// A server removed from the registry, with the connections that were removed with it.
+public struct PurgedServer: Sendable, Hashable {
+    public var serverID: ServerID
+    public var connections: [ConnectionRecord]
+    /// Users whose last connection in the cluster was among `connections`: they are now offline.
+    public var usersGoneOffline: [String]
+
+    public init(serverID: ServerID, connections: [ConnectionRecord], usersGoneOffline: [String]) {
+        self.serverID = serverID
+        self.connections = connections
+        self.usersGoneOffline = usersGoneOffline
+    }
+}
+
+/// What ``ConnectionStore/count(_:)`` counts.
+public enum ConnectionCountScope: Sendable, Hashable {
+    case user(String)
+    case session(String)
+    case server(ServerID)
+    case total
+}
+
+/// The cluster-wide registry of live connections and servers.
+///
+/// Every server registers its connections here, so per-user limits hold across the cluster and a server can
+/// find which server holds a connection. Servers heartbeat; a server whose heartbeat expired is purged by the
+/// survivors (``purgeExpiredServers()``) and its connections stop counting.
+///
+/// Conformance: the `RealtimeTesting` product's `ConnectionStoreConformance` checks every rule below.
+public protocol ConnectionStore: Sendable {
+    /// Registers a connection, atomically checking the user's limit: two servers can never both admit a
+    /// connection over `maxConnectionsPerUser`. `nil` means no limit.
+    func register(
+        _ record: ConnectionRecord,
+        maxConnectionsPerUser: Int?
+    ) async throws(RealtimeError) -> ConnectionRegistration
+
+    /// Removes a connection. Returns `nil` if it was not registered (already removed, or purged).
+    func unregister(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRemoval?
+
+    /// The record of one connection.
+    func connection(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRecord?
+
+    /// The live connections of a user, on any server.
+    func connections(ofUser userID: String) async throws(RealtimeError) -> [ConnectionRecord]
+
+    /// The live connections of a session, on any server.
+    func connections(ofSession sessionID: String) async throws(RealtimeError) -> [ConnectionRecord]
+
+    /// Counts live connections.
+    func count(_ scope: ConnectionCountScope) async throws(RealtimeError) -> Int
+
+    /// Records that `server` is alive until `server.expiresAt` and refreshes the liveness of its connections.
+    func heartbeat(_ server: ServerRecord) async throws(RealtimeError)
+
+    /// The servers whose heartbeat has not expired.
+    func servers() async throws(RealtimeError) -> [ServerRecord]
+
+    /// Removes a server and all its connections (graceful shutdown). Returns what was removed.
+    func removeServer(_ id: ServerID) async throws(RealtimeError) -> PurgedServer
+
+    /// Removes every server whose heartbeat expired, with its connections. Safe to call from every server at
+    /// once: each dead server is reported by exactly one caller.
+    func purgeExpiredServers() async throws(RealtimeError) -> [PurgedServer]
+
+    /// The backend's health.
+    func healthCheck() async -> ComponentHealth
+}
+
+extension ConnectionStore {
+    public func healthCheck() async -> ComponentHealth { .healthy }
+}

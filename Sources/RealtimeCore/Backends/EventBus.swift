@@ -1,0 +1,39 @@
+/// Carries events, notifications and control commands between the servers of a cluster.
+///
+/// A hub publishes each message once per route (a user-scoped event goes to ``BusRoute/user(_:)`` and to
+/// ``BusRoute/admins``) and delivers it to its own connections directly, so its local clients are served even
+/// while the bus is down. Each hub opens one ``EventBusSubscription`` and ignores messages it published itself.
+///
+/// Messages from one publisher on one route must arrive in the order they were published.
+public protocol EventBus: Sendable {
+    /// Publishes a message to every subscription interested in its route.
+    func publish(_ message: BusMessage) async throws(RealtimeError)
+
+    /// Opens the subscription of one server. It hears ``BusRoute/everyone``, ``BusRoute/control`` and
+    /// ``BusRoute/server(_:)`` for `server` from the start; other routes are added with
+    /// ``EventBusSubscription/addInterest(_:)``.
+    func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription
+
+    /// The backend's health.
+    func healthCheck() async -> ComponentHealth
+}
+
+extension EventBus {
+    public func healthCheck() async -> ComponentHealth { .healthy }
+}
+
+/// One server's subscription to the bus.
+public protocol EventBusSubscription: Sendable {
+    /// What the bus delivers. Finishes when the subscription is closed.
+    var deliveries: AsyncStream<BusDelivery> { get }
+
+    /// Starts hearing a route (``BusRoute/user(_:)`` or ``BusRoute/admins``). Interest is counted: two
+    /// `addInterest(.user("u1"))` need two `removeInterest(.user("u1"))`.
+    func addInterest(_ route: BusRoute) async throws(RealtimeError)
+
+    /// Stops hearing a route once every ``addInterest(_:)`` for it has been matched by a removal.
+    func removeInterest(_ route: BusRoute) async throws(RealtimeError)
+
+    /// Closes the subscription and finishes ``deliveries``.
+    func close() async
+}

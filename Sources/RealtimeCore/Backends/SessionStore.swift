@@ -1,0 +1,34 @@
+/// How a ``SessionStore`` decides whether a session is active.
+public enum SessionStoreMode: String, Sendable, Hashable {
+    /// Every session is active unless revoked. Tokens from any issuer work out of the box; revocations are kept
+    /// until the session would have expired anyway. The default.
+    case revocationList = "revocation_list"
+    /// A session is active only if it was created (by the auth service or the publishing API), has not
+    /// expired and was not revoked.
+    case registry
+}
+
+/// Which sessions may connect.
+public protocol SessionStore: Sendable {
+    /// The store's mode.
+    var mode: SessionStoreMode { get }
+
+    /// Whether tokens of `sessionID` may connect now.
+    func isActive(_ sessionID: String) async throws(RealtimeError) -> Bool
+
+    /// Records a session (registry mode needs this before its tokens connect; in revocation-list mode it
+    /// clears an earlier revocation of the same id).
+    func create(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError)
+
+    /// Revokes a session, remembering the revocation until `retainUntil` (the latest expiry of its tokens).
+    /// Returns whether the session was active before.
+    @discardableResult
+    func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool
+
+    /// The backend's health.
+    func healthCheck() async -> ComponentHealth
+}
+
+extension SessionStore {
+    public func healthCheck() async -> ComponentHealth { .healthy }
+}

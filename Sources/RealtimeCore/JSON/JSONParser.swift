@@ -1,0 +1,335 @@
+/// Why a JSON text was refused by ``JSONParser``.
+public struct JSONParseError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong.
+    public enum Kind: String, Sendable, Hashable {
+        case tooLarge = "too_large"
+        case tooDeep = "too_deep"
+        case invalidSyntax = "invalid_syntax"
+        case invalidUTF8 = "invalid_utf8"
+        case duplicateKey = "duplicate_key"
+        case invalidNumber = "invalid_number"
+        case invalidString = "invalid_string"
+        case trailingData = "trailing_data"
+    }
+
+    /// What went wrong.
+    public var kind: Kind
+    /// Byte offset in the input where the problem was found.
+    public var offset: Int
+
+    public init(_ kind: Kind, offset: Int) {
+        self.kind = kind
+        self.offset = offset
+    }
+
+    public var description: String { "JSON \(kind.rawValue) at byte \(offset)" }
+}
+
+/// A strict, bounded JSON parser (RFC 8259).
+///
+/// It refuses anything RFC 8259 does not allow (comments, trailing commas, leading zeros, unescaped control
+/// characters, invalid UTF-8, lone surrogates), inputs over ``Limits/maxBytes``, nesting deeper than
+/// ``Limits/maxDepth`` (so a "JSON bomb" of nested arrays cannot exhaust the stack) and, when asked, objects
+/// with a repeated member name (which token verifiers must refuse: two `exp` claims are an attack).
+public struct JSONParser: Sendable {
+    /// Bounds on what the parser accepts.
+    public struct Limits: Sendable, Hashable {
+        /// The largest input, in bytes.
+        public var maxBytes: Int
+        /// The deepest nesting of arrays and objects.
+        public var maxDepth: Int
+        /// Refuse objects that name a member twice.
+        public var rejectDuplicateKeys: Bool
+
+        public init(maxBytes: Int = 1 << 20, maxDepth: Int = 32, rejectDuplicateKeys: Bool = true) {
+            self.maxBytes = maxBytes
+            self.maxDepth = maxDepth
+            self.rejectDuplicateKeys = rejectDuplicateKeys
+        }
+    }
+
+    public var limits: Limits
+
+    public init(limits: Limits = Limits()) {
+        self.limits = limits
+    }
+
+    /// Parses one JSON text.
+    public func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+        var text = text
+        return try text.withUTF8 { buffer in Result { () throws(JSONParseError) in try self.parse(bytes: buffer) } }
+            .get()
+    }
+
+    /// Parses one JSON text from UTF-8 bytes.
+    public func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
+        let result = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(JSONParseError) in try self.parse(bytes: buffer) }
+        }
+        if let result { return try result.get() }
+        let array = Array(bytes)
+        return try array.withUnsafeBufferPointer { buffer in
+            Result { () throws(JSONParseError) in try self.parse(bytes: buffer) }
+        }.get()
+    }
+
+    private func parse(bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
+        guard bytes.count <= limits.maxBytes else { throw JSONParseError(.tooLarge, offset: limits.maxBytes) }
+        var reader = Reader(bytes: bytes, limits: limits)
+        reader.skipWhitespace()
+        let value = try reader.parseValue(depth: 0)
+        reader.skipWhitespace()
+        guard reader.index == bytes.count else { throw JSONParseError(.trailingData, offset: reader.index) }
+        return value
+    }
+}
+
+private struct Reader {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let limits: JSONParser.Limits
+    var index = 0
+
+    init(bytes: UnsafeBufferPointer<UInt8>, limits: JSONParser.Limits) {
+        self.bytes = bytes
+        self.limits = limits
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    @inline(__always)
+    func peek() -> UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
+        guard let byte = peek() else { throw JSONParseError(.invalidSyntax, offset: index) }
+        switch byte {
+        case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+        case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+        default: throw JSONParseError(.invalidSyntax, offset: index)
+        }
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {
+        let count = literal.utf8CodeUnitCount
+        guard bytes.count - index >= count else { throw JSONParseError(.invalidSyntax, offset: index) }
+        let start = literal.utf8Start
+        for offset in 0..<count where bytes[index + offset] != start[offset] {
+            throw JSONParseError(.invalidSyntax, offset: index + offset)
+        }
+        index += count
+    }
+
+    mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+        guard depth <= limits.maxDepth else { throw JSONParseError(.tooDeep, offset: index) }
+        index += 1  // {
+        var object = JSONObject()
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") {
+            index += 1
+            return .object(object)
+        }
+        while true {
+            skipWhitespace()
+            guard peek() == UInt8(ascii: "\"") else { throw JSONParseError(.invalidSyntax, offset: index) }
+            let keyOffset = index
+            let key = try parseString()
+            skipWhitespace()
+            guard peek() == UInt8(ascii: ":") else { throw JSONParseError(.invalidSyntax, offset: index) }
+            index += 1
+            skipWhitespace()
+            let value = try parseValue(depth: depth)
+            if object.updateValue(value, forKey: key) != nil, limits.rejectDuplicateKeys {
+                throw JSONParseError(.duplicateKey, offset: keyOffset)
+            }
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"):
+                index += 1
+                return .object(object)
+            default: throw JSONParseError(.invalidSyntax, offset: index)
+            }
+        }
+    }
+
+    mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
+        guard depth <= limits.maxDepth else { throw JSONParseError(.tooDeep, offset: index) }
+        index += 1  // [
+        var array: [JSONValue] = []
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            index += 1
+            return .array(array)
+        }
+        while true {
+            skipWhitespace()
+            array.append(try parseValue(depth: depth))
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "]"):
+                index += 1
+                return .array(array)
+            default: throw JSONParseError(.invalidSyntax, offset: index)
+            }
+        }
+    }
+
+    mutating func parseNumber() throws(JSONParseError) -> JSONValue {
+        let start = index
+        var isInteger = true
+        if peek() == UInt8(ascii: "-") { index += 1 }
+        guard let first = peek(), first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else {
+            throw JSONParseError(.invalidNumber, offset: index)
+        }
+        if first == UInt8(ascii: "0") {
+            index += 1
+            if let next = peek(), next >= UInt8(ascii: "0"), next <= UInt8(ascii: "9") {
+                throw JSONParseError(.invalidNumber, offset: index)
+            }
+        } else {
+            skipDigits()
+        }
+        if peek() == UInt8(ascii: ".") {
+            isInteger = false
+            index += 1
+            guard skipDigits() > 0 else { throw JSONParseError(.invalidNumber, offset: index) }
+        }
+        if let e = peek(), e == UInt8(ascii: "e") || e == UInt8(ascii: "E") {
+            isInteger = false
+            index += 1
+            if let sign = peek(), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { index += 1 }
+            guard skipDigits() > 0 else { throw JSONParseError(.invalidNumber, offset: index) }
+        }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        if isInteger, let value = Int64(text) { return .int(value) }
+        guard let value = Double(text) else { throw JSONParseError(.invalidNumber, offset: start) }
+        return .double(value)
+    }
+
+    @discardableResult
+    mutating func skipDigits() -> Int {
+        let start = index
+        while let byte = peek(), byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") { index += 1 }
+        return index - start
+    }
+
+    mutating func parseString() throws(JSONParseError) -> String {
+        index += 1  // opening quote
+        let start = index
+        // Fast path: no escapes, ASCII or valid UTF-8 up to the closing quote.
+        var sawEscape = false
+        var sawNonASCII = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") { break }
+            if byte == UInt8(ascii: "\\") {
+                sawEscape = true
+                break
+            }
+            if byte < 0x20 { throw JSONParseError(.invalidString, offset: index) }
+            if byte >= 0x80 { sawNonASCII = true }
+            index += 1
+        }
+        guard index < bytes.count else { throw JSONParseError(.invalidString, offset: index) }
+        if !sawEscape {
+            let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
+            index += 1
+            if sawNonASCII {
+                guard let string = String(validating: slice, as: UTF8.self) else {
+                    throw JSONParseError(.invalidUTF8, offset: start)
+                }
+                return string
+            }
+            return String(decoding: slice, as: UTF8.self)
+        }
+        // Slow path with escapes.
+        var out = [UInt8](UnsafeBufferPointer(rebasing: bytes[start..<index]))
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                index += 1
+                guard let string = String(validating: out, as: UTF8.self) else {
+                    throw JSONParseError(.invalidUTF8, offset: start)
+                }
+                return string
+            case UInt8(ascii: "\\"):
+                index += 1
+                guard let escaped = peek() else { throw JSONParseError(.invalidString, offset: index) }
+                index += 1
+                switch escaped {
+                case UInt8(ascii: "\""): out.append(0x22)
+                case UInt8(ascii: "\\"): out.append(0x5C)
+                case UInt8(ascii: "/"): out.append(0x2F)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try parseHex4()
+                    if scalar >= 0xD800 && scalar <= 0xDBFF {
+                        guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"),
+                            bytes[index + 1] == UInt8(ascii: "u")
+                        else { throw JSONParseError(.invalidString, offset: index) }
+                        index += 2
+                        let low = try parseHex4()
+                        guard low >= 0xDC00 && low <= 0xDFFF else {
+                            throw JSONParseError(.invalidString, offset: index)
+                        }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if scalar >= 0xDC00 && scalar <= 0xDFFF {
+                        throw JSONParseError(.invalidString, offset: index)
+                    }
+                    guard let unicode = Unicode.Scalar(scalar) else {
+                        throw JSONParseError(.invalidString, offset: index)
+                    }
+                    out.append(contentsOf: UTF8.encode(unicode)!)
+                default: throw JSONParseError(.invalidString, offset: index - 1)
+                }
+            default:
+                if byte < 0x20 { throw JSONParseError(.invalidString, offset: index) }
+                out.append(byte)
+                index += 1
+            }
+        }
+        throw JSONParseError(.invalidString, offset: index)
+    }
+
+    mutating func parseHex4() throws(JSONParseError) -> UInt32 {
+        guard bytes.count - index >= 4 else { throw JSONParseError(.invalidString, offset: index) }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            default: throw JSONParseError(.invalidString, offset: index)
+            }
+            value = value << 4 | digit
+            index += 1
+        }
+        return value
+    }
+}

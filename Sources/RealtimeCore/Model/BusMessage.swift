@@ -1,0 +1,74 @@
+/// Where a bus message goes. Backends map each route to a channel.
+///
+/// A server always hears ``everyone``, ``control`` and its own ``server(_:)`` route; it hears ``user(_:)`` only
+/// while it holds a connection of that user and ``admins`` only while it holds an administrator connection
+/// (see ``EventBusSubscription/addInterest(_:)``), so its bus traffic follows its own connections.
+public enum BusRoute: Hashable, Sendable, CustomStringConvertible {
+    /// Events and notifications for one user.
+    case user(String)
+    /// Everything administrators may see.
+    case admins
+    /// Events and notifications for every connection.
+    case everyone
+    /// Cluster-wide commands (disconnect a user or a session).
+    case control
+    /// Commands for one server (disconnect one of its connections).
+    case server(ServerID)
+
+    public var description: String {
+        switch self {
+        case .user(let id): return "user:\(id)"
+        case .admins: return "admins"
+        case .everyone: return "everyone"
+        case .control: return "control"
+        case .server(let id): return "server:\(id)"
+        }
+    }
+
+    /// Parses ``description`` back.
+    public init?(_ description: String) {
+        switch description {
+        case "admins": self = .admins
+        case "everyone": self = .everyone
+        case "control": self = .control
+        default:
+            if description.hasPrefix("user:") {
+                self = .user(String(description.dropFirst(5)))
+            } else if description.hasPrefix("server:") {
+                self = .server(ServerID(String(description.dropFirst(7))))
+            } else {
+                return nil
+            }
+        }
+    }
+}
+
+/// What a bus message carries.
+public enum BusPayload: Sendable, Hashable {
+    case event(RealtimeEvent)
+    case notification(RealtimeNotification)
+    case control(ControlCommand)
+}
+
+/// One message on the event bus.
+public struct BusMessage: Sendable, Hashable {
+    /// The server that published it. A hub ignores its own messages (it delivered them locally already).
+    public var origin: ServerID
+    public var route: BusRoute
+    public var payload: BusPayload
+
+    public init(origin: ServerID, route: BusRoute, payload: BusPayload) {
+        self.origin = origin
+        self.route = route
+        self.payload = payload
+    }
+}
+
+/// What an ``EventBusSubscription`` yields.
+public enum BusDelivery: Sendable, Hashable {
+    /// A message on one of the subscription's routes.
+    case message(BusMessage)
+    /// Messages from other servers may have been missed between `from` and `to` (the bus was disconnected or
+    /// its buffer overflowed). The hub tells every local client with a `gap` message.
+    case gap(from: Timestamp, to: Timestamp)
+}

@@ -1,0 +1,105 @@
+/// Who may receive an event or notification.
+public enum EventScope: Hashable, Sendable, CustomStringConvertible {
+    /// One user's connections (and administrators watching).
+    case user(String)
+    /// Administrator connections only.
+    case admins
+    /// Every connection.
+    case everyone
+
+    public var description: String {
+        switch self {
+        case .user(let id): return "user:\(id)"
+        case .admins: return "admins"
+        case .everyone: return "everyone"
+        }
+    }
+}
+
+/// An authentication or security event.
+public struct RealtimeEvent: Sendable, Hashable {
+    /// Unique identifier (`evt_…` unless the publisher chose one).
+    public var id: String
+    public var type: EventType
+    /// The user the event is about, if any.
+    public var userID: String?
+    /// The session the event is about, if any.
+    public var sessionID: String?
+    public var timestamp: Timestamp
+    /// Event data: any JSON object.
+    public var data: JSONObject
+    public var scope: EventScope
+
+    /// Creates an event. Without an explicit scope, an event about a user is scoped to that user, an
+    /// `admin.*` or `presence.*` event to administrators, and anything else to everyone.
+    public init(
+        id: String = RandomID.event(),
+        type: EventType,
+        userID: String? = nil,
+        sessionID: String? = nil,
+        timestamp: Timestamp = .now(),
+        data: JSONObject = [:],
+        scope: EventScope? = nil
+    ) {
+        self.id = id
+        self.type = type
+        self.userID = userID
+        self.sessionID = sessionID
+        self.timestamp = timestamp
+        self.data = data
+        if let scope {
+            self.scope = scope
+        } else if type.isAdminOnly {
+            self.scope = .admins
+        } else if let userID {
+            self.scope = .user(userID)
+        } else {
+            self.scope = .everyone
+        }
+    }
+}
+
+/// The urgency of a notification.
+public enum NotificationLevel: String, Sendable, Hashable, CaseIterable {
+    case info, success, warning, error, critical
+}
+
+/// A human-facing notification. Delivered to its target without any subscription.
+public struct RealtimeNotification: Sendable, Hashable {
+    public var id: String
+    public var level: NotificationLevel
+    public var title: String
+    public var message: String
+    public var data: JSONObject
+    public var timestamp: Timestamp
+    /// `.user(id)` for one user, `.everyone` for a broadcast, `.admins` for administrators.
+    public var target: EventScope
+
+    public init(
+        id: String = "ntf_" + RandomID.hex(bytes: 12),
+        level: NotificationLevel,
+        title: String,
+        message: String,
+        data: JSONObject = [:],
+        timestamp: Timestamp = .now(),
+        target: EventScope
+    ) {
+        self.id = id
+        self.level = level
+        self.title = title
+        self.message = message
+        self.data = data
+        self.timestamp = timestamp
+        self.target = target
+    }
+}
+
+/// A cluster-wide command carried on the bus's control channel (or to one server).
+public enum ControlCommand: Sendable, Hashable {
+    /// Close every connection of a user.
+    case disconnectUser(userID: String, reason: String)
+    /// Close every connection of a session (after revocation).
+    case disconnectSession(sessionID: String, reason: String)
+    /// Close one connection.
+    case disconnectConnection(ConnectionID, reason: String)
+}
