@@ -363,7 +363,8 @@ public final class RealtimeHub: Service, Sendable {
             guard state.reserved.removeValue(forKey: core.id) != nil else { return false }
             if ticket.identity == nil {
                 state.awaitingAuth[core.id] = core
-                state.reserved[core.id] = .init(since: .now, core: core)  // counts against the limit until authenticated
+                // Keeps counting against the server-wide limit until authenticated.
+                state.reserved[core.id] = .init(since: .now, core: core)
             }
             return true
         }
