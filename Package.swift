@@ -19,6 +19,8 @@ let package = Package(
         // no HTTP server and no crypto library.
         .library(name: "RealtimeCore", targets: ["RealtimeCore"]),
         // MARK: products (helpers add theirs below this line)
+        // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
+        .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -47,9 +49,15 @@ let package = Package(
         ),
         .testTarget(
             name: "RealtimeCoreTests",
-            dependencies: ["RealtimeCore"],
+            dependencies: ["RealtimeCore", "RealtimeTesting"],
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
+        // `Testing` ships with the toolchain; it is not a package dependency.
+        .target(
+            name: "RealtimeTesting",
+            dependencies: ["RealtimeCore"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
