@@ -641,3 +641,23 @@ final class StopSignal: Sendable {
         }
     }
 }
+
+extension HubBackends {
+    /// In-memory backends for one process (development, tests). Pass the same `connectionStore` and `eventBus`
+    /// to several hubs to make them behave like the servers of one cluster.
+    public static func inMemory(
+        tokenVerifier: any TokenVerifier,
+        connectionStore: any ConnectionStore = InMemoryConnectionStore(),
+        eventBus: any EventBus = InMemoryEventBus(),
+        rateLimiter: any RateLimiter = InMemoryRateLimiter(),
+        sessionStore: any SessionStore = InMemorySessionStore()
+    ) -> HubBackends {
+        HubBackends(
+            tokenVerifier: tokenVerifier,
+            connectionStore: connectionStore,
+            eventBus: eventBus,
+            rateLimiter: rateLimiter,
+            sessionStore: sessionStore
+        )
+    }
+}
