@@ -211,7 +211,10 @@ extension RealtimeHub {
         components["rateLimiter"] = await backends.rateLimiter.healthCheck()
         components["sessionStore"] = await backends.sessionStore.healthCheck()
         let runtime = runtime.withLock { $0 }
-        var hub = ComponentHealth(status: .healthy, details: ["running": .bool(runtime.running)])
+        var hub = ComponentHealth(
+            status: .healthy,
+            details: ["running": .bool(runtime.running), "subscribed": .bool(runtime.subscribed)]
+        )
         if runtime.running && !runtime.subscribed {
             hub.status = .degraded
             hub.details["subscription"] = "down"

@@ -47,7 +47,12 @@ import Testing
         try await subscribe(admin, ["authentication.*", "admin.*", "system.*"])
         _ = try await admin.drainUntilPong()
 
-        try await hub.publishAuthenticationEvent(.authenticationLoginSuccess, userID: "alice", sessionID: "s-alice", data: ["ip": "192.0.2.1"])
+        try await hub.publishAuthenticationEvent(
+            .authenticationLoginSuccess,
+            userID: "alice",
+            sessionID: "s-alice",
+            data: ["ip": "192.0.2.1"]
+        )
         try await hub.publishSystemEvent(.systemMaintenanceScheduled, data: ["at": "02:00"])
         try await hub.publishAdminEvent(.adminUserCreated, userID: "dave")
         // An admin-only type is never delivered to users, even if published with an everyone scope.
@@ -58,7 +63,12 @@ import Testing
         let adminEvents = try await admin.drainUntilPong().compactMap { $0["payload"]?["type"]?.stringValue }
         #expect(aliceEvents == ["authentication.login.success", "system.maintenance.scheduled"])
         #expect(bobEvents == ["system.maintenance.scheduled"])
-        #expect(adminEvents == ["authentication.login.success", "system.maintenance.scheduled", "admin.user.created", "admin.role.assigned"])
+        #expect(
+            adminEvents == [
+                "authentication.login.success", "system.maintenance.scheduled", "admin.user.created",
+                "admin.role.assigned",
+            ]
+        )
     }
 
     @Test func theEventMessageCarriesTheEvent() async throws {
@@ -107,7 +117,9 @@ import Testing
         await #expect(throws: RealtimeError.self) {
             try await hub.publish(RealtimeEvent(type: .authenticationLogout, userID: "a", scope: .user("b")))
         }
-        await #expect(throws: RealtimeError.self) { try await hub.publishSecurityEvent(.authenticationLogout, userID: "a") }
+        await #expect(throws: RealtimeError.self) {
+            try await hub.publishSecurityEvent(.authenticationLogout, userID: "a")
+        }
     }
 
     @Test func notificationsNeedNoSubscription() async throws {
@@ -116,7 +128,13 @@ import Testing
         let bob = try await hub.connectClient(token: "bob-token")
         let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
         _ = try await admin.drainUntilPong()
-        await hub.sendUserNotification(userID: "alice", level: .warning, title: "Unusual Login Detected", message: "New device", data: ["device": "Unknown"])
+        await hub.sendUserNotification(
+            userID: "alice",
+            level: .warning,
+            title: "Unusual Login Detected",
+            message: "New device",
+            data: ["device": "Unknown"]
+        )
         await hub.sendBroadcastNotification(level: .info, title: "System Maintenance", message: "Tonight")
         await hub.sendAdminNotification(level: .critical, title: "Breach", message: "Investigate")
         let toAlice = try await alice.drainUntilPong().filter { $0["type"] == "notification" }
@@ -150,7 +168,10 @@ import Testing
 
     @Test func aSlowConsumerIsClosedAndDoesNotGrowMemory() async throws {
         let hub = try fixture.hub { $0.limits.outboundQueueFrames = 8 }
-        guard case .accept(let ticket) = await hub.authorizeUpgrade(UpgradeRequest(uri: "/ws/events?token=alice-token", remoteAddress: "127.0.0.1"))
+        guard
+            case .accept(let ticket) = await hub.authorizeUpgrade(
+                UpgradeRequest(uri: "/ws/events?token=alice-token", remoteAddress: "127.0.0.1")
+            )
         else { return }
         let connection = try await hub.connect(ticket)  // nobody reads its outbound frames
         await connection.receive(text: #"{"type":"subscribe","payload":{"eventTypes":["authentication.*"]}}"#)
@@ -191,12 +212,18 @@ import Testing
             for user in users {
                 group.addTask {
                     for index in 0..<perUser {
-                        try await hub.publishAuthenticationEvent(.authenticationLoginSuccess, userID: user, data: ["n": .int(Int64(index))])
+                        try await hub.publishAuthenticationEvent(
+                            .authenticationLoginSuccess,
+                            userID: user,
+                            data: ["n": .int(Int64(index))]
+                        )
                     }
                 }
             }
             group.addTask {
-                for index in 0..<perUser { try await hub.publishSystemEvent(.systemPerformanceDegraded, data: ["n": .int(Int64(index))]) }
+                for index in 0..<perUser {
+                    try await hub.publishSystemEvent(.systemPerformanceDegraded, data: ["n": .int(Int64(index))])
+                }
             }
             try await group.waitForAll()
         }
@@ -205,7 +232,10 @@ import Testing
             let own = events.filter { $0["payload"]?["type"] == "authentication.login.success" }
             #expect(own.count == perUser, "\(user)")
             #expect(own.allSatisfy { $0["payload"]?["userId"] == .string(user) })
-            #expect(own.map { $0["payload"]?["data"]?["n"]?.intValue } == (0..<perUser).map { Int64($0) }, "in publish order")
+            #expect(
+                own.map { $0["payload"]?["data"]?["n"]?.intValue } == (0..<perUser).map { Int64($0) },
+                "in publish order"
+            )
             #expect(events.count == perUser * 2)
         }
     }

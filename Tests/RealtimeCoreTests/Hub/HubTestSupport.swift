@@ -189,7 +189,7 @@ extension RealtimeHub {
         let task = Task { try await self.run() }
         // Wait for the bus subscription so cross-server delivery is in place.
         let deadline = ContinuousClock.now + .seconds(3)
-        while await healthCheck().components["hub"]?.details["running"] != true, ContinuousClock.now < deadline {
+        while await healthCheck().components["hub"]?.details["subscribed"] != true, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(2))
         }
         do {

@@ -181,7 +181,10 @@ import Testing
 
     @Test func firstMessageAuthentication() async throws {
         let hub = try fixture.hub { $0.firstMessageAuthentication = true }
-        guard case .accept(let ticket) = await hub.authorizeUpgrade(UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1"))
+        guard
+            case .accept(let ticket) = await hub.authorizeUpgrade(
+                UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1")
+            )
         else {
             Issue.record("rejected")
             return
@@ -196,7 +199,10 @@ import Testing
         #expect(connected["payload"]?["userId"] == "alice")
         #expect(try await fixture.store.count(.user("alice")) == 1)
 
-        guard case .accept(let second) = await hub.authorizeUpgrade(UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1"))
+        guard
+            case .accept(let second) = await hub.authorizeUpgrade(
+                UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1")
+            )
         else { return }
         let liar = TestClient(try await hub.connect(second))
         await liar.send(#"{"type":"auth","payload":{"token":"wrong"}}"#)
@@ -209,7 +215,10 @@ import Testing
             $0.authenticationTimeout = .milliseconds(200)
         }
         try await hub.running {
-            guard case .accept(let ticket) = await hub.authorizeUpgrade(UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1"))
+            guard
+                case .accept(let ticket) = await hub.authorizeUpgrade(
+                    UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1")
+                )
             else { return }
             let client = TestClient(try await hub.connect(ticket))
             let (code, reason) = try await client.nextClose()
