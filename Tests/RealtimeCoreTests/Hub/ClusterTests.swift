@@ -158,9 +158,10 @@ import Testing
             $0.serverTTL = .seconds(5)
             $0.authenticationTimeout = .milliseconds(200)
         }
+        // Subscribe before the survivor runs, so the purge cannot happen before anyone listens.
+        let admin = try await survivor.connectClient(token: "admin-token", path: "/ws/admin")
+        try await subscribe(admin, ["presence.user.offline"])
         try await survivor.running {
-            let admin = try await survivor.connectClient(token: "admin-token", path: "/ws/admin")
-            try await subscribe(admin, ["presence.user.offline"])
             let offline = try await admin.next(type: "event", timeout: .seconds(5))
             #expect(offline["payload"]?["userId"] == "alice")
             #expect(offline["payload"]?["data"]?["reason"] == "server_purged")

@@ -232,13 +232,13 @@ import Testing
             $0.authenticationTimeout = .milliseconds(200)
             $0.tokenExpiryWarning = .seconds(60)
         }
-        fixture.tokens.add("short", VerifiedIdentity(userID: "carol", expiresAt: .now() + .milliseconds(700)))
+        fixture.tokens.add("short", VerifiedIdentity(userID: "carol", expiresAt: .now() + .seconds(2)))
         try await hub.running {
             let client = try await hub.connectClient(token: "short")
             _ = try await client.next(type: "connected")
             let warning = try await client.next(type: "token_expiring")
             #expect(warning["payload"]?["expiresAt"]?.stringValue != nil)
-            let (code, _) = try await client.nextClose()
+            let (code, _) = try await client.nextClose(timeout: .seconds(5))
             #expect(code == .tokenExpired)
         }
     }
