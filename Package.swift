@@ -19,6 +19,8 @@ let package = Package(
         // no HTTP server and no crypto library.
         .library(name: "RealtimeCore", targets: ["RealtimeCore"]),
         // MARK: products (helpers add theirs below this line)
+        // JSON Web Token verification and signing on OpenSSL's libcrypto (a `TokenVerifier`).
+        .library(name: "RealtimeJWT", targets: ["RealtimeJWT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -51,5 +53,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
+        .target(
+            name: "RealtimeJWT",
+            dependencies: ["RealtimeCore", "CLibCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeJWTTests",
+            dependencies: ["RealtimeJWT", "RealtimeCore"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
