@@ -208,12 +208,12 @@ public final class JWTVerifier: TokenVerifier {
             guard !Self.registeredHeaders.contains(name) else {
                 throw TokenVerificationError(.malformed, "crit lists a registered header parameter")
             }
-            guard configuration.understoodCriticalHeaders.contains(name) else {
-                throw TokenVerificationError(
-                    .unsupportedCritical,
-                    "crit lists a parameter this verifier does not understand"
-                )
-            }
+        }
+        guard seen.isSubset(of: configuration.understoodCriticalHeaders) else {
+            throw TokenVerificationError(
+                .unsupportedCritical,
+                "crit lists a parameter this verifier does not understand"
+            )
         }
     }
 
