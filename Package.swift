@@ -21,6 +21,8 @@ let package = Package(
         // MARK: products (helpers add theirs below this line)
         // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
         .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
+        // JSON Web Token verification and signing on OpenSSL's libcrypto (a `TokenVerifier`).
+        .library(name: "RealtimeJWT", targets: ["RealtimeJWT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -57,6 +59,17 @@ let package = Package(
         .target(
             name: "RealtimeTesting",
             dependencies: ["RealtimeCore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "RealtimeJWT",
+            dependencies: ["RealtimeCore", "CLibCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeJWTTests",
+            dependencies: ["RealtimeJWT", "RealtimeCore"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
     ]
