@@ -72,7 +72,8 @@ public final class InMemoryRateLimiter<C: Clock>: RateLimiter where C.Duration =
                 "a cost of \(cost) can never fit policy \(policy.name)'s burst of \(policy.burst)"
             )
         }
-        let interval = max(1, Self.nanoseconds(policy.emissionInterval))
+        // Same as `policy.emissionInterval` in whole nanoseconds, without a 128-bit division.
+        let interval = max(1, Self.nanoseconds(policy.period) / Int64(policy.limit))
         let tolerance = Self.saturatingMultiply(interval, policy.burst)
         let increment = Self.saturatingMultiply(interval, cost)
         let now = Self.nanoseconds(epoch.duration(to: clock.now))
