@@ -74,3 +74,21 @@ let package = Package(
         ),
     ]
 )
+
+// Benchmarks: built only when REALTIMEHUB_BENCHMARKS is set, so library consumers never resolve or build them.
+//     REALTIMEHUB_BENCHMARKS=1 swift build -c release --product HubBenchmarks
+// See Documentation/Performance.md for the exact commands and the numbers.
+if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
+    package.targets.append(
+        .executableTarget(
+            name: "HubBenchmarks",
+            dependencies: [
+                "RealtimeCore",
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ],
+            path: "Benchmarks/HubBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+}
