@@ -70,6 +70,8 @@ struct HubState: Sendable {
     }
 
     var activeCount: Int { slotByID.count }
+    /// Entries in the pattern indexes (for tests: churn must not leave residue).
+    var indexEntryCount: Int { everyoneIndex.entryCount + adminIndex.entryCount }
     var occupancy: Int { slotByID.count + reserved.count }
     var localUserCount: Int { userSlots.count }
 

@@ -383,6 +383,9 @@ extension RealtimeHub {
         deliverLocally(event, routes: Self.routes(for: event.scope))
     }
 
+    /// Test hook: entries in the pattern indexes.
+    package var patternIndexEntryCount: Int { state.withLock { $0.indexEntryCount } }
+
     /// Benchmark hook: empties every outbound queue; returns how many frames were dropped.
     package func discardQueuedFramesForBenchmark() -> Int {
         state.withLock { $0.allCores }.reduce(0) { $0 + $1.queue.discardQueued() }
