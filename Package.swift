@@ -51,7 +51,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RealtimeCoreTests",
-            dependencies: ["RealtimeCore", "RealtimeTesting"],
+            dependencies: ["RealtimeCore", "RealtimeTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)

@@ -1,3 +1,4 @@
+import Logging
 import RealtimeCore
 import Synchronization
 import Testing
@@ -138,7 +139,9 @@ struct HubFixture {
     }
 
     func hub(_ adjust: (inout HubConfiguration) -> Void = { _ in }) throws -> RealtimeHub {
-        try RealtimeHub(
+        var logger = Logger(label: "realtime-hub-test")
+        logger.logLevel = .error
+        return try RealtimeHub(
             configuration: Self.configuration(adjust),
             backends: .inMemory(
                 tokenVerifier: tokens,
@@ -146,7 +149,8 @@ struct HubFixture {
                 eventBus: bus,
                 rateLimiter: limiter,
                 sessionStore: sessions
-            )
+            ),
+            logger: logger
         )
     }
 }
