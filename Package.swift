@@ -66,3 +66,22 @@ let package = Package(
         ),
     ]
 )
+
+// Benchmarks: built only when REALTIMEHUB_BENCHMARKS is set, so library consumers never resolve or build them.
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks
+// See Documentation/Performance.md.
+if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"))
+    package.targets.append(
+        .executableTarget(
+            name: "JWTBenchmarks",
+            dependencies: [
+                "RealtimeJWT",
+                "RealtimeCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            path: "Benchmarks/JWTBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+}
