@@ -343,6 +343,42 @@ done:
     return result;
 }
 
+/// A verification context for `pkey` with `md` (and PSS when `pss` is 1), initialised once so that each
+/// verification only copies it (`clibcrypto_verify_copy`) instead of fetching the algorithm again. NULL on
+/// failure. Free with `clibcrypto_md_ctx_free`.
+static inline EVP_MD_CTX *clibcrypto_verify_ctx_new(EVP_PKEY *pkey, const EVP_MD *md, int pss) {
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) goto fail;
+    if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) != 1) goto fail;
+    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
+        goto fail;
+    }
+    return ctx;
+fail:
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+static inline void clibcrypto_md_ctx_free(EVP_MD_CTX *ctx) { EVP_MD_CTX_free(ctx); }
+
+/// Verifies `sig` over `msg` with a copy of the template `tmpl` (only read, so threads may share it).
+/// Returns 1 when the signature verifies, 0 when it does not, -1 when the copy failed.
+static inline int clibcrypto_verify_copy(const EVP_MD_CTX *tmpl, const void *msg, size_t msg_len, const void *sig,
+                                         size_t sig_len) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int result = -1;
+    if (ctx != NULL && EVP_MD_CTX_copy_ex(ctx, tmpl) == 1) {
+        result = EVP_DigestVerify(ctx, (const unsigned char *)sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
+    }
+    EVP_MD_CTX_free(ctx);
+    if (result != 1) ERR_clear_error();
+    return result;
+}
+
 /// Signs `msg` with the private key `pkey` (see `clibcrypto_verify` for `md` and `pss`). Writes at most
 /// `*sig_len` bytes to `sig` and sets `*sig_len` to the signature's length. ECDSA signatures come out as DER.
 /// Returns 1 on success.

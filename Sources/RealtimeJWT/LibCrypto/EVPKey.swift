@@ -85,13 +85,17 @@ final class EVPKey: @unchecked Sendable {
     func verify(
         _ signature: UnsafeRawBufferPointer,
         for message: UnsafeRawBufferPointer,
-        algorithm: JWTAlgorithm
+        algorithm: JWTAlgorithm,
+        template: VerifyContext? = nil
     ) -> Bool {
         switch algorithm.family {
         case .hmac:
             return false
         case .rsa, .rsaPSS:
             guard signature.count == signatureSize else { return false }
+            if let result = template?.verify(signature.baseAddress, signature.count, message: message), result >= 0 {
+                return result == 1
+            }
             return clibcrypto_verify(
                 pointer,
                 algorithm.digest?.pointer,
@@ -103,6 +107,9 @@ final class EVPKey: @unchecked Sendable {
             ) == 1
         case .eddsa:
             guard signature.count == 64 else { return false }
+            if let result = template?.verify(signature.baseAddress, signature.count, message: message), result >= 0 {
+                return result == 1
+            }
             return clibcrypto_verify(
                 pointer,
                 nil,
@@ -124,6 +131,9 @@ final class EVPKey: @unchecked Sendable {
                     160
                 )
                 guard derLength > 0 else { return false }
+                if let result = template?.verify(der.baseAddress, Int(derLength), message: message), result >= 0 {
+                    return result == 1
+                }
                 return clibcrypto_verify(
                     pointer,
                     algorithm.digest?.pointer,
