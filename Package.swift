@@ -19,6 +19,8 @@ let package = Package(
         // no HTTP server and no crypto library.
         .library(name: "RealtimeCore", targets: ["RealtimeCore"]),
         // MARK: products (helpers add theirs below this line)
+        // Redis backends (connection store, event bus, rate limiter, sessions) on SwiftNIO + hiredis's RESP codec.
+        .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -26,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         // MARK: dependencies (helpers add theirs below this line)
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
     ],
     targets: [
         // OpenSSL's libcrypto (Debian: libssl-dev), used by RealtimeJWT and for the Redis bus's message HMAC.
@@ -51,5 +54,36 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
+        // hiredis (Debian: libhiredis-dev, 0.14), used only for RESP: its command formatter and reply reader.
+        // Only `internal import CHiredis` anywhere: no C type reaches a public API.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+        ),
+        .target(
+            name: "RealtimeRedis",
+            dependencies: [
+                "RealtimeCore",
+                "CHiredis",
+                "CLibCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeRedisTests",
+            dependencies: [
+                "RealtimeRedis",
+                "RealtimeCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
