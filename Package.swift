@@ -21,6 +21,8 @@ let package = Package(
         // MARK: products (helpers add theirs below this line)
         // Redis backends (connection store, event bus, rate limiter, sessions) on SwiftNIO + hiredis's RESP codec.
         .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
+        // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
+        .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -50,7 +52,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RealtimeCoreTests",
-            dependencies: ["RealtimeCore"],
+            dependencies: ["RealtimeCore", "RealtimeTesting"],
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
@@ -82,7 +84,14 @@ let package = Package(
                 "RealtimeCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                "RealtimeTesting",
             ],
+            swiftSettings: swiftSettings
+        ),
+        // `Testing` ships with the toolchain; it is not a package dependency.
+        .target(
+            name: "RealtimeTesting",
+            dependencies: ["RealtimeCore"],
             swiftSettings: swiftSettings
         ),
     ]

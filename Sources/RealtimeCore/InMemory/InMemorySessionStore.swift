@@ -1,0 +1,121 @@
+import Synchronization
+
+/// A ``SessionStore`` in process memory, in either ``SessionStoreMode``.
+///
+/// - ``SessionStoreMode/revocationList``: a session is active unless revoked; a revocation is kept until its
+///   `retainUntil` and then forgotten (the session's tokens have expired by then).
+/// - ``SessionStoreMode/registry``: a session is active only between ``create(_:userID:expiresAt:)`` and the
+///   earlier of its `expiresAt` and ``revoke(_:retainUntil:)``.
+///
+/// Memory is bounded: entries past their time are swept when the map has doubled since the last sweep, and at
+/// most `maxEntries` entries are held; a `create` or `revoke` that would need more is refused with
+/// ``RealtimeError/Code/limitExceeded`` (fail closed for revocations: the caller learns the revocation was
+/// not recorded).
+public final class InMemorySessionStore: SessionStore {
+    public let mode: SessionStoreMode
+    /// The most sessions (registry mode) or revocations (revocation-list mode) held at once.
+    public let maxEntries: Int
+    private let now: @Sendable () -> Timestamp
+    private let state: Mutex<State>
+
+    /// Creates an empty store.
+    /// - Parameters:
+    ///   - mode: How the store decides whether a session is active.
+    ///   - maxEntries: The most entries held at once.
+    ///   - now: The wall clock deciding expiry (tests pass a manual clock).
+    public init(
+        mode: SessionStoreMode = .revocationList,
+        maxEntries: Int = 1_000_000,
+        now: @escaping @Sendable () -> Timestamp = Timestamp.now
+    ) {
+        precondition(maxEntries > 0, "maxEntries must be positive")
+        self.mode = mode
+        self.maxEntries = maxEntries
+        self.now = now
+        self.state = Mutex(State(sweepAt: min(maxEntries, 1024)))
+    }
+
+    public func isActive(_ sessionID: String) async throws(RealtimeError) -> Bool {
+        let now = self.now()
+        return state.withLock { $0.isActive(sessionID, mode: mode, now: now) }
+    }
+
+    public func create(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
+        let now = self.now()
+        let (mode, maxEntries) = (self.mode, self.maxEntries)
+        try state.withLock { state throws(RealtimeError) in
+            switch mode {
+            case .revocationList:
+                state.entries[sessionID] = nil
+            case .registry:
+                guard expiresAt > now else {
+                    state.entries[sessionID] = nil
+                    return
+                }
+                try state.makeRoom(for: sessionID, now: now, maxEntries: maxEntries)
+                state.entries[sessionID] = expiresAt
+            }
+        }
+    }
+
+    @discardableResult
+    public func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool {
+        let now = self.now()
+        let (mode, maxEntries) = (self.mode, self.maxEntries)
+        return try state.withLock { state throws(RealtimeError) in
+            let wasActive = state.isActive(sessionID, mode: mode, now: now)
+            switch mode {
+            case .revocationList:
+                let until = max(retainUntil, state.entries[sessionID] ?? retainUntil)
+                guard until > now else { return wasActive }
+                try state.makeRoom(for: sessionID, now: now, maxEntries: maxEntries)
+                state.entries[sessionID] = until
+            case .registry:
+                state.entries[sessionID] = nil
+            }
+            return wasActive
+        }
+    }
+
+    /// Entries currently held (including expired ones not yet swept).
+    package var entryCount: Int { state.withLock { $0.entries.count } }
+
+    /// Forgets every expired entry now.
+    package func sweep() {
+        let now = self.now()
+        state.withLock { $0.sweep(now: now, maxEntries: maxEntries) }
+    }
+}
+
+extension InMemorySessionStore {
+    private struct State {
+        /// Revocation-list mode: revoked session → until when the revocation is kept.
+        /// Registry mode: registered session → when it expires.
+        var entries: [String: Timestamp] = [:]
+        var sweepAt: Int
+
+        func isActive(_ sessionID: String, mode: SessionStoreMode, now: Timestamp) -> Bool {
+            switch mode {
+            case .revocationList:
+                guard let until = entries[sessionID] else { return true }
+                return until <= now
+            case .registry:
+                guard let expiresAt = entries[sessionID] else { return false }
+                return expiresAt > now
+            }
+        }
+
+        mutating func makeRoom(for sessionID: String, now: Timestamp, maxEntries: Int) throws(RealtimeError) {
+            guard entries[sessionID] == nil, entries.count >= sweepAt else { return }
+            sweep(now: now, maxEntries: maxEntries)
+            if entries.count >= maxEntries {
+                throw RealtimeError(.limitExceeded, "the session store holds its maximum of \(maxEntries) entries")
+            }
+        }
+
+        mutating func sweep(now: Timestamp, maxEntries: Int) {
+            entries = entries.filter { $0.value > now }
+            sweepAt = min(maxEntries, max(1024, entries.count * 2))
+        }
+    }
+}

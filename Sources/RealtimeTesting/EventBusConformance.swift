@@ -1,0 +1,203 @@
+public import RealtimeCore
+import Testing
+
+/// Checks that an ``EventBus`` keeps every rule of the protocol's contract.
+///
+/// `makeCluster(n)` returns `n` buses that form one cluster: a message published on one reaches the
+/// subscriptions of all (for ``InMemoryEventBus``, the same instance `n` times; for a Redis bus, `n`
+/// connections to one server and namespace).
+///
+/// The suite assumes that ``EventBusSubscription/addInterest(_:)`` and ``EventBus/subscribe(server:)`` are
+/// effective when they return, and checks that a route is *not* heard by publishing a sentinel on the
+/// subscription's own ``BusRoute/server(_:)`` route afterwards from the same publisher: the next message must
+/// be the sentinel. ``BusDelivery/gap(from:to:)`` deliveries are skipped. Waiting for a delivery has no
+/// timeout of its own: give the calling `@Test` a `.timeLimit`.
+public enum EventBusConformance {
+    /// A factory of one cluster of `count` buses.
+    public typealias MakeCluster = @Sendable (_ count: Int) async throws -> [any EventBus]
+
+    /// Runs every check, each on a new cluster.
+    public static func run(makeCluster: MakeCluster) async throws {
+        try await alwaysHearsEveryoneControlAndOwnServer(makeCluster: makeCluster)
+        try await routesUserAndAdminsByCountedInterest(makeCluster: makeCluster)
+        try await keepsPublishOrderPerPublisher(makeCluster: makeCluster)
+        try await closeFinishesDeliveries(makeCluster: makeCluster)
+    }
+
+    static func message(_ origin: ServerID, _ route: BusRoute, _ label: String) -> BusMessage {
+        BusMessage(
+            origin: origin,
+            route: route,
+            payload: .control(.disconnectUser(userID: "conformance", reason: label))
+        )
+    }
+
+    static func label(of message: BusMessage) -> String? {
+        if case .control(.disconnectUser(_, let reason)) = message.payload { return reason }
+        return nil
+    }
+
+    /// The next message, skipping gaps; `nil` when the stream finished.
+    static func nextMessage(_ iterator: inout AsyncStream<BusDelivery>.Iterator) async -> BusMessage? {
+        while let delivery = await iterator.next() {
+            if case .message(let message) = delivery { return message }
+        }
+        return nil
+    }
+
+    /// Publishes a sentinel on the subscriber's own server route and expects it to be the next message, proving
+    /// that nothing else was delivered before it.
+    static func expectNothingBefore(
+        sentinel publisher: any EventBus,
+        from origin: ServerID,
+        to server: ServerID,
+        _ iterator: inout AsyncStream<BusDelivery>.Iterator,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let sentinel = uniqueName("sentinel")
+        try await publisher.publish(message(origin, .server(server), sentinel))
+        let next = await nextMessage(&iterator)
+        #expect(next.flatMap(label(of:)) == sentinel, sourceLocation: sourceLocation)
+    }
+
+    /// Every subscription hears ``BusRoute/everyone`` and ``BusRoute/control`` (the publisher's own included),
+    /// and ``BusRoute/server(_:)`` reaches only the named server.
+    public static func alwaysHearsEveryoneControlAndOwnServer(makeCluster: MakeCluster) async throws {
+        let buses = try await makeCluster(2)
+        let (serverA, serverB) = (ServerID(uniqueName("srv")), ServerID(uniqueName("srv")))
+        let subA = try await buses[0].subscribe(server: serverA)
+        let subB = try await buses[1].subscribe(server: serverB)
+        var itA = subA.deliveries.makeAsyncIterator()
+        var itB = subB.deliveries.makeAsyncIterator()
+
+        let broadcast = message(serverA, .everyone, uniqueName("everyone"))
+        try await buses[0].publish(broadcast)
+        #expect(await nextMessage(&itA) == broadcast)
+        #expect(await nextMessage(&itB) == broadcast)
+
+        let control = message(serverB, .control, uniqueName("control"))
+        try await buses[1].publish(control)
+        #expect(await nextMessage(&itA) == control)
+        #expect(await nextMessage(&itB) == control)
+
+        let direct = message(serverA, .server(serverB), uniqueName("direct"))
+        try await buses[0].publish(direct)
+        #expect(await nextMessage(&itB) == direct)
+        try await expectNothingBefore(sentinel: buses[0], from: serverA, to: serverA, &itA)
+
+        await subA.close()
+        await subB.close()
+    }
+
+    /// ``BusRoute/user(_:)`` and ``BusRoute/admins`` are heard only while interest is held, and interest is
+    /// counted.
+    public static func routesUserAndAdminsByCountedInterest(makeCluster: MakeCluster) async throws {
+        let buses = try await makeCluster(2)
+        let (serverA, serverB) = (ServerID(uniqueName("srv")), ServerID(uniqueName("srv")))
+        let user = uniqueName("user")
+        let subA = try await buses[0].subscribe(server: serverA)
+        let subB = try await buses[1].subscribe(server: serverB)
+        var itA = subA.deliveries.makeAsyncIterator()
+        var itB = subB.deliveries.makeAsyncIterator()
+
+        // No interest yet: not heard.
+        try await buses[0].publish(message(serverA, .user(user), "early"))
+        try await buses[0].publish(message(serverA, .admins, "early-admins"))
+        try await expectNothingBefore(sentinel: buses[0], from: serverA, to: serverB, &itB)
+
+        try await subB.addInterest(.user(user))
+        try await subB.addInterest(.user(user))
+        try await subB.addInterest(.admins)
+        let toUser = message(serverA, .user(user), uniqueName("user"))
+        try await buses[0].publish(toUser)
+        #expect(await nextMessage(&itB) == toUser)
+        let toAdmins = message(serverA, .admins, uniqueName("admins"))
+        try await buses[0].publish(toAdmins)
+        #expect(await nextMessage(&itB) == toAdmins)
+        // Another user's route is not heard; A (no interest) heard none of it.
+        try await buses[0].publish(message(serverA, .user(uniqueName("other")), "other"))
+        try await expectNothingBefore(sentinel: buses[0], from: serverA, to: serverB, &itB)
+        try await expectNothingBefore(sentinel: buses[1], from: serverB, to: serverA, &itA)
+
+        // One of two interests removed: still heard.
+        try await subB.removeInterest(.user(user))
+        try await subB.removeInterest(.admins)
+        let stillHeard = message(serverA, .user(user), uniqueName("still"))
+        try await buses[0].publish(stillHeard)
+        #expect(await nextMessage(&itB) == stillHeard)
+        try await buses[0].publish(message(serverA, .admins, "admins-after-removal"))
+        try await expectNothingBefore(sentinel: buses[0], from: serverA, to: serverB, &itB)
+
+        // Both removed: no longer heard.
+        try await subB.removeInterest(.user(user))
+        try await buses[0].publish(message(serverA, .user(user), "after-removal"))
+        try await expectNothingBefore(sentinel: buses[0], from: serverA, to: serverB, &itB)
+
+        // The publisher's own interest delivers to itself too.
+        try await subA.addInterest(.user(user))
+        let own = message(serverA, .user(user), uniqueName("own"))
+        try await buses[0].publish(own)
+        #expect(await nextMessage(&itA) == own)
+
+        await subA.close()
+        await subB.close()
+    }
+
+    /// Messages of one publisher arrive in publish order, even when two publishers interleave.
+    public static func keepsPublishOrderPerPublisher(makeCluster: MakeCluster) async throws {
+        let buses = try await makeCluster(3)
+        let (serverA, serverB, serverC) = (
+            ServerID(uniqueName("srv")), ServerID(uniqueName("srv")), ServerID(uniqueName("srv"))
+        )
+        let user = uniqueName("user")
+        let subC = try await buses[2].subscribe(server: serverC)
+        try await subC.addInterest(.user(user))
+        var itC = subC.deliveries.makeAsyncIterator()
+        let count = 200
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (bus, origin) in [(buses[0], serverA), (buses[1], serverB)] {
+                group.addTask {
+                    for index in 0..<count {
+                        let route: BusRoute = index.isMultiple(of: 3) ? .everyone : .user(user)
+                        try await bus.publish(message(origin, route, "\(index)"))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        var next: [ServerID: Int] = [serverA: 0, serverB: 0]
+        for _ in 0..<(2 * count) {
+            let received = try #require(await nextMessage(&itC))
+            let index = try #require(label(of: received).flatMap { Int($0) })
+            #expect(index == next[received.origin], "out of order from \(received.origin)")
+            next[received.origin] = index + 1
+        }
+        #expect(next == [serverA: count, serverB: count])
+        await subC.close()
+    }
+
+    /// ``EventBusSubscription/close()`` finishes ``EventBusSubscription/deliveries``, and publishing
+    /// afterwards still works for the others.
+    public static func closeFinishesDeliveries(makeCluster: MakeCluster) async throws {
+        let buses = try await makeCluster(2)
+        let (serverA, serverB) = (ServerID(uniqueName("srv")), ServerID(uniqueName("srv")))
+        let subA = try await buses[0].subscribe(server: serverA)
+        let subB = try await buses[1].subscribe(server: serverB)
+        var itA = subA.deliveries.makeAsyncIterator()
+        var itB = subB.deliveries.makeAsyncIterator()
+        try await buses[0].publish(message(serverA, .everyone, "before-close"))
+        await subB.close()
+        // Whatever was buffered may still be delivered, then the stream ends.
+        var drained = 0
+        while await itB.next() != nil { drained += 1 }
+        #expect(drained <= 1)
+        #expect(await itB.next() == nil)
+
+        try await buses[0].publish(message(serverA, .everyone, "after-close"))
+        #expect(await nextMessage(&itA).flatMap(label(of:)) == "before-close")
+        #expect(await nextMessage(&itA).flatMap(label(of:)) == "after-close")
+        await subB.close()
+        await subA.close()
+        #expect(await itA.next() == nil)
+    }
+}

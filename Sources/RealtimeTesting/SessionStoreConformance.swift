@@ -1,0 +1,84 @@
+public import RealtimeCore
+import Testing
+
+/// Checks that a ``SessionStore`` keeps the contract of both ``SessionStoreMode``s.
+///
+/// `makeStore(mode)` returns an empty store in `mode` (for a shared server, one in a fresh namespace).
+/// Expiries are set `time.ttl` ahead and checked after `time.advance`.
+public enum SessionStoreConformance {
+    /// A factory of empty stores in a given mode.
+    public typealias MakeStore = @Sendable (_ mode: SessionStoreMode) async throws -> any SessionStore
+
+    /// Runs every check, each on a new store.
+    public static func run(makeStore: MakeStore, time: ConformanceTime) async throws {
+        try await revocationListRevokesAndForgets(makeStore: makeStore, time: time)
+        try await revocationListCreateClearsRevocation(makeStore: makeStore, time: time)
+        try await registryAdmitsOnlyCreatedSessions(makeStore: makeStore, time: time)
+        try await registrySessionsExpire(makeStore: makeStore, time: time)
+    }
+
+    /// Revocation list: sessions are active unless revoked; `revoke` reports whether the session was active;
+    /// a revocation is kept until `retainUntil` and then forgotten.
+    public static func revocationListRevokesAndForgets(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let store = try await makeStore(.revocationList)
+        #expect(store.mode == .revocationList)
+        let (session, other) = (uniqueName("sess"), uniqueName("sess"))
+        #expect(try await store.isActive(session))
+        #expect(try await store.revoke(session, retainUntil: time.now() + time.ttl * 2))
+        #expect(try await !store.isActive(session))
+        #expect(try await store.isActive(other))
+        #expect(try await !store.revoke(session, retainUntil: time.now() + time.ttl * 2))
+
+        try await time.advance(time.ttl)
+        #expect(try await !store.isActive(session), "a revocation is kept until retainUntil")
+        try await time.advance(time.ttl * 2)
+        #expect(try await store.isActive(session), "a revocation is forgotten after retainUntil")
+
+        // A revocation whose retention has already passed changes nothing.
+        let late = uniqueName("sess")
+        #expect(try await store.revoke(late, retainUntil: time.now() - time.ttl))
+        #expect(try await store.isActive(late))
+    }
+
+    /// Revocation list: ``SessionStore/create(_:userID:expiresAt:)`` clears an earlier revocation.
+    public static func revocationListCreateClearsRevocation(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let store = try await makeStore(.revocationList)
+        let session = uniqueName("sess")
+        try await store.create(session, userID: uniqueName("user"), expiresAt: time.now() + time.ttl * 10)
+        #expect(try await store.isActive(session))
+        try await store.revoke(session, retainUntil: time.now() + time.ttl * 10)
+        #expect(try await !store.isActive(session))
+        try await store.create(session, userID: uniqueName("user"), expiresAt: time.now() + time.ttl * 10)
+        #expect(try await store.isActive(session))
+    }
+
+    /// Registry: only created sessions are active, until revoked.
+    public static func registryAdmitsOnlyCreatedSessions(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let store = try await makeStore(.registry)
+        #expect(store.mode == .registry)
+        let (session, unknown) = (uniqueName("sess"), uniqueName("sess"))
+        #expect(try await !store.isActive(session))
+        try await store.create(session, userID: uniqueName("user"), expiresAt: time.now() + time.ttl * 10)
+        #expect(try await store.isActive(session))
+        #expect(try await !store.isActive(unknown))
+        #expect(try await store.revoke(session, retainUntil: time.now() + time.ttl * 10))
+        #expect(try await !store.isActive(session))
+        #expect(try await !store.revoke(session, retainUntil: time.now() + time.ttl * 10))
+        #expect(try await !store.revoke(unknown, retainUntil: time.now() + time.ttl * 10))
+        #expect(try await !store.isActive(unknown))
+    }
+
+    /// Registry: a session stops being active at its `expiresAt`.
+    public static func registrySessionsExpire(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let store = try await makeStore(.registry)
+        let (short, long) = (uniqueName("sess"), uniqueName("sess"))
+        try await store.create(short, userID: uniqueName("user"), expiresAt: time.now() + time.ttl)
+        try await store.create(long, userID: uniqueName("user"), expiresAt: time.now() + time.ttl * 10)
+        try await time.advance(time.ttl / 2)
+        #expect(try await store.isActive(short))
+        try await time.advance(time.ttl)
+        #expect(try await !store.isActive(short), "a registry session expires at expiresAt")
+        #expect(try await store.isActive(long))
+        #expect(try await !store.revoke(short, retainUntil: time.now() + time.ttl), "an expired session was not active")
+    }
+}
