@@ -2,7 +2,7 @@ import RealtimeCore
 import RealtimeRedis
 import Testing
 
-@Suite(.enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL"))
+@Suite(.enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL"), .timeLimit(.minutes(1)))
 struct RedisClientTests {
     @Test func commandsReturnEveryReplyType() async throws {
         try await withRedis { configuration, _ in

@@ -3,7 +3,7 @@ import RealtimeRedis
 import RealtimeTesting
 import Testing
 
-@Suite(.enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL"))
+@Suite(.enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL"), .timeLimit(.minutes(1)))
 struct RedisRateLimiterTests {
     @Test func conformsToTheRateLimiterContract() async throws {
         try await withRedis { configuration, _ in
