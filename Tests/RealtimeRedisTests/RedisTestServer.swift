@@ -156,3 +156,9 @@ func eventually(
     }
     return try await condition()
 }
+
+/// Every suite that talks to Redis, run one test at a time: each starts its own redis-server and several measure
+/// time (TTLs, rate-limit refills, timeouts), which is only meaningful when the 2 cores are not shared with every
+/// other test at once.
+@Suite(.enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL"), .serialized)
+enum RedisIntegrationTests {}
