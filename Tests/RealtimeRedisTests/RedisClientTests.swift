@@ -101,10 +101,20 @@ extension RedisIntegrationTests {
                 let start = ContinuousClock.now
                 let error = await #expect(throws: RealtimeError.self) { try await client.send(RedisCommand("PING")) }
                 #expect(error?.code == .timeout)
+                // A pipeline times out as a whole, and its three late replies are discarded too.
+                let batch = await #expect(throws: RealtimeError.self) {
+                    try await client.pipeline([RedisCommand("PING"), RedisCommand("PING"), RedisCommand("PING")])
+                }
+                #expect(batch?.code == .timeout)
                 #expect(ContinuousClock.now - start < .milliseconds(900))
                 _ = try await sleeping
                 // The late reply to the timed-out PING is discarded; later replies still match their commands.
                 #expect(try await client.send(RedisCommand("ECHO", "after")).string == "after")
+                #expect(
+                    try await client.pipeline([RedisCommand("ECHO", "a"), RedisCommand("ECHO", "b")]).map(\.string) == [
+                        "a", "b",
+                    ]
+                )
                 await client.shutdown()
                 await admin.shutdown()
             }

@@ -25,6 +25,9 @@ public final class RedisRateLimiter: RateLimiter, Sendable {
         var lastError: String?
     }
 
+    /// The GCRA script's Lua source (for benchmarks that call it with `redis-benchmark`).
+    public static var scriptSource: String { script.source }
+
     static let script = RedisScript(
         """
         local t = redis.call('TIME')

@@ -2,19 +2,44 @@ import DequeModule
 import NIOCore
 import RealtimeCore
 
-/// What a ``RedisConnection`` writes to its channel: one encoded command and, unless it is fire-and-forget, the
-/// promise for its reply.
+/// Who waits for the reply (or replies) of one request.
+enum ReplyWaiter: Sendable {
+    /// NIO code (handshake, canary, publish-queue flush) waits on a promise.
+    case promise(EventLoopPromise<RESPValue>)
+    /// An `async` caller waits on a continuation, resumed straight from the event loop (no extra hop to register
+    /// a future callback).
+    case continuation(UnsafeContinuation<RESPValue, any Error>)
+    /// A pipeline of `count` commands resumes once, with every reply.
+    case batch(count: Int, UnsafeContinuation<[RESPValue], any Error>)
+
+    var replyCount: Int {
+        if case .batch(let count, _) = self { return count }
+        return 1
+    }
+
+    func fail(_ error: RealtimeError) {
+        switch self {
+        case .promise(let promise): promise.fail(error)
+        case .continuation(let continuation): continuation.resume(throwing: error)
+        case .batch(_, let continuation): continuation.resume(throwing: error)
+        }
+    }
+}
+
+/// What a ``RedisConnection`` writes to its channel: encoded commands and, in order, who waits for their replies.
 struct RedisOutbound: Sendable {
     var bytes: ByteBuffer
-    var promise: EventLoopPromise<RESPValue>?
+    var waiters: [ReplyWaiter]
 }
 
 /// The channel handler of one Redis connection: writes encoded commands, feeds the bytes read to hiredis's reader,
-/// and completes the pending promises in FIFO order (Redis answers pipelined commands in the order it received
-/// them).
+/// and completes the waiters in FIFO order (Redis answers pipelined commands in the order it received them).
 ///
 /// On a pub/sub connection, `message` pushes are not replies: they go to `onPush` on the event loop, while
-/// subscribe/unsubscribe confirmations still complete the promises of the commands that asked for them.
+/// subscribe/unsubscribe confirmations still complete the waiters of the commands that asked for them.
+///
+/// Every waiter is completed exactly once: by its reply, by its timeout (its late reply is then discarded), or
+/// when the connection goes away.
 ///
 /// Not `Sendable`: lives on its channel's event loop.
 final class RESPChannelHandler: ChannelDuplexHandler {
@@ -23,8 +48,9 @@ final class RESPChannelHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var promise: EventLoopPromise<RESPValue>
+        var waiter: ReplyWaiter
         var deadline: NIODeadline
+        var replies: [RESPValue] = []
     }
 
     private let parser = RESPParser()
@@ -58,8 +84,9 @@ final class RESPChannelHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let outbound = unwrapOutboundIn(data)
-        if let reply = outbound.promise {
-            pending.append(Pending(promise: reply, deadline: .now() + commandTimeout))
+        let deadline = NIODeadline.now() + commandTimeout
+        for waiter in outbound.waiters {
+            pending.append(Pending(waiter: waiter, deadline: deadline))
         }
         context.write(wrapOutboundOut(outbound.bytes), promise: promise)
     }
@@ -93,29 +120,44 @@ final class RESPChannelHandler: ChannelDuplexHandler {
             onPush(value)
             return
         }
-        guard let first = pending.popFirst() else {
-            // A reply nobody waits for: a push on a pub/sub connection (e.g. a confirmation of a fire-and-forget
-            // command), or a protocol slip, which we ignore rather than mismatch later replies.
+        guard !pending.isEmpty else {
+            // A reply nobody waits for: on a pub/sub connection a push we don't track; otherwise a protocol slip,
+            // which we ignore rather than mismatch later replies.
             onPush?(value)
             return
         }
-        if expiredAtFront > 0 {
+        let expired = expiredAtFront > 0
+        let count = pending[0].waiter.replyCount
+        if count > 1 {
+            // A batch leaves the FIFO only with its last reply.
+            pending[0].replies.append(expired ? .null : value)
+            guard pending[0].replies.count == count else { return }
+        }
+        let entry = pending.removeFirst()
+        if expired {
             expiredAtFront -= 1
             return
         }
-        first.promise.succeed(value)
+        switch entry.waiter {
+        case .promise(let promise): promise.succeed(value)
+        case .continuation(let continuation): continuation.resume(returning: value)
+        case .batch(_, let continuation): continuation.resume(returning: entry.replies)
+        }
     }
 
+    private static let messageKind = Array("message".utf8)
+    private static let patternMessageKind = Array("pmessage".utf8)
+
     private static func isPush(_ value: RESPValue) -> Bool {
-        guard case .array(let elements) = value, let kind = elements.first?.bytes else { return false }
-        return kind == Array("message".utf8) || kind == Array("pmessage".utf8)
+        guard case .array(let elements) = value, case .bulkString(let kind) = elements.first else { return false }
+        return kind == messageKind || kind == patternMessageKind
     }
 
     private func failExpired() {
         let now = NIODeadline.now()
         var index = expiredAtFront
         while index < pending.count, pending[index].deadline <= now {
-            pending[index].promise.fail(
+            pending[index].waiter.fail(
                 RealtimeError(.timeout, "Redis did not answer within \(commandTimeout.nanoseconds / 1_000_000) ms")
             )
             index += 1
@@ -125,10 +167,11 @@ final class RESPChannelHandler: ChannelDuplexHandler {
 
     private func failAll(_ error: RealtimeError) {
         let failed = pending
+        let expired = expiredAtFront
         pending.removeAll()
-        for (index, entry) in failed.enumerated() where index >= expiredAtFront {
-            entry.promise.fail(error)
-        }
         expiredAtFront = 0
+        for (index, entry) in failed.enumerated() where index >= expired {
+            entry.waiter.fail(error)
+        }
     }
 }

@@ -78,42 +78,48 @@ public final class RedisClient: Sendable {
     ///   while the command was in flight, or Redis answered with an error (then ``RealtimeError/underlying`` is
     ///   a ``RedisServerError``); ``RealtimeError/Code/timeout`` if no reply came within the command timeout.
     public func send(_ command: RedisCommand) async throws(RealtimeError) -> RESPValue {
-        try await Self.result(of: sendFuture(command))
+        try Self.checked(try await connection(affinity: nil) { connection in try await connection.execute(command) })
     }
 
     /// Sends one command on the connection chosen by `affinity`, so commands with the same affinity are written
     /// to Redis in the order they were sent (unless that connection is down).
     public func send(_ command: RedisCommand, affinity: Int) async throws(RealtimeError) -> RESPValue {
-        try await Self.result(of: sendFuture(command, affinity: affinity))
+        try Self.checked(
+            try await connection(affinity: affinity) { connection in try await connection.execute(command) }
+        )
     }
 
     /// Sends commands back to back on one connection and returns their replies in order. Error replies are
     /// returned as ``RESPValue/error(_:)``, not thrown.
     public func pipeline(_ commands: [RedisCommand]) async throws(RealtimeError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        let futures: [EventLoopFuture<RESPValue>]
-        let slot = chooseSlot(affinity: nil)
-        if let connection = slot.activeConnection {
-            futures = connection.send(commands)
-        } else {
-            let connection: RedisConnection
-            do {
-                connection = try await slot.connection().get()
-            } catch {
-                throw Self.mapped(error)
-            }
-            futures = connection.send(commands)
+        return try await connection(affinity: nil) { connection in try await connection.execute(commands) }
+    }
+
+    /// Runs `body` with a connection: a connected one if any, else (during the very first connect only) the one
+    /// being connected.
+    private func connection<Result>(
+        affinity: Int?,
+        _ body: (RedisConnection) async throws -> Result
+    ) async throws(RealtimeError) -> Result {
+        let slot = chooseSlot(affinity: affinity)
+        do {
+            if let connection = slot.activeConnection { return try await body(connection) }
+            return try await body(try await slot.connection().get())
+        } catch {
+            throw Self.mapped(error)
         }
-        var replies: [RESPValue] = []
-        replies.reserveCapacity(futures.count)
-        for future in futures {
-            do {
-                replies.append(try await future.get())
-            } catch {
-                throw Self.mapped(error)
-            }
+    }
+
+    private static func checked(_ value: RESPValue) throws(RealtimeError) -> RESPValue {
+        if case .error(let message) = value {
+            throw RealtimeError(
+                .backendUnavailable,
+                "Redis answered with an error",
+                underlying: RedisServerError(message)
+            )
         }
-        return replies
+        return value
     }
 
     /// Sends a command and returns the future of its raw reply (an error reply is a value, not a failure).
@@ -136,23 +142,6 @@ public final class RedisClient: Sendable {
             if slot.activeConnection != nil { return slot }
         }
         return slots[start]
-    }
-
-    static func result(of future: EventLoopFuture<RESPValue>) async throws(RealtimeError) -> RESPValue {
-        let value: RESPValue
-        do {
-            value = try await future.get()
-        } catch {
-            throw mapped(error)
-        }
-        if case .error(let message) = value {
-            throw RealtimeError(
-                .backendUnavailable,
-                "Redis answered with an error",
-                underlying: RedisServerError(message)
-            )
-        }
-        return value
     }
 
     static func mapped(_ error: any Error) -> RealtimeError {

@@ -88,25 +88,35 @@ final class RedisConnection: Sendable {
     /// timeout fails the future with a ``RealtimeError``.
     func send(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
         let promise = eventLoop.makePromise(of: RESPValue.self)
-        var bytes = channel.allocator.buffer(capacity: command.storage.count + 16 * command.count)
-        do {
-            try RESPEncoder.encode(command, into: &bytes)
-        } catch {
-            promise.fail(error)
-            return promise.futureResult
-        }
-        enqueue(RedisOutbound(bytes: bytes, promise: promise))
+        enqueue([command], .promise(promise))
         return promise.futureResult
     }
 
-    /// Sends several commands back to back (their replies come in the same order).
-    func send(_ commands: [RedisCommand]) -> [EventLoopFuture<RESPValue>] {
-        commands.map { send($0) }
+    /// Sends a command and waits for its reply (which may be an `.error`).
+    func execute(_ command: RedisCommand) async throws -> RESPValue {
+        try await withUnsafeThrowingContinuation { continuation in
+            enqueue([command], .continuation(continuation))
+        }
     }
 
-    private func enqueue(_ outbound: RedisOutbound) {
+    /// Sends commands back to back and waits once for all their replies, in order.
+    func execute(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        return try await withUnsafeThrowingContinuation { continuation in
+            enqueue(commands, .batch(count: commands.count, continuation))
+        }
+    }
+
+    private func enqueue(_ commands: [RedisCommand], _ waiter: ReplyWaiter) {
+        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count })
+        do {
+            for command in commands { try RESPEncoder.encode(command, into: &bytes) }
+        } catch {
+            waiter.fail(error)
+            return
+        }
         let schedule = outbox.withLock { box in
-            box.items.append(outbound)
+            box.items.append(RedisOutbound(bytes: bytes, waiters: [waiter]))
             if box.flushScheduled { return false }
             box.flushScheduled = true
             return true
@@ -120,15 +130,24 @@ final class RedisConnection: Sendable {
                 return items
             }
             // Closing happens on this event loop, so a channel active here still has its handler, which fails
-            // every pending promise when it goes away: no reply promise can be left hanging.
-            for item in batch {
-                if channel.isActive {
-                    channel.write(item, promise: nil)
-                } else {
-                    item.promise?.fail(RealtimeError(.backendUnavailable, "Redis connection lost"))
+            // every pending waiter when it goes away: no waiter can be left hanging.
+            guard channel.isActive else {
+                let error = RealtimeError(.backendUnavailable, "Redis connection lost")
+                for item in batch { for waiter in item.waiters { waiter.fail(error) } }
+                return
+            }
+            // One write for the whole batch: its bytes back to back and its waiters in the same order.
+            var merged = batch[0]
+            if batch.count > 1 {
+                merged.bytes.reserveCapacity(batch.reduce(0) { $0 + $1.bytes.readableBytes })
+                merged.waiters.reserveCapacity(batch.count)
+                for item in batch.dropFirst() {
+                    var bytes = item.bytes
+                    merged.bytes.writeBuffer(&bytes)
+                    merged.waiters.append(contentsOf: item.waiters)
                 }
             }
-            channel.flush()
+            channel.writeAndFlush(merged, promise: nil)
         }
     }
 
