@@ -72,6 +72,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -84,6 +85,7 @@ let package = Package(
                 "RealtimeCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "RealtimeTesting",
             ],
             swiftSettings: swiftSettings
@@ -96,3 +98,16 @@ let package = Package(
         ),
     ]
 )
+
+// Benchmarks of the Redis client and backends against `redis-benchmark`, built only on request:
+// `REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks` (see Documentation/Performance.md).
+if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "RedisBenchmarks",
+            dependencies: ["RealtimeRedis", "RealtimeCore"],
+            path: "Benchmarks/RedisBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+}

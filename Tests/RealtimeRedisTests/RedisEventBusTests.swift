@@ -1,3 +1,5 @@
+import Metrics
+import MetricsTestKit
 import RealtimeCore
 import RealtimeRedis
 import RealtimeTesting
@@ -40,7 +42,8 @@ extension RedisIntegrationTests {
 
         @Test func refusesForgedReplayedAndMisroutedMessages() async throws {
             try await withRedis { configuration, _ in
-                let client = RedisClient(configuration: configuration)
+                let metrics = TestMetrics()
+                let client = withMetricsFactory(metrics) { RedisClient(configuration: configuration) }
                 let prefix = "t\(RandomID.hex(bytes: 4)):"
                 let bus = try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
                 let attackerBus = try RedisEventBus(
@@ -71,6 +74,7 @@ extension RedisIntegrationTests {
                 #expect(Self.label(await deliveries.next()) == "genuine")
                 let health = await bus.healthCheck()
                 #expect(health.details["refusedMessages"] == .int(4))
+                #expect(metrics.counterTotal(label: "realtime_redis_bus_refused_messages_total") == 4)
                 await subscription.close()
                 await client.shutdown()
             }
@@ -80,8 +84,10 @@ extension RedisIntegrationTests {
             try await withRedis { configuration, _ in
                 var configuration = configuration
                 configuration.initialReconnectDelay = .milliseconds(20)
+                let metrics = TestMetrics()
                 let (clientA, clientB) = (
-                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
+                    RedisClient(configuration: configuration),
+                    withMetricsFactory(metrics) { RedisClient(configuration: configuration) }
                 )
                 let prefix = "t\(RandomID.hex(bytes: 4)):"
                 let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix)
@@ -105,6 +111,13 @@ extension RedisIntegrationTests {
                 let health = await busB.healthCheck()
                 let report = health.details["subscriptions"]?.arrayValue?.first
                 #expect(report?["resubscribes"] == .int(1))
+                #expect(
+                    metrics.counterTotal(
+                        label: "realtime_redis_reconnects_total",
+                        dimensions: [("connection", "pubsub")]
+                    )
+                        == 1
+                )
                 await subscription.close()
                 await clientA.shutdown()
                 await clientB.shutdown()

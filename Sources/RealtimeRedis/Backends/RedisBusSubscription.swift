@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import RealtimeCore
 import Synchronization
@@ -52,6 +53,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             configuration: bus.client.configuration,
             eventLoop: bus.client.eventLoopGroup.next(),
             logger: bus.client.logger,
+            metrics: bus.client.metrics,
             onMessage: { channel, payload in box.value?.received(channel: channel, payload: payload) },
             onResubscribed: { from, to in box.value?.yield(.gap(from: from, to: to)) }
         )
@@ -212,6 +214,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             guard let outstanding = state.outstanding, outstanding.sequence == sequence else { return }
             state.outstanding = nil
             state.lastRoundTrip = .nanoseconds((now - outstanding.sentAt).nanoseconds)
+            bus.client.metrics.canaryRoundTrip.recordNanoseconds((now - outstanding.sentAt).nanoseconds)
             state.lastReceived = now
             state.stalled = false
         }

@@ -1,5 +1,6 @@
 import DequeModule
 import Logging
+import Metrics
 import NIOCore
 public import RealtimeCore
 import Synchronization
@@ -144,6 +145,7 @@ public final class RedisEventBus: EventBus, Sendable {
         while queue.items.count > options.publishQueueLimit {
             queue.items.removeFirst()
             counters.withLock { $0.droppedPublishes += 1 }
+            client.metrics.droppedPublishes.increment()
         }
     }
 
@@ -175,6 +177,7 @@ public final class RedisEventBus: EventBus, Sendable {
                 while queue.items.count > self.options.publishQueueLimit {
                     queue.items.removeFirst()
                     self.counters.withLock { $0.droppedPublishes += 1 }
+                    self.client.metrics.droppedPublishes.increment()
                 }
                 return failed.isEmpty && !queue.items.isEmpty
             }
@@ -193,7 +196,16 @@ public final class RedisEventBus: EventBus, Sendable {
         _ = subscriptions.withLock { $0.removeValue(forKey: ObjectIdentifier(subscription)) }
     }
 
-    func count(_ update: (inout Counters) -> Void) { counters.withLock { update(&$0) } }
+    func count(_ update: (inout Counters) -> Void) {
+        let (before, after) = counters.withLock { counters in
+            let before = counters
+            update(&counters)
+            return (before, counters)
+        }
+        let metrics = client.metrics
+        if after.refusedMessages > before.refusedMessages { metrics.refusedMessages.increment() }
+        if after.droppedDeliveries > before.droppedDeliveries { metrics.droppedDeliveries.increment() }
+    }
 
     /// Counters since the bus was created.
     package var statistics: (refusedMessages: Int, droppedPublishes: Int, queuedPublishes: Int, droppedDeliveries: Int)

@@ -1,3 +1,4 @@
+import Metrics
 public import RealtimeCore
 import Synchronization
 
@@ -130,6 +131,7 @@ public final class RedisRateLimiter: RateLimiter, Sendable {
         }
         guard Self.isOutage(error) else { throw error }
         markDegraded(error)
+        client.metrics.fallbackDecisions.increment()
         return try await fallback.consume(key, cost: cost, policy: policy)
     }
 

@@ -1,4 +1,5 @@
 public import Logging
+import Metrics
 public import NIOCore
 import NIOPosix
 public import RealtimeCore
@@ -35,6 +36,7 @@ public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
+    let metrics = RedisMetrics()
     private let slots: [Slot]
     private let nextSlot = Atomic<Int>(0)
     private let listeners = Mutex<Listeners>(Listeners())
@@ -68,6 +70,7 @@ public final class RedisClient: Sendable {
         self.slots = slots
         for slot in slots {
             slot.onConnect = { [weak self] in self?.notifyConnected() }
+            slot.onChange = { [weak self] reconnected in self?.connectionsChanged(reconnected: reconnected) }
             slot.start()
         }
     }
@@ -180,6 +183,11 @@ public final class RedisClient: Sendable {
         _ = listeners.withLock { $0.callbacks.removeValue(forKey: id) }
     }
 
+    private func connectionsChanged(reconnected: Bool) {
+        if reconnected { metrics.poolReconnects.increment() }
+        metrics.connections.record(slots.count { $0.activeConnection != nil })
+    }
+
     private func notifyConnected() {
         let callbacks = listeners.withLock { Array($0.callbacks.values) }
         for callback in callbacks { callback() }
@@ -220,6 +228,14 @@ private final class Slot: Sendable {
     private let state = Mutex<State>(.connecting(waiters: [], first: true))
     private let error = Mutex<String?>(nil)
     private let connectHook = Mutex<(@Sendable () -> Void)?>(nil)
+    private let changeHook = Mutex<(@Sendable (_ reconnected: Bool) -> Void)?>(nil)
+    private let hasConnected = Mutex<Bool>(false)
+
+    /// Called when the connection comes up (`true` if it had been up before) or goes down (`false`).
+    var onChange: (@Sendable (_ reconnected: Bool) -> Void)? {
+        get { changeHook.withLock { $0 } }
+        set { changeHook.withLock { $0 = newValue } }
+    }
 
     init(index: Int, configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger) {
         self.index = index
@@ -292,6 +308,11 @@ private final class Slot: Sendable {
             return
         }
         error.withLock { $0 = nil }
+        let reconnected = hasConnected.withLock { connectedBefore in
+            defer { connectedBefore = true }
+            return connectedBefore
+        }
+        onChange?(reconnected)
         for waiter in waiters { waiter.succeed(connection) }
         connection.closeFuture.whenComplete { _ in self.lost(connection) }
         onConnect?()
@@ -321,6 +342,7 @@ private final class Slot: Sendable {
         }
         guard wasCurrent else { return }
         error.withLock { $0 = "connection lost" }
+        onChange?(false)
         logger.warning("Redis connection lost; reconnecting", metadata: ["realtime.redis.slot": "\(index)"])
         scheduleReconnect(attempt: 0)
     }

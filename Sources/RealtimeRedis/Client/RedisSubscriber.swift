@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import RealtimeCore
 import Synchronization
@@ -37,17 +38,20 @@ final class RedisSubscriber: Sendable {
     private let state = Mutex<State>(State())
     private let onMessage: MessageHandler
     private let onResubscribed: GapHandler
+    private let metrics: RedisMetrics
 
     init(
         configuration: RedisConfiguration,
         eventLoop: any EventLoop,
         logger: Logger,
+        metrics: RedisMetrics,
         onMessage: @escaping MessageHandler,
         onResubscribed: @escaping GapHandler
     ) {
         self.configuration = configuration
         self.eventLoop = eventLoop
         self.logger = logger
+        self.metrics = metrics
         self.onMessage = onMessage
         self.onResubscribed = onResubscribed
     }
@@ -166,6 +170,7 @@ final class RedisSubscriber: Sendable {
                 return (since, first)
             }
             if let gapStart {
+                self.metrics.pubsubReconnects.increment()
                 self.logger.info("Redis pub/sub re-subscribed", metadata: ["realtime.redis.gap.from": "\(gapStart)"])
                 self.onResubscribed(gapStart, .now())
             }
