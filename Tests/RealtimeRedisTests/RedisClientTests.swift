@@ -95,7 +95,7 @@ extension RedisIntegrationTests {
                 slow.commandTimeout = .seconds(5)
                 let admin = RedisClient(configuration: slow)
                 #expect(try await client.send(RedisCommand("PING")) == .simpleString("PONG"))
-                async let sleeping = admin.send(RedisCommand("DEBUG", "SLEEP", "1"))
+                async let sleeping = admin.send(RedisCommand("DEBUG", "SLEEP", "0.6"))
                 // Let the DEBUG SLEEP reach Redis first: the admin's PING before it is answered right away.
                 try await Task.sleep(for: .milliseconds(50))
                 let start = ContinuousClock.now
@@ -106,7 +106,7 @@ extension RedisIntegrationTests {
                     try await client.pipeline([RedisCommand("PING"), RedisCommand("PING"), RedisCommand("PING")])
                 }
                 #expect(batch?.code == .timeout)
-                #expect(ContinuousClock.now - start < .milliseconds(900))
+                #expect(ContinuousClock.now - start < .milliseconds(550))
                 _ = try await sleeping
                 // The late reply to the timed-out PING is discarded; later replies still match their commands.
                 #expect(try await client.send(RedisCommand("ECHO", "after")).string == "after")
@@ -114,6 +114,35 @@ extension RedisIntegrationTests {
                     try await client.pipeline([RedisCommand("ECHO", "a"), RedisCommand("ECHO", "b")]).map(\.string) == [
                         "a", "b",
                     ]
+                )
+                await client.shutdown()
+                await admin.shutdown()
+            }
+        }
+
+        @Test func silentConnectionIsTakenForDeadAndReplaced() async throws {
+            try await withRedis(ownServer: true) { configuration, _ in
+                var single = configuration
+                single.poolSize = 1
+                single.commandTimeout = .milliseconds(100)
+                single.initialReconnectDelay = .milliseconds(10)
+                let client = RedisClient(configuration: single)
+                var slow = configuration
+                slow.commandTimeout = .seconds(5)
+                let admin = RedisClient(configuration: slow)
+                let id = try #require(try await client.send(RedisCommand("CLIENT", "ID")).int)
+                // Redis stays silent for 1.2 s: longer than 5 command timeouts (500 ms) of the client.
+                async let sleeping = admin.send(RedisCommand("DEBUG", "SLEEP", "1.2"))
+                try await Task.sleep(for: .milliseconds(50))
+                let error = await #expect(throws: RealtimeError.self) { try await client.send(RedisCommand("PING")) }
+                #expect(error?.code == .timeout)
+                #expect(try await eventually { !client.isConnected })
+                _ = try await sleeping
+                #expect(
+                    try await eventually {
+                        guard let newID = try? await client.send(RedisCommand("CLIENT", "ID")).int else { return false }
+                        return newID != id
+                    }
                 )
                 await client.shutdown()
                 await admin.shutdown()

@@ -60,6 +60,12 @@ final class RESPChannelHandler: ChannelDuplexHandler {
     private let commandTimeout: TimeAmount
     private let onPush: (@Sendable (RESPValue) -> Void)?
     private var sweep: RepeatedTask?
+    private var context: ChannelHandlerContext?
+    /// When bytes last arrived.
+    private var lastRead = NIODeadline.now()
+    /// How long a connection may go without a single byte while a command waits past its timeout before it is
+    /// taken for dead (a half-open TCP connection after a failover or a network partition) and closed.
+    private var silenceLimit: TimeAmount { commandTimeout * 5 }
 
     init(commandTimeout: Duration, onPush: (@Sendable (RESPValue) -> Void)?) {
         self.commandTimeout = .nanoseconds(max(1_000_000, commandTimeout.milliseconds * 1_000_000))
@@ -70,6 +76,7 @@ final class RESPChannelHandler: ChannelDuplexHandler {
         // One timer per connection, not per command: deadlines in the FIFO are monotonic (one timeout for all), so
         // each tick fails the expired prefix and stops at the first live entry.
         let interval = TimeAmount.nanoseconds(max(5_000_000, min(100_000_000, commandTimeout.nanoseconds / 4)))
+        self.context = context
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         sweep = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             handler.value.failExpired()
@@ -79,6 +86,7 @@ final class RESPChannelHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         sweep?.cancel()
         sweep = nil
+        self.context = nil
         failAll(RealtimeError(.backendUnavailable, "Redis connection closed"))
     }
 
@@ -93,6 +101,7 @@ final class RESPChannelHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        lastRead = .now()
         do {
             try buffer.withUnsafeReadableBytes { bytes throws(RealtimeError) in try parser.feed(bytes) }
             while let value = try parser.next() {
@@ -163,6 +172,12 @@ final class RESPChannelHandler: ChannelDuplexHandler {
             index += 1
         }
         expiredAtFront = index
+        // The oldest command waits past its timeout and nothing at all was read since it was sent: after
+        // `silenceLimit` the peer is taken for gone; closing fails everything in flight and the pool reconnects.
+        if let oldest = pending.first, expiredAtFront > 0 {
+            let silentSince = max(lastRead, oldest.deadline - commandTimeout)
+            if now - silentSince > silenceLimit { context?.close(promise: nil) }
+        }
     }
 
     private func failAll(_ error: RealtimeError) {
