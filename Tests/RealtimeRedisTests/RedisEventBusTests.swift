@@ -204,6 +204,35 @@ extension RedisIntegrationTests {
             }
         }
 
+        @Test func fullDeliveryBufferDropsAndReportsAGap() async throws {
+            try await withRedis { configuration, _ in
+                let client = RedisClient(configuration: configuration)
+                let options = RedisEventBus.Options(deliveryBufferSize: 2)
+                let bus = try RedisEventBus(
+                    client: client,
+                    clusterSecret: Self.secret,
+                    prefix: "t\(RandomID.hex(bytes: 4)):",
+                    options: options
+                )
+                let subscription = try await bus.subscribe(server: "srv-a")
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                for index in 0..<5 { try await bus.publish(Self.message("srv-b", .everyone, "m\(index)")) }
+                // The counter proves the reader has handled all five before the buffer is drained.
+                #expect(try await eventually { await bus.healthCheck().details["droppedDeliveries"] == .int(3) })
+                #expect(Self.label(await deliveries.next()) == "m0")
+                #expect(Self.label(await deliveries.next()) == "m1")
+                try await bus.publish(Self.message("srv-b", .everyone, "m5"))
+                guard case .gap(let from, let to) = await deliveries.next() else {
+                    Issue.record("expected a gap for the dropped deliveries")
+                    return
+                }
+                #expect(from <= to)
+                #expect(Self.label(await deliveries.next()) == "m5")
+                await subscription.close()
+                await client.shutdown()
+            }
+        }
+
         @Test func twoServersExchangeMessagesByRoute() async throws {
             try await withRedis { configuration, _ in
                 let (clientA, clientB) = (
