@@ -19,6 +19,8 @@ let package = Package(
         // no HTTP server and no crypto library.
         .library(name: "RealtimeCore", targets: ["RealtimeCore"]),
         // MARK: products (helpers add theirs below this line)
+        // Redis backends (connection store, event bus, rate limiter, sessions) on SwiftNIO + hiredis's RESP codec.
+        .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
         // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
         .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
         // JSON Web Token verification and signing on OpenSSL's libcrypto (a `TokenVerifier`).
@@ -30,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         // MARK: dependencies (helpers add theirs below this line)
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
     ],
     targets: [
         // OpenSSL's libcrypto (Debian: libssl-dev), used by RealtimeJWT and for the Redis bus's message HMAC.
@@ -55,6 +58,40 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
+        // hiredis (Debian: libhiredis-dev, 0.14), used only for RESP: its command formatter and reply reader.
+        // Only `internal import CHiredis` anywhere: no C type reaches a public API.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+        ),
+        .target(
+            name: "RealtimeRedis",
+            dependencies: [
+                "RealtimeCore",
+                "CHiredis",
+                "CLibCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeRedisTests",
+            dependencies: [
+                "RealtimeRedis",
+                "RealtimeCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                "RealtimeTesting",
+            ],
+            swiftSettings: swiftSettings
+        ),
         // `Testing` ships with the toolchain; it is not a package dependency.
         .target(
             name: "RealtimeTesting",
@@ -78,6 +115,7 @@ let package = Package(
 // Benchmarks: built only when REALTIMEHUB_BENCHMARKS is set, so library consumers never resolve or build them.
 //     REALTIMEHUB_BENCHMARKS=1 swift build -c release --product HubBenchmarks
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks
 // See Documentation/Performance.md for the exact commands and the numbers.
 if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
     package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
@@ -102,6 +140,14 @@ if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Benchmarks/JWTBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+    package.targets.append(
+        .executableTarget(
+            name: "RedisBenchmarks",
+            dependencies: ["RealtimeRedis", "RealtimeCore"],
+            path: "Benchmarks/RedisBenchmarks",
             swiftSettings: swiftSettings
         )
     )
