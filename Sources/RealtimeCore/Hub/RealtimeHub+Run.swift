@@ -252,6 +252,7 @@ extension RealtimeHub {
         )
         do {
             try await backends.connectionStore.heartbeat(record)
+            try await restoreLostRegistrations()
             let purged = try await backends.connectionStore.purgeExpiredServers()
             runtime.withLock { $0.lastServerHeartbeatError = nil }
             for server in purged {
@@ -275,6 +276,34 @@ extension RealtimeHub {
         } catch {
             runtime.withLock { $0.lastServerHeartbeatError = "\(error)" }
             logger.warning("server heartbeat failed", metadata: ["realtime.error": "\(error)"])
+        }
+    }
+
+    /// Re-registers local connections the registry no longer knows (Redis restarted without persistence, or a
+    /// failover lost recent writes), so per-user limits, presence and global counts recover by themselves.
+    func restoreLostRegistrations() async throws(RealtimeError) {
+        let local = state.withLock { $0.allCores }.filter { core in
+            core.mutable.withLock { $0.registered && $0.closeCode == nil }
+        }
+        let registered = try await backends.connectionStore.count(.server(serverID))
+        guard registered < local.count else { return }
+        var restored = 0
+        for core in local {
+            guard let identity = core.identity,
+                try await backends.connectionStore.connection(core.id) == nil
+            else { continue }
+            // The connection exists: never refuse it on the per-user limit while restoring.
+            _ = try await backends.connectionStore.register(
+                core.record(serverID: serverID, identity: identity),
+                maxConnectionsPerUser: nil
+            )
+            restored += 1
+        }
+        if restored > 0 {
+            logger.notice(
+                "re-registered connections the cluster registry had lost",
+                metadata: ["realtime.count": "\(restored)"]
+            )
         }
     }
 

@@ -172,6 +172,26 @@ import Testing
         }
     }
 
+    @Test func connectionsTheRegistryLostAreRegisteredAgain() async throws {
+        let hub = try fixture.hub {
+            $0.serverHeartbeatInterval = .milliseconds(100)
+            $0.authenticationTimeout = .milliseconds(200)
+        }
+        try await hub.running {
+            _ = try await hub.connectClient(token: "alice-token")
+            _ = try await hub.connectClient(token: "bob-token")
+            // The registry loses everything (e.g. Redis restarted without persistence).
+            _ = try await fixture.store.removeServer(hub.serverID)
+            #expect(try await fixture.store.count(.total) == 0)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await fixture.store.count(.server(hub.serverID)) < 2, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(try await fixture.store.count(.server(hub.serverID)) == 2)
+            #expect(try await fixture.store.count(.user("alice")) == 1)
+        }
+    }
+
     @Test func gracefulShutdownDrainsInBatchesAndLeavesTheCluster() async throws {
         let hub = try fixture.hub {
             $0.shutdown.batchSize = 2
