@@ -1,15 +1,10 @@
 import RealtimeCore
+import RealtimeTesting
 import Testing
 
 /// Two hubs sharing one in-memory bus and store behave like two servers of one cluster.
 @Suite struct ClusterTests {
     let fixture = HubFixture()
-
-    func subscribe(_ client: TestClient, _ patterns: [String]) async throws {
-        let list = patterns.map { "\"\($0)\"" }.joined(separator: ",")
-        await client.send(#"{"type":"subscribe","payload":{"eventTypes":[\#(list)]}}"#)
-        _ = try await client.next(type: "subscribed")
-    }
 
     @Test func eventsAndNotificationsCrossServersByScope() async throws {
         let hubA = try fixture.hub()
@@ -19,9 +14,9 @@ import Testing
                 let alice = try await hubB.connectClient(token: "alice-token")
                 let bob = try await hubB.connectClient(token: "bob-token")
                 let admin = try await hubB.connectClient(token: "admin-token", path: "/ws/admin")
-                try await subscribe(alice, ["*"])
-                try await subscribe(bob, ["*"])
-                try await subscribe(admin, ["authentication.*", "admin.*", "system.*"])
+                try await alice.subscribe(["*"])
+                try await bob.subscribe(["*"])
+                try await admin.subscribe(["authentication.*", "admin.*", "system.*"])
                 _ = try await admin.drainUntilPong()
 
                 try await hubA.publishAuthenticationEvent(.authenticationMFAChallenge, userID: "alice")
@@ -66,7 +61,7 @@ import Testing
         try await hubA.running {
             try await hubB.running {
                 let alice = try await hubB.connectClient(token: "alice-token")
-                try await subscribe(alice, ["authentication.*"])
+                try await alice.subscribe(["authentication.*"])
                 for index in 0..<500 {
                     try await hubA.publishAuthenticationEvent(
                         .authenticationLoginFailure,
@@ -94,9 +89,9 @@ import Testing
                 let otherSession = try await hubB.connectClient(token: "alice-other-session")
                 let bob = try await hubA.connectClient(token: "bob-token")
                 _ = try await bob.next(type: "connected")
-                try await subscribe(onA, ["session.*"])
-                try await subscribe(onB, ["session.*"])
-                try await subscribe(otherSession, ["session.*"])
+                try await onA.subscribe(["session.*"])
+                try await onB.subscribe(["session.*"])
+                try await otherSession.subscribe(["session.*"])
 
                 try await hubA.revoke(sessionID: "s-alice", reason: "password changed")
 
@@ -160,7 +155,7 @@ import Testing
         }
         // Subscribe before the survivor runs, so the purge cannot happen before anyone listens.
         let admin = try await survivor.connectClient(token: "admin-token", path: "/ws/admin")
-        try await subscribe(admin, ["presence.user.offline"])
+        try await admin.subscribe(["presence.user.offline"])
         try await survivor.running {
             let offline = try await admin.next(type: "event")
             #expect(offline["payload"]?["userId"] == "alice")

@@ -1,4 +1,5 @@
 import RealtimeCore
+import RealtimeTesting
 import Testing
 
 @Suite struct ProtocolTests {
