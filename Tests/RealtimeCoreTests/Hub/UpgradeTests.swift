@@ -142,6 +142,22 @@ import Testing
         await #expect(throws: RealtimeError.self) { _ = try await hub.connect(ticket) }
     }
 
+    @Test func anAddressSprayCannotGrowTheAbuseTracker() async throws {
+        let hub = try fixture.hub {
+            $0.rateLimits.maxTrackedAddresses = 500
+            $0.rateLimits.authFailuresBeforeAlert = 1_000_000
+        }
+        var highest = 0
+        for index in 0..<5_000 {
+            // Distinct IPv6 /64s: every failure is a new address for the tracker.
+            _ = await hub.rejection(uri: "/ws/events?token=forged", address: "2001:db8:\(String(index, radix: 16))::1")
+            highest = max(highest, hub.trackedAddressCount)
+        }
+        #expect(highest <= 500)
+        #expect(hub.trackedAddressCount > 0)
+        #expect(await hub.stats().server.authFailuresByReason["unknown_token"] == 5_000)
+    }
+
     @Test func trustedProxiesSetTheClientAddress() async throws {
         let hub = try fixture.hub {
             $0.clientAddress = ClientAddressResolver(trustedProxies: [IPNetwork("10.0.0.0/8")!])
