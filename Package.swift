@@ -54,7 +54,12 @@ let package = Package(
         ),
         .testTarget(
             name: "RealtimeCoreTests",
-            dependencies: ["RealtimeCore", "RealtimeTesting", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "RealtimeCore",
+                "RealtimeTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)

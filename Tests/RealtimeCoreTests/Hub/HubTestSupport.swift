@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import RealtimeCore
 import RealtimeTesting
@@ -40,7 +41,9 @@ struct HubFixture {
         return configuration
     }
 
-    func hub(_ adjust: (inout HubConfiguration) -> Void = { _ in }) throws -> RealtimeHub {
+    func hub(metrics: (any MetricsFactory)? = nil, _ adjust: (inout HubConfiguration) -> Void = { _ in }) throws
+        -> RealtimeHub
+    {
         var logger = Logger(label: "realtime-hub-test")
         logger.logLevel = .error
         return try RealtimeHub(
@@ -52,7 +55,8 @@ struct HubFixture {
                 rateLimiter: limiter,
                 sessionStore: sessions
             ),
-            logger: logger
+            logger: logger,
+            metricsFactory: metrics ?? MetricsSystem.factory
         )
     }
 }
