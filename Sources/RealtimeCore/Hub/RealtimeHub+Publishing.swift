@@ -328,7 +328,7 @@ extension RealtimeHub {
             code = .disconnected
             reason = why
         }
-        for core in targets { close(core, code, reason: String(reason.utf8.prefix(120)) ?? "closed") }
+        for core in targets { close(core, code, reason: reason) }
         return targets.count
     }
 

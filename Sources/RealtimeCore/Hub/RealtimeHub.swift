@@ -467,7 +467,7 @@ public final class RealtimeHub: Service, Sendable {
             return true
         }
         guard first else { return }
-        core.queue.close(code, reason: reason, flush: flush)
+        core.queue.close(code, reason: Self.closeReason(reason), flush: flush)
         state.withLock { state in
             state.deactivate(core.id)
             state.awaitingAuth[core.id] = nil
@@ -483,6 +483,17 @@ public final class RealtimeHub: Service, Sendable {
             metadata: ["realtime.connection.id": "\(core.id)", "realtime.close.code": "\(code)"]
         )
         unregisterContinuation.yield(core.id)
+    }
+
+    /// A close reason within the 123 bytes a WebSocket close frame allows, cut at a character boundary.
+    static func closeReason(_ reason: String) -> String {
+        guard reason.utf8.count > 123 else { return reason }
+        var cut = ""
+        for character in reason {
+            guard cut.utf8.count + character.utf8.count <= 120 else { break }
+            cut.append(character)
+        }
+        return cut + "…"
     }
 
     /// The host reports the socket closed.

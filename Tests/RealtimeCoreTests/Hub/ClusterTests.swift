@@ -124,8 +124,12 @@ import Testing
                 let aliceOnB = try await hubB.connectClient(token: "alice-token")
                 try await hubA.disconnect(userID: "bob", reason: "account locked")
                 #expect(try await bobOnB.nextClose() == (.disconnected, "account locked"))
-                try await hubA.disconnect(connectionID: aliceOnB.id)
-                #expect(try await aliceOnB.nextClose().0 == .disconnected)
+                let longReason = String(repeating: "é", count: 100)  // 200 bytes of UTF-8
+                try await hubA.disconnect(connectionID: aliceOnB.id, reason: longReason)
+                let (code, reason) = try await aliceOnB.nextClose()
+                #expect(code == .disconnected)
+                #expect(reason.utf8.count <= 123)
+                #expect(reason.hasPrefix("éé"))
                 await #expect(throws: RealtimeError.self) { try await hubA.disconnect(connectionID: "conn_unknown") }
             }
         }
