@@ -23,11 +23,14 @@ public final class TestClient: Sendable {
     private let cursor = Mutex(0)
     private let pump: Task<Void, Never>
 
-    public init(_ connection: HubConnection) {
+    /// - Parameter autoPong: answer the hub's pings as a WebSocket client library does (turn off to play a
+    ///   dead client).
+    public init(_ connection: HubConnection, autoPong: Bool = true) {
         self.connection = connection
         let buffer = self.buffer
         pump = Task {
             for await frame in connection.outbound {
+                if autoPong && frame == .ping { connection.receivedPong() }
                 buffer.frames.withLock { $0.append(frame) }
             }
         }
@@ -119,6 +122,7 @@ extension RealtimeHub {
         path: String = "/ws/events",
         address: String = "127.0.0.1",
         headers: [(name: String, value: String)] = [],
+        autoPong: Bool = true,
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> TestClient {
         let uri = token.map { "\(path)?token=\($0)" } ?? path
@@ -127,7 +131,7 @@ extension RealtimeHub {
             Issue.record("upgrade rejected: \(rejection)", sourceLocation: sourceLocation)
             throw rejection
         case .accept(let ticket):
-            return TestClient(try await connect(ticket))
+            return TestClient(try await connect(ticket), autoPong: autoPong)
         }
     }
 
