@@ -23,6 +23,8 @@ let package = Package(
         .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
         // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
         .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
+        // JSON Web Token verification and signing on OpenSSL's libcrypto (a `TokenVerifier`).
+        .library(name: "RealtimeJWT", targets: ["RealtimeJWT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -52,7 +54,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RealtimeCoreTests",
-            dependencies: ["RealtimeCore", "RealtimeTesting"],
+            dependencies: ["RealtimeCore", "RealtimeTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
@@ -96,12 +98,51 @@ let package = Package(
             dependencies: ["RealtimeCore"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "RealtimeJWT",
+            dependencies: ["RealtimeCore", "CLibCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeJWTTests",
+            dependencies: ["RealtimeJWT", "RealtimeCore"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
 
-// Benchmarks of the Redis client and backends against `redis-benchmark`, built only on request:
-// `REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks` (see Documentation/Performance.md).
+// Benchmarks: built only when REALTIMEHUB_BENCHMARKS is set, so library consumers never resolve or build them.
+//     REALTIMEHUB_BENCHMARKS=1 swift build -c release --product HubBenchmarks
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks
+// See Documentation/Performance.md for the exact commands and the numbers.
 if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
+    package.dependencies.append(.package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"))
+    package.targets.append(
+        .executableTarget(
+            name: "HubBenchmarks",
+            dependencies: [
+                "RealtimeCore",
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ],
+            path: "Benchmarks/HubBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+    package.targets.append(
+        .executableTarget(
+            name: "JWTBenchmarks",
+            dependencies: [
+                "RealtimeJWT",
+                "RealtimeCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            path: "Benchmarks/JWTBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
     package.targets.append(
         .executableTarget(
             name: "RedisBenchmarks",

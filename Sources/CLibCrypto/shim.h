@@ -16,8 +16,11 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <string.h>
 
 // Swift-friendly entry points: `const void *` instead of `const unsigned char *`, and wrappers for macros.
+// Every helper that fails clears the thread's OpenSSL error queue before it returns, so a failure never leaks
+// into the next caller on the same thread. Only OpenSSL 3.0 APIs that are not deprecated are used.
 
 /// One-shot HMAC-SHA256 of `data` under `key`. Writes 32 bytes to `out`. Returns 1 on success.
 static inline int clibcrypto_hmac_sha256(const void *key, int key_len, const void *data, size_t data_len,
@@ -29,5 +32,416 @@ static inline int clibcrypto_hmac_sha256(const void *key, int key_len, const voi
 
 /// Constant-time comparison; 0 when equal.
 static inline int clibcrypto_memcmp(const void *a, const void *b, size_t len) { return CRYPTO_memcmp(a, b, len); }
+
+// MARK: - Digests
+
+/// Fetches a message digest by name ("SHA256", "SHA384", "SHA512"). Free with `clibcrypto_md_free`.
+static inline EVP_MD *clibcrypto_md_fetch(const char *name) {
+    EVP_MD *md = EVP_MD_fetch(NULL, name, NULL);
+    if (md == NULL) ERR_clear_error();
+    return md;
+}
+
+static inline void clibcrypto_md_free(EVP_MD *md) { EVP_MD_free(md); }
+
+// MARK: - HMAC
+
+/// A keyed HMAC context to be duplicated per message (the key is hashed into the inner and outer pads once).
+/// Returns NULL on failure. Free with `clibcrypto_mac_ctx_free`.
+static inline EVP_MAC_CTX *clibcrypto_hmac_ctx_new(const char *digest_name, const void *key, size_t key_len) {
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac); // the context keeps its own reference
+    if (ctx == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest_name, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_init(ctx, (const unsigned char *)key, key_len, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ERR_clear_error();
+        return NULL;
+    }
+    return ctx;
+}
+
+static inline void clibcrypto_mac_ctx_free(EVP_MAC_CTX *ctx) { EVP_MAC_CTX_free(ctx); }
+
+/// HMAC of `data` with a copy of the keyed template `tmpl` (which is only read, so many threads may share it).
+/// Writes at most `out_cap` bytes to `out` and the length to `out_len`. Returns 1 on success.
+static inline int clibcrypto_hmac_compute(const EVP_MAC_CTX *tmpl, const void *data, size_t data_len,
+                                          unsigned char *out, size_t out_cap, size_t *out_len) {
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(tmpl);
+    if (ctx == NULL) {
+        ERR_clear_error();
+        return 0;
+    }
+    int ok = EVP_MAC_update(ctx, (const unsigned char *)data, data_len) == 1 &&
+             EVP_MAC_final(ctx, out, out_len, out_cap) == 1;
+    EVP_MAC_CTX_free(ctx);
+    if (!ok) ERR_clear_error();
+    return ok;
+}
+
+/// Verifies an HMAC in constant time. Returns 1 when `mac` (exactly `mac_len` bytes) is the HMAC of `data`.
+static inline int clibcrypto_hmac_verify(const EVP_MAC_CTX *tmpl, const void *data, size_t data_len,
+                                         const void *mac, size_t mac_len) {
+    unsigned char computed[EVP_MAX_MD_SIZE];
+    size_t computed_len = 0;
+    if (!clibcrypto_hmac_compute(tmpl, data, data_len, computed, sizeof(computed), &computed_len)) return 0;
+    if (computed_len != mac_len) return 0;
+    int equal = CRYPTO_memcmp(computed, mac, mac_len) == 0;
+    OPENSSL_cleanse(computed, sizeof(computed));
+    return equal;
+}
+
+// MARK: - Keys
+
+#define CLIBCRYPTO_KEY_OTHER 0
+#define CLIBCRYPTO_KEY_RSA 1
+#define CLIBCRYPTO_KEY_RSA_PSS 2
+#define CLIBCRYPTO_KEY_EC_P256 3
+#define CLIBCRYPTO_KEY_EC_P384 4
+#define CLIBCRYPTO_KEY_EC_P521 5
+#define CLIBCRYPTO_KEY_ED25519 6
+
+static inline void clibcrypto_pkey_free(EVP_PKEY *pkey) { EVP_PKEY_free(pkey); }
+
+/// The kind of key (one of the `CLIBCRYPTO_KEY_*` values).
+static inline int clibcrypto_pkey_kind(const EVP_PKEY *pkey) {
+    switch (EVP_PKEY_get_base_id(pkey)) {
+    case EVP_PKEY_RSA: return CLIBCRYPTO_KEY_RSA;
+    case EVP_PKEY_RSA_PSS: return CLIBCRYPTO_KEY_RSA_PSS;
+    case EVP_PKEY_ED25519: return CLIBCRYPTO_KEY_ED25519;
+    case EVP_PKEY_EC: {
+        char name[64] = {0};
+        size_t len = 0;
+        if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof(name), &len) != 1) {
+            ERR_clear_error();
+            return CLIBCRYPTO_KEY_OTHER;
+        }
+        int nid = OBJ_txt2nid(name);
+        if (nid == NID_X9_62_prime256v1) return CLIBCRYPTO_KEY_EC_P256;
+        if (nid == NID_secp384r1) return CLIBCRYPTO_KEY_EC_P384;
+        if (nid == NID_secp521r1) return CLIBCRYPTO_KEY_EC_P521;
+        return CLIBCRYPTO_KEY_OTHER;
+    }
+    default: return CLIBCRYPTO_KEY_OTHER;
+    }
+}
+
+static inline int clibcrypto_pkey_bits(const EVP_PKEY *pkey) { return EVP_PKEY_get_bits(pkey); }
+
+/// The largest signature the key makes, in bytes.
+static inline int clibcrypto_pkey_size(const EVP_PKEY *pkey) { return EVP_PKEY_get_size(pkey); }
+
+/// Whether the key holds private material (it can sign).
+static inline int clibcrypto_pkey_has_private(const EVP_PKEY *pkey) {
+    int kind = EVP_PKEY_get_base_id(pkey);
+    int result = 0;
+    if (kind == EVP_PKEY_ED25519) {
+        size_t len = 0;
+        result = EVP_PKEY_get_raw_private_key(pkey, NULL, &len) == 1 && len > 0;
+    } else if (kind == EVP_PKEY_RSA || kind == EVP_PKEY_RSA_PSS) {
+        BIGNUM *d = NULL;
+        result = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_D, &d) == 1 && d != NULL;
+        BN_clear_free(d);
+    } else if (kind == EVP_PKEY_EC) {
+        BIGNUM *d = NULL;
+        result = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1 && d != NULL;
+        BN_clear_free(d);
+    }
+    ERR_clear_error();
+    return result;
+}
+
+/// Runs OpenSSL's consistency checks on a key (public part, and the pair when it is private). 1 when sound.
+static inline int clibcrypto_pkey_check(EVP_PKEY *pkey, int is_private) {
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (ctx == NULL) {
+        ERR_clear_error();
+        return 0;
+    }
+    int ok = is_private ? EVP_PKEY_pairwise_check(ctx) == 1 : EVP_PKEY_public_check(ctx) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    if (!ok) ERR_clear_error();
+    return ok;
+}
+
+/// Reads the first PEM block of `pem` as a key. With `want_private` 0 it accepts `PUBLIC KEY`
+/// (SubjectPublicKeyInfo), `RSA PUBLIC KEY` (PKCS#1) and `CERTIFICATE` (the certificate's key, unchecked);
+/// with 1 it accepts `PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY` (PKCS#1) and `EC PRIVATE KEY` (SEC 1).
+/// Encrypted PEM is refused. Returns NULL on failure.
+static inline EVP_PKEY *clibcrypto_pem_read_key(const void *pem, int pem_len, int want_private) {
+    BIO *bio = BIO_new_mem_buf(pem, pem_len);
+    if (bio == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    char *name = NULL;
+    char *header = NULL;
+    unsigned char *data = NULL;
+    long len = 0;
+    EVP_PKEY *key = NULL;
+    if (PEM_read_bio(bio, &name, &header, &data, &len) != 1) goto done;
+    if (header != NULL && header[0] != 0) goto done; // "Proc-Type: 4,ENCRYPTED" and the like
+    const unsigned char *p = data;
+    if (!want_private) {
+        if (strcmp(name, PEM_STRING_PUBLIC) == 0) {
+            key = d2i_PUBKEY(NULL, &p, len);
+        } else if (strcmp(name, PEM_STRING_RSA_PUBLIC) == 0) {
+            key = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, len);
+        } else if (strcmp(name, PEM_STRING_X509) == 0) {
+            X509 *cert = d2i_X509(NULL, &p, len);
+            if (cert != NULL) {
+                key = X509_get_pubkey(cert);
+                X509_free(cert);
+            }
+        }
+    } else if (strcmp(name, PEM_STRING_PKCS8INF) == 0 || strcmp(name, PEM_STRING_RSA) == 0 ||
+               strcmp(name, PEM_STRING_ECPRIVATEKEY) == 0) {
+        key = d2i_AutoPrivateKey(NULL, &p, len);
+    }
+    if (key != NULL && p != data + len) { // trailing bytes inside the DER
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+done:
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    if (data != NULL) OPENSSL_clear_free(data, (size_t)len);
+    BIO_free(bio);
+    if (key == NULL) ERR_clear_error();
+    return key;
+}
+
+/// An RSA key from big-endian components laid end to end in `buf`, `lens` giving each length, in JWK order:
+/// n, e (count 2: public key) or n, e, d, p, q, dp, dq, qi (count 8: private key). NULL on failure.
+static inline EVP_PKEY *clibcrypto_rsa_from_components(const void *buf, const size_t *lens, int count) {
+    static const char *const names[8] = {
+        OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,         OSSL_PKEY_PARAM_RSA_D,
+        OSSL_PKEY_PARAM_RSA_FACTOR1,   OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+        OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
+    };
+    if (count != 2 && count != 8) return NULL;
+    EVP_PKEY *key = NULL;
+    BIGNUM *bns[8] = {0};
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    if (bld == NULL) goto done;
+    const unsigned char *p = (const unsigned char *)buf;
+    for (int i = 0; i < count; i++) {
+        bns[i] = BN_bin2bn(p, (int)lens[i], NULL);
+        p += lens[i];
+        if (bns[i] == NULL || OSSL_PARAM_BLD_push_BN(bld, names[i], bns[i]) != 1) goto done;
+    }
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1) goto done;
+    if (EVP_PKEY_fromdata(ctx, &key, count == 8 ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params) != 1) key = NULL;
+done:
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    for (int i = 0; i < 8; i++) BN_clear_free(bns[i]);
+    if (key == NULL) ERR_clear_error();
+    return key;
+}
+
+/// An EC key on `group` ("P-256", "P-384", "P-521") from the uncompressed point `pub` (0x04 || x || y) and,
+/// for a private key, the big-endian scalar `priv` (`priv_len` 0 for a public key). NULL on failure.
+static inline EVP_PKEY *clibcrypto_ec_from_components(const char *group, const void *pub, size_t pub_len,
+                                                      const void *priv, size_t priv_len) {
+    EVP_PKEY *key = NULL;
+    BIGNUM *d = NULL;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    if (bld == NULL) goto done;
+    if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1) goto done;
+    if (OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, pub_len) != 1) goto done;
+    if (priv_len > 0) {
+        d = BN_bin2bn((const unsigned char *)priv, (int)priv_len, NULL);
+        if (d == NULL || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) != 1) goto done;
+    }
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1) goto done;
+    if (EVP_PKEY_fromdata(ctx, &key, priv_len > 0 ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params) != 1) key = NULL;
+done:
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_clear_free(d);
+    if (key == NULL) ERR_clear_error();
+    return key;
+}
+
+/// An Ed25519 key from its 32-byte raw public (`is_private` 0) or private (`is_private` 1) form.
+static inline EVP_PKEY *clibcrypto_ed25519_from_raw(const void *raw, size_t len, int is_private) {
+    EVP_PKEY *key = is_private ? EVP_PKEY_new_raw_private_key_ex(NULL, "ED25519", NULL, raw, len)
+                               : EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, raw, len);
+    if (key == NULL) ERR_clear_error();
+    return key;
+}
+
+/// The raw public key of an Ed25519 key (32 bytes). Returns 1 on success.
+static inline int clibcrypto_ed25519_public_raw(const EVP_PKEY *pkey, unsigned char *out, size_t *len) {
+    int ok = EVP_PKEY_get_raw_public_key(pkey, out, len) == 1;
+    if (!ok) ERR_clear_error();
+    return ok;
+}
+
+/// The uncompressed public point of an EC key (0x04 || x || y). Returns 1 on success.
+static inline int clibcrypto_ec_public_point(const EVP_PKEY *pkey, unsigned char *out, size_t cap, size_t *len) {
+    int ok = EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, cap, len) == 1;
+    if (!ok) ERR_clear_error();
+    return ok;
+}
+
+/// An RSA public component ("n" or "e") as big-endian bytes. Returns the length, or -1 on failure.
+static inline int clibcrypto_rsa_public_component(const EVP_PKEY *pkey, int which_e, unsigned char *out, size_t cap) {
+    BIGNUM *bn = NULL;
+    int len = -1;
+    if (EVP_PKEY_get_bn_param(pkey, which_e ? OSSL_PKEY_PARAM_RSA_E : OSSL_PKEY_PARAM_RSA_N, &bn) == 1 &&
+        (size_t)BN_num_bytes(bn) <= cap) {
+        len = BN_bn2bin(bn, out);
+    }
+    BN_free(bn);
+    if (len < 0) ERR_clear_error();
+    return len;
+}
+
+// MARK: - Signatures
+
+/// Verifies `sig` over `msg` with `pkey`. `md` is the digest (NULL for Ed25519); `pss` 1 selects RSASSA-PSS
+/// with MGF1 on the same digest and a salt as long as the digest (RFC 7518 §3.5). ECDSA signatures must be DER.
+/// Returns 1 when the signature verifies, 0 when it does not, -1 when OpenSSL failed to set up the check.
+static inline int clibcrypto_verify(EVP_PKEY *pkey, const EVP_MD *md, int pss, const void *msg, size_t msg_len,
+                                    const void *sig, size_t sig_len) {
+    int result = -1;
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) goto done;
+    if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) != 1) goto done;
+    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
+        goto done;
+    }
+    result = EVP_DigestVerify(ctx, (const unsigned char *)sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
+done:
+    EVP_MD_CTX_free(ctx);
+    if (result != 1) ERR_clear_error();
+    return result;
+}
+
+/// A verification context for `pkey` with `md` (and PSS when `pss` is 1), initialised once so that each
+/// verification only copies it (`clibcrypto_verify_copy`) instead of fetching the algorithm again. NULL on
+/// failure. Free with `clibcrypto_md_ctx_free`.
+static inline EVP_MD_CTX *clibcrypto_verify_ctx_new(EVP_PKEY *pkey, const EVP_MD *md, int pss) {
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) goto fail;
+    if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) != 1) goto fail;
+    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
+        goto fail;
+    }
+    return ctx;
+fail:
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+static inline void clibcrypto_md_ctx_free(EVP_MD_CTX *ctx) { EVP_MD_CTX_free(ctx); }
+
+/// Verifies `sig` over `msg` with a copy of the template `tmpl` (only read, so threads may share it).
+/// Returns 1 when the signature verifies, 0 when it does not, -1 when the copy failed.
+static inline int clibcrypto_verify_copy(const EVP_MD_CTX *tmpl, const void *msg, size_t msg_len, const void *sig,
+                                         size_t sig_len) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int result = -1;
+    if (ctx != NULL && EVP_MD_CTX_copy_ex(ctx, tmpl) == 1) {
+        result = EVP_DigestVerify(ctx, (const unsigned char *)sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
+    }
+    EVP_MD_CTX_free(ctx);
+    if (result != 1) ERR_clear_error();
+    return result;
+}
+
+/// Signs `msg` with the private key `pkey` (see `clibcrypto_verify` for `md` and `pss`). Writes at most
+/// `*sig_len` bytes to `sig` and sets `*sig_len` to the signature's length. ECDSA signatures come out as DER.
+/// Returns 1 on success.
+static inline int clibcrypto_sign(EVP_PKEY *pkey, const EVP_MD *md, int pss, const void *msg, size_t msg_len,
+                                  unsigned char *sig, size_t *sig_len) {
+    int ok = 0;
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) goto done;
+    if (EVP_DigestSignInit(ctx, &pctx, md, NULL, pkey) != 1) goto done;
+    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
+        goto done;
+    }
+    ok = EVP_DigestSign(ctx, sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
+done:
+    EVP_MD_CTX_free(ctx);
+    if (!ok) ERR_clear_error();
+    return ok;
+}
+
+/// Converts a JWS ECDSA signature (`raw`: r || s, each `raw_len / 2` bytes) to DER. Returns the DER length, or
+/// -1 on failure (including a DER form longer than `cap`).
+static inline int clibcrypto_ecdsa_raw_to_der(const void *raw, size_t raw_len, unsigned char *out, size_t cap) {
+    if (raw_len == 0 || raw_len % 2 != 0) return -1;
+    int half = (int)(raw_len / 2);
+    const unsigned char *bytes = (const unsigned char *)raw;
+    int len = -1;
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(bytes, half, NULL);
+    BIGNUM *s = BN_bin2bn(bytes + half, half, NULL);
+    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1) {
+        BN_free(r);
+        BN_free(s);
+        goto done;
+    }
+    int needed = i2d_ECDSA_SIG(sig, NULL);
+    if (needed > 0 && (size_t)needed <= cap) {
+        unsigned char *p = out;
+        len = i2d_ECDSA_SIG(sig, &p);
+    }
+done:
+    ECDSA_SIG_free(sig);
+    if (len < 0) ERR_clear_error();
+    return len;
+}
+
+/// Converts a DER ECDSA signature to the JWS form r || s, each `half` bytes, into `out` (2 * `half` bytes).
+/// Returns 1 on success.
+static inline int clibcrypto_ecdsa_der_to_raw(const void *der, size_t der_len, unsigned char *out, int half) {
+    const unsigned char *p = (const unsigned char *)der;
+    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    int ok = 0;
+    if (sig != NULL) {
+        const BIGNUM *r = NULL;
+        const BIGNUM *s = NULL;
+        ECDSA_SIG_get0(sig, &r, &s);
+        ok = BN_bn2binpad(r, out, half) == half && BN_bn2binpad(s, out + half, half) == half;
+        ECDSA_SIG_free(sig);
+    }
+    if (!ok) ERR_clear_error();
+    return ok;
+}
 
 #endif

@@ -1,0 +1,65 @@
+import CoreMetrics
+import Synchronization
+
+/// Counters behind ``RealtimeHub/stats()`` and the swift-metrics instruments the hub reports.
+final class HubCounters: Sendable {
+    let eventsPublished = Atomic<Int>(0)
+    let eventsDelivered = Atomic<Int>(0)
+    let eventsDropped = Atomic<Int>(0)
+    let notificationsSent = Atomic<Int>(0)
+    let messagesReceived = Atomic<Int>(0)
+    let connectionsOpened = Atomic<Int>(0)
+    let connectionsClosed = Atomic<Int>(0)
+    let slowConsumerCloses = Atomic<Int>(0)
+    let rateLimitedMessages = Atomic<Int>(0)
+    let protocolErrors = Atomic<Int>(0)
+    let busMessagesReceived = Atomic<Int>(0)
+    let busPublishFailures = Atomic<Int>(0)
+    let gaps = Atomic<Int>(0)
+    private let rejections = Mutex<[String: Int]>([:])
+    private let authFailures = Mutex<[String: Int]>([:])
+
+    // swift-metrics instruments.
+    let connectionsGauge: Gauge
+    let adminConnectionsGauge: Gauge
+    let publishedCounter: Counter
+    let deliveredCounter: Counter
+    let droppedCounter: Counter
+    let receivedCounter: Counter
+    let deliveryLatency: CoreMetrics.Timer
+    private let labeledCounters = Mutex<[String: Counter]>([:])
+
+    init() {
+        connectionsGauge = Gauge(label: "realtime_connections", dimensions: [("endpoint", "all")])
+        adminConnectionsGauge = Gauge(label: "realtime_connections", dimensions: [("endpoint", "admin")])
+        publishedCounter = Counter(label: "realtime_events_published_total")
+        deliveredCounter = Counter(label: "realtime_events_delivered_total")
+        droppedCounter = Counter(label: "realtime_events_dropped_total")
+        receivedCounter = Counter(label: "realtime_messages_received_total")
+        deliveryLatency = CoreMetrics.Timer(label: "realtime_delivery_latency_seconds", preferredDisplayUnit: .seconds)
+    }
+
+    func increment(_ label: String, _ dimension: (String, String)) {
+        let key = label + "|" + dimension.0 + "=" + dimension.1
+        let counter = labeledCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: label, dimensions: [dimension])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    func rejected(_ reason: String) {
+        rejections.withLock { $0[reason, default: 0] += 1 }
+        increment("realtime_upgrade_rejections_total", ("reason", reason))
+    }
+
+    func authFailed(_ reason: String) {
+        authFailures.withLock { $0[reason, default: 0] += 1 }
+        increment("realtime_auth_failures_total", ("reason", reason))
+    }
+
+    var rejectionsByReason: [String: Int] { rejections.withLock { $0 } }
+    var authFailuresByReason: [String: Int] { authFailures.withLock { $0 } }
+}

@@ -1,0 +1,283 @@
+/// The hub's local registry: active connections, their patterns and the indexes that route events to them.
+/// Lives inside the hub's `Mutex`; every method runs with the lock held and never suspends.
+struct HubState: Sendable {
+    struct Slot: Sendable {
+        let core: ConnectionCore
+        let userID: String
+        let sessionID: String?
+        let isAdmin: Bool
+        var patterns = ConnectionPatterns()
+    }
+
+    private(set) var slots: [Slot?] = []
+    /// What fan-out reads per recipient, in a dense array parallel to `slots` (reading a whole `Slot` would
+    /// retain and release a dozen references per delivery).
+    private var hot: [HotSlot] = []
+
+    struct HotSlot: Sendable {
+        var stamp: UInt64 = 0
+        var isAdmin = false
+        var userID = ""
+        var queue: OutboundQueue?
+    }
+
+    /// Who may see one event, decided once per event rather than once per recipient.
+    enum Visibility {
+        case adminsOnly
+        case everyone
+        case user(String)
+
+        init(_ event: RealtimeEvent) {
+            if event.type.isAdminOnly {
+                self = .adminsOnly
+                return
+            }
+            switch event.scope {
+            case .admins: self = .adminsOnly
+            case .everyone: self = .everyone
+            case .user(let userID): self = .user(userID)
+            }
+        }
+    }
+    private var freeSlots: [Int] = []
+    private(set) var slotByID: [ConnectionID: Int] = [:]
+    private(set) var userSlots: [String: [Int]] = [:]
+    private var sessionSlots: [String: [Int]] = [:]
+    private(set) var adminSlots: Set<Int> = []
+    private var everyoneIndex = PatternIndex()
+    private var adminIndex = PatternIndex()
+    private var stamp: UInt64 = 0
+
+    /// Connections accepted but not yet activated (tickets, first-message authentication), counted against the
+    /// server-wide limit.
+    var reserved: [ConnectionID: Reservation] = [:]
+    /// Connections the hub closed whose registry entry the run loop still has to remove.
+    var closedCores: [ConnectionID: ConnectionCore] = [:]
+
+    struct Reservation: Sendable {
+        var since: ContinuousClock.Instant
+        let core: ConnectionCore
+    }
+    /// Connections waiting for their `auth` message.
+    var awaitingAuth: [ConnectionID: ConnectionCore] = [:]
+    var draining = false
+    var abuse: AbuseTracker
+    /// User and admin routes whose bus interest must change: `true` to add, `false` to remove.
+    var pendingInterest: [BusRoute: Bool] = [:]
+
+    init(maxTrackedAddresses: Int) {
+        abuse = AbuseTracker(maxEntries: maxTrackedAddresses)
+    }
+
+    var activeCount: Int { slotByID.count }
+    /// Entries in the pattern indexes (for tests: churn must not leave residue).
+    var indexEntryCount: Int { everyoneIndex.entryCount + adminIndex.entryCount }
+    var occupancy: Int { slotByID.count + reserved.count }
+    var localUserCount: Int { userSlots.count }
+
+    // MARK: Registration
+
+    mutating func activate(_ core: ConnectionCore, identity: VerifiedIdentity) {
+        let slot = Slot(
+            core: core,
+            userID: identity.userID,
+            sessionID: identity.sessionID,
+            isAdmin: core.endpoint == .admin
+        )
+        let index: Int
+        let hotSlot = HotSlot(isAdmin: slot.isAdmin, userID: identity.userID, queue: core.queue)
+        if let free = freeSlots.popLast() {
+            index = free
+            slots[index] = slot
+            hot[index] = hotSlot
+        } else {
+            index = slots.count
+            slots.append(slot)
+            hot.append(hotSlot)
+        }
+        slotByID[core.id] = index
+        if userSlots[identity.userID] == nil { noteInterest(.user(identity.userID), true) }
+        userSlots[identity.userID, default: []].append(index)
+        if let sessionID = identity.sessionID { sessionSlots[sessionID, default: []].append(index) }
+        if slot.isAdmin {
+            if adminSlots.isEmpty { noteInterest(.admins, true) }
+            adminSlots.insert(index)
+        }
+    }
+
+    /// Removes a connection from every index. Returns its core if it was active.
+    @discardableResult
+    mutating func deactivate(_ id: ConnectionID) -> ConnectionCore? {
+        guard let index = slotByID.removeValue(forKey: id), let slot = slots[index] else { return nil }
+        for pattern in slot.patterns.ordered {
+            everyoneIndex.remove(pattern, slot: index)
+            if slot.isAdmin { adminIndex.remove(pattern, slot: index) }
+        }
+        userSlots[slot.userID]?.removeAll { $0 == index }
+        if userSlots[slot.userID]?.isEmpty == true {
+            userSlots[slot.userID] = nil
+            noteInterest(.user(slot.userID), false)
+        }
+        if let sessionID = slot.sessionID {
+            sessionSlots[sessionID]?.removeAll { $0 == index }
+            if sessionSlots[sessionID]?.isEmpty == true { sessionSlots[sessionID] = nil }
+        }
+        if slot.isAdmin {
+            adminSlots.remove(index)
+            if adminSlots.isEmpty { noteInterest(.admins, false) }
+        }
+        slots[index] = nil
+        hot[index] = HotSlot()
+        freeSlots.append(index)
+        return slot.core
+    }
+
+    private mutating func noteInterest(_ route: BusRoute, _ wanted: Bool) {
+        // Coalesce: a remove that cancels a not-yet-applied add (or vice versa) still records the final wish;
+        // the reconciler compares it with what is applied.
+        pendingInterest[route] = wanted
+    }
+
+    /// Every route the bus subscription should hear beyond the fixed ones.
+    var desiredInterest: Set<BusRoute> {
+        var routes = Set(userSlots.keys.map { BusRoute.user($0) })
+        if !adminSlots.isEmpty { routes.insert(.admins) }
+        return routes
+    }
+
+    func slot(_ id: ConnectionID) -> Slot? { slotByID[id].flatMap { slots[$0] } }
+
+    func cores(ofUser userID: String) -> [ConnectionCore] {
+        (userSlots[userID] ?? []).compactMap { slots[$0]?.core }
+    }
+
+    func cores(ofSession sessionID: String) -> [ConnectionCore] {
+        (sessionSlots[sessionID] ?? []).compactMap { slots[$0]?.core }
+    }
+
+    var allCores: [ConnectionCore] { slots.compactMap { $0?.core } }
+    var adminCores: [ConnectionCore] { adminSlots.compactMap { slots[$0]?.core } }
+
+    // MARK: Subscriptions
+
+    func patterns(of id: ConnectionID) -> [EventPattern] { slot(id)?.patterns.ordered ?? [] }
+
+    /// Adds patterns; returns the ones that were new, or nil if the connection is not active.
+    mutating func subscribe(_ id: ConnectionID, _ patterns: [EventPattern]) -> [EventPattern]? {
+        guard let index = slotByID[id], var slot = slots[index] else { return nil }
+        var added: [EventPattern] = []
+        for pattern in patterns where slot.patterns.insert(pattern) {
+            added.append(pattern)
+            everyoneIndex.insert(pattern, slot: index)
+            if slot.isAdmin { adminIndex.insert(pattern, slot: index) }
+        }
+        slots[index] = slot
+        return added
+    }
+
+    mutating func unsubscribe(_ id: ConnectionID, _ patterns: [EventPattern]) -> [EventPattern]? {
+        guard let index = slotByID[id], var slot = slots[index] else { return nil }
+        var removed: [EventPattern] = []
+        for pattern in patterns where slot.patterns.remove(pattern) {
+            removed.append(pattern)
+            everyoneIndex.remove(pattern, slot: index)
+            if slot.isAdmin { adminIndex.remove(pattern, slot: index) }
+        }
+        slots[index] = slot
+        return removed
+    }
+
+    // MARK: Fan-out
+
+    /// Queues `frame` for every connection on `route` whose patterns match and which may see the event.
+    /// Returns the number of deliveries and the connections whose queue overflowed (to be closed).
+    mutating func deliver(
+        _ event: RealtimeEvent,
+        key: MatchKey,
+        frame: OutboundFrame,
+        route: BusRoute,
+        overflowed: inout [ConnectionCore]
+    ) -> Int {
+        stamp &+= 1
+        let stamp = self.stamp
+        let visibility = Visibility(event)
+        var delivered = 0
+        switch route {
+        case .user(let userID):
+            guard let indexes = userSlots[userID] else { return 0 }
+            for index in indexes {
+                // Administrator connections receive user events through the admins route.
+                guard !hot[index].isAdmin, slots[index]?.patterns.matches(key) == true,
+                    mayReceive(index, visibility)
+                else { continue }
+                delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
+            }
+        case .admins:
+            adminIndex.forEachMatch(key) { set in
+                for index in set {
+                    delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
+                }
+            }
+        case .everyone:
+            everyoneIndex.forEachMatch(key) { set in
+                for index in set where mayReceive(index, visibility) {
+                    delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
+                }
+            }
+        case .control, .server:
+            break
+        }
+        return delivered
+    }
+
+    /// Whether a connection may receive an event: checked for every delivery, not only when a pattern was accepted,
+    /// so a wildcard granted earlier can never leak a type or a scope the connection may not see.
+    @inline(__always)
+    private func mayReceive(_ index: Int, _ visibility: Visibility) -> Bool {
+        if hot[index].isAdmin { return true }
+        switch visibility {
+        case .adminsOnly: return false
+        case .everyone: return true
+        case .user(let userID): return hot[index].userID == userID
+        }
+    }
+
+    @inline(__always)
+    private mutating func enqueue(
+        _ frame: OutboundFrame,
+        at index: Int,
+        stamp: UInt64,
+        overflowed: inout [ConnectionCore]
+    )
+        -> Int
+    {
+        guard hot[index].stamp != stamp, let queue = hot[index].queue else { return 0 }
+        hot[index].stamp = stamp
+        switch queue.enqueue(frame) {
+        case .queued: return 1
+        case .overflow:
+            if let core = slots[index]?.core { overflowed.append(core) }
+            return 0
+        case .closed: return 0
+        }
+    }
+
+    /// Queues a notification for every connection its target reaches (no subscription needed).
+    func deliver(notification frame: OutboundFrame, target: EventScope, overflowed: inout [ConnectionCore]) -> Int {
+        let cores: [ConnectionCore]
+        switch target {
+        case .user(let userID): cores = self.cores(ofUser: userID)
+        case .admins: cores = adminCores
+        case .everyone: cores = allCores
+        }
+        var delivered = 0
+        for core in cores {
+            switch core.queue.enqueue(frame) {
+            case .queued: delivered += 1
+            case .overflow: overflowed.append(core)
+            case .closed: break
+            }
+        }
+        return delivered
+    }
+}

@@ -1,0 +1,241 @@
+import Synchronization
+
+/// A snapshot of the hub's statistics, in the specification's shape (`server`, `global`, `notifications`).
+public struct HubStats: Sendable {
+    public struct Server: Sendable {
+        public var serverID: ServerID
+        public var startedAt: Timestamp
+        public var uptime: Duration
+        public var connections: Int
+        public var adminConnections: Int
+        public var users: Int
+        public var pendingConnections: Int
+        public var draining: Bool
+        public var eventsPublished: Int
+        public var eventsDelivered: Int
+        public var eventsDropped: Int
+        public var notificationsSent: Int
+        public var messagesReceived: Int
+        public var busMessagesReceived: Int
+        public var busPublishFailures: Int
+        public var gaps: Int
+        public var slowConsumerCloses: Int
+        public var rateLimitedMessages: Int
+        public var protocolErrors: Int
+        public var rejectionsByReason: [String: Int]
+        public var authFailuresByReason: [String: Int]
+        public var queuedFrames: Int
+        public var queuedBytes: Int
+        public var deepestQueue: Int
+        public var residentMemoryBytes: Int?
+    }
+
+    public struct ServerSummary: Sendable {
+        public var serverID: ServerID
+        public var connections: Int
+        /// How old the server's last report is: global figures are only as fresh as this.
+        public var lastReportAge: Duration
+    }
+
+    public struct Global: Sendable {
+        public var totalServers: Int
+        public var totalConnections: Int
+        public var servers: [ServerSummary]
+        /// Set when the registry could not be read; the other global figures are then zero.
+        public var error: String?
+    }
+
+    public var server: Server
+    public var global: Global
+    /// Frames waiting in outbound queues on this server (the specification's `notifications.queueLength`).
+    public var queueLength: Int
+
+    /// The JSON form served by `/ws/health`-style endpoints and sent to administrators.
+    public var jsonObject: JSONObject {
+        func counts(_ dictionary: [String: Int]) -> JSONValue {
+            .object(dictionary.mapValues { .int(Int64($0)) })
+        }
+        return [
+            "server": [
+                "serverId": .string(server.serverID.rawValue),
+                "startedAt": .string(server.startedAt.iso8601),
+                "uptimeSeconds": .int(server.uptime.milliseconds / 1000),
+                "connections": .int(Int64(server.connections)),
+                "adminConnections": .int(Int64(server.adminConnections)),
+                "users": .int(Int64(server.users)),
+                "pendingConnections": .int(Int64(server.pendingConnections)),
+                "draining": .bool(server.draining),
+                "eventsPublished": .int(Int64(server.eventsPublished)),
+                "eventsDelivered": .int(Int64(server.eventsDelivered)),
+                "eventsDropped": .int(Int64(server.eventsDropped)),
+                "notificationsSent": .int(Int64(server.notificationsSent)),
+                "messagesReceived": .int(Int64(server.messagesReceived)),
+                "busMessagesReceived": .int(Int64(server.busMessagesReceived)),
+                "busPublishFailures": .int(Int64(server.busPublishFailures)),
+                "gaps": .int(Int64(server.gaps)),
+                "slowConsumerCloses": .int(Int64(server.slowConsumerCloses)),
+                "rateLimitedMessages": .int(Int64(server.rateLimitedMessages)),
+                "protocolErrors": .int(Int64(server.protocolErrors)),
+                "rejections": counts(server.rejectionsByReason),
+                "authFailures": counts(server.authFailuresByReason),
+                "queues": [
+                    "queuedFrames": .int(Int64(server.queuedFrames)),
+                    "queuedBytes": .int(Int64(server.queuedBytes)),
+                    "deepestQueue": .int(Int64(server.deepestQueue)),
+                ],
+                "memory": ["residentBytes": server.residentMemoryBytes.map { .int(Int64($0)) } ?? .null],
+            ],
+            "global": [
+                "totalServers": .int(Int64(global.totalServers)),
+                "totalConnections": .int(Int64(global.totalConnections)),
+                "servers": .array(
+                    global.servers.map {
+                        [
+                            "serverId": .string($0.serverID.rawValue),
+                            "connections": .int(Int64($0.connections)),
+                            "lastReportAgeMs": .int($0.lastReportAge.milliseconds),
+                        ]
+                    }
+                ),
+                "error": global.error.map { .string($0) } ?? .null,
+            ],
+            "notifications": ["queueLength": .int(Int64(queueLength))],
+        ]
+    }
+}
+
+/// The hub's health, in the specification's shape plus per-component detail.
+public struct HubHealth: Sendable {
+    public var healthy: Bool
+    /// The worst status of the hub and its components.
+    public var status: ComponentHealth.Status
+    public var serverID: ServerID
+    public var connections: Int
+    /// Whether the hub is draining (not ready for new connections).
+    public var draining: Bool
+    public var components: [String: ComponentHealth]
+
+    /// `{"healthy":…,"status":…,"serverId":…,"connections":…,"redisConnected":…,"components":{…}}`.
+    /// `redisConnected` appears when a backend reports it.
+    public var jsonObject: JSONObject {
+        var object: JSONObject = [
+            "healthy": .bool(healthy),
+            "status": .string(status.rawValue),
+            "serverId": .string(serverID.rawValue),
+            "connections": .int(Int64(connections)),
+            "draining": .bool(draining),
+            "components": .object(
+                components.mapValues { ["status": .string($0.status.rawValue), "details": .object($0.details)] }
+            ),
+        ]
+        let redis = components.values.compactMap { $0.details["redisConnected"]?.boolValue }
+        if !redis.isEmpty { object["redisConnected"] = .bool(redis.allSatisfy { $0 }) }
+        return object
+    }
+}
+
+extension RealtimeHub {
+    /// Statistics of this server and of the cluster.
+    public func stats() async -> HubStats {
+        let snapshot = state.withLock { state in
+            (
+                connections: state.activeCount,
+                admins: state.adminSlots.count,
+                users: state.localUserCount,
+                pending: state.reserved.count,
+                draining: state.draining,
+                cores: state.allCores
+            )
+        }
+        var queuedFrames = 0
+        var queuedBytes = 0
+        var deepest = 0
+        for core in snapshot.cores {
+            let depth = core.queue.depth
+            queuedFrames += depth.frames
+            queuedBytes += depth.bytes
+            deepest = max(deepest, depth.frames)
+        }
+        let server = HubStats.Server(
+            serverID: serverID,
+            startedAt: startedAt,
+            uptime: ContinuousClock.now - startInstant,
+            connections: snapshot.connections,
+            adminConnections: snapshot.admins,
+            users: snapshot.users,
+            pendingConnections: snapshot.pending,
+            draining: snapshot.draining,
+            eventsPublished: counters.eventsPublished.load(ordering: .relaxed),
+            eventsDelivered: counters.eventsDelivered.load(ordering: .relaxed),
+            eventsDropped: counters.eventsDropped.load(ordering: .relaxed),
+            notificationsSent: counters.notificationsSent.load(ordering: .relaxed),
+            messagesReceived: counters.messagesReceived.load(ordering: .relaxed),
+            busMessagesReceived: counters.busMessagesReceived.load(ordering: .relaxed),
+            busPublishFailures: counters.busPublishFailures.load(ordering: .relaxed),
+            gaps: counters.gaps.load(ordering: .relaxed),
+            slowConsumerCloses: counters.slowConsumerCloses.load(ordering: .relaxed),
+            rateLimitedMessages: counters.rateLimitedMessages.load(ordering: .relaxed),
+            protocolErrors: counters.protocolErrors.load(ordering: .relaxed),
+            rejectionsByReason: counters.rejectionsByReason,
+            authFailuresByReason: counters.authFailuresByReason,
+            queuedFrames: queuedFrames,
+            queuedBytes: queuedBytes,
+            deepestQueue: deepest,
+            residentMemoryBytes: residentMemoryBytes()
+        )
+        var global = HubStats.Global(totalServers: 0, totalConnections: 0, servers: [], error: nil)
+        do {
+            let now = Timestamp.now()
+            let servers = try await backends.connectionStore.servers()
+            global.servers = servers.map {
+                HubStats.ServerSummary(
+                    serverID: $0.id,
+                    connections: $0.connectionCount,
+                    lastReportAge: now - $0.lastHeartbeat
+                )
+            }
+            global.totalServers = servers.count
+            global.totalConnections = try await backends.connectionStore.count(.total)
+        } catch {
+            global.error = "\(error.code)"
+        }
+        return HubStats(server: server, global: global, queueLength: queuedFrames)
+    }
+
+    /// Health of the hub and its backends. Unhealthy when a backend is unhealthy or the registry heartbeat
+    /// fails; degraded when a backend is degraded or the bus subscription is down.
+    public func healthCheck() async -> HubHealth {
+        var components: [String: ComponentHealth] = [:]
+        components["eventBus"] = await backends.eventBus.healthCheck()
+        components["connectionStore"] = await backends.connectionStore.healthCheck()
+        components["rateLimiter"] = await backends.rateLimiter.healthCheck()
+        components["sessionStore"] = await backends.sessionStore.healthCheck()
+        let runtime = runtime.withLock { $0 }
+        var hub = ComponentHealth(
+            status: .healthy,
+            details: ["running": .bool(runtime.running), "subscribed": .bool(runtime.subscribed)]
+        )
+        if runtime.running && !runtime.subscribed {
+            hub.status = .degraded
+            hub.details["subscription"] = "down"
+        }
+        if let error = runtime.lastServerHeartbeatError {
+            hub.status = .unhealthy
+            hub.details["registryHeartbeat"] = .string(error)
+        }
+        if let gap = runtime.lastGap {
+            hub.details["lastGap"] = ["from": .string(gap.from.iso8601), "to": .string(gap.to.iso8601)]
+        }
+        components["hub"] = hub
+        let status = components.values.map(\.status).max() ?? .healthy
+        let (connections, draining) = state.withLock { ($0.activeCount, $0.draining) }
+        return HubHealth(
+            healthy: status != .unhealthy && !draining,
+            status: status,
+            serverID: serverID,
+            connections: connections,
+            draining: draining,
+            components: components
+        )
+    }
+}

@@ -1,0 +1,195 @@
+import DequeModule
+import Synchronization
+
+/// The bounded queue of frames waiting to be written to one connection's socket.
+///
+/// Producers (fan-out, replies) never wait: a frame that does not fit is refused and the hub closes the
+/// connection as a slow consumer. One consumer (the host's writer) iterates it as an async sequence.
+final class OutboundQueue: Sendable {
+    enum EnqueueResult {
+        case queued
+        case overflow
+        case closed
+    }
+
+    private struct State: ~Copyable {
+        var frames = Deque<OutboundFrame>()
+        var bytes = 0
+        var waiter: UnsafeContinuation<OutboundFrame?, Never>?
+        /// No more frames are accepted (a close frame may be the last one queued).
+        var closed = false
+        /// The consumer went away: drop everything.
+        var terminated = false
+    }
+
+    private let state = Mutex(State())
+    let maxFrames: Int
+    let maxBytes: Int
+
+    init(maxFrames: Int, maxBytes: Int) {
+        self.maxFrames = maxFrames
+        self.maxBytes = maxBytes
+    }
+
+    /// Queues a frame. `force` ignores the bounds (for replies to the client's own requests, which the
+    /// inbound rate limit bounds already).
+    func enqueue(_ frame: OutboundFrame, force: Bool = false) -> EnqueueResult {
+        enum Outcome {
+            case result(EnqueueResult)
+            case handOver(UnsafeContinuation<OutboundFrame?, Never>)
+        }
+        let byteCount = frame.byteCount
+        let outcome: Outcome = state.withLock { state in
+            if state.closed { return .result(.closed) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return .handOver(waiter)
+            }
+            if !force && (state.frames.count >= maxFrames || state.bytes + byteCount > maxBytes) {
+                return .result(.overflow)
+            }
+            state.frames.append(frame)
+            state.bytes += byteCount
+            return .result(.queued)
+        }
+        switch outcome {
+        case .result(let result):
+            return result
+        case .handOver(let waiter):
+            waiter.resume(returning: frame)
+            return .queued
+        }
+    }
+
+    /// Queues a close frame after dropping whatever is queued (a slow consumer must not first read a backlog),
+    /// or after the queue when `flush` is true. Returns false if the queue was already closed.
+    @discardableResult
+    func close(_ code: CloseCode, reason: String, flush: Bool = false) -> Bool {
+        let frame = OutboundFrame.close(code, reason: reason)
+        let waiter: UnsafeContinuation<OutboundFrame?, Never>? = state.withLock { state in
+            if state.closed { return nil }
+            state.closed = true
+            if !flush {
+                state.frames.removeAll()
+                state.bytes = 0
+            }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.frames.append(frame)
+            return nil
+        }
+        if let waiter { waiter.resume(returning: frame) }
+        return true
+    }
+
+    /// Whether a close frame was queued (or the consumer finished).
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Frames and bytes currently queued.
+    var depth: (frames: Int, bytes: Int) { state.withLock { ($0.frames.count, $0.bytes) } }
+
+    /// The consumer stopped reading: drop the backlog and refuse further frames.
+    func terminate() {
+        let waiter: UnsafeContinuation<OutboundFrame?, Never>? = state.withLock { state in
+            state.closed = true
+            state.terminated = true
+            state.frames.removeAll()
+            state.bytes = 0
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next frame, or `nil` once the queue is closed and drained.
+    func next() async -> OutboundFrame? {
+        // Fast path: something is queued.
+        enum Immediate {
+            case frame(OutboundFrame)
+            case end
+            case wait
+        }
+        let immediate: Immediate = state.withLock { state in
+            if let frame = state.frames.popFirst() {
+                state.bytes -= frame.byteCount
+                return .frame(frame)
+            }
+            return state.closed ? .end : .wait
+        }
+        switch immediate {
+        case .frame(let frame): return frame
+        case .end: return nil
+        case .wait: break
+        }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<OutboundFrame?, Never>) in
+                let resumeNow: OutboundFrame?? = state.withLock { state in
+                    if let frame = state.frames.popFirst() {
+                        state.bytes -= frame.byteCount
+                        return .some(frame)
+                    }
+                    if state.closed || Task.isCancelled { return .some(nil) }
+                    state.waiter = continuation
+                    return .none
+                }
+                if let resumeNow { continuation.resume(returning: resumeNow) }
+            }
+        } onCancel: {
+            self.terminate()
+        }
+    }
+}
+
+extension OutboundFrame {
+    /// The payload size counted against the queue's byte bound.
+    var byteCount: Int {
+        switch self {
+        case .text(let text): return text.utf8.count
+        case .ping: return 0
+        case .close(_, let reason): return reason.utf8.count
+        }
+    }
+}
+
+/// The frames the hub sends to one connection, for the host to write in order.
+///
+/// Iterate it from exactly one task. It finishes after a ``OutboundFrame/close(_:reason:)`` frame, or when the
+/// connection is closed by ``HubConnection/closed(code:)``.
+public struct OutboundFrames: AsyncSequence, Sendable {
+    public typealias Element = OutboundFrame
+    public typealias Failure = Never
+
+    let queue: OutboundQueue
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let queue: OutboundQueue
+
+        public mutating func next() async -> OutboundFrame? {
+            await queue.next()
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> OutboundFrame? {
+            await queue.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
+}
+
+@available(*, unavailable)
+extension OutboundFrames.AsyncIterator: Sendable {}
+
+extension OutboundQueue {
+    /// Drops every queued frame without closing (benchmarks drain queues between rounds with it).
+    func discardQueued() -> Int {
+        state.withLock { state in
+            let count = state.frames.count
+            state.frames.removeAll(keepingCapacity: true)
+            state.bytes = 0
+            return count
+        }
+    }
+}

@@ -1,0 +1,321 @@
+import CoreMetrics
+import Logging
+import Synchronization
+
+extension RealtimeHub {
+    /// Sends a reply to the client's own request. Replies bypass the queue bound (the inbound rate limit
+    /// bounds them already) but never outlive a close.
+    func reply(_ core: ConnectionCore, _ text: String) {
+        _ = core.queue.enqueue(.text(text), force: true)
+    }
+
+    func replyError(
+        _ core: ConnectionCore,
+        _ code: ProtocolErrorCode,
+        _ message: String,
+        id: JSONValue?,
+        retryAfter: Duration? = nil
+    ) {
+        reply(core, WireProtocol.error(code, message, id: id, retryAfter: retryAfter))
+    }
+
+    /// Counts a protocol error; closes with 1008 when a connection sends too many. Returns whether it was closed.
+    @discardableResult
+    func protocolError(_ core: ConnectionCore) -> Bool {
+        counters.protocolErrors.add(1, ordering: .relaxed)
+        let count = core.mutable.withLock { $0.protocolErrors.record(now: .now, window: .seconds(60)) }
+        if count > configuration.limits.maxProtocolErrorsPerMinute {
+            close(core, .policyViolation, reason: "too many invalid messages")
+            return true
+        }
+        return false
+    }
+
+    func handleBinary(size: Int, on core: ConnectionCore) {
+        core.mutable.withLock { $0.lastActivity = .now }
+        replyError(core, .unsupportedFrame, "binary frames are not supported; send JSON text frames", id: nil)
+        protocolError(core)
+    }
+
+    func handleInbound(_ text: String, on core: ConnectionCore) async {
+        let now = ContinuousClock.now
+        let (closed, decision) = core.mutable.withLock { mutable in
+            mutable.lastActivity = now
+            return (
+                mutable.closeCode != nil,
+                mutable.messageLimiter.consume(now: now, policy: configuration.rateLimits.messagesPerConnection)
+            )
+        }
+        if closed { return }
+        counters.messagesReceived.add(1, ordering: .relaxed)
+        counters.receivedCounter.increment()
+        guard decision.allowed else {
+            await messageRateLimited(core, retryAfter: decision.retryAfter)
+            return
+        }
+        let parsed = WireProtocol.parse(text, limits: configuration.limits)
+        let id: JSONValue?
+        let message: ClientMessage
+        switch parsed {
+        case .failure(let error):
+            replyError(core, error.code, error.message, id: error.id)
+            protocolError(core)
+            return
+        case .success(let value):
+            (id, message) = value
+        }
+        guard let identity = core.identity else {
+            // Waiting for first-message authentication: only `auth` and `ping`.
+            switch message {
+            case .auth(let token): await authenticate(core, token: token, id: id)
+            case .ping:
+                reply(
+                    core,
+                    WireProtocol.message("pong", id: id, payload: ["timestamp": .string(Timestamp.now().iso8601)])
+                )
+            default:
+                replyError(core, .notAuthenticated, "send an auth message first", id: id)
+                protocolError(core)
+            }
+            return
+        }
+        switch message {
+        case .subscribe(let raw): await subscribe(core, identity: identity, raw, id: id)
+        case .unsubscribe(let raw): unsubscribe(core, raw, id: id)
+        case .ping:
+            reply(core, WireProtocol.message("pong", id: id, payload: ["timestamp": .string(Timestamp.now().iso8601)]))
+        case .getSubscriptions:
+            let patterns = state.withLock { $0.patterns(of: core.id) }
+            reply(
+                core,
+                WireProtocol.message(
+                    "subscriptions",
+                    id: id,
+                    payload: ["eventTypes": .array(patterns.map { .string($0.rawValue) })]
+                )
+            )
+        case .refreshToken(let token): await refreshToken(core, current: identity, token: token, id: id)
+        case .auth:
+            replyError(core, .alreadyAuthenticated, "this connection is already authenticated", id: id)
+        }
+    }
+
+    private func messageRateLimited(_ core: ConnectionCore, retryAfter: Duration) async {
+        counters.rateLimitedMessages.add(1, ordering: .relaxed)
+        let limits = configuration.rateLimits
+        let violations = core.mutable.withLock { $0.violations.record(now: .now, window: limits.abuseWindow) }
+        guard violations >= limits.violationsBeforeBlock else {
+            replyError(core, .rateLimited, "too many messages; slow down", id: nil, retryAfter: retryAfter)
+            return
+        }
+        let addressKey = core.remoteAddress.rateLimitKey
+        state.withLock { $0.abuse.block(addressKey, for: limits.blockDuration, now: .now) }
+        close(core, .rateLimited, reason: "message rate limit exceeded repeatedly")
+        logger.notice(
+            "connection closed and address blocked for rate-limit abuse",
+            metadata: ["realtime.connection.id": "\(core.id)", "realtime.remote": "\(addressKey)"]
+        )
+        let identity = core.identity
+        await publishInternal(
+            RealtimeEvent(
+                type: .securityRateLimitExceeded,
+                userID: identity?.userID,
+                sessionID: identity?.sessionID,
+                data: [
+                    "connectionId": .string(core.id.rawValue),
+                    "address": .string(addressKey),
+                    "violations": .int(Int64(violations)),
+                    "blockedForSeconds": .int(limits.blockDuration.milliseconds / 1000),
+                    "serverId": .string(serverID.rawValue),
+                ]
+            )
+        )
+    }
+
+    private func parsePatterns(_ core: ConnectionCore, _ raw: [String], id: JSONValue?) -> [EventPattern]? {
+        var patterns: [EventPattern] = []
+        for text in raw {
+            do {
+                patterns.append(try EventPattern(validating: text))
+            } catch {
+                let shown = text.utf8.count <= 64 ? text : String(text.prefix(64)) + "…"
+                replyError(
+                    core,
+                    .invalidPattern,
+                    "'\(shown)' is not a valid pattern (segments of a-z A-Z 0-9 _ -, '*' for one segment or, last, for everything below)",
+                    id: id
+                )
+                protocolError(core)
+                return nil
+            }
+        }
+        return patterns
+    }
+
+    private func subscribe(_ core: ConnectionCore, identity: VerifiedIdentity, _ raw: [String], id: JSONValue?) async {
+        guard let patterns = parsePatterns(core, raw, id: id) else { return }
+        if core.endpoint == .events {
+            let adminOnly: Set<String> = ["admin", "presence"]
+            if let forbidden = patterns.first(where: { $0.isConfined(to: adminOnly) }) {
+                replyError(
+                    core,
+                    .forbiddenPattern,
+                    "'\(forbidden.rawValue)' matches only events this connection may never receive",
+                    id: id
+                )
+                return
+            }
+        }
+        let maxSubscriptions = configuration.limits.maxSubscriptionsPerConnection
+        enum Outcome {
+            case added([EventPattern], all: [EventPattern])
+            case tooMany(current: Int)
+            case gone
+        }
+        let outcome: Outcome = state.withLock { state in
+            let existing = state.patterns(of: core.id)
+            let existingSet = Set(existing.map(\.rawValue))
+            let newCount = Set(patterns.map(\.rawValue)).subtracting(existingSet).count
+            guard existing.count + newCount <= maxSubscriptions else { return .tooMany(current: existing.count) }
+            guard let added = state.subscribe(core.id, patterns) else { return .gone }
+            return .added(added, all: state.patterns(of: core.id))
+        }
+        switch outcome {
+        case .gone:
+            return
+        case .tooMany(let current):
+            replyError(
+                core,
+                .tooManySubscriptions,
+                "a connection may hold at most \(maxSubscriptions) patterns; it holds \(current)",
+                id: id
+            )
+        case .added(let added, let all):
+            reply(
+                core,
+                WireProtocol.message(
+                    "subscribed",
+                    id: id,
+                    payload: [
+                        "eventTypes": .array(added.map { .string($0.rawValue) }),
+                        "subscriptions": .array(all.map { .string($0.rawValue) }),
+                    ]
+                )
+            )
+            if core.endpoint == .admin && !added.isEmpty {
+                await publishInternal(
+                    RealtimeEvent(
+                        type: .adminSubscriptionChanged,
+                        userID: identity.userID,
+                        sessionID: identity.sessionID,
+                        data: [
+                            "connectionId": .string(core.id.rawValue),
+                            "added": .array(added.map { .string($0.rawValue) }),
+                            "serverId": .string(serverID.rawValue),
+                        ],
+                        scope: .admins
+                    )
+                )
+            }
+        }
+    }
+
+    private func unsubscribe(_ core: ConnectionCore, _ raw: [String], id: JSONValue?) {
+        guard let patterns = parsePatterns(core, raw, id: id) else { return }
+        let result = state.withLock { state -> ([EventPattern], [EventPattern])? in
+            guard let removed = state.unsubscribe(core.id, patterns) else { return nil }
+            return (removed, state.patterns(of: core.id))
+        }
+        guard let (removed, all) = result else { return }
+        reply(
+            core,
+            WireProtocol.message(
+                "unsubscribed",
+                id: id,
+                payload: [
+                    "eventTypes": .array(removed.map { .string($0.rawValue) }),
+                    "subscriptions": .array(all.map { .string($0.rawValue) }),
+                ]
+            )
+        )
+    }
+
+    /// First-message authentication.
+    private func authenticate(_ core: ConnectionCore, token: String, id: JSONValue?) async {
+        let addressKey = core.remoteAddress.rateLimitKey
+        let identity: VerifiedIdentity
+        switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
+        case .failure(let rejection):
+            counters.rejected(rejection.reason)
+            close(core, .authenticationFailed, reason: rejection.message)
+            return
+        case .success(let verified):
+            identity = verified
+        }
+        core.mutable.withLock {
+            $0.identity = identity
+            $0.authDeadline = nil
+        }
+        let userConnections: Int
+        do {
+            let registration = try await backends.connectionStore.register(
+                core.record(serverID: serverID, identity: identity),
+                maxConnectionsPerUser: configuration.maxConnectionsPerUser
+            )
+            switch registration {
+            case .registered(let count):
+                core.mutable.withLock { $0.registered = true }
+                userConnections = count
+            case .userLimitReached:
+                counters.rejected("too_many_connections")
+                close(core, .policyViolation, reason: "connection limit per user reached")
+                return
+            }
+        } catch {
+            logger.error("connection store failed", metadata: ["realtime.error": "\(error)"])
+            close(core, .internalError, reason: "try again later")
+            return
+        }
+        if core.queue.isClosed {
+            // Closed (deadline, shutdown) while we were verifying.
+            await unregister(core)
+            return
+        }
+        await activate(core, identity: identity, userConnections: userConnections)
+    }
+
+    private func refreshToken(_ core: ConnectionCore, current: VerifiedIdentity, token: String, id: JSONValue?) async {
+        let addressKey = core.remoteAddress.rateLimitKey
+        switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
+        case .failure(let rejection):
+            replyError(
+                core,
+                rejection.reason == "session_inactive" ? .sessionInactive : .tokenInvalid,
+                rejection.message,
+                id: id
+            )
+        case .success(let identity):
+            guard identity.userID == current.userID, identity.sessionID == current.sessionID else {
+                replyError(
+                    core,
+                    .tokenUserMismatch,
+                    "the new token must belong to the same user and session as the connection",
+                    id: id
+                )
+                return
+            }
+            core.mutable.withLock {
+                $0.identity = identity
+                $0.warnedExpiry = false
+            }
+            reply(
+                core,
+                WireProtocol.message(
+                    "token_refreshed",
+                    id: id,
+                    payload: ["expiresAt": identity.expiresAt.map { .string($0.iso8601) } ?? .null]
+                )
+            )
+        }
+    }
+}

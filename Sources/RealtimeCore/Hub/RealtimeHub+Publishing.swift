@@ -1,0 +1,396 @@
+import CoreMetrics
+import Logging
+import Synchronization
+
+/// What happened to a published event or notification.
+public struct PublishReceipt: Sendable, Hashable {
+    /// The event or notification id.
+    public var id: String
+    /// Connections on this server it was queued for.
+    public var localDeliveries: Int
+    /// Whether it was handed to the bus for the other servers. `false` means only this server's clients got it
+    /// (the bus is down; a Redis bus queues it for later itself).
+    public var publishedToCluster: Bool
+}
+
+extension RealtimeHub {
+    static func routes(for scope: EventScope) -> [BusRoute] {
+        switch scope {
+        case .user(let userID): return [.user(userID), .admins]
+        case .admins: return [.admins]
+        case .everyone: return [.everyone]
+        }
+    }
+
+    /// Publishes an event to every connection in the cluster that subscribed to it and may see it.
+    ///
+    /// - Throws: ``RealtimeError/Code/invalidArgument`` for an ill-formed type or a user-scoped event whose
+    ///   `userID` disagrees with its scope.
+    @discardableResult
+    public func publish(_ event: RealtimeEvent) async throws(RealtimeError) -> PublishReceipt {
+        guard EventType.isWellFormed(event.type.rawValue) else {
+            throw RealtimeError(.invalidArgument, "'\(event.type.rawValue.prefix(64))' is not a well-formed event type")
+        }
+        if case .user(let userID) = event.scope, event.userID != nil, event.userID != userID {
+            throw RealtimeError(.invalidArgument, "the event's userID and its user scope name different users")
+        }
+        return await publishInternal(event)
+    }
+
+    @discardableResult
+    func publishInternal(_ event: RealtimeEvent) async -> PublishReceipt {
+        counters.eventsPublished.add(1, ordering: .relaxed)
+        counters.publishedCounter.increment()
+        let routes = Self.routes(for: event.scope)
+        let local = deliverLocally(event, routes: routes)
+        var published = true
+        for route in routes {
+            do {
+                try await backends.eventBus.publish(BusMessage(origin: serverID, route: route, payload: .event(event)))
+            } catch {
+                published = false
+                counters.busPublishFailures.add(1, ordering: .relaxed)
+                logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
+            }
+        }
+        return PublishReceipt(id: event.id, localDeliveries: local, publishedToCluster: published)
+    }
+
+    /// Delivers to this server's connections. The JSON is encoded once and shared by every recipient.
+    func deliverLocally(_ event: RealtimeEvent, routes: [BusRoute]) -> Int {
+        let key = MatchKey(event.type)
+        let frame = OutboundFrame.text(WireProtocol.event(event))
+        var overflowed: [ConnectionCore] = []
+        let delivered = state.withLock { state in
+            var delivered = 0
+            for route in routes {
+                delivered += state.deliver(event, key: key, frame: frame, route: route, overflowed: &overflowed)
+            }
+            return delivered
+        }
+        account(delivered: delivered, overflowed: overflowed)
+        return delivered
+    }
+
+    private func account(delivered: Int, overflowed: [ConnectionCore]) {
+        if delivered > 0 {
+            counters.eventsDelivered.add(delivered, ordering: .relaxed)
+            counters.deliveredCounter.increment(by: Int64(delivered))
+        }
+        if !overflowed.isEmpty {
+            counters.eventsDropped.add(overflowed.count, ordering: .relaxed)
+            counters.droppedCounter.increment(by: Int64(overflowed.count))
+            for core in overflowed {
+                close(core, .slowConsumer, reason: "outbound queue overflow; reconnect and resynchronise")
+            }
+        }
+    }
+
+    func deliverLocally(_ notification: RealtimeNotification) -> Int {
+        let frame = OutboundFrame.text(WireProtocol.notification(notification))
+        var overflowed: [ConnectionCore] = []
+        let delivered = state.withLock {
+            $0.deliver(notification: frame, target: notification.target, overflowed: &overflowed)
+        }
+        account(delivered: delivered, overflowed: overflowed)
+        return delivered
+    }
+
+    // MARK: The specification's integration API
+
+    private func publish(
+        category: String,
+        _ type: EventType,
+        userID: String?,
+        sessionID: String?,
+        data: JSONObject,
+        scope: EventScope? = nil
+    ) async throws(RealtimeError) -> PublishReceipt {
+        guard type.category == category else {
+            throw RealtimeError(.invalidArgument, "'\(type.rawValue.prefix(64))' is not a \(category).* event type")
+        }
+        return try await publish(
+            RealtimeEvent(type: type, userID: userID, sessionID: sessionID, data: data, scope: scope)
+        )
+    }
+
+    /// Publishes an `authentication.*` event about a user.
+    @discardableResult
+    public func publishAuthenticationEvent(
+        _ type: EventType,
+        userID: String,
+        sessionID: String? = nil,
+        data: JSONObject = [:]
+    ) async throws(RealtimeError) -> PublishReceipt {
+        try await publish(category: "authentication", type, userID: userID, sessionID: sessionID, data: data)
+    }
+
+    /// Publishes a `security.*` event about a user.
+    @discardableResult
+    public func publishSecurityEvent(
+        _ type: EventType,
+        userID: String,
+        sessionID: String? = nil,
+        data: JSONObject = [:]
+    ) async throws(RealtimeError) -> PublishReceipt {
+        try await publish(category: "security", type, userID: userID, sessionID: sessionID, data: data)
+    }
+
+    /// Publishes a `session.*` event about a user.
+    @discardableResult
+    public func publishSessionEvent(
+        _ type: EventType,
+        userID: String,
+        sessionID: String,
+        data: JSONObject = [:]
+    ) async throws(RealtimeError) -> PublishReceipt {
+        try await publish(category: "session", type, userID: userID, sessionID: sessionID, data: data)
+    }
+
+    /// Publishes an `admin.*` event (administrators only).
+    @discardableResult
+    public func publishAdminEvent(
+        _ type: EventType,
+        userID: String? = nil,
+        data: JSONObject = [:]
+    ) async throws(RealtimeError) -> PublishReceipt {
+        try await publish(category: "admin", type, userID: userID, sessionID: nil, data: data, scope: .admins)
+    }
+
+    /// Publishes a `system.*` event to everyone.
+    @discardableResult
+    public func publishSystemEvent(_ type: EventType, data: JSONObject = [:]) async throws(RealtimeError)
+        -> PublishReceipt
+    {
+        try await publish(category: "system", type, userID: nil, sessionID: nil, data: data, scope: .everyone)
+    }
+
+    /// Sends a notification (no subscription needed).
+    @discardableResult
+    public func send(_ notification: RealtimeNotification) async -> PublishReceipt {
+        counters.notificationsSent.add(1, ordering: .relaxed)
+        let local = deliverLocally(notification)
+        let route: BusRoute
+        switch notification.target {
+        case .user(let userID): route = .user(userID)
+        case .admins: route = .admins
+        case .everyone: route = .everyone
+        }
+        var published = true
+        do {
+            try await backends.eventBus.publish(
+                BusMessage(origin: serverID, route: route, payload: .notification(notification))
+            )
+        } catch {
+            published = false
+            counters.busPublishFailures.add(1, ordering: .relaxed)
+            logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
+        }
+        return PublishReceipt(id: notification.id, localDeliveries: local, publishedToCluster: published)
+    }
+
+    /// Sends a notification to every connection of one user.
+    @discardableResult
+    public func sendUserNotification(
+        userID: String,
+        level: NotificationLevel,
+        title: String,
+        message: String,
+        data: JSONObject = [:]
+    ) async -> PublishReceipt {
+        await send(
+            RealtimeNotification(level: level, title: title, message: message, data: data, target: .user(userID))
+        )
+    }
+
+    /// Sends a notification to every connection.
+    @discardableResult
+    public func sendBroadcastNotification(
+        level: NotificationLevel,
+        title: String,
+        message: String,
+        data: JSONObject = [:]
+    ) async -> PublishReceipt {
+        await send(RealtimeNotification(level: level, title: title, message: message, data: data, target: .everyone))
+    }
+
+    /// Sends a notification to every administrator connection.
+    @discardableResult
+    public func sendAdminNotification(
+        level: NotificationLevel,
+        title: String,
+        message: String,
+        data: JSONObject = [:]
+    ) async -> PublishReceipt {
+        await send(RealtimeNotification(level: level, title: title, message: message, data: data, target: .admins))
+    }
+
+    // MARK: Operations
+
+    /// Closes every connection of a user on every server (close code 4011).
+    public func disconnect(userID: String, reason: String = "disconnected by an operator") async throws(RealtimeError) {
+        applyControl(.disconnectUser(userID: userID, reason: reason))
+        try await backends.eventBus.publish(
+            BusMessage(
+                origin: serverID,
+                route: .control,
+                payload: .control(.disconnectUser(userID: userID, reason: reason))
+            )
+        )
+    }
+
+    /// Closes one connection, wherever it is.
+    public func disconnect(connectionID: ConnectionID, reason: String = "disconnected by an operator")
+        async throws(RealtimeError)
+    {
+        let command = ControlCommand.disconnectConnection(connectionID, reason: reason)
+        if applyControl(command) > 0 { return }
+        guard let record = try await backends.connectionStore.connection(connectionID) else {
+            throw RealtimeError(.notFound, "no live connection \(connectionID)")
+        }
+        try await backends.eventBus.publish(
+            BusMessage(origin: serverID, route: .server(record.serverID), payload: .control(command))
+        )
+    }
+
+    /// Closes every connection of a session on every server (close code 4009) without revoking it.
+    public func disconnect(sessionID: String, reason: String = "session ended") async throws(RealtimeError) {
+        applyControl(.disconnectSession(sessionID: sessionID, reason: reason))
+        try await backends.eventBus.publish(
+            BusMessage(
+                origin: serverID,
+                route: .control,
+                payload: .control(.disconnectSession(sessionID: sessionID, reason: reason))
+            )
+        )
+    }
+
+    /// Revokes a session cluster-wide: later upgrades with its tokens are refused, its user receives a
+    /// `session.revoked` event, and its connections on every server are closed with 4009.
+    ///
+    /// - Parameters:
+    ///   - userID: the session's user, if known (otherwise looked up in the registry) for the event.
+    ///   - retainUntil: how long to remember the revocation (the latest expiry of the session's tokens);
+    ///     default ``HubConfiguration/revocationRetention`` from now.
+    public func revoke(
+        sessionID: String,
+        userID: String? = nil,
+        reason: String = "session revoked",
+        retainUntil: Timestamp? = nil
+    ) async throws(RealtimeError) {
+        try await backends.sessionStore.revoke(
+            sessionID,
+            retainUntil: retainUntil ?? .now() + configuration.revocationRetention
+        )
+        var users = Set<String>()
+        if let userID { users.insert(userID) }
+        users.formUnion(state.withLock { $0.cores(ofSession: sessionID) }.compactMap { $0.identity?.userID })
+        if users.isEmpty, let records = try? await backends.connectionStore.connections(ofSession: sessionID) {
+            users.formUnion(records.map(\.userID))
+        }
+        for user in users.sorted() {
+            await publishInternal(
+                RealtimeEvent(
+                    type: .sessionRevoked,
+                    userID: user,
+                    sessionID: sessionID,
+                    data: ["reason": .string(reason)]
+                )
+            )
+        }
+        try await disconnect(sessionID: sessionID, reason: reason)
+    }
+
+    /// Records a session (registry mode needs it before the session's tokens may connect).
+    public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
+        try await backends.sessionStore.create(sessionID, userID: userID, expiresAt: expiresAt)
+    }
+
+    /// Carries out a control command on this server. Returns how many connections it closed.
+    @discardableResult
+    func applyControl(_ command: ControlCommand) -> Int {
+        let targets: [ConnectionCore]
+        let code: CloseCode
+        let reason: String
+        switch command {
+        case .disconnectUser(let userID, let why):
+            targets = state.withLock { $0.cores(ofUser: userID) }
+            code = .disconnected
+            reason = why
+        case .disconnectSession(let sessionID, let why):
+            targets = state.withLock { $0.cores(ofSession: sessionID) }
+            code = .sessionRevoked
+            reason = why
+        case .disconnectConnection(let id, let why):
+            targets = state.withLock { state in
+                state.slot(id).map { [$0.core] } ?? state.awaitingAuth[id].map { [$0] } ?? []
+            }
+            code = .disconnected
+            reason = why
+        }
+        for core in targets { close(core, code, reason: String(reason.utf8.prefix(120)) ?? "closed") }
+        return targets.count
+    }
+
+    // MARK: The bus
+
+    func handle(_ delivery: BusDelivery) {
+        switch delivery {
+        case .gap(let from, let to):
+            counters.gaps.add(1, ordering: .relaxed)
+            runtime.withLock { $0.lastGap = (from, to) }
+            let frame = OutboundFrame.text(
+                WireProtocol.message(
+                    "gap",
+                    payload: [
+                        "from": .string(from.iso8601),
+                        "to": .string(to.iso8601),
+                        "reason":
+                            "Events from other servers may have been missed in this window; refetch what matters.",
+                    ]
+                )
+            )
+            let cores = state.withLock { $0.allCores }
+            var overflowed: [ConnectionCore] = []
+            for core in cores where core.queue.enqueue(frame) == .overflow { overflowed.append(core) }
+            account(delivered: 0, overflowed: overflowed)
+        case .message(let message):
+            guard message.origin != serverID else { return }
+            counters.busMessagesReceived.add(1, ordering: .relaxed)
+            switch message.payload {
+            case .event(let event):
+                // Only the routes the event's scope allows: a message on the wrong route is not delivered
+                // beyond what its scope permits (and `mayReceive` checks each recipient again).
+                guard Self.routes(for: event.scope).contains(message.route) else {
+                    logger.warning("bus event on a route its scope does not allow; dropped")
+                    return
+                }
+                _ = deliverLocally(event, routes: [message.route])
+                let latency = Timestamp.now() - event.timestamp
+                if latency >= .zero { counters.deliveryLatency.recordNanoseconds(latency.milliseconds * 1_000_000) }
+            case .notification(let notification):
+                _ = deliverLocally(notification)
+            case .control(let command):
+                applyControl(command)
+            }
+        }
+    }
+}
+
+extension RealtimeHub {
+    /// Benchmark hook: delivers `event` to this server's connections as `publish` does, without the bus.
+    package func deliverLocallyForBenchmark(_ event: RealtimeEvent) -> Int {
+        deliverLocally(event, routes: Self.routes(for: event.scope))
+    }
+
+    /// Test hook: entries in the pattern indexes.
+    package var patternIndexEntryCount: Int { state.withLock { $0.indexEntryCount } }
+
+    /// Benchmark hook: empties every outbound queue; returns how many frames were dropped.
+    package func discardQueuedFramesForBenchmark() -> Int {
+        state.withLock { $0.allCores }.reduce(0) { $0 + $1.queue.discardQueued() }
+    }
+
+    /// Benchmark hook: the JSON text of an event message, as every recipient receives it.
+    package static func encodeForBenchmark(_ event: RealtimeEvent) -> String { WireProtocol.event(event) }
+}

@@ -1,0 +1,390 @@
+import Logging
+public import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+extension RealtimeHub {
+    /// Runs the hub until graceful shutdown (swift-service-lifecycle), cancellation or ``shutdown()``: the bus
+    /// subscription, heartbeats and idle detection, token expiry, the server registry heartbeat and purge of
+    /// dead servers, periodic statistics to administrators, and cleanup. On the way out it drains connections in
+    /// paced batches (each told when to reconnect, then closed with 1001) and unregisters the server.
+    public func run() async throws {
+        let alreadyRunning = runtime.withLock { runtime -> Bool in
+            defer { runtime.running = true }
+            return runtime.running
+        }
+        guard !alreadyRunning else { throw RealtimeError(.invalidArgument, "run() is already running") }
+        logger.info("hub started")
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await withDiscardingTaskGroup { group in
+                    group.addTask { await self.busLoop() }
+                    group.addTask { await self.tickLoop() }
+                    group.addTask { await self.unregisterLoop() }
+                    await self.stopSignal.wait()
+                    group.cancelAll()
+                }
+            } onCancel: {
+                self.stopSignal.fire()
+            }
+        } onGracefulShutdown: {
+            self.stopSignal.fire()
+        }
+        await drain()
+        runtime.withLock { $0.running = false }
+        logger.info("hub stopped")
+    }
+
+    /// Starts a graceful shutdown of a running hub; ``run()`` returns once it is done.
+    public func shutdown() {
+        stopSignal.fire()
+    }
+
+    // MARK: Loops
+
+    private func busLoop() async {
+        var backoff: Duration = .milliseconds(100)
+        while !Task.isCancelled {
+            let subscription: any EventBusSubscription
+            do {
+                subscription = try await backends.eventBus.subscribe(server: serverID)
+            } catch {
+                logger.error("bus subscription failed; retrying", metadata: ["realtime.error": "\(error)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+                continue
+            }
+            backoff = .milliseconds(100)
+            runtime.withLock { $0.subscribed = true }
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.reconcileInterest(subscription) }
+                for await delivery in subscription.deliveries {
+                    handle(delivery)
+                }
+                group.cancelAll()
+            }
+            runtime.withLock { $0.subscribed = false }
+            interest.expireWaiters(now: .now, all: true)
+            await subscription.close()
+            if !Task.isCancelled {
+                logger.warning("bus subscription ended; resubscribing")
+                try? await Task.sleep(for: backoff)
+            }
+        }
+    }
+
+    /// Keeps the subscription's user and admin routes equal to what this server's connections need.
+    private func reconcileInterest(_ subscription: any EventBusSubscription) async {
+        var applied = Set<BusRoute>()
+        // A new subscription hears nothing yet: everything desired is pending.
+        state.withLock { state in
+            for route in state.desiredInterest { state.pendingInterest[route] = true }
+        }
+        var generation = interest.request()
+        while !Task.isCancelled {
+            let pending = state.withLock { state -> [BusRoute: Bool] in
+                defer { state.pendingInterest = [:] }
+                return state.pendingInterest
+            }
+            var failed: [BusRoute: Bool] = [:]
+            for (route, wanted) in pending where wanted != applied.contains(route) {
+                do {
+                    if wanted {
+                        try await subscription.addInterest(route)
+                        applied.insert(route)
+                    } else {
+                        try await subscription.removeInterest(route)
+                        applied.remove(route)
+                    }
+                } catch {
+                    failed[route] = wanted
+                    logger.warning("bus interest change failed", metadata: ["realtime.error": "\(error)"])
+                }
+            }
+            if !failed.isEmpty {
+                state.withLock { state in
+                    for (route, wanted) in failed where state.pendingInterest[route] == nil {
+                        state.pendingInterest[route] = wanted
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(200))
+                generation = max(generation, interest.request())
+                continue
+            }
+            interest.applied(generation)
+            generation = await interest.waitForRequest()
+        }
+    }
+
+    private func unregisterLoop() async {
+        for await id in unregisterJobs {
+            await unregister(id: id)
+            if Task.isCancelled { break }
+        }
+    }
+
+    private func unregister(id: ConnectionID) async {
+        guard let core = state.withLock({ $0.closedCores.removeValue(forKey: id) }) else { return }
+        await unregister(core)
+    }
+
+    private func tickLoop() async {
+        let tick: Duration = min(.seconds(1), configuration.authenticationTimeout / 2)
+        let clock = ContinuousClock()
+        var nextHeartbeat = clock.now + configuration.heartbeatInterval
+        var nextServerHeartbeat = clock.now
+        var nextStats = configuration.statsInterval.map { clock.now + $0 }
+        var nextCleanup = clock.now + configuration.cleanupInterval
+        while !Task.isCancelled {
+            let now = clock.now
+            expireDeadlines(now: now)
+            if now >= nextHeartbeat {
+                nextHeartbeat = now + configuration.heartbeatInterval
+                heartbeat(now: now)
+            }
+            if now >= nextServerHeartbeat {
+                nextServerHeartbeat = now + configuration.serverHeartbeatInterval
+                await serverHeartbeat()
+            }
+            if let due = nextStats, now >= due, let interval = configuration.statsInterval {
+                nextStats = now + interval
+                await sendStatsToAdmins()
+            }
+            if now >= nextCleanup {
+                nextCleanup = now + configuration.cleanupInterval
+                state.withLock { $0.abuse.sweep(now: now, idle: configuration.rateLimits.abuseWindow) }
+            }
+            try? await Task.sleep(for: tick)
+        }
+    }
+
+    /// Authentication deadlines, unused tickets, token expiry and its warning.
+    func expireDeadlines(now: ContinuousClock.Instant) {
+        let ticketTimeout = configuration.upgradeTicketTimeout
+        let (awaiting, expiredTickets, active) = state.withLock { state in
+            let expiredTickets = state.reserved.filter { id, reservation in
+                state.awaitingAuth[id] == nil && now - reservation.since > ticketTimeout
+            }.map(\.key)
+            for id in expiredTickets {
+                state.closedCores[id] = state.reserved.removeValue(forKey: id)?.core
+            }
+            return (Array(state.awaitingAuth.values), expiredTickets, state.allCores)
+        }
+        if !expiredTickets.isEmpty {
+            logger.debug("released unused upgrade tickets", metadata: ["realtime.count": "\(expiredTickets.count)"])
+            // Each ticket holds a registration in the connection store: remove it.
+            for id in expiredTickets { unregisterContinuation.yield(id) }
+        }
+        for core in awaiting {
+            let late = core.mutable.withLock { $0.authDeadline.map { $0 <= now } ?? false }
+            if late { close(core, .authenticationFailed, reason: "authentication timeout") }
+        }
+        let wallNow = Timestamp.now()
+        let warning = configuration.tokenExpiryWarning
+        for core in active {
+            enum Action {
+                case none
+                case warn(Timestamp)
+                case expire
+            }
+            let action: Action = core.mutable.withLock { mutable in
+                guard let expiresAt = mutable.identity?.expiresAt else { return .none }
+                if expiresAt <= wallNow { return .expire }
+                if !mutable.warnedExpiry && expiresAt - warning <= wallNow {
+                    mutable.warnedExpiry = true
+                    return .warn(expiresAt)
+                }
+                return .none
+            }
+            switch action {
+            case .none: break
+            case .expire: close(core, .tokenExpired, reason: "token expired")
+            case .warn(let expiresAt):
+                reply(
+                    core,
+                    WireProtocol.message(
+                        "token_expiring",
+                        payload: [
+                            "expiresAt": .string(expiresAt.iso8601),
+                            "message": "send refresh_token with a new token to keep this connection",
+                        ]
+                    )
+                )
+            }
+        }
+    }
+
+    /// Pings every connection and closes those that stayed silent for the idle timeout although they were pinged
+    /// since their last sign of life (so a delayed tick never closes a connection that had no chance to answer).
+    func heartbeat(now: ContinuousClock.Instant) {
+        let cores = state.withLock { $0.allCores }
+        for core in cores {
+            let idle = core.mutable.withLock { mutable -> Bool in
+                let silentSincePing = mutable.pingedAt.map { $0 > mutable.lastActivity } ?? false
+                if silentSincePing && now - mutable.lastActivity > configuration.idleTimeout { return true }
+                mutable.pingedAt = now
+                return false
+            }
+            if idle {
+                close(core, .goingAway, reason: "idle timeout")
+            } else {
+                _ = core.queue.enqueue(.ping, force: true)
+            }
+        }
+    }
+
+    func serverHeartbeat() async {
+        let now = Timestamp.now()
+        let count = state.withLock { $0.activeCount }
+        let record = ServerRecord(
+            id: serverID,
+            startedAt: startedAt,
+            lastHeartbeat: now,
+            expiresAt: now + configuration.serverTTL,
+            connectionCount: count
+        )
+        do {
+            try await backends.connectionStore.heartbeat(record)
+            try await restoreLostRegistrations()
+            let purged = try await backends.connectionStore.purgeExpiredServers()
+            runtime.withLock { $0.lastServerHeartbeatError = nil }
+            for server in purged {
+                logger.warning(
+                    "purged a server that stopped heartbeating",
+                    metadata: [
+                        "realtime.purged.server": "\(server.serverID)", "realtime.count": "\(server.connections.count)",
+                    ]
+                )
+                for userID in server.usersGoneOffline {
+                    await publishInternal(
+                        RealtimeEvent(
+                            type: .presenceUserOffline,
+                            userID: userID,
+                            data: ["serverId": .string(server.serverID.rawValue), "reason": "server_purged"],
+                            scope: .admins
+                        )
+                    )
+                }
+            }
+        } catch {
+            runtime.withLock { $0.lastServerHeartbeatError = "\(error)" }
+            logger.warning("server heartbeat failed", metadata: ["realtime.error": "\(error)"])
+        }
+    }
+
+    /// Re-registers local connections the registry no longer knows (Redis restarted without persistence, or a
+    /// failover lost recent writes), so per-user limits, presence and global counts recover by themselves.
+    func restoreLostRegistrations() async throws(RealtimeError) {
+        let local = state.withLock { $0.allCores }.filter { core in
+            core.mutable.withLock { $0.registered && $0.closeCode == nil }
+        }
+        let registered = try await backends.connectionStore.count(.server(serverID))
+        guard registered < local.count else { return }
+        var restored = 0
+        for core in local {
+            guard let identity = core.identity,
+                try await backends.connectionStore.connection(core.id) == nil
+            else { continue }
+            // The connection exists: never refuse it on the per-user limit while restoring.
+            _ = try await backends.connectionStore.register(
+                core.record(serverID: serverID, identity: identity),
+                maxConnectionsPerUser: nil
+            )
+            restored += 1
+        }
+        if restored > 0 {
+            logger.notice(
+                "re-registered connections the cluster registry had lost",
+                metadata: ["realtime.count": "\(restored)"]
+            )
+        }
+    }
+
+    func sendStatsToAdmins() async {
+        guard state.withLock({ !$0.adminSlots.isEmpty }) else { return }
+        let stats = await stats()
+        let frame = OutboundFrame.text(WireProtocol.message("stats", payload: stats.jsonObject))
+        for core in state.withLock({ $0.adminCores }) {
+            if core.queue.enqueue(frame) == .overflow {
+                close(core, .slowConsumer, reason: "outbound queue overflow; reconnect and resynchronise")
+            }
+        }
+    }
+
+    /// Closes every connection in paced batches with a jittered reconnect hint, then leaves the cluster.
+    func drain() async {
+        let cores = state.withLock { state -> [ConnectionCore] in
+            state.draining = true
+            return state.allCores + Array(state.awaitingAuth.values)
+        }
+        let settings = configuration.shutdown
+        logger.info("draining connections", metadata: ["realtime.count": "\(cores.count)"])
+        var generator = SystemRandomNumberGenerator()
+        var batchStart = 0
+        while batchStart < cores.count {
+            let batch = cores[batchStart..<min(batchStart + settings.batchSize, cores.count)]
+            for core in batch {
+                let jitter = settings.reconnectJitter.milliseconds
+                let delay =
+                    settings.reconnectDelay.milliseconds
+                    + (jitter > 0 ? Int64.random(in: 0...jitter, using: &generator) : 0)
+                _ = core.queue.enqueue(
+                    .text(
+                        WireProtocol.message(
+                            "reconnect",
+                            payload: ["reason": "server_shutdown", "retryAfterMs": .int(delay)]
+                        )
+                    ),
+                    force: true
+                )
+                close(core, .goingAway, reason: "server shutting down", flush: true)
+            }
+            batchStart += settings.batchSize
+            if batchStart < cores.count && settings.batchInterval > .zero {
+                // Uninterruptible pacing would hold up a cancelled task; a cancelled sleep just ends the pacing.
+                do { try await Task.sleep(for: settings.batchInterval) } catch { continue }
+            }
+        }
+        unregisterContinuation.finish()
+        do {
+            let removed = try await backends.connectionStore.removeServer(serverID)
+            for core in cores { core.mutable.withLock { $0.registered = false } }
+            for userID in removed.usersGoneOffline {
+                await publishInternal(
+                    RealtimeEvent(
+                        type: .presenceUserOffline,
+                        userID: userID,
+                        data: ["serverId": .string(serverID.rawValue), "reason": "server_shutdown"],
+                        scope: .admins
+                    )
+                )
+            }
+        } catch {
+            logger.warning("could not unregister the server", metadata: ["realtime.error": "\(error)"])
+        }
+    }
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux), or nil.
+func residentMemoryBytes() -> Int? {
+    #if os(Linux)
+        let fd = open("/proc/self/statm", O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 127) }
+        guard count > 0 else { return nil }
+        let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    #else
+        return nil
+    #endif
+}

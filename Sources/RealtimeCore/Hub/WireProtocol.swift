@@ -1,0 +1,190 @@
+/// A stable, machine-readable error code in an `error` message. Documented in `Documentation/Protocol.md`.
+public struct ProtocolErrorCode: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let invalidJSON = ProtocolErrorCode("invalid_json")
+    public static let invalidMessage = ProtocolErrorCode("invalid_message")
+    public static let unknownType = ProtocolErrorCode("unknown_type")
+    public static let messageTooBig = ProtocolErrorCode("message_too_big")
+    public static let unsupportedFrame = ProtocolErrorCode("unsupported_frame")
+    public static let invalidPattern = ProtocolErrorCode("invalid_pattern")
+    public static let forbiddenPattern = ProtocolErrorCode("forbidden_pattern")
+    public static let tooManySubscriptions = ProtocolErrorCode("too_many_subscriptions")
+    public static let tooManyPatterns = ProtocolErrorCode("too_many_patterns")
+    public static let rateLimited = ProtocolErrorCode("rate_limited")
+    public static let notAuthenticated = ProtocolErrorCode("not_authenticated")
+    public static let alreadyAuthenticated = ProtocolErrorCode("already_authenticated")
+    public static let tokenInvalid = ProtocolErrorCode("token_invalid")
+    public static let tokenUserMismatch = ProtocolErrorCode("token_user_mismatch")
+    public static let sessionInactive = ProtocolErrorCode("session_inactive")
+    public static let unavailable = ProtocolErrorCode("unavailable")
+}
+
+/// A message from a client.
+enum ClientMessage: Sendable {
+    case subscribe([String])
+    case unsubscribe([String])
+    case ping
+    case getSubscriptions
+    case refreshToken(String)
+    case auth(String)
+}
+
+/// A protocol error to report to the client.
+struct WireError: Error, Sendable {
+    var code: ProtocolErrorCode
+    var message: String
+    var id: JSONValue?
+}
+
+enum WireProtocol {
+    /// Parses one text frame. On failure the error carries the message's `id` when it could be read.
+    static func parse(_ text: String, limits: HubConfiguration.Limits) -> Result<(JSONValue?, ClientMessage), WireError>
+    {
+        guard text.utf8.count <= limits.maxMessageBytes else {
+            return .failure(
+                WireError(
+                    code: .messageTooBig,
+                    message: "message is \(text.utf8.count) bytes; the limit is \(limits.maxMessageBytes)"
+                )
+            )
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser(limits: .init(maxBytes: limits.maxMessageBytes, maxDepth: 8)).parse(text)
+        } catch {
+            return .failure(WireError(code: .invalidJSON, message: "message is not valid JSON (\(error))"))
+        }
+        guard case .object(let object) = value else {
+            return .failure(WireError(code: .invalidMessage, message: "message must be a JSON object"))
+        }
+        var id: JSONValue?
+        if let rawID = object["id"] {
+            switch rawID {
+            case .string(let string) where string.utf8.count <= limits.maxMessageIDBytes: id = rawID
+            case .int: id = rawID
+            case .null: id = nil
+            default:
+                return .failure(
+                    WireError(
+                        code: .invalidMessage,
+                        message: "id must be a string of at most \(limits.maxMessageIDBytes) bytes or an integer"
+                    )
+                )
+            }
+        }
+        func fail(_ code: ProtocolErrorCode, _ message: String) -> Result<(JSONValue?, ClientMessage), WireError> {
+            .failure(WireError(code: code, message: message, id: id))
+        }
+        guard let type = object["type"]?.stringValue else { return fail(.invalidMessage, "type must be a string") }
+        let payload = object["payload"]
+        if let payload, !payload.isNull, payload.objectValue == nil {
+            return fail(.invalidMessage, "payload must be an object")
+        }
+        func patterns() -> Result<[String], WireError> {
+            guard let list = payload?["eventTypes"]?.arrayValue else {
+                return .failure(
+                    WireError(code: .invalidMessage, message: "payload.eventTypes must be an array", id: id)
+                )
+            }
+            guard !list.isEmpty else {
+                return .failure(WireError(code: .invalidMessage, message: "payload.eventTypes is empty", id: id))
+            }
+            guard list.count <= limits.maxPatternsPerMessage else {
+                return .failure(
+                    WireError(
+                        code: .tooManyPatterns,
+                        message: "at most \(limits.maxPatternsPerMessage) patterns per message",
+                        id: id
+                    )
+                )
+            }
+            var strings: [String] = []
+            for element in list {
+                guard let string = element.stringValue else {
+                    return .failure(
+                        WireError(code: .invalidMessage, message: "payload.eventTypes must hold strings", id: id)
+                    )
+                }
+                strings.append(string)
+            }
+            return .success(strings)
+        }
+        func token() -> Result<String, WireError> {
+            guard let token = payload?["token"]?.stringValue, !token.isEmpty else {
+                return .failure(WireError(code: .invalidMessage, message: "payload.token must be a string", id: id))
+            }
+            return .success(token)
+        }
+        switch type {
+        case "subscribe": return patterns().map { (id, .subscribe($0)) }
+        case "unsubscribe": return patterns().map { (id, .unsubscribe($0)) }
+        case "ping": return .success((id, .ping))
+        case "get_subscriptions": return .success((id, .getSubscriptions))
+        case "refresh_token": return token().map { (id, .refreshToken($0)) }
+        case "auth": return token().map { (id, .auth($0)) }
+        default:
+            let shown = type.utf8.count <= 64 ? type : String(type.prefix(64)) + "…"
+            return fail(.unknownType, "unknown message type '\(shown)'")
+        }
+    }
+
+    // MARK: Server messages
+
+    static func message(_ type: String, id: JSONValue? = nil, payload: JSONObject) -> String {
+        var object: JSONObject = ["type": .string(type), "payload": .object(payload)]
+        if let id { object["id"] = id }
+        return JSONWriter.string(.object(object))
+    }
+
+    static func error(_ code: ProtocolErrorCode, _ message: String, id: JSONValue?, retryAfter: Duration? = nil)
+        -> String
+    {
+        var payload: JSONObject = ["code": .string(code.rawValue), "message": .string(message)]
+        if let retryAfter { payload["retryAfterMs"] = .int(max(1, retryAfter.milliseconds)) }
+        return self.message("error", id: id, payload: payload)
+    }
+
+    /// `{"type":"event","payload":{…}}`, written directly (this runs once per published event).
+    static func event(_ event: RealtimeEvent) -> String {
+        var writer = JSONWriter(reservingCapacity: 192)
+        writer.writeRaw(#"{"type":"event","payload":{"id":"#)
+        writer.write(event.id)
+        writer.writeKey("type")
+        writer.write(event.type.rawValue)
+        if let userID = event.userID {
+            writer.writeKey("userId")
+            writer.write(userID)
+        }
+        if let sessionID = event.sessionID {
+            writer.writeKey("sessionId")
+            writer.write(sessionID)
+        }
+        writer.writeKey("timestamp")
+        writer.writeRaw("\"")
+        var bytes: [UInt8] = []
+        event.timestamp.appendISO8601(to: &bytes)
+        writer.writeRaw(bytes)
+        writer.writeRaw("\"")
+        writer.writeKey("data")
+        writer.write(event.data)
+        writer.writeRaw("}}")
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
+    static func notification(_ notification: RealtimeNotification) -> String {
+        message(
+            "notification",
+            payload: [
+                "id": .string(notification.id),
+                "level": .string(notification.level.rawValue),
+                "title": .string(notification.title),
+                "message": .string(notification.message),
+                "data": .object(notification.data),
+                "timestamp": .string(notification.timestamp.iso8601),
+            ]
+        )
+    }
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: Apache-2.0
+
+internal import RealtimeCore
+
+/// The claim checks of RFC 7519 §4.1 and the mapping to a ``VerifiedIdentity``, run on an authenticated payload.
+struct ClaimsValidator {
+    let configuration: JWTVerifier.Configuration
+    let now: Timestamp
+
+    func validate(_ claims: JSONObject, header: JSONObject) throws(TokenVerificationError) -> VerifiedIdentity {
+        let nowMS = now.millisecondsSinceEpoch
+        let leewayMS = max(configuration.leeway.milliseconds, 0)
+
+        var expiresAt: Timestamp?
+        if let value = claims["exp"], !value.isNull {
+            let exp = try numericDate("exp", value)
+            guard nowMS < exp.addingSaturating(leewayMS) else {
+                throw TokenVerificationError(.expired, "exp has passed")
+            }
+            expiresAt = Timestamp(millisecondsSinceEpoch: exp)
+        }
+        if let value = claims["nbf"], !value.isNull {
+            let nbf = try numericDate("nbf", value)
+            guard nowMS.addingSaturating(leewayMS) >= nbf else {
+                throw TokenVerificationError(.notYetValid, "nbf is in the future")
+            }
+        }
+        var issuedAt: Timestamp?
+        if let value = claims["iat"], !value.isNull {
+            let iat = try numericDate("iat", value)
+            guard iat <= nowMS.addingSaturating(leewayMS) else {
+                throw TokenVerificationError(.issuedInFuture, "iat is in the future")
+            }
+            issuedAt = Timestamp(millisecondsSinceEpoch: iat)
+        }
+
+        if let issuer = configuration.issuer {
+            guard let value = claims["iss"], !value.isNull else {
+                throw TokenVerificationError(.missingClaim, "iss is missing")
+            }
+            guard let iss = value.stringValue else {
+                throw TokenVerificationError(.invalidClaim, "iss is not a string")
+            }
+            guard iss == issuer else { throw TokenVerificationError(.wrongIssuer, "iss is not the configured issuer") }
+        }
+        try checkAudience(claims["aud"])
+
+        if let tokenType = configuration.tokenType {
+            let source = tokenType.location == .header ? header : claims
+            guard let value = source[tokenType.name], !value.isNull else {
+                throw TokenVerificationError(.wrongTokenType, "\(tokenType.name) is missing")
+            }
+            guard let type = value.stringValue else {
+                throw TokenVerificationError(.invalidClaim, "\(tokenType.name) is not a string")
+            }
+            guard type == tokenType.expected else {
+                throw TokenVerificationError(.wrongTokenType, "\(tokenType.name) is not \(tokenType.expected)")
+            }
+        }
+
+        for name in configuration.requiredClaims {
+            guard let value = claims[name], !value.isNull else {
+                throw TokenVerificationError(.missingClaim, "\(name) is missing")
+            }
+        }
+
+        let mapping = configuration.claims
+        guard let userValue = claims[mapping.userIDClaim], !userValue.isNull else {
+            throw TokenVerificationError(.missingClaim, "\(mapping.userIDClaim) is missing")
+        }
+        guard let userID = userValue.stringValue, !userID.isEmpty else {
+            throw TokenVerificationError(.invalidClaim, "\(mapping.userIDClaim) is not a non-empty string")
+        }
+        var sessionID: String?
+        if let name = mapping.sessionIDClaim, let value = claims[name], !value.isNull {
+            guard let string = value.stringValue, !string.isEmpty else {
+                throw TokenVerificationError(.invalidClaim, "\(name) is not a non-empty string")
+            }
+            sessionID = string
+        }
+        var roles: [String] = []
+        if let name = mapping.rolesClaim, let value = claims[name], !value.isNull {
+            roles = try stringList(name, value)
+        }
+        let isAdmin = try evaluate(mapping.admin.backing, claims)
+        return VerifiedIdentity(
+            userID: userID,
+            sessionID: sessionID,
+            isAdmin: isAdmin,
+            roles: roles,
+            expiresAt: expiresAt,
+            issuedAt: issuedAt,
+            claims: claims
+        )
+    }
+
+    /// A NumericDate (seconds since the epoch, integer or not) in milliseconds, saturating.
+    private func numericDate(_ name: String, _ value: JSONValue) throws(TokenVerificationError) -> Int64 {
+        switch value {
+        case .int(let seconds):
+            let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            return overflow ? (seconds < 0 ? .min : .max) : product
+        case .double(let seconds):
+            let milliseconds = (seconds * 1000).rounded(.down)
+            if milliseconds >= 9.2e18 { return .max }
+            if milliseconds <= -9.2e18 { return .min }
+            return Int64(milliseconds)
+        default:
+            throw TokenVerificationError(.invalidClaim, "\(name) is not a number")
+        }
+    }
+
+    private func checkAudience(_ value: JSONValue?) throws(TokenVerificationError) {
+        let audiences = configuration.audiences
+        guard let value, !value.isNull else {
+            if !audiences.isEmpty { throw TokenVerificationError(.missingClaim, "aud is missing") }
+            return
+        }
+        let listed: [String]
+        switch value {
+        case .string(let audience): listed = [audience]
+        case .array(let values):
+            var strings: [String] = []
+            strings.reserveCapacity(values.count)
+            for element in values {
+                guard let string = element.stringValue else {
+                    throw TokenVerificationError(.invalidClaim, "aud is not a string or an array of strings")
+                }
+                strings.append(string)
+            }
+            listed = strings
+        default:
+            throw TokenVerificationError(.invalidClaim, "aud is not a string or an array of strings")
+        }
+        guard listed.contains(where: audiences.contains) else {
+            throw TokenVerificationError(
+                .wrongAudience,
+                audiences.isEmpty ? "token names an audience but none is configured" : "aud names none of ours"
+            )
+        }
+    }
+
+    /// An array of strings, or one string, as a list.
+    private func stringList(_ name: String, _ value: JSONValue) throws(TokenVerificationError) -> [String] {
+        switch value {
+        case .string(let string): return [string]
+        case .array(let values):
+            var strings: [String] = []
+            strings.reserveCapacity(values.count)
+            for element in values {
+                guard let string = element.stringValue else {
+                    throw TokenVerificationError(.invalidClaim, "\(name) is not an array of strings")
+                }
+                strings.append(string)
+            }
+            return strings
+        default:
+            throw TokenVerificationError(.invalidClaim, "\(name) is not an array of strings")
+        }
+    }
+
+    private func evaluate(
+        _ rule: JWTVerifier.AdminRule.Backing,
+        _ claims: JSONObject
+    ) throws(TokenVerificationError) -> Bool {
+        switch rule {
+        case .never:
+            return false
+        case .claimEquals(let name, let expected):
+            guard let value = claims[name], !value.isNull else { return false }
+            guard let string = value.stringValue else {
+                throw TokenVerificationError(.invalidClaim, "\(name) is not a string")
+            }
+            return string == expected
+        case .arrayContains(let name, let expected):
+            guard let value = claims[name], !value.isNull else { return false }
+            return try stringList(name, value).contains(expected)
+        case .scopeContains(let name, let scope):
+            guard let value = claims[name], !value.isNull else { return false }
+            if let string = value.stringValue {
+                return string.split(separator: " ", omittingEmptySubsequences: true).contains { $0 == scope }
+            }
+            return try stringList(name, value).contains(scope)
+        case .booleanClaim(let name):
+            guard let value = claims[name], !value.isNull else { return false }
+            guard let flag = value.boolValue else {
+                throw TokenVerificationError(.invalidClaim, "\(name) is not a boolean")
+            }
+            return flag
+        case .anyOf(let rules):
+            for rule in rules {
+                if try evaluate(rule, claims) { return true }
+            }
+            return false
+        }
+    }
+}
+
+extension Int64 {
+    fileprivate func addingSaturating(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+}

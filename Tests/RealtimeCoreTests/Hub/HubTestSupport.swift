@@ -1,0 +1,58 @@
+import Logging
+import RealtimeCore
+import RealtimeTesting
+import Testing
+
+/// A hub (or several sharing one bus and store) on in-memory backends, with a token table.
+struct HubFixture {
+    let tokens: StaticTokenVerifier
+    let store: InMemoryConnectionStore
+    let bus: InMemoryEventBus
+    let sessions: InMemorySessionStore
+    let limiter: InMemoryRateLimiter<ContinuousClock>
+
+    init(sessionMode: SessionStoreMode = .revocationList) {
+        tokens = StaticTokenVerifier()
+        store = InMemoryConnectionStore()
+        bus = InMemoryEventBus()
+        sessions = InMemorySessionStore(mode: sessionMode)
+        limiter = InMemoryRateLimiter()
+        tokens.add("alice-token", VerifiedIdentity(userID: "alice", sessionID: "s-alice"))
+        tokens.add("alice-token-2", VerifiedIdentity(userID: "alice", sessionID: "s-alice"))
+        tokens.add("alice-other-session", VerifiedIdentity(userID: "alice", sessionID: "s-alice-2"))
+        tokens.add("bob-token", VerifiedIdentity(userID: "bob", sessionID: "s-bob"))
+        tokens.add(
+            "admin-token",
+            VerifiedIdentity(userID: "root", sessionID: "s-root", isAdmin: true, roles: ["admin"])
+        )
+    }
+
+    static func configuration(_ adjust: (inout HubConfiguration) -> Void = { _ in }) -> HubConfiguration {
+        var configuration = HubConfiguration()
+        configuration.statsInterval = nil
+        configuration.rateLimits.connectionsPerIP = RateLimitPolicy(name: "conn-ip", limit: 10_000, period: .seconds(1))
+        configuration.rateLimits.connectionsPerUser = RateLimitPolicy(
+            name: "conn-user",
+            limit: 10_000,
+            period: .seconds(1)
+        )
+        adjust(&configuration)
+        return configuration
+    }
+
+    func hub(_ adjust: (inout HubConfiguration) -> Void = { _ in }) throws -> RealtimeHub {
+        var logger = Logger(label: "realtime-hub-test")
+        logger.logLevel = .error
+        return try RealtimeHub(
+            configuration: Self.configuration(adjust),
+            backends: .inMemory(
+                tokenVerifier: tokens,
+                connectionStore: store,
+                eventBus: bus,
+                rateLimiter: limiter,
+                sessionStore: sessions
+            ),
+            logger: logger
+        )
+    }
+}
