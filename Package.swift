@@ -125,6 +125,7 @@ let package = Package(
 if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
     package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
     package.dependencies.append(.package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"))
+    package.dependencies.append(.package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"))
     package.targets.append(
         .executableTarget(
             name: "HubBenchmarks",
@@ -151,7 +152,12 @@ if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
     package.targets.append(
         .executableTarget(
             name: "RedisBenchmarks",
-            dependencies: ["RealtimeRedis", "RealtimeCore"],
+            dependencies: [
+                "RealtimeRedis",
+                "RealtimeCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/RedisBenchmarks",
             swiftSettings: swiftSettings
         )

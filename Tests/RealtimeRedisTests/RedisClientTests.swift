@@ -1,3 +1,5 @@
+import Metrics
+import MetricsTestKit
 import RealtimeCore
 import RealtimeRedis
 import Testing
@@ -126,7 +128,8 @@ extension RedisIntegrationTests {
                 single.poolSize = 1
                 single.commandTimeout = .milliseconds(100)
                 single.initialReconnectDelay = .milliseconds(10)
-                let client = RedisClient(configuration: single)
+                let metrics = TestMetrics()
+                let client = withMetricsFactory(metrics) { RedisClient(configuration: single) }
                 var slow = configuration
                 slow.commandTimeout = .seconds(5)
                 let admin = RedisClient(configuration: slow)
@@ -136,7 +139,16 @@ extension RedisIntegrationTests {
                 try await Task.sleep(for: .milliseconds(50))
                 let error = await #expect(throws: RealtimeError.self) { try await client.send(RedisCommand("PING")) }
                 #expect(error?.code == .timeout)
-                #expect(try await eventually { !client.isConnected })
+                // Taken for dead and replaced (the new TCP connection is accepted even while Redis sleeps).
+                #expect(
+                    try await eventually {
+                        metrics.counterTotal(
+                            label: "realtime_redis_reconnects_total",
+                            dimensions: [("connection", "pool")]
+                        )
+                            == 1
+                    }
+                )
                 _ = try await sleeping
                 #expect(
                     try await eventually {
@@ -198,7 +210,8 @@ extension RedisIntegrationTests {
                 configuration.maximumReconnectDelay = .milliseconds(200)
                 let client = RedisClient(configuration: configuration)
                 #expect(try await client.send(RedisCommand("PING")) == .simpleString("PONG"))
-                #expect(await client.healthCheck().status == .healthy)
+                // Every pooled connection up (the first PING needed only one).
+                #expect(try await eventually { await client.healthCheck().status == .healthy })
                 server.stop()
                 #expect(try await eventually { !client.isConnected })
                 let start = ContinuousClock.now
