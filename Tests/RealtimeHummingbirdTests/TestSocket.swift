@@ -12,7 +12,8 @@ struct TestTimeout: Error, CustomStringConvertible {
 /// Bytes received on a socket, with waiters woken on every change (no polling).
 final class ByteInbox: Sendable {
     private struct State {
-        var bytes: [UInt8] = []
+        /// A slice, so that consuming from the front is O(1).
+        var bytes: ArraySlice<UInt8> = []
         var closed = false
         var generation = 0
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
@@ -46,7 +47,7 @@ final class ByteInbox: Sendable {
     func take<T: Sendable>(
         timeout: Duration,
         _ what: String,
-        _ parse: @Sendable (inout [UInt8], Bool) throws -> T?
+        _ parse: @Sendable (inout ArraySlice<UInt8>, Bool) throws -> T?
     ) async throws -> T {
         let deadline = ContinuousClock.now + timeout
         while true {
@@ -170,6 +171,12 @@ final class TestSocket: Sendable {
 
     func write(_ text: String) async throws { try await write(Array(text.utf8)) }
 
+    /// Stops (or resumes) reading from the socket, to play a client that does not keep up.
+    func setReading(_ on: Bool) async throws {
+        try await channel.setOption(ChannelOptions.autoRead, value: on)
+        if on { channel.read() }
+    }
+
     func close() async {
         try? await channel.close()
     }
@@ -190,10 +197,10 @@ final class TestSocket: Sendable {
         }
     }
 
-    private static func parseReply(_ bytes: inout [UInt8], closed: Bool) throws -> HTTPReply? {
+    private static func parseReply(_ bytes: inout ArraySlice<UInt8>, closed: Bool) throws -> HTTPReply? {
         let separator: [UInt8] = [13, 10, 13, 10]
         guard let end = bytes.firstRange(of: separator) else { return nil }
-        let head = String(decoding: bytes[..<end.lowerBound], as: UTF8.self)
+        let head = String(decoding: bytes[bytes.startIndex..<end.lowerBound], as: UTF8.self)
         var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false).map(String.init)
         let statusLine = lines.removeFirst().split(separator: " ")
         guard statusLine.count >= 2, let status = Int(statusLine[1]) else {
@@ -210,7 +217,7 @@ final class TestSocket: Sendable {
             return reply
         }
         if let length = reply.header("Content-Length").flatMap(Int.init) {
-            guard bytes.count - bodyStart >= length else { return nil }
+            guard bytes.endIndex - bodyStart >= length else { return nil }
             reply.body = Array(bytes[bodyStart..<bodyStart + length])
             bytes.removeSubrange(..<(bodyStart + length))
             return reply
@@ -225,7 +232,7 @@ final class TestSocket: Sendable {
                     throw TestTimeout(description: "bad chunk size")
                 }
                 let dataStart = lineEnd.upperBound
-                guard bytes.count >= dataStart + size + 2 else { return nil }
+                guard bytes.endIndex >= dataStart + size + 2 else { return nil }
                 if size == 0 {
                     bytes.removeSubrange(..<(dataStart + 2))
                     reply.body = body
@@ -304,24 +311,25 @@ final class TestSocket: Sendable {
         try await inbox.take(timeout: timeout, "a WebSocket frame") { bytes, _ in Self.parseFrame(&bytes) }
     }
 
-    private static func parseFrame(_ bytes: inout [UInt8]) -> WSFrame? {
+    private static func parseFrame(_ bytes: inout ArraySlice<UInt8>) -> WSFrame? {
+        let base = bytes.startIndex
         guard bytes.count >= 2 else { return nil }
-        let fin = bytes[0] & 0x80 != 0
-        let opcode = bytes[0] & 0x0F
-        var length = Int(bytes[1] & 0x7F)
+        let fin = bytes[base] & 0x80 != 0
+        let opcode = bytes[base] & 0x0F
+        var length = Int(bytes[base + 1] & 0x7F)
         var offset = 2
         if length == 126 {
             guard bytes.count >= 4 else { return nil }
-            length = Int(bytes[2]) << 8 | Int(bytes[3])
+            length = Int(bytes[base + 2]) << 8 | Int(bytes[base + 3])
             offset = 4
         } else if length == 127 {
             guard bytes.count >= 10 else { return nil }
-            length = bytes[2..<10].reduce(0) { $0 << 8 | Int($1) }
+            length = bytes[(base + 2)..<(base + 10)].reduce(0) { $0 << 8 | Int($1) }
             offset = 10
         }
         guard bytes.count >= offset + length else { return nil }
-        let frame = WSFrame(fin: fin, opcode: opcode, payload: Array(bytes[offset..<offset + length]))
-        bytes.removeSubrange(..<(offset + length))
+        let frame = WSFrame(fin: fin, opcode: opcode, payload: Array(bytes[(base + offset)..<(base + offset + length)]))
+        bytes.removeFirst(offset + length)
         return frame
     }
 
