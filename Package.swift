@@ -23,6 +23,8 @@ let package = Package(
         .library(name: "RealtimeHummingbird", targets: ["RealtimeHummingbird"]),
         // The example host: `swift run realtime-server`.
         .executable(name: "realtime-server", targets: ["realtime-server"]),
+        // Redis backends (connection store, event bus, rate limiter, sessions) on SwiftNIO + hiredis's RESP codec.
+        .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
         // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
         .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
         // JSON Web Token verification and signing on OpenSSL's libcrypto (a `TokenVerifier`).
@@ -111,6 +113,40 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // hiredis (Debian: libhiredis-dev, 0.14), used only for RESP: its command formatter and reply reader.
+        // Only `internal import CHiredis` anywhere: no C type reaches a public API.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+        ),
+        .target(
+            name: "RealtimeRedis",
+            dependencies: [
+                "RealtimeCore",
+                "CHiredis",
+                "CLibCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeRedisTests",
+            dependencies: [
+                "RealtimeRedis",
+                "RealtimeCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                "RealtimeTesting",
+            ],
+            swiftSettings: swiftSettings
+        ),
         // `Testing` ships with the toolchain; it is not a package dependency.
         .target(
             name: "RealtimeTesting",
@@ -130,3 +166,16 @@ let package = Package(
         ),
     ]
 )
+
+// Benchmarks of the Redis client and backends against `redis-benchmark`, built only on request:
+// `REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks` (see Documentation/Performance.md).
+if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "RedisBenchmarks",
+            dependencies: ["RealtimeRedis", "RealtimeCore"],
+            path: "Benchmarks/RedisBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+}

@@ -17,7 +17,7 @@ import Testing
 ///
 /// `makeStore` must return an empty store (for a shared server, one in a fresh namespace). Every check uses
 /// random user, session and server ids.
-public enum ConnectionStoreConformance {
+public enum ConnectionStoreConformance: Sendable {
     /// A factory of empty stores.
     public typealias MakeStore = @Sendable () async throws -> any ConnectionStore
 

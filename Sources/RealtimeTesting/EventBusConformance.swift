@@ -12,7 +12,7 @@ import Testing
 /// subscription's own ``BusRoute/server(_:)`` route afterwards from the same publisher: the next message must
 /// be the sentinel. ``BusDelivery/gap(from:to:)`` deliveries are skipped. Waiting for a delivery has no
 /// timeout of its own: give the calling `@Test` a `.timeLimit`.
-public enum EventBusConformance {
+public enum EventBusConformance: Sendable {
     /// A factory of one cluster of `count` buses.
     public typealias MakeCluster = @Sendable (_ count: Int) async throws -> [any EventBus]
 

@@ -7,7 +7,7 @@ import Testing
 /// sleeps for a server-side limiter); durations are compared within `time.tolerance`. The suite uses
 /// emission intervals of `time.ttl` (refill checks) and random policy names, so limiters sharing a server
 /// never share a budget.
-public enum RateLimiterConformance {
+public enum RateLimiterConformance: Sendable {
     /// A factory of limiters.
     public typealias MakeLimiter = @Sendable () async throws -> any RateLimiter
 

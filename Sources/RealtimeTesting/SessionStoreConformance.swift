@@ -5,7 +5,7 @@ import Testing
 ///
 /// `makeStore(mode)` returns an empty store in `mode` (for a shared server, one in a fresh namespace).
 /// Expiries are set `time.ttl` ahead and checked after `time.advance`.
-public enum SessionStoreConformance {
+public enum SessionStoreConformance: Sendable {
     /// A factory of empty stores in a given mode.
     public typealias MakeStore = @Sendable (_ mode: SessionStoreMode) async throws -> any SessionStore
 

@@ -42,4 +42,20 @@ import Testing
             time: .manual(clock)
         )
     }
+
+    /// The suites' real-time mode (what a Redis backend uses), checked against the in-memory backends on the
+    /// system clocks.
+    @Test func suitesWorkInRealTime() async throws {
+        let time = ConformanceTime.realTime(ttl: .milliseconds(300), tolerance: .milliseconds(100))
+        async let connections: Void = ConnectionStoreConformance.run(
+            makeStore: { InMemoryConnectionStore() },
+            time: time
+        )
+        async let limiter: Void = RateLimiterConformance.run(makeLimiter: { InMemoryRateLimiter() }, time: time)
+        async let sessions: Void = SessionStoreConformance.run(
+            makeStore: { mode in InMemorySessionStore(mode: mode) },
+            time: time
+        )
+        _ = try await (connections, limiter, sessions)
+    }
 }

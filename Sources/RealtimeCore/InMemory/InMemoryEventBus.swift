@@ -59,8 +59,7 @@ public final class InMemoryEventBus: EventBus {
                 id: state.nextID,
                 server: server,
                 bus: self,
-                capacity: bufferCapacity,
-                now: now
+                capacity: bufferCapacity
             )
             state.subscriptions[subscription.id] = subscription
             state.byServer[server, default: []].insert(subscription.id)
@@ -70,6 +69,9 @@ public final class InMemoryEventBus: EventBus {
 
     /// The number of open subscriptions.
     package var subscriptionCount: Int { state.withLock { $0.subscriptions.count } }
+
+    /// Messages published on this bus.
+    package var publishedCount: Int { state.withLock { $0.published } }
 
     /// Messages dropped by all open subscriptions because their buffers were full.
     package var droppedCount: Int {
@@ -161,20 +163,17 @@ public final class InMemoryEventBusSubscription: EventBusSubscription {
     public let server: ServerID
     private let bus: InMemoryEventBus
     private let queue: DeliveryQueue
-    private let now: @Sendable () -> Timestamp
     public let deliveries: AsyncStream<BusDelivery>
 
     fileprivate init(
         id: UInt64,
         server: ServerID,
         bus: InMemoryEventBus,
-        capacity: Int,
-        now: @escaping @Sendable () -> Timestamp
+        capacity: Int
     ) {
         self.id = id
         self.server = server
         self.bus = bus
-        self.now = now
         let queue = DeliveryQueue(capacity: capacity)
         self.queue = queue
         self.deliveries = AsyncStream(unfolding: { await queue.next() })

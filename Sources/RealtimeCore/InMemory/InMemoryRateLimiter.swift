@@ -72,18 +72,23 @@ public final class InMemoryRateLimiter<C: Clock>: RateLimiter where C.Duration =
                 "a cost of \(cost) can never fit policy \(policy.name)'s burst of \(policy.burst)"
             )
         }
-        let interval = max(1, Self.nanoseconds(policy.emissionInterval))
+        // Same as `policy.emissionInterval` in whole nanoseconds, without a 128-bit division.
+        let interval = max(1, Self.nanoseconds(policy.period) / Int64(policy.limit))
         let tolerance = Self.saturatingMultiply(interval, policy.burst)
         let increment = Self.saturatingMultiply(interval, cost)
         let now = Self.nanoseconds(epoch.duration(to: clock.now))
         let entry = Key(policy: policy.name, key: key)
-        return shards[entry.hashValue & shardMask].lock.withLock { shard in
-            let stored = shard.tats[entry] ?? now
-            let tat = max(stored, now)
+        return shards[entry.hash & shardMask].lock.withLock { shard in
+            let index = shard.tats.index(forKey: entry)
+            let tat = max(index.map { shard.tats.values[$0] } ?? now, now)
             let newTAT = tat &+ increment
             let allowAt = newTAT &- tolerance
             if allowAt <= now {
-                if increment > 0 { shard.store(entry, newTAT, now: now) }
+                if let index {
+                    shard.tats.values[index] = newTAT
+                } else if increment > 0 {
+                    shard.insert(entry, newTAT, now: now)
+                }
                 return RateLimitDecision(
                     allowed: true,
                     remaining: Int((tolerance - (newTAT - now)) / interval),
@@ -102,7 +107,7 @@ public final class InMemoryRateLimiter<C: Clock>: RateLimiter where C.Duration =
 
     public func reset(_ key: String, policy: RateLimitPolicy) async throws(RealtimeError) {
         let entry = Key(policy: policy.name, key: key)
-        shards[entry.hashValue & shardMask].lock.withLock { _ = $0.tats.removeValue(forKey: entry) }
+        shards[entry.hash & shardMask].lock.withLock { _ = $0.tats.removeValue(forKey: entry) }
     }
 
     /// Keys currently held (including idle ones not yet swept).
@@ -144,9 +149,26 @@ private final class LockedShard: Sendable {
     init(_ shard: Shard) { lock = Mutex(shard) }
 }
 
+/// A `(policy, key)` pair that hashes its strings once: the hash picks the shard and is reused by the
+/// shard's dictionary.
 private struct Key: Hashable {
-    var policy: String
-    var key: String
+    let policy: String
+    let key: String
+    let hash: Int
+
+    init(policy: String, key: String) {
+        self.policy = policy
+        self.key = key
+        var hasher = Hasher()
+        hasher.combine(policy)
+        hasher.combine(key)
+        self.hash = hasher.finalize()
+    }
+
+    static func == (lhs: Key, rhs: Key) -> Bool {
+        lhs.hash == rhs.hash && lhs.key == rhs.key && lhs.policy == rhs.policy
+    }
+    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 }
 
 private struct Shard {
@@ -163,8 +185,9 @@ private struct Shard {
         self.sweepAt = min(capacity, 1024)
     }
 
-    mutating func store(_ key: Key, _ tat: Int64, now: Int64) {
-        if tats[key] == nil, tats.count >= sweepAt {
+    /// Adds a key not in the map, making room first if needed.
+    mutating func insert(_ key: Key, _ tat: Int64, now: Int64) {
+        if tats.count >= sweepAt {
             sweep(now: now)
             if tats.count >= capacity { evict() }
         }

@@ -1,0 +1,203 @@
+// Measures the RealtimeRedis client next to `redis-benchmark`, against one redis-server on loopback, in one run.
+//
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks [seconds-per-measurement]
+//
+// Starts its own redis-server on a free port (or uses REDIS_URL), then for each workload runs our client with
+// 50 concurrent callers and `redis-benchmark` with `-c 50`, and prints both rates and their ratio.
+import Foundation
+import RealtimeCore
+import RealtimeRedis
+
+let seconds = CommandLine.arguments.dropFirst().first.flatMap(Double.init) ?? 3
+let concurrency = 50
+
+func freePort() -> Int {
+    // Let the kernel pick: bind port 0, read it back, release it.
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func run(_ executable: String, _ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// `redis-benchmark -q` prints lines such as `PING_MBULK: 123456.79 requests per second, p50=0.191 msec`.
+func redisBenchmark(port: Int, requests: Int, pipeline: Int, _ extra: [String]) throws -> [String: Double] {
+    let output = try run(
+        "/usr/bin/redis-benchmark",
+        [
+            "-h", "127.0.0.1", "-p", String(port), "-q", "-c", String(concurrency), "-P", String(pipeline),
+            "-n", String(requests),
+        ] + extra
+    )
+    var rates: [String: Double] = [:]
+    for line in output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        guard let marker = line.range(of: " requests per second") else { continue }
+        let head = line[..<marker.lowerBound]
+        guard let colon = head.lastIndex(of: ":"),
+            let rate = Double(head[head.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        else { continue }
+        let name = head[..<colon].split(separator: " ").first.map(String.init) ?? ""
+        rates[name] = rate
+    }
+    return rates
+}
+
+/// Runs `operation` from `concurrency` tasks for `seconds` and returns completed operations per second.
+func measure(_ operation: @escaping @Sendable (Int) async throws -> Int) async throws -> Double {
+    let start = ContinuousClock.now
+    let deadline = start + .milliseconds(Int64(seconds * 1000))
+    let total = try await withThrowingTaskGroup(of: Int.self) { group in
+        for worker in 0..<concurrency {
+            group.addTask {
+                var done = 0
+                var iteration = 0
+                while ContinuousClock.now < deadline {
+                    done += try await operation(worker &* 1_000_003 &+ iteration)
+                    iteration += 1
+                }
+                return done
+            }
+        }
+        return try await group.reduce(0, +)
+    }
+    return Double(total) / (ContinuousClock.now - start).seconds
+}
+
+func report(_ name: String, ours: Double, theirs: Double?) {
+    let theirsText = theirs.map { String(format: "%10.0f", $0) } ?? "       n/a"
+    let ratio = theirs.map { String(format: "%5.1f %%", ours / $0 * 100) } ?? "n/a"
+    let padded = name.padding(toLength: 32, withPad: " ", startingAt: 0)
+    print(padded + String(format: " ours %10.0f/s   redis-benchmark %@/s   ratio %@", ours, theirsText, ratio))
+}
+
+var server: Process?
+let configuration: RedisConfiguration
+if let url = ProcessInfo.processInfo.environment["REDIS_URL"] {
+    configuration = try RedisConfiguration(url: url)
+} else {
+    let port = freePort()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+    process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    server = process
+    configuration = RedisConfiguration(port: port)
+    try await Task.sleep(for: .milliseconds(300))
+}
+defer {
+    if let server {
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+    }
+}
+
+let client = RedisClient(configuration: configuration)
+_ = try await client.send(RedisCommand("PING"))
+print(
+    "redis-server 127.0.0.1:\(configuration.port), \(concurrency) concurrent clients, pool of \(configuration.poolSize) connections, \(seconds) s per measurement"
+)
+
+for depth in [1, 16] {
+    let requests = depth == 1 ? 200_000 : 2_000_000
+    let theirs = try redisBenchmark(port: configuration.port, requests: requests, pipeline: depth, ["-t", "ping,set"])
+    let ping = try await measure { _ in
+        if depth == 1 {
+            _ = try await client.send(RedisCommand("PING"))
+            return 1
+        }
+        return try await client.pipeline(Array(repeating: RedisCommand("PING"), count: depth)).count
+    }
+    report("PING (MBULK) -P \(depth)", ours: ping, theirs: theirs["PING_MBULK"])
+    let set = try await measure { _ in
+        let command = RedisCommand("SET", "key:__rand_int__", "xxx")
+        if depth == 1 {
+            _ = try await client.send(command)
+            return 1
+        }
+        return try await client.pipeline(Array(repeating: command, count: depth)).count
+    }
+    report("SET -P \(depth)", ours: set, theirs: theirs["SET"])
+}
+
+// Rate-limit decisions: our limiter (EVALSHA of the GCRA script per decision) vs redis-benchmark calling
+// EVALSHA on the same script with the same arguments.
+let limiter = RedisRateLimiter(client: client, prefix: "bench:")
+let policy = RateLimitPolicy(name: "bench", limit: 1_000_000, period: .seconds(1))
+_ = try await limiter.consume("warmup", policy: policy)
+let sha = try await client.send(RedisCommand("SCRIPT", "LOAD", RedisRateLimiter.scriptSource)).string ?? ""
+let decisions = try await measure { index in
+    _ = try await limiter.consume("k\(index % 1000)", policy: policy)
+    return 1
+}
+let interval = String(max(1, policy.emissionInterval.milliseconds * 1000))
+let evalsha = try redisBenchmark(
+    port: configuration.port,
+    requests: 200_000,
+    pipeline: 1,
+    ["-r", "1000", "EVALSHA", sha, "1", "bench:rl:5:bench:k__rand_int__", interval, String(policy.burst), "1"]
+)
+report("rate-limit decisions (EVALSHA)", ours: decisions, theirs: evalsha["EVALSHA"])
+
+// Publish-to-deliver latency between two buses ("servers") on loopback.
+let secret = Array("benchmark-cluster-secret-0123456789".utf8)
+let publisherClient = RedisClient(configuration: configuration)
+let busA = try RedisEventBus(client: publisherClient, clusterSecret: secret, prefix: "bench:")
+let busB = try RedisEventBus(client: client, clusterSecret: secret, prefix: "bench:")
+let subscription = try await busB.subscribe(server: "srv-b")
+try await subscription.addInterest(.user("u1"))
+let base = ContinuousClock.now
+let count = 5_000
+async let received: [Duration] = {
+    var latencies: [Duration] = []
+    for await delivery in subscription.deliveries {
+        guard case .message(let message) = delivery, case .event(let event) = message.payload,
+            let sent = event.data["t"]?.intValue
+        else { continue }
+        latencies.append((ContinuousClock.now - base) - .nanoseconds(sent))
+        if latencies.count == count { break }
+    }
+    return latencies
+}()
+for _ in 0..<count {
+    let sent = (ContinuousClock.now - base)
+    let nanos = sent.components.seconds * 1_000_000_000 + sent.components.attoseconds / 1_000_000_000
+    let event = RealtimeEvent(type: "bench.tick", userID: "u1", data: ["t": .int(nanos)], scope: .user("u1"))
+    try await busA.publish(BusMessage(origin: "srv-a", route: .user("u1"), payload: .event(event)))
+}
+let latencies = await received.sorted()
+func percentile(_ p: Double) -> Double {
+    latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))].seconds * 1e6
+}
+print(
+    String(
+        format: "publish-to-deliver latency over %d events: p50 %.0f µs, p99 %.0f µs",
+        latencies.count,
+        percentile(0.5),
+        percentile(0.99)
+    )
+)
+await subscription.close()
+await publisherClient.shutdown()
+await client.shutdown()

@@ -1,0 +1,252 @@
+import Logging
+import Metrics
+import NIOCore
+import RealtimeCore
+import Synchronization
+
+/// One server's subscription to a ``RedisEventBus``: a dedicated pub/sub connection, a bounded delivery buffer, and
+/// a canary that probes the pub/sub path end to end.
+final class RedisBusSubscription: EventBusSubscription, Sendable {
+    let deliveries: AsyncStream<BusDelivery>
+    private let continuation: AsyncStream<BusDelivery>.Continuation
+    private let bus: RedisEventBus
+    private let server: ServerID
+    private let serverChannel: String
+    private let serverChannelBytes: [UInt8]
+    private let subscriber: RedisSubscriber
+    private let delivery = Mutex<DeliveryState>(DeliveryState())
+    private let canary = Mutex<CanaryState>(CanaryState())
+
+    private struct DeliveryState {
+        /// Set when the buffer was full: the next delivery is preceded by a gap from this time.
+        var overflowSince: Timestamp?
+        var closed = false
+    }
+
+    private struct CanaryState {
+        var task: RepeatedTask?
+        var sequence: UInt64 = 0
+        /// The canary in flight: its sequence number and when it was sent.
+        var outstanding: (sequence: UInt64, sentAt: NIODeadline)?
+        var lastRoundTrip: Duration?
+        var lastReceived: NIODeadline?
+        var startedAt = NIODeadline.now()
+        /// Set when a canary did not come back (or Redis said nobody listens); cleared by the next good canary.
+        var stalled = false
+        var stalls = 0
+    }
+
+    private static let canaryPrefix = Array("canary:".utf8)
+
+    init(bus: RedisEventBus, server: ServerID) {
+        self.bus = bus
+        self.server = server
+        serverChannel = bus.channel(for: .server(server))
+        serverChannelBytes = Array(serverChannel.utf8)
+        (deliveries, continuation) = AsyncStream.makeStream(
+            of: BusDelivery.self,
+            bufferingPolicy: .bufferingOldest(bus.options.deliveryBufferSize)
+        )
+        // The handlers are set after `self` exists; they capture it weakly (the subscriber is owned by `self`).
+        let box = WeakBox()
+        subscriber = RedisSubscriber(
+            configuration: bus.client.configuration,
+            eventLoop: bus.client.eventLoopGroup.next(),
+            logger: bus.client.logger,
+            metrics: bus.client.metrics,
+            onMessage: { channel, payload in box.value?.received(channel: channel, payload: payload) },
+            onResubscribed: { from, to in box.value?.yield(.gap(from: from, to: to)) }
+        )
+        box.value = self
+    }
+
+    /// Holds the subscription for the subscriber's callbacks without a reference cycle.
+    private final class WeakBox: Sendable {
+        private let reference = Mutex<WeakReference>(WeakReference())
+        private struct WeakReference { weak var value: RedisBusSubscription? }
+        var value: RedisBusSubscription? {
+            get { reference.withLock { $0.value } }
+            set { reference.withLock { $0.value = newValue } }
+        }
+    }
+
+    func start() async {
+        await subscriber.start(channels: [
+            bus.channel(for: .everyone), bus.channel(for: .control), serverChannel,
+        ])
+        let interval = TimeAmount.milliseconds(max(1, bus.options.canaryInterval.milliseconds))
+        let task = subscriber.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) {
+            [weak self] _ in self?.probe()
+        }
+        canary.withLock { $0.task = task }
+    }
+
+    func addInterest(_ route: BusRoute) async throws(RealtimeError) {
+        try Self.checkInterest(route)
+        await subscriber.subscribe(bus.channel(for: route))
+    }
+
+    func removeInterest(_ route: BusRoute) async throws(RealtimeError) {
+        try Self.checkInterest(route)
+        await subscriber.unsubscribe(bus.channel(for: route))
+    }
+
+    private static func checkInterest(_ route: BusRoute) throws(RealtimeError) {
+        switch route {
+        case .user, .admins: return
+        case .everyone, .control, .server:
+            throw RealtimeError(.invalidArgument, "interest is counted only for user and admins routes")
+        }
+    }
+
+    func close() async {
+        let task = canary.withLock { state in
+            defer { state.task = nil }
+            return state.task
+        }
+        task?.cancel()
+        await subscriber.close()
+        delivery.withLock { $0.closed = true }
+        continuation.finish()
+        bus.closed(self)
+    }
+
+    // MARK: Read path (on the subscriber's event loop): verify, decode, hand off.
+
+    private func received(channel: [UInt8], payload: [UInt8]) {
+        guard payload.count <= bus.options.maximumMessageBytes,
+            let body = bus.signer.open(channel: channel, payload: payload)
+        else {
+            bus.count { $0.refusedMessages += 1 }
+            return
+        }
+        if channel == serverChannelBytes, body.starts(with: Self.canaryPrefix) {
+            canaryReturned(body.dropFirst(Self.canaryPrefix.count))
+            return
+        }
+        guard let message = try? BusMessage(jsonBytes: body),
+            Array(bus.channel(for: message.route).utf8) == channel
+        else {
+            // Authentic but malformed, or sealed for another route: refuse it too.
+            bus.count { $0.refusedMessages += 1 }
+            return
+        }
+        yield(.message(message))
+    }
+
+    private func yield(_ delivery: BusDelivery) {
+        let (closed, overflowSince) = self.delivery.withLock { ($0.closed, $0.overflowSince) }
+        if closed { return }
+        if let overflowSince {
+            if case .dropped = continuation.yield(.gap(from: overflowSince, to: .now())) {
+                bus.count { $0.droppedDeliveries += 1 }
+                return
+            }
+            self.delivery.withLock { $0.overflowSince = nil }
+        }
+        if case .dropped = continuation.yield(delivery) {
+            bus.count { $0.droppedDeliveries += 1 }
+            self.delivery.withLock { state in
+                if state.overflowSince == nil { state.overflowSince = .now() }
+            }
+        }
+    }
+
+    // MARK: Canary
+
+    private func probe() {
+        let now = NIODeadline.now()
+        let timeout = TimeAmount.milliseconds(max(1, bus.options.canaryTimeout.milliseconds))
+        let (sequence, stalledNow): (UInt64, Bool) = canary.withLock { state in
+            var stalledNow = false
+            if let outstanding = state.outstanding, now - outstanding.sentAt > timeout {
+                state.outstanding = nil
+                state.stalled = true
+                state.stalls += 1
+                stalledNow = true
+            }
+            if state.outstanding != nil { return (0, stalledNow) }
+            state.sequence += 1
+            state.outstanding = (state.sequence, now)
+            return (state.sequence, stalledNow)
+        }
+        if stalledNow, subscriber.isConnected {
+            bus.client.logger.warning("Redis pub/sub canary did not return; re-subscribing")
+            subscriber.forceResubscribe()
+        }
+        guard sequence > 0 else { return }
+        guard subscriber.isConnected, bus.client.isConnected else {
+            // Nothing to probe while disconnected; the reconnect path reports the outage.
+            canary.withLock { $0.outstanding = nil }
+            return
+        }
+        var command = RedisCommand("PUBLISH", serverChannel)
+        command.append(
+            bytes: bus.signer.seal(channel: serverChannel, body: Self.canaryPrefix + Array(String(sequence).utf8))
+        )
+        bus.client.sendFuture(command).whenComplete { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(.integer(0)):
+                // Redis says nobody listens on our own server channel although we think we do.
+                if self.subscriber.isConnected {
+                    self.canary.withLock { state in
+                        state.outstanding = nil
+                        state.stalled = true
+                        state.stalls += 1
+                    }
+                    self.subscriber.forceResubscribe()
+                }
+            case .success:
+                break
+            case .failure:
+                self.canary.withLock { state in
+                    if state.outstanding?.sequence == sequence { state.outstanding = nil }
+                }
+            }
+        }
+    }
+
+    private func canaryReturned(_ body: ArraySlice<UInt8>) {
+        guard let sequence = UInt64(String(decoding: body, as: UTF8.self)) else { return }
+        let now = NIODeadline.now()
+        canary.withLock { state in
+            guard let outstanding = state.outstanding, outstanding.sequence == sequence else { return }
+            state.outstanding = nil
+            state.lastRoundTrip = .nanoseconds((now - outstanding.sentAt).nanoseconds)
+            bus.client.metrics.canaryRoundTrip.recordNanoseconds((now - outstanding.sentAt).nanoseconds)
+            state.lastReceived = now
+            state.stalled = false
+        }
+    }
+
+    /// This subscription's health: unhealthy while disconnected or stalled.
+    func health() -> ComponentHealth {
+        let now = NIODeadline.now()
+        let state = canary.withLock { state in
+            (state.lastRoundTrip, state.lastReceived, state.stalled, state.stalls, state.startedAt)
+        }
+        let (roundTrip, lastReceived, stalled, stalls, startedAt) = state
+        let connected = subscriber.isConnected
+        var details: JSONObject = [
+            "server": .string(server.rawValue),
+            "subscriberConnected": .bool(connected),
+            "resubscribes": .int(Int64(subscriber.resubscribeCount)),
+            "canaryStalls": .int(Int64(stalls)),
+        ]
+        if let roundTrip { details["canaryRoundTripMs"] = .double(roundTrip.seconds * 1000) }
+        let age = now - (lastReceived ?? startedAt)
+        if lastReceived != nil { details["canaryAgeMs"] = .int(age.nanoseconds / 1_000_000) }
+        let timeout = TimeAmount.milliseconds(bus.options.canaryTimeout.milliseconds)
+        let intervalAndTimeout = timeout + .milliseconds(bus.options.canaryInterval.milliseconds)
+        let status: ComponentHealth.Status
+        if !connected || stalled {
+            status = .unhealthy
+        } else if age > intervalAndTimeout {
+            status = .degraded
+        } else {
+            status = .healthy
+        }
+        return ComponentHealth(status: status, details: details)
+    }
+}

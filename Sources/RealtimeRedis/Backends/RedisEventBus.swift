@@ -1,0 +1,241 @@
+import DequeModule
+import Logging
+import Metrics
+import NIOCore
+public import RealtimeCore
+import Synchronization
+
+/// An ``EventBus`` on Redis pub/sub, routed by scope.
+///
+/// Each route has its own channel: `<prefix>bus:user:<id>`, `<prefix>bus:admins`, `<prefix>bus:everyone`,
+/// `<prefix>bus:control` and `<prefix>bus:server:<id>`. A subscription always hears everyone's, the control and
+/// its own server's channel, and a user's or the admins' channel only while it has interest, so a server's Redis
+/// traffic follows its own connections, not the cluster's event rate.
+///
+/// Trust: every payload carries an HMAC-SHA256 under the cluster secret over the channel and the body (see
+/// `BusSigner`); a message that fails it is refused and counted (`refusedMessages`), so whoever can write to
+/// Redis cannot forge events to users without the secret.
+///
+/// Failure: publishes that cannot reach Redis go to a bounded queue flushed (in order) when a connection
+/// returns; what overflows is dropped and counted. A subscription whose connection drops reconnects,
+/// re-subscribes and yields ``BusDelivery/gap(from:to:)`` for the outage. Each subscription probes its own path
+/// with a canary published to its server channel; a canary that does not come back turns health unhealthy and
+/// forces a re-subscribe.
+public final class RedisEventBus: EventBus, Sendable {
+    /// Tuning of the bus.
+    public struct Options: Sendable, Hashable {
+        /// Deliveries buffered per subscription before the oldest undelivered ones are kept and newer dropped
+        /// (the subscriber then gets a gap).
+        public var deliveryBufferSize: Int
+        /// Publishes kept while Redis is unreachable; older ones are dropped beyond it.
+        public var publishQueueLimit: Int
+        /// How often each subscription publishes a canary to itself.
+        public var canaryInterval: Duration
+        /// How long a canary may take to come back before the subscription counts as stalled.
+        public var canaryTimeout: Duration
+        /// The largest bus message accepted from Redis.
+        public var maximumMessageBytes: Int
+
+        public init(
+            deliveryBufferSize: Int = 10_000,
+            publishQueueLimit: Int = 10_000,
+            canaryInterval: Duration = .seconds(1),
+            canaryTimeout: Duration = .seconds(3),
+            maximumMessageBytes: Int = 1 << 20
+        ) {
+            self.deliveryBufferSize = max(1, deliveryBufferSize)
+            self.publishQueueLimit = max(0, publishQueueLimit)
+            self.canaryInterval = canaryInterval
+            self.canaryTimeout = canaryTimeout
+            self.maximumMessageBytes = maximumMessageBytes
+        }
+    }
+
+    let client: RedisClient
+    let prefix: String
+    let options: Options
+    let signer: BusSigner
+    private let counters = Mutex<Counters>(Counters())
+    private let queue = Mutex<PublishQueue>(PublishQueue())
+    private let subscriptions = Mutex<[ObjectIdentifier: RedisBusSubscription]>([:])
+    private let listener = Mutex<Int?>(nil)
+
+    struct Counters {
+        var refusedMessages = 0
+        var droppedPublishes = 0
+        var droppedDeliveries = 0
+    }
+
+    private struct PublishQueue {
+        var items = Deque<(channel: String, payload: [UInt8])>()
+        var flushing = false
+    }
+
+    /// - Parameters:
+    ///   - client: the Redis client for publishing; subscriptions open their own pub/sub connection with its
+    ///     configuration.
+    ///   - clusterSecret: the HMAC key shared by every server of the cluster (at least 16 bytes).
+    ///   - prefix: the prefix of every channel.
+    /// - Throws: ``RealtimeError/Code/invalidConfiguration`` if the secret is shorter than 16 bytes.
+    public init(
+        client: RedisClient,
+        clusterSecret: some Collection<UInt8>,
+        prefix: String = "rthub:",
+        options: Options = Options()
+    ) throws(RealtimeError) {
+        guard clusterSecret.count >= 16 else {
+            throw RealtimeError(.invalidConfiguration, "the cluster secret must have at least 16 bytes")
+        }
+        self.client = client
+        self.prefix = prefix
+        self.options = options
+        self.signer = BusSigner(secret: Array(clusterSecret))
+        let id = client.addConnectListener { [weak self] in self?.flush() }
+        listener.withLock { $0 = id }
+    }
+
+    deinit {
+        if let id = listener.withLock({ $0 }) { client.removeConnectListener(id) }
+    }
+
+    /// The Redis channel of a route.
+    public func channel(for route: BusRoute) -> String { "\(prefix)bus:\(route.description)" }
+
+    /// The sealed Redis payload of `message` for `channel` (by default its route's channel); for tests that play
+    /// an attacker replaying genuine payloads.
+    package func sealedPayload(_ message: BusMessage, channel: String? = nil) -> [UInt8] {
+        signer.seal(channel: channel ?? self.channel(for: message.route), body: message.jsonBytes())
+    }
+
+    private static func affinity(_ channel: String) -> Int {
+        // A stable hash (not `hashValue`, which is seeded per process) so one channel always uses one connection.
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in channel.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        return Int(truncatingIfNeeded: hash)
+    }
+
+    public func publish(_ message: BusMessage) async throws(RealtimeError) {
+        let channel = channel(for: message.route)
+        let payload = signer.seal(channel: channel, body: message.jsonBytes())
+        let queued = queue.withLock { queue in
+            // While older publishes wait, newer ones queue behind them to keep the order.
+            guard !queue.items.isEmpty || queue.flushing else { return false }
+            enqueue(&queue, channel: channel, payload: payload)
+            return true
+        }
+        if queued {
+            if client.isConnected { flush() }
+            return
+        }
+        var command = RedisCommand("PUBLISH", channel)
+        command.append(bytes: payload)
+        do {
+            _ = try await client.send(command, affinity: Self.affinity(channel))
+        } catch {
+            guard error.code == .backendUnavailable || error.code == .timeout,
+                !(error.underlying is RedisServerError)
+            else { throw error }
+            queue.withLock { enqueue(&$0, channel: channel, payload: payload) }
+            if client.isConnected { flush() }
+        }
+    }
+
+    private func enqueue(_ queue: inout PublishQueue, channel: String, payload: [UInt8]) {
+        queue.items.append((channel, payload))
+        while queue.items.count > options.publishQueueLimit {
+            queue.items.removeFirst()
+            counters.withLock { $0.droppedPublishes += 1 }
+            client.metrics.droppedPublishes.increment()
+        }
+    }
+
+    /// Sends the queued publishes in order; what fails again goes back to the front of the queue.
+    private func flush() {
+        let batch: [(channel: String, payload: [UInt8])]? = queue.withLock { queue in
+            guard !queue.flushing, !queue.items.isEmpty else { return nil }
+            queue.flushing = true
+            let items = Array(queue.items)
+            queue.items.removeAll()
+            return items
+        }
+        guard let batch else { return }
+        let futures = batch.map { item in
+            var command = RedisCommand("PUBLISH", item.channel)
+            command.append(bytes: item.payload)
+            return client.sendFuture(command, affinity: Self.affinity(item.channel))
+        }
+        let loop = client.eventLoopGroup.any()
+        EventLoopFuture.whenAllComplete(futures, on: loop).whenComplete { results in
+            let outcomes = (try? results.get()) ?? []
+            var failed: [(channel: String, payload: [UInt8])] = []
+            for (item, outcome) in zip(batch, outcomes) {
+                if case .failure = outcome { failed.append(item) }
+            }
+            let again = self.queue.withLock { queue in
+                queue.flushing = false
+                for item in failed.reversed() { queue.items.prepend(item) }
+                while queue.items.count > self.options.publishQueueLimit {
+                    queue.items.removeFirst()
+                    self.counters.withLock { $0.droppedPublishes += 1 }
+                    self.client.metrics.droppedPublishes.increment()
+                }
+                return failed.isEmpty && !queue.items.isEmpty
+            }
+            if again { self.flush() }
+        }
+    }
+
+    public func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription {
+        let subscription = RedisBusSubscription(bus: self, server: server)
+        subscriptions.withLock { $0[ObjectIdentifier(subscription)] = subscription }
+        await subscription.start()
+        return subscription
+    }
+
+    func closed(_ subscription: RedisBusSubscription) {
+        _ = subscriptions.withLock { $0.removeValue(forKey: ObjectIdentifier(subscription)) }
+    }
+
+    func count(_ update: (inout Counters) -> Void) {
+        let (before, after) = counters.withLock { counters in
+            let before = counters
+            update(&counters)
+            return (before, counters)
+        }
+        let metrics = client.metrics
+        if after.refusedMessages > before.refusedMessages { metrics.refusedMessages.increment() }
+        if after.droppedDeliveries > before.droppedDeliveries { metrics.droppedDeliveries.increment() }
+    }
+
+    /// Counters since the bus was created.
+    package var statistics: (refusedMessages: Int, droppedPublishes: Int, queuedPublishes: Int, droppedDeliveries: Int)
+    {
+        let counters = counters.withLock { $0 }
+        let queued = queue.withLock { $0.items.count }
+        return (counters.refusedMessages, counters.droppedPublishes, queued, counters.droppedDeliveries)
+    }
+
+    /// Unhealthy when a subscription is disconnected or its canary stopped coming back; degraded when publishes
+    /// wait in the queue or the publishing pool is partly down.
+    public func healthCheck() async -> ComponentHealth {
+        let pool = await client.healthCheck()
+        let stats = statistics
+        var status = pool.status
+        var details: JSONObject = [
+            "redisConnected": .bool(client.isConnected),
+            "queuedPublishes": .int(Int64(stats.queuedPublishes)),
+            "droppedPublishes": .int(Int64(stats.droppedPublishes)),
+            "refusedMessages": .int(Int64(stats.refusedMessages)),
+            "droppedDeliveries": .int(Int64(stats.droppedDeliveries)),
+        ]
+        if stats.queuedPublishes > 0 { status = max(status, .degraded) }
+        var reports: [JSONValue] = []
+        for subscription in subscriptions.withLock({ Array($0.values) }) {
+            let health = subscription.health()
+            status = max(status, health.status)
+            reports.append(.object(health.details))
+        }
+        details["subscriptions"] = .array(reports)
+        return ComponentHealth(status: status, details: details)
+    }
+}

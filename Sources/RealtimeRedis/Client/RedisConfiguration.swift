@@ -1,0 +1,145 @@
+public import RealtimeCore
+
+/// How to reach Redis and how the client behaves.
+///
+/// ```swift
+/// let configuration = try RedisConfiguration(url: "redis://:secret@127.0.0.1:6379/2")
+/// ```
+public struct RedisConfiguration: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    /// The ACL user (Redis 6+), sent with `AUTH user password`.
+    public var username: String?
+    /// The password, sent with `AUTH` after connecting. Never logged.
+    public var password: String?
+    /// The database, selected with `SELECT` after connecting when not 0.
+    public var database: Int
+    /// How many pipelined command connections the client keeps (the pub/sub connections come on top).
+    public var poolSize: Int
+    /// How long a TCP connect plus `AUTH`/`SELECT` may take.
+    public var connectTimeout: Duration
+    /// How long a command may wait for its reply before it fails with ``RealtimeError/Code/timeout``.
+    public var commandTimeout: Duration
+    /// The first reconnect delay; each failed attempt doubles it, up to ``maximumReconnectDelay``. Every delay is
+    /// jittered (a random 50–100 % of it) so servers don't reconnect in lockstep.
+    public var initialReconnectDelay: Duration
+    public var maximumReconnectDelay: Duration
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 6379,
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0,
+        poolSize: Int = 4,
+        connectTimeout: Duration = .seconds(2),
+        commandTimeout: Duration = .seconds(2),
+        initialReconnectDelay: Duration = .milliseconds(50),
+        maximumReconnectDelay: Duration = .seconds(5)
+    ) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.poolSize = max(1, poolSize)
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.initialReconnectDelay = initialReconnectDelay
+        self.maximumReconnectDelay = maximumReconnectDelay
+    }
+
+    /// Reads `redis://[user:password@]host[:port][/db]` (percent-escapes in user and password are decoded).
+    ///
+    /// - Throws: ``RealtimeError/Code/invalidConfiguration`` if the URL does not have that form.
+    public init(url: String) throws(RealtimeError) {
+        self.init()
+        let prefix = "redis://"
+        guard url.hasPrefix(prefix) else {
+            throw RealtimeError(
+                .invalidConfiguration,
+                "a Redis URL must start with redis:// (rediss:// is not supported)"
+            )
+        }
+        var rest = Substring(url.dropFirst(prefix.count))
+        if let slash = rest.firstIndex(of: "/") {
+            let path = rest[rest.index(after: slash)...]
+            rest = rest[..<slash]
+            if !path.isEmpty {
+                guard let database = Int(path), database >= 0 else {
+                    throw RealtimeError(.invalidConfiguration, "the Redis URL's database must be a number")
+                }
+                self.database = database
+            }
+        }
+        if let at = rest.lastIndex(of: "@") {
+            let userInfo = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = userInfo.firstIndex(of: ":") {
+                let user = try Self.percentDecoded(userInfo[..<colon])
+                username = user.isEmpty ? nil : user
+                password = try Self.percentDecoded(userInfo[userInfo.index(after: colon)...])
+            } else {
+                // `redis://password@host` is how some tools spell a password without a user.
+                password = try Self.percentDecoded(userInfo)
+            }
+        }
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else {
+                throw RealtimeError(.invalidConfiguration, "the Redis URL has an unterminated IPv6 address")
+            }
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            rest = rest[rest.index(after: close)...]
+            if rest.hasPrefix(":") {
+                guard let port = Int(rest.dropFirst()), (1...65535).contains(port) else {
+                    throw RealtimeError(.invalidConfiguration, "the Redis URL's port is invalid")
+                }
+                self.port = port
+            }
+        } else if let colon = rest.lastIndex(of: ":") {
+            host = String(rest[..<colon])
+            guard let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else {
+                throw RealtimeError(.invalidConfiguration, "the Redis URL's port is invalid")
+            }
+            self.port = port
+        } else {
+            host = String(rest)
+        }
+        guard !host.isEmpty else { throw RealtimeError(.invalidConfiguration, "the Redis URL has no host") }
+    }
+
+    private static func percentDecoded(_ text: Substring) throws(RealtimeError) -> String {
+        var bytes = [UInt8]()
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%") {
+                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                    throw RealtimeError(.invalidConfiguration, "the Redis URL has an invalid percent-escape")
+                }
+                bytes.append(high << 4 | low)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// The reconnect delay before attempt `attempt` (0-based), with jitter.
+    package func reconnectDelay(attempt: Int) -> Duration {
+        let initial = max(1, initialReconnectDelay.milliseconds)
+        let cap = max(initial, maximumReconnectDelay.milliseconds)
+        let exponent = min(attempt, 30)
+        let base = min(cap, initial << Int64(exponent))
+        let jittered = base / 2 + Int64.random(in: 0...max(0, base / 2))
+        return .milliseconds(jittered)
+    }
+}

@@ -1,0 +1,97 @@
+import NIOCore
+import RealtimeCore
+import RealtimeRedis
+import Testing
+
+@Suite struct RESPCodecTests {
+    private func parse(_ text: String, chunk: Int = .max) throws -> [RESPValue] {
+        let parser = RESPParser()
+        let bytes = Array(text.utf8)
+        var values: [RESPValue] = []
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + chunk)
+            try bytes[offset..<end].withUnsafeBytes { try parser.feed($0) }
+            while let value = try parser.next() { values.append(value) }
+            offset = end
+        }
+        return values
+    }
+
+    @Test func parsesEveryReplyType() throws {
+        let values = try parse(
+            "+OK\r\n-ERR unknown command\r\n:-42\r\n$5\r\nhello\r\n$0\r\n\r\n$-1\r\n*-1\r\n*0\r\n"
+                + "*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n+x\r\n"
+        )
+        #expect(
+            values == [
+                .simpleString("OK"), .error("ERR unknown command"), .integer(-42), .bulkString(Array("hello".utf8)),
+                .bulkString([]), .null, .null, .array([]),
+                .array([.integer(1), .array([.bulkString([UInt8(ascii: "a")]), .null]), .simpleString("x")]),
+            ]
+        )
+    }
+
+    @Test func parsesRepliesSplitAcrossReads() throws {
+        let text = "*2\r\n$12\r\nline\r\nbreak!\r\n:7\r\n+PONG\r\n"
+        let whole = try parse(text)
+        #expect(whole == [.array([.bulkString(Array("line\r\nbreak!".utf8)), .integer(7)]), .simpleString("PONG")])
+        #expect(try parse(text, chunk: 1) == whole)
+        #expect(try parse(text, chunk: 5) == whole)
+    }
+
+    @Test func malformedReplyIsAProtocolViolation() throws {
+        #expect {
+            _ = try parse("?what\r\n")
+        } throws: { error in
+            (error as? RealtimeError)?.code == .protocolViolation
+        }
+    }
+
+    @Test func encodesCommandsAsRESPArrays() throws {
+        var command = RedisCommand("SET", "key", "")
+        command.append(bytes: [0, 13, 10, 255])
+        var buffer = ByteBufferAllocator().buffer(capacity: 64)
+        try RESPEncoder.encode(command, into: &buffer)
+        let expected: [UInt8] =
+            Array("*4\r\n$3\r\nSET\r\n$3\r\nkey\r\n$0\r\n\r\n$4\r\n".utf8) + [0, 13, 10, 255, 13, 10]
+        #expect(buffer.readableBytesView.elementsEqual(expected))
+        #expect(command.name == "SET")
+        #expect(command.count == 4)
+    }
+
+    @Test func readsRedisURLs() throws {
+        let full = try RedisConfiguration(url: "redis://al%40ice:p%3Ass@10.0.0.1:6380/3")
+        #expect(full.host == "10.0.0.1")
+        #expect(full.port == 6380)
+        #expect(full.username == "al@ice")
+        #expect(full.password == "p:ss")
+        #expect(full.database == 3)
+        let passwordOnly = try RedisConfiguration(url: "redis://:secret@localhost")
+        #expect(passwordOnly.username == nil)
+        #expect(passwordOnly.password == "secret")
+        #expect(passwordOnly.port == 6379)
+        #expect(passwordOnly.database == 0)
+        let ipv6 = try RedisConfiguration(url: "redis://[::1]:7000/")
+        #expect(ipv6.host == "::1")
+        #expect(ipv6.port == 7000)
+        for bad in ["http://x", "redis://host:99999", "redis://host/db", "redis://:pw@", "redis://h/%zz"] {
+            #expect(throws: RealtimeError.self) { _ = try RedisConfiguration(url: bad) }
+        }
+    }
+
+    @Test func reconnectDelaysGrowWithJitterUpToTheCap() {
+        let configuration = RedisConfiguration(
+            initialReconnectDelay: .milliseconds(100),
+            maximumReconnectDelay: .seconds(1)
+        )
+        for _ in 0..<50 {
+            let first = configuration.reconnectDelay(attempt: 0)
+            #expect(first >= .milliseconds(50) && first <= .milliseconds(100))
+            let third = configuration.reconnectDelay(attempt: 2)
+            #expect(third >= .milliseconds(200) && third <= .milliseconds(400))
+            let late = configuration.reconnectDelay(attempt: 40)
+            #expect(late >= .milliseconds(500) && late <= .seconds(1))
+        }
+    }
+}

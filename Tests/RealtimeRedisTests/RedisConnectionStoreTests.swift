@@ -1,0 +1,124 @@
+import RealtimeCore
+import RealtimeRedis
+import RealtimeTesting
+import Testing
+
+extension RedisIntegrationTests {
+    @Suite(.timeLimit(.minutes(1))) struct RedisConnectionStoreTests {
+        static func record(_ user: String, server: ServerID, session: String? = nil) -> ConnectionRecord {
+            ConnectionRecord(
+                id: .random(),
+                serverID: server,
+                userID: user,
+                sessionID: session,
+                isAdmin: false,
+                remoteAddress: "192.0.2.9",
+                origin: "https://app.example",
+                connectedAt: .now()
+            )
+        }
+
+        @Test func conformsToTheConnectionStoreContract() async throws {
+            try await withRedis { configuration, _ in
+                let client = RedisClient(configuration: configuration)
+                try await ConnectionStoreConformance.run(
+                    makeStore: { RedisConnectionStore(client: client, prefix: "t\(RandomID.hex(bytes: 4)):") },
+                    time: .realTime(ttl: .milliseconds(500), tolerance: .milliseconds(200))
+                )
+                await client.shutdown()
+            }
+        }
+
+        @Test func twoServersShareTheUserLimitAndPurgeADeadPeer() async throws {
+            try await withRedis { configuration, _ in
+                let (clientA, clientB) = (
+                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
+                )
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let storeA = RedisConnectionStore(client: clientA, prefix: prefix)
+                let storeB = RedisConnectionStore(client: clientB, prefix: prefix)
+                let (serverA, serverB) = (ServerID("srv-a"), ServerID("srv-b"))
+                let now = Timestamp.now()
+                try await storeA.heartbeat(
+                    ServerRecord(
+                        id: serverA,
+                        startedAt: now,
+                        lastHeartbeat: now,
+                        expiresAt: now + .seconds(60),
+                        connectionCount: 0
+                    )
+                )
+                try await storeB.heartbeat(
+                    ServerRecord(
+                        id: serverB,
+                        startedAt: now,
+                        lastHeartbeat: now,
+                        expiresAt: now + .milliseconds(300),
+                        connectionCount: 0
+                    )
+                )
+                // Both servers race to admit carol's connections under a limit of 3: exactly 3 win.
+                let outcomes = try await withThrowingTaskGroup(of: ConnectionRegistration.self) { group in
+                    for index in 0..<20 {
+                        let (store, server) = index.isMultiple(of: 2) ? (storeA, serverA) : (storeB, serverB)
+                        group.addTask {
+                            try await store.register(Self.record("carol", server: server), maxConnectionsPerUser: 3)
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(outcomes.filter { if case .registered = $0 { true } else { false } }.count == 3)
+                #expect(try await storeA.count(.user("carol")) == 3)
+                _ = try await storeB.register(
+                    Self.record("dave", server: serverB, session: "s-dave"),
+                    maxConnectionsPerUser: nil
+                )
+                #expect(try await storeA.count(.total) == 4)
+                #expect(Set(try await storeA.servers().map(\.id)) == [serverA, serverB])
+
+                // B stops heartbeating; A purges it and learns who went offline.
+                #expect(try await eventually { try await !storeA.servers().contains { $0.id == serverB } })
+                let purged = try await storeA.purgeExpiredServers()
+                #expect(purged.map(\.serverID) == [serverB])
+                #expect(purged.first?.usersGoneOffline.contains("dave") == true)
+                #expect(try await storeA.connections(ofSession: "s-dave").isEmpty)
+                #expect(try await storeA.count(.total) == (try await storeA.count(.server(serverA))))
+                let stats = try await storeA.servers()
+                #expect(stats.map(\.id) == [serverA])
+                #expect(stats.first.map { Timestamp.now() - $0.lastHeartbeat < .seconds(30) } == true)
+                await clientA.shutdown()
+                await clientB.shutdown()
+            }
+        }
+
+        @Test func heartbeatRefreshesRecordTTLs() async throws {
+            try await withRedis { configuration, _ in
+                let client = RedisClient(configuration: configuration)
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let store = RedisConnectionStore(client: client, prefix: prefix, recordTTL: .seconds(10))
+                let server = ServerID("srv-ttl")
+                let record = Self.record("erin", server: server, session: "s-erin")
+                _ = try await store.register(record, maxConnectionsPerUser: nil)
+                _ = try await client.send(RedisCommand("PEXPIRE", "\(prefix)cs:conn:\(record.id)", "1000"))
+                let now = Timestamp.now()
+                try await store.heartbeat(
+                    ServerRecord(
+                        id: server,
+                        startedAt: now,
+                        lastHeartbeat: now,
+                        expiresAt: now + .seconds(5),
+                        connectionCount: 1
+                    )
+                )
+                for key in [
+                    "conn:\(record.id)", "user:erin", "session:s-erin", "server:srv-ttl:conns", "server:srv-ttl",
+                ] {
+                    let ttl = try await client.send(RedisCommand("PTTL", "\(prefix)cs:\(key)")).int ?? -1
+                    #expect(ttl > 9000 && ttl <= 10_000, "\(key) has TTL \(ttl)")
+                }
+                #expect(try await store.connection(record.id) == record)
+                await client.shutdown()
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+import Metrics
+import MetricsTestKit
+import RealtimeCore
+import RealtimeRedis
+import RealtimeTesting
+import Synchronization
+import Testing
+
+extension RedisIntegrationTests {
+    @Suite(.timeLimit(.minutes(1))) struct RedisEventBusTests {
+        static let secret = Array("cluster-secret-for-tests-0123456789".utf8)
+        static let fastCanary = RedisEventBus.Options(
+            canaryInterval: .milliseconds(100),
+            canaryTimeout: .milliseconds(400)
+        )
+
+        static func message(_ origin: ServerID, _ route: BusRoute, _ label: String) -> BusMessage {
+            BusMessage(origin: origin, route: route, payload: .control(.disconnectUser(userID: "u", reason: label)))
+        }
+
+        static func label(_ delivery: BusDelivery?) -> String? {
+            if case .message(let message) = delivery, case .control(.disconnectUser(_, let reason)) = message.payload {
+                return reason
+            }
+            return nil
+        }
+
+        @Test func conformsToTheEventBusContract() async throws {
+            try await withRedis { configuration, _ in
+                let clients = ClientList()
+                try await EventBusConformance.run(makeCluster: { count in
+                    let prefix = "t\(RandomID.hex(bytes: 4)):"
+                    return try (0..<count).map { _ in
+                        let client = RedisClient(configuration: configuration)
+                        clients.append(client)
+                        return try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
+                    }
+                })
+                for client in clients.all { await client.shutdown() }
+            }
+        }
+
+        @Test func refusesForgedReplayedAndMisroutedMessages() async throws {
+            try await withRedis { configuration, _ in
+                let metrics = TestMetrics()
+                let client = withMetricsFactory(metrics) { RedisClient(configuration: configuration) }
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let bus = try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
+                let attackerBus = try RedisEventBus(
+                    client: client,
+                    clusterSecret: Array("not-the-cluster-secret-at-all!!".utf8),
+                    prefix: prefix
+                )
+                let subscription = try await bus.subscribe(server: "srv-a")
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                let everyone = bus.channel(for: .everyone)
+                // 1. Signed with the wrong secret.
+                try await attackerBus.publish(Self.message("evil", .everyone, "forged"))
+                // 2. No MAC at all.
+                _ = try await client.send(
+                    RedisCommand("PUBLISH", everyone, Self.message("evil", .everyone, "bare").jsonText)
+                )
+                // 3. A genuine payload of the control channel, replayed onto everyone's channel.
+                var replay = RedisCommand("PUBLISH", everyone)
+                replay.append(bytes: bus.sealedPayload(Self.message("srv-b", .control, "replayed")))
+                _ = try await client.send(replay)
+                // 4. Sealed for everyone's channel, but its body names another route.
+                var misrouted = RedisCommand("PUBLISH", everyone)
+                misrouted.append(
+                    bytes: bus.sealedPayload(Self.message("srv-b", .control, "misrouted"), channel: everyone)
+                )
+                _ = try await client.send(misrouted)
+                try await bus.publish(Self.message("srv-b", .everyone, "genuine"))
+                #expect(Self.label(await deliveries.next()) == "genuine")
+                let health = await bus.healthCheck()
+                #expect(health.details["refusedMessages"] == .int(4))
+                #expect(metrics.counterTotal(label: "realtime_redis_bus_refused_messages_total") == 4)
+                await subscription.close()
+                await client.shutdown()
+            }
+        }
+
+        @Test func killedSubscriberResubscribesAndReportsTheGap() async throws {
+            try await withRedis { configuration, _ in
+                var configuration = configuration
+                configuration.initialReconnectDelay = .milliseconds(20)
+                let metrics = TestMetrics()
+                let (clientA, clientB) = (
+                    RedisClient(configuration: configuration),
+                    withMetricsFactory(metrics) { RedisClient(configuration: configuration) }
+                )
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix)
+                let busB = try RedisEventBus(client: clientB, clusterSecret: Self.secret, prefix: prefix)
+                let subscription = try await busB.subscribe(server: "srv-b")
+                try await subscription.addInterest(.user("alice"))
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                let before = Timestamp.now()
+                _ = try await clientA.send(RedisCommand("CLIENT", "KILL", "TYPE", "pubsub"))
+                guard case .gap(let from, let to) = await deliveries.next() else {
+                    Issue.record("expected a gap after the subscriber was killed")
+                    return
+                }
+                #expect(from >= before - .milliseconds(5))
+                #expect(to >= from)
+                // Every channel was re-subscribed, including the user's.
+                try await busA.publish(Self.message("srv-a", .user("alice"), "after-kill"))
+                #expect(Self.label(await deliveries.next()) == "after-kill")
+                try await busA.publish(Self.message("srv-a", .server("srv-b"), "direct"))
+                #expect(Self.label(await deliveries.next()) == "direct")
+                let health = await busB.healthCheck()
+                let report = health.details["subscriptions"]?.arrayValue?.first
+                #expect(report?["resubscribes"] == .int(1))
+                #expect(
+                    metrics.counterTotal(
+                        label: "realtime_redis_reconnects_total",
+                        dimensions: [("connection", "pubsub")]
+                    )
+                        == 1
+                )
+                await subscription.close()
+                await clientA.shutdown()
+                await clientB.shutdown()
+            }
+        }
+
+        @Test func queuesPublishesWhileRedisIsDownAndFlushesThemOnReconnect() async throws {
+            try await withRedis(ownServer: true) { configuration, server in
+                let server = try #require(server)
+                var fast = configuration
+                fast.initialReconnectDelay = .milliseconds(10)
+                fast.maximumReconnectDelay = .milliseconds(50)
+                var slow = configuration
+                // The publisher reconnects later than the subscriber, so the flushed publishes find it subscribed.
+                slow.initialReconnectDelay = .milliseconds(600)
+                slow.maximumReconnectDelay = .milliseconds(600)
+                let (clientA, clientB) = (RedisClient(configuration: slow), RedisClient(configuration: fast))
+                let options = RedisEventBus.Options(publishQueueLimit: 3)
+                let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, options: options)
+                let busB = try RedisEventBus(client: clientB, clusterSecret: Self.secret, options: options)
+                let subscription = try await busB.subscribe(server: "srv-b")
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                try await busA.publish(Self.message("srv-a", .everyone, "before"))
+                #expect(Self.label(await deliveries.next()) == "before")
+
+                server.stop()
+                #expect(try await eventually { !clientA.isConnected })
+                for index in 0..<5 {
+                    // Never throws for an outage: queued (and the two oldest dropped, limit 3).
+                    try await busA.publish(Self.message("srv-a", .everyone, "queued-\(index)"))
+                }
+                let down = await busA.healthCheck()
+                #expect(down.status == .unhealthy)
+                #expect(down.details["queuedPublishes"] == .int(3))
+                #expect(down.details["droppedPublishes"] == .int(2))
+                #expect(down.details["redisConnected"] == .bool(false))
+
+                try await server.launch()
+                guard case .gap = await deliveries.next() else {
+                    Issue.record("expected a gap after Redis came back")
+                    return
+                }
+                for index in 2..<5 {
+                    #expect(Self.label(await deliveries.next()) == "queued-\(index)")
+                }
+                #expect(try await eventually { await busA.healthCheck().details["queuedPublishes"] == .int(0) })
+                await subscription.close()
+                await clientA.shutdown()
+                await clientB.shutdown()
+            }
+        }
+
+        @Test func canaryReportsRoundTripAndAStalledSubscriptionIsResubscribed() async throws {
+            try await withRedis(ownServer: true) { configuration, _ in
+                var configuration = configuration
+                configuration.initialReconnectDelay = .milliseconds(20)
+                configuration.commandTimeout = .seconds(5)
+                let client = RedisClient(configuration: configuration)
+                let bus = try RedisEventBus(client: client, clusterSecret: Self.secret, options: Self.fastCanary)
+                let subscription = try await bus.subscribe(server: "srv-a")
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                #expect(
+                    try await eventually {
+                        let report = await bus.healthCheck().details["subscriptions"]?.arrayValue?.first
+                        return report?["canaryRoundTripMs"] != nil && report?["canaryAgeMs"] != nil
+                    }
+                )
+                #expect(await bus.healthCheck().status == .healthy)
+                // Stall the pub/sub path: Redis holds every command (canaries included) for a while.
+                let admin = RedisClient(configuration: configuration)
+                _ = try await admin.send(RedisCommand("CLIENT", "PAUSE", "1500", "ALL"))
+                #expect(try await eventually(timeout: .seconds(2)) { await bus.healthCheck().status == .unhealthy })
+                // The stall forced a re-subscribe, reported as a gap once Redis answers again.
+                guard case .gap = await deliveries.next() else {
+                    Issue.record("expected a gap after the stalled subscription was re-subscribed")
+                    return
+                }
+                #expect(try await eventually { await bus.healthCheck().status == .healthy })
+                let report = await bus.healthCheck().details["subscriptions"]?.arrayValue?.first
+                #expect((report?["canaryStalls"]?.intValue ?? 0) >= 1)
+                await subscription.close()
+                await admin.shutdown()
+                await client.shutdown()
+            }
+        }
+
+        @Test func fullDeliveryBufferDropsAndReportsAGap() async throws {
+            try await withRedis { configuration, _ in
+                let client = RedisClient(configuration: configuration)
+                let options = RedisEventBus.Options(deliveryBufferSize: 2)
+                let bus = try RedisEventBus(
+                    client: client,
+                    clusterSecret: Self.secret,
+                    prefix: "t\(RandomID.hex(bytes: 4)):",
+                    options: options
+                )
+                let subscription = try await bus.subscribe(server: "srv-a")
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                for index in 0..<5 { try await bus.publish(Self.message("srv-b", .everyone, "m\(index)")) }
+                // The counter proves the reader has handled all five before the buffer is drained.
+                #expect(try await eventually { await bus.healthCheck().details["droppedDeliveries"] == .int(3) })
+                #expect(Self.label(await deliveries.next()) == "m0")
+                #expect(Self.label(await deliveries.next()) == "m1")
+                try await bus.publish(Self.message("srv-b", .everyone, "m5"))
+                guard case .gap(let from, let to) = await deliveries.next() else {
+                    Issue.record("expected a gap for the dropped deliveries")
+                    return
+                }
+                #expect(from <= to)
+                #expect(Self.label(await deliveries.next()) == "m5")
+                await subscription.close()
+                await client.shutdown()
+            }
+        }
+
+        @Test func twoServersExchangeMessagesByRoute() async throws {
+            try await withRedis { configuration, _ in
+                let (clientA, clientB) = (
+                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
+                )
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix)
+                let busB = try RedisEventBus(client: clientB, clusterSecret: Self.secret, prefix: prefix)
+                let subA = try await busA.subscribe(server: "srv-a")
+                let subB = try await busB.subscribe(server: "srv-b")
+                try await subB.addInterest(.user("bob"))
+                try await subA.addInterest(.admins)
+                var itA = subA.deliveries.makeAsyncIterator()
+                var itB = subB.deliveries.makeAsyncIterator()
+                let event = RealtimeEvent(
+                    type: EventType("auth.login"),
+                    userID: "bob",
+                    data: ["ip": "192.0.2.1"],
+                    scope: .user("bob")
+                )
+                let toBob = BusMessage(origin: "srv-a", route: .user("bob"), payload: .event(event))
+                try await busA.publish(toBob)
+                #expect(await itB.next() == .message(toBob))
+                let toAdmins = BusMessage(origin: "srv-b", route: .admins, payload: .event(event))
+                try await busB.publish(toAdmins)
+                #expect(await itA.next() == .message(toAdmins))
+                await subA.close()
+                await subB.close()
+                await clientA.shutdown()
+                await clientB.shutdown()
+            }
+        }
+    }
+}
+
+/// Collects clients created inside a `@Sendable` factory.
+final class ClientList: Sendable {
+    private let storage = Mutex<[RedisClient]>([])
+    func append(_ client: RedisClient) { storage.withLock { $0.append(client) } }
+    var all: [RedisClient] { storage.withLock { $0 } }
+}
+
+extension BusMessage {
+    var jsonText: String { String(decoding: jsonBytes(), as: UTF8.self) }
+}
