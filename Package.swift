@@ -85,6 +85,7 @@ let package = Package(
             dependencies: [
                 "RealtimeCore",
                 "RealtimeJWT",
+                "RealtimeRedis",
                 "RealtimeHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -104,6 +105,7 @@ let package = Package(
                 "RealtimeHummingbird",
                 "RealtimeCore",
                 "RealtimeJWT",
+                "RealtimeRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
