@@ -23,6 +23,8 @@ let package = Package(
         .library(name: "RealtimeHummingbird", targets: ["RealtimeHummingbird"]),
         // The example host: `swift run realtime-server`.
         .executable(name: "realtime-server", targets: ["realtime-server"]),
+        // An example publisher: events, notifications, health and statistics through the HTTP API.
+        .executable(name: "realtime-example", targets: ["realtime-example"]),
         // Redis backends (connection store, event bus, rate limiter, sessions) on SwiftNIO + hiredis's RESP codec.
         .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
         // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
@@ -97,6 +99,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Examples/realtime-server",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "realtime-example",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Examples/publisher-example",
             swiftSettings: swiftSettings
         ),
         .testTarget(
