@@ -19,6 +19,12 @@ let package = Package(
         // no HTTP server and no crypto library.
         .library(name: "RealtimeCore", targets: ["RealtimeCore"]),
         // MARK: products (helpers add theirs below this line)
+        // Hummingbird 2 glue: WebSocket endpoints, health, metrics and the HTTP publishing API for a hub.
+        .library(name: "RealtimeHummingbird", targets: ["RealtimeHummingbird"]),
+        // The example host: `swift run realtime-server`.
+        .executable(name: "realtime-server", targets: ["realtime-server"]),
+        // An example publisher: events, notifications, health and statistics through the HTTP API.
+        .executable(name: "realtime-example", targets: ["realtime-example"]),
         // Redis backends (connection store, event bus, rate limiter, sessions) on SwiftNIO + hiredis's RESP codec.
         .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
         // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
@@ -32,7 +38,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         // MARK: dependencies (helpers add theirs below this line)
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.3.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
     ],
     targets: [
         // OpenSSL's libcrypto (Debian: libssl-dev), used by RealtimeJWT and for the Redis bus's message HMAC.
@@ -63,6 +73,66 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
+        .target(
+            name: "RealtimeHummingbird",
+            dependencies: [
+                "RealtimeCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "realtime-server",
+            dependencies: [
+                "RealtimeCore",
+                "RealtimeJWT",
+                "RealtimeRedis",
+                "RealtimeHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/realtime-server",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "realtime-example",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Examples/publisher-example",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeHummingbirdTests",
+            dependencies: [
+                "RealtimeHummingbird",
+                "RealtimeCore",
+                "RealtimeJWT",
+                "RealtimeRedis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // hiredis (Debian: libhiredis-dev, 0.14), used only for RESP: its command formatter and reply reader.
         // Only `internal import CHiredis` anywhere: no C type reaches a public API.
         .systemLibrary(

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import ArgumentParser
+import Foundation
+import RealtimeCore
+import RealtimeJWT
+
+/// A configuration problem reported to the operator (exit code 2, no stack trace).
+struct ConfigurationError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Where the verification key comes from: the same options for `serve`, `token` and `verify-token`, each
+/// with an environment variable.
+struct KeyOptions: ParsableArguments {
+    @Option(help: "File holding the HMAC secret (env JWT_SECRET_FILE; or JWT_SECRET with the secret itself).")
+    var secretFile: String?
+
+    @Option(help: "PEM file of the public key (env JWT_PUBLIC_KEY_FILE); needs --alg.")
+    var publicKey: String?
+
+    @Option(help: "PEM file of the private key, for `token` with RS*/PS*/ES*/EdDSA (env JWT_PRIVATE_KEY_FILE).")
+    var privateKey: String?
+
+    @Option(help: "Algorithm of --public-key/--private-key or of the secret (env JWT_ALGORITHM; default HS256).")
+    var alg: String?
+
+    @Option(help: "File holding a JWK Set (env JWT_JWKS_FILE).")
+    var jwks: String?
+
+    @Option(help: "Required issuer, `iss` (env JWT_ISSUER).")
+    var issuer: String?
+
+    @Option(help: "Accepted audience, `aud`; repeatable (env JWT_AUDIENCE, comma-separated).")
+    var audience: [String] = []
+
+    /// The HMAC secret, if one is configured.
+    func secret(_ environment: [String: String]) throws -> [UInt8]? {
+        if let file = secretFile ?? environment["JWT_SECRET_FILE"] {
+            return Array(try readFile(file).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        }
+        if let secret = environment["JWT_SECRET"], !secret.isEmpty { return Array(secret.utf8) }
+        return nil
+    }
+
+    /// Whether any key is configured (then the server runs the JWT verifier with it).
+    func isConfigured(_ environment: [String: String]) -> Bool {
+        secretFile != nil || publicKey != nil || jwks != nil
+            || ["JWT_SECRET", "JWT_SECRET_FILE", "JWT_PUBLIC_KEY_FILE", "JWT_JWKS_FILE"].contains {
+                !(environment[$0] ?? "").isEmpty
+            }
+    }
+
+    func algorithm(_ environment: [String: String]) throws -> JWTAlgorithm? {
+        guard let name = alg ?? environment["JWT_ALGORITHM"] else { return nil }
+        guard let algorithm = JWTAlgorithm(name: name.uppercased() == "EDDSA" ? "EdDSA" : name.uppercased()) else {
+            throw ConfigurationError("unknown JWT algorithm '\(name)'")
+        }
+        return algorithm
+    }
+
+    /// The verification keys.
+    func keySet(_ environment: [String: String]) throws -> JWTKeySet {
+        var keys: [JWTKey] = []
+        if let secret = try secret(environment) {
+            let algorithm = try algorithm(environment) ?? .hs256
+            keys.append(try JWTKey.hmac(secret: secret, algorithms: [algorithm]))
+        }
+        if let file = publicKey ?? environment["JWT_PUBLIC_KEY_FILE"] {
+            guard let algorithm = try algorithm(environment) else {
+                throw ConfigurationError("--public-key needs --alg (or JWT_ALGORITHM), e.g. RS256 or ES256")
+            }
+            keys.append(try JWTKey.publicKey(pem: try readFile(file), algorithm: algorithm))
+        }
+        if let file = jwks ?? environment["JWT_JWKS_FILE"] {
+            keys.append(contentsOf: try JWTKeySet(jwks: try readFile(file)).keys)
+        }
+        return JWTKeySet(keys)
+    }
+
+    /// The verifier's checks: issuer, audiences, and the claims mapping the server uses.
+    func verifierConfiguration(_ environment: [String: String]) -> JWTVerifier.Configuration {
+        var configuration = JWTVerifier.Configuration(
+            issuer: issuer ?? environment["JWT_ISSUER"],
+            audiences: Set(audiences(environment))
+        )
+        configuration.claims.admin = .arrayContains("roles", "admin")
+        return configuration
+    }
+
+    func audiences(_ environment: [String: String]) -> [String] {
+        if !audience.isEmpty { return audience }
+        return (environment["JWT_AUDIENCE"] ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+    }
+
+    /// A signer for `token`: the secret, or the private key.
+    func signer(_ environment: [String: String]) throws -> JWTSigner? {
+        if let file = privateKey ?? environment["JWT_PRIVATE_KEY_FILE"] {
+            guard let algorithm = try algorithm(environment) else {
+                throw ConfigurationError("--private-key needs --alg (or JWT_ALGORITHM), e.g. RS256 or ES256")
+            }
+            return try JWTSigner(key: JWTKey.privateKey(pem: try readFile(file), algorithm: algorithm))
+        }
+        if let secret = try secret(environment) {
+            let algorithm = try algorithm(environment) ?? .hs256
+            return try JWTSigner(key: JWTKey.hmac(secret: secret, algorithms: [algorithm]))
+        }
+        return nil
+    }
+}
+
+func readFile(_ path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw ConfigurationError("cannot read \(path)")
+    }
+    guard let text = String(data: data, encoding: .utf8) else { throw ConfigurationError("\(path) is not UTF-8 text") }
+    return text
+}
+
+/// Mints an access token with the claims the server's verifier maps.
+func mintToken(
+    signer: JWTSigner,
+    userID: String,
+    sessionID: String?,
+    admin: Bool,
+    lifetime: Duration,
+    issuer: String?,
+    audience: String?
+) throws -> String {
+    let now = Timestamp.now()
+    var claims: JSONObject = [
+        "sub": .string(userID),
+        "iat": .int(now.secondsSinceEpoch),
+        "exp": .int((now + lifetime).secondsSinceEpoch),
+        "jti": .string(RandomID.hex(bytes: 8)),
+    ]
+    if let sessionID { claims["sid"] = .string(sessionID) }
+    if admin { claims["roles"] = ["admin"] }
+    if let issuer { claims["iss"] = .string(issuer) }
+    if let audience { claims["aud"] = .string(audience) }
+    return try signer.sign(claims)
+}

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import RealtimeCore
+import RealtimeHummingbird
+import RealtimeJWT
+import RealtimeRedis
+import ServiceLifecycle
+import UnixSignals
+
+/// `realtime-server serve`: runs the hub behind Hummingbird until SIGINT or SIGTERM.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server (the default command).",
+        discussion: """
+            Configuration comes from the environment and the flags below (flags win). With nothing configured it \
+            runs in development mode on 127.0.0.1:3000 with in-memory backends and a generated secret, and prints \
+            ready-to-use tokens. WEBSOCKET_* variables tune the hub (see `Documentation/Configuration.md`).
+            """
+    )
+
+    @Option(help: "Address to listen on (env HOST; default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (env PORT; default 3000).")
+    var port: Int?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    @Option(help: "Comma-separated allowed origins (env WEBSOCKET_ALLOWED_ORIGINS).")
+    var allowedOrigins: String?
+
+    @Option(help: "Redis URL for the cluster backends (env REDIS_URL).")
+    var redisURL: String?
+
+    @Flag(help: "Development mode: localhost origins, a generated secret when none is configured.")
+    var development = false
+
+    @Flag(help: "Production mode: refuse to start without a strong secret or public key.")
+    var production = false
+
+    @OptionGroup var keys: KeyOptions
+
+    func run() async throws {
+        var environment = ProcessInfo.processInfo.environment
+        if let allowedOrigins { environment["WEBSOCKET_ALLOWED_ORIGINS"] = allowedOrigins }
+        let keyConfigured = keys.isConfigured(environment)
+        let developmentMode: Bool
+        if development && production { throw ValidationError("--development and --production exclude each other") }
+        if development {
+            developmentMode = true
+        } else if production {
+            developmentMode = false
+        } else if let explicit = environment["WEBSOCKET_DEVELOPMENT_MODE"] {
+            developmentMode = ["1", "true", "yes"].contains(explicit.lowercased())
+        } else {
+            developmentMode = !keyConfigured
+        }
+        environment["WEBSOCKET_DEVELOPMENT_MODE"] = developmentMode ? "true" : "false"
+
+        let level = try Self.logLevel(logLevel ?? environment["LOG_LEVEL"] ?? "info")
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "realtime-server")
+        logger.logLevel = level
+
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        let hubConfiguration: HubConfiguration
+        do {
+            hubConfiguration = try HubConfiguration(environment: environment)
+        } catch {
+            throw ConfigurationError("configuration: \(error.message)")
+        }
+
+        // The verifier: the configured keys, or a generated development secret.
+        var developmentSigner: JWTSigner?
+        let keySet: JWTKeySet
+        if keyConfigured {
+            if let secret = try keys.secret(environment), secret.count < 32 {
+                guard developmentMode else {
+                    throw ConfigurationError(
+                        "the JWT secret is \(secret.count) bytes; outside development mode it must be at least 32 "
+                            + "random bytes (e.g. `openssl rand -hex 32`)"
+                    )
+                }
+                logger.warning("the JWT secret is shorter than 32 bytes; acceptable in development only")
+            }
+            keySet = try keys.keySet(environment)
+        } else {
+            guard developmentMode else {
+                throw ConfigurationError(
+                    "no JWT key configured: set JWT_SECRET (at least 32 random bytes), JWT_SECRET_FILE, "
+                        + "JWT_PUBLIC_KEY_FILE with JWT_ALGORITHM, or JWT_JWKS_FILE; or run with --development"
+                )
+            }
+            let secret = RandomID.hex(bytes: 32)
+            let key = try JWTKey.hmac(secret: secret)
+            developmentSigner = try JWTSigner(key: key)
+            keySet = JWTKeySet([key])
+        }
+        let verifier = JWTVerifier(keys: keySet, configuration: keys.verifierConfiguration(environment))
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let backends: HubBackends
+        if let url = redisURL ?? environment["REDIS_URL"], !url.isEmpty {
+            let redis = try Self.redisBackends(
+                url: url,
+                environment: environment,
+                developmentMode: developmentMode,
+                verifier: verifier,
+                logger: logger
+            )
+            backends = redis.backends
+            // Listed first, so it stops last: the hub unregisters from Redis while draining.
+            services.append(.init(service: redis.client))
+        } else {
+            backends = HubBackends.inMemory(tokenVerifier: verifier)
+        }
+        let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
+
+        let router = Router()
+        router.addRealtimeHub(hub, options: RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry))
+
+        let host = host ?? environment["HOST"] ?? "127.0.0.1"
+        let port = port ?? environment["PORT"].map { Int($0) ?? -1 } ?? 3000
+        guard (0...65535).contains(port) else {
+            throw ConfigurationError("PORT must be a number from 0 to 65535")
+        }
+        let banner = Banner(
+            developmentSigner: developmentSigner,
+            hubConfiguration: hubConfiguration,
+            issuer: keys.issuer ?? environment["JWT_ISSUER"],
+            audience: keys.audiences(environment).first
+        )
+        let app = Application(
+            router: router,
+            server: .realtimeHub(hub),
+            configuration: .init(address: .hostname(host, port: port), serverName: "realtime-server"),
+            onServerRunning: { channel in banner.print(address: channel.localAddress) },
+            logger: logger
+        )
+        // Graceful shutdown runs in reverse order: the hub drains first (1001 to every client), then the
+        // HTTP server stops.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services + [
+                    .init(service: app),
+                    .init(service: hub, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+
+    /// The Redis backends: `REDIS_URL`, and `REALTIME_CLUSTER_SECRET` (shared by every server of the cluster)
+    /// to seal bus messages.
+    static func redisBackends(
+        url: String,
+        environment: [String: String],
+        developmentMode: Bool,
+        verifier: any TokenVerifier,
+        logger: Logger
+    ) throws -> (client: RedisClient, backends: HubBackends) {
+        let configuration: RedisConfiguration
+        do {
+            configuration = try RedisConfiguration(url: url)
+        } catch {
+            throw ConfigurationError("REDIS_URL: \(error.message)")
+        }
+        guard let secret = environment["REALTIME_CLUSTER_SECRET"], !secret.isEmpty else {
+            throw ConfigurationError(
+                "REDIS_URL is set but REALTIME_CLUSTER_SECRET is not: every server of the cluster needs the same "
+                    + "secret (at least 32 random bytes, e.g. `openssl rand -hex 32`) to seal bus messages"
+            )
+        }
+        guard secret.utf8.count >= 32 || (developmentMode && secret.utf8.count >= 16) else {
+            throw ConfigurationError(
+                "REALTIME_CLUSTER_SECRET is \(secret.utf8.count) bytes; it needs at least 32 "
+                    + "(16 in development mode)"
+            )
+        }
+        let client = RedisClient(configuration: configuration, logger: logger)
+        let backends = HubBackends(
+            tokenVerifier: verifier,
+            connectionStore: RedisConnectionStore(client: client),
+            eventBus: try RedisEventBus(client: client, clusterSecret: Array(secret.utf8)),
+            rateLimiter: RedisRateLimiter(client: client, fallback: InMemoryRateLimiter()),
+            sessionStore: RedisSessionStore(client: client)
+        )
+        return (client, backends)
+    }
+
+    static func logLevel(_ name: String) throws -> Logger.Level {
+        guard let level = Logger.Level(rawValue: name.lowercased()) else {
+            throw ConfigurationError(
+                "LOG_LEVEL '\(name)' is not one of trace, debug, info, notice, warning, error, critical"
+            )
+        }
+        return level
+    }
+}
+
+/// What a newcomer needs once the server listens: URLs and how to get a token.
+struct Banner: Sendable {
+    let developmentSigner: JWTSigner?
+    let hubConfiguration: HubConfiguration
+    let issuer: String?
+    let audience: String?
+
+    func print(address: SocketAddress?) {
+        let port = address?.port ?? 0
+        let host = address?.ipAddress ?? "127.0.0.1"
+        let base = "\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        var lines = [
+            "realtime-server listening on http://\(base)",
+            "  WebSocket:  ws://\(base)\(hubConfiguration.eventsPath)?token=TOKEN",
+            "  Admin:      ws://\(base)\(hubConfiguration.adminPath)?token=ADMIN_TOKEN",
+            "  Health:     http://\(base)/ws/health  /health/live  /health/ready",
+            "  Metrics:    http://\(base)/metrics",
+            "  HTTP API:   http://\(base)/api/v1/ (Authorization: Bearer ADMIN_TOKEN)",
+        ]
+        if let signer = developmentSigner {
+            let lifetime = Duration.seconds(24 * 3600)
+            let user = try? mintToken(
+                signer: signer,
+                userID: "dev-user",
+                sessionID: "dev-session",
+                admin: false,
+                lifetime: lifetime,
+                issuer: issuer,
+                audience: audience
+            )
+            let admin = try? mintToken(
+                signer: signer,
+                userID: "dev-admin",
+                sessionID: "dev-admin-session",
+                admin: true,
+                lifetime: lifetime,
+                issuer: issuer,
+                audience: audience
+            )
+            lines += [
+                "Development mode: in-memory backends and a secret generated for this run (tokens below expire in "
+                    + "24 h and die with the process). Set JWT_SECRET to keep tokens across restarts and mint more "
+                    + "with `JWT_SECRET=… realtime-server token --user alice`.",
+                "  user token (dev-user):   \(user ?? "unavailable")",
+                "  admin token (dev-admin): \(admin ?? "unavailable")",
+            ]
+        } else {
+            lines.append("Get a token: realtime-server token --user USER [--admin] (with the same JWT_* settings)")
+        }
+        Swift.print(lines.joined(separator: "\n"))
+    }
+}

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RealtimeCore
+
+/// The HTTP publishing API (`Documentation/HTTP-API.md`): JSON in and out, authenticated with a bearer token
+/// that ``RealtimeRouteOptions/mayPublish`` accepts.
+struct PublishingAPI: Sendable {
+    let hub: RealtimeHub
+    let verifier: any TokenVerifier
+    let options: RealtimeRouteOptions
+
+    /// The event categories the API accepts (the catalogue's: `authentication`, `security`, `session`,
+    /// `admin`, `system`, `presence`).
+    static let categories: Set<String> = Set(EventType.catalogue.map { String($0.category) })
+
+    func register<Router: RouterMethods>(on router: Router) {
+        let prefix = options.apiPrefix
+        router.post(RouterPath(prefix + "/events")) { request, _ in
+            await respond(request, bodyRequired: true) { (body: Fields) throws(APIError) in try await publishEvent(body)
+            }
+        }
+        for target in ["user", "broadcast", "admin"] {
+            router.post(RouterPath(prefix + "/notifications/" + target)) { request, _ in
+                await respond(request, bodyRequired: true) { (body: Fields) throws(APIError) in
+                    try await notify(target, body)
+                }
+            }
+        }
+        router.post(RouterPath(prefix + "/sessions/:sessionID/revoke")) { request, context in
+            let sessionID = context.parameters.get("sessionID") ?? ""
+            return await respond(request, bodyRequired: false) { (body: Fields) throws(APIError) in
+                try await revoke(sessionID, body)
+            }
+        }
+        router.post(RouterPath(prefix + "/users/:userID/disconnect")) { request, context in
+            let userID = context.parameters.get("userID") ?? ""
+            return await respond(request, bodyRequired: false) { (body: Fields) throws(APIError) in
+                try await disconnect(userID, body)
+            }
+        }
+        router.get(RouterPath(prefix + "/stats")) { request, _ in
+            await respond(request, bodyRequired: false) { (_: Fields) throws(APIError) in
+                (.ok, .object(await hub.stats().jsonObject))
+            }
+        }
+    }
+
+    // MARK: Plumbing
+
+    /// Authenticates, reads and parses the body, runs `handle`, and turns every failure into a JSON error.
+    private func respond(
+        _ request: Request,
+        bodyRequired: Bool,
+        _ handle: (Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    ) async -> Response {
+        do throws(APIError) {
+            try await authenticate(request)
+            let body = try await readBody(request, required: bodyRequired)
+            let (status, value) = try await handle(body)
+            return jsonResponse(status, value)
+        } catch {
+            return error.response
+        }
+    }
+
+    private func authenticate(_ request: Request) async throws(APIError) {
+        guard let authorization = request.headers[.authorization] else {
+            throw APIError(
+                status: .unauthorized,
+                code: "missing_token",
+                message: "send Authorization: Bearer <token>",
+                headers: [.wwwAuthenticate: #"Bearer realm="realtime""#]
+            )
+        }
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError(
+                status: .unauthorized,
+                code: "invalid_authorization",
+                message: "expected Authorization: Bearer <token>",
+                headers: [.wwwAuthenticate: #"Bearer realm="realtime""#]
+            )
+        }
+        let identity: VerifiedIdentity
+        do {
+            identity = try await verifier.verify(String(parts[1]))
+        } catch {
+            throw APIError(
+                status: .unauthorized,
+                code: "invalid_token",
+                message: "the token was refused",
+                headers: [.wwwAuthenticate: #"Bearer realm="realtime", error="invalid_token""#]
+            )
+        }
+        guard options.mayPublish(identity) else {
+            throw APIError(status: .forbidden, code: "forbidden", message: "this token may not use the publishing API")
+        }
+    }
+
+    private func readBody(_ request: Request, required: Bool) async throws(APIError) -> Fields {
+        let limit = options.maxBodyBytes
+        let tooLarge = APIError(
+            status: .contentTooLarge,
+            code: "payload_too_large",
+            message: "the body is larger than \(limit) bytes"
+        )
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw tooLarge }
+        var bytes: [UInt8] = []
+        do {
+            for try await buffer in request.body {
+                guard bytes.count + buffer.readableBytes <= limit else { throw tooLarge }
+                bytes.append(contentsOf: buffer.readableBytesView)
+            }
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError(status: .badRequest, code: "bad_body", message: "the body could not be read")
+        }
+        if bytes.isEmpty {
+            guard !required else {
+                throw APIError(status: .badRequest, code: "missing_body", message: "a JSON object body is required")
+            }
+            return Fields(object: [:])
+        }
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        let mediaType = contentType.split(separator: ";").first.map { String($0.filter { !$0.isWhitespace }) } ?? ""
+        guard mediaType == "application/json" else {
+            throw APIError(
+                status: .unsupportedMediaType,
+                code: "unsupported_media_type",
+                message: "send Content-Type: application/json"
+            )
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser(limits: .init(maxBytes: limit, maxDepth: 16)).parse(bytes)
+        } catch {
+            throw APIError(status: .badRequest, code: "invalid_json", message: "the body is not valid JSON (\(error))")
+        }
+        guard case .object(let object) = value else {
+            throw APIError(status: .badRequest, code: "invalid_body", message: "the body must be a JSON object")
+        }
+        return Fields(object: object)
+    }
+
+    private static func failure(_ error: RealtimeError) -> APIError {
+        switch error.code {
+        case .invalidArgument: APIError(status: .badRequest, code: "invalid_argument", message: error.message)
+        case .notFound: APIError(status: .notFound, code: "not_found", message: error.message)
+        case .limitExceeded: APIError(status: .tooManyRequests, code: "limit_exceeded", message: error.message)
+        case .backendUnavailable, .timeout, .shutDown:
+            APIError(status: .serviceUnavailable, code: error.code.rawValue, message: error.message)
+        default: APIError(status: .internalServerError, code: "internal_error", message: "the request failed")
+        }
+    }
+
+    private static func receipt(_ receipt: PublishReceipt) -> JSONValue {
+        [
+            "id": .string(receipt.id),
+            "localDeliveries": .int(Int64(receipt.localDeliveries)),
+            "publishedToCluster": .bool(receipt.publishedToCluster),
+        ]
+    }
+
+    // MARK: Endpoints
+
+    private func publishEvent(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        let typeName = try body.string("type", required: true) ?? ""
+        guard let type = EventType(validating: typeName) else {
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_event_type",
+                message: "type must look like category.action (lower-case segments separated by dots)"
+            )
+        }
+        guard Self.categories.contains(String(type.category)) else {
+            throw APIError(
+                status: .badRequest,
+                code: "unknown_category",
+                message: "unknown event category '\(type.category.prefix(64))'; known: "
+                    + Self.categories.sorted().joined(separator: ", ")
+            )
+        }
+        let userID = try body.string("userId")
+        let sessionID = try body.string("sessionId")
+        let data = try body.object("data") ?? [:]
+        var scope: EventScope?
+        switch try body.string("scope") {
+        case nil: scope = nil
+        case "user":
+            guard let userID else {
+                throw APIError(status: .badRequest, code: "invalid_field", message: "scope 'user' needs userId")
+            }
+            scope = .user(userID)
+        case "admins": scope = .admins
+        case "everyone": scope = .everyone
+        case let other?:
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "scope must be user, admins or everyone, not '\(other.prefix(32))'"
+            )
+        }
+        var event = RealtimeEvent(type: type, userID: userID, sessionID: sessionID, data: data, scope: scope)
+        if let id = try body.string("id") {
+            guard !id.isEmpty, id.utf8.count <= 128 else {
+                throw APIError(status: .badRequest, code: "invalid_field", message: "id must be 1 to 128 bytes")
+            }
+            event.id = id
+        }
+        do {
+            return (.accepted, Self.receipt(try await hub.publish(event)))
+        } catch {
+            throw Self.failure(error)
+        }
+    }
+
+    private func notify(_ target: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        let levelName = try body.string("level") ?? "info"
+        guard let level = NotificationLevel(rawValue: levelName) else {
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "level must be one of " + NotificationLevel.allCases.map(\.rawValue).joined(separator: ", ")
+            )
+        }
+        let title = try body.string("title", required: true) ?? ""
+        let message = try body.string("message", required: true) ?? ""
+        let data = try body.object("data") ?? [:]
+        let scope: EventScope
+        switch target {
+        case "user":
+            guard let userID = try body.string("userId", required: true), !userID.isEmpty else {
+                throw APIError(status: .badRequest, code: "invalid_field", message: "userId must not be empty")
+            }
+            scope = .user(userID)
+        case "admin": scope = .admins
+        default: scope = .everyone
+        }
+        let receipt = await hub.send(
+            RealtimeNotification(level: level, title: title, message: message, data: data, target: scope)
+        )
+        return (.accepted, Self.receipt(receipt))
+    }
+
+    private func revoke(_ sessionID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    {
+        let userID = try body.string("userId")
+        let reason = try body.string("reason") ?? "session revoked"
+        do {
+            try await hub.revoke(sessionID: sessionID, userID: userID, reason: reason)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (.ok, ["revoked": .string(sessionID)])
+    }
+
+    private func disconnect(_ userID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    {
+        let reason = try body.string("reason") ?? "disconnected by an operator"
+        do {
+            try await hub.disconnect(userID: userID, reason: reason)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (.ok, ["disconnected": .string(userID)])
+    }
+}
+
+/// Typed access to the fields of a JSON request body.
+struct Fields: Sendable {
+    let object: JSONObject
+
+    func string(_ name: String, required: Bool = false) throws(APIError) -> String? {
+        switch object[name] {
+        case nil, .null?:
+            if required {
+                throw APIError(status: .badRequest, code: "missing_field", message: "\(name) is required")
+            }
+            return nil
+        case .string(let value)?:
+            return value
+        case let other?:
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "\(name) must be a string, not \(other.typeName)"
+            )
+        }
+    }
+
+    func object(_ name: String) throws(APIError) -> JSONObject? {
+        switch object[name] {
+        case nil, .null?:
+            return nil
+        case .object(let value)?:
+            return value
+        case let other?:
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "\(name) must be an object, not \(other.typeName)"
+            )
+        }
+    }
+}

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import RealtimeCore
+import Testing
+
+@Suite("Wire protocol and delivery over real sockets")
+struct ProtocolTests {
+    @Test("subscribe, get_subscriptions, unsubscribe and ping")
+    func subscriptions() async throws {
+        try await TestServer.with { server in
+            let alice = try await server.connect(TestKeys.token("alice"))
+            try await alice.sendText(
+                #"{"type":"subscribe","id":"s1","payload":{"eventTypes":["security.*","authentication.login.*"]}}"#
+            )
+            let subscribed = try await alice.nextMessage(type: "subscribed")
+            #expect(subscribed["id"]?.stringValue == "s1")
+
+            try await alice.sendText(#"{"type":"get_subscriptions","id":7}"#)
+            let listed = try await alice.nextMessage(type: "subscriptions")
+            #expect(listed["id"]?.intValue == 7)
+            let patterns = Set(listed["payload"]?["eventTypes"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+            #expect(patterns == ["security.*", "authentication.login.*"])
+
+            try await alice.sendText(#"{"type":"unsubscribe","id":"u1","payload":{"eventTypes":["security.*"]}}"#)
+            _ = try await alice.nextMessage(type: "unsubscribed")
+            try await alice.sendText(#"{"type":"get_subscriptions"}"#)
+            let after = try await alice.nextMessage(type: "subscriptions")
+            #expect(
+                after["payload"]?["eventTypes"]?.arrayValue?.compactMap(\.stringValue) == ["authentication.login.*"]
+            )
+
+            try await alice.sendText(#"{"type":"ping","id":"p"}"#)
+            let pong = try await alice.nextMessage(type: "pong")
+            #expect(pong["id"]?.stringValue == "p")
+
+            // A pattern a user may not subscribe to is refused with an error, not a close.
+            try await alice.sendText(#"{"type":"subscribe","id":"s2","payload":{"eventTypes":["admin.*"]}}"#)
+            let refused = try await alice.nextMessage(type: "error")
+            #expect(refused["payload"]?["code"]?.stringValue == "forbidden_pattern")
+            await alice.close()
+        }
+    }
+
+    @Test("an event published through the HTTP API reaches exactly the connections that may see it")
+    func publishedEventRouting() async throws {
+        try await TestServer.with { server in
+            let subscribe = #"{"type":"subscribe","payload":{"eventTypes":["security.*"]}}"#
+            let alice1 = try await server.connect(TestKeys.token("alice"))
+            let alice2 = try await server.connect(TestKeys.token("alice", session: "s-alice-phone"))
+            let bob = try await server.connect(TestKeys.token("bob"))
+            let admin = try await server.connect(TestKeys.token("root", admin: true), path: "/ws/admin")
+            let carol = try await server.connect(TestKeys.token("carol"))  // not subscribed
+            for socket in [alice1, alice2, bob, admin] {
+                try await socket.sendText(subscribe)
+                _ = try await socket.nextMessage(type: "subscribed")
+            }
+
+            let reply = try await server.api(
+                "POST",
+                "/api/v1/events",
+                json: #"{"type":"security.suspicious.activity","userId":"alice","data":{"ip":"192.0.2.7","risk":0.9}}"#
+            )
+            #expect(reply.status == 202, "\(reply.text)")
+            let receipt = try reply.json()
+            #expect(receipt["localDeliveries"]?.intValue == 3)
+            let id = try #require(receipt["id"]?.stringValue)
+
+            for socket in [alice1, alice2, admin] {
+                let event = try await socket.nextMessage(type: "event")
+                #expect(event["payload"]?["id"]?.stringValue == id)
+                #expect(event["payload"]?["type"]?.stringValue == "security.suspicious.activity")
+                #expect(event["payload"]?["userId"]?.stringValue == "alice")
+                #expect(event["payload"]?["data"]?["risk"]?.doubleValue == 0.9)
+            }
+            // Nothing reached bob or carol: everything queued before their pong is listed.
+            #expect(try await bob.drainUntilPong().filter { $0["type"]?.stringValue == "event" }.isEmpty)
+            #expect(try await carol.drainUntilPong().filter { $0["type"]?.stringValue == "event" }.isEmpty)
+
+            // A system event goes to every subscriber of system.*.
+            try await bob.sendText(#"{"type":"subscribe","payload":{"eventTypes":["system.*"]}}"#)
+            _ = try await bob.nextMessage(type: "subscribed")
+            let system = try await server.api(
+                "POST",
+                "/api/v1/events",
+                json: #"{"type":"system.maintenance.scheduled","data":{"at":"02:00"}}"#
+            )
+            #expect(system.status == 202)
+            let maintenance = try await bob.nextMessage(type: "event")
+            #expect(maintenance["payload"]?["type"]?.stringValue == "system.maintenance.scheduled")
+            for socket in [alice1, alice2, bob, admin, carol] { await socket.close() }
+        }
+    }
+
+    @Test("user, broadcast and admin notifications need no subscription")
+    func notifications() async throws {
+        try await TestServer.with { server in
+            let alice = try await server.connect(TestKeys.token("alice"))
+            let bob = try await server.connect(TestKeys.token("bob"))
+            let admin = try await server.connect(TestKeys.token("root", admin: true), path: "/ws/admin")
+
+            let user = try await server.api(
+                "POST",
+                "/api/v1/notifications/user",
+                json: #"{"userId":"bob","level":"warning","title":"New sign-in","message":"From Lyon","data":{"n":1}}"#
+            )
+            #expect(user.status == 202, "\(user.text)")
+            let toBob = try await bob.nextMessage(type: "notification")
+            #expect(toBob["payload"]?["title"]?.stringValue == "New sign-in")
+            #expect(toBob["payload"]?["level"]?.stringValue == "warning")
+            #expect(try await alice.drainUntilPong().filter { $0["type"]?.stringValue == "notification" }.isEmpty)
+
+            let broadcast = try await server.api(
+                "POST",
+                "/api/v1/notifications/broadcast",
+                json: #"{"title":"Maintenance","message":"Tonight"}"#
+            )
+            #expect(broadcast.status == 202)
+            for socket in [alice, bob, admin] {
+                let message = try await socket.nextMessage(type: "notification")
+                #expect(message["payload"]?["title"]?.stringValue == "Maintenance")
+                #expect(message["payload"]?["level"]?.stringValue == "info")
+            }
+
+            let toAdmins = try await server.api(
+                "POST",
+                "/api/v1/notifications/admin",
+                json: #"{"level":"critical","title":"Breach drill","message":"Now"}"#
+            )
+            #expect(toAdmins.status == 202)
+            let adminMessage = try await admin.nextMessage(type: "notification")
+            #expect(adminMessage["payload"]?["title"]?.stringValue == "Breach drill")
+            #expect(try await alice.drainUntilPong().filter { $0["type"]?.stringValue == "notification" }.isEmpty)
+            #expect(try await bob.drainUntilPong().filter { $0["type"]?.stringValue == "notification" }.isEmpty)
+            for socket in [alice, bob, admin] { await socket.close() }
+        }
+    }
+
+    @Test("too many messages are answered with rate_limited, repeated abuse closes with 4008")
+    func messageRateLimit() async throws {
+        try await TestServer.with({
+            $0.rateLimits.messagesPerConnection = RateLimitPolicy(name: "msg", limit: 5, period: .seconds(1), burst: 5)
+            $0.rateLimits.violationsBeforeBlock = 5
+        }) { server in
+            let alice = try await server.connect(TestKeys.token("alice"))
+            for index in 0..<20 { try await alice.sendText(#"{"type":"ping","id":\#(index)}"#) }
+            var pongs = 0
+            var limited = 0
+            var closeCode: UInt16?
+            // Bounded: 20 requests give at most 20 replies, then the close frame.
+            for _ in 0..<25 {
+                let frame = try await alice.readFrame()
+                if frame.opcode == 8 {
+                    closeCode = frame.closeCode
+                    break
+                }
+                guard frame.opcode == 1 else { continue }
+                let message = try JSONParser().parse(frame.payload)
+                switch message["type"]?.stringValue {
+                case "pong": pongs += 1
+                case "error":
+                    #expect(message["payload"]?["code"]?.stringValue == "rate_limited")
+                    #expect((message["payload"]?["retryAfterMs"]?.intValue ?? 0) > 0)
+                    limited += 1
+                default: break
+                }
+            }
+            #expect(pongs >= 5 && pongs < 20)
+            #expect(limited >= 1)
+            #expect(closeCode == 4008)
+            // The address is blocked for a while: a new upgrade is refused with 429.
+            let refused = try await server.handshake(path: "/ws/events?token=\(TestKeys.token("alice"))")
+            #expect(refused.status == 429)
+            #expect(try refused.json()["error"]?["code"]?.stringValue == "address_blocked")
+            await alice.close()
+        }
+    }
+
+    @Test("token refresh keeps the connection; another user's token is refused")
+    func tokenRefresh() async throws {
+        try await TestServer.with { server in
+            let alice = try await server.connect(TestKeys.token("alice", lifetime: .seconds(120)))
+            let fresh = TestKeys.token("alice", lifetime: .seconds(3600))
+            try await alice.sendText(#"{"type":"refresh_token","id":"r1","payload":{"token":"\#(fresh)"}}"#)
+            let refreshed = try await alice.nextMessage(type: "token_refreshed")
+            #expect(refreshed["id"]?.stringValue == "r1")
+            #expect(refreshed["payload"]?["expiresAt"]?.stringValue != nil)
+
+            let other = TestKeys.token("mallory")
+            try await alice.sendText(#"{"type":"refresh_token","id":"r2","payload":{"token":"\#(other)"}}"#)
+            let mismatch = try await alice.nextMessage(type: "error")
+            #expect(mismatch["payload"]?["code"]?.stringValue == "token_user_mismatch")
+
+            let expired = TestKeys.token("alice", lifetime: .seconds(10), issuedAt: .now() - .seconds(3600))
+            try await alice.sendText(#"{"type":"refresh_token","id":"r3","payload":{"token":"\#(expired)"}}"#)
+            let invalid = try await alice.nextMessage(type: "error")
+            #expect(invalid["payload"]?["code"]?.stringValue == "token_invalid")
+            await alice.close()
+        }
+    }
+
+    @Test("heartbeats: the server pings, a client that answers stays, a silent one is closed")
+    func heartbeats() async throws {
+        try await TestServer.with({
+            $0.heartbeatInterval = .milliseconds(100)
+            $0.idleTimeout = .milliseconds(600)
+            // The hub ticks every min(1 s, authenticationTimeout / 2): a short one makes 100 ms heartbeats real.
+            $0.authenticationTimeout = .milliseconds(200)
+        }) { server in
+            let lively = try await server.connect(TestKeys.token("alice"))
+            let silent = try await server.connect(TestKeys.token("bob"))
+            // The lively client answers every ping for well past the idle timeout.
+            let until = ContinuousClock.now + .milliseconds(1500)
+            var pings = 0
+            while ContinuousClock.now < until {
+                let frame = try await lively.readFrame(timeout: .seconds(2))
+                #expect(
+                    frame.opcode == 9,
+                    "unexpected frame \(frame.opcode) \(frame.closeCode ?? 0) \(frame.closeReason) after \(pings) pings"
+                )
+                if frame.opcode == 9 {
+                    pings += 1
+                    try await lively.sendFrame(opcode: 10, frame.payload)
+                }
+            }
+            #expect(pings >= 5)
+            // The silent one never answered: closed as idle (1001).
+            let close = try await silent.nextClose(timeout: .seconds(3))
+            #expect(close.code == 1001)
+            #expect(close.reason == "idle timeout")
+            // The lively one is still served.
+            try await lively.sendText(#"{"type":"ping","id":"still"}"#)
+            let pong = try await lively.nextMessage(type: "pong")
+            #expect(pong["id"]?.stringValue == "still")
+            await lively.close()
+            await silent.close()
+        }
+    }
+
+    @Test("a client that does not read is closed as a slow consumer with 4010")
+    func slowConsumer() async throws {
+        try await TestServer.with({
+            $0.limits.outboundQueueFrames = 32
+            $0.limits.outboundQueueBytes = 256 * 1024
+        }) { server in
+            let slow = try await server.connect(TestKeys.token("alice"))
+            try await slow.sendText(#"{"type":"subscribe","payload":{"eventTypes":["security.*"]}}"#)
+            _ = try await slow.nextMessage(type: "subscribed")
+            // Stop reading from the socket: the kernel's buffers fill, then the server's writer blocks.
+            try await slow.setReading(false)
+            let filler = String(repeating: "x", count: 16 * 1024)
+            // Publish until the hub gives up on the reader; bounded at 64 MiB of events.
+            var published = 0
+            while published < 4096 {
+                try await server.hub.publishSecurityEvent(
+                    .securitySuspiciousActivity,
+                    userID: "alice",
+                    data: ["filler": .string(filler)]
+                )
+                published += 1
+                if published % 64 == 0, await server.hub.stats().server.slowConsumerCloses > 0 { break }
+            }
+            let stats = await server.hub.stats()
+            #expect(
+                stats.server.slowConsumerCloses == 1,
+                "\(published) \(stats.server.eventsDelivered) \(stats.server.eventsDropped) \(stats.server.queuedFrames)"
+            )
+            // Now read: the backlog was dropped, the close frame follows what the socket already held.
+            try await slow.setReading(true)
+            let close = try await slow.nextClose(timeout: .seconds(20))
+            #expect(close.code == 4010)
+            await slow.close()
+        }
+    }
+}
