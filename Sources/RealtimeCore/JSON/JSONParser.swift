@@ -73,6 +73,33 @@ public struct JSONParser: Sendable {
         }.get()
     }
 
+    /// Parses one JSON text from contiguous UTF-8 bytes (without the generic entry point's dispatch).
+    package func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
+        try parse(bytes: bytes)
+    }
+
+    /// Parses one JSON text exactly as ``parse(_:)-(UnsafeBufferPointer<UInt8>)`` does (same limits, same
+    /// refusals, same duplicate check), but returns a top-level object as its members in document order instead
+    /// of a ``JSONObject``, so a caller that reads a few members and hashes none (a token verifier) skips
+    /// building the dictionary. `nil` when the text is valid JSON but not an object.
+    package func parseObjectMembers(
+        _ bytes: UnsafeBufferPointer<UInt8>
+    ) throws(JSONParseError) -> [JSONMember]? {
+        guard bytes.count <= limits.maxBytes else { throw JSONParseError(.tooLarge, offset: limits.maxBytes) }
+        var reader = Reader(bytes: bytes, limits: limits)
+        reader.skipWhitespace()
+        var result: [JSONMember]?
+        if reader.peek() == UInt8(ascii: "{") {
+            _ = try reader.parseMembers(depth: 1)  // base 0: the top-level object's members are all of them
+            result = reader.members
+        } else {
+            _ = try reader.parseValue(depth: 0)
+        }
+        reader.skipWhitespace()
+        guard reader.index == bytes.count else { throw JSONParseError(.trailingData, offset: reader.index) }
+        return result
+    }
+
     private func parse(bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
         guard bytes.count <= limits.maxBytes else { throw JSONParseError(.tooLarge, offset: limits.maxBytes) }
         var reader = Reader(bytes: bytes, limits: limits)
@@ -84,10 +111,20 @@ public struct JSONParser: Sendable {
     }
 }
 
+/// A member of a JSON object: its name and value.
+package struct JSONMember: Sendable {
+    package var key: String
+    package var value: JSONValue
+}
+
 private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
     let limits: JSONParser.Limits
     var index = 0
+    /// The members of the objects being parsed, innermost last: an object's members are collected here and
+    /// moved into a dictionary of exactly their count when it closes (no rehashing while it grows), and one
+    /// buffer serves every object of the text.
+    var members: [JSONMember] = []
 
     init(bytes: UnsafeBufferPointer<UInt8>, limits: JSONParser.Limits) {
         self.bytes = bytes
@@ -138,14 +175,27 @@ private struct Reader {
     }
 
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+        let base = try parseMembers(depth: depth)
+        var object = JSONObject(minimumCapacity: members.count - base)
+        // Duplicates were refused while parsing (when asked); otherwise the last one wins, as before.
+        for member in members[base...] { object[member.key] = member.value }
+        members.removeSubrange(base...)
+        return .object(object)
+    }
+
+    /// Parses an object and leaves its members on `members` from the returned index on.
+    mutating func parseMembers(depth: Int) throws(JSONParseError) -> Int {
         guard depth <= limits.maxDepth else { throw JSONParseError(.tooDeep, offset: index) }
         index += 1  // {
-        var object = JSONObject()
+        let base = members.count
         skipWhitespace()
         if peek() == UInt8(ascii: "}") {
             index += 1
-            return .object(object)
+            return base
         }
+        if members.capacity == 0 { members.reserveCapacity(16) }
+        // Names seen so far, once the object is too large for a linear duplicate search.
+        var seen: Set<String>?
         while true {
             skipWhitespace()
             guard peek() == UInt8(ascii: "\"") else { throw JSONParseError(.invalidSyntax, offset: index) }
@@ -156,15 +206,24 @@ private struct Reader {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if object.updateValue(value, forKey: key) != nil, limits.rejectDuplicateKeys {
-                throw JSONParseError(.duplicateKey, offset: keyOffset)
+            if limits.rejectDuplicateKeys {
+                // Checked after the value, as a dictionary insert would be, so errors keep their precedence.
+                if seen == nil, members.count - base < 16 {
+                    for member in members[base...] where member.key == key {
+                        throw JSONParseError(.duplicateKey, offset: keyOffset)
+                    }
+                } else {
+                    if seen == nil { seen = Set(members[base...].lazy.map(\.key)) }
+                    guard seen!.insert(key).inserted else { throw JSONParseError(.duplicateKey, offset: keyOffset) }
+                }
             }
+            members.append(JSONMember(key: key, value: value))
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","): index += 1
             case UInt8(ascii: "}"):
                 index += 1
-                return .object(object)
+                return base
             default: throw JSONParseError(.invalidSyntax, offset: index)
             }
         }
@@ -219,10 +278,31 @@ private struct Reader {
             if let sign = peek(), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { index += 1 }
             guard skipDigits() > 0 else { throw JSONParseError(.invalidNumber, offset: index) }
         }
+        if isInteger, let value = integer(from: start) { return .int(value) }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if isInteger, let value = Int64(text) { return .int(value) }
         guard let value = Double(text) else { throw JSONParseError(.invalidNumber, offset: start) }
         return .double(value)
+    }
+
+    /// The integer spelled by the already validated bytes `start..<index` (`-`? digits), or `nil` when it does
+    /// not fit in 64 bits (it is then a double, as before). Reads the digits directly: no string is built.
+    func integer(from start: Int) -> Int64? {
+        var position = start
+        let negative = bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        guard index - position <= 19 else { return nil }  // 20 digits or more never fit
+        var magnitude: UInt64 = 0
+        while position < index {
+            magnitude = magnitude &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0"))
+            position += 1
+        }
+        // 19 digits are below 10^19 < 2^64, so `magnitude` did not wrap.
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+            return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
+        }
+        guard magnitude <= UInt64(Int64.max) else { return nil }
+        return Int64(magnitude)
     }
 
     @discardableResult
