@@ -2,12 +2,33 @@
 
 internal import RealtimeCore
 
+/// The members of a token's header or payload, in document order, without duplicates (the parser refused
+/// them). A JOSE header or a claim set has a handful of short names, so finding one by a linear search is
+/// cheaper than hashing every name into a dictionary; the dictionary is built once, for ``VerifiedIdentity``.
+struct Members {
+    let members: [JSONMember]
+
+    init(_ members: [JSONMember]) { self.members = members }
+
+    subscript(name: String) -> JSONValue? {
+        for member in members where member.key == name { return member.value }
+        return nil
+    }
+
+    /// The members as a JSON object.
+    var object: JSONObject {
+        var object = JSONObject(minimumCapacity: members.count)
+        for member in members { object[member.key] = member.value }
+        return object
+    }
+}
+
 /// The claim checks of RFC 7519 §4.1 and the mapping to a ``VerifiedIdentity``, run on an authenticated payload.
 struct ClaimsValidator {
     let configuration: JWTVerifier.Configuration
     let now: Timestamp
 
-    func validate(_ claims: JSONObject, header: JSONObject) throws(TokenVerificationError) -> VerifiedIdentity {
+    func validate(_ claims: Members, header: Members) throws(TokenVerificationError) -> VerifiedIdentity {
         let nowMS = now.millisecondsSinceEpoch
         let leewayMS = max(configuration.leeway.milliseconds, 0)
 
@@ -90,7 +111,7 @@ struct ClaimsValidator {
             roles: roles,
             expiresAt: expiresAt,
             issuedAt: issuedAt,
-            claims: claims
+            claims: claims.object
         )
     }
 
@@ -161,7 +182,7 @@ struct ClaimsValidator {
 
     private func evaluate(
         _ rule: JWTVerifier.AdminRule.Backing,
-        _ claims: JSONObject
+        _ claims: Members
     ) throws(TokenVerificationError) -> Bool {
         switch rule {
         case .never:

@@ -17,54 +17,69 @@ package enum Base64URL {
         return table
     }()
 
+    /// The number of bytes `count` characters decode to, or `nil` for a length no encoding has (4n + 1).
+    static func decodedCount(_ count: Int) -> Int? {
+        if count % 4 == 1 { return nil }
+        return count / 4 * 3 + (count % 4 == 0 ? 0 : count % 4 - 1)
+    }
+
     /// Decodes `text`, or returns `nil` if it is not canonical unpadded base64url.
     package static func decode(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard let outputCount = decodedCount(text.count) else { return nil }
+        var valid = true
+        let output = [UInt8](unsafeUninitializedCapacity: outputCount) { out, initialized in
+            valid = decode(text, into: out.baseAddress!)
+            initialized = valid ? outputCount : 0
+        }
+        return valid ? output : nil
+    }
+
+    /// Decodes `text` into `out`, which has room for at least `decodedCount(text.count)` bytes. Returns whether
+    /// `text` is canonical unpadded base64url (the caller checked its length with ``decodedCount(_:)``); on
+    /// `false` the contents of `out` are unspecified.
+    static func decode(_ text: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Bool {
         let count = text.count
-        if count % 4 == 1 { return nil }
-        let outputCount = count / 4 * 3 + (count % 4 == 0 ? 0 : count % 4 - 1)
-        return decodeTable.withUnsafeBufferPointer { table -> [UInt8]? in
-            var valid = true
-            let output = [UInt8](unsafeUninitializedCapacity: outputCount) { out, initialized in
-                var inputIndex = 0
-                var outputIndex = 0
-                var bad: UInt8 = 0
-                while inputIndex + 4 <= count {
-                    let a = table[Int(text[inputIndex])]
-                    let b = table[Int(text[inputIndex + 1])]
-                    let c = table[Int(text[inputIndex + 2])]
-                    let d = table[Int(text[inputIndex + 3])]
-                    bad |= a | b | c | d
-                    out[outputIndex] = a << 2 | b >> 4
-                    out[outputIndex + 1] = b << 4 | c >> 2
-                    out[outputIndex + 2] = c << 6 | d
-                    inputIndex += 4
-                    outputIndex += 3
-                }
-                switch count - inputIndex {
-                case 2:
-                    let a = table[Int(text[inputIndex])]
-                    let b = table[Int(text[inputIndex + 1])]
-                    bad |= a | b
-                    if b & 0x0F != 0 { bad = 0xFF }
-                    out[outputIndex] = a << 2 | b >> 4
-                    outputIndex += 1
-                case 3:
-                    let a = table[Int(text[inputIndex])]
-                    let b = table[Int(text[inputIndex + 1])]
-                    let c = table[Int(text[inputIndex + 2])]
-                    bad |= a | b | c
-                    if c & 0x03 != 0 { bad = 0xFF }
-                    out[outputIndex] = a << 2 | b >> 4
-                    out[outputIndex + 1] = b << 4 | c >> 2
-                    outputIndex += 2
-                default:
-                    break
-                }
-                // 0xFF marks an invalid character; valid values are below 64, so bit 7 is only set by 0xFF.
-                valid = bad & 0x80 == 0
-                initialized = outputIndex
+        guard count % 4 != 1 else { return false }
+        guard count > 0 else { return true }
+        return decodeTable.withUnsafeBufferPointer { table -> Bool in
+            let table = table.baseAddress!
+            var input = text.baseAddress!
+            var output = out
+            var bad: UInt8 = 0
+            var remaining = count
+            while remaining >= 4 {
+                let a = table[Int(input[0])]
+                let b = table[Int(input[1])]
+                let c = table[Int(input[2])]
+                let d = table[Int(input[3])]
+                bad |= a | b | c | d
+                output[0] = a << 2 | b >> 4
+                output[1] = b << 4 | c >> 2
+                output[2] = c << 6 | d
+                input += 4
+                output += 3
+                remaining -= 4
             }
-            return valid ? output : nil
+            switch remaining {
+            case 2:
+                let a = table[Int(input[0])]
+                let b = table[Int(input[1])]
+                bad |= a | b
+                if b & 0x0F != 0 { bad = 0xFF }
+                output[0] = a << 2 | b >> 4
+            case 3:
+                let a = table[Int(input[0])]
+                let b = table[Int(input[1])]
+                let c = table[Int(input[2])]
+                bad |= a | b | c
+                if c & 0x03 != 0 { bad = 0xFF }
+                output[0] = a << 2 | b >> 4
+                output[1] = b << 4 | c >> 2
+            default:
+                break
+            }
+            // 0xFF marks an invalid character; valid values are below 64, so bit 7 is only set by 0xFF.
+            return bad & 0x80 == 0
         }
     }
 
