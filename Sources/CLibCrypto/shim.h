@@ -372,6 +372,9 @@ static inline int clibcrypto_verify_copy(const EVP_MD_CTX *tmpl, const void *msg
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int result = -1;
     if (ctx != NULL && EVP_MD_CTX_copy_ex(ctx, tmpl) == 1) {
+        // The copy is used once: without FINALISE, EVP_DigestVerifyFinal would duplicate its EVP_PKEY_CTX again
+        // so that the context could be finalised twice.
+        EVP_MD_CTX_set_flags(ctx, EVP_MD_CTX_FLAG_FINALISE);
         result = EVP_DigestVerify(ctx, (const unsigned char *)sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
     }
     EVP_MD_CTX_free(ctx);

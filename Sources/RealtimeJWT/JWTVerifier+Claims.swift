@@ -10,17 +10,10 @@ struct Members {
 
     init(_ members: [JSONMember]) { self.members = members }
 
-    subscript(name: String) -> JSONValue? {
-        for member in members where member.key == name { return member.value }
-        return nil
-    }
+    subscript(name: String) -> JSONValue? { members.value(forKey: name) }
 
     /// The members as a JSON object.
-    var object: JSONObject {
-        var object = JSONObject(minimumCapacity: members.count)
-        for member in members { object[member.key] = member.value }
-        return object
-    }
+    var object: JSONObject { members.object }
 }
 
 /// The claim checks of RFC 7519 §4.1 and the mapping to a ``VerifiedIdentity``, run on an authenticated payload.
@@ -137,28 +130,34 @@ struct ClaimsValidator {
             if !audiences.isEmpty { throw TokenVerificationError(.missingClaim, "aud is missing") }
             return
         }
-        let listed: [String]
+        // One string, or an array of strings that must all be strings; one of them must be ours.
+        let named: Bool
         switch value {
-        case .string(let audience): listed = [audience]
+        case .string(let audience): named = isOurs(audience)
         case .array(let values):
-            var strings: [String] = []
-            strings.reserveCapacity(values.count)
+            var found = false
             for element in values {
                 guard let string = element.stringValue else {
                     throw TokenVerificationError(.invalidClaim, "aud is not a string or an array of strings")
                 }
-                strings.append(string)
+                if !found { found = isOurs(string) }
             }
-            listed = strings
+            named = found
         default:
             throw TokenVerificationError(.invalidClaim, "aud is not a string or an array of strings")
         }
-        guard listed.contains(where: audiences.contains) else {
+        guard named else {
             throw TokenVerificationError(
                 .wrongAudience,
                 audiences.isEmpty ? "token names an audience but none is configured" : "aud names none of ours"
             )
         }
+    }
+
+    /// Whether `audience` is a configured audience (a few are compared directly rather than hashed).
+    private func isOurs(_ audience: String) -> Bool {
+        let audiences = configuration.audiences
+        return audiences.count <= 4 ? audiences.contains { $0 == audience } : audiences.contains(audience)
     }
 
     /// An array of strings, or one string, as a list.

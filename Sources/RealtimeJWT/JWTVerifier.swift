@@ -184,15 +184,11 @@ public final class JWTVerifier: TokenVerifier {
         guard keys.algorithms.contains(algorithm) else {
             throw TokenVerificationError(.unsupportedAlgorithm, "no key is bound to \(algorithm)")
         }
-        var candidates: [Int]
-        if let kid {
-            candidates = keys.keys(withKID: kid)
-            candidates.removeAll { !keys.keys[$0].allowed.contains(algorithm) }
-            guard !candidates.isEmpty else {
-                throw TokenVerificationError(.unknownKey, "no key has this kid and is bound to \(algorithm)")
-            }
-        } else {
-            candidates = keys.keys.indices.filter { keys.keys[$0].allowed.contains(algorithm) }
+        // The keys to try: those with the token's kid, or all; `JWTKey.verify` skips a key not bound to the
+        // algorithm. No array is built for them.
+        let withKID = kid.map { keys.keys(withKID: $0) }
+        if let withKID, !withKID.contains(where: { keys.keys[$0].allowed.contains(algorithm) }) {
+            throw TokenVerificationError(.unknownKey, "no key has this kid and is bound to \(algorithm)")
         }
         guard !signatureText.isEmpty else { throw TokenVerificationError(.badSignature, "empty signature") }
         let signatureStart = out + headerCount
@@ -203,7 +199,12 @@ public final class JWTVerifier: TokenVerifier {
         }
         let signature = UnsafeRawBufferPointer(start: signatureStart, count: signatureCount)
         let signingInput = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[0..<secondDot]))
-        let verified = candidates.contains { keys.keys[$0].verify(signature, for: signingInput, algorithm: algorithm) }
+        let verified =
+            if let withKID {
+                withKID.contains { keys.keys[$0].verify(signature, for: signingInput, algorithm: algorithm) }
+            } else {
+                keys.keys.contains { $0.verify(signature, for: signingInput, algorithm: algorithm) }
+            }
         guard verified else { throw TokenVerificationError(.badSignature, "signature does not verify (\(algorithm))") }
 
         // Payload (authenticated from here on).

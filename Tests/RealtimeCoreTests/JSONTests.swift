@@ -86,6 +86,28 @@ import Testing
         #expect(try lenient.parse(#"{"a":1,"b":2,"a":3}"#) == ["a": 3, "b": 2])
     }
 
+    @Test func duplicateNamesAreComparedAsStringsNotBytes() throws {
+        // Escaped and unescaped spellings of one name, and canonically equivalent names, are the same name.
+        #expect(throws: JSONParseError(.duplicateKey, offset: 9)) { try parser.parse(#"{"exp":1,"\u0065xp":2}"#) }
+        #expect(throws: JSONParseError(.duplicateKey, offset: 7)) { try parser.parse(#"{"K":1,"\u212A":2}"#) }
+        #expect(throws: JSONParseError(.duplicateKey, offset: 8)) { try parser.parse(#"{"é":1,"e\u0301":2}"#) }
+        #expect(try parser.parse(#"{"é":1,"e":2,"E":3}"#).objectValue?.count == 3)
+        let members = try Array(#"{"K":1,"\u00e9":2,"x":3}"#.utf8).withUnsafeBufferPointer {
+            try parser.parseObjectMembers($0)
+        }
+        #expect(members?.value(forKey: "\u{212A}") == 1)
+        #expect(members?.value(forKey: "e\u{301}") == 2)
+        #expect(members?.value(forKey: "x") == 3)
+        #expect(members?.value(forKey: "y") == nil)
+        #expect(members?.object == ["K": 1, "é": 2, "x": 3])
+    }
+
+    @Test func shortAndLongStringsKeepTheirText() throws {
+        for text in ["", "a", "fifteen-chars!!", "sixteen-chars!!!", "ascii then é", "tab\there", "€uro", "🎉"] {
+            #expect(try parser.parse(JSONWriter.string(.string(text))) == .string(text))
+        }
+    }
+
     @Test func topLevelMembersMatchTheParsedObject() throws {
         let text = #" {"sub":"u","exp":17,"roles":["a"],"n":{"x":null}} "#
         let members = try Array(text.utf8).withUnsafeBufferPointer { try parser.parseObjectMembers($0) }
