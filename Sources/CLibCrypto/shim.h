@@ -404,30 +404,41 @@ done:
     return ok;
 }
 
-/// Converts a JWS ECDSA signature (`raw`: r || s, each `raw_len / 2` bytes) to DER. Returns the DER length, or
-/// -1 on failure (including a DER form longer than `cap`).
+/// Writes the DER INTEGER of the unsigned big-endian `bytes` (`len` > 0) at `out`; returns its length.
+static inline size_t clibcrypto_der_unsigned_integer(const unsigned char *bytes, size_t len, unsigned char *out) {
+    while (len > 1 && bytes[0] == 0) { // minimal form: no leading zero bytes (zero itself is one 0 byte)
+        bytes++;
+        len--;
+    }
+    size_t pad = bytes[0] & 0x80 ? 1 : 0; // a set top bit would make it negative
+    out[0] = 0x02;
+    out[1] = (unsigned char)(len + pad);
+    out[2] = 0;
+    memcpy(out + 2 + pad, bytes, len);
+    return 2 + pad + len;
+}
+
+/// Converts a JWS ECDSA signature (`raw`: r || s, each `raw_len / 2` bytes) to DER: SEQUENCE { INTEGER r,
+/// INTEGER s } in the minimal form `i2d_ECDSA_SIG` writes, built directly rather than through two BIGNUMs.
+/// Returns the DER length, or -1 on failure (including a DER form longer than `cap`).
 static inline int clibcrypto_ecdsa_raw_to_der(const void *raw, size_t raw_len, unsigned char *out, size_t cap) {
-    if (raw_len == 0 || raw_len % 2 != 0) return -1;
-    int half = (int)(raw_len / 2);
+    if (raw_len == 0 || raw_len % 2 != 0 || raw_len > 2 * 66) return -1; // P-521 coordinates are 66 bytes
+    size_t half = raw_len / 2;
     const unsigned char *bytes = (const unsigned char *)raw;
-    int len = -1;
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(bytes, half, NULL);
-    BIGNUM *s = BN_bin2bn(bytes + half, half, NULL);
-    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1) {
-        BN_free(r);
-        BN_free(s);
-        goto done;
+    unsigned char body[2 * (3 + 66)];
+    size_t body_len = clibcrypto_der_unsigned_integer(bytes, half, body);
+    body_len += clibcrypto_der_unsigned_integer(bytes + half, half, body + body_len);
+    size_t header_len = body_len < 0x80 ? 2 : 3; // short form, or 0x81 and one length byte (body < 256)
+    if (header_len + body_len > cap) return -1;
+    out[0] = 0x30;
+    if (header_len == 2) {
+        out[1] = (unsigned char)body_len;
+    } else {
+        out[1] = 0x81;
+        out[2] = (unsigned char)body_len;
     }
-    int needed = i2d_ECDSA_SIG(sig, NULL);
-    if (needed > 0 && (size_t)needed <= cap) {
-        unsigned char *p = out;
-        len = i2d_ECDSA_SIG(sig, &p);
-    }
-done:
-    ECDSA_SIG_free(sig);
-    if (len < 0) ERR_clear_error();
-    return len;
+    memcpy(out + header_len, body, body_len);
+    return (int)(header_len + body_len);
 }
 
 /// Converts a DER ECDSA signature to the JWS form r || s, each `half` bytes, into `out` (2 * `half` bytes).
