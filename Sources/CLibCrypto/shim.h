@@ -382,6 +382,48 @@ static inline int clibcrypto_verify_copy(const EVP_MD_CTX *tmpl, const void *msg
     return result;
 }
 
+/// A context for `EVP_PKEY_verify` of a digest made with `md` (RSA PKCS#1 v1.5, RSA-PSS when `pss` is 1, ECDSA;
+/// not Ed25519), to be duplicated (`clibcrypto_pkey_ctx_dup`) and then reused by one thread at a time. NULL on
+/// failure. Free with `clibcrypto_pkey_ctx_free`.
+static inline EVP_PKEY_CTX *clibcrypto_prehashed_verify_ctx_new(EVP_PKEY *pkey, const EVP_MD *md, int pss) {
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, md) != 1) goto fail;
+    if (pss && (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) != 1)) {
+        goto fail;
+    }
+    return ctx;
+fail:
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+static inline EVP_PKEY_CTX *clibcrypto_pkey_ctx_dup(const EVP_PKEY_CTX *ctx) {
+    EVP_PKEY_CTX *copy = EVP_PKEY_CTX_dup(ctx);
+    if (copy == NULL) ERR_clear_error();
+    return copy;
+}
+
+static inline void clibcrypto_pkey_ctx_free(EVP_PKEY_CTX *ctx) { EVP_PKEY_CTX_free(ctx); }
+
+/// Hashes `msg` with `md` and verifies `sig` over the digest with `ctx` (from
+/// `clibcrypto_prehashed_verify_ctx_new`; the caller uses it on one thread at a time). Returns 1 when the
+/// signature verifies, 0 when it does not, -1 when the digest could not be computed.
+static inline int clibcrypto_verify_prehashed(EVP_PKEY_CTX *ctx, const EVP_MD *md, const void *msg, size_t msg_len,
+                                              const void *sig, size_t sig_len) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (EVP_Digest(msg, msg_len, digest, &digest_len, md, NULL) != 1) {
+        ERR_clear_error();
+        return -1;
+    }
+    int result = EVP_PKEY_verify(ctx, (const unsigned char *)sig, sig_len, digest, digest_len) == 1;
+    if (!result) ERR_clear_error();
+    return result;
+}
+
 /// Signs `msg` with the private key `pkey` (see `clibcrypto_verify` for `md` and `pss`). Writes at most
 /// `*sig_len` bytes to `sig` and sets `*sig_len` to the signature's length. ECDSA signatures come out as DER.
 /// Returns 1 on success.
