@@ -5,6 +5,9 @@
 //
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks [--runs 7] [--seconds 1]
 //
+// `--profile ALG --iterations N [--signature-only]` only verifies ALG's token N times (no `openssl speed`, no
+// jwt-kit), for `valgrind --tool=callgrind` or `perf record`; `--signature-only` stops after the JWS layer.
+//
 // Single-threaded, like `openssl speed` without -multi. Each figure is the median of the runs. Rates are per
 // second of CPU time (this process's, CLOCK_PROCESS_CPUTIME_ID), as `openssl speed` reports per second of user
 // CPU time by default: on a shared, loaded machine wall-clock rates would measure the other tenants.
@@ -18,13 +21,19 @@ import RealtimeJWT
 
 var runs = 7
 var secondsPerRun = 1.0
+var profileAlgorithm: String?
+var profileIterations = 10_000
+var profileSignatureOnly = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--runs": runs = Int(arguments.next() ?? "") ?? runs
     case "--seconds": secondsPerRun = Double(arguments.next() ?? "") ?? secondsPerRun
+    case "--profile": profileAlgorithm = arguments.next()
+    case "--iterations": profileIterations = Int(arguments.next() ?? "") ?? profileIterations
+    case "--signature-only": profileSignatureOnly = true
     default:
-        print("usage: JWTBenchmarks [--runs N] [--seconds S]")
+        print("usage: JWTBenchmarks [--runs N] [--seconds S] [--profile ALG [--iterations N]]")
         exit(2)
     }
 }
@@ -166,6 +175,21 @@ func pad(_ text: String, _ width: Int) -> String {
 for benchmark in cases {
     let identity = try benchmark.verifier.verify(benchmark.token, at: .now())
     precondition(identity.userID == "user-42")
+}
+
+if let profileAlgorithm {
+    guard let benchmark = cases.first(where: { $0.name == profileAlgorithm }) else {
+        print("unknown algorithm \(profileAlgorithm); one of \(cases.map(\.name))")
+        exit(2)
+    }
+    let verifyAt = Timestamp.now()
+    if profileSignatureOnly {
+        // The JWS layer alone: header, signature, payload decoding; no payload parse, no claims.
+        for _ in 0..<profileIterations { _ = try benchmark.verifier.verifySignature(benchmark.token) }
+    } else {
+        for _ in 0..<profileIterations { _ = try benchmark.verifier.verify(benchmark.token, at: verifyAt) }
+    }
+    exit(0)
 }
 
 let hsSigningInputBytes = cases[0].token.utf8.count - cases[0].token.split(separator: ".")[2].count - 1
