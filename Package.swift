@@ -64,7 +64,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RealtimeCoreTests",
-            dependencies: ["RealtimeCore", "RealtimeTesting"],
+            dependencies: ["RealtimeCore", "RealtimeTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
@@ -190,6 +190,38 @@ if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
             name: "RedisBenchmarks",
             dependencies: ["RealtimeRedis", "RealtimeCore"],
             path: "Benchmarks/RedisBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+}
+
+// Benchmarks: built only when REALTIMEHUB_BENCHMARKS is set, so library consumers never resolve or build them.
+//     REALTIMEHUB_BENCHMARKS=1 swift build -c release --product HubBenchmarks
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks
+// See Documentation/Performance.md for the exact commands and the numbers.
+if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
+    package.dependencies.append(.package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"))
+    package.targets.append(
+        .executableTarget(
+            name: "HubBenchmarks",
+            dependencies: [
+                "RealtimeCore",
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ],
+            path: "Benchmarks/HubBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+    package.targets.append(
+        .executableTarget(
+            name: "JWTBenchmarks",
+            dependencies: [
+                "RealtimeJWT",
+                "RealtimeCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            path: "Benchmarks/JWTBenchmarks",
             swiftSettings: swiftSettings
         )
     )

@@ -376,3 +376,21 @@ extension RealtimeHub {
         }
     }
 }
+
+extension RealtimeHub {
+    /// Benchmark hook: delivers `event` to this server's connections as `publish` does, without the bus.
+    package func deliverLocallyForBenchmark(_ event: RealtimeEvent) -> Int {
+        deliverLocally(event, routes: Self.routes(for: event.scope))
+    }
+
+    /// Test hook: entries in the pattern indexes.
+    package var patternIndexEntryCount: Int { state.withLock { $0.indexEntryCount } }
+
+    /// Benchmark hook: empties every outbound queue; returns how many frames were dropped.
+    package func discardQueuedFramesForBenchmark() -> Int {
+        state.withLock { $0.allCores }.reduce(0) { $0 + $1.queue.discardQueued() }
+    }
+
+    /// Benchmark hook: the JSON text of an event message, as every recipient receives it.
+    package static func encodeForBenchmark(_ event: RealtimeEvent) -> String { WireProtocol.event(event) }
+}

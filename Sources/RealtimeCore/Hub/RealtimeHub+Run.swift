@@ -221,12 +221,18 @@ extension RealtimeHub {
         }
     }
 
-    /// Pings every connection and closes those silent for longer than the idle timeout.
+    /// Pings every connection and closes those that stayed silent for the idle timeout although they were pinged
+    /// since their last sign of life (so a delayed tick never closes a connection that had no chance to answer).
     func heartbeat(now: ContinuousClock.Instant) {
         let cores = state.withLock { $0.allCores }
         for core in cores {
-            let idle = core.mutable.withLock { now - $0.lastActivity }
-            if idle > configuration.idleTimeout {
+            let idle = core.mutable.withLock { mutable -> Bool in
+                let silentSincePing = mutable.pingedAt.map { $0 > mutable.lastActivity } ?? false
+                if silentSincePing && now - mutable.lastActivity > configuration.idleTimeout { return true }
+                mutable.pingedAt = now
+                return false
+            }
+            if idle {
                 close(core, .goingAway, reason: "idle timeout")
             } else {
                 _ = core.queue.enqueue(.ping, force: true)

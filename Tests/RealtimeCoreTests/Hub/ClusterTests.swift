@@ -162,7 +162,7 @@ import Testing
         let admin = try await survivor.connectClient(token: "admin-token", path: "/ws/admin")
         try await subscribe(admin, ["presence.user.offline"])
         try await survivor.running {
-            let offline = try await admin.next(type: "event", timeout: .seconds(5))
+            let offline = try await admin.next(type: "event")
             #expect(offline["payload"]?["userId"] == "alice")
             #expect(offline["payload"]?["data"]?["reason"] == "server_purged")
             #expect(try await fixture.store.count(.user("alice")) == 0)

@@ -111,6 +111,32 @@ import Testing
         #expect(events.count == 1)
     }
 
+    @Test func subscriptionChurnLeavesNothingBehind() async throws {
+        let hub = try fixture.hub {
+            $0.rateLimits.messagesPerConnection = RateLimitPolicy(name: "m", limit: 10_000, period: .seconds(1))
+        }
+        let alice = try await hub.connectClient(token: "alice-token")
+        let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
+        for round in 0..<20 {
+            let patterns = ["r\(round).*", "r\(round).*.x", "*.r\(round)", "r\(round).a.b"]
+            try await subscribe(alice, patterns)
+            try await subscribe(admin, patterns)
+            let list = patterns.map { "\"\($0)\"" }.joined(separator: ",")
+            await alice.send(#"{"type":"unsubscribe","payload":{"eventTypes":[\#(list)]}}"#)
+            await admin.send(#"{"type":"unsubscribe","payload":{"eventTypes":[\#(list)]}}"#)
+            _ = try await alice.next(type: "unsubscribed")
+            _ = try await admin.next(type: "unsubscribed")
+        }
+        #expect(hub.patternIndexEntryCount == 0)
+        try await subscribe(alice, ["security.*"])
+        try await subscribe(admin, ["*"])
+        #expect(hub.patternIndexEntryCount == 3)
+        await alice.close()
+        await admin.close()
+        #expect(hub.patternIndexEntryCount == 0, "closing a connection removes its patterns")
+        try await hub.publishSecurityEvent(.securityValidationFailed, userID: "alice")
+    }
+
     @Test func invalidPublishesAreRefused() async throws {
         let hub = try fixture.hub()
         await #expect(throws: RealtimeError.self) { try await hub.publish(RealtimeEvent(type: "not valid")) }

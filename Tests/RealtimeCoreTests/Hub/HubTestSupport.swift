@@ -1,7 +1,10 @@
+import Logging
 import RealtimeCore
 import Synchronization
 import Testing
 
+/// A wait that did not end. Waits in these tests are hang guards, not timing requirements: they are generous
+/// because CI runs every suite in parallel on two cores.
 struct TestTimeout: Error, CustomStringConvertible {
     var description: String
 }
@@ -35,7 +38,7 @@ final class TestClient: Sendable {
     func send(_ text: String) async { await connection.receive(text: text) }
 
     /// Waits for the next frame that is not a ping.
-    func nextFrame(timeout: Duration = .seconds(3)) async throws -> OutboundFrame {
+    func nextFrame(timeout: Duration = .seconds(20)) async throws -> OutboundFrame {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let frame: OutboundFrame? = cursor.withLock { cursor in
@@ -55,14 +58,14 @@ final class TestClient: Sendable {
     }
 
     /// The next text message, parsed.
-    func next(timeout: Duration = .seconds(3)) async throws -> JSONValue {
+    func next(timeout: Duration = .seconds(20)) async throws -> JSONValue {
         let frame = try await nextFrame(timeout: timeout)
         guard case .text(let text) = frame else { throw TestTimeout(description: "expected text, got \(frame)") }
         return try JSONParser().parse(text)
     }
 
     /// The next message of a type, skipping others.
-    func next(type: String, timeout: Duration = .seconds(3)) async throws -> JSONValue {
+    func next(type: String, timeout: Duration = .seconds(20)) async throws -> JSONValue {
         let deadline = ContinuousClock.now + timeout
         while true {
             let remaining = deadline - ContinuousClock.now
@@ -73,7 +76,7 @@ final class TestClient: Sendable {
     }
 
     /// Waits for the close frame, skipping other frames.
-    func nextClose(timeout: Duration = .seconds(3)) async throws -> (CloseCode, String) {
+    func nextClose(timeout: Duration = .seconds(20)) async throws -> (CloseCode, String) {
         let deadline = ContinuousClock.now + timeout
         while true {
             let remaining = deadline - ContinuousClock.now
@@ -138,7 +141,9 @@ struct HubFixture {
     }
 
     func hub(_ adjust: (inout HubConfiguration) -> Void = { _ in }) throws -> RealtimeHub {
-        try RealtimeHub(
+        var logger = Logger(label: "realtime-hub-test")
+        logger.logLevel = .error
+        return try RealtimeHub(
             configuration: Self.configuration(adjust),
             backends: .inMemory(
                 tokenVerifier: tokens,
@@ -146,7 +151,8 @@ struct HubFixture {
                 eventBus: bus,
                 rateLimiter: limiter,
                 sessionStore: sessions
-            )
+            ),
+            logger: logger
         )
     }
 }
@@ -188,7 +194,7 @@ extension RealtimeHub {
     func running<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         let task = Task { try await self.run() }
         // Wait for the bus subscription so cross-server delivery is in place.
-        let deadline = ContinuousClock.now + .seconds(3)
+        let deadline = ContinuousClock.now + .seconds(20)
         while await healthCheck().components["hub"]?.details["subscribed"] != true, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(2))
         }
