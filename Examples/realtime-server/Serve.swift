@@ -263,6 +263,7 @@ struct Banner: Sendable {
         } else {
             lines.append("Get a token: realtime-server token --user USER [--admin] (with the same JWT_* settings)")
         }
-        Swift.print(lines.joined(separator: "\n"))
+        // Unbuffered: the banner must show even when stdout is a pipe or a file.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 }

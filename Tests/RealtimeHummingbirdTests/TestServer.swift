@@ -75,6 +75,7 @@ struct TestServer: Sendable {
         verifier: any TokenVerifier = TestKeys.verifier(),
         backends: HubBackends? = nil,
         services: [any Service] = [],
+        writeTimeout: Duration = .seconds(30),
         _ body: (TestServer) async throws -> Void
     ) async throws {
         var logger = Logger(label: "e2e")
@@ -89,7 +90,7 @@ struct TestServer: Sendable {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,
-            server: .realtimeHub(hub, configuration: .init(closeTimeout: .seconds(2))),
+            server: .realtimeHub(hub, configuration: .init(closeTimeout: .seconds(2), writeTimeout: writeTimeout)),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in
                 portContinuation.yield(channel.localAddress?.port ?? 0)
