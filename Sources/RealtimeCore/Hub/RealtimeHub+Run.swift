@@ -136,7 +136,12 @@ extension RealtimeHub {
     }
 
     private func tickLoop() async {
-        let tick: Duration = min(.seconds(1), configuration.authenticationTimeout / 2)
+        // Fine enough for authentication deadlines and for short heartbeat intervals; at most a second.
+        let tick: Duration = min(
+            .seconds(1),
+            configuration.authenticationTimeout / 2,
+            configuration.heartbeatInterval / 2
+        )
         let clock = ContinuousClock()
         var nextHeartbeat = clock.now + configuration.heartbeatInterval
         var nextServerHeartbeat = clock.now

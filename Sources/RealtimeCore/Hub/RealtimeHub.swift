@@ -45,6 +45,8 @@ public struct HubBackends: Sendable {
 public final class RealtimeHub: Service, Sendable {
     public let configuration: HubConfiguration
     public var serverID: ServerID { configuration.serverID }
+    /// The verifier the hub authenticates connections with (hosts reuse it for their own APIs).
+    public var tokenVerifier: any TokenVerifier { backends.tokenVerifier }
     let backends: HubBackends
     let logger: Logger
     let state: Mutex<HubState>
