@@ -178,4 +178,26 @@ if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
             swiftSettings: swiftSettings
         )
     )
+    // The load generator: `scripts/load-test`, or `REALTIMEHUB_BENCHMARKS=1 swift run -c release realtime-loadgen`
+    // against a running `realtime-server` on loopback (see Documentation/Performance.md).
+    package.dependencies.append(
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0")
+    )
+    package.targets.append(
+        .executableTarget(
+            name: "realtime-loadgen",
+            dependencies: [
+                "RealtimeCore",
+                "RealtimeJWT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Benchmarks/LoadGenerator",
+            swiftSettings: swiftSettings
+        )
+    )
 }
