@@ -104,6 +104,14 @@ struct LoadGenerator: AsyncParsableCommand {
     @Option(help: "Seed of the plan's user targets.")
     var seed: UInt64 = 42
 
+    @Flag(
+        help: """
+            Measure the hub's own memory per connection in this process instead (no server, no sockets): --clients \
+            connections through RealtimeHub's host API with the example server's load-test limits.
+            """
+    )
+    var inProcessHub = false
+
     func validate() throws {
         guard ["127.0.0.1", "::1", "localhost"].contains(host) else {
             throw ValidationError("--host must be 127.0.0.1, ::1 or localhost: this tool only drives loopback servers")
@@ -141,6 +149,31 @@ struct LoadGenerator: AsyncParsableCommand {
         let started = ContinuousClock.now
         let deadline = started + .seconds(duration)
         let environment = Environment.current
+        if inProcessHub {
+            let lines = try await InProcessHub.measure(
+                connections: clients,
+                users: users ?? clients,
+                patterns: patterns,
+                secret: secret ?? environment["JWT_SECRET"] ?? "in-process-hub-measurement-secret-0123456789",
+                environment: [
+                    "WEBSOCKET_MAX_CONNECTIONS": String(clients + 1000),
+                    "WEBSOCKET_CONNECTION_RATE_LIMIT_PER_IP": "1000000",
+                    "WEBSOCKET_MAX_CONNECTIONS_PER_USER": "10",
+                    "WEBSOCKET_CONNECTION_RATE_LIMIT_PER_USER": "30",
+                ]
+            )
+            for line in lines { print(line) }
+            return
+        }
+        // The hard cap, even if a socket hangs: the phases below check `deadline` themselves and report; this
+        // watchdog only fires if one of them cannot return.
+        let capSeconds = duration
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(capSeconds + 15))
+            print("FAILED: --duration \(capSeconds) s exceeded by 15 s and the run did not stop by itself; exiting")
+            SystemInfo.terminate(1)
+        }
+        defer { watchdog.cancel() }
         guard let secret = secret ?? environment["JWT_SECRET"], !secret.isEmpty else {
             throw ValidationError("no secret: pass --secret or set JWT_SECRET to the server's secret")
         }
