@@ -23,6 +23,8 @@ let package = Package(
         .library(name: "RealtimeHummingbird", targets: ["RealtimeHummingbird"]),
         // The example host: `swift run realtime-server`.
         .executable(name: "realtime-server", targets: ["realtime-server"]),
+        // An example publisher: events, notifications, health and statistics through the HTTP API.
+        .executable(name: "realtime-example", targets: ["realtime-example"]),
         // Redis backends (connection store, event bus, rate limiter, sessions) on SwiftNIO + hiredis's RESP codec.
         .library(name: "RealtimeRedis", targets: ["RealtimeRedis"]),
         // Backend conformance suites (swift-testing) and a manual clock, for backend authors' tests.
@@ -62,7 +64,12 @@ let package = Package(
         ),
         .testTarget(
             name: "RealtimeCoreTests",
-            dependencies: ["RealtimeCore", "RealtimeTesting"],
+            dependencies: [
+                "RealtimeCore",
+                "RealtimeTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
@@ -85,6 +92,7 @@ let package = Package(
             dependencies: [
                 "RealtimeCore",
                 "RealtimeJWT",
+                "RealtimeRedis",
                 "RealtimeHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -98,12 +106,24 @@ let package = Package(
             path: "Examples/realtime-server",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "realtime-example",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Examples/publisher-example",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RealtimeHummingbirdTests",
             dependencies: [
                 "RealtimeHummingbird",
                 "RealtimeCore",
                 "RealtimeJWT",
+                "RealtimeRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -167,13 +187,47 @@ let package = Package(
     ]
 )
 
-// Benchmarks of the Redis client and backends against `redis-benchmark`, built only on request:
-// `REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks` (see Documentation/Performance.md).
+// Benchmarks: built only when REALTIMEHUB_BENCHMARKS is set, so library consumers never resolve or build them.
+//     REALTIMEHUB_BENCHMARKS=1 swift build -c release --product HubBenchmarks
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks
+// See Documentation/Performance.md for the exact commands and the numbers.
 if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
+    package.dependencies.append(.package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"))
+    package.dependencies.append(.package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"))
+    package.targets.append(
+        .executableTarget(
+            name: "HubBenchmarks",
+            dependencies: [
+                "RealtimeCore",
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ],
+            path: "Benchmarks/HubBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+    package.targets.append(
+        .executableTarget(
+            name: "JWTBenchmarks",
+            dependencies: [
+                "RealtimeJWT",
+                "RealtimeCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            path: "Benchmarks/JWTBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
     package.targets.append(
         .executableTarget(
             name: "RedisBenchmarks",
-            dependencies: ["RealtimeRedis", "RealtimeCore"],
+            dependencies: [
+                "RealtimeRedis",
+                "RealtimeCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/RedisBenchmarks",
             swiftSettings: swiftSettings
         )

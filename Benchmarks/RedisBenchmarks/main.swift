@@ -1,14 +1,18 @@
 // Measures the RealtimeRedis client next to `redis-benchmark`, against one redis-server on loopback, in one run.
 //
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks [seconds-per-measurement]
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks hub-latency [seconds-per-rate]
 //
 // Starts its own redis-server on a free port (or uses REDIS_URL), then for each workload runs our client with
-// 50 concurrent callers and `redis-benchmark` with `-c 50`, and prints both rates and their ratio.
+// 50 concurrent callers and `redis-benchmark` with `-c 50`, and prints both rates and their ratio. `hub-latency`
+// measures only publish-to-deliver latency between two hubs at 1,000 and 10,000 events/s (HubLatency.swift).
 import Foundation
 import RealtimeCore
 import RealtimeRedis
 
-let seconds = CommandLine.arguments.dropFirst().first.flatMap(Double.init) ?? 3
+let hubLatencyOnly = CommandLine.arguments.dropFirst().first == "hub-latency"
+let seconds =
+    CommandLine.arguments.dropFirst(hubLatencyOnly ? 2 : 1).first.flatMap(Double.init) ?? (hubLatencyOnly ? 5 : 3)
 let concurrency = 50
 
 func freePort() -> Int {
@@ -113,6 +117,24 @@ defer {
     }
 }
 
+// Publish-to-deliver latency between two hubs ("servers") through Redis at fixed rates.
+func hubLatencies() async throws {
+    print("hub-to-hub latency through redis-server 127.0.0.1:\(configuration.port), \(seconds) s per rate")
+    for rate in [1_000, 10_000] {
+        reportHubLatency(try await measureHubLatency(configuration: configuration, rate: rate, seconds: seconds))
+    }
+}
+
+if hubLatencyOnly {
+    try await hubLatencies()
+    if let server {
+        // `exit` skips the `defer` above.
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+    }
+    exit(0)
+}
+
 let client = RedisClient(configuration: configuration)
 _ = try await client.send(RedisCommand("PING"))
 print(
@@ -201,3 +223,5 @@ print(
 await subscription.close()
 await publisherClient.shutdown()
 await client.shutdown()
+
+try await hubLatencies()

@@ -10,6 +10,7 @@ import Prometheus
 import RealtimeCore
 import RealtimeHummingbird
 import RealtimeJWT
+import RealtimeRedis
 import ServiceLifecycle
 import UnixSignals
 
@@ -111,13 +112,22 @@ struct Serve: AsyncParsableCommand {
         }
         let verifier = JWTVerifier(keys: keySet, configuration: keys.verifierConfiguration(environment))
 
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let backends: HubBackends
         if let url = redisURL ?? environment["REDIS_URL"], !url.isEmpty {
-            throw ConfigurationError(
-                "REDIS_URL is set, but this build of realtime-server has no Redis backends yet "
-                    + "(RealtimeRedis is not merged); unset it to run on the in-memory backends"
+            let redis = try Self.redisBackends(
+                url: url,
+                environment: environment,
+                developmentMode: developmentMode,
+                verifier: verifier,
+                logger: logger
             )
+            backends = redis.backends
+            // Listed first, so it stops last: the hub unregisters from Redis while draining.
+            services.append(.init(service: redis.client))
+        } else {
+            backends = HubBackends.inMemory(tokenVerifier: verifier)
         }
-        let backends = HubBackends.inMemory(tokenVerifier: verifier)
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
 
         let router = Router()
@@ -145,7 +155,7 @@ struct Serve: AsyncParsableCommand {
         // HTTP server stops.
         let group = ServiceGroup(
             configuration: .init(
-                services: [
+                services: services + [
                     .init(service: app),
                     .init(service: hub, successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
@@ -154,6 +164,44 @@ struct Serve: AsyncParsableCommand {
             )
         )
         try await group.run()
+    }
+
+    /// The Redis backends: `REDIS_URL`, and `REALTIME_CLUSTER_SECRET` (shared by every server of the cluster)
+    /// to seal bus messages.
+    static func redisBackends(
+        url: String,
+        environment: [String: String],
+        developmentMode: Bool,
+        verifier: any TokenVerifier,
+        logger: Logger
+    ) throws -> (client: RedisClient, backends: HubBackends) {
+        let configuration: RedisConfiguration
+        do {
+            configuration = try RedisConfiguration(url: url)
+        } catch {
+            throw ConfigurationError("REDIS_URL: \(error.message)")
+        }
+        guard let secret = environment["REALTIME_CLUSTER_SECRET"], !secret.isEmpty else {
+            throw ConfigurationError(
+                "REDIS_URL is set but REALTIME_CLUSTER_SECRET is not: every server of the cluster needs the same "
+                    + "secret (at least 32 random bytes, e.g. `openssl rand -hex 32`) to seal bus messages"
+            )
+        }
+        guard secret.utf8.count >= 32 || (developmentMode && secret.utf8.count >= 16) else {
+            throw ConfigurationError(
+                "REALTIME_CLUSTER_SECRET is \(secret.utf8.count) bytes; it needs at least 32 "
+                    + "(16 in development mode)"
+            )
+        }
+        let client = RedisClient(configuration: configuration, logger: logger)
+        let backends = HubBackends(
+            tokenVerifier: verifier,
+            connectionStore: RedisConnectionStore(client: client),
+            eventBus: try RedisEventBus(client: client, clusterSecret: Array(secret.utf8)),
+            rateLimiter: RedisRateLimiter(client: client, fallback: InMemoryRateLimiter()),
+            sessionStore: RedisSessionStore(client: client)
+        )
+        return (client, backends)
     }
 
     static func logLevel(_ name: String) throws -> Logger.Level {
@@ -215,6 +263,7 @@ struct Banner: Sendable {
         } else {
             lines.append("Get a token: realtime-server token --user USER [--admin] (with the same JWT_* settings)")
         }
-        Swift.print(lines.joined(separator: "\n"))
+        // Unbuffered: the banner must show even when stdout is a pipe or a file.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 }

@@ -343,6 +343,87 @@ done:
     return result;
 }
 
+/// A verification context for `pkey` with `md` (and PSS when `pss` is 1), initialised once so that each
+/// verification only copies it (`clibcrypto_verify_copy`) instead of fetching the algorithm again. NULL on
+/// failure. Free with `clibcrypto_md_ctx_free`.
+static inline EVP_MD_CTX *clibcrypto_verify_ctx_new(EVP_PKEY *pkey, const EVP_MD *md, int pss) {
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) goto fail;
+    if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) != 1) goto fail;
+    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
+        goto fail;
+    }
+    return ctx;
+fail:
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+static inline void clibcrypto_md_ctx_free(EVP_MD_CTX *ctx) { EVP_MD_CTX_free(ctx); }
+
+/// Verifies `sig` over `msg` with a copy of the template `tmpl` (only read, so threads may share it).
+/// Returns 1 when the signature verifies, 0 when it does not, -1 when the copy failed.
+static inline int clibcrypto_verify_copy(const EVP_MD_CTX *tmpl, const void *msg, size_t msg_len, const void *sig,
+                                         size_t sig_len) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int result = -1;
+    if (ctx != NULL && EVP_MD_CTX_copy_ex(ctx, tmpl) == 1) {
+        // The copy is used once: without FINALISE, EVP_DigestVerifyFinal would duplicate its EVP_PKEY_CTX again
+        // so that the context could be finalised twice.
+        EVP_MD_CTX_set_flags(ctx, EVP_MD_CTX_FLAG_FINALISE);
+        result = EVP_DigestVerify(ctx, (const unsigned char *)sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
+    }
+    EVP_MD_CTX_free(ctx);
+    if (result != 1) ERR_clear_error();
+    return result;
+}
+
+/// A context for `EVP_PKEY_verify` of a digest made with `md` (RSA PKCS#1 v1.5, RSA-PSS when `pss` is 1, ECDSA;
+/// not Ed25519), to be duplicated (`clibcrypto_pkey_ctx_dup`) and then reused by one thread at a time. NULL on
+/// failure. Free with `clibcrypto_pkey_ctx_free`.
+static inline EVP_PKEY_CTX *clibcrypto_prehashed_verify_ctx_new(EVP_PKEY *pkey, const EVP_MD *md, int pss) {
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, md) != 1) goto fail;
+    if (pss && (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) != 1)) {
+        goto fail;
+    }
+    return ctx;
+fail:
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+static inline EVP_PKEY_CTX *clibcrypto_pkey_ctx_dup(const EVP_PKEY_CTX *ctx) {
+    EVP_PKEY_CTX *copy = EVP_PKEY_CTX_dup(ctx);
+    if (copy == NULL) ERR_clear_error();
+    return copy;
+}
+
+static inline void clibcrypto_pkey_ctx_free(EVP_PKEY_CTX *ctx) { EVP_PKEY_CTX_free(ctx); }
+
+/// Hashes `msg` with `md` and verifies `sig` over the digest with `ctx` (from
+/// `clibcrypto_prehashed_verify_ctx_new`; the caller uses it on one thread at a time). Returns 1 when the
+/// signature verifies, 0 when it does not, -1 when the digest could not be computed.
+static inline int clibcrypto_verify_prehashed(EVP_PKEY_CTX *ctx, const EVP_MD *md, const void *msg, size_t msg_len,
+                                              const void *sig, size_t sig_len) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (EVP_Digest(msg, msg_len, digest, &digest_len, md, NULL) != 1) {
+        ERR_clear_error();
+        return -1;
+    }
+    int result = EVP_PKEY_verify(ctx, (const unsigned char *)sig, sig_len, digest, digest_len) == 1;
+    if (!result) ERR_clear_error();
+    return result;
+}
+
 /// Signs `msg` with the private key `pkey` (see `clibcrypto_verify` for `md` and `pss`). Writes at most
 /// `*sig_len` bytes to `sig` and sets `*sig_len` to the signature's length. ECDSA signatures come out as DER.
 /// Returns 1 on success.
@@ -365,30 +446,41 @@ done:
     return ok;
 }
 
-/// Converts a JWS ECDSA signature (`raw`: r || s, each `raw_len / 2` bytes) to DER. Returns the DER length, or
-/// -1 on failure (including a DER form longer than `cap`).
+/// Writes the DER INTEGER of the unsigned big-endian `bytes` (`len` > 0) at `out`; returns its length.
+static inline size_t clibcrypto_der_unsigned_integer(const unsigned char *bytes, size_t len, unsigned char *out) {
+    while (len > 1 && bytes[0] == 0) { // minimal form: no leading zero bytes (zero itself is one 0 byte)
+        bytes++;
+        len--;
+    }
+    size_t pad = bytes[0] & 0x80 ? 1 : 0; // a set top bit would make it negative
+    out[0] = 0x02;
+    out[1] = (unsigned char)(len + pad);
+    out[2] = 0;
+    memcpy(out + 2 + pad, bytes, len);
+    return 2 + pad + len;
+}
+
+/// Converts a JWS ECDSA signature (`raw`: r || s, each `raw_len / 2` bytes) to DER: SEQUENCE { INTEGER r,
+/// INTEGER s } in the minimal form `i2d_ECDSA_SIG` writes, built directly rather than through two BIGNUMs.
+/// Returns the DER length, or -1 on failure (including a DER form longer than `cap`).
 static inline int clibcrypto_ecdsa_raw_to_der(const void *raw, size_t raw_len, unsigned char *out, size_t cap) {
-    if (raw_len == 0 || raw_len % 2 != 0) return -1;
-    int half = (int)(raw_len / 2);
+    if (raw_len == 0 || raw_len % 2 != 0 || raw_len > 2 * 66) return -1; // P-521 coordinates are 66 bytes
+    size_t half = raw_len / 2;
     const unsigned char *bytes = (const unsigned char *)raw;
-    int len = -1;
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(bytes, half, NULL);
-    BIGNUM *s = BN_bin2bn(bytes + half, half, NULL);
-    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1) {
-        BN_free(r);
-        BN_free(s);
-        goto done;
+    unsigned char body[2 * (3 + 66)];
+    size_t body_len = clibcrypto_der_unsigned_integer(bytes, half, body);
+    body_len += clibcrypto_der_unsigned_integer(bytes + half, half, body + body_len);
+    size_t header_len = body_len < 0x80 ? 2 : 3; // short form, or 0x81 and one length byte (body < 256)
+    if (header_len + body_len > cap) return -1;
+    out[0] = 0x30;
+    if (header_len == 2) {
+        out[1] = (unsigned char)body_len;
+    } else {
+        out[1] = 0x81;
+        out[2] = (unsigned char)body_len;
     }
-    int needed = i2d_ECDSA_SIG(sig, NULL);
-    if (needed > 0 && (size_t)needed <= cap) {
-        unsigned char *p = out;
-        len = i2d_ECDSA_SIG(sig, &p);
-    }
-done:
-    ECDSA_SIG_free(sig);
-    if (len < 0) ERR_clear_error();
-    return len;
+    memcpy(out + header_len, body, body_len);
+    return (int)(header_len + body_len);
 }
 
 /// Converts a DER ECDSA signature to the JWS form r || s, each `half` bytes, into `out` (2 * `half` bytes).

@@ -30,15 +30,20 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
         public var closeTimeout: Duration
         /// The payload of the server's ping frames.
         public var pingPayload: String
+        /// How long one frame may wait to be written before the socket is dropped: a client that stops reading
+        /// entirely would otherwise hold its connection (and the hub's close frame) forever.
+        public var writeTimeout: Duration
 
         public init(
             http1: HTTP1Channel.Configuration = .init(),
             closeTimeout: Duration = .seconds(5),
-            pingPayload: String = "hb"
+            pingPayload: String = "hb",
+            writeTimeout: Duration = .seconds(30)
         ) {
             self.http1 = http1
             self.closeTimeout = closeTimeout
             self.pingPayload = pingPayload
+            self.writeTimeout = writeTimeout
         }
     }
 
@@ -168,6 +173,7 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
                     ticket: ticket,
                     closeTimeout: configuration.closeTimeout,
                     pingPayload: configuration.pingPayload,
+                    writeTimeout: configuration.writeTimeout,
                     logger: logger
                 ).run(asyncChannel)
             }

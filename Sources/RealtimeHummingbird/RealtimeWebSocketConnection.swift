@@ -19,6 +19,7 @@ public struct RealtimeWebSocketConnection: Sendable {
     let ticket: UpgradeTicket
     let closeTimeout: Duration
     let pingPayload: String
+    let writeTimeout: Duration
     let logger: Logger
 
     public init(
@@ -26,12 +27,14 @@ public struct RealtimeWebSocketConnection: Sendable {
         ticket: UpgradeTicket,
         closeTimeout: Duration = .seconds(5),
         pingPayload: String = "hb",
+        writeTimeout: Duration = .seconds(30),
         logger: Logger
     ) {
         self.hub = hub
         self.ticket = ticket
         self.closeTimeout = closeTimeout
         self.pingPayload = pingPayload
+        self.writeTimeout = writeTimeout
         self.logger = logger
     }
 
@@ -43,6 +46,8 @@ public struct RealtimeWebSocketConnection: Sendable {
         var received: CloseCode?
         /// Set when the socket was dropped without a close handshake.
         var abnormal = false
+        /// When the write in progress started (nil when the writer is not blocked in a write).
+        var writeStarted: ContinuousClock.Instant?
     }
 
     /// Runs the connection until the socket is closed.
@@ -63,6 +68,7 @@ public struct RealtimeWebSocketConnection: Sendable {
                     group.addTask {
                         await writeOutbound(connection, outbound: outbound, channel: asyncChannel.channel, state: state)
                     }
+                    group.addTask { await watchWrites(channel: asyncChannel.channel, state: state) }
                     await readInbound(inbound, connection: connection, outbound: outbound, state: state)
                     group.cancelAll()
                 }
@@ -85,15 +91,18 @@ public struct RealtimeWebSocketConnection: Sendable {
         state: NIOLockedValueBox<CloseState>
     ) async {
         let allocator = channel.allocator
+        func write(_ frame: WebSocketFrame) async throws {
+            state.withLockedValue { $0.writeStarted = .now }
+            defer { state.withLockedValue { $0.writeStarted = nil } }
+            try await outbound.write(frame)
+        }
         do {
             for await frame in connection.outbound {
                 switch frame {
                 case .text(let text):
-                    try await outbound.write(
-                        WebSocketFrame(fin: true, opcode: .text, data: allocator.buffer(string: text))
-                    )
+                    try await write(WebSocketFrame(fin: true, opcode: .text, data: allocator.buffer(string: text)))
                 case .ping:
-                    try await outbound.write(
+                    try await write(
                         WebSocketFrame(fin: true, opcode: .ping, data: allocator.buffer(string: pingPayload))
                     )
                 case .close(let code, let reason):
@@ -102,7 +111,7 @@ public struct RealtimeWebSocketConnection: Sendable {
                         return state.sent != nil || state.received != nil
                     }
                     if !alreadyClosing {
-                        try await outbound.write(Self.closeFrame(code: code.rawValue, reason: reason))
+                        try await write(Self.closeFrame(code: code.rawValue, reason: reason))
                     }
                     // Wait (bounded) for the client's close frame; the reader ends the group when it arrives.
                     try await Task.sleep(for: closeTimeout)
@@ -116,6 +125,27 @@ public struct RealtimeWebSocketConnection: Sendable {
         }
         // The hub ended the sequence without a close frame (it was told the socket closed): drop the socket.
         channel.close(promise: nil)
+    }
+
+    /// Drops the socket when one write has waited longer than the write timeout (the client stopped reading).
+    /// Ends when the group is cancelled.
+    private func watchWrites(channel: any Channel, state: NIOLockedValueBox<CloseState>) async {
+        let interval = min(writeTimeout / 4, .seconds(1))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let stalled = state.withLockedValue { state -> Bool in
+                guard let started = state.writeStarted, ContinuousClock.now - started > writeTimeout else {
+                    return false
+                }
+                if state.sent == nil && state.received == nil { state.abnormal = true }
+                return true
+            }
+            if stalled {
+                logger.debug("dropping a connection whose client stopped reading")
+                channel.close(promise: nil)
+                return
+            }
+        }
     }
 
     // MARK: Reader

@@ -14,7 +14,21 @@
 public struct JWTKey: Sendable {
     enum Material: Sendable {
         case hmac(HMACKeys)
-        case asymmetric(EVPKey)
+        case asymmetric(EVPKey, VerifyContexts)
+    }
+
+    /// A prepared verification context per allowed algorithm (indexed by the algorithm's raw value).
+    struct VerifyContexts: Sendable {
+        var contexts: [VerifyContext?]
+
+        init(key: EVPKey, algorithms: Set<JWTAlgorithm>) {
+            contexts = Array(repeating: nil, count: JWTAlgorithm.allCases.count)
+            for algorithm in algorithms {
+                contexts[Int(algorithm.backing.rawValue)] = VerifyContext(key: key, algorithm: algorithm)
+            }
+        }
+
+        func context(for algorithm: JWTAlgorithm) -> VerifyContext? { contexts[Int(algorithm.backing.rawValue)] }
     }
 
     /// One prepared OpenSSL HMAC context per allowed digest.
@@ -46,7 +60,7 @@ public struct JWTKey: Sendable {
     public var canSign: Bool {
         switch material {
         case .hmac: return true
-        case .asymmetric(let key): return key.isPrivate
+        case .asymmetric(let key, _): return key.isPrivate
         }
     }
 
@@ -161,7 +175,8 @@ public struct JWTKey: Sendable {
                 "RSA keys need at least 2048 bits (RFC 7518 §3.3); this one has \(key.bits)"
             )
         }
-        return JWTKey(material: .asymmetric(key), allowed: AlgorithmSet(algorithms), kid: kid)
+        let contexts = VerifyContexts(key: key, algorithms: algorithms)
+        return JWTKey(material: .asymmetric(key, contexts), allowed: AlgorithmSet(algorithms), kid: kid)
     }
 
     // MARK: Operations
@@ -177,8 +192,8 @@ public struct JWTKey: Sendable {
         case .hmac(let keys):
             guard let key = keys.key(for: algorithm) else { return false }
             return key.verify(signature, for: message)
-        case .asymmetric(let key):
-            return key.verify(signature, for: message, algorithm: algorithm)
+        case .asymmetric(let key, let contexts):
+            return key.verify(signature, for: message, algorithm: algorithm, template: contexts.context(for: algorithm))
         }
     }
 
@@ -193,7 +208,7 @@ public struct JWTKey: Sendable {
                 throw JWTError(.signingFailed, "OpenSSL could not compute the HMAC")
             }
             return mac
-        case .asymmetric(let key):
+        case .asymmetric(let key, _):
             return try key.sign(message, algorithm: algorithm)
         }
     }

@@ -2,12 +2,26 @@
 
 internal import RealtimeCore
 
+/// The members of a token's header or payload, in document order, without duplicates (the parser refused
+/// them). A JOSE header or a claim set has a handful of short names, so finding one by a linear search is
+/// cheaper than hashing every name into a dictionary; the dictionary is built once, for ``VerifiedIdentity``.
+struct Members {
+    let members: [JSONMember]
+
+    init(_ members: [JSONMember]) { self.members = members }
+
+    subscript(name: String) -> JSONValue? { members.value(forKey: name) }
+
+    /// The members as a JSON object.
+    var object: JSONObject { members.object }
+}
+
 /// The claim checks of RFC 7519 §4.1 and the mapping to a ``VerifiedIdentity``, run on an authenticated payload.
 struct ClaimsValidator {
     let configuration: JWTVerifier.Configuration
     let now: Timestamp
 
-    func validate(_ claims: JSONObject, header: JSONObject) throws(TokenVerificationError) -> VerifiedIdentity {
+    func validate(_ claims: Members, header: Members) throws(TokenVerificationError) -> VerifiedIdentity {
         let nowMS = now.millisecondsSinceEpoch
         let leewayMS = max(configuration.leeway.milliseconds, 0)
 
@@ -90,7 +104,7 @@ struct ClaimsValidator {
             roles: roles,
             expiresAt: expiresAt,
             issuedAt: issuedAt,
-            claims: claims
+            claims: claims.object
         )
     }
 
@@ -116,28 +130,34 @@ struct ClaimsValidator {
             if !audiences.isEmpty { throw TokenVerificationError(.missingClaim, "aud is missing") }
             return
         }
-        let listed: [String]
+        // One string, or an array of strings that must all be strings; one of them must be ours.
+        let named: Bool
         switch value {
-        case .string(let audience): listed = [audience]
+        case .string(let audience): named = isOurs(audience)
         case .array(let values):
-            var strings: [String] = []
-            strings.reserveCapacity(values.count)
+            var found = false
             for element in values {
                 guard let string = element.stringValue else {
                     throw TokenVerificationError(.invalidClaim, "aud is not a string or an array of strings")
                 }
-                strings.append(string)
+                if !found { found = isOurs(string) }
             }
-            listed = strings
+            named = found
         default:
             throw TokenVerificationError(.invalidClaim, "aud is not a string or an array of strings")
         }
-        guard listed.contains(where: audiences.contains) else {
+        guard named else {
             throw TokenVerificationError(
                 .wrongAudience,
                 audiences.isEmpty ? "token names an audience but none is configured" : "aud names none of ours"
             )
         }
+    }
+
+    /// Whether `audience` is a configured audience (a few are compared directly rather than hashed).
+    private func isOurs(_ audience: String) -> Bool {
+        let audiences = configuration.audiences
+        return audiences.count <= 4 ? audiences.contains { $0 == audience } : audiences.contains(audience)
     }
 
     /// An array of strings, or one string, as a list.
@@ -161,7 +181,7 @@ struct ClaimsValidator {
 
     private func evaluate(
         _ rule: JWTVerifier.AdminRule.Backing,
-        _ claims: JSONObject
+        _ claims: Members
     ) throws(TokenVerificationError) -> Bool {
         switch rule {
         case .never:

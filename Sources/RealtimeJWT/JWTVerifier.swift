@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
+internal import CLibCrypto
 public import RealtimeCore
 internal import Synchronization
 
@@ -65,7 +66,13 @@ public final class JWTVerifier: TokenVerifier {
         let keys = keyStore.withLock { $0 }
         var token = token
         return try token.withUTF8 { bytes in
-            Result { () throws(TokenVerificationError) in try verify(bytes, at: now, keys: keys) }
+            // The three decoded parts together are shorter than the token: one scratch buffer holds them all.
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes.count) { scratch in
+                Result { () throws(TokenVerificationError) in
+                    let (header, payload) = try authenticate(bytes, scratch: scratch, keys: keys)
+                    return try validate(payload, header: header, at: now)
+                }
+            }
         }.get()
     }
 
@@ -81,19 +88,24 @@ public final class JWTVerifier: TokenVerifier {
         let keys = keyStore.withLock { $0 }
         var token = token
         return try token.withUTF8 { bytes in
-            Result { () throws(TokenVerificationError) in try authenticate(bytes, keys: keys) }
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes.count) { scratch in
+                Result { () throws(TokenVerificationError) in
+                    let (header, payload) = try authenticate(bytes, scratch: scratch, keys: keys)
+                    return (header.object, Array(payload))
+                }
+            }
         }.get()
     }
 
-    private func verify(
-        _ bytes: UnsafeBufferPointer<UInt8>,
-        at now: Timestamp,
-        keys: JWTKeySet
+    /// Parses the authenticated payload and runs the claim checks.
+    private func validate(
+        _ payload: UnsafeBufferPointer<UInt8>,
+        header: Members,
+        at now: Timestamp
     ) throws(TokenVerificationError) -> VerifiedIdentity {
-        let (header, payloadBytes) = try authenticate(bytes, keys: keys)
-        let payloadValue: JSONValue
+        let members: [JSONMember]?
         do {
-            payloadValue = try payloadParser.parse(payloadBytes)
+            members = try payloadParser.parseObjectMembers(payload)
         } catch {
             throw TokenVerificationError(
                 .malformed,
@@ -101,27 +113,28 @@ public final class JWTVerifier: TokenVerifier {
                     ? "payload names a claim twice" : "payload is not valid JSON (\(error.kind.rawValue))"
             )
         }
-        guard let claims = payloadValue.objectValue else {
+        guard let members else {
             throw TokenVerificationError(.malformed, "payload is not a JSON object")
         }
-        return try ClaimsValidator(configuration: configuration, now: now).validate(claims, header: header)
+        return try ClaimsValidator(configuration: configuration, now: now).validate(Members(members), header: header)
     }
 
+    /// Checks form, header and signature; returns the header's members and the decoded payload (in `scratch`,
+    /// which has room for the token's length).
     private func authenticate(
         _ bytes: UnsafeBufferPointer<UInt8>,
+        scratch: UnsafeMutableBufferPointer<UInt8>,
         keys: JWTKeySet
-    ) throws(TokenVerificationError) -> (header: JSONObject, payload: [UInt8]) {
+    ) throws(TokenVerificationError) -> (header: Members, payload: UnsafeBufferPointer<UInt8>) {
         // Compact serialization: BASE64URL(header) '.' BASE64URL(payload) '.' BASE64URL(signature).
-        var firstDot = -1
-        var secondDot = -1
-        for index in 0..<bytes.count where bytes[index] == UInt8(ascii: ".") {
-            if firstDot < 0 {
-                firstDot = index
-            } else if secondDot < 0 {
-                secondDot = index
-            } else {
-                throw TokenVerificationError(.malformed, "more than three parts")
-            }
+        guard let base = bytes.baseAddress else {
+            throw TokenVerificationError(.malformed, "not three dot-separated parts")
+        }
+        let count = bytes.count
+        let firstDot = Self.index(of: UInt8(ascii: "."), in: base, from: 0, to: count)
+        let secondDot = firstDot < 0 ? -1 : Self.index(of: UInt8(ascii: "."), in: base, from: firstDot + 1, to: count)
+        if secondDot > 0, Self.index(of: UInt8(ascii: "."), in: base, from: secondDot + 1, to: count) >= 0 {
+            throw TokenVerificationError(.malformed, "more than three parts")
         }
         guard secondDot > 0 else { throw TokenVerificationError(.malformed, "not three dot-separated parts") }
         let headerText = UnsafeBufferPointer(rebasing: bytes[0..<firstDot])
@@ -130,20 +143,24 @@ public final class JWTVerifier: TokenVerifier {
         guard !headerText.isEmpty, !payloadText.isEmpty else {
             throw TokenVerificationError(.malformed, "empty header or payload")
         }
+        // Decoded lengths are at most 3/4 of the texts', so header, signature and payload fit one after another.
+        let out = scratch.baseAddress!
 
         // Header.
-        guard let headerBytes = Base64URL.decode(headerText) else {
+        guard let headerCount = Base64URL.decodedCount(headerText.count), Base64URL.decode(headerText, into: out)
+        else {
             throw TokenVerificationError(.malformed, "header is not unpadded base64url")
         }
-        let headerValue: JSONValue
+        let headerMembers: [JSONMember]?
         do {
-            headerValue = try headerParser.parse(headerBytes)
+            headerMembers = try headerParser.parseObjectMembers(UnsafeBufferPointer(start: out, count: headerCount))
         } catch {
             throw TokenVerificationError(.malformed, "header is not valid JSON (\(error.kind.rawValue))")
         }
-        guard let header = headerValue.objectValue else {
+        guard let headerMembers else {
             throw TokenVerificationError(.malformed, "header is not a JSON object")
         }
+        let header = Members(headerMembers)
         guard let algValue = header["alg"] else { throw TokenVerificationError(.malformed, "header has no alg") }
         guard let algName = algValue.stringValue else {
             throw TokenVerificationError(.malformed, "header alg is not a string")
@@ -167,31 +184,43 @@ public final class JWTVerifier: TokenVerifier {
         guard keys.algorithms.contains(algorithm) else {
             throw TokenVerificationError(.unsupportedAlgorithm, "no key is bound to \(algorithm)")
         }
-        var candidates: [Int]
-        if let kid {
-            candidates = keys.keys(withKID: kid)
-            candidates.removeAll { !keys.keys[$0].allowed.contains(algorithm) }
-            guard !candidates.isEmpty else {
-                throw TokenVerificationError(.unknownKey, "no key has this kid and is bound to \(algorithm)")
-            }
-        } else {
-            candidates = keys.keys.indices.filter { keys.keys[$0].allowed.contains(algorithm) }
+        // The keys to try: those with the token's kid, or all; `JWTKey.verify` skips a key not bound to the
+        // algorithm. No array is built for them.
+        let withKID = kid.map { keys.keys(withKID: $0) }
+        if let withKID, !withKID.contains(where: { keys.keys[$0].allowed.contains(algorithm) }) {
+            throw TokenVerificationError(.unknownKey, "no key has this kid and is bound to \(algorithm)")
         }
         guard !signatureText.isEmpty else { throw TokenVerificationError(.badSignature, "empty signature") }
-        guard let signature = Base64URL.decode(signatureText) else {
+        let signatureStart = out + headerCount
+        guard let signatureCount = Base64URL.decodedCount(signatureText.count),
+            Base64URL.decode(signatureText, into: signatureStart)
+        else {
             throw TokenVerificationError(.malformed, "signature is not unpadded base64url")
         }
+        let signature = UnsafeRawBufferPointer(start: signatureStart, count: signatureCount)
         let signingInput = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[0..<secondDot]))
-        let verified = signature.withUnsafeBytes { signature in
-            candidates.contains { keys.keys[$0].verify(signature, for: signingInput, algorithm: algorithm) }
-        }
+        let verified =
+            if let withKID {
+                withKID.contains { keys.keys[$0].verify(signature, for: signingInput, algorithm: algorithm) }
+            } else {
+                keys.keys.contains { $0.verify(signature, for: signingInput, algorithm: algorithm) }
+            }
         guard verified else { throw TokenVerificationError(.badSignature, "signature does not verify (\(algorithm))") }
 
         // Payload (authenticated from here on).
-        guard let payloadBytes = Base64URL.decode(payloadText) else {
+        let payloadStart = signatureStart + signatureCount
+        guard let payloadCount = Base64URL.decodedCount(payloadText.count),
+            Base64URL.decode(payloadText, into: payloadStart)
+        else {
             throw TokenVerificationError(.malformed, "payload is not unpadded base64url")
         }
-        return (header, payloadBytes)
+        return (header, UnsafeBufferPointer(start: payloadStart, count: payloadCount))
+    }
+
+    /// The index of the first `byte` in `base[from..<to]`, or -1.
+    private static func index(of byte: UInt8, in base: UnsafePointer<UInt8>, from: Int, to: Int) -> Int {
+        guard from < to, let found = memchr(base + from, Int32(byte), to - from) else { return -1 }
+        return UnsafeRawPointer(found) - UnsafeRawPointer(base)
     }
 
     /// Refuses a `crit` header that is malformed or lists a parameter the host does not understand.

@@ -271,4 +271,5 @@ struct ProtocolTests {
             await slow.close()
         }
     }
+
 }

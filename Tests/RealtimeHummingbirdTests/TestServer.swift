@@ -73,13 +73,16 @@ struct TestServer: Sendable {
     static func with(
         _ adjust: (inout HubConfiguration) -> Void = { _ in },
         verifier: any TokenVerifier = TestKeys.verifier(),
+        backends: HubBackends? = nil,
+        services: [any Service] = [],
+        writeTimeout: Duration = .seconds(30),
         _ body: (TestServer) async throws -> Void
     ) async throws {
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
         let hub = try RealtimeHub(
             configuration: configuration(adjust),
-            backends: .inMemory(tokenVerifier: verifier),
+            backends: backends ?? .inMemory(tokenVerifier: verifier),
             logger: logger
         )
         let router = Router()
@@ -87,7 +90,7 @@ struct TestServer: Sendable {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,
-            server: .realtimeHub(hub, configuration: .init(closeTimeout: .seconds(2))),
+            server: .realtimeHub(hub, configuration: .init(closeTimeout: .seconds(2), writeTimeout: writeTimeout)),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in
                 portContinuation.yield(channel.localAddress?.port ?? 0)
@@ -97,7 +100,7 @@ struct TestServer: Sendable {
         )
         let serviceGroup = ServiceGroup(
             configuration: .init(
-                services: [.init(service: app), .init(service: hub)],
+                services: services.map { .init(service: $0) } + [.init(service: app), .init(service: hub)],
                 logger: logger
             )
         )
@@ -117,6 +120,18 @@ struct TestServer: Sendable {
             await serviceGroup.triggerGracefulShutdown()
             try await group.waitForAll()
         }
+    }
+
+    /// Waits (bounded, polling the hub's health) until the hub's bus subscription is up, so that events from
+    /// other servers reach this one. The hub offers no event to await for this.
+    func waitUntilSubscribed(timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let health = await hub.healthCheck()
+            if health.components["hub"]?.details["subscribed"]?.boolValue == true { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestTimeout(description: "the hub did not subscribe to the bus within \(timeout)")
     }
 
     /// Opens a WebSocket with a token in the query; fails unless the handshake succeeds.

@@ -29,6 +29,9 @@ public protocol EventBusSubscription: Sendable {
 
     /// Starts hearing a route (``BusRoute/user(_:)`` or ``BusRoute/admins``). Interest is counted: two
     /// `addInterest(.user("u1"))` need two `removeInterest(.user("u1"))`.
+    ///
+    /// When it returns, the interest is in effect: a message published on the route afterwards (by any server)
+    /// is delivered. The hub relies on this to make `connect` return only once a user's events are heard.
     func addInterest(_ route: BusRoute) async throws(RealtimeError)
 
     /// Stops hearing a route once every ``addInterest(_:)`` for it has been matched by a removal.

@@ -49,6 +49,8 @@ final class ConnectionCore: Sendable {
         var identity: VerifiedIdentity?
         var authDeadline: ContinuousClock.Instant?
         var lastActivity: ContinuousClock.Instant
+        /// The last ping the hub queued; a connection is only closed as idle once it was pinged and stayed silent.
+        var pingedAt: ContinuousClock.Instant?
         var messageLimiter = LocalGCRA()
         var violations = WindowCounter()
         var protocolErrors = WindowCounter()

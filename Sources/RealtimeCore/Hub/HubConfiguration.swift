@@ -156,7 +156,7 @@ extension HubConfiguration {
                 "unknown environment variable \(name); known: \(known.sorted().joined(separator: ", "))"
             )
         }
-        var reader = EnvironmentReader(environment: environment)
+        let reader = EnvironmentReader(environment: environment)
         if let value = try reader.string("WEBSOCKET_SERVER_ID") { serverID = ServerID(value) }
         if let value = try reader.bool("WEBSOCKET_DEVELOPMENT_MODE") {
             developmentMode = value

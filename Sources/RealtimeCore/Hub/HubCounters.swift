@@ -28,22 +28,32 @@ final class HubCounters: Sendable {
     let receivedCounter: Counter
     let deliveryLatency: CoreMetrics.Timer
     private let labeledCounters = Mutex<[String: Counter]>([:])
+    private let factory: any MetricsFactory
 
-    init() {
-        connectionsGauge = Gauge(label: "realtime_connections", dimensions: [("endpoint", "all")])
-        adminConnectionsGauge = Gauge(label: "realtime_connections", dimensions: [("endpoint", "admin")])
-        publishedCounter = Counter(label: "realtime_events_published_total")
-        deliveredCounter = Counter(label: "realtime_events_delivered_total")
-        droppedCounter = Counter(label: "realtime_events_dropped_total")
-        receivedCounter = Counter(label: "realtime_messages_received_total")
-        deliveryLatency = CoreMetrics.Timer(label: "realtime_delivery_latency_seconds", preferredDisplayUnit: .seconds)
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        connectionsGauge = Gauge(label: "realtime_connections", dimensions: [("endpoint", "all")], factory: factory)
+        adminConnectionsGauge = Gauge(
+            label: "realtime_connections",
+            dimensions: [("endpoint", "admin")],
+            factory: factory
+        )
+        publishedCounter = Counter(label: "realtime_events_published_total", factory: factory)
+        deliveredCounter = Counter(label: "realtime_events_delivered_total", factory: factory)
+        droppedCounter = Counter(label: "realtime_events_dropped_total", factory: factory)
+        receivedCounter = Counter(label: "realtime_messages_received_total", factory: factory)
+        deliveryLatency = CoreMetrics.Timer(
+            label: "realtime_delivery_latency_seconds",
+            dimensions: [],
+            factory: factory
+        )
     }
 
     func increment(_ label: String, _ dimension: (String, String)) {
         let key = label + "|" + dimension.0 + "=" + dimension.1
         let counter = labeledCounters.withLock { counters in
             if let counter = counters[key] { return counter }
-            let counter = Counter(label: label, dimensions: [dimension])
+            let counter = Counter(label: label, dimensions: [dimension], factory: factory)
             counters[key] = counter
             return counter
         }

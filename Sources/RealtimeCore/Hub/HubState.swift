@@ -7,11 +7,38 @@ struct HubState: Sendable {
         let sessionID: String?
         let isAdmin: Bool
         var patterns = ConnectionPatterns()
-        /// The last delivery stamp that reached this slot, to de-duplicate a slot matched by several patterns.
-        var lastStamp: UInt64 = 0
     }
 
     private(set) var slots: [Slot?] = []
+    /// What fan-out reads per recipient, in a dense array parallel to `slots` (reading a whole `Slot` would
+    /// retain and release a dozen references per delivery).
+    private var hot: [HotSlot] = []
+
+    struct HotSlot: Sendable {
+        var stamp: UInt64 = 0
+        var isAdmin = false
+        var userID = ""
+        var queue: OutboundQueue?
+    }
+
+    /// Who may see one event, decided once per event rather than once per recipient.
+    enum Visibility {
+        case adminsOnly
+        case everyone
+        case user(String)
+
+        init(_ event: RealtimeEvent) {
+            if event.type.isAdminOnly {
+                self = .adminsOnly
+                return
+            }
+            switch event.scope {
+            case .admins: self = .adminsOnly
+            case .everyone: self = .everyone
+            case .user(let userID): self = .user(userID)
+            }
+        }
+    }
     private var freeSlots: [Int] = []
     private(set) var slotByID: [ConnectionID: Int] = [:]
     private(set) var userSlots: [String: [Int]] = [:]
@@ -43,6 +70,8 @@ struct HubState: Sendable {
     }
 
     var activeCount: Int { slotByID.count }
+    /// Entries in the pattern indexes (for tests: churn must not leave residue).
+    var indexEntryCount: Int { everyoneIndex.entryCount + adminIndex.entryCount }
     var occupancy: Int { slotByID.count + reserved.count }
     var localUserCount: Int { userSlots.count }
 
@@ -56,12 +85,15 @@ struct HubState: Sendable {
             isAdmin: core.endpoint == .admin
         )
         let index: Int
+        let hotSlot = HotSlot(isAdmin: slot.isAdmin, userID: identity.userID, queue: core.queue)
         if let free = freeSlots.popLast() {
             index = free
             slots[index] = slot
+            hot[index] = hotSlot
         } else {
             index = slots.count
             slots.append(slot)
+            hot.append(hotSlot)
         }
         slotByID[core.id] = index
         if userSlots[identity.userID] == nil { noteInterest(.user(identity.userID), true) }
@@ -95,6 +127,7 @@ struct HubState: Sendable {
             if adminSlots.isEmpty { noteInterest(.admins, false) }
         }
         slots[index] = nil
+        hot[index] = HotSlot()
         freeSlots.append(index)
         return slot.core
     }
@@ -156,18 +189,6 @@ struct HubState: Sendable {
 
     // MARK: Fan-out
 
-    /// Whether a connection may ever receive `event`: checked for every delivery, not only when a pattern was
-    /// accepted, so a wildcard granted earlier can never leak a type or a scope the connection may not see.
-    static func mayReceive(_ slot: Slot, _ event: RealtimeEvent) -> Bool {
-        if slot.isAdmin { return true }
-        if event.type.isAdminOnly { return false }
-        switch event.scope {
-        case .user(let userID): return userID == slot.userID
-        case .everyone: return true
-        case .admins: return false
-        }
-    }
-
     /// Queues `frame` for every connection on `route` whose patterns match and which may see the event.
     /// Returns the number of deliveries and the connections whose queue overflowed (to be closed).
     mutating func deliver(
@@ -179,13 +200,15 @@ struct HubState: Sendable {
     ) -> Int {
         stamp &+= 1
         let stamp = self.stamp
+        let visibility = Visibility(event)
         var delivered = 0
         switch route {
         case .user(let userID):
             guard let indexes = userSlots[userID] else { return 0 }
             for index in indexes {
                 // Administrator connections receive user events through the admins route.
-                guard let slot = slots[index], !slot.isAdmin, slot.patterns.matches(key), Self.mayReceive(slot, event)
+                guard !hot[index].isAdmin, slots[index]?.patterns.matches(key) == true,
+                    mayReceive(index, visibility)
                 else { continue }
                 delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
             }
@@ -197,8 +220,7 @@ struct HubState: Sendable {
             }
         case .everyone:
             everyoneIndex.forEachMatch(key) { set in
-                for index in set {
-                    guard let slot = slots[index], Self.mayReceive(slot, event) else { continue }
+                for index in set where mayReceive(index, visibility) {
                     delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
                 }
             }
@@ -206,6 +228,18 @@ struct HubState: Sendable {
             break
         }
         return delivered
+    }
+
+    /// Whether a connection may receive an event: checked for every delivery, not only when a pattern was accepted,
+    /// so a wildcard granted earlier can never leak a type or a scope the connection may not see.
+    @inline(__always)
+    private func mayReceive(_ index: Int, _ visibility: Visibility) -> Bool {
+        if hot[index].isAdmin { return true }
+        switch visibility {
+        case .adminsOnly: return false
+        case .everyone: return true
+        case .user(let userID): return hot[index].userID == userID
+        }
     }
 
     @inline(__always)
@@ -217,13 +251,12 @@ struct HubState: Sendable {
     )
         -> Int
     {
-        guard slots[index]!.lastStamp != stamp else { return 0 }
-        slots[index]!.lastStamp = stamp
-        let core = slots[index]!.core
-        switch core.queue.enqueue(frame) {
+        guard hot[index].stamp != stamp, let queue = hot[index].queue else { return 0 }
+        hot[index].stamp = stamp
+        switch queue.enqueue(frame) {
         case .queued: return 1
         case .overflow:
-            overflowed.append(core)
+            if let core = slots[index]?.core { overflowed.append(core) }
             return 0
         case .closed: return 0
         }

@@ -181,3 +181,15 @@ public struct OutboundFrames: AsyncSequence, Sendable {
 
 @available(*, unavailable)
 extension OutboundFrames.AsyncIterator: Sendable {}
+
+extension OutboundQueue {
+    /// Drops every queued frame without closing (benchmarks drain queues between rounds with it).
+    func discardQueued() -> Int {
+        state.withLock { state in
+            let count = state.frames.count
+            state.frames.removeAll(keepingCapacity: true)
+            state.bytes = 0
+            return count
+        }
+    }
+}

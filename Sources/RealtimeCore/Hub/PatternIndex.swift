@@ -1,3 +1,30 @@
+/// A set of slots kept as a dense array (fast to iterate: fan-out walks contiguous memory) with a position map
+/// for O(1) removal by swapping in the last element.
+struct SlotSet: Sendable {
+    private(set) var members: [Int] = []
+    private var positions: [Int: Int] = [:]
+
+    var isEmpty: Bool { members.isEmpty }
+    var count: Int { members.count }
+
+    mutating func insert(_ slot: Int) -> Bool {
+        guard positions[slot] == nil else { return false }
+        positions[slot] = members.count
+        members.append(slot)
+        return true
+    }
+
+    mutating func remove(_ slot: Int) -> Bool {
+        guard let position = positions.removeValue(forKey: slot) else { return false }
+        let last = members.removeLast()
+        if position < members.count {
+            members[position] = last
+            positions[last] = position
+        }
+        return true
+    }
+}
+
 /// An index from patterns to the connections (slots) that subscribed to them, over a segment trie.
 ///
 /// Looking up an event type visits one trie path per wildcard branch (a handful of nodes) and yields the
@@ -10,9 +37,9 @@ struct PatternIndex: Sendable {
         var children: [String: Node] = [:]
         var wildcard: Node?
         /// Slots whose pattern ends exactly here.
-        var exact: Set<Int> = []
+        var exact = SlotSet()
         /// Slots whose pattern is this path followed by a trailing `*`.
-        var prefix: Set<Int> = []
+        var prefix = SlotSet()
 
         var isEmpty: Bool { children.isEmpty && wildcard == nil && exact.isEmpty && prefix.isEmpty }
     }
@@ -37,7 +64,7 @@ struct PatternIndex: Sendable {
                 }
             }
         }
-        let inserted = pattern.isPrefix ? node.prefix.insert(slot).inserted : node.exact.insert(slot).inserted
+        let inserted = pattern.isPrefix ? node.prefix.insert(slot) : node.exact.insert(slot)
         if inserted { entryCount += 1 }
     }
 
@@ -54,7 +81,7 @@ struct PatternIndex: Sendable {
             path.append((node, segment))
             node = next
         }
-        let removed = pattern.isPrefix ? node.prefix.remove(slot) != nil : node.exact.remove(slot) != nil
+        let removed = pattern.isPrefix ? node.prefix.remove(slot) : node.exact.remove(slot)
         if removed { entryCount -= 1 }
         // Prune empty nodes bottom-up so a churn of distinct patterns does not leave a growing trie behind.
         var child = node
@@ -69,16 +96,16 @@ struct PatternIndex: Sendable {
 
     /// Calls `body` with every set of slots whose pattern matches `key`. A slot may appear in several sets
     /// when several of its patterns match; the caller de-duplicates.
-    func forEachMatch(_ key: MatchKey, _ body: (Set<Int>) -> Void) {
+    func forEachMatch(_ key: MatchKey, _ body: ([Int]) -> Void) {
         visit(root, key.segments, 0, body)
     }
 
-    private func visit(_ node: Node, _ segments: [String], _ index: Int, _ body: (Set<Int>) -> Void) {
+    private func visit(_ node: Node, _ segments: [String], _ index: Int, _ body: ([Int]) -> Void) {
         if index == segments.count {
-            if !node.exact.isEmpty { body(node.exact) }
+            if !node.exact.isEmpty { body(node.exact.members) }
             return
         }
-        if !node.prefix.isEmpty { body(node.prefix) }
+        if !node.prefix.isEmpty { body(node.prefix.members) }
         if let child = node.children[segments[index]] { visit(child, segments, index + 1, body) }
         if let wildcard = node.wildcard { visit(wildcard, segments, index + 1, body) }
     }

@@ -328,7 +328,7 @@ extension RealtimeHub {
             code = .disconnected
             reason = why
         }
-        for core in targets { close(core, code, reason: String(reason.utf8.prefix(120)) ?? "closed") }
+        for core in targets { close(core, code, reason: reason) }
         return targets.count
     }
 
@@ -375,4 +375,25 @@ extension RealtimeHub {
             }
         }
     }
+}
+
+extension RealtimeHub {
+    /// Benchmark hook: delivers `event` to this server's connections as `publish` does, without the bus.
+    package func deliverLocallyForBenchmark(_ event: RealtimeEvent) -> Int {
+        deliverLocally(event, routes: Self.routes(for: event.scope))
+    }
+
+    /// Test hook: addresses the abuse tracker holds.
+    package var trackedAddressCount: Int { state.withLock { $0.abuse.count } }
+
+    /// Test hook: entries in the pattern indexes.
+    package var patternIndexEntryCount: Int { state.withLock { $0.indexEntryCount } }
+
+    /// Benchmark hook: empties every outbound queue; returns how many frames were dropped.
+    package func discardQueuedFramesForBenchmark() -> Int {
+        state.withLock { $0.allCores }.reduce(0) { $0 + $1.queue.discardQueued() }
+    }
+
+    /// Benchmark hook: the JSON text of an event message, as every recipient receives it.
+    package static func encodeForBenchmark(_ event: RealtimeEvent) -> String { WireProtocol.event(event) }
 }

@@ -1,5 +1,5 @@
 import Logging
-public import ServiceLifecycle
+import ServiceLifecycle
 import Synchronization
 
 #if canImport(Glibc)
@@ -221,12 +221,18 @@ extension RealtimeHub {
         }
     }
 
-    /// Pings every connection and closes those silent for longer than the idle timeout.
+    /// Pings every connection and closes those that stayed silent for the idle timeout although they were pinged
+    /// since their last sign of life (so a delayed tick never closes a connection that had no chance to answer).
     func heartbeat(now: ContinuousClock.Instant) {
         let cores = state.withLock { $0.allCores }
         for core in cores {
-            let idle = core.mutable.withLock { now - $0.lastActivity }
-            if idle > configuration.idleTimeout {
+            let idle = core.mutable.withLock { mutable -> Bool in
+                let silentSincePing = mutable.pingedAt.map { $0 > mutable.lastActivity } ?? false
+                if silentSincePing && now - mutable.lastActivity > configuration.idleTimeout { return true }
+                mutable.pingedAt = now
+                return false
+            }
+            if idle {
                 close(core, .goingAway, reason: "idle timeout")
             } else {
                 _ = core.queue.enqueue(.ping, force: true)
@@ -246,6 +252,7 @@ extension RealtimeHub {
         )
         do {
             try await backends.connectionStore.heartbeat(record)
+            try await restoreLostRegistrations()
             let purged = try await backends.connectionStore.purgeExpiredServers()
             runtime.withLock { $0.lastServerHeartbeatError = nil }
             for server in purged {
@@ -269,6 +276,34 @@ extension RealtimeHub {
         } catch {
             runtime.withLock { $0.lastServerHeartbeatError = "\(error)" }
             logger.warning("server heartbeat failed", metadata: ["realtime.error": "\(error)"])
+        }
+    }
+
+    /// Re-registers local connections the registry no longer knows (Redis restarted without persistence, or a
+    /// failover lost recent writes), so per-user limits, presence and global counts recover by themselves.
+    func restoreLostRegistrations() async throws(RealtimeError) {
+        let local = state.withLock { $0.allCores }.filter { core in
+            core.mutable.withLock { $0.registered && $0.closeCode == nil }
+        }
+        let registered = try await backends.connectionStore.count(.server(serverID))
+        guard registered < local.count else { return }
+        var restored = 0
+        for core in local {
+            guard let identity = core.identity,
+                try await backends.connectionStore.connection(core.id) == nil
+            else { continue }
+            // The connection exists: never refuse it on the per-user limit while restoring.
+            _ = try await backends.connectionStore.register(
+                core.record(serverID: serverID, identity: identity),
+                maxConnectionsPerUser: nil
+            )
+            restored += 1
+        }
+        if restored > 0 {
+            logger.notice(
+                "re-registered connections the cluster registry had lost",
+                metadata: ["realtime.count": "\(restored)"]
+            )
         }
     }
 

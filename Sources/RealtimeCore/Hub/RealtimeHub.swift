@@ -1,4 +1,4 @@
-import CoreMetrics
+public import CoreMetrics
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -48,7 +48,7 @@ public final class RealtimeHub: Service, Sendable {
     let backends: HubBackends
     let logger: Logger
     let state: Mutex<HubState>
-    let counters = HubCounters()
+    let counters: HubCounters
     let interest = InterestSignal()
     let stopSignal = StopSignal()
     let runtime = Mutex(Runtime())
@@ -65,12 +65,22 @@ public final class RealtimeHub: Service, Sendable {
     }
 
     /// Creates a hub. Throws ``RealtimeError/Code/invalidConfiguration`` for an inconsistent configuration.
+    ///
+    /// - Parameters:
+    ///   - metricsFactory: where the hub's swift-metrics instruments report (default: the bootstrapped global
+    ///     factory). Counters: `realtime_events_published_total`, `…_delivered_total`, `…_dropped_total`,
+    ///     `realtime_messages_received_total`, `realtime_upgrade_rejections_total{reason}`,
+    ///     `realtime_auth_failures_total{reason}`, `realtime_rate_limited_total{policy}`; gauge
+    ///     `realtime_connections{endpoint}`; timer `realtime_delivery_latency_seconds` (publish to local enqueue, for
+    ///     events from other servers).
     public init(
         configuration: HubConfiguration,
         backends: HubBackends,
-        logger: Logger = Logger(label: "realtime-hub")
+        logger: Logger = Logger(label: "realtime-hub"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) throws(RealtimeError) {
         try configuration.validate()
+        self.counters = HubCounters(factory: metricsFactory)
         self.configuration = configuration
         self.backends = backends
         var logger = logger
@@ -457,7 +467,7 @@ public final class RealtimeHub: Service, Sendable {
             return true
         }
         guard first else { return }
-        core.queue.close(code, reason: reason, flush: flush)
+        core.queue.close(code, reason: Self.closeReason(reason), flush: flush)
         state.withLock { state in
             state.deactivate(core.id)
             state.awaitingAuth[core.id] = nil
@@ -473,6 +483,17 @@ public final class RealtimeHub: Service, Sendable {
             metadata: ["realtime.connection.id": "\(core.id)", "realtime.close.code": "\(code)"]
         )
         unregisterContinuation.yield(core.id)
+    }
+
+    /// A close reason within the 123 bytes a WebSocket close frame allows, cut at a character boundary.
+    static func closeReason(_ reason: String) -> String {
+        guard reason.utf8.count > 123 else { return reason }
+        var cut = ""
+        for character in reason {
+            guard cut.utf8.count + character.utf8.count <= 120 else { break }
+            cut.append(character)
+        }
+        return cut + "…"
     }
 
     /// The host reports the socket closed.

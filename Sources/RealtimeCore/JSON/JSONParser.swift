@@ -73,6 +73,33 @@ public struct JSONParser: Sendable {
         }.get()
     }
 
+    /// Parses one JSON text from contiguous UTF-8 bytes (without the generic entry point's dispatch).
+    package func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
+        try parse(bytes: bytes)
+    }
+
+    /// Parses one JSON text exactly as ``parse(_:)-(UnsafeBufferPointer<UInt8>)`` does (same limits, same
+    /// refusals, same duplicate check), but returns a top-level object as its members in document order instead
+    /// of a ``JSONObject``, so a caller that reads a few members and hashes none (a token verifier) skips
+    /// building the dictionary. `nil` when the text is valid JSON but not an object.
+    package func parseObjectMembers(
+        _ bytes: UnsafeBufferPointer<UInt8>
+    ) throws(JSONParseError) -> [JSONMember]? {
+        guard bytes.count <= limits.maxBytes else { throw JSONParseError(.tooLarge, offset: limits.maxBytes) }
+        var reader = Reader(bytes: bytes, limits: limits)
+        reader.skipWhitespace()
+        var result: [JSONMember]?
+        if reader.peek() == UInt8(ascii: "{") {
+            _ = try reader.parseMembers(depth: 1)  // base 0: the top-level object's members are all of them
+            result = reader.members
+        } else {
+            _ = try reader.parseValue(depth: 0)
+        }
+        reader.skipWhitespace()
+        guard reader.index == bytes.count else { throw JSONParseError(.trailingData, offset: reader.index) }
+        return result
+    }
+
     private func parse(bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
         guard bytes.count <= limits.maxBytes else { throw JSONParseError(.tooLarge, offset: limits.maxBytes) }
         var reader = Reader(bytes: bytes, limits: limits)
@@ -84,10 +111,80 @@ public struct JSONParser: Sendable {
     }
 }
 
+/// A member of a JSON object: its name and value.
+package struct JSONMember: Sendable {
+    package var key: String
+    package var value: JSONValue
+    /// ``fingerprint(of:)`` of `key`, computed from the bytes while parsing.
+    package var fingerprint: UInt64
+
+    package init(key: String, value: JSONValue) {
+        self.init(key: key, value: value, fingerprint: Self.fingerprint(of: key))
+    }
+
+    init(key: String, value: JSONValue, fingerprint: UInt64) {
+        self.key = key
+        self.value = value
+        self.fingerprint = fingerprint
+    }
+
+    /// A hash of an ASCII name's bytes (FNV-1a, never 0), or 0 for a name with other characters. Two ASCII
+    /// names with different fingerprints differ; otherwise (equal fingerprints, or a 0) only `==` decides,
+    /// because Swift compares strings by canonical equivalence ("\u{212A}" == "K").
+    package static func fingerprint(of name: String) -> UInt64 {
+        if let hash = name.utf8.withContiguousStorageIfAvailable({ fingerprint(ofBytes: $0) }) { return hash }
+        return fingerprint(ofBytes: Array(name.utf8))
+    }
+
+    static func fingerprint(ofBytes bytes: some Collection<UInt8>) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            guard byte < 0x80 else { return 0 }
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        return hash | 1
+    }
+}
+
+extension [JSONMember] {
+    /// The index of the member named `name` whose ``JSONMember/fingerprint(of:)`` is `fingerprint`, searching
+    /// from `start`, or `nil`.
+    @inline(__always)
+    func index(ofKey name: String, fingerprint: UInt64, from start: Int) -> Int? {
+        withUnsafeBufferPointer { buffer -> Int? in
+            var position = start
+            while position < buffer.count {
+                let other = buffer[position].fingerprint
+                if other == fingerprint || other == 0 || fingerprint == 0, buffer[position].key == name {
+                    return position
+                }
+                position += 1
+            }
+            return nil
+        }
+    }
+
+    /// The value of the member named `name` (the first, if an object with duplicates was allowed), or `nil`.
+    package func value(forKey name: String) -> JSONValue? {
+        index(ofKey: name, fingerprint: JSONMember.fingerprint(of: name), from: 0).map { self[$0].value }
+    }
+
+    /// The members as a ``JSONObject`` of exactly their count (for a repeated name the last one wins).
+    package var object: JSONObject {
+        var object = JSONObject(minimumCapacity: count)
+        for member in self { object[member.key] = member.value }
+        return object
+    }
+}
+
 private struct Reader {
     let bytes: UnsafeBufferPointer<UInt8>
     let limits: JSONParser.Limits
     var index = 0
+    /// The members of the objects being parsed, innermost last: an object's members are collected here and
+    /// moved into a dictionary of exactly their count when it closes (no rehashing while it grows), and one
+    /// buffer serves every object of the text.
+    var members: [JSONMember] = []
 
     init(bytes: UnsafeBufferPointer<UInt8>, limits: JSONParser.Limits) {
         self.bytes = bytes
@@ -138,33 +235,55 @@ private struct Reader {
     }
 
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+        let base = try parseMembers(depth: depth)
+        var object = JSONObject(minimumCapacity: members.count - base)
+        // Duplicates were refused while parsing (when asked); otherwise the last one wins, as before.
+        for position in base..<members.count { object[members[position].key] = members[position].value }
+        members.removeSubrange(base...)
+        return .object(object)
+    }
+
+    /// Parses an object and leaves its members on `members` from the returned index on.
+    mutating func parseMembers(depth: Int) throws(JSONParseError) -> Int {
         guard depth <= limits.maxDepth else { throw JSONParseError(.tooDeep, offset: index) }
         index += 1  // {
-        var object = JSONObject()
+        let base = members.count
         skipWhitespace()
         if peek() == UInt8(ascii: "}") {
             index += 1
-            return .object(object)
+            return base
         }
+        if members.capacity == 0 { members.reserveCapacity(16) }
+        // Names seen so far, once the object is too large for a linear duplicate search.
+        var seen: Set<String>?
         while true {
             skipWhitespace()
             guard peek() == UInt8(ascii: "\"") else { throw JSONParseError(.invalidSyntax, offset: index) }
             let keyOffset = index
-            let key = try parseString()
+            let (key, fingerprint) = try parseKey()
             skipWhitespace()
             guard peek() == UInt8(ascii: ":") else { throw JSONParseError(.invalidSyntax, offset: index) }
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if object.updateValue(value, forKey: key) != nil, limits.rejectDuplicateKeys {
-                throw JSONParseError(.duplicateKey, offset: keyOffset)
+            if limits.rejectDuplicateKeys {
+                // Checked after the value, as a dictionary insert would be, so errors keep their precedence.
+                if seen == nil, members.count - base < 16 {
+                    if members.index(ofKey: key, fingerprint: fingerprint, from: base) != nil {
+                        throw JSONParseError(.duplicateKey, offset: keyOffset)
+                    }
+                } else {
+                    if seen == nil { seen = Set(members[base...].lazy.map(\.key)) }
+                    guard seen!.insert(key).inserted else { throw JSONParseError(.duplicateKey, offset: keyOffset) }
+                }
             }
+            members.append(JSONMember(key: key, value: value, fingerprint: fingerprint))
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","): index += 1
             case UInt8(ascii: "}"):
                 index += 1
-                return .object(object)
+                return base
             default: throw JSONParseError(.invalidSyntax, offset: index)
             }
         }
@@ -219,10 +338,31 @@ private struct Reader {
             if let sign = peek(), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { index += 1 }
             guard skipDigits() > 0 else { throw JSONParseError(.invalidNumber, offset: index) }
         }
+        if isInteger, let value = integer(from: start) { return .int(value) }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if isInteger, let value = Int64(text) { return .int(value) }
         guard let value = Double(text) else { throw JSONParseError(.invalidNumber, offset: start) }
         return .double(value)
+    }
+
+    /// The integer spelled by the already validated bytes `start..<index` (`-`? digits), or `nil` when it does
+    /// not fit in 64 bits (it is then a double, as before). Reads the digits directly: no string is built.
+    func integer(from start: Int) -> Int64? {
+        var position = start
+        let negative = bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        guard index - position <= 19 else { return nil }  // 20 digits or more never fit
+        var magnitude: UInt64 = 0
+        while position < index {
+            magnitude = magnitude &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0"))
+            position += 1
+        }
+        // 19 digits are below 10^19 < 2^64, so `magnitude` did not wrap.
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+            return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
+        }
+        guard magnitude <= UInt64(Int64.max) else { return nil }
+        return Int64(magnitude)
     }
 
     @discardableResult
@@ -232,24 +372,39 @@ private struct Reader {
         return index - start
     }
 
+    /// A member name and its ``JSONMember/fingerprint(of:)``, hashed from the bytes when they need no
+    /// unescaping and are ASCII.
+    mutating func parseKey() throws(JSONParseError) -> (String, UInt64) {
+        let start = index + 1
+        let key = try parseString()
+        // An unescaped ASCII name spans exactly its bytes, quotes excluded.
+        let end = index - 1
+        guard end - start == key.utf8.count, bytes[end] == UInt8(ascii: "\"") else {
+            return (key, JSONMember.fingerprint(of: key))
+        }
+        return (key, JSONMember.fingerprint(ofBytes: UnsafeBufferPointer(rebasing: bytes[start..<end])))
+    }
+
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes, ASCII or valid UTF-8 up to the closing quote.
-        var sawEscape = false
-        var sawNonASCII = false
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") { break }
-            if byte == UInt8(ascii: "\\") {
-                sawEscape = true
-                break
-            }
-            if byte < 0x20 { throw JSONParseError(.invalidString, offset: index) }
-            if byte >= 0x80 { sawNonASCII = true }
-            index += 1
+        // Fast path: no escapes, ASCII or valid UTF-8 up to the closing quote. One pass, three comparisons per
+        // byte; the high bits of all bytes are ORed to tell ASCII.
+        var high: UInt8 = 0
+        let count = bytes.count
+        var position = index
+        while position < count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            high |= byte
+            position += 1
         }
-        guard index < bytes.count else { throw JSONParseError(.invalidString, offset: index) }
+        index = position
+        guard index < count else { throw JSONParseError(.invalidString, offset: index) }
+        let stop = bytes[index]
+        if stop < 0x20 { throw JSONParseError(.invalidString, offset: index) }
+        let sawEscape = stop == UInt8(ascii: "\\")
+        let sawNonASCII = high >= 0x80
         if !sawEscape {
             let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
             index += 1
@@ -258,6 +413,14 @@ private struct Reader {
                     throw JSONParseError(.invalidUTF8, offset: start)
                 }
                 return string
+            }
+            // ASCII needs no validation; a short one becomes a small string with one copy (the initializer
+            // below checks the ASCII bits of the small string instead of validating).
+            if slice.count <= 15 {
+                return String(unsafeUninitializedCapacity: slice.count) { buffer in
+                    _ = buffer.initialize(from: slice)
+                    return slice.count
+                }
             }
             return String(decoding: slice, as: UTF8.self)
         }

@@ -21,7 +21,7 @@ public struct ServerID: Hashable, Sendable, CustomStringConvertible, Expressible
 }
 
 /// Random identifiers from the system's cryptographically secure generator.
-public enum RandomID {
+public enum RandomID: Sendable {
     /// `bytes` random bytes as lower-case hex.
     public static func hex(bytes count: Int) -> String {
         var generator = SystemRandomNumberGenerator()

@@ -85,13 +85,17 @@ final class EVPKey: @unchecked Sendable {
     func verify(
         _ signature: UnsafeRawBufferPointer,
         for message: UnsafeRawBufferPointer,
-        algorithm: JWTAlgorithm
+        algorithm: JWTAlgorithm,
+        template: VerifyContext? = nil
     ) -> Bool {
         switch algorithm.family {
         case .hmac:
             return false
         case .rsa, .rsaPSS:
             guard signature.count == signatureSize else { return false }
+            if let result = template?.verify(signature.baseAddress, signature.count, message: message), result >= 0 {
+                return result == 1
+            }
             return clibcrypto_verify(
                 pointer,
                 algorithm.digest?.pointer,
@@ -103,6 +107,9 @@ final class EVPKey: @unchecked Sendable {
             ) == 1
         case .eddsa:
             guard signature.count == 64 else { return false }
+            if let result = template?.verify(signature.baseAddress, signature.count, message: message), result >= 0 {
+                return result == 1
+            }
             return clibcrypto_verify(
                 pointer,
                 nil,
@@ -124,6 +131,9 @@ final class EVPKey: @unchecked Sendable {
                     160
                 )
                 guard derLength > 0 else { return false }
+                if let result = template?.verify(der.baseAddress, Int(derLength), message: message), result >= 0 {
+                    return result == 1
+                }
                 return clibcrypto_verify(
                     pointer,
                     algorithm.digest?.pointer,
@@ -167,5 +177,31 @@ final class EVPKey: @unchecked Sendable {
         }
         guard converted == 1 else { throw JWTError(.signingFailed, "OpenSSL made an unexpected ECDSA signature") }
         return raw
+    }
+}
+
+/// The conversions between the JWS form of an ECDSA signature (r ‖ s) and DER, for tests.
+package enum ECDSASignatureForm {
+    /// DER `SEQUENCE { INTEGER r, INTEGER s }` of `raw`, or `nil` if its length is not even or above 132.
+    package static func der(fromRaw raw: [UInt8]) -> [UInt8]? {
+        var der = [UInt8](repeating: 0, count: 160)
+        let length = raw.withUnsafeBytes { raw in
+            der.withUnsafeMutableBufferPointer { out in
+                clibcrypto_ecdsa_raw_to_der(raw.baseAddress, raw.count, out.baseAddress, out.count)
+            }
+        }
+        guard length > 0 else { return nil }
+        return Array(der.prefix(Int(length)))
+    }
+
+    /// r ‖ s of `half` bytes each, read by OpenSSL's `d2i_ECDSA_SIG`, or `nil`.
+    package static func raw(fromDER der: [UInt8], half: Int) -> [UInt8]? {
+        var raw = [UInt8](repeating: 0, count: 2 * half)
+        let ok = der.withUnsafeBytes { der in
+            raw.withUnsafeMutableBufferPointer { out in
+                clibcrypto_ecdsa_der_to_raw(der.baseAddress, der.count, out.baseAddress, Int32(half))
+            }
+        }
+        return ok == 1 ? raw : nil
     }
 }

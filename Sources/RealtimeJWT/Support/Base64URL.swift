@@ -10,61 +10,81 @@ package enum Base64URL {
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8
     )
 
-    /// 0...63 for alphabet characters, 0xFF otherwise.
-    private static let decodeTable: [UInt8] = {
-        var table = [UInt8](repeating: 0xFF, count: 256)
-        for (index, character) in alphabet.enumerated() { table[Int(character)] = UInt8(index) }
-        return table
+    /// Four tables of 256 entries, one per position in a group of four characters: the character's 6 bits
+    /// already shifted to their place in the group's 24 bits, or `invalid` for a character outside the alphabet.
+    /// A group then decodes with four loads and three ORs.
+    private static let decodeTables: [UInt32] = {
+        var tables = [UInt32](repeating: invalid, count: 4 * 256)
+        for position in 0..<4 {
+            for (index, character) in alphabet.enumerated() {
+                tables[position * 256 + Int(character)] = UInt32(index) << (18 - 6 * position)
+            }
+        }
+        return tables
     }()
+
+    private static let invalid: UInt32 = 0x8000_0000
+
+    /// The number of bytes `count` characters decode to, or `nil` for a length no encoding has (4n + 1).
+    static func decodedCount(_ count: Int) -> Int? {
+        if count % 4 == 1 { return nil }
+        return count / 4 * 3 + (count % 4 == 0 ? 0 : count % 4 - 1)
+    }
 
     /// Decodes `text`, or returns `nil` if it is not canonical unpadded base64url.
     package static func decode(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard let outputCount = decodedCount(text.count) else { return nil }
+        var valid = true
+        let output = [UInt8](unsafeUninitializedCapacity: outputCount) { out, initialized in
+            valid = decode(text, into: out.baseAddress!)
+            initialized = valid ? outputCount : 0
+        }
+        return valid ? output : nil
+    }
+
+    /// Decodes `text` into `out`, which has room for at least `decodedCount(text.count)` bytes. Returns whether
+    /// `text` is canonical unpadded base64url (the caller checked its length with ``decodedCount(_:)``); on
+    /// `false` the contents of `out` are unspecified.
+    static func decode(_ text: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Bool {
         let count = text.count
-        if count % 4 == 1 { return nil }
-        let outputCount = count / 4 * 3 + (count % 4 == 0 ? 0 : count % 4 - 1)
-        return decodeTable.withUnsafeBufferPointer { table -> [UInt8]? in
-            var valid = true
-            let output = [UInt8](unsafeUninitializedCapacity: outputCount) { out, initialized in
-                var inputIndex = 0
-                var outputIndex = 0
-                var bad: UInt8 = 0
-                while inputIndex + 4 <= count {
-                    let a = table[Int(text[inputIndex])]
-                    let b = table[Int(text[inputIndex + 1])]
-                    let c = table[Int(text[inputIndex + 2])]
-                    let d = table[Int(text[inputIndex + 3])]
-                    bad |= a | b | c | d
-                    out[outputIndex] = a << 2 | b >> 4
-                    out[outputIndex + 1] = b << 4 | c >> 2
-                    out[outputIndex + 2] = c << 6 | d
-                    inputIndex += 4
-                    outputIndex += 3
-                }
-                switch count - inputIndex {
-                case 2:
-                    let a = table[Int(text[inputIndex])]
-                    let b = table[Int(text[inputIndex + 1])]
-                    bad |= a | b
-                    if b & 0x0F != 0 { bad = 0xFF }
-                    out[outputIndex] = a << 2 | b >> 4
-                    outputIndex += 1
-                case 3:
-                    let a = table[Int(text[inputIndex])]
-                    let b = table[Int(text[inputIndex + 1])]
-                    let c = table[Int(text[inputIndex + 2])]
-                    bad |= a | b | c
-                    if c & 0x03 != 0 { bad = 0xFF }
-                    out[outputIndex] = a << 2 | b >> 4
-                    out[outputIndex + 1] = b << 4 | c >> 2
-                    outputIndex += 2
-                default:
-                    break
-                }
-                // 0xFF marks an invalid character; valid values are below 64, so bit 7 is only set by 0xFF.
-                valid = bad & 0x80 == 0
-                initialized = outputIndex
+        guard count % 4 != 1 else { return false }
+        guard count > 0 else { return true }
+        return decodeTables.withUnsafeBufferPointer { tables -> Bool in
+            let t0 = tables.baseAddress!
+            let t1 = t0 + 256
+            let t2 = t0 + 512
+            let t3 = t0 + 768
+            var input = text.baseAddress!
+            var output = out
+            var bad: UInt32 = 0
+            var remaining = count
+            while remaining >= 4 {
+                let group = t0[Int(input[0])] | t1[Int(input[1])] | t2[Int(input[2])] | t3[Int(input[3])]
+                bad |= group
+                output[0] = UInt8(truncatingIfNeeded: group >> 16)
+                output[1] = UInt8(truncatingIfNeeded: group >> 8)
+                output[2] = UInt8(truncatingIfNeeded: group)
+                input += 4
+                output += 3
+                remaining -= 4
             }
-            return valid ? output : nil
+            switch remaining {
+            case 2:
+                let group = t0[Int(input[0])] | t1[Int(input[1])]
+                bad |= group
+                if group >> 12 & 0x0F != 0 { bad |= invalid }  // unused low bits of the second character
+                output[0] = UInt8(truncatingIfNeeded: group >> 16)
+            case 3:
+                let group = t0[Int(input[0])] | t1[Int(input[1])] | t2[Int(input[2])]
+                bad |= group
+                if group >> 6 & 0x03 != 0 { bad |= invalid }  // unused low bits of the third character
+                output[0] = UInt8(truncatingIfNeeded: group >> 16)
+                output[1] = UInt8(truncatingIfNeeded: group >> 8)
+            default:
+                break
+            }
+            // Valid groups use only the low 24 bits; `invalid` is bit 31.
+            return bad & invalid == 0
         }
     }
 

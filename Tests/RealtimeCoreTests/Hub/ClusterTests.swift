@@ -1,15 +1,10 @@
 import RealtimeCore
+import RealtimeTesting
 import Testing
 
 /// Two hubs sharing one in-memory bus and store behave like two servers of one cluster.
 @Suite struct ClusterTests {
     let fixture = HubFixture()
-
-    func subscribe(_ client: TestClient, _ patterns: [String]) async throws {
-        let list = patterns.map { "\"\($0)\"" }.joined(separator: ",")
-        await client.send(#"{"type":"subscribe","payload":{"eventTypes":[\#(list)]}}"#)
-        _ = try await client.next(type: "subscribed")
-    }
 
     @Test func eventsAndNotificationsCrossServersByScope() async throws {
         let hubA = try fixture.hub()
@@ -19,9 +14,9 @@ import Testing
                 let alice = try await hubB.connectClient(token: "alice-token")
                 let bob = try await hubB.connectClient(token: "bob-token")
                 let admin = try await hubB.connectClient(token: "admin-token", path: "/ws/admin")
-                try await subscribe(alice, ["*"])
-                try await subscribe(bob, ["*"])
-                try await subscribe(admin, ["authentication.*", "admin.*", "system.*"])
+                try await alice.subscribe(["*"])
+                try await bob.subscribe(["*"])
+                try await admin.subscribe(["authentication.*", "admin.*", "system.*"])
                 _ = try await admin.drainUntilPong()
 
                 try await hubA.publishAuthenticationEvent(.authenticationMFAChallenge, userID: "alice")
@@ -66,7 +61,7 @@ import Testing
         try await hubA.running {
             try await hubB.running {
                 let alice = try await hubB.connectClient(token: "alice-token")
-                try await subscribe(alice, ["authentication.*"])
+                try await alice.subscribe(["authentication.*"])
                 for index in 0..<500 {
                     try await hubA.publishAuthenticationEvent(
                         .authenticationLoginFailure,
@@ -94,9 +89,9 @@ import Testing
                 let otherSession = try await hubB.connectClient(token: "alice-other-session")
                 let bob = try await hubA.connectClient(token: "bob-token")
                 _ = try await bob.next(type: "connected")
-                try await subscribe(onA, ["session.*"])
-                try await subscribe(onB, ["session.*"])
-                try await subscribe(otherSession, ["session.*"])
+                try await onA.subscribe(["session.*"])
+                try await onB.subscribe(["session.*"])
+                try await otherSession.subscribe(["session.*"])
 
                 try await hubA.revoke(sessionID: "s-alice", reason: "password changed")
 
@@ -129,8 +124,12 @@ import Testing
                 let aliceOnB = try await hubB.connectClient(token: "alice-token")
                 try await hubA.disconnect(userID: "bob", reason: "account locked")
                 #expect(try await bobOnB.nextClose() == (.disconnected, "account locked"))
-                try await hubA.disconnect(connectionID: aliceOnB.id)
-                #expect(try await aliceOnB.nextClose().0 == .disconnected)
+                let longReason = String(repeating: "é", count: 100)  // 200 bytes of UTF-8
+                try await hubA.disconnect(connectionID: aliceOnB.id, reason: longReason)
+                let (code, reason) = try await aliceOnB.nextClose()
+                #expect(code == .disconnected)
+                #expect(reason.utf8.count <= 123)
+                #expect(reason.hasPrefix("éé"))
                 await #expect(throws: RealtimeError.self) { try await hubA.disconnect(connectionID: "conn_unknown") }
             }
         }
@@ -160,15 +159,35 @@ import Testing
         }
         // Subscribe before the survivor runs, so the purge cannot happen before anyone listens.
         let admin = try await survivor.connectClient(token: "admin-token", path: "/ws/admin")
-        try await subscribe(admin, ["presence.user.offline"])
+        try await admin.subscribe(["presence.user.offline"])
         try await survivor.running {
-            let offline = try await admin.next(type: "event", timeout: .seconds(5))
+            let offline = try await admin.next(type: "event")
             #expect(offline["payload"]?["userId"] == "alice")
             #expect(offline["payload"]?["data"]?["reason"] == "server_purged")
             #expect(try await fixture.store.count(.user("alice")) == 0)
             let stats = await survivor.stats()
             #expect(stats.global.servers.map(\.serverID) == [survivor.serverID])
             #expect(stats.global.totalConnections == 1)
+        }
+    }
+
+    @Test func connectionsTheRegistryLostAreRegisteredAgain() async throws {
+        let hub = try fixture.hub {
+            $0.serverHeartbeatInterval = .milliseconds(100)
+            $0.authenticationTimeout = .milliseconds(200)
+        }
+        try await hub.running {
+            _ = try await hub.connectClient(token: "alice-token")
+            _ = try await hub.connectClient(token: "bob-token")
+            // The registry loses everything (e.g. Redis restarted without persistence).
+            _ = try await fixture.store.removeServer(hub.serverID)
+            #expect(try await fixture.store.count(.total) == 0)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await fixture.store.count(.server(hub.serverID)) < 2, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(try await fixture.store.count(.server(hub.serverID)) == 2)
+            #expect(try await fixture.store.count(.user("alice")) == 1)
         }
     }
 

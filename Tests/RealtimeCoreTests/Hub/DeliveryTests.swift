@@ -1,4 +1,5 @@
 import RealtimeCore
+import RealtimeTesting
 import Testing
 
 @Suite struct PatternTests {
@@ -31,20 +32,14 @@ import Testing
 @Suite struct DeliveryTests {
     let fixture = HubFixture()
 
-    func subscribe(_ client: TestClient, _ patterns: [String]) async throws {
-        let list = patterns.map { "\"\($0)\"" }.joined(separator: ",")
-        await client.send(#"{"type":"subscribe","payload":{"eventTypes":[\#(list)]}}"#)
-        _ = try await client.next(type: "subscribed")
-    }
-
     @Test func usersSeeOnlyTheirOwnEventsAndEveryonesEvents() async throws {
         let hub = try fixture.hub()
         let alice = try await hub.connectClient(token: "alice-token")
         let bob = try await hub.connectClient(token: "bob-token")
         let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
-        try await subscribe(alice, ["*"])
-        try await subscribe(bob, ["*"])
-        try await subscribe(admin, ["authentication.*", "admin.*", "system.*"])
+        try await alice.subscribe(["*"])
+        try await bob.subscribe(["*"])
+        try await admin.subscribe(["authentication.*", "admin.*", "system.*"])
         _ = try await admin.drainUntilPong()
 
         try await hub.publishAuthenticationEvent(
@@ -74,7 +69,7 @@ import Testing
     @Test func theEventMessageCarriesTheEvent() async throws {
         let hub = try fixture.hub()
         let alice = try await hub.connectClient(token: "alice-token")
-        try await subscribe(alice, ["security.*"])
+        try await alice.subscribe(["security.*"])
         let receipt = try await hub.publishSecurityEvent(
             .securityHighRiskDetected,
             userID: "alice",
@@ -94,7 +89,7 @@ import Testing
     @Test func aPatternAcceptedEarlierNeverLeaksAnotherUsersEvents() async throws {
         let hub = try fixture.hub()
         let bob = try await hub.connectClient(token: "bob-token")
-        try await subscribe(bob, ["*", "security.*", "*.*.success"])
+        try await bob.subscribe(["*", "security.*", "*.*.success"])
         for type in EventType.catalogue {
             try await hub.publish(RealtimeEvent(type: type, userID: "alice"))
         }
@@ -104,11 +99,37 @@ import Testing
     @Test func aConnectionMatchedByManyPatternsGetsTheEventOnce() async throws {
         let hub = try fixture.hub()
         let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
-        try await subscribe(admin, ["*", "system.*", "system.error.critical", "*.error.*", "system.*.critical"])
+        try await admin.subscribe(["*", "system.*", "system.error.critical", "*.error.*", "system.*.critical"])
         _ = try await admin.drainUntilPong()
         try await hub.publishSystemEvent(.systemErrorCritical)
         let events = try await admin.drainUntilPong().filter { $0["type"] == "event" }
         #expect(events.count == 1)
+    }
+
+    @Test func subscriptionChurnLeavesNothingBehind() async throws {
+        let hub = try fixture.hub {
+            $0.rateLimits.messagesPerConnection = RateLimitPolicy(name: "m", limit: 10_000, period: .seconds(1))
+        }
+        let alice = try await hub.connectClient(token: "alice-token")
+        let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
+        for round in 0..<20 {
+            let patterns = ["r\(round).*", "r\(round).*.x", "*.r\(round)", "r\(round).a.b"]
+            try await alice.subscribe(patterns)
+            try await admin.subscribe(patterns)
+            let list = patterns.map { "\"\($0)\"" }.joined(separator: ",")
+            await alice.send(#"{"type":"unsubscribe","payload":{"eventTypes":[\#(list)]}}"#)
+            await admin.send(#"{"type":"unsubscribe","payload":{"eventTypes":[\#(list)]}}"#)
+            _ = try await alice.next(type: "unsubscribed")
+            _ = try await admin.next(type: "unsubscribed")
+        }
+        #expect(hub.patternIndexEntryCount == 0)
+        try await alice.subscribe(["security.*"])
+        try await admin.subscribe(["*"])
+        #expect(hub.patternIndexEntryCount == 3)
+        await alice.close()
+        await admin.close()
+        #expect(hub.patternIndexEntryCount == 0, "closing a connection removes its patterns")
+        try await hub.publishSecurityEvent(.securityValidationFailed, userID: "alice")
     }
 
     @Test func invalidPublishesAreRefused() async throws {
@@ -150,10 +171,10 @@ import Testing
     @Test func adminsAreAuditedAndSeePresence() async throws {
         let hub = try fixture.hub()
         let watcher = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
-        try await subscribe(watcher, ["admin.*", "presence.*"])
+        try await watcher.subscribe(["admin.*", "presence.*"])
         fixture.tokens.add("admin-2", VerifiedIdentity(userID: "ops", sessionID: "s-ops", isAdmin: true))
         let second = try await hub.connectClient(token: "admin-2", path: "/ws/admin")
-        try await subscribe(second, ["security.*"])
+        try await second.subscribe(["security.*"])
         let alice = try await hub.connectClient(token: "alice-token")
         await alice.close()
         let types = try await watcher.drainUntilPong().compactMap { $0["payload"]?["type"]?.stringValue }

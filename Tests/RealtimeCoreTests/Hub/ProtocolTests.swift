@@ -1,4 +1,5 @@
 import RealtimeCore
+import RealtimeTesting
 import Testing
 
 @Suite struct ProtocolTests {
@@ -232,35 +233,35 @@ import Testing
             $0.authenticationTimeout = .milliseconds(200)
             $0.tokenExpiryWarning = .seconds(60)
         }
-        fixture.tokens.add("short", VerifiedIdentity(userID: "carol", expiresAt: .now() + .seconds(2)))
         try await hub.running {
-            let client = try await hub.connectClient(token: "short")
+            let client = try await hub.connectClient(token: "alice-token")
             _ = try await client.next(type: "connected")
+            // Refresh to a token that expires soon: the connection takes on its expiry.
+            fixture.tokens.add(
+                "alice-short",
+                VerifiedIdentity(userID: "alice", sessionID: "s-alice", expiresAt: .now() + .seconds(3))
+            )
+            await client.send(#"{"type":"refresh_token","payload":{"token":"alice-short"}}"#)
+            _ = try await client.next(type: "token_refreshed")
             let warning = try await client.next(type: "token_expiring")
             #expect(warning["payload"]?["expiresAt"]?.stringValue != nil)
-            let (code, _) = try await client.nextClose(timeout: .seconds(5))
+            let (code, _) = try await client.nextClose()
             #expect(code == .tokenExpired)
         }
     }
 
     @Test func theHubPingsAndClosesIdleConnections() async throws {
         let hub = try fixture.hub {
-            $0.heartbeatInterval = .milliseconds(100)
-            $0.idleTimeout = .milliseconds(350)
+            $0.heartbeatInterval = .milliseconds(200)
+            $0.idleTimeout = .seconds(1)
             $0.authenticationTimeout = .milliseconds(100)
         }
         try await hub.running {
-            let lively = try await hub.connectClient(token: "alice-token")
-            let idle = try await hub.connectClient(token: "bob-token")
-            let deadline = ContinuousClock.now + .seconds(3)
-            while !idle.allFrames.contains(where: { if case .close = $0 { true } else { false } }),
-                ContinuousClock.now < deadline
-            {
-                lively.connection.receivedPong()
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            #expect(idle.allFrames.contains(.ping))
-            #expect(try await idle.nextClose().0 == .goingAway)
+            let lively = try await hub.connectClient(token: "alice-token")  // answers pings
+            let dead = try await hub.connectClient(token: "bob-token", autoPong: false)
+            #expect(try await dead.nextClose() == (.goingAway, "idle timeout"))
+            #expect(dead.allFrames.contains(.ping), "pinged before being closed")
+            #expect(lively.allFrames.contains(.ping))
             #expect(!lively.allFrames.contains { if case .close = $0 { true } else { false } })
         }
     }

@@ -1,4 +1,5 @@
 import RealtimeCore
+import RealtimeTesting
 import Testing
 
 @Suite struct UpgradeTests {
@@ -139,6 +140,22 @@ import Testing
         await connection.closed()
         #expect(await hub.rejection(uri: "/ws/events?token=bob-token") == nil)
         await #expect(throws: RealtimeError.self) { _ = try await hub.connect(ticket) }
+    }
+
+    @Test func anAddressSprayCannotGrowTheAbuseTracker() async throws {
+        let hub = try fixture.hub {
+            $0.rateLimits.maxTrackedAddresses = 500
+            $0.rateLimits.authFailuresBeforeAlert = 1_000_000
+        }
+        var highest = 0
+        for index in 0..<5_000 {
+            // Distinct IPv6 /64s: every failure is a new address for the tracker.
+            _ = await hub.rejection(uri: "/ws/events?token=forged", address: "2001:db8:\(String(index, radix: 16))::1")
+            highest = max(highest, hub.trackedAddressCount)
+        }
+        #expect(highest <= 500)
+        #expect(hub.trackedAddressCount > 0)
+        #expect(await hub.stats().server.authFailuresByReason["unknown_token"] == 5_000)
     }
 
     @Test func trustedProxiesSetTheClientAddress() async throws {

@@ -1,0 +1,561 @@
+import Logging
+import RealtimeCore
+import RealtimeRedis
+import RealtimeTesting
+import Testing
+
+/// Hubs sharing one Redis, each with its own Redis client and backends, as separate servers of one cluster would.
+final class RedisHubCluster: Sendable {
+    static let secret = Array("cluster-secret-for-tests-0123456789".utf8)
+
+    let tokens = StaticTokenVerifier()
+    let redis: RedisConfiguration
+    let prefix = "hub\(RandomID.hex(bytes: 4)):"
+    let clients = ClientList()
+    /// A client and a store of the test itself, to look at the registry.
+    let client: RedisClient
+    let store: RedisConnectionStore
+
+    init(_ configuration: RedisConfiguration) {
+        var redis = configuration
+        // Quick recovery after a restart, so waits for it stay short.
+        redis.initialReconnectDelay = .milliseconds(20)
+        redis.maximumReconnectDelay = .milliseconds(200)
+        self.redis = redis
+        client = RedisClient(configuration: redis)
+        store = RedisConnectionStore(client: client, prefix: prefix)
+        tokens.add("alice-token", VerifiedIdentity(userID: "alice", sessionID: "s-alice"))
+        tokens.add("alice-token-2", VerifiedIdentity(userID: "alice", sessionID: "s-alice"))
+        tokens.add("alice-other-session", VerifiedIdentity(userID: "alice", sessionID: "s-alice-2"))
+        tokens.add("bob-token", VerifiedIdentity(userID: "bob", sessionID: "s-bob"))
+        tokens.add("carol-no-session", VerifiedIdentity(userID: "carol"))
+        tokens.add(
+            "admin-token",
+            VerifiedIdentity(userID: "root", sessionID: "s-root", isAdmin: true, roles: ["admin"])
+        )
+    }
+
+    /// A hub on Redis backends with its own client. Registry heartbeats every 100 ms (the tick follows the
+    /// authentication timeout), so purges and re-registration happen within a test.
+    func hub(
+        _ adjust: (inout HubConfiguration) -> Void = { _ in },
+        redis adjustRedis: (inout RedisConfiguration) -> Void = { _ in }
+    ) throws -> RealtimeHub {
+        var redis = self.redis
+        adjustRedis(&redis)
+        var quiet = Logger(label: "realtime-redis-test")
+        quiet.logLevel = .critical
+        let client = RedisClient(configuration: redis, logger: quiet)
+        clients.append(client)
+        var configuration = HubConfiguration()
+        configuration.statsInterval = nil
+        configuration.serverHeartbeatInterval = .milliseconds(100)
+        configuration.authenticationTimeout = .milliseconds(200)
+        configuration.limits.outboundQueueFrames = 5000
+        configuration.rateLimits.connectionsPerIP = RateLimitPolicy(name: "conn-ip", limit: 10_000, period: .seconds(1))
+        configuration.rateLimits.connectionsPerUser = RateLimitPolicy(
+            name: "conn-user",
+            limit: 10_000,
+            period: .seconds(1)
+        )
+        adjust(&configuration)
+        var logger = Logger(label: "realtime-hub-test")
+        logger.logLevel = .critical
+        return try RealtimeHub(
+            configuration: configuration,
+            backends: HubBackends(
+                tokenVerifier: tokens,
+                connectionStore: RedisConnectionStore(client: client, prefix: prefix),
+                eventBus: try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix),
+                rateLimiter: RedisRateLimiter(client: client, prefix: prefix),
+                sessionStore: RedisSessionStore(client: client, prefix: prefix)
+            ),
+            logger: logger
+        )
+    }
+
+    /// Whether every hub's client lost Redis.
+    var allDisconnected: Bool { clients.all.allSatisfy { !$0.isConnected } }
+
+    func shutdown() async {
+        for client in clients.all { await client.shutdown() }
+        await client.shutdown()
+    }
+}
+
+/// Event types and notification titles a client received up to a broadcast notification titled `barrier` (which
+/// the publisher sends last, so everything before it from that publisher has arrived).
+private func untilBarrier(_ client: TestClient) async throws -> [String] {
+    var seen: [String] = []
+    while true {
+        let message = try await client.next()
+        if message["payload"]?["title"] == "barrier" { return seen }
+        if message["type"] == "event", let type = message["payload"]?["type"]?.stringValue {
+            seen.append(type)
+        } else if message["type"] == "notification", let title = message["payload"]?["title"]?.stringValue {
+            seen.append("notification:" + title)
+        }
+    }
+}
+
+/// The next event whose data carries `marker`, skipping everything else.
+private func event(marked marker: String, on client: TestClient) async throws -> JSONValue {
+    while true {
+        let event = try await client.next(type: "event")
+        if event["payload"]?["data"]?["marker"]?.stringValue == marker { return event }
+    }
+}
+
+extension RedisIntegrationTests {
+    /// The cluster scenarios of `ClusterTests` (RealtimeCoreTests) on Redis, and what hubs do when Redis fails.
+    @Suite(.timeLimit(.minutes(1))) struct HubOnRedisTests {
+        @Test func eventsAndNotificationsCrossServersByScope() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let hubA = try cluster.hub()
+                let hubB = try cluster.hub()
+                try await hubA.running {
+                    try await hubB.running {
+                        let alice = try await hubB.connectClient(token: "alice-token")
+                        let bob = try await hubB.connectClient(token: "bob-token")
+                        let admin = try await hubB.connectClient(token: "admin-token", path: "/ws/admin")
+                        try await alice.subscribe(["*"])
+                        try await bob.subscribe(["*"])
+                        try await admin.subscribe(["authentication.*", "admin.*", "system.*"])
+                        _ = try await admin.drainUntilPong()
+
+                        try await hubA.publishAuthenticationEvent(.authenticationMFAChallenge, userID: "alice")
+                        try await hubA.publishAdminEvent(.adminUserDeleted, userID: "mallory")
+                        try await hubA.publishSystemEvent(.systemMaintenanceScheduled)
+                        await hubA.sendUserNotification(userID: "bob", level: .info, title: "hi bob", message: "")
+                        await hubA.sendAdminNotification(level: .warning, title: "admins only", message: "")
+                        await hubA.sendBroadcastNotification(level: .info, title: "barrier", message: "")
+                        // Each publish returns once Redis has answered its PUBLISH, i.e. after Redis queued it to
+                        // every subscriber: one publisher's messages stay in order across channels.
+                        #expect(
+                            try await untilBarrier(alice) == [
+                                "authentication.mfa.challenge", "system.maintenance.scheduled",
+                            ]
+                        )
+                        #expect(try await untilBarrier(bob) == ["system.maintenance.scheduled", "notification:hi bob"])
+                        #expect(
+                            try await untilBarrier(admin) == [
+                                "authentication.mfa.challenge", "admin.user.deleted", "system.maintenance.scheduled",
+                                "notification:admins only",
+                            ]
+                        )
+                        let stats = await hubB.stats()
+                        #expect(stats.server.busMessagesReceived >= 6)
+                        #expect(stats.global.totalServers == 2)
+                    }
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        @Test func eventsOfEachPublisherArriveInOrder() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let (hubA, hubB, hubC) = (try cluster.hub(), try cluster.hub(), try cluster.hub())
+                try await hubA.running {
+                    try await hubB.running {
+                        try await hubC.running {
+                            let alice = try await hubB.connectClient(token: "alice-token")
+                            try await alice.subscribe(["authentication.*"])
+                            let count = 400
+                            // Two publishers on other servers, concurrently, to the same user.
+                            try await withThrowingTaskGroup(of: Void.self) { group in
+                                for (name, hub) in [("a", hubA), ("c", hubC)] {
+                                    group.addTask {
+                                        for index in 0..<count {
+                                            try await hub.publishAuthenticationEvent(
+                                                .authenticationLoginFailure,
+                                                userID: "alice",
+                                                data: ["from": .string(name), "n": .int(Int64(index))]
+                                            )
+                                        }
+                                    }
+                                }
+                                try await group.waitForAll()
+                            }
+                            var received: [String: [Int64]] = [:]
+                            for _ in 0..<(2 * count) {
+                                let data = try await alice.next(type: "event")["payload"]?["data"]
+                                received[data?["from"]?.stringValue ?? "?", default: []].append(
+                                    data?["n"]?.intValue ?? -1
+                                )
+                            }
+                            #expect(received["a"] == (0..<count).map { Int64($0) })
+                            #expect(received["c"] == (0..<count).map { Int64($0) })
+                        }
+                    }
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        @Test func theLimitPerUserHoldsAcrossServers() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let hubA = try cluster.hub { $0.maxConnectionsPerUser = 2 }
+                let hubB = try cluster.hub { $0.maxConnectionsPerUser = 2 }
+                try await hubA.running {
+                    try await hubB.running {
+                        let onA = try await hubA.connectClient(token: "alice-token")
+                        _ = try await hubB.connectClient(token: "alice-other-session")
+                        for hub in [hubA, hubB] {
+                            let refused = await hub.rejection(uri: "/ws/events?token=alice-token-2")
+                            #expect(refused?.status == 429)
+                            #expect(refused?.reason == "too_many_connections")
+                        }
+                        #expect(try await cluster.store.count(.user("alice")) == 2)
+                        // Concurrent attempts on both servers never admit more than the limit.
+                        await onA.close()
+                        #expect(try await eventually { try await cluster.store.count(.user("alice")) == 1 })
+                        let admitted = await withTaskGroup(of: Bool.self) { group in
+                            for index in 0..<6 {
+                                group.addTask {
+                                    let hub = index % 2 == 0 ? hubA : hubB
+                                    return await hub.rejection(uri: "/ws/events?token=alice-token-2") == nil
+                                }
+                            }
+                            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+                        }
+                        #expect(admitted == 1)
+                        #expect(try await cluster.store.count(.user("alice")) == 2)
+                    }
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        @Test func revokingASessionClosesItsConnectionsOnEveryServer() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let hubA = try cluster.hub()
+                let hubB = try cluster.hub()
+                try await hubA.running {
+                    try await hubB.running {
+                        let onA = try await hubA.connectClient(token: "alice-token")
+                        let onB = try await hubB.connectClient(token: "alice-token-2")
+                        let otherSession = try await hubB.connectClient(token: "alice-other-session")
+                        let bob = try await hubA.connectClient(token: "bob-token")
+                        _ = try await bob.next(type: "connected")
+                        try await onA.subscribe(["session.*"])
+                        try await onB.subscribe(["session.*"])
+                        try await otherSession.subscribe(["session.*"])
+
+                        try await hubA.revoke(sessionID: "s-alice", reason: "password changed")
+
+                        for client in [onA, onB] {
+                            // The event comes first: `next` fails on a close frame.
+                            let event = try await client.next(type: "event")
+                            #expect(event["payload"]?["type"] == "session.revoked")
+                            #expect(event["payload"]?["sessionId"] == "s-alice")
+                            let (code, reason) = try await client.nextClose()
+                            #expect(code == .sessionRevoked)
+                            #expect(code.rawValue == 4009)
+                            #expect(reason == "password changed")
+                        }
+                        #expect(try await otherSession.next(type: "event")["payload"]?["type"] == "session.revoked")
+                        await otherSession.send(#"{"type":"ping","id":"still-here"}"#)
+                        #expect(try await otherSession.next(type: "pong")["id"] == "still-here")
+                        #expect(try await bob.drainUntilPong().isEmpty)
+                        #expect(await hubA.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_inactive")
+                        #expect(await hubB.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_inactive")
+                    }
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        @Test func aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                // A "crashed" server: its registrations exist but it never heartbeats again.
+                let crashed = try cluster.hub { $0.serverTTL = .milliseconds(300) }
+                try await cluster.store.heartbeat(
+                    ServerRecord(
+                        id: crashed.serverID,
+                        startedAt: .now(),
+                        lastHeartbeat: .now(),
+                        expiresAt: .now() + .milliseconds(300),
+                        connectionCount: 1
+                    )
+                )
+                _ = try await crashed.connectClient(token: "alice-token")
+                #expect(try await cluster.store.count(.user("alice")) == 1)
+
+                let survivor = try cluster.hub()
+                let admin = try await survivor.connectClient(token: "admin-token", path: "/ws/admin")
+                try await admin.subscribe(["presence.user.offline"])
+                try await survivor.running {
+                    let offline = try await admin.next(type: "event")
+                    #expect(offline["payload"]?["userId"] == "alice")
+                    #expect(offline["payload"]?["data"]?["reason"] == "server_purged")
+                    #expect(offline["payload"]?["data"]?["serverId"] == .string(crashed.serverID.rawValue))
+                    #expect(try await cluster.store.count(.user("alice")) == 0)
+                    let stats = await survivor.stats()
+                    #expect(stats.global.servers.map(\.serverID) == [survivor.serverID])
+                    #expect(stats.global.totalConnections == 1)
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        @Test func globalStatsCountEveryServerAndStayFresh() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let hubA = try cluster.hub()
+                let hubB = try cluster.hub()
+                try await hubA.running {
+                    try await hubB.running {
+                        _ = try await hubA.connectClient(token: "alice-token")
+                        _ = try await hubA.connectClient(token: "bob-token")
+                        _ = try await hubB.connectClient(token: "admin-token", path: "/ws/admin")
+                        // Connection counts per server arrive with the next registry heartbeat (every 100 ms).
+                        #expect(
+                            try await eventually {
+                                let global = await hubB.stats().global
+                                return global.totalServers == 2 && global.totalConnections == 3
+                                    && Set(global.servers.map(\.connections)) == [2, 1]
+                            }
+                        )
+                        // Heartbeats keep coming: after 1.5 s (15 heartbeat intervals), every report is younger
+                        // than 1 s. A server that stopped heartbeating would show an age above 1.5 s.
+                        try await Task.sleep(for: .milliseconds(1500))
+                        for hub in [hubA, hubB] {
+                            let stats = await hub.stats()
+                            #expect(stats.global.error == nil)
+                            #expect(
+                                Set(stats.global.servers.map(\.serverID)) == [hubA.serverID, hubB.serverID]
+                            )
+                            for server in stats.global.servers {
+                                #expect(server.lastReportAge >= .zero)
+                                #expect(server.lastReportAge < .seconds(1))
+                            }
+                            let json = stats.jsonObject
+                            #expect(json["global"]?["totalServers"] == 2)
+                            #expect(json["global"]?["totalConnections"] == 3)
+                        }
+                    }
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        // MARK: When Redis fails
+
+        @Test func redisDownKeepsClientsAndLocalDeliveryThenEverythingRecovers() async throws {
+            try await withRedis(ownServer: true) { configuration, server in
+                let server = try #require(server)
+                let cluster = RedisHubCluster(configuration)
+                let strictIP = RateLimitPolicy(name: "conn-ip-strict", limit: 3, period: .seconds(60))
+                let hubA = try cluster.hub { $0.rateLimits.connectionsPerIP = strictIP }
+                let hubB = try cluster.hub()
+                try await hubA.running {
+                    try await hubB.running {
+                        let alice = try await hubA.connectClient(token: "alice-token", address: "192.0.2.1")
+                        let bob = try await hubB.connectClient(token: "bob-token")
+                        try await alice.subscribe(["*"])
+                        try await bob.subscribe(["*"])
+                        try await hubA.publishAuthenticationEvent(
+                            .authenticationLoginSuccess,
+                            userID: "bob",
+                            data: ["marker": "before"]
+                        )
+                        _ = try await event(marked: "before", on: bob)
+
+                        let stoppedAt = Timestamp.now()
+                        server.stop()
+                        #expect(try await eventually { cluster.allDisconnected })
+
+                        // Clients stay connected and local delivery goes on.
+                        #expect(try await alice.drainUntilPong().isEmpty)
+                        #expect(try await bob.drainUntilPong().isEmpty)
+                        let receipt = try await hubA.publish(
+                            RealtimeEvent(
+                                type: .systemMaintenanceScheduled,
+                                data: ["marker": "during"],
+                                scope: .everyone
+                            )
+                        )
+                        #expect(receipt.localDeliveries == 1)
+                        _ = try await event(marked: "during", on: alice)
+
+                        // Health: unhealthy (registry and bus down), the rate limiter degraded on its fallback.
+                        let health = await hubA.healthCheck()
+                        #expect(!health.healthy)
+                        #expect(health.status == .unhealthy)
+                        #expect(health.components["connectionStore"]?.status == .unhealthy)
+                        #expect(health.components["eventBus"]?.status == .unhealthy)
+                        #expect(health.components["sessionStore"]?.status == .unhealthy)
+
+                        // Upgrades fail with 503 (fail closed: the session check and the cluster-wide per-user
+                        // limit need Redis), with a Retry-After; the per-IP limit still holds, locally.
+                        for token in ["alice-token-2", "carol-no-session", "admin-token"] {
+                            let refused = await hubA.rejection(uri: "/ws/events?token=\(token)", address: "192.0.2.9")
+                            #expect(refused?.status == 503)
+                            #expect(refused?.reason == "backend_unavailable")
+                            #expect(refused?.retryAfter == .seconds(2))
+                        }
+                        let limited = await hubA.rejection(
+                            uri: "/ws/events?token=carol-no-session",
+                            address: "192.0.2.9"
+                        )
+                        #expect(limited?.status == 429)
+                        #expect(limited?.reason == "rate_limited")
+                        let limiter = try #require(health.components["rateLimiter"])
+                        #expect(limiter.status == .degraded)
+                        // At least the four per-IP decisions came from the fallback (a token without a session
+                        // also spends its user's budget there).
+                        let fallbackDecisions = await hubA.healthCheck().components["rateLimiter"]?
+                            .details["fallbackDecisions"]?.intValue
+                        #expect((fallbackDecisions ?? 0) >= 4)
+
+                        // Redis comes back empty (no persistence).
+                        let relaunchedAt = Timestamp.now()
+                        try await server.launch()
+                        for client in [alice, bob] {
+                            let gap = try await client.next(type: "gap")
+                            let from = try #require(gap["payload"]?["from"]?.stringValue)
+                            let to = try #require(gap["payload"]?["to"]?.stringValue)
+                            // ISO 8601 with milliseconds in UTC: the strings order like the instants.
+                            #expect(from >= (stoppedAt - .milliseconds(1)).iso8601)
+                            #expect(from <= relaunchedAt.iso8601)
+                            #expect(to >= relaunchedAt.iso8601)
+                        }
+                        // Each hub writes its registrations again on its next registry heartbeat.
+                        // (The test's own client reconnects with backoff too: until it does, "not yet".)
+                        #expect(
+                            try await eventually {
+                                let onA = try? await cluster.store.count(.server(hubA.serverID))
+                                let onB = try? await cluster.store.count(.server(hubB.serverID))
+                                let ofAlice = try? await cluster.store.count(.user("alice"))
+                                return onA == 1 && onB == 1 && ofAlice == 1
+                            }
+                        )
+                        // Cross-server delivery resumes, both ways.
+                        try await hubA.publishAuthenticationEvent(
+                            .authenticationLoginSuccess,
+                            userID: "bob",
+                            data: ["marker": "after-a"]
+                        )
+                        _ = try await event(marked: "after-a", on: bob)
+                        try await hubB.publishAuthenticationEvent(
+                            .authenticationLoginSuccess,
+                            userID: "alice",
+                            data: ["marker": "after-b"]
+                        )
+                        _ = try await event(marked: "after-b", on: alice)
+                        // Upgrades work again, and decisions come from Redis again.
+                        _ = try await hubA.connectClient(token: "alice-token-2", address: "192.0.2.10")
+                        #expect(try await eventually { await hubA.healthCheck().status == .healthy })
+                        #expect(try await eventually { await hubB.healthCheck().status == .healthy })
+                    }
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        @Test func killedPubSubConnectionsTellClientsOfTheGapAndDeliveryResumes() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let hubA = try cluster.hub()
+                let hubB = try cluster.hub()
+                try await hubA.running {
+                    try await hubB.running {
+                        let alice = try await hubA.connectClient(token: "alice-token")
+                        let bob = try await hubB.connectClient(token: "bob-token")
+                        try await alice.subscribe(["authentication.*"])
+                        try await bob.subscribe(["authentication.*"])
+                        let before = Timestamp.now()
+                        _ = try await cluster.client.send(RedisCommand("CLIENT", "KILL", "TYPE", "pubsub"))
+                        for client in [alice, bob] {
+                            let gap = try await client.next(type: "gap")
+                            let from = try #require(gap["payload"]?["from"]?.stringValue)
+                            let to = try #require(gap["payload"]?["to"]?.stringValue)
+                            #expect(from >= (before - .milliseconds(1)).iso8601)
+                            #expect(to >= from)
+                        }
+                        try await hubA.publishAuthenticationEvent(
+                            .authenticationLoginSuccess,
+                            userID: "bob",
+                            data: ["marker": "after-kill-a"]
+                        )
+                        _ = try await event(marked: "after-kill-a", on: bob)
+                        try await hubB.publishAuthenticationEvent(
+                            .authenticationLoginSuccess,
+                            userID: "alice",
+                            data: ["marker": "after-kill-b"]
+                        )
+                        _ = try await event(marked: "after-kill-b", on: alice)
+                        #expect(await hubA.stats().server.gaps == 1)
+                    }
+                }
+                await cluster.shutdown()
+            }
+        }
+
+        @Test func aSleepingRedisHangsNeitherPublishesNorUpgrades() async throws {
+            try await withRedis(ownServer: true) { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let commandTimeout = Duration.milliseconds(300)
+                let hubA = try cluster.hub(redis: { $0.commandTimeout = commandTimeout })
+                let hubB = try cluster.hub(redis: { $0.commandTimeout = commandTimeout })
+                var slow = cluster.redis
+                slow.commandTimeout = .seconds(10)
+                let admin = RedisClient(configuration: slow)
+                try await hubA.running {
+                    try await hubB.running {
+                        let alice = try await hubA.connectClient(token: "alice-token")
+                        let bob = try await hubB.connectClient(token: "bob-token")
+                        try await alice.subscribe(["*"])
+                        try await bob.subscribe(["*"])
+                        let sleepStart = ContinuousClock.now
+                        async let sleeping = admin.send(RedisCommand("DEBUG", "SLEEP", "2"))
+                        // Let DEBUG SLEEP reach Redis first.
+                        try await Task.sleep(for: .milliseconds(100))
+
+                        // A publish returns without waiting for Redis: its PUBLISH times out and is queued.
+                        var start = ContinuousClock.now
+                        let receipt = try await hubA.publish(
+                            RealtimeEvent(
+                                type: .systemMaintenanceScheduled,
+                                data: ["marker": "asleep"],
+                                scope: .everyone
+                            )
+                        )
+                        #expect(ContinuousClock.now - start < .seconds(1))
+                        #expect(receipt.localDeliveries == 1)
+                        _ = try await event(marked: "asleep", on: alice)
+
+                        // An upgrade is decided within a few command timeouts: the IP limit falls back to the
+                        // local limiter on its timeout, then the session check times out: 503.
+                        start = ContinuousClock.now
+                        let refused = await hubA.rejection(uri: "/ws/events?token=alice-token-2")
+                        let decidedIn = ContinuousClock.now - start
+                        #expect(refused?.status == 503)
+                        #expect(refused?.reason == "backend_unavailable")
+                        #expect(decidedIn < commandTimeout * 4)
+                        // All of this happened while Redis was still asleep.
+                        #expect(ContinuousClock.now - sleepStart < .seconds(2))
+
+                        _ = try await sleeping
+                        // The queued publish reaches the other server once Redis answers again.
+                        _ = try await event(marked: "asleep", on: bob)
+                        try await hubB.publishAuthenticationEvent(
+                            .authenticationLoginSuccess,
+                            userID: "alice",
+                            data: ["marker": "awake"]
+                        )
+                        _ = try await event(marked: "awake", on: alice)
+                        _ = try await hubA.connectClient(token: "alice-token-2")
+                    }
+                }
+                await admin.shutdown()
+                await cluster.shutdown()
+            }
+        }
+    }
+}
