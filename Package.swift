@@ -191,6 +191,7 @@ let package = Package(
 //     REALTIMEHUB_BENCHMARKS=1 swift build -c release --product HubBenchmarks
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks
+//     scripts/load-test (realtime-loadgen against realtime-server)
 // See Documentation/Performance.md for the exact commands and the numbers.
 if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
     package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
@@ -234,9 +235,6 @@ if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
     )
     // The load generator: `scripts/load-test`, or `REALTIMEHUB_BENCHMARKS=1 swift run -c release realtime-loadgen`
     // against a running `realtime-server` on loopback (see Documentation/Performance.md).
-    package.dependencies.append(
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0")
-    )
     package.targets.append(
         .executableTarget(
             name: "realtime-loadgen",
