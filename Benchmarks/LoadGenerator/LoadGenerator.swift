@@ -331,8 +331,15 @@ struct LoadGenerator: AsyncParsableCommand {
         if ContinuousClock.now >= deadline { failures.append("--duration \(duration) s ran out while connecting") }
 
         // Idle memory.
+        let serverCPUBeforeSettle = serverCPU()
         if settle > 0 { try await Task.sleep(for: .seconds(settle)) }
         let rssIdle = rss()
+        if settle > 0, let idleCPU = Self.difference(serverCPU(), serverCPUBeforeSettle) {
+            report.line(
+                "server CPU while idle with \(setup.ready) connections: "
+                    + "\(Report.format3(idleCPU * 100 / Double(settle))) % of a core (over \(settle) s)"
+            )
+        }
         if let rssBefore, let rssIdle {
             let perConnection = Double(rssIdle - rssBefore) * 1024 / Double(max(setup.ready, 1))
             report.line(
