@@ -191,6 +191,7 @@ let package = Package(
 //     REALTIMEHUB_BENCHMARKS=1 swift build -c release --product HubBenchmarks
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release JWTBenchmarks
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks
+//     scripts/load-test (realtime-loadgen against realtime-server)
 // See Documentation/Performance.md for the exact commands and the numbers.
 if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
     package.dependencies.append(.package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"))
@@ -229,6 +230,25 @@ if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/RedisBenchmarks",
+            swiftSettings: swiftSettings
+        )
+    )
+    // The load generator: `scripts/load-test`, or `REALTIMEHUB_BENCHMARKS=1 swift run -c release realtime-loadgen`
+    // against a running `realtime-server` on loopback (see Documentation/Performance.md).
+    package.targets.append(
+        .executableTarget(
+            name: "realtime-loadgen",
+            dependencies: [
+                "RealtimeCore",
+                "RealtimeJWT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Benchmarks/LoadGenerator",
             swiftSettings: swiftSettings
         )
     )

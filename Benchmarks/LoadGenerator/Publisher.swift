@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import Histogram
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import RealtimeCore
+
+/// What one publisher lane did in one phase.
+struct LaneResult: Sendable {
+    /// Sequence numbers the server accepted (202).
+    var accepted: [Int] = []
+    /// Refused or failed requests: status (0 for a transport error) and a short reason.
+    var failures: [(sequence: Int, status: Int, reason: String)] = []
+    /// `localDeliveries` summed over the receipts: what the server says it queued.
+    var serverDeliveries = 0
+    /// HTTP round trip of each publish, nanoseconds.
+    var roundTrip = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
+    var firstSend: UInt64 = .max
+    var lastSend: UInt64 = 0
+    /// How far behind its schedule a rate-mode lane fell at worst, nanoseconds.
+    var maxLag: UInt64 = 0
+    var stoppedByDeadline = false
+}
+
+/// A tiny HTTP/1.1 client for the publishing API: one keep-alive connection, one request in flight.
+struct PublisherLane: Sendable {
+    let group: any EventLoopGroup
+    let address: SocketAddress
+    let hostHeader: String
+    let apiPrefix: String
+    let token: String
+    let plan: Plan
+    let lane: Int
+
+    /// Publishes this lane's share of `phase`. In `rate` mode event `k` of the phase is due `k / rate` seconds after
+    /// `start`.
+    func run(phase: Plan.Phase, rate: Int, start: ContinuousClock.Instant, deadline: ContinuousClock.Instant) async
+        -> LaneResult
+    {
+        var result = LaneResult()
+        let sequences = Array(stride(from: phase.range.lowerBound + lane, to: phase.range.upperBound, by: plan.lanes))
+        let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.seconds(10))
+                .connect(to: address) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
+                            wrappingChannelSynchronously: channel
+                        )
+                    }
+                }
+        } catch {
+            for sequence in sequences { result.failures.append((sequence, 0, "connect: \(error)")) }
+            return result
+        }
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var responses = inbound.makeAsyncIterator()
+                for sequence in sequences {
+                    let now = ContinuousClock.now
+                    if now >= deadline {
+                        result.stoppedByDeadline = true
+                        break
+                    }
+                    if phase.mode == .rate {
+                        let offset = sequence - phase.range.lowerBound
+                        let due = start + .nanoseconds(Int64(offset) * 1_000_000_000 / Int64(max(rate, 1)))
+                        if due > now {
+                            try await Task.sleep(until: min(due, deadline), clock: .continuous)
+                        } else {
+                            let lag = now - due
+                            let lagNanos =
+                                UInt64(lag.components.seconds) * 1_000_000_000
+                                + UInt64(lag.components.attoseconds / 1_000_000_000)
+                            result.maxLag = max(result.maxLag, lagNanos)
+                        }
+                    }
+                    let sent = NIODeadline.now().uptimeNanoseconds
+                    result.firstSend = min(result.firstSend, sent)
+                    result.lastSend = sent
+                    let body = requestBody(sequence: sequence, sent: sent)
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Host", value: hostHeader)
+                    headers.add(name: "Authorization", value: "Bearer \(token)")
+                    headers.add(name: "Content-Type", value: "application/json")
+                    headers.add(name: "Content-Length", value: String(body.readableBytes))
+                    let head = HTTPRequestHead(
+                        version: .http1_1,
+                        method: .POST,
+                        uri: apiPrefix + "/events",
+                        headers: headers
+                    )
+                    try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(body)), .end(nil)])
+                    var status = 0
+                    var responseBody = ByteBuffer()
+                    var complete = false
+                    while !complete, let part = try await responses.next() {
+                        switch part {
+                        case .head(let head): status = Int(head.status.code)
+                        case .body(var buffer):
+                            if responseBody.readableBytes < 4096 { responseBody.writeBuffer(&buffer) }
+                        case .end: complete = true
+                        }
+                    }
+                    guard complete else {
+                        result.failures.append((sequence, 0, "connection closed before the response"))
+                        break
+                    }
+                    let done = NIODeadline.now().uptimeNanoseconds
+                    _ = result.roundTrip.record(done >= sent ? done - sent : 0)
+                    if status == 202 {
+                        result.accepted.append(sequence)
+                        result.serverDeliveries += Self.localDeliveries(responseBody)
+                    } else {
+                        result.failures.append((sequence, status, String(buffer: responseBody).prefix(200).description))
+                    }
+                }
+            }
+        } catch {
+            result.failures.append((-1, 0, "publisher lane \(lane): \(error)"))
+        }
+        return result
+    }
+
+    private func requestBody(sequence: Int, sent: UInt64) -> ByteBuffer {
+        let target = plan.targets[sequence]
+        var text = #"{"type":""# + plan.eventType + "\","
+        if target >= 0 {
+            text += #""scope":"user","userId":"lg-u"# + String(target) + "\","
+        } else {
+            text += #""scope":"everyone","#
+        }
+        text +=
+            #""data":{"lgRun":""# + plan.runID + #"","lgSeq":"# + String(sequence) + #","lgLane":"#
+            + String(lane) + #","lgSent":"# + String(sent) + "}}"
+        return ByteBuffer(string: text)
+    }
+
+    private static func localDeliveries(_ body: ByteBuffer) -> Int {
+        guard let value = try? JSONParser().parse(Array(body.readableBytesView)),
+            let count = value["localDeliveries"]?.intValue
+        else { return 0 }
+        return Int(count)
+    }
+}
