@@ -46,8 +46,6 @@ public struct RealtimeWebSocketConnection: Sendable {
         var received: CloseCode?
         /// Set when the socket was dropped without a close handshake.
         var abnormal = false
-        /// When the write in progress started (nil when the writer is not blocked in a write).
-        var writeStarted: ContinuousClock.Instant?
     }
 
     /// Runs the connection until the socket is closed.
@@ -68,7 +66,6 @@ public struct RealtimeWebSocketConnection: Sendable {
                     group.addTask {
                         await writeOutbound(connection, outbound: outbound, channel: asyncChannel.channel, state: state)
                     }
-                    group.addTask { await watchWrites(channel: asyncChannel.channel, state: state) }
                     await readInbound(inbound, connection: connection, outbound: outbound, state: state)
                     group.cancelAll()
                 }
@@ -91,9 +88,17 @@ public struct RealtimeWebSocketConnection: Sendable {
         state: NIOLockedValueBox<CloseState>
     ) async {
         let allocator = channel.allocator
+        let writeTimeout = TimeAmount(self.writeTimeout)
+        let logger = self.logger
+        /// Writes one frame; a one-shot event-loop timer drops the socket if the write waits longer than the write
+        /// timeout (the client stopped reading). No task and no periodic wake-up per idle connection.
         func write(_ frame: WebSocketFrame) async throws {
-            state.withLockedValue { $0.writeStarted = .now }
-            defer { state.withLockedValue { $0.writeStarted = nil } }
+            let watchdog = channel.eventLoop.scheduleTask(in: writeTimeout) {
+                state.withLockedValue { if $0.sent == nil && $0.received == nil { $0.abnormal = true } }
+                logger.debug("dropping a connection whose client stopped reading")
+                channel.close(promise: nil)
+            }
+            defer { watchdog.cancel() }
             try await outbound.write(frame)
         }
         do {
@@ -125,27 +130,6 @@ public struct RealtimeWebSocketConnection: Sendable {
         }
         // The hub ended the sequence without a close frame (it was told the socket closed): drop the socket.
         channel.close(promise: nil)
-    }
-
-    /// Drops the socket when one write has waited longer than the write timeout (the client stopped reading).
-    /// Ends when the group is cancelled.
-    private func watchWrites(channel: any Channel, state: NIOLockedValueBox<CloseState>) async {
-        let interval = min(writeTimeout / 4, .seconds(1))
-        while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
-            let stalled = state.withLockedValue { state -> Bool in
-                guard let started = state.writeStarted, ContinuousClock.now - started > writeTimeout else {
-                    return false
-                }
-                if state.sent == nil && state.received == nil { state.abnormal = true }
-                return true
-            }
-            if stalled {
-                logger.debug("dropping a connection whose client stopped reading")
-                channel.close(promise: nil)
-                return
-            }
-        }
     }
 
     // MARK: Reader
