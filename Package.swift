@@ -170,7 +170,7 @@ let package = Package(
         // `Testing` ships with the toolchain; it is not a package dependency.
         .target(
             name: "RealtimeTesting",
-            dependencies: ["RealtimeCore"],
+            dependencies: ["RealtimeCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(

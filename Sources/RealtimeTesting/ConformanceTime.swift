@@ -1,3 +1,4 @@
+import Logging
 public import RealtimeCore
 import Synchronization
 
@@ -51,7 +52,10 @@ public struct ConformanceTime: Sendable {
     /// stalls, so every check stays exact there.
     public func stalledSinceLastCheck(_ check: String) -> Bool {
         guard let stalls, stalls.take() else { return false }
-        print("ConformanceTime: the machine stalled past the waited time; not checking upper bound: \(check)")
+        Logger(label: "realtime-testing").notice(
+            "the machine stalled past the waited time; not checking an upper bound",
+            metadata: ["realtime.check": "\(check)"]
+        )
         return true
     }
 
