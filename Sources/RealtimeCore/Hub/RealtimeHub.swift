@@ -470,15 +470,7 @@ public final class RealtimeHub: Service, Sendable {
         }
         guard first else { return }
         core.queue.close(code, reason: Self.closeReason(reason), flush: flush)
-        state.withLock { state in
-            state.deactivate(core.id)
-            state.awaitingAuth[core.id] = nil
-            state.reserved[core.id] = nil
-            state.closedCores[core.id] = core
-            if !state.pendingInterest.isEmpty { _ = interest.request() }
-            counters.connectionsGauge.record(state.activeCount)
-            counters.adminConnectionsGauge.record(state.adminSlots.count)
-        }
+        forget(core, keepForUnregister: true)
         if code == .slowConsumer { counters.slowConsumerCloses.add(1, ordering: .relaxed) }
         logger.debug(
             "connection closed by hub",
@@ -498,6 +490,21 @@ public final class RealtimeHub: Service, Sendable {
         return cut + "…"
     }
 
+    /// Drops a connection from routing, reservations and first-message authentication, and wakes the interest
+    /// reconciler if its user's or the admins' route is no longer needed. `keepForUnregister` hands the core to the
+    /// run loop, which removes its registry entry.
+    private func forget(_ core: ConnectionCore, keepForUnregister: Bool) {
+        state.withLock { state in
+            state.deactivate(core.id)
+            state.awaitingAuth[core.id] = nil
+            state.reserved[core.id] = nil
+            if keepForUnregister { state.closedCores[core.id] = core }
+            if !state.pendingInterest.isEmpty { _ = interest.request() }
+            counters.connectionsGauge.record(state.activeCount)
+            counters.adminConnectionsGauge.record(state.adminSlots.count)
+        }
+    }
+
     /// The host reports the socket closed.
     func connectionClosed(_ core: ConnectionCore, code: CloseCode?) async {
         let first = core.mutable.withLock { mutable -> Bool in
@@ -507,16 +514,7 @@ public final class RealtimeHub: Service, Sendable {
         }
         core.queue.terminate()
         _ = state.withLock { $0.closedCores.removeValue(forKey: core.id) }
-        if first {
-            state.withLock { state in
-                state.deactivate(core.id)
-                state.awaitingAuth[core.id] = nil
-                state.reserved[core.id] = nil
-                if !state.pendingInterest.isEmpty { _ = interest.request() }
-                counters.connectionsGauge.record(state.activeCount)
-                counters.adminConnectionsGauge.record(state.adminSlots.count)
-            }
-        }
+        if first { forget(core, keepForUnregister: false) }
         await unregister(core)
     }
 
