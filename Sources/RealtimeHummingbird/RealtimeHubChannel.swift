@@ -18,7 +18,7 @@ public import RealtimeCore
 /// a rejection is answered with the hub's HTTP status, `Retry-After` and JSON body, and never reaches the
 /// WebSocket layer. (hummingbird-websocket's `HTTP1WebSocketUpgradeChannel` answers every refused upgrade with a
 /// bare 400, which is why this channel configures NIO's upgrader itself.) Requests without an upgrade go to the
-/// router. Accepted connections are driven by ``RealtimeWebSocketConnection``.
+/// router. Accepted connections are driven by a ``RealtimeWebSocketHandler`` in the channel pipeline.
 ///
 /// Build it with ``HummingbirdCore/HTTPServerBuilder/realtimeHub(_:configuration:)``.
 public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
@@ -51,7 +51,7 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
     enum Negotiated: Sendable {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case rejected(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, UpgradeRejection)
-        case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, UpgradeTicket)
+        case webSocket(any Channel)
     }
 
     public struct Value: ServerChildChannelValue {
@@ -107,16 +107,24 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
                     }
                     return promise.futureResult
                 },
-                upgradePipelineHandler: { channel, _ in
+                upgradePipelineHandler: { [configuration] channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         guard case .accepted(let ticket) = decision.withLockedValue({ $0 }) else {
                             throw ChannelError.inappropriateOperationForState
                         }
-                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        // No NIOAsyncChannel and no task per connection: the handler drives the hub connection
+                        // from the event loop (see Architecture.md, "The host's per-connection cost").
+                        try channel.pipeline.syncOperations.addHandler(
+                            RealtimeWebSocketHandler(
+                                hub: hub,
+                                ticket: ticket,
+                                closeTimeout: configuration.closeTimeout,
+                                pingPayload: configuration.pingPayload,
+                                writeTimeout: configuration.writeTimeout,
+                                logger: logger
+                            )
                         )
-                        return Negotiated.webSocket(asyncChannel, ticket)
+                        return Negotiated.webSocket(channel)
                     }
                 }
             )
@@ -167,15 +175,14 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
                 await handleHTTP(asyncChannel: asyncChannel, logger: logger)
             case .rejected(let asyncChannel, let rejection):
                 await Self.writeRejection(rejection, to: asyncChannel, logger: logger)
-            case .webSocket(let asyncChannel, let ticket):
-                await RealtimeWebSocketConnection(
-                    hub: hub,
-                    ticket: ticket,
-                    closeTimeout: configuration.closeTimeout,
-                    pingPayload: configuration.pingPayload,
-                    writeTimeout: configuration.writeTimeout,
-                    logger: logger
-                ).run(asyncChannel)
+            case .webSocket(let channel):
+                // The handler does the work; this task only keeps the server's graceful shutdown waiting until
+                // the socket is closed (the hub's drain closes it), and closes it if the server is cancelled.
+                await withTaskCancellationHandler {
+                    try? await channel.closeFuture.get()
+                } onCancel: {
+                    channel.close(promise: nil)
+                }
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("input closed during the upgrade")

@@ -242,11 +242,8 @@ struct ProtocolTests {
             $0.limits.outboundQueueFrames = 32
             $0.limits.outboundQueueBytes = 256 * 1024
         }) { server in
-            let slow = try await server.connect(TestKeys.token("alice"))
-            try await slow.sendText(#"{"type":"subscribe","payload":{"eventTypes":["security.*"]}}"#)
-            _ = try await slow.nextMessage(type: "subscribed")
             // Stop reading from the socket: the kernel's buffers fill, then the server's writer blocks.
-            try await slow.setReading(false)
+            let slow = try await Self.subscribedClientThatStopsReading(server)
             let filler = String(repeating: "x", count: 16 * 1024)
             // Publish until the hub gives up on the reader; bounded at 64 MiB of events.
             var published = 0
@@ -272,4 +269,75 @@ struct ProtocolTests {
         }
     }
 
+    @Test("a client that stops reading is dropped after the write timeout, before its queue overflows")
+    func writeStall() async throws {
+        try await TestServer.with(
+            {
+                // A queue big enough that the hub never closes it as a slow consumer within this test.
+                $0.limits.outboundQueueFrames = 100_000
+                $0.limits.outboundQueueBytes = 512 * 1024 * 1024
+            },
+            writeTimeout: .seconds(1)
+        ) { server in
+            let stalled = try await Self.subscribedClientThatStopsReading(server)
+            let filler = String(repeating: "x", count: 16 * 1024)
+            // Fill the kernel's buffers and the channel's outbound buffer (bounded at 64 MiB of events), then wait
+            // for the write timeout to drop the socket (bounded at 20 s).
+            var published = 0
+            let deadline = ContinuousClock.now + .seconds(20)
+            while await server.hub.stats().server.connections > 0 && ContinuousClock.now < deadline {
+                if published < 4096 {
+                    for _ in 0..<64 {
+                        try await server.hub.publishSecurityEvent(
+                            .securitySuspiciousActivity,
+                            userID: "alice",
+                            data: ["filler": .string(filler)]
+                        )
+                    }
+                    published += 64
+                } else {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let stats = await server.hub.stats()
+            #expect(stats.server.connections == 0, "published \(published), queued \(stats.server.queuedFrames)")
+            #expect(stats.server.slowConsumerCloses == 0)
+            // The server dropped the socket without a close handshake.
+            try await stalled.setReading(true)
+            try await stalled.waitForEOF(timeout: .seconds(20))
+        }
+    }
+
+    @Test("messages sent back to back in one write are all answered, in order (reading pauses, nothing is lost)")
+    func pipelinedMessages() async throws {
+        try await TestServer.with({
+            $0.rateLimits.messagesPerConnection = RateLimitPolicy(
+                name: "msg",
+                limit: 1_000,
+                period: .seconds(1)
+            )
+        }) { server in
+            let client = try await server.connect(TestKeys.token("alice"))
+            // 200 pings in a single TCP write: far more than the handler lets wait for the hub at once.
+            var bytes: [UInt8] = []
+            for index in 0..<200 {
+                bytes += TestSocket.frameBytes(opcode: 1, Array(#"{"type":"ping","id":"p\#(index)"}"#.utf8))
+            }
+            try await client.write(bytes)
+            for index in 0..<200 {
+                let pong = try await client.nextMessage(type: "pong", timeout: .seconds(20))
+                #expect(pong["id"]?.stringValue == "p\(index)")
+            }
+            await client.close()
+        }
+    }
+
+    /// Alice, subscribed to `security.*`, no longer reading from her socket.
+    static func subscribedClientThatStopsReading(_ server: TestServer) async throws -> TestSocket {
+        let client = try await server.connect(TestKeys.token("alice"))
+        try await client.sendText(#"{"type":"subscribe","payload":{"eventTypes":["security.*"]}}"#)
+        _ = try await client.nextMessage(type: "subscribed")
+        try await client.setReading(false)
+        return client
+    }
 }

@@ -282,6 +282,17 @@ final class TestSocket: Sendable {
     func sendFrame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true, rsv: UInt8 = 0, masked: Bool = true)
         async throws
     {
+        try await write(Self.frameBytes(opcode: opcode, payload, fin: fin, rsv: rsv, masked: masked))
+    }
+
+    /// The bytes of one client frame, masked unless `masked` is false.
+    static func frameBytes(
+        opcode: UInt8,
+        _ payload: [UInt8],
+        fin: Bool = true,
+        rsv: UInt8 = 0,
+        masked: Bool = true
+    ) -> [UInt8] {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | (rsv << 4) | opcode]
         let maskBit: UInt8 = masked ? 0x80 : 0
         if payload.count < 126 {
@@ -301,7 +312,7 @@ final class TestSocket: Sendable {
         } else {
             frame.append(contentsOf: payload)
         }
-        try await write(frame)
+        return frame
     }
 
     func sendText(_ text: String) async throws { try await sendFrame(opcode: 1, Array(text.utf8)) }

@@ -2,9 +2,15 @@ import Synchronization
 
 /// One accepted connection, as the host drives it.
 ///
-/// The host writes every frame of ``outbound`` to the socket (from one task), passes each inbound text frame
+/// The host writes every frame the hub queues for the connection to the socket, passes each inbound text frame
 /// to ``receive(text:)``, reports pongs with ``receivedPong()``, and calls ``closed(code:)`` once the socket
 /// is gone (always, whoever closed it).
+///
+/// Frames can be consumed in one of two ways — pick one per connection:
+/// - iterate ``outbound`` from one task (simple; costs a suspended task per connection), or
+/// - push-style, for hosts that write from an event loop: register ``onOutboundReady(_:)`` and call
+///   ``drainOutbound(maxFrames:_:)`` whenever it fires or the socket becomes writable again. An idle connection
+///   then costs no task at all, and every wake-up can write a batch of frames with a single flush.
 public final class HubConnection: Sendable {
     let hub: RealtimeHub
     let core: ConnectionCore
@@ -20,6 +26,26 @@ public final class HubConnection: Sendable {
     public var identity: VerifiedIdentity? { core.identity }
     /// The frames to write, in order. Ends after a close frame.
     public var outbound: OutboundFrames { OutboundFrames(queue: core.queue) }
+
+    /// Registers the push-style consumer's wake-up: `handler` is called (from whichever thread queued the frame)
+    /// when frames are waiting after ``drainOutbound(maxFrames:_:)`` reported ``OutboundDrainResult/idle`` — at
+    /// most once per drain — and right away if frames are already queued. It should only schedule a drain (for
+    /// example `eventLoop.execute { … }`), not drain itself. Do not also iterate ``outbound``.
+    public func onOutboundReady(_ handler: @escaping @Sendable () -> Void) {
+        core.queue.onReady(handler)
+    }
+
+    /// Hands queued frames to `body` in order, at most `maxFrames` of them, and reports what is left:
+    /// ``OutboundDrainResult/idle`` (the ready handler fires on the next frame), ``OutboundDrainResult/more``
+    /// (drain again when the socket can take more; frames left in the queue count against its bounds, so a
+    /// client that stops reading is closed as a slow consumer) or ``OutboundDrainResult/finished`` (the close
+    /// frame was the last one; stop). `body` runs without any lock held.
+    public func drainOutbound(
+        maxFrames: Int = .max,
+        _ body: (OutboundFrame) throws -> Void
+    ) rethrows -> OutboundDrainResult {
+        try core.queue.drain(maxFrames: maxFrames, body)
+    }
 
     /// Handles one inbound text frame. Never throws: every problem is answered with an `error` message or,
     /// where a documented limit says so, a close frame on ``outbound``.

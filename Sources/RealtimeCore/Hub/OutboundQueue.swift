@@ -4,7 +4,8 @@ import Synchronization
 /// The bounded queue of frames waiting to be written to one connection's socket.
 ///
 /// Producers (fan-out, replies) never wait: a frame that does not fit is refused and the hub closes the
-/// connection as a slow consumer. One consumer (the host's writer) iterates it as an async sequence.
+/// connection as a slow consumer. One consumer (the host's writer) either iterates it as an async sequence or
+/// drains it from a ready handler (`onReady` + `drain`), never both.
 final class OutboundQueue: Sendable {
     enum EnqueueResult {
         case queued
@@ -12,10 +13,14 @@ final class OutboundQueue: Sendable {
         case closed
     }
 
-    private struct State: ~Copyable {
+    fileprivate struct State: ~Copyable {
         var frames = Deque<OutboundFrame>()
         var bytes = 0
         var waiter: UnsafeContinuation<OutboundFrame?, Never>?
+        /// The push-style consumer's wake-up, called (outside the lock) when a frame arrives while `armed`.
+        var readyHandler: (@Sendable () -> Void)?
+        /// Set when the push-style consumer found the queue empty; cleared when the handler is called.
+        var armed = false
         /// No more frames are accepted (a close frame may be the last one queued).
         var closed = false
         /// The consumer went away: drop everything.
@@ -37,6 +42,7 @@ final class OutboundQueue: Sendable {
         enum Outcome {
             case result(EnqueueResult)
             case handOver(UnsafeContinuation<OutboundFrame?, Never>)
+            case wake(@Sendable () -> Void)
         }
         let byteCount = frame.byteCount
         let outcome: Outcome = state.withLock { state in
@@ -50,13 +56,16 @@ final class OutboundQueue: Sendable {
             }
             state.frames.append(frame)
             state.bytes += byteCount
-            return .result(.queued)
+            return state.takeWakeUp().map(Outcome.wake) ?? .result(.queued)
         }
         switch outcome {
         case .result(let result):
             return result
         case .handOver(let waiter):
             waiter.resume(returning: frame)
+            return .queued
+        case .wake(let handler):
+            handler()
             return .queued
         }
     }
@@ -66,8 +75,9 @@ final class OutboundQueue: Sendable {
     @discardableResult
     func close(_ code: CloseCode, reason: String, flush: Bool = false) -> Bool {
         let frame = OutboundFrame.close(code, reason: reason)
-        let waiter: UnsafeContinuation<OutboundFrame?, Never>? = state.withLock { state in
-            if state.closed { return nil }
+        let (accepted, waiter, wake) = state.withLock {
+            state -> (Bool, UnsafeContinuation<OutboundFrame?, Never>?, (@Sendable () -> Void)?) in
+            if state.closed { return (false, nil, nil) }
             state.closed = true
             if !flush {
                 state.frames.removeAll()
@@ -75,13 +85,14 @@ final class OutboundQueue: Sendable {
             }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return waiter
+                return (true, waiter, nil)
             }
             state.frames.append(frame)
-            return nil
+            return (true, nil, state.takeWakeUp())
         }
-        if let waiter { waiter.resume(returning: frame) }
-        return true
+        waiter?.resume(returning: frame)
+        wake?()
+        return accepted
     }
 
     /// Whether a close frame was queued (or the consumer finished).
@@ -92,16 +103,63 @@ final class OutboundQueue: Sendable {
 
     /// The consumer stopped reading: drop the backlog and refuse further frames.
     func terminate() {
-        let waiter: UnsafeContinuation<OutboundFrame?, Never>? = state.withLock { state in
+        let (waiter, wake) = state.withLock {
+            state -> (UnsafeContinuation<OutboundFrame?, Never>?, (@Sendable () -> Void)?) in
             state.closed = true
             state.terminated = true
             state.frames.removeAll()
             state.bytes = 0
             let waiter = state.waiter
             state.waiter = nil
-            return waiter
+            return (waiter, state.takeWakeUp())
         }
         waiter?.resume(returning: nil)
+        wake?()
+    }
+
+    // MARK: Push-style consumer
+
+    /// Installs the push-style consumer's wake-up. It is called once when frames are already queued (or the
+    /// queue is closed), and afterwards whenever a frame arrives after ``drain(maxFrames:_:)`` found the queue
+    /// empty — at most once per drain, from the producer's thread.
+    func onReady(_ handler: @escaping @Sendable () -> Void) {
+        let wakeNow = state.withLock { state -> Bool in
+            state.readyHandler = handler
+            if !state.frames.isEmpty || state.closed { return true }
+            state.armed = true
+            return false
+        }
+        if wakeNow { handler() }
+    }
+
+    /// Hands queued frames to `body` one at a time, in order, without holding the queue's lock while `body`
+    /// runs (so `body` may write to a socket, or even enqueue). Stops after `maxFrames` frames.
+    func drain(maxFrames: Int, _ body: (OutboundFrame) throws -> Void) rethrows -> OutboundDrainResult {
+        enum Step {
+            case frame(OutboundFrame)
+            case stop(OutboundDrainResult)
+        }
+        var handed = 0
+        while true {
+            let step: Step = state.withLock { state in
+                if state.frames.isEmpty {
+                    if state.closed { return .stop(.finished) }
+                    state.armed = true
+                    return .stop(.idle)
+                }
+                if handed >= maxFrames { return .stop(.more) }
+                let frame = state.frames.removeFirst()
+                state.bytes -= frame.byteCount
+                return .frame(frame)
+            }
+            switch step {
+            case .frame(let frame):
+                handed += 1
+                try body(frame)
+            case .stop(let result):
+                return result
+            }
+        }
     }
 
     /// The next frame, or `nil` once the queue is closed and drained.
@@ -141,6 +199,26 @@ final class OutboundQueue: Sendable {
             self.terminate()
         }
     }
+}
+
+extension OutboundQueue.State {
+    /// Disarms the push-style consumer and returns its wake-up if it was waiting for frames.
+    fileprivate mutating func takeWakeUp() -> (@Sendable () -> Void)? {
+        guard armed else { return nil }
+        armed = false
+        return readyHandler
+    }
+}
+
+/// What ``HubConnection/drainOutbound(maxFrames:_:)`` left behind.
+public enum OutboundDrainResult: Sendable, Hashable {
+    /// The queue is empty; the ready handler is called when the next frame arrives.
+    case idle
+    /// `maxFrames` frames were handed over and more are queued: drain again when the socket can take more.
+    case more
+    /// The queue is closed and empty: the last frame (normally the close frame) was handed over. Nothing
+    /// follows; the ready handler is not called again.
+    case finished
 }
 
 extension OutboundFrame {
