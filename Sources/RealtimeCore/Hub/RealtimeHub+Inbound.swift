@@ -25,7 +25,8 @@ extension RealtimeHub {
         counters.protocolErrors.add(1, ordering: .relaxed)
         let count = core.mutable.withLock { $0.protocolErrors.record(now: .now, window: .seconds(60)) }
         if count > configuration.limits.maxProtocolErrorsPerMinute {
-            close(core, .policyViolation, reason: "too many invalid messages")
+            // The client's own bad requests: their error replies go out before the close frame.
+            close(core, .policyViolation, reason: "too many invalid messages", flush: true)
             return true
         }
         return false
@@ -110,7 +111,8 @@ extension RealtimeHub {
         }
         let addressKey = core.remoteAddress.rateLimitKey
         state.withLock { $0.abuse.block(addressKey, for: limits.blockDuration, now: .now) }
-        close(core, .rateLimited, reason: "message rate limit exceeded repeatedly")
+        // After the `rate_limited` replies already queued, so the client sees why (the queue is bounded).
+        close(core, .rateLimited, reason: "message rate limit exceeded repeatedly", flush: true)
         logger.notice(
             "connection closed and address blocked for rate-limit abuse",
             metadata: ["realtime.connection.id": "\(core.id)", "realtime.remote": "\(addressKey)"]
