@@ -32,6 +32,8 @@ public final class TestClient: Sendable {
             for await frame in connection.outbound {
                 if autoPong && frame == .ping { connection.receivedPong() }
                 buffer.frames.withLock { $0.append(frame) }
+                // A WebSocket host reports the socket closed once the close handshake is over.
+                if case .close(let code, _) = frame { await connection.closed(code: code) }
             }
         }
     }

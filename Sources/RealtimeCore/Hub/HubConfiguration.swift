@@ -99,6 +99,10 @@ public struct HubConfiguration: Sendable {
         public var reconnectDelay: Duration = .seconds(1)
         /// A random extra delay of up to this much is added per client.
         public var reconnectJitter: Duration = .seconds(10)
+        /// After the last batch, how long the drain waits for the host to report every drained connection closed
+        /// (``HubConnection/closed(code:)``), so a server that stops after the hub does not cut close handshakes
+        /// short. Zero does not wait.
+        public var closeWait: Duration = .seconds(10)
         public init() {}
     }
 
@@ -141,6 +145,10 @@ extension HubConfiguration {
         ("WEBSOCKET_STATS_INTERVAL", "ms between stats messages to admins, 0 = off (default 10000)"),
         ("WEBSOCKET_SHUTDOWN_BATCH_SIZE", "connections closed per batch on shutdown (default 500)"),
         ("WEBSOCKET_SHUTDOWN_BATCH_INTERVAL", "ms between shutdown batches (default 100)"),
+        (
+            "WEBSOCKET_SHUTDOWN_CLOSE_WAIT",
+            "ms the drain waits for drained sockets to close, 0 = no wait (default 10000)"
+        ),
         ("WEBSOCKET_RECONNECT_JITTER", "ms of random reconnect delay suggested on shutdown (default 10000)"),
     ]
 
@@ -239,6 +247,9 @@ extension HubConfiguration {
         }
         if let value = try reader.milliseconds("WEBSOCKET_RECONNECT_JITTER", allowZero: true) {
             shutdown.reconnectJitter = value
+        }
+        if let value = try reader.milliseconds("WEBSOCKET_SHUTDOWN_CLOSE_WAIT", allowZero: true) {
+            shutdown.closeWait = value
         }
     }
 

@@ -98,6 +98,9 @@ final class OutboundQueue: Sendable {
     /// Whether a close frame was queued (or the consumer finished).
     var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// Whether the consumer went away (the host reported the socket closed).
+    var isTerminated: Bool { state.withLock { $0.terminated } }
+
     /// Frames and bytes currently queued.
     var depth: (frames: Int, bytes: Int) { state.withLock { ($0.frames.count, $0.bytes) } }
 

@@ -357,6 +357,7 @@ extension RealtimeHub {
                 do { try await Task.sleep(for: settings.batchInterval) } catch { continue }
             }
         }
+        await waitUntilClosed(cores, within: settings.closeWait)
         unregisterContinuation.finish()
         do {
             let removed = try await backends.connectionStore.removeServer(serverID)
@@ -373,6 +374,27 @@ extension RealtimeHub {
             }
         } catch {
             logger.warning("could not unregister the server", metadata: ["realtime.error": "\(error)"])
+        }
+    }
+}
+
+extension RealtimeHub {
+    /// Waits (polling, bounded by `limit`) until the host reported every one of `cores` closed: a host whose
+    /// connections are not tasks of its server (an event-loop handler) relies on this to finish close handshakes
+    /// before the server stops.
+    func waitUntilClosed(_ cores: [ConnectionCore], within limit: Duration) async {
+        guard limit > .zero else { return }
+        let deadline = ContinuousClock.now + limit
+        var open = cores
+        while true {
+            open.removeAll { $0.queue.isTerminated }
+            if open.isEmpty { return }
+            guard ContinuousClock.now < deadline else {
+                logger.info("stopped waiting for drained connections", metadata: ["realtime.count": "\(open.count)"])
+                return
+            }
+            // A cancelled wait just ends the wait.
+            do { try await Task.sleep(for: .milliseconds(20)) } catch { return }
         }
     }
 }

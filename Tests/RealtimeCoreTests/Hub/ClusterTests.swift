@@ -221,6 +221,42 @@ import Testing
         #expect(health.draining)
     }
 
+    @Test func theDrainWaitsForTheHostToCloseDrainedSocketsBoundedByCloseWait() async throws {
+        let hub = try fixture.hub {
+            $0.shutdown.reconnectJitter = .zero
+            $0.shutdown.closeWait = .seconds(2)
+        }
+        let task = Task { try await hub.run() }
+        // A host that finishes the close handshake 300 ms after the close frame, and one that never reports.
+        let prompt = try await hub.connectClient(token: "alice-token")
+        let silent = try await hub.rawConnection(token: "bob-token")
+        let started = ContinuousClock.now
+        hub.shutdown()
+        #expect(try await prompt.nextClose().0 == .goingAway)
+        let closer = Task {
+            try await Task.sleep(for: .milliseconds(300))
+            await silent.closed(code: .goingAway)
+        }
+        try await task.value
+        let waited = ContinuousClock.now - started
+        // run() returned only after the slower host reported its socket closed (not before 300 ms) …
+        #expect(waited >= .milliseconds(300))
+        try await closer.value
+
+        // … and a host that never reports does not hold shutdown beyond closeWait.
+        let second = try fixture.hub {
+            $0.shutdown.reconnectJitter = .zero
+            $0.shutdown.closeWait = .milliseconds(500)
+        }
+        let secondTask = Task { try await second.run() }
+        let neverCloses = try await second.rawConnection(token: "bob-token")
+        let secondStarted = ContinuousClock.now
+        second.shutdown()
+        try await secondTask.value
+        #expect(ContinuousClock.now - secondStarted >= .milliseconds(500))
+        await neverCloses.closed()
+    }
+
     @Test func healthAndStatsHaveTheSpecifiedShape() async throws {
         let hub = try fixture.hub()
         try await hub.running {

@@ -60,3 +60,15 @@ struct HubFixture {
         )
     }
 }
+
+extension RealtimeHub {
+    /// An accepted and connected `/ws/events` connection whose frames nobody consumes unless the test does.
+    func rawConnection(token: String) async throws -> HubConnection {
+        let request = UpgradeRequest(uri: "/ws/events?token=\(token)", remoteAddress: "127.0.0.1")
+        guard case .accept(let ticket) = await authorizeUpgrade(request) else {
+            Issue.record("upgrade refused for \(token)")
+            throw CancellationError()
+        }
+        return try await connect(ticket)
+    }
+}

@@ -16,18 +16,6 @@ struct PushConsumerTests {
         func fire() { state.withLock { $0 += 1 } }
     }
 
-    func connect(_ hub: RealtimeHub, token: String = "alice-token") async throws -> HubConnection {
-        guard
-            case .accept(let ticket) = await hub.authorizeUpgrade(
-                UpgradeRequest(uri: "/ws/events?token=\(token)", remoteAddress: "127.0.0.1")
-            )
-        else {
-            Issue.record("upgrade refused")
-            throw CancellationError()
-        }
-        return try await hub.connect(ticket)
-    }
-
     /// Drains everything queued, returning the frames and what the drain reported.
     func drainAll(_ connection: HubConnection, maxFrames: Int = .max) -> ([OutboundFrame], OutboundDrainResult) {
         var frames: [OutboundFrame] = []
@@ -42,7 +30,7 @@ struct PushConsumerTests {
 
     @Test func wakesOncePerDrainAndHandsFramesInOrder() async throws {
         let hub = try fixture.hub()
-        let connection = try await connect(hub)
+        let connection = try await hub.rawConnection(token: "alice-token")
         let wakeUps = WakeUps()
         // `connected` is already queued: the handler fires right away.
         connection.onOutboundReady { wakeUps.fire() }
@@ -72,7 +60,7 @@ struct PushConsumerTests {
 
     @Test func aCloseFromTheHubIsTheLastFrameAndFinishesTheDrain() async throws {
         let hub = try fixture.hub()
-        let connection = try await connect(hub)
+        let connection = try await hub.rawConnection(token: "alice-token")
         let wakeUps = WakeUps()
         connection.onOutboundReady { wakeUps.fire() }
         _ = drainAll(connection)
@@ -90,7 +78,7 @@ struct PushConsumerTests {
 
     @Test func theSocketClosingWakesTheConsumerToFinish() async throws {
         let hub = try fixture.hub()
-        let connection = try await connect(hub)
+        let connection = try await hub.rawConnection(token: "alice-token")
         let wakeUps = WakeUps()
         connection.onOutboundReady { wakeUps.fire() }
         _ = drainAll(connection)
@@ -102,7 +90,7 @@ struct PushConsumerTests {
 
     @Test func concurrentPublishersLoseNoWakeUp() async throws {
         let hub = try fixture.hub { $0.limits.outboundQueueFrames = 100_000 }
-        let connection = try await connect(hub)
+        let connection = try await hub.rawConnection(token: "alice-token")
         await connection.receive(text: #"{"type":"subscribe","payload":{"eventTypes":["authentication.*"]}}"#)
         let wakeUps = WakeUps()
         connection.onOutboundReady { wakeUps.fire() }
