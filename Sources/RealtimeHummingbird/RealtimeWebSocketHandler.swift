@@ -410,7 +410,7 @@ final class InboundPump: Sendable {
     func attach(_ connection: HubConnection, resumeReading: @escaping @Sendable () -> Void) {
         let start = state.withLock { state -> Bool in
             state.connection = connection
-            state.resumeReading = resumeReading
+            if state.closeCode == nil { state.resumeReading = resumeReading }
             return state.startIfNeeded()
         }
         if start { startTask() }
@@ -435,6 +435,8 @@ final class InboundPump: Sendable {
             guard state.closeCode == nil else { return false }
             state.closeCode = code
             state.messages.removeAll()
+            // It captures the channel handler, which holds this pump: break the cycle.
+            state.resumeReading = nil
             return state.startIfNeeded()
         }
         if start { startTask() }
@@ -480,6 +482,7 @@ final class InboundPump: Sendable {
                 }
             case .reportClose(let connection, let code):
                 await connection.closed(code: code)
+                state.withLock { $0.connection = nil }
             case .stop:
                 return
             }

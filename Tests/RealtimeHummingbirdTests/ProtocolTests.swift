@@ -201,23 +201,30 @@ struct ProtocolTests {
     @Test("heartbeats: the server pings, a client that answers stays, a silent one is closed")
     func heartbeats() async throws {
         try await TestServer.with({
-            $0.heartbeatInterval = .milliseconds(100)
-            $0.idleTimeout = .milliseconds(600)
-            // The hub ticks every min(1 s, authenticationTimeout / 2): a short one makes 100 ms heartbeats real.
-            $0.authenticationTimeout = .milliseconds(200)
+            // 200 ms pings, closed after 1.5 s of silence: the answering client has 1.5 s per answer (the seven
+            // suites run in parallel on two shared cores; 600 ms proved too tight for the test's own reader task).
+            $0.heartbeatInterval = .milliseconds(200)
+            $0.idleTimeout = .milliseconds(1500)
+            // The hub ticks every min(1 s, authenticationTimeout / 2): a short one makes 200 ms heartbeats real.
+            $0.authenticationTimeout = .milliseconds(400)
         }) { server in
             let lively = try await server.connect(TestKeys.token("alice"))
             let silent = try await server.connect(TestKeys.token("bob"))
             // The lively client answers every ping for well past the idle timeout.
-            let until = ContinuousClock.now + .milliseconds(1500)
+            let until = ContinuousClock.now + .milliseconds(3500)
             var pings = 0
+            var pingTimes: [Duration] = []
             while ContinuousClock.now < until {
                 let frame = try await lively.readFrame(timeout: .seconds(2))
                 #expect(
                     frame.opcode == 9,
-                    "unexpected frame \(frame.opcode) \(frame.closeCode ?? 0) \(frame.closeReason) after \(pings) pings"
+                    """
+                    unexpected frame \(frame.opcode) \(frame.closeCode ?? 0) \(frame.closeReason) after \(pings) pings, \
+                    \(ContinuousClock.now - (until - .milliseconds(3500))) into the loop, pings at \(pingTimes)
+                    """
                 )
                 if frame.opcode == 9 {
+                    pingTimes.append(ContinuousClock.now - (until - .milliseconds(3500)))
                     pings += 1
                     try await lively.sendFrame(opcode: 10, frame.payload)
                 }

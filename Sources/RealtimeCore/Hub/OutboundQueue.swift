@@ -114,7 +114,10 @@ final class OutboundQueue: Sendable {
             state.bytes = 0
             let waiter = state.waiter
             state.waiter = nil
-            return (waiter, state.takeWakeUp())
+            let wake = state.takeWakeUp()
+            // The handler usually captures the host's connection object, which holds this queue: let it go.
+            state.readyHandler = nil
+            return (waiter, wake)
         }
         waiter?.resume(returning: nil)
         wake?()

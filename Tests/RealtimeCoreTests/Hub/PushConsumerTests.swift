@@ -88,6 +88,22 @@ struct PushConsumerTests {
         #expect(await hub.stats().server.connections == 0)
     }
 
+    @Test func theReadyHandlerIsReleasedOnceTheSocketIsClosed() async throws {
+        final class HostConnection: Sendable {}
+        let hub = try fixture.hub()
+        let connection = try await hub.rawConnection(token: "alice-token")
+        weak var released: HostConnection?
+        do {
+            // A host's handler typically captures the host's per-connection object, which holds the connection.
+            let host = HostConnection()
+            released = host
+            connection.onOutboundReady { _ = host }
+        }
+        #expect(released != nil)
+        await connection.closed(code: .normal)
+        #expect(released == nil, "the hub still holds the host's handler after the close")
+    }
+
     @Test func concurrentPublishersLoseNoWakeUp() async throws {
         let hub = try fixture.hub { $0.limits.outboundQueueFrames = 100_000 }
         let connection = try await hub.rawConnection(token: "alice-token")
