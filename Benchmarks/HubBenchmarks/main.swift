@@ -128,6 +128,28 @@ let encoding = measure {
     return bytes > 0 ? events.count : 0
 }
 
+// In-memory rate limiting with 100,000 live keys (issue 6). Reference: the floor of any keyed limiter, one
+// lookup-and-store of an Int64 per key in a Mutex-protected [String: Int64] of the same 100,000 keys.
+let limiterKeys = (0..<100_000).map { "203.0.113.\($0 / 256).\($0 % 256)" }
+let keyedReference = Mutex([String: Int64](minimumCapacity: limiterKeys.count))
+keyedReference.withLock { table in for key in limiterKeys { table[key] = 0 } }
+let limiterReference = measure {
+    for key in limiterKeys { keyedReference.withLock { $0[key, default: 0] &+= 1 } }
+    return limiterKeys.count
+}
+let limiter = InMemoryRateLimiter()
+// One unit earned every 3.6 s and a huge burst: every key stays live (its TAT in the future) and allowed.
+let limiterPolicy = RateLimitPolicy(name: "benchmark", limit: 1000, period: .seconds(3600), burst: 1_000_000)
+for key in limiterKeys { _ = try limiter.decide(key, cost: 1, policy: limiterPolicy) }
+let limiterDecisions = try measure {
+    var allowed = 0
+    for key in limiterKeys where try limiter.decide(key, cost: 1, policy: limiterPolicy).allowed { allowed += 1 }
+    guard allowed == limiterKeys.count, limiter.keyCount == limiterKeys.count else {
+        fatalError("the benchmark's keys must all be live and allowed")
+    }
+    return allowed
+}
+
 func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(1, width - text.count)) }
 func fixed(_ value: Double, _ decimals: Int) -> String {
     var scale = 1.0
@@ -142,8 +164,13 @@ func fixed(_ value: Double, _ decimals: Int) -> String {
     return text
 }
 
-func line(_ name: String, _ result: (perSecond: Double, mallocs: Int, units: Int), unit: String) {
-    let ratio = result.perSecond / reference.perSecond
+func line(
+    _ name: String,
+    _ result: (perSecond: Double, mallocs: Int, units: Int),
+    unit: String,
+    against base: (perSecond: Double, mallocs: Int, units: Int) = reference
+) {
+    let ratio = result.perSecond / base.perSecond
     let perUnit = result.units > 0 ? Double(result.mallocs) / Double(result.units) : 0
     print(
         pad(name, 44) + pad(fixed(result.perSecond, 0) + " \(unit)/s", 26) + "ratio to reference " + fixed(ratio, 2)
@@ -155,3 +182,6 @@ line("reference: Mutex<Deque> appends", reference, unit: "append")
 line("broadcast (everyone, system.*)", broadcast, unit: "delivery")
 line("user-scoped (1 user + 100 admin watchers)", userScoped, unit: "delivery")
 line("event JSON encoding", encoding, unit: "event")
+print("rate limiting: 100,000 live keys, every decision allowed")
+line("reference: Mutex<[String: Int64]> update", limiterReference, unit: "update", against: limiterReference)
+line("InMemoryRateLimiter.decide", limiterDecisions, unit: "decision", against: limiterReference)

@@ -42,7 +42,9 @@ final class OutboundQueue: Sendable {
         enum Outcome {
             case result(EnqueueResult)
             case handOver(UnsafeContinuation<OutboundFrame?, Never>)
-            case wake(@Sendable () -> Void)
+            /// The push-style consumer waits for frames. (Its handler is read after the lock: keeping closures out
+            /// of this enum keeps the hot path free of reference counting.)
+            case wake
         }
         let byteCount = frame.byteCount
         let outcome: Outcome = state.withLock { state in
@@ -56,7 +58,11 @@ final class OutboundQueue: Sendable {
             }
             state.frames.append(frame)
             state.bytes += byteCount
-            return state.takeWakeUp().map(Outcome.wake) ?? .result(.queued)
+            if state.armed {
+                state.armed = false
+                return .wake
+            }
+            return .result(.queued)
         }
         switch outcome {
         case .result(let result):
@@ -64,8 +70,9 @@ final class OutboundQueue: Sendable {
         case .handOver(let waiter):
             waiter.resume(returning: frame)
             return .queued
-        case .wake(let handler):
-            handler()
+        case .wake:
+            // `terminate` may have cleared it meanwhile; then there is nothing left to wake.
+            state.withLock { $0.readyHandler }?()
             return .queued
         }
     }
