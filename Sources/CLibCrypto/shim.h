@@ -382,44 +382,110 @@ static inline int clibcrypto_verify_copy(const EVP_MD_CTX *tmpl, const void *msg
     return result;
 }
 
-/// A context for `EVP_PKEY_verify` of a digest made with `md` (RSA PKCS#1 v1.5, RSA-PSS when `pss` is 1, ECDSA;
-/// not Ed25519), to be duplicated (`clibcrypto_pkey_ctx_dup`) and then reused by one thread at a time. NULL on
-/// failure. Free with `clibcrypto_pkey_ctx_free`.
-static inline EVP_PKEY_CTX *clibcrypto_prehashed_verify_ctx_new(EVP_PKEY *pkey, const EVP_MD *md, int pss) {
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-    if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, md) != 1) goto fail;
-    if (pss && (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-                EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-                EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) != 1)) {
+/// A verifier of signatures over a digest, for RSA PKCS#1 v1.5, RSA-PSS and ECDSA (not Ed25519): an
+/// `EVP_PKEY_verify` context and an `EVP_MD_CTX` for hashing, both reused across verifications by one thread at
+/// a time (duplicate a template with `clibcrypto_digest_verifier_dup`).
+///
+/// For RSA PKCS#1 v1.5 the context has no signature digest: the verifier hashes the message, puts the DER
+/// DigestInfo prefix of the digest (RFC 8017 §9.2, note 1) before it, and `EVP_PKEY_verify` compares the whole
+/// recovered encoding (after its check of the type 1 padding) with it, byte for byte. That is what OpenSSL's
+/// `RSA_verify` does too (decrypt, re-encode the DigestInfo, compare), without its two buffers allocated and
+/// cleansed per call.
+typedef struct clibcrypto_digest_verifier {
+    EVP_PKEY_CTX *pkey_ctx;
+    EVP_MD_CTX *md_ctx;
+    const EVP_MD *md;
+    size_t prefix_len; // 0 unless RSA PKCS#1 v1.5
+    unsigned char prefix[19];
+} clibcrypto_digest_verifier;
+
+/// The DER DigestInfo prefixes of RFC 8017 §9.2, note 1, for SHA-256, SHA-384 and SHA-512 (all 19 bytes).
+static const unsigned char clibcrypto_digest_info_sha256[19] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60,
+                                                                0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                                                                0x01, 0x05, 0x00, 0x04, 0x20};
+static const unsigned char clibcrypto_digest_info_sha384[19] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60,
+                                                                0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                                                                0x02, 0x05, 0x00, 0x04, 0x30};
+static const unsigned char clibcrypto_digest_info_sha512[19] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60,
+                                                                0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                                                                0x03, 0x05, 0x00, 0x04, 0x40};
+
+static inline void clibcrypto_digest_verifier_free(clibcrypto_digest_verifier *verifier) {
+    if (verifier == NULL) return;
+    EVP_PKEY_CTX_free(verifier->pkey_ctx);
+    EVP_MD_CTX_free(verifier->md_ctx);
+    OPENSSL_free(verifier);
+}
+
+/// A digest verifier for `pkey` with `md`. `scheme`: 0 RSA PKCS#1 v1.5 (`md` SHA-256, SHA-384 or SHA-512),
+/// 1 RSA-PSS (MGF1 with `md`, salt as long as the digest, RFC 7518 §3.5), 2 ECDSA. NULL on failure.
+/// Free with `clibcrypto_digest_verifier_free`.
+static inline clibcrypto_digest_verifier *clibcrypto_digest_verifier_new(EVP_PKEY *pkey, const EVP_MD *md,
+                                                                        int scheme) {
+    clibcrypto_digest_verifier *verifier = OPENSSL_zalloc(sizeof(*verifier));
+    if (verifier == NULL) goto fail;
+    verifier->md = md;
+    verifier->md_ctx = EVP_MD_CTX_new();
+    verifier->pkey_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (verifier->md_ctx == NULL || verifier->pkey_ctx == NULL || EVP_PKEY_verify_init(verifier->pkey_ctx) != 1) {
         goto fail;
     }
-    return ctx;
+    if (scheme == 0) {
+        const unsigned char *prefix = EVP_MD_is_a(md, "SHA2-256")   ? clibcrypto_digest_info_sha256
+                                      : EVP_MD_is_a(md, "SHA2-384") ? clibcrypto_digest_info_sha384
+                                      : EVP_MD_is_a(md, "SHA2-512") ? clibcrypto_digest_info_sha512
+                                                                    : NULL;
+        if (prefix == NULL || EVP_PKEY_CTX_set_rsa_padding(verifier->pkey_ctx, RSA_PKCS1_PADDING) != 1) goto fail;
+        memcpy(verifier->prefix, prefix, sizeof(verifier->prefix));
+        verifier->prefix_len = sizeof(verifier->prefix);
+    } else {
+        if (EVP_PKEY_CTX_set_signature_md(verifier->pkey_ctx, md) != 1) goto fail;
+        if (scheme == 1 && (EVP_PKEY_CTX_set_rsa_padding(verifier->pkey_ctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                            EVP_PKEY_CTX_set_rsa_pss_saltlen(verifier->pkey_ctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                            EVP_PKEY_CTX_set_rsa_mgf1_md(verifier->pkey_ctx, md) != 1)) {
+            goto fail;
+        }
+    }
+    return verifier;
 fail:
-    EVP_PKEY_CTX_free(ctx);
+    clibcrypto_digest_verifier_free(verifier);
     ERR_clear_error();
     return NULL;
 }
 
-static inline EVP_PKEY_CTX *clibcrypto_pkey_ctx_dup(const EVP_PKEY_CTX *ctx) {
-    EVP_PKEY_CTX *copy = EVP_PKEY_CTX_dup(ctx);
-    if (copy == NULL) ERR_clear_error();
+/// A copy of `verifier` with its own contexts (it only reads `verifier`, so threads may share the template).
+/// NULL on failure.
+static inline clibcrypto_digest_verifier *clibcrypto_digest_verifier_dup(const clibcrypto_digest_verifier *verifier) {
+    clibcrypto_digest_verifier *copy = OPENSSL_zalloc(sizeof(*copy));
+    if (copy == NULL) goto fail;
+    copy->md = verifier->md;
+    copy->prefix_len = verifier->prefix_len;
+    memcpy(copy->prefix, verifier->prefix, sizeof(copy->prefix));
+    copy->md_ctx = EVP_MD_CTX_new();
+    copy->pkey_ctx = EVP_PKEY_CTX_dup(verifier->pkey_ctx);
+    if (copy->md_ctx == NULL || copy->pkey_ctx == NULL) goto fail;
     return copy;
+fail:
+    clibcrypto_digest_verifier_free(copy);
+    ERR_clear_error();
+    return NULL;
 }
 
-static inline void clibcrypto_pkey_ctx_free(EVP_PKEY_CTX *ctx) { EVP_PKEY_CTX_free(ctx); }
-
-/// Hashes `msg` with `md` and verifies `sig` over the digest with `ctx` (from
-/// `clibcrypto_prehashed_verify_ctx_new`; the caller uses it on one thread at a time). Returns 1 when the
-/// signature verifies, 0 when it does not, -1 when the digest could not be computed.
-static inline int clibcrypto_verify_prehashed(EVP_PKEY_CTX *ctx, const EVP_MD *md, const void *msg, size_t msg_len,
-                                              const void *sig, size_t sig_len) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
+/// Hashes `msg` and verifies `sig` over the digest with `verifier` (used by one thread at a time). Returns 1
+/// when the signature verifies, 0 when it does not, -1 when the digest could not be computed.
+static inline int clibcrypto_digest_verifier_verify(clibcrypto_digest_verifier *verifier, const void *msg,
+                                                    size_t msg_len, const void *sig, size_t sig_len) {
+    unsigned char encoded[sizeof(verifier->prefix) + EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;
-    if (EVP_Digest(msg, msg_len, digest, &digest_len, md, NULL) != 1) {
+    memcpy(encoded, verifier->prefix, verifier->prefix_len);
+    if (EVP_DigestInit_ex2(verifier->md_ctx, verifier->md, NULL) != 1 ||
+        EVP_DigestUpdate(verifier->md_ctx, msg, msg_len) != 1 ||
+        EVP_DigestFinal_ex(verifier->md_ctx, encoded + verifier->prefix_len, &digest_len) != 1) {
         ERR_clear_error();
         return -1;
     }
-    int result = EVP_PKEY_verify(ctx, (const unsigned char *)sig, sig_len, digest, digest_len) == 1;
+    int result = EVP_PKEY_verify(verifier->pkey_ctx, (const unsigned char *)sig, sig_len, encoded,
+                                 verifier->prefix_len + digest_len) == 1;
     if (!result) ERR_clear_error();
     return result;
 }

@@ -4,7 +4,8 @@ internal import RealtimeCore
 
 /// The members of a token's header or payload, in document order, without duplicates (the parser refused
 /// them). A JOSE header or a claim set has a handful of short names, so finding one by a linear search is
-/// cheaper than hashing every name into a dictionary; the dictionary is built once, for ``VerifiedIdentity``.
+/// cheaper than hashing every name into a dictionary. ``VerifiedIdentity`` builds the dictionary of the claims
+/// only if a host reads it.
 struct Members {
     let members: [JSONMember]
 
@@ -104,7 +105,7 @@ struct ClaimsValidator {
             roles: roles,
             expiresAt: expiresAt,
             issuedAt: issuedAt,
-            claims: claims.object
+            claimMembers: claims.members
         )
     }
 

@@ -85,6 +85,48 @@ import Testing
         let lenient = JWTVerifier(keys: keys, configuration: .init(requiredClaims: []))
         #expect(try lenient.verify(signer.sign(["sub": "u"]), at: referenceNow).expiresAt == nil)
     }
+
+    /// `VerifiedIdentity.claims` is built from the parsed payload only when read: it must be the whole payload,
+    /// value for value, and the identity must equal (and hash like) one made with the claims as a dictionary.
+    @Test func claimsHoldTheWholePayloadWhenFirstRead() async throws {
+        let claims: JSONObject = [
+            "sub": "u-1", "sid": "s-1", "roles": ["user", "admin"], "exp": .int(referenceNow.secondsSinceEpoch + 60),
+            "iat": .double(Double(referenceNow.secondsSinceEpoch) - 0.5), "nbf": nil, "flag": true, "off": false,
+            "big": .int(.min), "ratio": 0.25, "nested": ["list": [1, "two", nil, ["deep": true]], "empty": [:]],
+            "empty": [], "ключ": "значение", "text": "quote \" backslash \\ tab \t é 🎉",
+        ]
+        let mapping = JWTVerifier.ClaimsMapping(admin: .arrayContains("roles", "admin"))
+        let verifier = JWTVerifier(keys: keys, configuration: .init(claims: mapping))
+        let token = try signer.sign(claims)
+        let identity = try verifier.verify(token, at: referenceNow)
+        let eager = VerifiedIdentity(
+            userID: "u-1",
+            sessionID: "s-1",
+            isAdmin: true,
+            roles: ["user", "admin"],
+            expiresAt: Timestamp(millisecondsSinceEpoch: (referenceNow.secondsSinceEpoch + 60) * 1000),
+            issuedAt: Timestamp(millisecondsSinceEpoch: referenceNow.secondsSinceEpoch * 1000 - 500),
+            claims: claims
+        )
+        #expect(identity == eager)
+        #expect(identity.hashValue == eager.hashValue)
+        #expect(identity.claims == claims)
+
+        // Many tasks reading the claims of one fresh identity first, at once.
+        let fresh = try verifier.verify(token, at: referenceNow)
+        let agreed = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<16 { group.addTask { fresh.claims == claims } }
+            return await group.reduce(true) { $0 && $1 }
+        }
+        #expect(agreed)
+
+        // Setting the claims replaces them; the identity the verifier returned is a value like any other.
+        var edited = try verifier.verify(token, at: referenceNow)
+        edited.claims["extra"] = "x"
+        #expect(edited.claims.count == claims.count + 1 && edited != identity)
+        edited.claims = claims
+        #expect(edited == identity)
+    }
 }
 
 @Suite struct KeyRotationTests {
