@@ -42,24 +42,29 @@ extension RealtimeHub {
         counters.eventsPublished.add(1, ordering: .relaxed)
         counters.publishedCounter.increment()
         let routes = Self.routes(for: event.scope)
-        let local = deliverLocally(event, routes: routes)
+        // Encoded once: for this server's connections and, carried in the bus message, for the other servers'.
+        let text = WireProtocol.event(event)
+        let local = deliverLocally(event, routes: routes, text: text)
         var published = true
-        for route in routes {
-            do {
-                try await backends.eventBus.publish(BusMessage(origin: serverID, route: route, payload: .event(event)))
-            } catch {
-                published = false
-                counters.busPublishFailures.add(1, ordering: .relaxed)
-                logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
-            }
+        // One call for both routes of a user-scoped event, so the bus can send them together.
+        let messages = routes.map {
+            BusMessage(origin: serverID, route: $0, payload: .event(event), eventFrame: text)
+        }
+        do {
+            try await backends.eventBus.publish(messages)
+        } catch {
+            published = false
+            counters.busPublishFailures.add(1, ordering: .relaxed)
+            logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
         }
         return PublishReceipt(id: event.id, localDeliveries: local, publishedToCluster: published)
     }
 
-    /// Delivers to this server's connections. The JSON is encoded once and shared by every recipient.
-    func deliverLocally(_ event: RealtimeEvent, routes: [BusRoute]) -> Int {
+    /// Delivers to this server's connections. The JSON is encoded once (or comes encoded as `text`) and shared by
+    /// every recipient.
+    func deliverLocally(_ event: RealtimeEvent, routes: [BusRoute], text: String? = nil) -> Int {
         let key = MatchKey(event.type)
-        let frame = OutboundFrame.text(WireProtocol.event(event))
+        let frame = OutboundFrame.text(text ?? WireProtocol.event(event))
         var overflowed: [ConnectionCore] = []
         let delivered = state.withLock { state in
             var delivered = 0
@@ -365,7 +370,7 @@ extension RealtimeHub {
                     logger.warning("bus event on a route its scope does not allow; dropped")
                     return
                 }
-                _ = deliverLocally(event, routes: [message.route])
+                _ = deliverLocally(event, routes: [message.route], text: message.eventFrame)
                 let latency = Timestamp.now() - event.timestamp
                 if latency >= .zero { counters.deliveryLatency.recordNanoseconds(latency.milliseconds * 1_000_000) }
             case .notification(let notification):
