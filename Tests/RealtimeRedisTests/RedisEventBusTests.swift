@@ -308,6 +308,33 @@ extension RedisIntegrationTests {
             return Int(calls) ?? 0
         }
 
+        @Test func aDirectSubscriptionHandsDeliveriesToItsHandlerInOrder() async throws {
+            try await withRedis { configuration, _ in
+                let client = RedisClient(configuration: configuration)
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let bus = try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
+                let received = Mutex<[String]>([])
+                let subscription = try await bus.subscribe(server: "srv-b") { delivery in
+                    if let label = Self.label(delivery) { received.withLock { $0.append(label) } }
+                }
+                try await subscription.addInterest(.user("bob"))
+                for index in 0..<50 {
+                    let route: BusRoute = index.isMultiple(of: 2) ? .user("bob") : .everyone
+                    try await bus.publish(Self.message("srv-a", route, "\(index)"))
+                }
+                #expect(try await eventually { received.withLock { $0.count } == 50 })
+                #expect(received.withLock { $0 } == (0..<50).map { "\($0)" })
+                // Nothing goes to the stream, which finishes on close; nothing read after close is handed over.
+                await subscription.close()
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                #expect(await deliveries.next() == nil)
+                try await bus.publish(Self.message("srv-a", .everyone, "after-close"))
+                try await Task.sleep(for: .milliseconds(50))
+                #expect(received.withLock { $0.count } == 50)
+                await client.shutdown()
+            }
+        }
+
         @Test func twoServersExchangeMessagesByRoute() async throws {
             try await withRedis { configuration, _ in
                 let (clientA, clientB) = (

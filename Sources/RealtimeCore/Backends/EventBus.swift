@@ -43,6 +43,20 @@ extension EventBus {
     }
 }
 
+/// An ``EventBus`` whose subscriptions can hand each delivery to a synchronous handler on their read path instead
+/// of queueing it for ``EventBusSubscription/deliveries``, which saves a thread hop per message. The hub uses it
+/// when the bus offers it (the Redis bus does); its handler only takes locks and never waits.
+package protocol DirectDeliveryEventBus: EventBus {
+    /// Opens the subscription of one server as ``EventBus/subscribe(server:)`` does, but calls `handler` for every
+    /// delivery, in order and never concurrently, on the subscription's read path. The subscription's
+    /// ``EventBusSubscription/deliveries`` then yields nothing and finishes when the subscription is closed;
+    /// nothing read after ``EventBusSubscription/close()`` is handed to `handler`. `handler` must not block.
+    func subscribe(
+        server: ServerID,
+        handler: @escaping @Sendable (BusDelivery) -> Void
+    ) async throws(RealtimeError) -> any EventBusSubscription
+}
+
 /// One server's subscription to the bus.
 public protocol EventBusSubscription: Sendable {
     /// What the bus delivers. Finishes when the subscription is closed.

@@ -4,8 +4,8 @@ import NIOCore
 import RealtimeCore
 import Synchronization
 
-/// One server's subscription to a ``RedisEventBus``: a dedicated pub/sub connection, a bounded delivery buffer, and
-/// a canary that probes the pub/sub path end to end.
+/// One server's subscription to a ``RedisEventBus``: a dedicated pub/sub connection, a bounded delivery buffer (or
+/// a handler called on the read path), and a canary that probes the pub/sub path end to end.
 final class RedisBusSubscription: EventBusSubscription, Sendable {
     let deliveries: AsyncStream<BusDelivery>
     private let continuation: AsyncStream<BusDelivery>.Continuation
@@ -16,6 +16,8 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     private let subscriber: RedisSubscriber
     private let delivery = Mutex<DeliveryState>(DeliveryState())
     private let canary = Mutex<CanaryState>(CanaryState())
+    /// When set, deliveries go to it on the subscriber's event loop instead of the buffer.
+    private let handler: (@Sendable (BusDelivery) -> Void)?
 
     private struct DeliveryState {
         /// Set when the buffer was full: the next delivery is preceded by a gap from this time.
@@ -38,9 +40,10 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
 
     private static let canaryPrefix = Array("canary:".utf8)
 
-    init(bus: RedisEventBus, server: ServerID) {
+    init(bus: RedisEventBus, server: ServerID, handler: (@Sendable (BusDelivery) -> Void)? = nil) {
         self.bus = bus
         self.server = server
+        self.handler = handler
         serverChannel = bus.channel(for: .server(server))
         serverChannelBytes = Array(serverChannel.utf8)
         (deliveries, continuation) = AsyncStream.makeStream(
@@ -115,8 +118,8 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             return state.task
         }
         task?.cancel()
-        await subscriber.close()
         delivery.withLock { $0.closed = true }
+        await subscriber.close()
         continuation.finish()
         bus.closed(self)
     }
@@ -156,6 +159,11 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     private func yield(_ delivery: BusDelivery) {
         let (closed, overflowSince) = self.delivery.withLock { ($0.closed, $0.overflowSince) }
         if closed { return }
+        if let handler {
+            // Called on the subscriber's event loop, one delivery after the other.
+            handler(delivery)
+            return
+        }
         if let overflowSince {
             if case .dropped = continuation.yield(.gap(from: overflowSince, to: .now())) {
                 bus.count { $0.droppedDeliveries += 1 }

@@ -28,7 +28,7 @@ import Synchronization
 /// re-subscribes and yields ``BusDelivery/gap(from:to:)`` for the outage. Each subscription probes its own path
 /// with a canary published to its server channel; a canary that does not come back turns health unhealthy and
 /// forces a re-subscribe.
-public final class RedisEventBus: EventBus, Sendable {
+public final class RedisEventBus: EventBus, DirectDeliveryEventBus, Sendable {
     /// Tuning of the bus.
     public struct Options: Sendable, Hashable {
         /// Deliveries buffered per subscription before the oldest undelivered ones are kept and newer dropped
@@ -233,7 +233,23 @@ public final class RedisEventBus: EventBus, Sendable {
     }
 
     public func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription {
-        let subscription = RedisBusSubscription(bus: self, server: server)
+        await subscribe(server: server, handler: nil)
+    }
+
+    /// A subscription that hands every delivery to `handler` on its event loop, right after verifying and decoding
+    /// it, instead of buffering it for `deliveries` (see `DirectDeliveryEventBus`).
+    package func subscribe(
+        server: ServerID,
+        handler: @escaping @Sendable (BusDelivery) -> Void
+    ) async throws(RealtimeError) -> any EventBusSubscription {
+        await subscribe(server: server, handler: Optional(handler))
+    }
+
+    private func subscribe(
+        server: ServerID,
+        handler: (@Sendable (BusDelivery) -> Void)?
+    ) async -> any EventBusSubscription {
+        let subscription = RedisBusSubscription(bus: self, server: server, handler: handler)
         subscriptions.withLock { $0[ObjectIdentifier(subscription)] = subscription }
         await subscription.start()
         return subscription
