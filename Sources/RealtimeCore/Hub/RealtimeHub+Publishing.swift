@@ -63,10 +63,10 @@ extension RealtimeHub {
     /// Delivers to this server's connections. The JSON is encoded once (or comes encoded as `text`) and shared by
     /// every recipient.
     func deliverLocally(_ event: RealtimeEvent, routes: [BusRoute], text: String? = nil) -> Int {
-        let key = MatchKey(event.type)
         let frame = OutboundFrame.text(text ?? WireProtocol.event(event))
         var overflowed: [ConnectionCore] = []
         let delivered = state.withLock { state in
+            let key = state.matchKey(event.type)
             var delivered = 0
             for route in routes {
                 delivered += state.deliver(event, key: key, frame: frame, route: route, overflowed: &overflowed)
