@@ -22,6 +22,15 @@ extension RealtimeHub {
         }
     }
 
+    /// Whether `route` is one of ``routes(for:)`` of `scope`, without building the list.
+    static func scope(_ scope: EventScope, allows route: BusRoute) -> Bool {
+        switch (scope, route) {
+        case (.user(let userID), .user(let routeUserID)): return userID == routeUserID
+        case (.user, .admins), (.admins, .admins), (.everyone, .everyone): return true
+        default: return false
+        }
+    }
+
     /// Publishes an event to every connection in the cluster that subscribed to it and may see it.
     ///
     /// - Throws: ``RealtimeError/Code/invalidArgument`` for an ill-formed type or a user-scoped event whose
@@ -62,7 +71,7 @@ extension RealtimeHub {
 
     /// Delivers to this server's connections. The JSON is encoded once (or comes encoded as `text`) and shared by
     /// every recipient.
-    func deliverLocally(_ event: RealtimeEvent, routes: [BusRoute], text: String? = nil) -> Int {
+    func deliverLocally(_ event: RealtimeEvent, routes: some Collection<BusRoute>, text: String? = nil) -> Int {
         let frame = OutboundFrame.text(text ?? WireProtocol.event(event))
         var overflowed: [ConnectionCore] = []
         let delivered = state.withLock { state in
@@ -366,11 +375,11 @@ extension RealtimeHub {
             case .event(let event):
                 // Only the routes the event's scope allows: a message on the wrong route is not delivered
                 // beyond what its scope permits (and `mayReceive` checks each recipient again).
-                guard Self.routes(for: event.scope).contains(message.route) else {
+                guard Self.scope(event.scope, allows: message.route) else {
                     logger.warning("bus event on a route its scope does not allow; dropped")
                     return
                 }
-                _ = deliverLocally(event, routes: [message.route], text: message.eventFrame)
+                _ = deliverLocally(event, routes: CollectionOfOne(message.route), text: message.eventFrame)
                 let latency = Timestamp.now() - event.timestamp
                 if latency >= .zero { counters.deliveryLatency.recordNanoseconds(latency.milliseconds * 1_000_000) }
             case .notification(let notification):
