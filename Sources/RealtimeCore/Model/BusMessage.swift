@@ -80,10 +80,12 @@ public struct BusMessage: Sendable, Hashable {
         self.eventFrame = eventFrame
     }
 
+    /// Whether origin, route and payload are equal (``eventFrame`` is a cache of the payload's encoding).
     public static func == (lhs: BusMessage, rhs: BusMessage) -> Bool {
         lhs.origin == rhs.origin && lhs.route == rhs.route && lhs.payload == rhs.payload
     }
 
+    /// Hashes origin, route and payload, consistently with ``==(_:_:)``.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(origin)
         hasher.combine(route)
