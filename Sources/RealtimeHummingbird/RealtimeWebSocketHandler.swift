@@ -120,13 +120,9 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         inbound.attach(connection) { eventLoop.execute { this.value.resumeReading() } }
         guard !inactive else { return }
         self.connection = connection
-        connection.onOutboundReady {
-            if eventLoop.inEventLoop {
-                this.value.drainOutbound()
-            } else {
-                eventLoop.execute { this.value.drainOutbound() }
-            }
-        }
+        // Always scheduled, even from this event loop: the wake-up may come from inside the hub's fan-out (for
+        // example a bus delivery handled on this loop), which must not write to sockets while it routes.
+        connection.onOutboundReady { eventLoop.execute { this.value.drainOutbound() } }
     }
 
     /// The hub could not activate the upgrade (it expired or the server is going away).

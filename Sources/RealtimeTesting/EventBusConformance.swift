@@ -21,6 +21,7 @@ public enum EventBusConformance: Sendable {
         try await alwaysHearsEveryoneControlAndOwnServer(makeCluster: makeCluster)
         try await routesUserAndAdminsByCountedInterest(makeCluster: makeCluster)
         try await keepsPublishOrderPerPublisher(makeCluster: makeCluster)
+        try await publishesABatchAsOneMessagePerRoute(makeCluster: makeCluster)
         try await closeFinishesDeliveries(makeCluster: makeCluster)
     }
 
@@ -174,6 +175,80 @@ public enum EventBusConformance: Sendable {
         }
         #expect(next == [serverA: count, serverB: count])
         await subC.close()
+    }
+
+    /// ``EventBus/publish(_:)-([BusMessage])`` has the effect of one publish per message: a user-scoped event
+    /// published on its user's route and the admins route reaches a subscription once per route it is interested
+    /// in, an event published on one of the two routes only reaches that route's subscriptions, and one
+    /// publisher's events stay in order on the admins route.
+    public static func publishesABatchAsOneMessagePerRoute(makeCluster: MakeCluster) async throws {
+        let buses = try await makeCluster(4)
+        let servers = (0..<4).map { _ in ServerID(uniqueName("srv")) }
+        let user = uniqueName("user")
+        let publisher = servers[0]
+        // 1: the user's server, 2: an administrators' server, 3: both.
+        let subscriptions = [
+            try await buses[1].subscribe(server: servers[1]),
+            try await buses[2].subscribe(server: servers[2]),
+            try await buses[3].subscribe(server: servers[3]),
+        ]
+        try await subscriptions[0].addInterest(.user(user))
+        try await subscriptions[1].addInterest(.admins)
+        try await subscriptions[2].addInterest(.user(user))
+        try await subscriptions[2].addInterest(.admins)
+        var iterators = subscriptions.map { $0.deliveries.makeAsyncIterator() }
+
+        func event(_ label: String) -> BusPayload {
+            .event(RealtimeEvent(type: "conformance.batch", userID: user, data: ["label": .string(label)]))
+        }
+        func pair(_ payload: BusPayload) -> [BusMessage] {
+            [
+                BusMessage(origin: publisher, route: .user(user), payload: payload),
+                BusMessage(origin: publisher, route: .admins, payload: payload),
+            ]
+        }
+
+        let both = event(uniqueName("both"))
+        try await buses[0].publish(pair(both))
+        #expect(await nextMessage(&iterators[0]) == pair(both)[0])
+        #expect(await nextMessage(&iterators[1]) == pair(both)[1])
+        var heardByBoth = [await nextMessage(&iterators[2]), await nextMessage(&iterators[2])].compactMap { $0?.route }
+        heardByBoth.sort { $0.description < $1.description }
+        #expect(heardByBoth == [.admins, .user(user)])
+
+        // One route only: the other route's subscriptions hear nothing.
+        let userOnly = event(uniqueName("user-only"))
+        try await buses[0].publish([BusMessage(origin: publisher, route: .user(user), payload: userOnly)])
+        #expect(await nextMessage(&iterators[0])?.payload == userOnly)
+        #expect(await nextMessage(&iterators[2])?.route == .user(user))
+        try await expectNothingBefore(sentinel: buses[0], from: publisher, to: servers[2], &iterators[1])
+        let adminsOnly = event(uniqueName("admins-only"))
+        try await buses[0].publish([BusMessage(origin: publisher, route: .admins, payload: adminsOnly)])
+        #expect(await nextMessage(&iterators[1])?.payload == adminsOnly)
+        #expect(await nextMessage(&iterators[2])?.route == .admins)
+        try await expectNothingBefore(sentinel: buses[0], from: publisher, to: servers[1], &iterators[0])
+        try await expectNothingBefore(sentinel: buses[0], from: publisher, to: servers[3], &iterators[2])
+
+        // Order on the admins route, user-scoped pairs interleaved with admin-scoped events.
+        let count = 60
+        for index in 0..<count {
+            let payload = event("\(index)")
+            if index.isMultiple(of: 3) {
+                try await buses[0].publish([BusMessage(origin: publisher, route: .admins, payload: payload)])
+            } else {
+                try await buses[0].publish(pair(payload))
+            }
+        }
+        for index in 0..<count {
+            let received = await nextMessage(&iterators[1])
+            guard case .event(let event) = received?.payload else {
+                Issue.record("expected event \(index) on the admins route")
+                break
+            }
+            #expect(event.data["label"] == .string("\(index)"))
+            #expect(received?.route == .admins)
+        }
+        for subscription in subscriptions { await subscription.close() }
     }
 
     /// ``EventBusSubscription/close()`` finishes ``EventBusSubscription/deliveries``, and publishing

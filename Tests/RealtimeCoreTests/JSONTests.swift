@@ -156,7 +156,110 @@ import Testing
             ),
         ]
         for message in messages {
-            #expect(try BusMessage(jsonBytes: message.jsonBytes()) == message)
+            #expect(try BusMessage(encodedBody: message.encodedBody()) == message)
+        }
+    }
+
+    static let stamp = Timestamp(millisecondsSinceEpoch: 1_795_940_572_123)
+
+    @Test func busEventsCarryTheClientFrameVerbatim() throws {
+        let event = RealtimeEvent(
+            id: "evt_1",
+            type: "auth.login",
+            userID: "u1",
+            timestamp: Self.stamp,
+            data: ["a": 1]
+        )
+        let message = BusMessage(origin: "srv_a", route: .user("u1"), payload: .event(event))
+        let body = String(decoding: message.encodedBody(), as: UTF8.self)
+        #expect(
+            body == #"[2,"srv_a","user:u1","event","user:u1",1795940572123,false]"# + "\n"
+                + #"{"id":"evt_1","type":"auth.login","userId":"u1","timestamp":"2026-11-29T08:22:52.123Z","data":{"a":1}}"#
+        )
+        let decoded = try BusMessage.decode(body: Array(body.utf8))
+        #expect(decoded.message == message)
+        #expect(!decoded.alsoAdmins)
+        // The receiving hub delivers the carried frame: exactly what the publishing hub encoded.
+        #expect(decoded.message.eventFrame == RealtimeHub.encodeForBenchmark(event))
+        #expect(try BusMessage.decode(body: message.encodedBody(alsoAdmins: true)).alsoAdmins)
+
+        // Strings that need escaping, optional members, a line feed inside the data.
+        let tricky = RealtimeEvent(
+            type: .securityHighRiskDetected,
+            userID: "u \"1\"\n",
+            sessionID: "s\\1",
+            data: ["text": "line\nbreak", "nested": ["list": [1, 2.5, nil, true]]]
+        )
+        for route in [BusRoute.user("u \"1\"\n"), .admins] {
+            let trickyMessage = BusMessage(origin: "srv\n", route: route, payload: .event(tricky))
+            let trickyDecoded = try BusMessage(encodedBody: trickyMessage.encodedBody())
+            #expect(trickyDecoded == trickyMessage)
+            #expect(trickyDecoded.eventFrame == RealtimeHub.encodeForBenchmark(tricky))
+        }
+        // A frame carried in from the publishing hub is reused, not re-encoded.
+        let carried = BusMessage(
+            origin: "srv_a",
+            route: .user("u1"),
+            payload: .event(event),
+            eventFrame: RealtimeHub.encodeForBenchmark(event)
+        )
+        #expect(carried.encodedBody() == message.encodedBody())
+    }
+
+    @Test func changingThePayloadDropsTheCarriedFrame() throws {
+        let first = RealtimeEvent(type: "auth.login", userID: "u1", data: ["n": 1])
+        let second = RealtimeEvent(type: "auth.logout", userID: "u1", data: ["n": 2])
+        var message = try BusMessage(
+            encodedBody: BusMessage(origin: "srv_a", route: .user("u1"), payload: .event(first)).encodedBody()
+        )
+        #expect(message.eventFrame != nil)
+        message.payload = .event(second)
+        #expect(message.eventFrame == nil)
+        let decoded = try BusMessage(encodedBody: message.encodedBody())
+        #expect(decoded.payload == .event(second))
+        #expect(decoded.eventFrame == RealtimeHub.encodeForBenchmark(second))
+    }
+
+    @Test func malformedBusMessagesAreRefused() {
+        let header = #"[2,"srv_a","user:u1","event","user:u1",1795940572123,false]"#
+        let content =
+            #"{"id":"evt_1","type":"auth.login","userId":"u1","timestamp":"2026-11-29T08:22:52.123Z","data":{}}"#
+        #expect(throws: Never.self) { try BusMessage(encodedBody: Array((header + "\n" + content).utf8)) }
+        let refused = [
+            "",
+            header,
+            content,
+            // Version 1 (the JSON envelope) and unknown versions.
+            #"{"v":1,"origin":"srv_a","route":"user:u1","kind":"event","event":{}}"#,
+            #"[1,"srv_a","user:u1","event","user:u1",1795940572123,false]"# + "\n" + content,
+            // Header: missing or ill-typed fields, unknown route, scope or kind.
+            #"[2,"srv_a","user:u1","event","user:u1",1795940572123]"# + "\n" + content,
+            #"[2,"srv_a","user:u1","event","user:u1","1795940572123",false]"# + "\n" + content,
+            #"[2,"srv_a","user:u1","event","user:u1",1795940572123,1]"# + "\n" + content,
+            #"[2,"srv_a","group:u1","event","user:u1",1795940572123,false]"# + "\n" + content,
+            #"[2,"srv_a","user:u1","event","group:u1",1795940572123,false]"# + "\n" + content,
+            #"[2,"srv_a","user:u1","gossip"]"# + "\n" + content,
+            #"[2,"srv_a","user:u1","notification",true]"# + "\n" + content,
+            #"[2,"srv_a","user:u1""# + "\n" + content,
+            // Content: members reordered, extra, missing, ill-typed; timestamp not the header's; trailing data.
+            header + "\n"
+                + #"{"type":"auth.login","id":"evt_1","userId":"u1","timestamp":"2026-11-29T08:22:52.123Z","data":{}}"#,
+            header + "\n"
+                + #"{"id":"evt_1","type":"auth.login","userId":"u1","timestamp":"2026-11-29T08:22:52.123Z","data":{},"scope":"everyone"}"#,
+            header + "\n" + #"{"id":"evt_1","type":"auth.login","userId":"u1","timestamp":"2026-11-29T08:22:52.123Z"}"#,
+            header + "\n"
+                + #"{"id":"evt_1","type":"auth.login","userId":1,"timestamp":"2026-11-29T08:22:52.123Z","data":{}}"#,
+            header + "\n" + #"{"id":"evt_1","type":"auth..login","timestamp":"2026-11-29T08:22:52.123Z","data":{}}"#,
+            header + "\n" + #"{"id":"evt_1","type":"auth.login","timestamp":"2026-11-29T08:22:52.124Z","data":{}}"#,
+            header + "\n" + #"{"id":"evt_1","type":"auth.login","timestamp":"2026-11-29T08:22:52.123Z","data":[]}"#,
+            header + "\n" + content + " x",
+            header + "\n" + content + "\n" + content,
+            header + "\n" + "[]",
+            #"[2,"srv_a","control","control"]"# + "\n" + #"{"command":"reboot","reason":"r"}"#,
+            #"[2,"srv_a","everyone","notification"]"# + "\n" + "[]",
+        ]
+        for text in refused {
+            #expect(throws: RealtimeError.self, "\(text)") { try BusMessage(encodedBody: Array(text.utf8)) }
         }
     }
 }

@@ -58,7 +58,7 @@ extension RedisIntegrationTests {
                 try await attackerBus.publish(Self.message("evil", .everyone, "forged"))
                 // 2. No MAC at all.
                 _ = try await client.send(
-                    RedisCommand("PUBLISH", everyone, Self.message("evil", .everyone, "bare").jsonText)
+                    RedisCommand("PUBLISH", everyone, Self.message("evil", .everyone, "bare").bodyText)
                 )
                 // 3. A genuine payload of the control channel, replayed onto everyone's channel.
                 var replay = RedisCommand("PUBLISH", everyone)
@@ -70,11 +70,27 @@ extension RedisIntegrationTests {
                     bytes: bus.sealedPayload(Self.message("srv-b", .control, "misrouted"), channel: everyone)
                 )
                 _ = try await client.send(misrouted)
+                // 5. A genuine user-route event, re-marked as standing for the admins route too (the MAC covers it).
+                try await subscription.addInterest(.admins)
+                let event = RealtimeEvent(type: "auth.login", userID: "bob", data: [:])
+                let userOnly = BusMessage(origin: "srv-b", route: .user("bob"), payload: .event(event))
+                let genuine = bus.sealedPayload(userOnly)
+                let flag = Array(",false]".utf8)
+                let flagAt = try #require(genuine.firstRange(of: flag))
+                var remarked = RedisCommand("PUBLISH", bus.channel(for: .user("bob")))
+                remarked.append(
+                    bytes: genuine[..<flagAt.lowerBound] + Array(",true]".utf8) + genuine[flagAt.upperBound...]
+                )
+                _ = try await client.send(remarked)
+                // 6. The same event, genuinely for the user's route only: the admins' pattern hears it and ignores it.
+                var userRouteOnly = RedisCommand("PUBLISH", bus.channel(for: .user("bob")))
+                userRouteOnly.append(bytes: genuine)
+                _ = try await client.send(userRouteOnly)
                 try await bus.publish(Self.message("srv-b", .everyone, "genuine"))
                 #expect(Self.label(await deliveries.next()) == "genuine")
                 let health = await bus.healthCheck()
-                #expect(health.details["refusedMessages"] == .int(4))
-                #expect(metrics.counterTotal(label: "realtime_redis_bus_refused_messages_total") == 4)
+                #expect(health.details["refusedMessages"] == .int(5))
+                #expect(metrics.counterTotal(label: "realtime_redis_bus_refused_messages_total") == 5)
                 await subscription.close()
                 await client.shutdown()
             }
@@ -233,6 +249,92 @@ extension RedisIntegrationTests {
             }
         }
 
+        @Test func aUserScopedEventIsOnePublishThatAdministratorsHear() async throws {
+            // Its own server: the test counts the PUBLISH commands Redis executed.
+            try await withRedis(ownServer: true) { configuration, _ in
+                let (clientA, clientB) = (
+                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
+                )
+                // Glob characters in the prefix are escaped in the pattern: the other namespace would match it.
+                let hex = RandomID.hex(bytes: 4)
+                let prefix = "t*\(hex)?:"
+                // No canary PUBLISH while the test counts them.
+                let quiet = RedisEventBus.Options(canaryInterval: .seconds(3600), canaryTimeout: .seconds(3600))
+                let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix)
+                let busB = try RedisEventBus(
+                    client: clientB,
+                    clusterSecret: Self.secret,
+                    prefix: prefix,
+                    options: quiet
+                )
+                let otherPrefixBus = try RedisEventBus(
+                    client: clientA,
+                    clusterSecret: Self.secret,
+                    prefix: "tQQ\(hex)Z:"
+                )
+                let admins = try await busB.subscribe(server: "srv-b")
+                try await admins.addInterest(.admins)
+                var deliveries = admins.deliveries.makeAsyncIterator()
+                let event = RealtimeEvent(type: "auth.login", userID: "bob", data: ["n": 1])
+                let pair = [
+                    BusMessage(origin: "srv-a", route: .user("bob"), payload: .event(event)),
+                    BusMessage(origin: "srv-a", route: .admins, payload: .event(event)),
+                ]
+                let before = try await Self.publishCount(clientA)
+                try await busA.publish(pair)
+                #expect(try await Self.publishCount(clientA) == before + 1)
+                #expect(await deliveries.next() == .message(pair[1]))
+                // Another namespace's user channels are not heard.
+                try await otherPrefixBus.publish(pair)
+                try await busA.publish(Self.message("srv-a", .server("srv-b"), "sentinel"))
+                #expect(Self.label(await deliveries.next()) == "sentinel")
+                // Without interest in the admins route, neither the channel nor the pattern is heard.
+                try await admins.removeInterest(.admins)
+                try await busA.publish(pair)
+                try await busA.publish(Self.message("srv-a", .server("srv-b"), "sentinel-2"))
+                #expect(Self.label(await deliveries.next()) == "sentinel-2")
+                await admins.close()
+                await clientA.shutdown()
+                await clientB.shutdown()
+            }
+        }
+
+        /// How many PUBLISH commands Redis executed so far.
+        static func publishCount(_ client: RedisClient) async throws -> Int {
+            let info = try await client.send(RedisCommand("INFO", "commandstats")).string ?? ""
+            guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_publish:") }),
+                let calls = line.split(separator: ",").first?.split(separator: "=").last
+            else { return 0 }
+            return Int(calls) ?? 0
+        }
+
+        @Test func aDirectSubscriptionHandsDeliveriesToItsHandlerInOrder() async throws {
+            try await withRedis { configuration, _ in
+                let client = RedisClient(configuration: configuration)
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let bus = try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
+                let received = Mutex<[String]>([])
+                let subscription = try await bus.subscribe(server: "srv-b") { delivery in
+                    if let label = Self.label(delivery) { received.withLock { $0.append(label) } }
+                }
+                try await subscription.addInterest(.user("bob"))
+                for index in 0..<50 {
+                    let route: BusRoute = index.isMultiple(of: 2) ? .user("bob") : .everyone
+                    try await bus.publish(Self.message("srv-a", route, "\(index)"))
+                }
+                #expect(try await eventually { received.withLock { $0.count } == 50 })
+                #expect(received.withLock { $0 } == (0..<50).map { "\($0)" })
+                // Nothing goes to the stream, which finishes on close; nothing read after close is handed over.
+                await subscription.close()
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                #expect(await deliveries.next() == nil)
+                try await bus.publish(Self.message("srv-a", .everyone, "after-close"))
+                try await Task.sleep(for: .milliseconds(50))
+                #expect(received.withLock { $0.count } == 50)
+                await client.shutdown()
+            }
+        }
+
         @Test func twoServersExchangeMessagesByRoute() async throws {
             try await withRedis { configuration, _ in
                 let (clientA, clientB) = (
@@ -276,5 +378,5 @@ final class ClientList: Sendable {
 }
 
 extension BusMessage {
-    var jsonText: String { String(decoding: jsonBytes(), as: UTF8.self) }
+    var bodyText: String { String(decoding: encodedBody(), as: UTF8.self) }
 }

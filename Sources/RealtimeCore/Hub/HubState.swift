@@ -47,6 +47,8 @@ struct HubState: Sendable {
     private var everyoneIndex = PatternIndex()
     private var adminIndex = PatternIndex()
     private var stamp: UInt64 = 0
+    /// Match keys of recently delivered event types (building one allocates its segments and prefixes), bounded.
+    private var matchKeys: [EventType: MatchKey] = [:]
 
     /// Connections accepted but not yet activated (tickets, first-message authentication), counted against the
     /// server-wide limit.
@@ -191,6 +193,15 @@ struct HubState: Sendable {
 
     /// Queues `frame` for every connection on `route` whose patterns match and which may see the event.
     /// Returns the number of deliveries and the connections whose queue overflowed (to be closed).
+    /// The match key of `type`, from the cache when it is there.
+    mutating func matchKey(_ type: EventType) -> MatchKey {
+        if let key = matchKeys[type] { return key }
+        let key = MatchKey(type)
+        if matchKeys.count >= 256 { matchKeys.removeAll(keepingCapacity: true) }
+        matchKeys[type] = key
+        return key
+    }
+
     mutating func deliver(
         _ event: RealtimeEvent,
         key: MatchKey,

@@ -22,6 +22,15 @@ extension RealtimeHub {
         }
     }
 
+    /// Whether `route` is one of ``routes(for:)`` of `scope`, without building the list.
+    static func scope(_ scope: EventScope, allows route: BusRoute) -> Bool {
+        switch (scope, route) {
+        case (.user(let userID), .user(let routeUserID)): return userID == routeUserID
+        case (.user, .admins), (.admins, .admins), (.everyone, .everyone): return true
+        default: return false
+        }
+    }
+
     /// Publishes an event to every connection in the cluster that subscribed to it and may see it.
     ///
     /// - Throws: ``RealtimeError/Code/invalidArgument`` for an ill-formed type or a user-scoped event whose
@@ -42,26 +51,31 @@ extension RealtimeHub {
         counters.eventsPublished.add(1, ordering: .relaxed)
         counters.publishedCounter.increment()
         let routes = Self.routes(for: event.scope)
-        let local = deliverLocally(event, routes: routes)
+        // Encoded once: for this server's connections and, carried in the bus message, for the other servers'.
+        let text = WireProtocol.event(event)
+        let local = deliverLocally(event, routes: routes, text: text)
         var published = true
-        for route in routes {
-            do {
-                try await backends.eventBus.publish(BusMessage(origin: serverID, route: route, payload: .event(event)))
-            } catch {
-                published = false
-                counters.busPublishFailures.add(1, ordering: .relaxed)
-                logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
-            }
+        // One call for both routes of a user-scoped event, so the bus can send them together.
+        let messages = routes.map {
+            BusMessage(origin: serverID, route: $0, payload: .event(event), eventFrame: text)
+        }
+        do {
+            try await backends.eventBus.publish(messages)
+        } catch {
+            published = false
+            counters.busPublishFailures.add(1, ordering: .relaxed)
+            logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
         }
         return PublishReceipt(id: event.id, localDeliveries: local, publishedToCluster: published)
     }
 
-    /// Delivers to this server's connections. The JSON is encoded once and shared by every recipient.
-    func deliverLocally(_ event: RealtimeEvent, routes: [BusRoute]) -> Int {
-        let key = MatchKey(event.type)
-        let frame = OutboundFrame.text(WireProtocol.event(event))
+    /// Delivers to this server's connections. The JSON is encoded once (or comes encoded as `text`) and shared by
+    /// every recipient.
+    func deliverLocally(_ event: RealtimeEvent, routes: some Collection<BusRoute>, text: String? = nil) -> Int {
+        let frame = OutboundFrame.text(text ?? WireProtocol.event(event))
         var overflowed: [ConnectionCore] = []
         let delivered = state.withLock { state in
+            let key = state.matchKey(event.type)
             var delivered = 0
             for route in routes {
                 delivered += state.deliver(event, key: key, frame: frame, route: route, overflowed: &overflowed)
@@ -361,11 +375,11 @@ extension RealtimeHub {
             case .event(let event):
                 // Only the routes the event's scope allows: a message on the wrong route is not delivered
                 // beyond what its scope permits (and `mayReceive` checks each recipient again).
-                guard Self.routes(for: event.scope).contains(message.route) else {
+                guard Self.scope(event.scope, allows: message.route) else {
                     logger.warning("bus event on a route its scope does not allow; dropped")
                     return
                 }
-                _ = deliverLocally(event, routes: [message.route])
+                _ = deliverLocally(event, routes: CollectionOfOne(message.route), text: message.eventFrame)
                 let latency = Timestamp.now() - event.timestamp
                 if latency >= .zero { counters.deliveryLatency.recordNanoseconds(latency.milliseconds * 1_000_000) }
             case .notification(let notification):

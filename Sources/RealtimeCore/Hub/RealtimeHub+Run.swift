@@ -54,7 +54,13 @@ extension RealtimeHub {
         while !Task.isCancelled {
             let subscription: any EventBusSubscription
             do {
-                subscription = try await backends.eventBus.subscribe(server: serverID)
+                if let direct = backends.eventBus as? any DirectDeliveryEventBus {
+                    // `handle` is synchronous and never waits, so it runs on the bus's read path: one thread hop
+                    // less per message than handing each one to this task. `deliveries` then only tells the end.
+                    subscription = try await direct.subscribe(server: serverID) { delivery in self.handle(delivery) }
+                } else {
+                    subscription = try await backends.eventBus.subscribe(server: serverID)
+                }
             } catch {
                 logger.error("bus subscription failed; retrying", metadata: ["realtime.error": "\(error)"])
                 try? await Task.sleep(for: backoff)

@@ -147,10 +147,39 @@ enum WireProtocol {
         return self.message("error", id: id, payload: payload)
     }
 
+    /// What every `event` message starts with; the payload object follows, then a final `}`.
+    static let eventFramePrefix: StaticString = #"{"type":"event","payload":"#
+    static let eventFramePrefixLength = eventFramePrefix.utf8CodeUnitCount
+
+    /// Whether `frame` has the shape ``event(_:)`` writes (its prefix, and a final `}`).
+    static func isEventFrame(_ frame: String) -> Bool {
+        var frame = frame
+        return frame.withUTF8 { bytes in
+            guard bytes.count > eventFramePrefixLength + 1, bytes.last == UInt8(ascii: "}") else { return false }
+            let prefix = UnsafeBufferPointer(start: eventFramePrefix.utf8Start, count: eventFramePrefixLength)
+            return bytes.prefix(eventFramePrefixLength).elementsEqual(prefix)
+        }
+    }
+
+    /// The `event` message around an already encoded payload object (the bus carries the payload as clients
+    /// receive it, so the receiving hub does not encode the event again).
+    static func eventFrame(payload: UnsafeBufferPointer<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: eventFramePrefixLength + payload.count + 1) { buffer in
+            guard let base = buffer.baseAddress else { return 0 }
+            base.initialize(from: eventFramePrefix.utf8Start, count: eventFramePrefixLength)
+            if let source = payload.baseAddress {
+                (base + eventFramePrefixLength).initialize(from: source, count: payload.count)
+            }
+            base[eventFramePrefixLength + payload.count] = UInt8(ascii: "}")
+            return eventFramePrefixLength + payload.count + 1
+        }
+    }
+
     /// `{"type":"event","payload":{…}}`, written directly (this runs once per published event).
     static func event(_ event: RealtimeEvent) -> String {
         var writer = JSONWriter(reservingCapacity: 192)
-        writer.writeRaw(#"{"type":"event","payload":{"id":"#)
+        writer.writeRaw(eventFramePrefix)
+        writer.writeRaw(#"{"id":"#)
         writer.write(event.id)
         writer.writeKey("type")
         writer.write(event.type.rawValue)

@@ -51,16 +51,45 @@ public enum BusPayload: Sendable, Hashable {
 }
 
 /// One message on the event bus.
+///
+/// Equality and hashing compare ``origin``, ``route`` and ``payload``.
 public struct BusMessage: Sendable, Hashable {
     /// The server that published it. A hub ignores its own messages (it delivered them locally already).
     public var origin: ServerID
     public var route: BusRoute
-    public var payload: BusPayload
+    public var payload: BusPayload {
+        didSet { eventFrame = nil }
+    }
+
+    /// For an event, the text of the client's `event` message (`{"type":"event","payload":{…}}`) when it is
+    /// already encoded: set by the publishing hub (which encoded it for its own connections) and by the bus codec
+    /// (which carries it), so neither the bus nor the receiving hub encodes the event again. Cleared whenever
+    /// ``payload`` changes; not part of equality.
+    package var eventFrame: String?
 
     public init(origin: ServerID, route: BusRoute, payload: BusPayload) {
         self.origin = origin
         self.route = route
         self.payload = payload
+    }
+
+    package init(origin: ServerID, route: BusRoute, payload: BusPayload, eventFrame: String?) {
+        self.origin = origin
+        self.route = route
+        self.payload = payload
+        self.eventFrame = eventFrame
+    }
+
+    /// Whether origin, route and payload are equal (``eventFrame`` is a cache of the payload's encoding).
+    public static func == (lhs: BusMessage, rhs: BusMessage) -> Bool {
+        lhs.origin == rhs.origin && lhs.route == rhs.route && lhs.payload == rhs.payload
+    }
+
+    /// Hashes origin, route and payload, consistently with ``==(_:_:)``.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(origin)
+        hasher.combine(route)
+        hasher.combine(payload)
     }
 }
 

@@ -24,23 +24,35 @@ public struct ServerID: Hashable, Sendable, CustomStringConvertible, Expressible
 public enum RandomID: Sendable {
     /// `bytes` random bytes as lower-case hex.
     public static func hex(bytes count: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(count * 2)
-        var remaining = count
-        while remaining > 0 {
-            var word = generator.next() as UInt64
-            for _ in 0..<min(8, remaining) {
-                out.append(digits[Int(word & 0xF)])
-                out.append(digits[Int((word >> 4) & 0xF)])
-                word >>= 8
+        hex(bytes: count, after: "")
+    }
+
+    /// `prefix` followed by `count` random bytes as lower-case hex, written into one string.
+    private static func hex(bytes count: Int, after prefix: StaticString) -> String {
+        let digits: StaticString = "0123456789abcdef"
+        let length = prefix.utf8CodeUnitCount + 2 * max(0, count)
+        return String(unsafeUninitializedCapacity: length) { out in
+            var generator = SystemRandomNumberGenerator()
+            var position = 0
+            for index in 0..<prefix.utf8CodeUnitCount {
+                out[position] = prefix.utf8Start[index]
+                position += 1
             }
-            remaining -= 8
+            var remaining = count
+            while remaining > 0 {
+                var word = generator.next() as UInt64
+                for _ in 0..<min(8, remaining) {
+                    out[position] = digits.utf8Start[Int(word & 0xF)]
+                    out[position + 1] = digits.utf8Start[Int((word >> 4) & 0xF)]
+                    position += 2
+                    word >>= 8
+                }
+                remaining -= 8
+            }
+            return position
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// A new event identifier, `evt_` followed by 24 hex digits.
-    public static func event() -> String { "evt_" + hex(bytes: 12) }
+    public static func event() -> String { hex(bytes: 12, after: "evt_") }
 }

@@ -6,67 +6,111 @@ import RealtimeCore
 /// Wire form of a Redis bus payload: 64 lower-case hex digits of `HMAC-SHA256(secret, channel + "\n" + body)`
 /// followed by the body. The channel is part of the MAC, so a sealed message cannot be replayed onto another
 /// route's channel.
+///
+/// OpenSSL's keyed HMAC context is prepared once (the secret hashed into the inner and outer pads) and duplicated
+/// per message, instead of a one-shot `HMAC()` that fetches the digest and keys a new context every time.
 struct BusSigner: Sendable {
-    private let secret: [UInt8]
+    private let key: Key
 
-    init(secret: [UInt8]) { self.secret = secret }
+    /// The keyed HMAC-SHA256 context.
+    private final class Key: @unchecked Sendable {
+        // @unchecked Sendable: `context` is created in init, never reassigned and never mutated afterwards. Every
+        // use goes through `clibcrypto_hmac_compute`, which only reads it (`EVP_MAC_CTX_dup(const EVP_MAC_CTX *)`,
+        // then works on the copy), so concurrent use from many threads is read-only sharing. deinit runs once no
+        // reference is left, so no other thread can be using it.
+        let context: OpaquePointer
+
+        init(secret: [UInt8]) {
+            let context = secret.withUnsafeBytes { bytes in
+                clibcrypto_hmac_ctx_new("SHA256", bytes.baseAddress, bytes.count)
+            }
+            guard let context else { fatalError("OpenSSL could not prepare an HMAC-SHA256 context") }
+            self.context = context
+        }
+
+        deinit { clibcrypto_mac_ctx_free(context) }
+    }
+
+    init(secret: [UInt8]) { key = Key(secret: secret) }
 
     static let macHexLength = 64
+    private static let hexDigits: StaticString = "0123456789abcdef"
 
-    private func mac(channel: some Collection<UInt8>, body: some Collection<UInt8>) -> [UInt8] {
-        var input = [UInt8]()
-        input.reserveCapacity(channel.count + 1 + body.count)
-        input.append(contentsOf: channel)
-        input.append(UInt8(ascii: "\n"))
-        input.append(contentsOf: body)
-        var out = [UInt8](repeating: 0, count: 32)
-        let ok = secret.withUnsafeBytes { key in
-            input.withUnsafeBytes { data in
-                out.withUnsafeMutableBufferPointer { out in
-                    clibcrypto_hmac_sha256(
-                        key.baseAddress,
-                        Int32(key.count),
-                        data.baseAddress,
-                        data.count,
-                        out.baseAddress
-                    )
-                }
-            }
+    /// Writes the 32-byte MAC of `channel + "\n" + body` to `out`.
+    private func mac(
+        channel: UnsafeRawBufferPointer,
+        body: UnsafeRawBufferPointer,
+        into out: UnsafeMutableRawBufferPointer
+    ) {
+        let count = channel.count + 1 + body.count
+        let ok = withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { input in
+            input.copyMemory(from: channel)
+            input[channel.count] = UInt8(ascii: "\n")
+            UnsafeMutableRawBufferPointer(rebasing: input[(channel.count + 1)...]).copyMemory(from: body)
+            var length = 0
+            let ok = clibcrypto_hmac_compute(
+                key.context,
+                input.baseAddress,
+                count,
+                out.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                out.count,
+                &length
+            )
+            return ok == 1 && length == 32
         }
-        precondition(ok == 1, "HMAC-SHA256 failed")
-        return out
+        precondition(ok, "HMAC-SHA256 failed")
     }
 
     /// `hex(mac) + body`.
     func seal(channel: String, body: [UInt8]) -> [UInt8] {
-        let digest = mac(channel: channel.utf8, body: body)
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(Self.macHexLength + body.count)
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
+        var channel = channel
+        return channel.withUTF8 { channelBytes in
+            body.withUnsafeBytes { bodyBytes in
+                [UInt8](unsafeUninitializedCapacity: Self.macHexLength + bodyBytes.count) { out, count in
+                    withUnsafeTemporaryAllocation(byteCount: 32, alignment: 1) { digest in
+                        mac(channel: UnsafeRawBufferPointer(channelBytes), body: bodyBytes, into: digest)
+                        let digits = Self.hexDigits.utf8Start
+                        for index in 0..<32 {
+                            out[2 * index] = digits[Int(digest[index] >> 4)]
+                            out[2 * index + 1] = digits[Int(digest[index] & 0xF)]
+                        }
+                    }
+                    if let source = bodyBytes.baseAddress, let target = out.baseAddress {
+                        UnsafeMutableRawPointer(target + Self.macHexLength).copyMemory(
+                            from: source,
+                            byteCount: bodyBytes.count
+                        )
+                    }
+                    count = Self.macHexLength + bodyBytes.count
+                }
+            }
         }
-        out.append(contentsOf: body)
-        return out
     }
 
     /// The body if `payload`'s MAC is valid for `channel`, else nil (compared in constant time).
     func open(channel: [UInt8], payload: [UInt8]) -> ArraySlice<UInt8>? {
         guard payload.count >= Self.macHexLength else { return nil }
-        var received = [UInt8](repeating: 0, count: 32)
-        for index in 0..<32 {
-            guard let high = Self.hexValue(payload[2 * index]), let low = Self.hexValue(payload[2 * index + 1]) else {
-                return nil
+        let valid = payload.withUnsafeBytes { payloadBytes in
+            channel.withUnsafeBytes { channelBytes in
+                withUnsafeTemporaryAllocation(byteCount: 64, alignment: 1) { scratch -> Bool in
+                    let received = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<32])
+                    for index in 0..<32 {
+                        guard let high = Self.hexValue(payloadBytes[2 * index]),
+                            let low = Self.hexValue(payloadBytes[2 * index + 1])
+                        else { return false }
+                        received[index] = high << 4 | low
+                    }
+                    let expected = UnsafeMutableRawBufferPointer(rebasing: scratch[32..<64])
+                    mac(
+                        channel: channelBytes,
+                        body: UnsafeRawBufferPointer(rebasing: payloadBytes[Self.macHexLength...]),
+                        into: expected
+                    )
+                    return clibcrypto_memcmp(received.baseAddress, expected.baseAddress, 32) == 0
+                }
             }
-            received[index] = high << 4 | low
         }
-        let body = payload[Self.macHexLength...]
-        let expected = mac(channel: channel, body: body)
-        let equal = expected.withUnsafeBytes { a in
-            received.withUnsafeBytes { b in clibcrypto_memcmp(a.baseAddress, b.baseAddress, 32) }
-        }
-        return equal == 0 ? body : nil
+        return valid ? payload[Self.macHexLength...] : nil
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {

@@ -4,8 +4,8 @@ import NIOCore
 import RealtimeCore
 import Synchronization
 
-/// One server's subscription to a ``RedisEventBus``: a dedicated pub/sub connection, a bounded delivery buffer, and
-/// a canary that probes the pub/sub path end to end.
+/// One server's subscription to a ``RedisEventBus``: a dedicated pub/sub connection, a bounded delivery buffer (or
+/// a handler called on the read path), and a canary that probes the pub/sub path end to end.
 final class RedisBusSubscription: EventBusSubscription, Sendable {
     let deliveries: AsyncStream<BusDelivery>
     private let continuation: AsyncStream<BusDelivery>.Continuation
@@ -16,6 +16,8 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     private let subscriber: RedisSubscriber
     private let delivery = Mutex<DeliveryState>(DeliveryState())
     private let canary = Mutex<CanaryState>(CanaryState())
+    /// When set, deliveries go to it on the subscriber's event loop instead of the buffer.
+    private let handler: (@Sendable (BusDelivery) -> Void)?
 
     private struct DeliveryState {
         /// Set when the buffer was full: the next delivery is preceded by a gap from this time.
@@ -38,9 +40,10 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
 
     private static let canaryPrefix = Array("canary:".utf8)
 
-    init(bus: RedisEventBus, server: ServerID) {
+    init(bus: RedisEventBus, server: ServerID, handler: (@Sendable (BusDelivery) -> Void)? = nil) {
         self.bus = bus
         self.server = server
+        self.handler = handler
         serverChannel = bus.channel(for: .server(server))
         serverChannelBytes = Array(serverChannel.utf8)
         (deliveries, continuation) = AsyncStream.makeStream(
@@ -54,7 +57,9 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             eventLoop: bus.client.eventLoopGroup.next(),
             logger: bus.client.logger,
             metrics: bus.client.metrics,
-            onMessage: { channel, payload in box.value?.received(channel: channel, payload: payload) },
+            onMessage: { channel, payload, viaPattern in
+                box.value?.received(channel: channel, payload: payload, viaPattern: viaPattern)
+            },
             onResubscribed: { from, to in box.value?.yield(.gap(from: from, to: to)) }
         )
         box.value = self
@@ -83,12 +88,20 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
 
     func addInterest(_ route: BusRoute) async throws(RealtimeError) {
         try Self.checkInterest(route)
-        await subscriber.subscribe(bus.channel(for: route))
+        await subscriber.subscribe(topics(for: route))
     }
 
     func removeInterest(_ route: BusRoute) async throws(RealtimeError) {
         try Self.checkInterest(route)
-        await subscriber.unsubscribe(bus.channel(for: route))
+        await subscriber.unsubscribe(topics(for: route))
+    }
+
+    /// A user's channel; for the admins route, its channel and the pattern of every user's channel (user-scoped
+    /// events reach administrators through their user's channel: see ``RedisEventBus/publish(_:)-([BusMessage])``).
+    private func topics(for route: BusRoute) -> [RedisSubscriber.Topic] {
+        let channel = RedisSubscriber.Topic.channel(bus.channel(for: route))
+        guard route == .admins else { return [channel] }
+        return [channel, .pattern(bus.userChannelPattern)]
     }
 
     private static func checkInterest(_ route: BusRoute) throws(RealtimeError) {
@@ -105,38 +118,52 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             return state.task
         }
         task?.cancel()
-        await subscriber.close()
         delivery.withLock { $0.closed = true }
+        await subscriber.close()
         continuation.finish()
         bus.closed(self)
     }
 
     // MARK: Read path (on the subscriber's event loop): verify, decode, hand off.
 
-    private func received(channel: [UInt8], payload: [UInt8]) {
+    /// - Parameter viaPattern: heard through the pattern of user channels (as an administrators' server).
+    private func received(channel: [UInt8], payload: [UInt8], viaPattern: Bool) {
         guard payload.count <= bus.options.maximumMessageBytes,
             let body = bus.signer.open(channel: channel, payload: payload)
         else {
             bus.count { $0.refusedMessages += 1 }
             return
         }
-        if channel == serverChannelBytes, body.starts(with: Self.canaryPrefix) {
+        if !viaPattern, channel == serverChannelBytes, body.starts(with: Self.canaryPrefix) {
             canaryReturned(body.dropFirst(Self.canaryPrefix.count))
             return
         }
-        guard let message = try? BusMessage(jsonBytes: body),
-            Array(bus.channel(for: message.route).utf8) == channel
+        guard let decoded = try? BusMessage.decode(body: body),
+            bus.channel(for: decoded.message.route).utf8.elementsEqual(channel)
         else {
             // Authentic but malformed, or sealed for another route: refuse it too.
             bus.count { $0.refusedMessages += 1 }
             return
         }
-        yield(.message(message))
+        guard viaPattern else {
+            yield(.message(decoded.message))
+            return
+        }
+        // A user's channel heard for the administrators: only what was published for the admins route too.
+        guard decoded.alsoAdmins, case .user = decoded.message.route else { return }
+        var forAdmins = decoded.message
+        forAdmins.route = .admins
+        yield(.message(forAdmins))
     }
 
     private func yield(_ delivery: BusDelivery) {
         let (closed, overflowSince) = self.delivery.withLock { ($0.closed, $0.overflowSince) }
         if closed { return }
+        if let handler {
+            // Called on the subscriber's event loop, one delivery after the other.
+            handler(delivery)
+            return
+        }
         if let overflowSince {
             if case .dropped = continuation.yield(.gap(from: overflowSince, to: .now())) {
                 bus.count { $0.droppedDeliveries += 1 }

@@ -12,6 +12,13 @@ import Synchronization
 /// its own server's channel, and a user's or the admins' channel only while it has interest, so a server's Redis
 /// traffic follows its own connections, not the cluster's event rate.
 ///
+/// A user-scoped event is one `PUBLISH` on its user's channel, not one per route: the hub hands both routes to
+/// ``publish(_:)-([BusMessage])``, the message is marked as standing for the admins route too, and a subscription
+/// with interest in ``BusRoute/admins`` hears every user channel through a pattern subscription
+/// (`PSUBSCRIBE <prefix>bus:user:*`, confirmed before ``EventBusSubscription/addInterest(_:)`` returns, like its
+/// `SUBSCRIBE`), delivering such messages as ``BusRoute/admins`` messages. A message published for the user's
+/// route only is not delivered to administrators, so the effect is exactly one publish per route.
+///
 /// Trust: every payload carries an HMAC-SHA256 under the cluster secret over the channel and the body (see
 /// `BusSigner`); a message that fails it is refused and counted (`refusedMessages`), so whoever can write to
 /// Redis cannot forge events to users without the secret.
@@ -21,7 +28,7 @@ import Synchronization
 /// re-subscribes and yields ``BusDelivery/gap(from:to:)`` for the outage. Each subscription probes its own path
 /// with a canary published to its server channel; a canary that does not come back turns health unhealthy and
 /// forces a re-subscribe.
-public final class RedisEventBus: EventBus, Sendable {
+public final class RedisEventBus: EventBus, DirectDeliveryEventBus, Sendable {
     /// Tuning of the bus.
     public struct Options: Sendable, Hashable {
         /// Deliveries buffered per subscription before the oldest undelivered ones are kept and newer dropped
@@ -101,10 +108,23 @@ public final class RedisEventBus: EventBus, Sendable {
     /// The Redis channel of a route.
     public func channel(for route: BusRoute) -> String { "\(prefix)bus:\(route.description)" }
 
+    /// The glob pattern (`PSUBSCRIBE`) of every user's channel, with the prefix's glob characters escaped.
+    var userChannelPattern: String {
+        var pattern = ""
+        for character in "\(prefix)bus:user:" {
+            if "*?[]\\".contains(character) { pattern.append("\\") }
+            pattern.append(character)
+        }
+        return pattern + "*"
+    }
+
     /// The sealed Redis payload of `message` for `channel` (by default its route's channel); for tests that play
     /// an attacker replaying genuine payloads.
-    package func sealedPayload(_ message: BusMessage, channel: String? = nil) -> [UInt8] {
-        signer.seal(channel: channel ?? self.channel(for: message.route), body: message.jsonBytes())
+    package func sealedPayload(_ message: BusMessage, channel: String? = nil, alsoAdmins: Bool = false) -> [UInt8] {
+        signer.seal(
+            channel: channel ?? self.channel(for: message.route),
+            body: message.encodedBody(alsoAdmins: alsoAdmins)
+        )
     }
 
     private static func affinity(_ channel: String) -> Int {
@@ -115,8 +135,35 @@ public final class RedisEventBus: EventBus, Sendable {
     }
 
     public func publish(_ message: BusMessage) async throws(RealtimeError) {
+        try await publish(message, alsoAdmins: false)
+    }
+
+    /// Publishes `messages` in order. A user-scoped event's pair of routes (``BusRoute/user(_:)`` then
+    /// ``BusRoute/admins``, same origin and event) becomes one `PUBLISH` on the user's channel marked as standing
+    /// for the admins route too, which subscriptions with interest in the admins route hear through their pattern
+    /// subscription.
+    public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
+        if messages.count == 2, case .user = messages[0].route, messages[1].route == .admins,
+            messages[0].origin == messages[1].origin, case .event = messages[0].payload,
+            messages[0].payload == messages[1].payload
+        {
+            try await publish(messages[0], alsoAdmins: true)
+            return
+        }
+        var firstError: RealtimeError?
+        for message in messages {
+            do {
+                try await publish(message, alsoAdmins: false)
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+    }
+
+    private func publish(_ message: BusMessage, alsoAdmins: Bool) async throws(RealtimeError) {
         let channel = channel(for: message.route)
-        let payload = signer.seal(channel: channel, body: message.jsonBytes())
+        let payload = signer.seal(channel: channel, body: message.encodedBody(alsoAdmins: alsoAdmins))
         let queued = queue.withLock { queue in
             // While older publishes wait, newer ones queue behind them to keep the order.
             guard !queue.items.isEmpty || queue.flushing else { return false }
@@ -186,7 +233,23 @@ public final class RedisEventBus: EventBus, Sendable {
     }
 
     public func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription {
-        let subscription = RedisBusSubscription(bus: self, server: server)
+        await subscribe(server: server, handler: nil)
+    }
+
+    /// A subscription that hands every delivery to `handler` on its event loop, right after verifying and decoding
+    /// it, instead of buffering it for `deliveries` (see `DirectDeliveryEventBus`).
+    package func subscribe(
+        server: ServerID,
+        handler: @escaping @Sendable (BusDelivery) -> Void
+    ) async throws(RealtimeError) -> any EventBusSubscription {
+        await subscribe(server: server, handler: Optional(handler))
+    }
+
+    private func subscribe(
+        server: ServerID,
+        handler: (@Sendable (BusDelivery) -> Void)?
+    ) async -> any EventBusSubscription {
+        let subscription = RedisBusSubscription(bus: self, server: server, handler: handler)
         subscriptions.withLock { $0[ObjectIdentifier(subscription)] = subscription }
         await subscription.start()
         return subscription

@@ -4,15 +4,36 @@ import NIOCore
 import RealtimeCore
 import Synchronization
 
-/// A dedicated pub/sub connection whose channel set follows counted interest.
+/// A dedicated pub/sub connection whose channel and pattern set follows counted interest.
 ///
-/// `SUBSCRIBE`/`UNSUBSCRIBE` are sent (and confirmed) as interest in a channel goes from 0 to 1 and back. Messages
-/// go to `onMessage` on the event loop, which must only hand them off (Redis disconnects a subscriber whose
+/// `SUBSCRIBE`/`UNSUBSCRIBE` (`PSUBSCRIBE`/`PUNSUBSCRIBE` for a pattern) are sent (and confirmed) as interest in a
+/// topic goes from 0 to 1 and back. Messages go to `onMessage` on the event loop, which must only hand them off (Redis disconnects a subscriber whose
 /// output buffer passes its limit, so the read path must never wait). Any disconnect — `CLIENT KILL`, a Redis
 /// restart, an output-buffer-limit kill — is handled alike: reconnect with backoff and jitter, re-subscribe every
 /// channel, then report the outage window through `onResubscribed(from:to:)`.
 final class RedisSubscriber: Sendable {
-    typealias MessageHandler = @Sendable (_ channel: [UInt8], _ payload: [UInt8]) -> Void
+    /// `viaPattern` is true for a message heard through a pattern subscription (`pmessage`).
+    typealias MessageHandler = @Sendable (_ channel: [UInt8], _ payload: [UInt8], _ viaPattern: Bool) -> Void
+
+    /// A channel, or a glob-style pattern of channels.
+    enum Topic: Hashable, Sendable {
+        case channel(String)
+        case pattern(String)
+
+        var subscribe: RedisCommand {
+            switch self {
+            case .channel(let name): return RedisCommand("SUBSCRIBE", name)
+            case .pattern(let pattern): return RedisCommand("PSUBSCRIBE", pattern)
+            }
+        }
+
+        var unsubscribe: RedisCommand {
+            switch self {
+            case .channel(let name): return RedisCommand("UNSUBSCRIBE", name)
+            case .pattern(let pattern): return RedisCommand("PUNSUBSCRIBE", pattern)
+            }
+        }
+    }
     typealias GapHandler = @Sendable (_ from: Timestamp, _ to: Timestamp) -> Void
 
     private enum Phase {
@@ -25,7 +46,7 @@ final class RedisSubscriber: Sendable {
 
     private struct State {
         var phase = Phase.idle
-        var interest: [String: Int] = [:]
+        var interest: [Topic: Int] = [:]
         /// When delivery stopped (connection lost or first connect failed); cleared once re-subscribed.
         var lostSince: Timestamp?
         var resubscribes = 0
@@ -62,7 +83,7 @@ final class RedisSubscriber: Sendable {
         let promise = eventLoop.makePromise(of: Void.self)
         let start = state.withLock { state in
             guard case .idle = state.phase else { return false }
-            for channel in channels { state.interest[channel, default: 0] += 1 }
+            for channel in channels { state.interest[.channel(channel), default: 0] += 1 }
             state.phase = .connecting
             state.firstAttempt = promise
             return true
@@ -84,31 +105,39 @@ final class RedisSubscriber: Sendable {
 
     var resubscribeCount: Int { state.withLock { $0.resubscribes } }
 
-    /// Adds one interest in `channel`; the first one subscribes and waits for Redis's confirmation (when
-    /// connected; otherwise the channel is subscribed on reconnect).
-    func subscribe(_ channel: String) async {
-        let confirmation: EventLoopFuture<RESPValue>? = state.withLock { state in
-            state.interest[channel, default: 0] += 1
-            guard state.interest[channel] == 1, case .connected(let connection) = state.phase else { return nil }
-            // Sent under the lock, so SUBSCRIBE/UNSUBSCRIBE of one channel reach Redis in interest order.
-            return connection.send(RedisCommand("SUBSCRIBE", channel))
+    /// Adds one interest in each topic; the first one subscribes and waits for Redis's confirmation (when
+    /// connected; otherwise the topic is subscribed on reconnect).
+    func subscribe(_ topics: [Topic]) async {
+        let confirmations: [EventLoopFuture<RESPValue>] = state.withLock { state in
+            var confirmations: [EventLoopFuture<RESPValue>] = []
+            for topic in topics {
+                state.interest[topic, default: 0] += 1
+                guard state.interest[topic] == 1, case .connected(let connection) = state.phase else { continue }
+                // Sent under the lock, so SUBSCRIBE/UNSUBSCRIBE of one topic reach Redis in interest order.
+                confirmations.append(connection.send(topic.subscribe))
+            }
+            return confirmations
         }
-        _ = try? await confirmation?.get()
+        for confirmation in confirmations { _ = try? await confirmation.get() }
     }
 
-    /// Removes one interest in `channel`; the last one unsubscribes and waits for the confirmation.
-    func unsubscribe(_ channel: String) async {
-        let confirmation: EventLoopFuture<RESPValue>? = state.withLock { state in
-            guard let count = state.interest[channel] else { return nil }
-            if count > 1 {
-                state.interest[channel] = count - 1
-                return nil
+    /// Removes one interest in each topic; the last one unsubscribes and waits for the confirmation.
+    func unsubscribe(_ topics: [Topic]) async {
+        let confirmations: [EventLoopFuture<RESPValue>] = state.withLock { state in
+            var confirmations: [EventLoopFuture<RESPValue>] = []
+            for topic in topics {
+                guard let count = state.interest[topic] else { continue }
+                if count > 1 {
+                    state.interest[topic] = count - 1
+                    continue
+                }
+                state.interest[topic] = nil
+                guard case .connected(let connection) = state.phase else { continue }
+                confirmations.append(connection.send(topic.unsubscribe))
             }
-            state.interest[channel] = nil
-            guard case .connected(let connection) = state.phase else { return nil }
-            return connection.send(RedisCommand("UNSUBSCRIBE", channel))
+            return confirmations
         }
-        _ = try? await confirmation?.get()
+        for confirmation in confirmations { _ = try? await confirmation.get() }
     }
 
     /// Drops the connection so that it reconnects and re-subscribes (a subscription that stopped delivering).
@@ -132,10 +161,11 @@ final class RedisSubscriber: Sendable {
     private func attempt(_ attempt: Int) {
         let onMessage = self.onMessage
         let push: @Sendable (RESPValue) -> Void = { value in
-            guard case .array(let parts) = value, parts.count == 3, let channel = parts[1].bytes,
-                let payload = parts[2].bytes
+            // `message channel payload`, or `pmessage pattern channel payload`.
+            guard case .array(let parts) = value, parts.count == 3 || parts.count == 4,
+                let channel = parts[parts.count - 2].bytes, let payload = parts[parts.count - 1].bytes
             else { return }
-            onMessage(channel, payload)
+            onMessage(channel, payload, parts.count == 4)
         }
         RedisConnection.connect(configuration: configuration, on: eventLoop, onPush: push).whenComplete { result in
             switch result {
@@ -149,7 +179,7 @@ final class RedisSubscriber: Sendable {
         let confirmations: [EventLoopFuture<RESPValue>]? = state.withLock { state in
             guard case .connecting = state.phase else { return nil }
             state.phase = .connected(connection)
-            return state.interest.keys.map { connection.send(RedisCommand("SUBSCRIBE", $0)) }
+            return state.interest.keys.map { connection.send($0.subscribe) }
         }
         guard let confirmations else {
             _ = connection.close()

@@ -55,6 +55,52 @@ import Testing
         }
     }
 
+    @Test func busEventsOnARouteTheirScopeDoesNotAllowAreDropped() async throws {
+        let hub = try fixture.hub()
+        try await hub.running {
+            let alice = try await hub.connectClient(token: "alice-token")
+            let bob = try await hub.connectClient(token: "bob-token")
+            let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
+            for client in [alice, bob, admin] { try await client.subscribe(["*"]) }
+            _ = try await admin.drainUntilPong()
+            let aliceEvent = RealtimeEvent(type: "auth.secret", userID: "alice", data: [:])
+            let everyoneEvent = RealtimeEvent(type: "auth.barrier", data: [:])
+            // Alice's event on everyone's route and on bob's route: not delivered to anyone.
+            for route in [BusRoute.everyone, .user("bob")] {
+                try await fixture.bus.publish(
+                    BusMessage(origin: "srv_other", route: route, payload: .event(aliceEvent))
+                )
+            }
+            // An everyone-scoped event on the admins' route: not delivered either.
+            try await fixture.bus.publish(
+                BusMessage(origin: "srv_other", route: .admins, payload: .event(everyoneEvent))
+            )
+            // Alice's event on its own routes, then a barrier everyone may see.
+            try await fixture.bus.publish(
+                [
+                    BusMessage(origin: "srv_other", route: .user("alice"), payload: .event(aliceEvent)),
+                    BusMessage(origin: "srv_other", route: .admins, payload: .event(aliceEvent)),
+                ]
+            )
+            try await fixture.bus.publish(
+                BusMessage(origin: "srv_other", route: .everyone, payload: .event(everyoneEvent))
+            )
+            func typesUntilBarrier(_ client: TestClient) async throws -> [String] {
+                var types: [String] = []
+                while true {
+                    let message = try await client.next(type: "event")
+                    let type = message["payload"]?["type"]?.stringValue ?? "?"
+                    if type == "auth.barrier" { return types }
+                    // Administrators also see presence and audit events of the connections above.
+                    if type.hasPrefix("auth.") { types.append(type) }
+                }
+            }
+            #expect(try await typesUntilBarrier(alice) == ["auth.secret"])
+            #expect(try await typesUntilBarrier(bob) == [])
+            #expect(try await typesUntilBarrier(admin) == ["auth.secret"])
+        }
+    }
+
     @Test func aUserEventPublishedElsewhereArrivesInOrder() async throws {
         let hubA = try fixture.hub { $0.limits.outboundQueueFrames = 5000 }
         let hubB = try fixture.hub { $0.limits.outboundQueueFrames = 5000 }
