@@ -157,19 +157,20 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         }
         draining = true
         defer { draining = false }
-        var wrote = false
         var result: OutboundDrainResult
         repeat {
-            // A wake-up that arrived while this loop ran (re-entrantly) must not be lost: go round again.
+            // The flush can make the channel writable again, which re-enters here (`channelWritabilityChanged`)
+            // while this loop still runs: that call only sets `drainAgain`, so go round again for it.
             drainAgain = false
             result = .more
+            var wrote = false
             while result == .more && context.channel.isWritable {
                 result = connection.drainOutbound(maxFrames: Self.framesPerDrain) { frame in
                     wrote = write(frame, context: context) || wrote
                 }
             }
-        } while drainAgain && result == .idle
-        if wrote { context.flush() }
+            if wrote { context.flush() }
+        } while drainAgain && result != .finished
         switch result {
         case .finished:
             outboundFinished = true
