@@ -121,6 +121,7 @@ let package = Package(
         .testTarget(
             name: "RealtimeHummingbirdTests",
             dependencies: [
+                "RealtimeTesting",
                 "RealtimeHummingbird",
                 "RealtimeCore",
                 "RealtimeJWT",

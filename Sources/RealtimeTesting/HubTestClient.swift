@@ -171,3 +171,21 @@ extension RealtimeHub {
         }
     }
 }
+
+extension HubConfiguration {
+    /// A configuration for tests that drive a hub with many connections from one address: no periodic `stats`
+    /// messages, and upgrade rate limits (per address and per user) of 10,000 per second, so that only the limits
+    /// a test sets itself are in the way. `adjust` runs last.
+    public static func testing(_ adjust: (inout HubConfiguration) -> Void = { _ in }) -> HubConfiguration {
+        var configuration = HubConfiguration()
+        configuration.statsInterval = nil
+        configuration.rateLimits.connectionsPerIP = RateLimitPolicy(name: "conn-ip", limit: 10_000, period: .seconds(1))
+        configuration.rateLimits.connectionsPerUser = RateLimitPolicy(
+            name: "conn-user",
+            limit: 10_000,
+            period: .seconds(1)
+        )
+        adjust(&configuration)
+        return configuration
+    }
+}

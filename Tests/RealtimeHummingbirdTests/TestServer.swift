@@ -6,6 +6,7 @@ import NIOCore
 import RealtimeCore
 import RealtimeHummingbird
 import RealtimeJWT
+import RealtimeTesting
 import ServiceLifecycle
 
 /// Keys and tokens of the test servers: HS256 with an audience, admins by `roles: ["admin"]`.
@@ -57,16 +58,7 @@ struct TestServer: Sendable {
 
     /// A hub configuration for tests: no periodic stats, generous connection rate limits.
     static func configuration(_ adjust: (inout HubConfiguration) -> Void = { _ in }) -> HubConfiguration {
-        var configuration = HubConfiguration()
-        configuration.statsInterval = nil
-        configuration.rateLimits.connectionsPerIP = RateLimitPolicy(name: "conn-ip", limit: 10_000, period: .seconds(1))
-        configuration.rateLimits.connectionsPerUser = RateLimitPolicy(
-            name: "conn-user",
-            limit: 10_000,
-            period: .seconds(1)
-        )
-        adjust(&configuration)
-        return configuration
+        HubConfiguration.testing(adjust)
     }
 
     /// Starts a server, runs `body`, then shuts the server down gracefully and waits for it.

@@ -47,18 +47,12 @@ final class RedisHubCluster: Sendable {
         quiet.logLevel = .critical
         let client = RedisClient(configuration: redis, logger: quiet)
         clients.append(client)
-        var configuration = HubConfiguration()
-        configuration.statsInterval = nil
-        configuration.serverHeartbeatInterval = .milliseconds(100)
-        configuration.authenticationTimeout = .milliseconds(200)
-        configuration.limits.outboundQueueFrames = 5000
-        configuration.rateLimits.connectionsPerIP = RateLimitPolicy(name: "conn-ip", limit: 10_000, period: .seconds(1))
-        configuration.rateLimits.connectionsPerUser = RateLimitPolicy(
-            name: "conn-user",
-            limit: 10_000,
-            period: .seconds(1)
-        )
-        adjust(&configuration)
+        let configuration = HubConfiguration.testing {
+            $0.serverHeartbeatInterval = .milliseconds(100)
+            $0.authenticationTimeout = .milliseconds(200)
+            $0.limits.outboundQueueFrames = 5000
+            adjust(&$0)
+        }
         var logger = Logger(label: "realtime-hub-test")
         logger.logLevel = .critical
         return try RealtimeHub(

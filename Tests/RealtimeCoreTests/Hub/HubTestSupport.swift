@@ -29,16 +29,7 @@ struct HubFixture {
     }
 
     static func configuration(_ adjust: (inout HubConfiguration) -> Void = { _ in }) -> HubConfiguration {
-        var configuration = HubConfiguration()
-        configuration.statsInterval = nil
-        configuration.rateLimits.connectionsPerIP = RateLimitPolicy(name: "conn-ip", limit: 10_000, period: .seconds(1))
-        configuration.rateLimits.connectionsPerUser = RateLimitPolicy(
-            name: "conn-user",
-            limit: 10_000,
-            period: .seconds(1)
-        )
-        adjust(&configuration)
-        return configuration
+        HubConfiguration.testing(adjust)
     }
 
     func hub(metrics: (any MetricsFactory)? = nil, _ adjust: (inout HubConfiguration) -> Void = { _ in }) throws
