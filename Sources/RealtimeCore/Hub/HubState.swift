@@ -191,8 +191,6 @@ struct HubState: Sendable {
 
     // MARK: Fan-out
 
-    /// Queues `frame` for every connection on `route` whose patterns match and which may see the event.
-    /// Returns the number of deliveries and the connections whose queue overflowed (to be closed).
     /// The match key of `type`, from the cache when it is there.
     mutating func matchKey(_ type: EventType) -> MatchKey {
         if let key = matchKeys[type] { return key }
@@ -202,6 +200,8 @@ struct HubState: Sendable {
         return key
     }
 
+    /// Queues `frame` for every connection on `route` whose patterns match and which may see the event.
+    /// Returns the number of deliveries and the connections whose queue overflowed (to be closed).
     mutating func deliver(
         _ event: RealtimeEvent,
         key: MatchKey,
