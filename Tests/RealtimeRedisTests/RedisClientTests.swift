@@ -60,6 +60,20 @@ extension RedisIntegrationTests {
                 // Replies of one pipeline come back in order.
                 let replies = try await client.pipeline((0..<500).map { RedisCommand("ECHO", String($0)) })
                 #expect(replies.map(\.string) == (0..<500).map { String($0) })
+                // Pipelines and single commands from many tasks at once share each connection's write batches;
+                // every caller still gets exactly its own replies.
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for task in 0..<200 {
+                        group.addTask {
+                            let batch = (0..<(1 + task % 17)).map { RedisCommand("ECHO", "\(task)-\($0)") }
+                            let replies = try await client.pipeline(batch)
+                            #expect(replies.map(\.string) == batch.indices.map { "\(task)-\($0)" })
+                            let single = try await client.send(RedisCommand("ECHO", "single-\(task)"))
+                            #expect(single.string == "single-\(task)")
+                        }
+                    }
+                    try await group.waitForAll()
+                }
                 await client.shutdown()
             }
         }

@@ -12,11 +12,6 @@ enum ReplyWaiter: Sendable {
     /// A pipeline of `count` commands resumes once, with every reply.
     case batch(count: Int, UnsafeContinuation<[RESPValue], any Error>)
 
-    var replyCount: Int {
-        if case .batch(let count, _) = self { return count }
-        return 1
-    }
-
     func fail(_ error: RealtimeError) {
         switch self {
         case .promise(let promise): promise.fail(error)
@@ -136,9 +131,9 @@ final class RESPChannelHandler: ChannelDuplexHandler {
             return
         }
         let expired = expiredAtFront > 0
-        let count = pending[0].waiter.replyCount
-        if count > 1 {
-            // A batch leaves the FIFO only with its last reply.
+        if case .batch(let count, _) = pending[0].waiter {
+            // A batch (even of one command) collects its replies and leaves the FIFO only with its last one.
+            if pending[0].replies.isEmpty { pending[0].replies.reserveCapacity(count) }
             pending[0].replies.append(expired ? .null : value)
             guard pending[0].replies.count == count else { return }
         }
