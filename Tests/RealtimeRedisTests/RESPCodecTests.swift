@@ -51,13 +51,42 @@ import Testing
     @Test func encodesCommandsAsRESPArrays() throws {
         var command = RedisCommand("SET", "key", "")
         command.append(bytes: [0, 13, 10, 255])
-        var buffer = ByteBufferAllocator().buffer(capacity: 64)
-        try RESPEncoder.encode(command, into: &buffer)
+        var buffer = ByteBufferAllocator().buffer(capacity: 0)
+        RESPEncoder.encode(command, into: &buffer)
         let expected: [UInt8] =
             Array("*4\r\n$3\r\nSET\r\n$3\r\nkey\r\n$0\r\n\r\n$4\r\n".utf8) + [0, 13, 10, 255, 13, 10]
         #expect(buffer.readableBytesView.elementsEqual(expected))
+        #expect(RESPEncoder.encodedSize(command) == expected.count)
         #expect(command.name == "SET")
         #expect(command.count == 4)
+    }
+
+    /// The Swift encoder against hiredis's `redisFormatCommandArgv`, byte for byte: argument counts and lengths
+    /// across every digit-count boundary (0, 9, 10, 99, 100, 999, 1000, 10 000), empty and binary arguments, and
+    /// commands appended one after another into the same buffer.
+    @Test func encoderMatchesHiredisByteForByte() throws {
+        let lengths = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 1001, 9999, 10_000]
+        var buffer = ByteBufferAllocator().buffer(capacity: 0)
+        var expected: [UInt8] = []
+        for argumentCount in [1, 2, 9, 10, 11, 33, 99, 100, 101] {
+            for round in 0..<3 {
+                var command = RedisCommand("EVALSHA")
+                for index in 1..<argumentCount {
+                    // The long arguments once per command; the many arguments of long commands stay short.
+                    let length = index < lengths.count ? lengths[(index + round) % lengths.count] : index % 12
+                    // Every byte value, CR and LF included.
+                    command.append(bytes: (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ index) })
+                }
+                let reference = try #require(RESPEncoder.hiredisFormatted(command))
+                var single = ByteBufferAllocator().buffer(capacity: 0)
+                RESPEncoder.encode(command, into: &single)
+                #expect(single.getBytes(at: 0, length: single.readableBytes) == reference, "\(argumentCount) arguments")
+                #expect(RESPEncoder.encodedSize(command) == reference.count)
+                RESPEncoder.encode(command, into: &buffer)
+                expected += reference
+            }
+        }
+        #expect(buffer.getBytes(at: 0, length: buffer.readableBytes) == expected)
     }
 
     @Test func readsRedisURLs() throws {

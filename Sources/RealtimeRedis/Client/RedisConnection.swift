@@ -108,13 +108,8 @@ final class RedisConnection: Sendable {
     }
 
     private func enqueue(_ commands: [RedisCommand], _ waiter: ReplyWaiter) {
-        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count })
-        do {
-            for command in commands { try RESPEncoder.encode(command, into: &bytes) }
-        } catch {
-            waiter.fail(error)
-            return
-        }
+        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + RESPEncoder.encodedSize($1) })
+        for command in commands { RESPEncoder.encode(command, into: &bytes) }
         let schedule = outbox.withLock { box in
             box.items.append(RedisOutbound(bytes: bytes, waiters: [waiter]))
             if box.flushScheduled { return false }
