@@ -40,6 +40,22 @@ import Testing
         #expect(try parse(text, chunk: 5) == whole)
     }
 
+    /// Replies are built from hiredis's parser callbacks on a byte tape: nesting, a reply larger than the tape
+    /// keeps between replies (given back, then grown again), and many replies in one read.
+    @Test func parsesNestedLargeAndManyReplies() throws {
+        let nested = "*2\r\n*2\r\n*1\r\n*0\r\n*-1\r\n$0\r\n\r\n"
+        #expect(try parse(nested) == [.array([.array([.array([.array([])]), .null]), .bulkString([])])])
+        let large = [UInt8](repeating: UInt8(ascii: "x"), count: 3 << 20)
+        let text =
+            "*3\r\n:1\r\n$\(large.count)\r\n" + String(decoding: large, as: UTF8.self) + "\r\n-ERR e\r\n"
+            + "+OK\r\n" + String(repeating: ":5\r\n", count: 1000)
+        let values = try parse(text, chunk: 64 << 10)
+        #expect(values.count == 1002)
+        #expect(values.first == .array([.integer(1), .bulkString(large), .error("ERR e")]))
+        #expect(values[1] == .simpleString("OK"))
+        #expect(values.dropFirst(2).allSatisfy { $0 == .integer(5) })
+    }
+
     @Test func malformedReplyIsAProtocolViolation() throws {
         #expect {
             _ = try parse("?what\r\n")

@@ -85,22 +85,33 @@ package enum RESPEncoder {
     }
 }
 
-/// Parses replies with hiredis's reader (`redisReaderFeed` / `redisReaderGetReply`) and converts each reply tree
-/// into a ``RESPValue`` at once, freeing the C objects.
+/// Parses replies with hiredis's reader (`redisReaderFeed` / `redisReaderGetReply`) and turns each complete reply
+/// into a ``RESPValue``.
+///
+/// The reader is created with hiredis's object-function hooks pointed at a byte tape (see `shim.h`): hiredis's
+/// parser appends each element of a reply there instead of allocating a `redisReply` and a string per element,
+/// and the tape is decoded once the reply is complete. No C object outlives the read path.
 ///
 /// Not `Sendable`: owned by one channel handler and used only on its event loop.
 package final class RESPParser {
     private let reader: UnsafeMutablePointer<redisReader>
+    private let tape: UnsafeMutablePointer<chiredis_tape>
+
+    /// The tape's memory is kept between replies up to this size; a larger reply's is given back.
+    private static let keptTapeBytes = 1 << 20
 
     package init() {
-        guard let reader = redisReaderCreate() else { fatalError("hiredis could not allocate a reply reader") }
+        guard let reader = chiredis_tape_reader_create(), let tape = chiredis_reader_tape(reader) else {
+            fatalError("hiredis could not allocate a reply reader")
+        }
         self.reader = reader
+        self.tape = tape
         // Keep up to 1 MiB of read buffer between feeds instead of hiredis's 16 KiB, so large pipelined batches
         // don't re-allocate it each time.
         chiredis_reader_set_max_buffer(reader, 1 << 20)
     }
 
-    deinit { redisReaderFree(reader) }
+    deinit { chiredis_tape_reader_free(reader) }
 
     /// Hands bytes to the reader.
     package func feed(_ bytes: UnsafeRawBufferPointer) throws(RealtimeError) {
@@ -112,12 +123,17 @@ package final class RESPParser {
 
     /// The next complete reply, or `nil` if more bytes are needed.
     package func next() throws(RealtimeError) -> RESPValue? {
-        var reply: UnsafeMutablePointer<redisReply>? = nil
-        switch chiredis_reader_next(reader, &reply) {
+        switch chiredis_tape_reader_next(reader) {
         case 1:
-            guard let reply else { return nil }
-            defer { chiredis_free_reply(reply) }
-            return Self.convert(reply)
+            defer { chiredis_tape_clear(tape, Self.keptTapeBytes) }
+            guard let base = tape.pointee.bytes else { throw protocolError() }
+            let records = UnsafeRawBufferPointer(start: base, count: tape.pointee.count)
+            var offset = 0
+            let value = Self.decode(records, at: &offset)
+            guard offset == records.count else {
+                throw RealtimeError(.protocolViolation, "malformed Redis reply: inconsistent reply tape")
+            }
+            return value
         case 0:
             return nil
         default:
@@ -130,31 +146,44 @@ package final class RESPParser {
         return RealtimeError(.protocolViolation, "malformed Redis reply: \(detail)")
     }
 
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RESPValue {
-        let node = reply.pointee
-        switch node.type {
-        case REDIS_REPLY_STRING:
-            return .bulkString(Array(UnsafeRawBufferPointer(start: node.str, count: Int(node.len))))
-        case REDIS_REPLY_STATUS:
-            return .simpleString(
-                String(decoding: UnsafeRawBufferPointer(start: node.str, count: Int(node.len)), as: UTF8.self)
-            )
-        case REDIS_REPLY_ERROR:
-            return .error(
-                String(decoding: UnsafeRawBufferPointer(start: node.str, count: Int(node.len)), as: UTF8.self)
-            )
-        case REDIS_REPLY_INTEGER:
-            return .integer(Int64(node.integer))
-        case REDIS_REPLY_ARRAY:
-            var elements = [RESPValue]()
-            elements.reserveCapacity(Int(node.elements))
-            for index in 0..<Int(node.elements) {
-                if let element = node.element[index] {
-                    elements.append(convert(element))
-                } else {
-                    elements.append(.null)
-                }
+    /// Decodes the element whose record starts at `offset` (and, for an array, its elements after it), moving
+    /// `offset` past them. The tape was written by hiredis's parser for one complete reply, so every record is
+    /// whole; the bounds are still checked (a record that does not fit decodes as `.null` and ends the walk).
+    private static func decode(_ records: UnsafeRawBufferPointer, at offset: inout Int) -> RESPValue {
+        let header = Int(CHIREDIS_TAPE_HEADER)
+        guard offset + header <= records.count else {
+            offset = records.count + 1
+            return .null
+        }
+        let type = Int32(records[offset])
+        let value = records.loadUnaligned(fromByteOffset: offset + 1, as: Int64.self)
+        offset += header
+        switch type {
+        case REDIS_REPLY_STRING, REDIS_REPLY_STATUS, REDIS_REPLY_ERROR:
+            let length = Int(value)
+            guard length >= 0, length <= records.count - offset else {
+                offset = records.count + 1
+                return .null
             }
+            let bytes = UnsafeRawBufferPointer(rebasing: records[offset..<(offset + length)])
+            offset += length
+            switch type {
+            case REDIS_REPLY_STRING: return .bulkString(Array(bytes))
+            case REDIS_REPLY_STATUS: return .simpleString(String(decoding: bytes, as: UTF8.self))
+            default: return .error(String(decoding: bytes, as: UTF8.self))
+            }
+        case REDIS_REPLY_INTEGER:
+            return .integer(value)
+        case REDIS_REPLY_ARRAY:
+            // Each element takes at least a header, which bounds the count by what the tape holds.
+            let count = Int(value)
+            guard count >= 0, count <= (records.count - offset) / header else {
+                offset = records.count + 1
+                return .null
+            }
+            var elements = [RESPValue]()
+            elements.reserveCapacity(count)
+            for _ in 0..<count { elements.append(decode(records, at: &offset)) }
             return .array(elements)
         default:
             return .null
