@@ -2,17 +2,23 @@
 //
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks [seconds-per-measurement]
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks hub-latency [seconds-per-rate]
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks pipelined [seconds-per-measurement] [rounds]
 //
 // Starts its own redis-server on a free port (or uses REDIS_URL), then for each workload runs our client with
 // 50 concurrent callers and `redis-benchmark` with `-c 50`, and prints both rates and their ratio. `hub-latency`
 // measures only publish-to-deliver latency between two hubs at 1,000 and 10,000 events/s (HubLatency.swift).
+// `pipelined` repeats only the 16-command-pipeline comparisons (PING and SET), `rounds` times (default 5), and
+// prints each round's ratios and their medians.
 import Foundation
 import RealtimeCore
 import RealtimeRedis
 
-let hubLatencyOnly = CommandLine.arguments.dropFirst().first == "hub-latency"
-let seconds =
-    CommandLine.arguments.dropFirst(hubLatencyOnly ? 2 : 1).first.flatMap(Double.init) ?? (hubLatencyOnly ? 5 : 3)
+let mode = CommandLine.arguments.dropFirst().first
+let hubLatencyOnly = mode == "hub-latency"
+let pipelinedOnly = mode == "pipelined"
+let numbers = CommandLine.arguments.dropFirst(hubLatencyOnly || pipelinedOnly ? 2 : 1).compactMap(Double.init)
+let seconds = numbers.first ?? (hubLatencyOnly ? 5 : 3)
+let rounds = max(1, numbers.dropFirst().first.map { Int($0) } ?? 5)
 let concurrency = 50
 
 func freePort() -> Int {
@@ -88,11 +94,14 @@ func measure(_ operation: @escaping @Sendable (Int) async throws -> Int) async t
     return Double(total) / (ContinuousClock.now - start).seconds
 }
 
-func report(_ name: String, ours: Double, theirs: Double?) {
+/// Prints a comparison line and returns the ratio (ours / theirs), if there is a reference.
+@discardableResult
+func report(_ name: String, ours: Double, theirs: Double?) -> Double? {
     let theirsText = theirs.map { String(format: "%10.0f", $0) } ?? "       n/a"
     let ratio = theirs.map { String(format: "%5.1f %%", ours / $0 * 100) } ?? "n/a"
     let padded = name.padding(toLength: 32, withPad: " ", startingAt: 0)
     print(padded + String(format: " ours %10.0f/s   redis-benchmark %@/s   ratio %@", ours, theirsText, ratio))
+    return theirs.map { ours / $0 }
 }
 
 var server: Process?
@@ -141,7 +150,9 @@ print(
     "redis-server 127.0.0.1:\(configuration.port), \(concurrency) concurrent clients, pool of \(configuration.poolSize) connections, \(seconds) s per measurement"
 )
 
-for depth in [1, 16] {
+/// PING and SET with `depth`-command pipelines (one `send` per iteration for depth 1), ours and redis-benchmark's;
+/// returns the two ratios.
+func comparePing(andSetAt depth: Int) async throws -> (ping: Double?, set: Double?) {
     let requests = depth == 1 ? 200_000 : 2_000_000
     let theirs = try redisBenchmark(port: configuration.port, requests: requests, pipeline: depth, ["-t", "ping,set"])
     let ping = try await measure { _ in
@@ -151,7 +162,7 @@ for depth in [1, 16] {
         }
         return try await client.pipeline(Array(repeating: RedisCommand("PING"), count: depth)).count
     }
-    report("PING (MBULK) -P \(depth)", ours: ping, theirs: theirs["PING_MBULK"])
+    let pingRatio = report("PING (MBULK) -P \(depth)", ours: ping, theirs: theirs["PING_MBULK"])
     let set = try await measure { _ in
         let command = RedisCommand("SET", "key:__rand_int__", "xxx")
         if depth == 1 {
@@ -160,7 +171,38 @@ for depth in [1, 16] {
         }
         return try await client.pipeline(Array(repeating: command, count: depth)).count
     }
-    report("SET -P \(depth)", ours: set, theirs: theirs["SET"])
+    let setRatio = report("SET -P \(depth)", ours: set, theirs: theirs["SET"])
+    return (pingRatio, setRatio)
+}
+
+if pipelinedOnly {
+    var ping: [Double] = []
+    var set: [Double] = []
+    for round in 1...rounds {
+        print("round \(round) of \(rounds)")
+        let ratios = try await comparePing(andSetAt: 16)
+        if let ratio = ratios.ping { ping.append(ratio) }
+        if let ratio = ratios.set { set.append(ratio) }
+    }
+    func median(_ values: [Double]) -> String {
+        guard !values.isEmpty else { return "n/a" }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        let value = sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        return String(format: "%.1f %%", value * 100)
+    }
+    print("median over \(rounds) rounds: PING -P 16 \(median(ping)), SET -P 16 \(median(set)) of redis-benchmark")
+    await client.shutdown()
+    if let server {
+        // `exit` skips the `defer` above.
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+    }
+    exit(0)
+}
+
+for depth in [1, 16] {
+    _ = try await comparePing(andSetAt: depth)
 }
 
 // Rate-limit decisions: our limiter (EVALSHA of the GCRA script per decision) vs redis-benchmark calling
