@@ -129,9 +129,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     private func refuse() {
         guard let context, !inactive else { return }
         closeSent = CloseCode(1011)
-        context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code: 1011, reason: "server unavailable")))
-
-            .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        writeCloseThenDrop(code: 1011, reason: "server unavailable", context: context)
     }
 
     /// The channel is gone: report the close to the hub once, with the code that ended the conversation.
@@ -270,9 +268,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             if closeSent == nil {
                 // Echo the status code (RFC 6455 §5.5.1); 1005/1006 are never sent on the wire.
                 let echo: UInt16 = code.rawValue == 1005 ? 1000 : code.rawValue
-                context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code: echo, reason: "")))
-
-                    .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+                writeCloseThenDrop(code: echo, reason: "", context: context)
             } else {
                 context.close(promise: nil)
             }
@@ -342,8 +338,12 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         message = nil
         guard closeSent == nil && closeReceived == nil else { return }
         closeSent = CloseCode(code)
-        context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code: code, reason: reason)))
+        writeCloseThenDrop(code: code, reason: reason, context: context)
+    }
 
+    /// Writes a close frame and drops the socket once it is written (no wait for the client's close frame).
+    private func writeCloseThenDrop(code: UInt16, reason: String, context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code: code, reason: reason)))
             .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
 
