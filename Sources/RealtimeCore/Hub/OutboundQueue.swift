@@ -61,11 +61,7 @@ final class OutboundQueue: Sendable {
             }
             state.frames.append(frame)
             state.bytes += byteCount
-            if state.armed {
-                state.armed = false
-                return .wake
-            }
-            return .result(.queued)
+            return state.disarm() ? .wake : .result(.queued)
         }
         switch outcome {
         case .result(let result):
@@ -122,22 +118,21 @@ final class OutboundQueue: Sendable {
 
     /// The consumer stopped reading: drop the backlog and refuse further frames.
     func terminate() {
-        let (waiter, wake) = state.withLock { state -> (UnsafeContinuation<OutboundFrame?, Never>?, Bool) in
+        let (waiter, wake) = state.withLock {
+            state -> (UnsafeContinuation<OutboundFrame?, Never>?, (@Sendable () -> Void)?) in
             state.closed = true
             state.terminated = true
             state.frames.removeAll()
             state.bytes = 0
             let waiter = state.waiter
             state.waiter = nil
-            return (waiter, state.disarm())
+            // The handler usually captures the host's connection object, which holds this queue: let it go.
+            let handler = state.readyHandler
+            state.readyHandler = nil
+            return (waiter, state.disarm() ? handler : nil)
         }
         waiter?.resume(returning: nil)
-        // The handler usually captures the host's connection object, which holds this queue: let it go.
-        let handler = state.withLock { state in
-            defer { state.readyHandler = nil }
-            return state.readyHandler
-        }
-        if wake { handler?() }
+        wake?()
     }
 
     // MARK: Push-style consumer
