@@ -1,8 +1,9 @@
 /// Carries events, notifications and control commands between the servers of a cluster.
 ///
 /// A hub publishes each message once per route (a user-scoped event goes to ``BusRoute/user(_:)`` and to
-/// ``BusRoute/admins``, in one ``publish(_:)-([BusMessage])`` call) and delivers it to its own connections directly, so its local clients are served even
-/// while the bus is down. Each hub opens one ``EventBusSubscription`` and ignores messages it published itself.
+/// ``BusRoute/admins``, in one ``publish(_:)-([BusMessage])`` call) and delivers it to its own connections
+/// directly, so its local clients are served even while the bus is down. Each hub opens one
+/// ``EventBusSubscription`` and ignores messages it published itself.
 ///
 /// Messages from one publisher on one route must arrive in the order they were published.
 public protocol EventBus: Sendable {
@@ -31,6 +32,13 @@ extension EventBus {
     public func healthCheck() async -> ComponentHealth { .healthy }
 
     public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
+        try await publishEach(messages)
+    }
+
+    /// One ``publish(_:)-(BusMessage)`` per message, in order; every message is attempted and the first error is
+    /// thrown at the end. What ``publish(_:)-([BusMessage])`` does by default, for backends that override it to
+    /// batch some lists and fall back to this for the others.
+    package func publishEach(_ messages: [BusMessage]) async throws(RealtimeError) {
         var firstError: RealtimeError?
         for message in messages {
             do {

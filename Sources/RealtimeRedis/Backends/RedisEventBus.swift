@@ -150,15 +150,7 @@ public final class RedisEventBus: EventBus, DirectDeliveryEventBus, Sendable {
             try await publish(messages[0], alsoAdmins: true)
             return
         }
-        var firstError: RealtimeError?
-        for message in messages {
-            do {
-                try await publish(message, alsoAdmins: false)
-            } catch {
-                if firstError == nil { firstError = error }
-            }
-        }
-        if let firstError { throw firstError }
+        try await publishEach(messages)
     }
 
     private func publish(_ message: BusMessage, alsoAdmins: Bool) async throws(RealtimeError) {
