@@ -22,9 +22,8 @@ final class VerifyContext: @unchecked Sendable {
     // under the lock, so no duplicate is ever used by two threads at once. The key they reference is kept alive
     // by `key`. deinit runs when no verification can be using any of them.
     private let context: OpaquePointer
+    /// Hashes with the algorithm's digest, one of `MessageDigest`'s process-lifetime instances.
     private let template: UnsafeMutablePointer<clibcrypto_digest_verifier>?
-    /// The digest `template` hashes with (a process-lifetime object; held to say so).
-    private let digest: MessageDigest?
     /// Idle duplicates of `template`, as bit patterns (at most `poolLimit`).
     private let idle = Mutex<[Int]>([])
     private let key: EVPKey
@@ -36,7 +35,6 @@ final class VerifyContext: @unchecked Sendable {
         guard let context = clibcrypto_verify_ctx_new(key.pointer, algorithm.digest?.pointer, pss) else { return nil }
         self.context = context
         self.key = key
-        digest = algorithm.digest
         let scheme: Int32? =
             switch algorithm.family {
             case .rsa: 0
