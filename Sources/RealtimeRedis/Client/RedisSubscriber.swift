@@ -7,10 +7,10 @@ import Synchronization
 /// A dedicated pub/sub connection whose channel and pattern set follows counted interest.
 ///
 /// `SUBSCRIBE`/`UNSUBSCRIBE` (`PSUBSCRIBE`/`PUNSUBSCRIBE` for a pattern) are sent (and confirmed) as interest in a
-/// topic goes from 0 to 1 and back. Messages go to `onMessage` on the event loop, which must only hand them off (Redis disconnects a subscriber whose
-/// output buffer passes its limit, so the read path must never wait). Any disconnect — `CLIENT KILL`, a Redis
-/// restart, an output-buffer-limit kill — is handled alike: reconnect with backoff and jitter, re-subscribe every
-/// channel, then report the outage window through `onResubscribed(from:to:)`.
+/// topic goes from 0 to 1 and back. Messages go to `onMessage` on the event loop, which must only hand them off
+/// (Redis disconnects a subscriber whose output buffer passes its limit, so the read path must never wait). Any
+/// disconnect — `CLIENT KILL`, a Redis restart, an output-buffer-limit kill — is handled alike: reconnect with
+/// backoff and jitter, re-subscribe every topic, then report the outage window through `onResubscribed(from:to:)`.
 final class RedisSubscriber: Sendable {
     /// `viaPattern` is true for a message heard through a pattern subscription (`pmessage`).
     typealias MessageHandler = @Sendable (_ channel: [UInt8], _ payload: [UInt8], _ viaPattern: Bool) -> Void
