@@ -130,7 +130,7 @@ struct Serve: AsyncParsableCommand {
         }
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
 
-        let router = Router()
+        let router = Router(context: RealtimeRequestContext.self)
         router.addRealtimeHub(hub, options: RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry))
 
         let host = host ?? environment["HOST"] ?? "127.0.0.1"

@@ -16,48 +16,59 @@ struct PublishingAPI: Sendable {
     /// `admin`, `system`, `presence`).
     static let categories: Set<String> = Set(EventType.catalogue.map { String($0.category) })
 
-    func register<Router: RouterMethods>(on router: Router) {
+    /// The API's routes (`Documentation/HTTP-API.md`).
+    func routes<Context: RequestContext>(_: Context.Type) -> [RealtimeRoute<Context>] {
         let prefix = options.apiPrefix
-        router.post(RouterPath(prefix + "/events")) { request, _ in
-            await respond(request, bodyRequired: true) { (body: Fields) throws(APIError) in try await publishEvent(body)
-            }
-        }
-        for target in ["user", "broadcast", "admin"] {
-            router.post(RouterPath(prefix + "/notifications/" + target)) { request, _ in
-                await respond(request, bodyRequired: true) { (body: Fields) throws(APIError) in
-                    try await notify(target, body)
+        var routes: [RealtimeRoute<Context>] = [
+            .init(.post, prefix + "/events") { request, context in
+                await respond(request, context, bodyRequired: true) { (body: Fields) throws(APIError) in
+                    try await publishEvent(body)
                 }
             }
+        ]
+        // The notification targets: one user, everyone (broadcast), administrators.
+        for target in ["user", "broadcast", "admin"] {
+            routes.append(
+                .init(.post, prefix + "/notifications/" + target) { request, context in
+                    await respond(request, context, bodyRequired: true) { (body: Fields) throws(APIError) in
+                        try await notify(target, body)
+                    }
+                }
+            )
         }
-        router.post(RouterPath(prefix + "/sessions/:sessionID/revoke")) { request, context in
-            let sessionID = context.parameters.get("sessionID") ?? ""
-            return await respond(request, bodyRequired: false) { (body: Fields) throws(APIError) in
-                try await revoke(sessionID, body)
-            }
-        }
-        router.post(RouterPath(prefix + "/users/:userID/disconnect")) { request, context in
-            let userID = context.parameters.get("userID") ?? ""
-            return await respond(request, bodyRequired: false) { (body: Fields) throws(APIError) in
-                try await disconnect(userID, body)
-            }
-        }
-        router.get(RouterPath(prefix + "/stats")) { request, _ in
-            await respond(request, bodyRequired: false) { (_: Fields) throws(APIError) in
-                (.ok, .object(await hub.stats().jsonObject))
-            }
-        }
+        routes += [
+            .init(.post, prefix + "/sessions/:sessionID/revoke") { request, context in
+                let sessionID = context.parameters.get("sessionID") ?? ""
+                return await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
+                    try await revoke(sessionID, body)
+                }
+            },
+            .init(.post, prefix + "/users/:userID/disconnect") { request, context in
+                let userID = context.parameters.get("userID") ?? ""
+                return await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
+                    try await disconnect(userID, body)
+                }
+            },
+            .init(.get, prefix + "/stats") { request, context in
+                await respond(request, context, bodyRequired: false) { (_: Fields) throws(APIError) in
+                    (.ok, .object(await hub.stats().jsonObject))
+                }
+            },
+        ]
+        return routes
     }
 
     // MARK: Plumbing
 
     /// Authenticates, reads and parses the body, runs `handle`, and turns every failure into a JSON error.
-    private func respond(
+    private func respond<Context: RequestContext>(
         _ request: Request,
+        _ context: Context,
         bodyRequired: Bool,
         _ handle: (Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     ) async -> Response {
         do throws(APIError) {
-            try await authenticate(request)
+            try await authenticate(request, context)
             let body = try await readBody(request, required: bodyRequired)
             let (status, value) = try await handle(body)
             return jsonResponse(status, value)
@@ -66,33 +77,32 @@ struct PublishingAPI: Sendable {
         }
     }
 
-    private func authenticate(_ request: Request) async throws(APIError) {
-        guard let authorization = request.headers[.authorization] else {
-            throw APIError(
-                status: .unauthorized,
-                code: "missing_token",
-                message: "send Authorization: Bearer <token>",
-                headers: [.wwwAuthenticate: #"Bearer realm="realtime""#]
-            )
-        }
-        let parts = authorization.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw APIError(
-                status: .unauthorized,
-                code: "invalid_authorization",
-                message: "expected Authorization: Bearer <token>",
-                headers: [.wwwAuthenticate: #"Bearer realm="realtime""#]
-            )
-        }
+    /// Admits the request through the hub (the checks of a WebSocket upgrade), then asks
+    /// ``RealtimeRouteOptions/mayPublish``.
+    private func authenticate<Context: RequestContext>(_ request: Request, _ context: Context) async throws(APIError) {
+        let peer = (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress ?? ""
+        let admission = UpgradeRequest(
+            path: request.uri.path,
+            headers: request.headers.map { ($0.name.rawName, $0.value) },
+            remoteAddress: peer
+        )
         let identity: VerifiedIdentity
-        do {
-            identity = try await verifier.verify(String(parts[1]))
-        } catch {
+        switch await hub.authenticateRequest(admission, verifier: verifier) {
+        case .success(let verified):
+            identity = verified
+        case .failure(let rejection):
+            var headers: HTTPFields = [:]
+            if let seconds = rejection.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
+            if rejection.status == 401 {
+                headers[.wwwAuthenticate] =
+                    rejection.reason == "missing_token"
+                    ? #"Bearer realm="realtime""# : #"Bearer realm="realtime", error="invalid_token""#
+            }
             throw APIError(
-                status: .unauthorized,
-                code: "invalid_token",
-                message: "the token was refused",
-                headers: [.wwwAuthenticate: #"Bearer realm="realtime", error="invalid_token""#]
+                status: .init(code: rejection.status),
+                code: rejection.reason,
+                message: rejection.message,
+                headers: headers
             )
         }
         guard options.mayPublish(identity) else {
@@ -151,6 +161,7 @@ struct PublishingAPI: Sendable {
         case .invalidArgument: APIError(status: .badRequest, code: "invalid_argument", message: error.message)
         case .notFound: APIError(status: .notFound, code: "not_found", message: error.message)
         case .limitExceeded: APIError(status: .tooManyRequests, code: "limit_exceeded", message: error.message)
+        case .userRequired: APIError(status: .badRequest, code: "user_required", message: error.message)
         case .backendUnavailable, .timeout, .shutDown:
             APIError(status: .serviceUnavailable, code: error.code.rawValue, message: error.message)
         default: APIError(status: .internalServerError, code: "internal_error", message: "the request failed")

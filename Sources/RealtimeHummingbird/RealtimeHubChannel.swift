@@ -81,10 +81,20 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
         self.responder = responder
     }
 
+    /// The name of the ``HTTPHeadLimitHandler`` in the pipeline (removed on upgrade).
+    static let headLimitHandlerName = "realtime.http-head-limits"
+
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let decision = NIOLockedValueBox(Decision.none)
             let hub = self.hub
+            // First in the pipeline: bounds the request head before the HTTP parser buffers any of it.
+            try channel.pipeline.syncOperations.addHandler(
+                HTTPHeadLimitHandler(limits: hub.configuration.http) { reason, peer in
+                    Task { await hub.reportHTTPViolation(reason: reason, peer: peer) }
+                },
+                name: Self.headLimitHandlerName
+            )
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 maxFrameSize: max(hub.configuration.limits.maxFrameBytes, 125),
                 enableAutomaticErrorHandling: true,
@@ -112,6 +122,8 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
                         guard case .accepted(let ticket) = decision.withLockedValue({ $0 }) else {
                             throw ChannelError.inappropriateOperationForState
                         }
+                        // WebSocket frames follow: no more HTTP heads to bound.
+                        channel.pipeline.syncOperations.removeHandler(name: Self.headLimitHandlerName, promise: nil)
                         // No NIOAsyncChannel and no task per connection: the handler drives the hub connection
                         // from the event loop (see Architecture.md, "The host's per-connection cost").
                         try channel.pipeline.syncOperations.addHandler(
@@ -164,6 +176,8 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
                 configuration: pipelineConfiguration
             )
+            // After the HTTP parser: a request it refuses is answered with 400 (by the head-limit handler).
+            try channel.pipeline.syncOperations.addHandler(HTTPParserErrorHandler())
             return Value(negotiated: negotiated, channel: channel)
         }
     }
@@ -185,6 +199,8 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
             logger.trace("input closed during the upgrade")
         } catch {
             logger.debug("upgrade negotiation failed", metadata: ["error.type": "\(error)"])
+            // Nothing else will answer or close this connection.
+            try? await value.channel.close()
         }
     }
 

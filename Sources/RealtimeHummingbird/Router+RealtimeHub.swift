@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-import HTTPTypes
+public import HTTPTypes
 public import Hummingbird
-import NIOCore
+public import NIOCore
 public import Prometheus
 public import RealtimeCore
 
@@ -46,52 +46,103 @@ extension RouterMethods {
     /// - the publishing API under ``RealtimeRouteOptions/apiPrefix`` when
     ///   ``RealtimeRouteOptions/apiTokenVerifier`` is set (see `Documentation/HTTP-API.md`).
     ///
+    /// Every error under the API prefix, `/ws/` and the hub's own paths is the JSON envelope
+    /// `{"error":{"code":…,"message":…}}`: an unknown path is `404 not_found`, a known path with another method
+    /// `405 method_not_allowed` with `Allow`. API requests are admitted by
+    /// ``RealtimeCore/RealtimeHub/authenticateRequest(_:)``, the checks of a WebSocket upgrade (revoked sessions,
+    /// blocked addresses, rate limits, failure accounting); the client address comes from a request context that
+    /// conforms to `RemoteAddressRequestContext` (``RealtimeRequestContext`` does), and without one the
+    /// per-address checks are skipped.
+    ///
     /// The WebSocket upgrades themselves are served by the server channel:
     /// ``HummingbirdCore/HTTPServerBuilder/realtimeHub(_:configuration:)``.
     @discardableResult
     public func addRealtimeHub(_ hub: RealtimeHub, options: RealtimeRouteOptions = .init()) -> Self {
-        get("/ws/health") { _, _ -> Response in
-            let health = await hub.healthCheck()
-            return jsonResponse(health.healthy ? .ok : .serviceUnavailable, .object(health.jsonObject))
-        }
-        get("/health/live") { _, _ -> Response in
-            jsonResponse(.ok, ["status": "alive", "serverId": .string(hub.serverID.rawValue)])
-        }
-        get("/health/ready") { _, _ -> Response in
-            let health = await hub.healthCheck()
-            let ready = health.healthy && !health.draining
-            return jsonResponse(
-                ready ? .ok : .serviceUnavailable,
-                [
-                    "ready": .bool(ready), "draining": .bool(health.draining),
-                    "status": .string(health.status.rawValue),
-                ]
+        var routes: [RealtimeRoute<Context>] = [
+            .init(.get, "/ws/health") { _, _ in
+                let health = await hub.healthCheck()
+                return jsonResponse(health.healthy ? .ok : .serviceUnavailable, .object(health.jsonObject))
+            },
+            .init(.get, "/health/live") { _, _ in
+                jsonResponse(.ok, ["status": "alive", "serverId": .string(hub.serverID.rawValue)])
+            },
+            .init(.get, "/health/ready") { _, _ in
+                let health = await hub.healthCheck()
+                let ready = health.healthy && !health.draining
+                return jsonResponse(
+                    ready ? .ok : .serviceUnavailable,
+                    [
+                        "ready": .bool(ready), "draining": .bool(health.draining),
+                        "status": .string(health.status.rawValue),
+                    ]
+                )
+            },
+        ]
+        for path in [hub.configuration.eventsPath, hub.configuration.adminPath] {
+            routes.append(
+                .init(.get, path) { _, _ in
+                    APIError(
+                        status: .upgradeRequired,
+                        code: "upgrade_required",
+                        message: "this endpoint speaks WebSocket; send an Upgrade: websocket request",
+                        headers: [.upgrade: "websocket"]
+                    ).response
+                }
             )
         }
-        for path in [hub.configuration.eventsPath, hub.configuration.adminPath] {
-            get(RouterPath(path)) { _, _ -> Response in
-                APIError(
-                    status: .upgradeRequired,
-                    code: "upgrade_required",
-                    message: "this endpoint speaks WebSocket; send an Upgrade: websocket request",
-                    headers: [.upgrade: "websocket"]
-                ).response
-            }
-        }
         if let registry = options.metrics {
-            get("/metrics") { _, _ -> Response in
-                var buffer = ByteBuffer()
-                buffer.writeBytes(registry.emitToBuffer())
-                return Response(
-                    status: .ok,
-                    headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                    body: .init(byteBuffer: buffer)
-                )
-            }
+            routes.append(
+                .init(.get, "/metrics") { _, _ in
+                    var buffer = ByteBuffer()
+                    buffer.writeBytes(registry.emitToBuffer())
+                    return Response(
+                        status: .ok,
+                        headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: .init(byteBuffer: buffer)
+                    )
+                }
+            )
         }
+        var prefixes = ["/ws/", "/health/", hub.configuration.eventsPath, hub.configuration.adminPath]
         if let verifier = options.apiTokenVerifier {
-            PublishingAPI(hub: hub, verifier: verifier, options: options).register(on: self)
+            routes += PublishingAPI(hub: hub, verifier: verifier, options: options).routes(Context.self)
+            prefixes.append(options.apiPrefix + "/")
+        }
+        // Before the routes: router middleware applies to the routes added after it, and to unmatched requests.
+        add(middleware: JSONErrorMiddleware<Context>(routes: routes.map { ($0.method, $0.path) }, prefixes: prefixes))
+        for route in routes {
+            on(RouterPath(route.path), method: route.method, use: route.handler)
         }
         return self
+    }
+}
+
+/// One route of the hub's HTTP surface.
+struct RealtimeRoute<Context: RequestContext>: Sendable {
+    var method: HTTPRequest.Method
+    var path: String
+    var handler: @Sendable (Request, Context) async throws -> Response
+
+    init(
+        _ method: HTTPRequest.Method,
+        _ path: String,
+        _ handler: @escaping @Sendable (Request, Context) async throws -> Response
+    ) {
+        self.method = method
+        self.path = path
+        self.handler = handler
+    }
+}
+
+/// A Hummingbird request context that knows the client's socket address, so the hub's HTTP API can apply
+/// per-address checks (blocks, rate limits, failure accounting): `Router(context: RealtimeRequestContext.self)`.
+public struct RealtimeRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The socket peer (a trusted proxy's forwarding headers are honoured by the hub, not here).
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
     }
 }

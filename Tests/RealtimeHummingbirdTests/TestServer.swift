@@ -77,7 +77,7 @@ struct TestServer: Sendable {
             backends: backends ?? .inMemory(tokenVerifier: verifier),
             logger: logger
         )
-        let router = Router()
+        let router = Router(context: RealtimeRequestContext.self)
         router.addRealtimeHub(hub, options: RealtimeRouteOptions(apiTokenVerifier: verifier, maxBodyBytes: 16 * 1024))
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(

@@ -4,6 +4,8 @@ struct AbuseTracker: Sendable {
     struct Entry: Sendable {
         var blockedUntil: ContinuousClock.Instant?
         var authFailures = WindowCounter()
+        /// HTTP-level violations: oversized or too slowly sent request heads.
+        var httpViolations = WindowCounter()
         var lastSeen: ContinuousClock.Instant
     }
 
@@ -29,6 +31,13 @@ struct AbuseTracker: Sendable {
     mutating func recordAuthFailure(_ key: String, window: Duration, now: ContinuousClock.Instant) -> Int {
         var count = 0
         update(key, now: now) { count = $0.authFailures.record(now: now, window: window) }
+        return count
+    }
+
+    /// Records an HTTP violation; returns the count in the current window.
+    mutating func recordHTTPViolation(_ key: String, window: Duration, now: ContinuousClock.Instant) -> Int {
+        var count = 0
+        update(key, now: now) { count = $0.httpViolations.record(now: now, window: window) }
         return count
     }
 

@@ -45,6 +45,10 @@ public struct HubConfiguration: Sendable {
     public var limits = Limits()
     public var rateLimits = RateLimits()
     public var shutdown = Shutdown()
+    /// Bounds on the HTTP request head that the host enforces before parsing it (see ``HTTPLimits``).
+    public var http = HTTPLimits()
+    /// Who sees an event that names no user and no explicit scope (see ``EventScopePolicy``).
+    public var scopePolicy = EventScopePolicy.standard
 
     /// Size and count bounds.
     public struct Limits: Sendable, Hashable {
@@ -75,10 +79,15 @@ public struct HubConfiguration: Sendable {
         public var connectionsPerIP = RateLimitPolicy(name: "conn-ip", limit: 60, period: .seconds(60), burst: 30)
         /// Upgrade attempts per user, through the hub's ``RateLimiter``.
         public var connectionsPerUser = RateLimitPolicy(name: "conn-user", limit: 30, period: .seconds(60), burst: 20)
+        /// HTTP API requests per client address, through the hub's ``RateLimiter`` (generous: services publish
+        /// from few addresses; it bounds floods, and failed authentications also count toward
+        /// ``authFailuresBeforeAlert``).
+        public var apiRequestsPerIP = RateLimitPolicy(name: "api-ip", limit: 1000, period: .seconds(1), burst: 2000)
         /// Inbound messages per connection (kept locally, not in the shared limiter).
         public var messagesPerConnection = RateLimitPolicy(name: "msg", limit: 20, period: .seconds(1), burst: 40)
         /// Rate-limit violations of one connection within ``abuseWindow`` that close it (4008) and block its
-        /// address for ``blockDuration``.
+        /// address for ``blockDuration``; also the HTTP violations of one address (an oversized or too slowly
+        /// sent request head) within ``abuseWindow`` that block it.
         public var violationsBeforeBlock = 10
         public var abuseWindow: Duration = .seconds(60)
         public var blockDuration: Duration = .seconds(300)
@@ -87,6 +96,26 @@ public struct HubConfiguration: Sendable {
         public var authFailuresBeforeAlert = 10
         /// Addresses tracked for abuse at once (oldest forgotten first).
         public var maxTrackedAddresses = 100_000
+        public init() {}
+    }
+
+    /// Bounds on an HTTP request head (request line and header block), enforced by the host on the raw bytes
+    /// before any parsing, token extraction or upgrade: past a bound the client gets `414 URI Too Long` or
+    /// `431 Request Header Fields Too Large` with a JSON error body and the socket is closed, and nothing
+    /// beyond the bound is buffered. A head that does not arrive within ``headerReadTimeout`` gets
+    /// `408 Request Timeout` and counts as a violation of its address (see ``RateLimits/violationsBeforeBlock``).
+    public struct HTTPLimits: Sendable, Hashable {
+        /// The longest request line (`GET /ws/events?token=… HTTP/1.1`), in bytes, without its line ending
+        /// (`WEBSOCKET_MAX_REQUEST_LINE_BYTES`).
+        public var maxRequestLineBytes = 8 * 1024
+        /// The largest header block (every header line with its line ending, without the request line)
+        /// (`WEBSOCKET_MAX_HEADER_BYTES`).
+        public var maxHeaderBytes = 16 * 1024
+        /// The longest single header line (`name: value`), in bytes (`WEBSOCKET_MAX_HEADER_FIELD_BYTES`).
+        public var maxHeaderFieldBytes = 8 * 1024
+        /// How long a client may take to send a complete request head, from its first byte (or from the
+        /// connection's start for its first request) (`WEBSOCKET_HEADER_READ_TIMEOUT`).
+        public var headerReadTimeout: Duration = .seconds(10)
         public init() {}
     }
 
@@ -150,6 +179,14 @@ extension HubConfiguration {
             "ms the drain waits for drained sockets to close, 0 = no wait (default 10000)"
         ),
         ("WEBSOCKET_RECONNECT_JITTER", "ms of random reconnect delay suggested on shutdown (default 10000)"),
+        ("WEBSOCKET_MAX_REQUEST_LINE_BYTES", "longest HTTP request line, else 414 (default 8192)"),
+        ("WEBSOCKET_MAX_HEADER_BYTES", "largest HTTP header block, else 431 (default 16384)"),
+        ("WEBSOCKET_MAX_HEADER_FIELD_BYTES", "longest single HTTP header line, else 431 (default 8192)"),
+        ("WEBSOCKET_HEADER_READ_TIMEOUT", "ms a client may take to send a request head, else 408 (default 10000)"),
+        (
+            "WEBSOCKET_API_RATE_LIMIT_PER_IP",
+            "HTTP API requests per second per address (default 1000, burst twice that)"
+        ),
     ]
 
     /// Reads the configuration from environment variables (see ``environmentVariables``), starting from the
@@ -251,6 +288,18 @@ extension HubConfiguration {
         if let value = try reader.milliseconds("WEBSOCKET_SHUTDOWN_CLOSE_WAIT", allowZero: true) {
             shutdown.closeWait = value
         }
+        if let value = try reader.int("WEBSOCKET_MAX_REQUEST_LINE_BYTES", min: 256) { http.maxRequestLineBytes = value }
+        if let value = try reader.int("WEBSOCKET_MAX_HEADER_BYTES", min: 512) { http.maxHeaderBytes = value }
+        if let value = try reader.int("WEBSOCKET_MAX_HEADER_FIELD_BYTES", min: 256) { http.maxHeaderFieldBytes = value }
+        if let value = try reader.milliseconds("WEBSOCKET_HEADER_READ_TIMEOUT") { http.headerReadTimeout = value }
+        if let value = try reader.int("WEBSOCKET_API_RATE_LIMIT_PER_IP", min: 1) {
+            rateLimits.apiRequestsPerIP = RateLimitPolicy(
+                name: "api-ip",
+                limit: value,
+                period: .seconds(1),
+                burst: value * 2
+            )
+        }
     }
 
     /// Checks values that cannot be expressed by types alone. The hub calls it in its initializer.
@@ -269,6 +318,9 @@ extension HubConfiguration {
             limits.maxPatternsPerMessage > 0, limits.outboundQueueFrames > 0, limits.outboundQueueBytes > 0
         else { throw fail("limits must be positive") }
         guard shutdown.batchSize > 0 else { throw fail("shutdown.batchSize must be positive") }
+        guard http.maxRequestLineBytes > 0, http.maxHeaderBytes > 0, http.maxHeaderFieldBytes > 0,
+            http.headerReadTimeout > .zero
+        else { throw fail("http limits must be positive") }
     }
 }
 

@@ -290,12 +290,13 @@ extension RealtimeHub {
         let addressKey = core.remoteAddress.rateLimitKey
         switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
         case .failure(let rejection):
-            replyError(
-                core,
-                rejection.reason == "session_inactive" ? .sessionInactive : .tokenInvalid,
-                rejection.message,
-                id: id
-            )
+            let code: ProtocolErrorCode =
+                switch rejection.reason {
+                case "session_inactive": .sessionInactive
+                case "session_revoked": .sessionRevoked
+                default: .tokenInvalid
+                }
+            replyError(core, code, rejection.message, id: id)
         case .success(let identity):
             guard identity.userID == current.userID, identity.sessionID == current.sessionID else {
                 replyError(

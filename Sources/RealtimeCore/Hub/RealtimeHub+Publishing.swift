@@ -33,8 +33,14 @@ extension RealtimeHub {
 
     /// Publishes an event to every connection in the cluster that subscribed to it and may see it.
     ///
+    /// An event that names no user and has no explicit scope is scoped by the configuration's
+    /// ``HubConfiguration/scopePolicy`` (by default: administrators only, except `system.maintenance.*`
+    /// announcements; `authentication.*` and `session.*` events are refused). Give
+    /// ``EventScope/everyone`` explicitly to broadcast anything else.
+    ///
     /// - Throws: ``RealtimeError/Code/invalidArgument`` for an ill-formed type or a user-scoped event whose
-    ///   `userID` disagrees with its scope.
+    ///   `userID` disagrees with its scope; ``RealtimeError/Code/userRequired`` for an event that the scope
+    ///   policy refuses without a user.
     @discardableResult
     public func publish(_ event: RealtimeEvent) async throws(RealtimeError) -> PublishReceipt {
         guard EventType.isWellFormed(event.type.rawValue) else {
@@ -43,7 +49,19 @@ extension RealtimeHub {
         if case .user(let userID) = event.scope, event.userID != nil, event.userID != userID {
             throw RealtimeError(.invalidArgument, "the event's userID and its user scope name different users")
         }
-        return await publishInternal(event)
+        return await publishInternal(try resolvingScope(event))
+    }
+
+    /// Applies ``HubConfiguration/scopePolicy`` to an event that names no user and has no explicit scope.
+    func resolvingScope(_ event: RealtimeEvent) throws(RealtimeError) -> RealtimeEvent {
+        guard !event.scopeIsExplicit, event.userID == nil, !event.type.isAdminOnly else { return event }
+        var event = event
+        switch configuration.scopePolicy.decide(event.type) {
+        case .admins: event.scope = .admins
+        case .everyone: event.scope = .everyone
+        case .refuse(let message): throw RealtimeError(.userRequired, message)
+        }
+        return event
     }
 
     @discardableResult
@@ -171,12 +189,16 @@ extension RealtimeHub {
         try await publish(category: "admin", type, userID: userID, sessionID: nil, data: data, scope: .admins)
     }
 
-    /// Publishes a `system.*` event to everyone.
+    /// Publishes a `system.*` event. Without a scope, ``HubConfiguration/scopePolicy`` decides: by default
+    /// `system.maintenance.*` goes to everyone and every other `system.*` event (errors, performance) to
+    /// administrators only; pass ``EventScope/everyone`` to broadcast one.
     @discardableResult
-    public func publishSystemEvent(_ type: EventType, data: JSONObject = [:]) async throws(RealtimeError)
-        -> PublishReceipt
-    {
-        try await publish(category: "system", type, userID: nil, sessionID: nil, data: data, scope: .everyone)
+    public func publishSystemEvent(
+        _ type: EventType,
+        data: JSONObject = [:],
+        scope: EventScope? = nil
+    ) async throws(RealtimeError) -> PublishReceipt {
+        try await publish(category: "system", type, userID: nil, sessionID: nil, data: data, scope: scope)
     }
 
     /// Sends a notification (no subscription needed).

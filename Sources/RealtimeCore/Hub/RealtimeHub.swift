@@ -132,40 +132,25 @@ public final class RealtimeHub: Service, Sendable {
         guard configuration.origin.allows(origin) else {
             return .failure(.init(status: 403, reason: "origin_not_allowed", message: "origin not allowed"))
         }
-        guard let address = configuration.clientAddress.resolve(peer: request.remoteAddress, headers: request.headers)
-        else {
-            return .failure(.init(status: 400, reason: "bad_remote_address", message: "unusable client address"))
+        let address: IPAddress
+        switch await admitAddress(request, policy: configuration.rateLimits.connectionsPerIP) {
+        case .success(let admitted): address = admitted
+        case .failure(let rejection): return .failure(rejection)
         }
         let addressKey = address.rateLimitKey
         let now = ContinuousClock.now
-        if let blocked = state.withLock({ $0.abuse.blockedFor(addressKey, now: now) }) {
-            return .failure(
-                .init(status: 429, reason: "address_blocked", message: "too many violations", retryAfter: blocked)
-            )
-        }
-        if let refusal = await consumeRateLimit("ip:" + addressKey, configuration.rateLimits.connectionsPerIP) {
-            return .failure(refusal)
-        }
         if state.withLock({ $0.occupancy >= configuration.maxConnections }) {
             return .failure(
                 .init(status: 503, reason: "server_full", message: "server is at capacity", retryAfter: .seconds(5))
             )
         }
-        // The token.
+        // The token: `Authorization: Bearer`, else the query (if allowed), else the first message (if allowed).
         var token: String?
-        if let authorization = request.header("Authorization") {
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
-                return .failure(
-                    .init(
-                        status: 401,
-                        reason: "invalid_authorization",
-                        message: "expected Authorization: Bearer <token>"
-                    )
-                )
-            }
-            token = parts[1].trimmingSpaces()
-        } else if let queryToken = request.query("token") {
+        switch Self.bearerToken(request) {
+        case .success(let bearer): token = bearer
+        case .failure(let rejection): return .failure(rejection)
+        }
+        if token == nil, let queryToken = request.query("token") {
             guard configuration.allowQueryToken else {
                 return .failure(
                     .init(
@@ -228,11 +213,97 @@ public final class RealtimeHub: Service, Sendable {
         )
     }
 
-    /// Verifies a token for a connection: size, signature and claims, session, admin privilege.
+    /// Admits an HTTP API request with the checks of a WebSocket upgrade: the client address (trusted
+    /// proxies, blocks from earlier abuse), the API rate limit per address
+    /// (``HubConfiguration/RateLimits-swift.struct/apiRequestsPerIP``), the `Authorization: Bearer` token
+    /// (size, signature and claims, token type), the session (revoked sessions, registry mode), and the
+    /// accounting of authentication failures per address. Hosts call it for every request of their HTTP API;
+    /// authorization (which identities may use which route) stays with the host.
+    ///
+    /// - Parameters:
+    ///   - request: the request's target, headers and socket peer (an empty peer skips the per-address checks:
+    ///     for hosts that cannot tell it).
+    ///   - verifier: the verifier for the API's tokens, if not the hub's own.
+    /// - Returns: the verified identity, or the refusal to answer with (its ``UpgradeRejection/status``,
+    ///   ``UpgradeRejection/reason`` as the error code, `Retry-After` for 429 and 503).
+    public func authenticateRequest(
+        _ request: UpgradeRequest,
+        verifier: (any TokenVerifier)? = nil
+    ) async -> Result<VerifiedIdentity, UpgradeRejection> {
+        let result = await admitRequest(request, verifier: verifier ?? backends.tokenVerifier)
+        if case .failure(let rejection) = result {
+            counters.rejected(rejection.reason)
+            logger.debug(
+                "API request refused",
+                metadata: ["realtime.reason": "\(rejection.reason)", "realtime.remote": "\(request.remoteAddress)"]
+            )
+        }
+        return result
+    }
+
+    private func admitRequest(
+        _ request: UpgradeRequest,
+        verifier: any TokenVerifier
+    ) async -> Result<VerifiedIdentity, UpgradeRejection> {
+        var addressKey = "unknown"
+        if !request.remoteAddress.isEmpty {
+            switch await admitAddress(request, policy: configuration.rateLimits.apiRequestsPerIP) {
+            case .success(let admitted): addressKey = admitted.rateLimitKey
+            case .failure(let rejection): return .failure(rejection)
+            }
+        }
+        switch Self.bearerToken(request) {
+        case .success(let token?):
+            return await verifyForConnection(token, endpoint: nil, addressKey: addressKey, verifier: verifier)
+        case .success(nil):
+            return .failure(.init(status: 401, reason: "missing_token", message: "send Authorization: Bearer <token>"))
+        case .failure(let rejection):
+            return .failure(rejection)
+        }
+    }
+
+    /// The client address of a request, unless it is unusable, blocked for earlier abuse, or over `policy`.
+    private func admitAddress(
+        _ request: UpgradeRequest,
+        policy: RateLimitPolicy
+    ) async -> Result<IPAddress, UpgradeRejection> {
+        guard let address = configuration.clientAddress.resolve(peer: request.remoteAddress, headers: request.headers)
+        else {
+            return .failure(.init(status: 400, reason: "bad_remote_address", message: "unusable client address"))
+        }
+        let addressKey = address.rateLimitKey
+        if let blocked = state.withLock({ $0.abuse.blockedFor(addressKey, now: .now) }) {
+            return .failure(
+                .init(status: 429, reason: "address_blocked", message: "too many violations", retryAfter: blocked)
+            )
+        }
+        if let refusal = await consumeRateLimit("ip:" + addressKey, policy) {
+            return .failure(refusal)
+        }
+        return .success(address)
+    }
+
+    /// The token of an `Authorization: Bearer` header: `nil` without the header, a refusal for any other scheme
+    /// or an empty token.
+    static func bearerToken(_ request: UpgradeRequest) -> Result<String?, UpgradeRejection> {
+        guard let authorization = request.header("Authorization") else { return .success(nil) }
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        let token = parts.count == 2 ? parts[1].trimmingSpaces() : ""
+        guard parts.count == 2, parts[0].lowercased() == "bearer", !token.isEmpty else {
+            return .failure(
+                .init(status: 401, reason: "invalid_authorization", message: "expected Authorization: Bearer <token>")
+            )
+        }
+        return .success(token)
+    }
+
+    /// Verifies a token for a connection (or, with no `endpoint`, an API request): size, signature and claims,
+    /// session, admin privilege for the admin endpoint.
     func verifyForConnection(
         _ token: String,
-        endpoint: Endpoint,
-        addressKey: String
+        endpoint: Endpoint?,
+        addressKey: String,
+        verifier: (any TokenVerifier)? = nil
     ) async -> Result<VerifiedIdentity, UpgradeRejection> {
         let identity: VerifiedIdentity
         if token.utf8.count > configuration.limits.maxTokenBytes {
@@ -240,7 +311,7 @@ public final class RealtimeHub: Service, Sendable {
             return .failure(.init(status: 401, reason: "invalid_token", message: "authentication failed"))
         }
         do {
-            identity = try await backends.tokenVerifier.verify(token)
+            identity = try await (verifier ?? backends.tokenVerifier).verify(token)
         } catch {
             await authenticationFailed(reason: error.reason.rawValue, addressKey: addressKey)
             logger.info(
@@ -252,8 +323,14 @@ public final class RealtimeHub: Service, Sendable {
         if let sessionID = identity.sessionID {
             do {
                 guard try await backends.sessionStore.isActive(sessionID) else {
-                    await authenticationFailed(reason: "session_inactive", addressKey: addressKey)
-                    return .failure(.init(status: 401, reason: "session_inactive", message: "session is not active"))
+                    // In revocation-list mode an inactive session is a revoked one; a registry cannot tell a
+                    // revoked session from an unknown or expired one.
+                    let rejection: UpgradeRejection =
+                        backends.sessionStore.mode == .revocationList
+                        ? .init(status: 401, reason: "session_revoked", message: "the session was revoked")
+                        : .init(status: 401, reason: "session_inactive", message: "session is not active")
+                    await authenticationFailed(reason: rejection.reason, addressKey: addressKey)
+                    return .failure(rejection)
                 }
             } catch {
                 logger.error("session store failed", metadata: ["realtime.error": "\(error)"])
@@ -363,6 +440,49 @@ public final class RealtimeHub: Service, Sendable {
                 )
             )
         }
+    }
+
+    /// Records an HTTP-level violation that a host detected before the request reached the hub (see
+    /// ``HubConfiguration/HTTPLimits``): the counter `realtime_http_violations_total{reason}` and, unless `peer`
+    /// is a trusted proxy (whose clients cannot be told apart), the address's violation count. At
+    /// ``HubConfiguration/RateLimits-swift.struct/violationsBeforeBlock`` violations within the abuse window the
+    /// address is blocked for ``HubConfiguration/RateLimits-swift.struct/blockDuration`` (upgrades and API
+    /// requests get `429 address_blocked`) and administrators get `security.suspicious.activity`.
+    ///
+    /// - Parameters:
+    ///   - reason: a stable, metric-safe reason such as `request_line_too_long`, `header_too_large`,
+    ///     `header_timeout` or `malformed_request`.
+    ///   - peer: the socket peer's IP address.
+    public func reportHTTPViolation(reason: String, peer: String) async {
+        counters.increment("realtime_http_violations_total", ("reason", reason))
+        guard let address = IPAddress(peer), !configuration.clientAddress.isTrusted(address) else { return }
+        let key = address.rateLimitKey
+        let limits = configuration.rateLimits
+        let now = ContinuousClock.now
+        let count = state.withLock { state -> Int in
+            let count = state.abuse.recordHTTPViolation(key, window: limits.abuseWindow, now: now)
+            if count == limits.violationsBeforeBlock { state.abuse.block(key, for: limits.blockDuration, now: now) }
+            return count
+        }
+        guard count == limits.violationsBeforeBlock else { return }
+        logger.notice(
+            "address blocked for repeated HTTP violations",
+            metadata: ["realtime.remote": "\(key)", "realtime.reason": "\(reason)"]
+        )
+        await publishInternal(
+            RealtimeEvent(
+                type: .securitySuspiciousActivity,
+                data: [
+                    "reason": "repeated_http_violations",
+                    "lastViolation": .string(reason),
+                    "address": .string(key),
+                    "violations": .int(Int64(count)),
+                    "blockedForSeconds": .int(limits.blockDuration.milliseconds / 1000),
+                    "serverId": .string(serverID.rawValue),
+                ],
+                scope: .admins
+            )
+        )
     }
 
     // MARK: Connect

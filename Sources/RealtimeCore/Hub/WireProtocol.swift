@@ -19,6 +19,7 @@ public struct ProtocolErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let tokenInvalid = ProtocolErrorCode("token_invalid")
     public static let tokenUserMismatch = ProtocolErrorCode("token_user_mismatch")
     public static let sessionInactive = ProtocolErrorCode("session_inactive")
+    public static let sessionRevoked = ProtocolErrorCode("session_revoked")
     public static let unavailable = ProtocolErrorCode("unavailable")
 }
 

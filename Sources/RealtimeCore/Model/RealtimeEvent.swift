@@ -28,10 +28,18 @@ public struct RealtimeEvent: Sendable, Hashable {
     public var timestamp: Timestamp
     /// Event data: any JSON object.
     public var data: JSONObject
-    public var scope: EventScope
+    /// Who may receive the event. Setting it makes it explicit: ``RealtimeHub/publish(_:)`` then keeps it.
+    public var scope: EventScope {
+        didSet { scopeIsExplicit = true }
+    }
+    /// Whether the publisher chose ``scope`` (in the initializer or by setting it) rather than leaving it to the
+    /// defaults. Not part of the event's identity (``==`` ignores it).
+    package private(set) var scopeIsExplicit: Bool
 
-    /// Creates an event. Without an explicit scope, an event about a user is scoped to that user, an
-    /// `admin.*` or `presence.*` event to administrators, and anything else to everyone.
+    /// Creates an event. Without an explicit scope, an `admin.*` or `presence.*` event is scoped to
+    /// administrators, an event about a user to that user, and an event about no user as
+    /// ``EventScopePolicy/standard`` decides (administrators, except `system.maintenance.*` announcements); the
+    /// hub applies its configured ``HubConfiguration/scopePolicy`` to such events when they are published.
     public init(
         id: String = RandomID.event(),
         type: EventType,
@@ -47,15 +55,29 @@ public struct RealtimeEvent: Sendable, Hashable {
         self.sessionID = sessionID
         self.timestamp = timestamp
         self.data = data
+        self.scopeIsExplicit = scope != nil
         if let scope {
             self.scope = scope
         } else if type.isAdminOnly {
             self.scope = .admins
         } else if let userID {
             self.scope = .user(userID)
-        } else {
+        } else if case .everyone = EventScopePolicy.standard.decide(type) {
             self.scope = .everyone
+        } else {
+            self.scope = .admins
         }
+    }
+
+    public static func == (lhs: RealtimeEvent, rhs: RealtimeEvent) -> Bool {
+        lhs.id == rhs.id && lhs.type == rhs.type && lhs.userID == rhs.userID && lhs.sessionID == rhs.sessionID
+            && lhs.timestamp == rhs.timestamp && lhs.data == rhs.data && lhs.scope == rhs.scope
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(type)
+        hasher.combine(scope)
     }
 }
 

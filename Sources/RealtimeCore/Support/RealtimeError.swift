@@ -22,6 +22,8 @@ public struct RealtimeError: Error, Sendable, CustomStringConvertible {
         public static let notFound = Code("not_found")
         /// A peer sent data that does not follow the protocol (a malformed reply or bus message).
         public static let protocolViolation = Code("protocol_violation")
+        /// The event must name a user (e.g. `authentication.*` and `session.*` events; see ``EventScopePolicy``).
+        public static let userRequired = Code("user_required")
         /// The caller is not allowed to do this.
         public static let forbidden = Code("forbidden")
         /// The component was shut down.
