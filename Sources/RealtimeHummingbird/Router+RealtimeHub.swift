@@ -106,7 +106,9 @@ extension RouterMethods {
         var prefixes = ["/ws/", "/health/", hub.configuration.eventsPath, hub.configuration.adminPath]
         if let verifier = options.apiTokenVerifier {
             routes += PublishingAPI(hub: hub, verifier: verifier, options: options).routes(Context.self)
-            prefixes.append(options.apiPrefix + "/")
+            // The API's parent too (`/api/` for `/api/v1`): an unknown version is an API error as well.
+            let parent = options.apiPrefix.split(separator: "/").first.map { "/\($0)/" } ?? options.apiPrefix + "/"
+            prefixes.append(parent)
         }
         // Before the routes: router middleware applies to the routes added after it, and to unmatched requests.
         add(middleware: JSONErrorMiddleware<Context>(routes: routes.map { ($0.method, $0.path) }, prefixes: prefixes))

@@ -41,7 +41,7 @@ struct OperationsTests {
                 path: "/ws/events?token=\(TestKeys.token("alice", session: "s-laptop"))"
             )
             #expect(refused.status == 401)
-            #expect(try refused.json()["error"]?["code"]?.stringValue == "session_inactive")
+            #expect(try refused.json()["error"]?["code"]?.stringValue == "session_revoked")
             let again = try await server.connect(TestKeys.token("alice", session: "s-phone"))
             for socket in [laptop1, laptop2, phone, bob, again] { await socket.close() }
         }

@@ -255,8 +255,8 @@ extension RedisIntegrationTests {
                         await otherSession.send(#"{"type":"ping","id":"still-here"}"#)
                         #expect(try await otherSession.next(type: "pong")["id"] == "still-here")
                         #expect(try await bob.drainUntilPong().isEmpty)
-                        #expect(await hubA.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_inactive")
-                        #expect(await hubB.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_inactive")
+                        #expect(await hubA.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_revoked")
+                        #expect(await hubB.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_revoked")
                     }
                 }
                 await cluster.shutdown()

@@ -64,7 +64,7 @@ import Testing
             for client in [alice, bob, admin] { try await client.subscribe(["*"]) }
             _ = try await admin.drainUntilPong()
             let aliceEvent = RealtimeEvent(type: "auth.secret", userID: "alice", data: [:])
-            let everyoneEvent = RealtimeEvent(type: "auth.barrier", data: [:])
+            let everyoneEvent = RealtimeEvent(type: "auth.barrier", data: [:], scope: .everyone)
             // Alice's event on everyone's route and on bob's route: not delivered to anyone.
             for route in [BusRoute.everyone, .user("bob")] {
                 try await fixture.bus.publish(
@@ -155,8 +155,8 @@ import Testing
                 #expect(try await otherSession.next(type: "pong")["id"] == "still-here")
                 #expect(try await bob.drainUntilPong().isEmpty)
                 // New connections with the revoked session are refused on both servers.
-                #expect(await hubA.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_inactive")
-                #expect(await hubB.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_inactive")
+                #expect(await hubA.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_revoked")
+                #expect(await hubB.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_revoked")
             }
         }
     }

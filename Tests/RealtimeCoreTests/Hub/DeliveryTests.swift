@@ -243,7 +243,11 @@ import Testing
             }
             group.addTask {
                 for index in 0..<perUser {
-                    try await hub.publishSystemEvent(.systemPerformanceDegraded, data: ["n": .int(Int64(index))])
+                    try await hub.publishSystemEvent(
+                        .systemPerformanceDegraded,
+                        data: ["n": .int(Int64(index))],
+                        scope: .everyone
+                    )
                 }
             }
             try await group.waitForAll()

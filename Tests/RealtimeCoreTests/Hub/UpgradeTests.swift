@@ -76,7 +76,7 @@ import Testing
         try await fixture.sessions.revoke("s-alice", retainUntil: .now() + .seconds(60))
         let rejection = try #require(await hub.rejection(uri: "/ws/events?token=alice-token"))
         #expect(rejection.status == 401)
-        #expect(rejection.reason == "session_inactive")
+        #expect(rejection.reason == "session_revoked")
     }
 
     @Test func registryModeNeedsACreatedSession() async throws {

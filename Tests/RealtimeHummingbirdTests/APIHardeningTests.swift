@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import RealtimeCore
+import Testing
+
+/// The HTTP API admits every request with the checks of a WebSocket upgrade, answers every error as JSON, and
+/// keeps events that name no user away from ordinary users (issue 12, parts 3 to 5).
+@Suite("HTTP API hardening over real sockets")
+struct APIHardeningTests {
+    /// Every route of the API, with a body it accepts.
+    static let routes: [(method: String, path: String, json: String?)] = [
+        ("POST", "/api/v1/events", #"{"type":"system.maintenance.scheduled","data":{}}"#),
+        ("POST", "/api/v1/notifications/user", #"{"userId":"bob","title":"t","message":"m"}"#),
+        ("POST", "/api/v1/notifications/broadcast", #"{"title":"t","message":"m"}"#),
+        ("POST", "/api/v1/notifications/admin", #"{"title":"t","message":"m"}"#),
+        ("POST", "/api/v1/sessions/s-other/revoke", nil),
+        ("POST", "/api/v1/users/nobody/disconnect", nil),
+        ("GET", "/api/v1/stats", nil),
+    ]
+
+    @Test("a revoked session's admin token gets 401 session_revoked on every API route")
+    func revokedSessionIsRefusedEverywhere() async throws {
+        try await TestServer.with { server in
+            let admin = TestKeys.token("ops", session: "s-ops", admin: true)
+            for route in Self.routes {
+                let reply = try await server.api(route.method, route.path, token: admin, json: route.json)
+                #expect((200..<300).contains(reply.status), "\(route.path): \(reply.text)")
+            }
+            let revoke = try await server.api("POST", "/api/v1/sessions/s-ops/revoke", token: admin)
+            #expect(revoke.status == 200)
+            for route in Self.routes {
+                let reply = try await server.api(route.method, route.path, token: admin, json: route.json)
+                #expect(reply.status == 401, "\(route.path)")
+                #expect(try reply.json()["error"]?["code"]?.stringValue == "session_revoked", "\(route.path)")
+                #expect(reply.header("WWW-Authenticate")?.contains("invalid_token") == true)
+            }
+            // Another session of the same administrator still works.
+            let other = try await server.api(
+                "GET",
+                "/api/v1/stats",
+                token: TestKeys.token("ops", session: "s-ops-2", admin: true)
+            )
+            #expect(other.status == 200)
+        }
+    }
+
+    @Test("API requests count against the per-address API rate limit and authentication failures are accounted")
+    func rateLimitsAndFailures() async throws {
+        try await TestServer.with({
+            $0.rateLimits.apiRequestsPerIP = RateLimitPolicy(name: "api-ip", limit: 3, period: .seconds(60), burst: 3)
+        }) { server in
+            for _ in 0..<3 {
+                #expect(try await server.api("GET", "/api/v1/stats").status == 200)
+            }
+            let limited = try await server.api("GET", "/api/v1/stats")
+            #expect(limited.status == 429)
+            #expect(try limited.json()["error"]?["code"]?.stringValue == "rate_limited")
+            #expect(limited.header("Retry-After") != nil)
+        }
+        try await TestServer.with { server in
+            let bad = try await server.api("GET", "/api/v1/stats", token: "not-a-token")
+            #expect(bad.status == 401)
+            #expect(try bad.json()["error"]?["code"]?.stringValue == "invalid_token")
+            let missing = try await server.api("GET", "/api/v1/stats", token: nil)
+            #expect(missing.status == 401)
+            #expect(try missing.json()["error"]?["code"]?.stringValue == "missing_token")
+            let basic = try await server.api(
+                "GET",
+                "/api/v1/stats",
+                token: nil,
+                headers: [("Authorization", "Basic x")]
+            )
+            #expect(try basic.json()["error"]?["code"]?.stringValue == "invalid_authorization")
+            let stats = await server.hub.stats()
+            #expect(stats.server.authFailuresByReason["malformed", default: 0] >= 1)
+            // A user token is authenticated but not allowed.
+            let user = try await server.api("GET", "/api/v1/stats", token: TestKeys.token("alice"))
+            #expect(user.status == 403)
+            #expect(try user.json()["error"]?["code"]?.stringValue == "forbidden")
+        }
+    }
+
+    @Test("unknown paths, unknown notification targets and wrong methods get JSON errors, with Allow on 405")
+    func everyErrorIsJSON() async throws {
+        try await TestServer.with { server in
+            for (method, path, status, code, allow) in [
+                ("POST", "/api/v1/notifications/everyone", 404, "not_found", nil),
+                ("POST", "/api/v1/nothing", 404, "not_found", nil),
+                ("GET", "/api/v2/events", 404, "not_found", nil),
+                ("GET", "/api/v1/events", 405, "method_not_allowed", "POST"),
+                ("DELETE", "/api/v1/stats", 405, "method_not_allowed", "GET"),
+                ("GET", "/api/v1/sessions/s1/revoke", 405, "method_not_allowed", "POST"),
+                ("POST", "/ws/events", 405, "method_not_allowed", "GET"),
+                ("PUT", "/ws/health", 405, "method_not_allowed", "GET"),
+                ("GET", "/ws/nothing", 404, "not_found", nil),
+                ("GET", "/ws/events", 426, "upgrade_required", nil),
+            ] as [(String, String, Int, String, String?)] {
+                let reply = try await server.api(method, path, json: method == "GET" ? nil : "{}")
+                #expect(reply.status == status, "\(method) \(path)")
+                #expect(reply.header("Content-Type")?.hasPrefix("application/json") == true, "\(method) \(path)")
+                #expect(try reply.json()["error"]?["code"]?.stringValue == code, "\(method) \(path)")
+                #expect(reply.header("Allow") == allow, "\(method) \(path)")
+            }
+        }
+    }
+
+    @Test("events without a user reach administrators only unless broadcast explicitly; auth events need a user")
+    func leastPrivilegeOverTheAPI() async throws {
+        try await TestServer.with { server in
+            let alice = try await server.connect(TestKeys.token("alice"))
+            let bob = try await server.connect(TestKeys.token("bob"))
+            let admin = try await server.connect(TestKeys.token("root", admin: true), path: "/ws/admin")
+            for socket in [alice, bob, admin] {
+                try await socket.sendText(#"{"type":"subscribe","payload":{"eventTypes":["*"]}}"#)
+                _ = try await socket.nextMessage(type: "subscribed")
+            }
+            for json in [
+                #"{"type":"security.suspicious.activity","data":{"ip":"192.0.2.7"}}"#,
+                #"{"type":"system.error.critical","data":{}}"#,
+                #"{"type":"system.performance.degraded","data":{}}"#,
+                #"{"type":"system.maintenance.scheduled","data":{}}"#,
+                #"{"type":"security.high_risk.detected","scope":"everyone","data":{}}"#,
+            ] {
+                #expect(try await server.api("POST", "/api/v1/events", json: json).status == 202)
+            }
+            let refused = try await server.api("POST", "/api/v1/events", json: #"{"type":"authentication.logout"}"#)
+            #expect(refused.status == 400)
+            #expect(try refused.json()["error"]?["code"]?.stringValue == "user_required")
+            func types(_ socket: TestSocket) async throws -> [String] {
+                try await socket.drainUntilPong().compactMap {
+                    $0["type"] == "event" ? $0["payload"]?["type"]?.stringValue : nil
+                }
+            }
+            #expect(try await types(alice) == ["system.maintenance.scheduled", "security.high_risk.detected"])
+            #expect(try await types(bob) == ["system.maintenance.scheduled", "security.high_risk.detected"])
+            #expect(
+                try await types(admin).filter { !$0.hasPrefix("presence.") && !$0.hasPrefix("admin.") } == [
+                    "security.suspicious.activity", "system.error.critical", "system.performance.degraded",
+                    "system.maintenance.scheduled", "security.high_risk.detected",
+                ]
+            )
+            for socket in [alice, bob, admin] { await socket.close() }
+        }
+    }
+}

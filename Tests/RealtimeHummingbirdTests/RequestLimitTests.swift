@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import RealtimeCore
+import Testing
+
+/// Oversized, trickled and malformed request heads are answered at once with a JSON error and the socket is
+/// closed, on every endpoint, before any parsing of the request (issue 12, part 1).
+@Suite("HTTP request-head limits over raw TCP")
+struct RequestLimitTests {
+    /// Sends `bytes` on a new connection and returns the reply; the server must then close the socket.
+    static func refusal(_ server: TestServer, _ bytes: [UInt8]) async throws -> HTTPReply {
+        let socket = try await TestSocket.connect(port: server.port)
+        try await socket.write(bytes)
+        let reply = try await socket.readHTTPReply()
+        try await socket.waitForEOF()
+        await socket.close()
+        return reply
+    }
+
+    static func expectError(_ reply: HTTPReply, status: Int, code: String) throws {
+        #expect(reply.status == status)
+        #expect(reply.header("Content-Type")?.hasPrefix("application/json") == true)
+        #expect(reply.header("Connection")?.lowercased() == "close")
+        #expect(try reply.json()["error"]?["code"]?.stringValue == code)
+    }
+
+    @Test("a request line past the limit gets 414 on every endpoint, upgrades included")
+    func longRequestLine() async throws {
+        try await TestServer.with { server in
+            let token = String(repeating: "a", count: 100_000)
+            for request in [
+                "GET /ws/health?token=\(token) HTTP/1.1\r\nHost: x\r\n\r\n",
+                "GET /ws/events?token=\(token) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                "POST /api/v1/events?x=\(token) HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            ] {
+                try Self.expectError(
+                    try await Self.refusal(server, Array(request.utf8)),
+                    status: 414,
+                    code: "uri_too_long"
+                )
+            }
+            // One byte under the limit is still served (the request line counts without its line ending).
+            let target = "/ws/health?pad="
+            let fitting =
+                target + String(repeating: "p", count: 8 * 1024 - "GET  HTTP/1.1".utf8.count - target.utf8.count)
+            let reply = try await TestSocket.request(port: server.port, "GET", fitting)
+            #expect(reply.status == 200)
+            try await MalformedInputTests.expectStillServing(server)
+        }
+    }
+
+    @Test("a header line or header block past its limit gets 431, before the token is looked at")
+    func largeHeaders() async throws {
+        try await TestServer.with({ $0.limits.maxTokenBytes = 4096 }) { server in
+            let bigToken = String(repeating: "b", count: 100_000)
+            let upgrade =
+                "GET /ws/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                + "Authorization: Bearer \(bigToken)\r\n\r\n"
+            try Self.expectError(
+                try await Self.refusal(server, Array(upgrade.utf8)),
+                status: 431,
+                code: "header_too_large"
+            )
+            let health = "GET /ws/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(bigToken)\r\n\r\n"
+            try Self.expectError(
+                try await Self.refusal(server, Array(health.utf8)),
+                status: 431,
+                code: "header_too_large"
+            )
+            // Many headers, each within its limit, together past the block limit.
+            let many = (0..<20).map { "X-Filler-\($0): \(String(repeating: "f", count: 1000))\r\n" }.joined()
+            let api = "GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n\(many)\r\n"
+            try Self.expectError(
+                try await Self.refusal(server, Array(api.utf8)),
+                status: 431,
+                code: "headers_too_large"
+            )
+            // A token that fits the head but not the token limit is still refused by the hub (401).
+            let reply = try await server.handshake(
+                path: "/ws/events",
+                headers: [("Authorization", "Bearer " + String(repeating: "t", count: 4096 + 1))]
+            )
+            #expect(reply.status == 401)
+            try await MalformedInputTests.expectStillServing(server)
+        }
+    }
+
+    @Test("a keep-alive connection is judged request by request, bodies skipped by length and by chunk")
+    func keepAlive() async throws {
+        try await TestServer.with { server in
+            let socket = try await TestSocket.connect(port: server.port)
+            // A body that looks like a huge header line must not count as one.
+            let body = String(repeating: "h", count: 20_000)
+            try await socket.write(
+                "POST /api/v1/nothing-here HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            )
+            #expect(try await socket.readHTTPReply().status == 404)
+            let chunk = String(repeating: "c", count: 9000)
+            try await socket.write(
+                "POST /api/v1/nothing-here HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + String(chunk.utf8.count, radix: 16) + ";ext=1\r\n\(chunk)\r\n0\r\nX-Trailer: t\r\n\r\n"
+            )
+            #expect(try await socket.readHTTPReply().status == 404)
+            try await socket.write("GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await socket.readHTTPReply().status == 200)
+            // The next head on the same connection is still bounded.
+            try await socket.write("GET /ws/health HTTP/1.1\r\nX-Big: \(String(repeating: "x", count: 9000))\r\n\r\n")
+            try Self.expectError(try await socket.readHTTPReply(), status: 431, code: "header_too_large")
+            try await socket.waitForEOF()
+            await socket.close()
+        }
+    }
+
+    @Test("a request the HTTP parser refuses gets 400 with a JSON body and the socket closes")
+    func malformed() async throws {
+        try await TestServer.with { server in
+            for request in [
+                "GARBAGE\u{1} / HTTP/1.1\r\nHost: x\r\n\r\n",
+                "GET /ws/health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+                "GET /ws/health HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
+            ] {
+                try Self.expectError(
+                    try await Self.refusal(server, Array(request.utf8)),
+                    status: 400,
+                    code: "bad_request"
+                )
+            }
+            try await MalformedInputTests.expectStillServing(server)
+        }
+    }
+
+    @Test("a trickled head is cut off with 408 and counts toward the address's violations until it is blocked")
+    func trickledHead() async throws {
+        try await TestServer.with({
+            $0.http.headerReadTimeout = .milliseconds(300)
+            $0.rateLimits.violationsBeforeBlock = 2
+        }) { server in
+            for _ in 0..<2 {
+                let socket = try await TestSocket.connect(port: server.port)
+                // One byte at a time, each well inside the timeout, never finishing the head.
+                let reply = try await withThrowingTaskGroup(of: HTTPReply?.self) { group in
+                    group.addTask {
+                        for byte in "GET /ws/health HTTP/1.1\r\nHost: slow\r\nX-Slow: ".utf8 {
+                            try? await socket.write([byte])
+                            try await Task.sleep(for: .milliseconds(20))
+                        }
+                        return nil
+                    }
+                    group.addTask { try await socket.readHTTPReply() }
+                    while let next = try await group.next() {
+                        if let reply = next {
+                            group.cancelAll()
+                            return reply
+                        }
+                    }
+                    throw TestTimeout(description: "no reply to the trickled head")
+                }
+                try Self.expectError(reply, status: 408, code: "request_timeout")
+                try await socket.waitForEOF()
+                await socket.close()
+            }
+            // Two violations: the address is blocked for upgrades and the API (the report is asynchronous).
+            var blocked: HTTPReply?
+            for _ in 0..<100 {
+                let reply = try await server.handshake(path: "/ws/events?token=\(TestKeys.token("after"))")
+                if reply.status == 429 {
+                    blocked = reply
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(try blocked?.json()["error"]?["code"]?.stringValue == "address_blocked")
+            let api = try await server.api("GET", "/api/v1/stats")
+            #expect(api.status == 429)
+            #expect(try api.json()["error"]?["code"]?.stringValue == "address_blocked")
+        }
+    }
+
+    @Test("a connection that never sends a byte is closed quietly after the header-read timeout")
+    func idleConnection() async throws {
+        try await TestServer.with({ $0.http.headerReadTimeout = .milliseconds(200) }) { server in
+            let socket = try await TestSocket.connect(port: server.port)
+            try await socket.waitForEOF()
+            await socket.close()
+            // Not a violation: the address is not blocked after many such connections.
+            let reply = try await TestSocket.request(port: server.port, "GET", "/ws/health")
+            #expect(reply.status == 200)
+        }
+    }
+}
