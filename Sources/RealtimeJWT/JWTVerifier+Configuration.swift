@@ -93,7 +93,7 @@ extension JWTVerifier {
     ///
     /// A token is refused (``TokenVerificationError/Reason/wrongTokenType``) when one of ``claims`` in its
     /// payload, or one of ``headerParameters`` in its header, is a string (or an array of strings holding one)
-    /// equal to one of ``values``. Both sides are compared case-insensitively, after trimming spaces, dropping
+    /// equal to one of ``values``. Both sides are compared ignoring ASCII case, after trimming spaces, dropping
     /// media-type parameters (`; …`) and an `application/` prefix (RFC 7515 §4.1.9), so `Refresh`,
     /// `refresh+jwt` and `application/refresh+jwt` are the same marker. A marker of another JSON type (a
     /// number, an object) is not a refresh marker. The check runs only on authenticated tokens, after the
@@ -109,12 +109,16 @@ extension JWTVerifier {
         public let headerParameters: [String]
         /// The values that mean "refresh token", normalized (lowercased, without an `application/` prefix).
         public let values: Set<String>
+        /// The UTF-8 length of the shortest value: normalizing never lengthens a value, so a shorter one (an
+        /// access marker such as `JWT` or `access`) is passed over without being normalized.
+        private let shortestValue: Int
 
         /// Markers read from `claims` and `headerParameters`; `values` are normalized as tokens' values are.
         public init(claims: [String], headerParameters: [String] = [], values: Set<String>) {
             self.claims = claims
             self.headerParameters = headerParameters
             self.values = Set(values.map { Self.normalize($0) })
+            self.shortestValue = self.values.map(\.utf8.count).min() ?? .max
         }
 
         /// `typ`, `token_use` and `type` claims and the `typ` header saying `refresh`, `refresh_token`,
@@ -127,14 +131,22 @@ extension JWTVerifier {
 
         /// Whether `value`, a claim or header parameter's value, is a refresh marker.
         func isRefresh(_ value: JSONValue) -> Bool {
-            if let string = value.stringValue { return values.contains(Self.normalize(string)) }
+            if let string = value.stringValue { return isRefresh(string) }
             guard let array = value.arrayValue else { return false }
-            return array.contains { $0.stringValue.map { values.contains(Self.normalize($0)) } ?? false }
+            return array.contains { $0.stringValue.map(isRefresh) ?? false }
         }
 
-        /// Lowercased, trimmed, without media-type parameters or an `application/` prefix.
+        private func isRefresh(_ string: String) -> Bool {
+            string.utf8.count >= shortestValue && values.contains(Self.normalize(string))
+        }
+
+        /// ASCII-lowercased, trimmed, without media-type parameters or an `application/` prefix; never longer.
         static func normalize(_ value: String) -> String {
-            var text = Substring(value.lowercased())
+            let lowered = String(
+                decoding: value.utf8.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 },
+                as: UTF8.self
+            )
+            var text = Substring(lowered)
             if let semicolon = text.firstIndex(of: ";") { text = text[..<semicolon] }
             while text.first == " " || text.first == "\t" { text.removeFirst() }
             while text.last == " " || text.last == "\t" { text.removeLast() }

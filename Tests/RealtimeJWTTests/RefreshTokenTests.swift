@@ -181,11 +181,13 @@ import Testing
         configuration.refreshTokenMarkers = .init(
             claims: ["token_use"],
             headerParameters: ["x-kind"],
-            values: ["Offline", "refresh"]
+            values: ["Offline", "refresh", "RT"]
         )
         let custom = JWTVerifier(keys: verifier.keys, configuration: configuration)
         #expect(reason(try signer.sign(Self.claims(["token_use": "offline"])), custom) == .wrongTokenType)
         #expect(reason(try signer.sign(Self.claims(["token_use": "OFFLINE"])), custom) == .wrongTokenType)
+        #expect(reason(try signer.sign(Self.claims(["token_use": "rt"])), custom) == .wrongTokenType)
+        #expect(reason(try signer.sign(Self.claims(["token_use": "r"])), custom) == nil)
         #expect(reason(try signer.sign(Self.claims(), header: ["x-kind": "refresh"]), custom) == .wrongTokenType)
         #expect(reason(try signer.sign(Self.claims(["typ": "refresh"])), custom) == nil)
         #expect(reason(try signer.sign(Self.claims(), header: ["typ": "refresh+jwt"]), custom) == nil)
