@@ -17,6 +17,14 @@ struct KeyOptions: ParsableArguments {
     @Option(help: "File holding the HMAC secret (env JWT_SECRET_FILE; or JWT_SECRET with the secret itself).")
     var secretFile: String?
 
+    @Option(
+        help: """
+            File holding the refresh-token HMAC secret (env JWT_REFRESH_SECRET_FILE; or JWT_REFRESH_SECRET): tokens \
+            it verifies are refused (wrong_token_type); `token --refresh` signs with it.
+            """
+    )
+    var refreshSecretFile: String?
+
     @Option(help: "PEM file of the public key (env JWT_PUBLIC_KEY_FILE); needs --alg.")
     var publicKey: String?
 
@@ -37,10 +45,20 @@ struct KeyOptions: ParsableArguments {
 
     /// The HMAC secret, if one is configured.
     func secret(_ environment: [String: String]) throws -> [UInt8]? {
-        if let file = secretFile ?? environment["JWT_SECRET_FILE"] {
+        try Self.secret(file: secretFile, variable: "JWT_SECRET", environment)
+    }
+
+    /// The refresh-token HMAC secret, if one is configured.
+    func refreshSecret(_ environment: [String: String]) throws -> [UInt8]? {
+        try Self.secret(file: refreshSecretFile, variable: "JWT_REFRESH_SECRET", environment)
+    }
+
+    /// A secret from `file`, else from the file named by `<variable>_FILE`, else from `variable` itself.
+    private static func secret(file: String?, variable: String, _ environment: [String: String]) throws -> [UInt8]? {
+        if let file = file ?? environment[variable + "_FILE"] {
             return Array(try readFile(file).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
         }
-        if let secret = environment["JWT_SECRET"], !secret.isEmpty { return Array(secret.utf8) }
+        if let secret = environment[variable], !secret.isEmpty { return Array(secret.utf8) }
         return nil
     }
 
@@ -79,13 +97,42 @@ struct KeyOptions: ParsableArguments {
         return JWTKeySet(keys)
     }
 
-    /// The verifier's checks: issuer, audiences, and the claims mapping the server uses.
+    /// The refresh key: the refresh secret for every HMAC algorithm (it never accepts a token, so serving
+    /// them all only widens what is recognised as a refresh token), or none.
+    func refreshKeySet(_ environment: [String: String]) throws -> JWTKeySet {
+        guard let secret = try refreshSecret(environment) else { return .empty }
+        return JWTKeySet([try JWTKey.hmac(secret: secret, algorithms: [.hs256, .hs384, .hs512])])
+    }
+
+    /// The verifier of `keys` with the refresh key, if any.
+    ///
+    /// - Throws: ``ConfigurationError`` when the refresh secret is the access secret.
+    func verifier(
+        keys: JWTKeySet,
+        _ environment: [String: String],
+        configuration: JWTVerifier.Configuration
+    ) throws -> JWTVerifier {
+        let refreshKeys = try refreshKeySet(environment)
+        do {
+            return try JWTVerifier(keys: keys, refreshKeys: refreshKeys, configuration: configuration)
+        } catch {
+            // The one refusal: a refresh key that is also an access key.
+            throw ConfigurationError(
+                "JWT_REFRESH_SECRET must differ from JWT_SECRET: with one secret every refresh token would be an "
+                    + "access token"
+            )
+        }
+    }
+
+    /// The verifier's checks: issuer, audiences, the claims mapping the server uses, and refresh tokens
+    /// refused by their markers (`typ`/`token_use`/`type` claims, `typ` header).
     func verifierConfiguration(_ environment: [String: String]) -> JWTVerifier.Configuration {
         var configuration = JWTVerifier.Configuration(
             issuer: issuer ?? environment["JWT_ISSUER"],
             audiences: Set(audiences(environment))
         )
         configuration.claims.admin = .arrayContains("roles", "admin")
+        configuration.refreshTokenMarkers = .standard
         return configuration
     }
 
@@ -94,6 +141,14 @@ struct KeyOptions: ParsableArguments {
         return (environment["JWT_AUDIENCE"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }
+    }
+
+    /// A signer for `token --refresh`: the refresh secret, with JWT_ALGORITHM when it is an HMAC one.
+    func refreshSigner(_ environment: [String: String]) throws -> JWTSigner? {
+        guard let secret = try refreshSecret(environment) else { return nil }
+        let configured = try algorithm(environment)
+        let algorithm = configured.flatMap { $0.isHMAC ? $0 : nil } ?? .hs256
+        return try JWTSigner(key: JWTKey.hmac(secret: secret, algorithms: [algorithm]))
     }
 
     /// A signer for `token`: the secret, or the private key.
@@ -120,7 +175,8 @@ func readFile(_ path: String) throws -> String {
     return text
 }
 
-/// Mints an access token with the claims the server's verifier maps.
+/// Mints a token with the claims the server's verifier maps; `type`, if any, goes into `typ`
+/// (`refresh` for a refresh token).
 func mintToken(
     signer: JWTSigner,
     userID: String,
@@ -128,7 +184,8 @@ func mintToken(
     admin: Bool,
     lifetime: Duration,
     issuer: String?,
-    audience: String?
+    audience: String?,
+    type: String? = nil
 ) throws -> String {
     let now = Timestamp.now()
     var claims: JSONObject = [
@@ -141,5 +198,6 @@ func mintToken(
     if admin { claims["roles"] = ["admin"] }
     if let issuer { claims["iss"] = .string(issuer) }
     if let audience { claims["aud"] = .string(audience) }
+    if let type { claims["typ"] = .string(type) }
     return try signer.sign(claims)
 }

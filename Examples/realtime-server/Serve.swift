@@ -87,16 +87,20 @@ struct Serve: AsyncParsableCommand {
         // The verifier: the configured keys, or a generated development secret.
         var developmentSigner: JWTSigner?
         let keySet: JWTKeySet
-        if keyConfigured {
-            if let secret = try keys.secret(environment), secret.count < 32 {
-                guard developmentMode else {
-                    throw ConfigurationError(
-                        "the JWT secret is \(secret.count) bytes; outside development mode it must be at least 32 "
-                            + "random bytes (e.g. `openssl rand -hex 32`)"
-                    )
-                }
-                logger.warning("the JWT secret is shorter than 32 bytes; acceptable in development only")
+        // The refresh secret is held to the access secret's minimum: it guards as much.
+        let secrets = [
+            ("JWT secret", try keys.secret(environment)), ("JWT refresh secret", try keys.refreshSecret(environment)),
+        ]
+        for case (let name, let secret?) in secrets where secret.count < 32 {
+            guard developmentMode else {
+                throw ConfigurationError(
+                    "the \(name) is \(secret.count) bytes; outside development mode it must be at least 32 "
+                        + "random bytes (e.g. `openssl rand -hex 32`)"
+                )
             }
+            logger.warning("the \(name) is shorter than 32 bytes; acceptable in development only")
+        }
+        if keyConfigured {
             keySet = try keys.keySet(environment)
         } else {
             guard developmentMode else {
@@ -110,7 +114,11 @@ struct Serve: AsyncParsableCommand {
             developmentSigner = try JWTSigner(key: key)
             keySet = JWTKeySet([key])
         }
-        let verifier = JWTVerifier(keys: keySet, configuration: keys.verifierConfiguration(environment))
+        let verifier = try keys.verifier(
+            keys: keySet,
+            environment,
+            configuration: keys.verifierConfiguration(environment)
+        )
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let backends: HubBackends

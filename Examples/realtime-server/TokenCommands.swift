@@ -8,7 +8,8 @@ import RealtimeJWT
 /// `realtime-server token`: mints an access token with the configured key, for development and tests.
 struct Token: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Mint an access token with the configured key (JWT_SECRET, --secret-file or --private-key)."
+        abstract: "Mint an access token with the configured key (JWT_SECRET, --secret-file or --private-key).",
+        discussion: "With --refresh, mint a refresh token (typ refresh) with the refresh secret instead."
     )
 
     @Option(help: "The user id (`sub`).")
@@ -23,14 +24,19 @@ struct Token: ParsableCommand {
     @Option(help: "Lifetime in seconds (default 3600).")
     var ttl: Int = 3600
 
+    @Flag(help: "Mint a refresh token (`typ: refresh`) with JWT_REFRESH_SECRET (or --refresh-secret-file).")
+    var refresh = false
+
     @OptionGroup var keys: KeyOptions
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
         guard ttl > 0 else { throw ValidationError("--ttl must be positive") }
-        guard let signer = try keys.signer(environment) else {
+        guard let signer = try refresh ? keys.refreshSigner(environment) : keys.signer(environment) else {
             throw ConfigurationError(
-                "no signing key: set JWT_SECRET (or JWT_SECRET_FILE), or pass --secret-file or --private-key with --alg"
+                refresh
+                    ? "no refresh secret: set JWT_REFRESH_SECRET (or JWT_REFRESH_SECRET_FILE), or pass --refresh-secret-file"
+                    : "no signing key: set JWT_SECRET (or JWT_SECRET_FILE), or pass --secret-file or --private-key with --alg"
             )
         }
         let token = try mintToken(
@@ -40,7 +46,8 @@ struct Token: ParsableCommand {
             admin: admin,
             lifetime: .seconds(ttl),
             issuer: keys.issuer ?? environment["JWT_ISSUER"],
-            audience: keys.audiences(environment).first
+            audience: keys.audiences(environment).first,
+            type: refresh ? "refresh" : nil
         )
         print(token)
     }
@@ -98,7 +105,7 @@ struct VerifyToken: ParsableCommand {
         if !requireClaim.isEmpty { configuration.requiredClaims = Set(requireClaim) }
         if let tokenTypeClaim, let tokenType { configuration.tokenType = .claim(tokenTypeClaim, equals: tokenType) }
         if let maxTokenBytes { configuration.maxTokenBytes = maxTokenBytes }
-        let verifier = JWTVerifier(keys: keySet, configuration: configuration)
+        let verifier = try keys.verifier(keys: keySet, environment, configuration: configuration)
 
         var text = token
         if text == "-" { text = readLine(strippingNewline: true) ?? "" }

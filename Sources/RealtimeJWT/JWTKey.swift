@@ -197,6 +197,20 @@ public struct JWTKey: Sendable {
         }
     }
 
+    /// Whether this key and `other` are the same HMAC secret for an algorithm both serve: their MACs of a
+    /// fixed message are equal (compared in constant time). Asymmetric keys are never reported.
+    func sharesSecret(with other: JWTKey) -> Bool {
+        guard case .hmac(let mine) = material, case .hmac(let theirs) = other.material else { return false }
+        let probe = Array("RealtimeJWT key comparison".utf8)
+        return [JWTAlgorithm.hs256, .hs384, .hs512].contains { algorithm in
+            guard let a = mine.key(for: algorithm), let b = theirs.key(for: algorithm) else { return false }
+            return probe.withUnsafeBytes { message in
+                guard let mac = a.authenticate(message) else { return false }
+                return mac.withUnsafeBytes { b.verify($0, for: message) }
+            }
+        }
+    }
+
     /// Signs the JWS signing input `message`.
     func sign(_ message: UnsafeRawBufferPointer, algorithm: JWTAlgorithm) throws(JWTError) -> [UInt8] {
         guard allowed.contains(algorithm) else {

@@ -23,6 +23,11 @@ struct ClaimsValidator {
     let now: Timestamp
 
     func validate(_ claims: Members, header: Members) throws(TokenVerificationError) -> VerifiedIdentity {
+        // First: a refresh token is refused as such, whatever else is wrong with it.
+        if let markers = configuration.refreshTokenMarkers {
+            try refuseRefreshMarkers(markers, in: header, names: markers.headerParameters, "header")
+            try refuseRefreshMarkers(markers, in: claims, names: markers.claims, "claim")
+        }
         let nowMS = now.millisecondsSinceEpoch
         let leewayMS = max(configuration.leeway.milliseconds, 0)
 
@@ -107,6 +112,19 @@ struct ClaimsValidator {
             issuedAt: issuedAt,
             claimMembers: claims.members
         )
+    }
+
+    private func refuseRefreshMarkers(
+        _ markers: JWTVerifier.RefreshTokenMarkers,
+        in members: Members,
+        names: [String],
+        _ kind: String
+    ) throws(TokenVerificationError) {
+        for name in names {
+            if let value = members[name], markers.isRefresh(value) {
+                throw TokenVerificationError(.wrongTokenType, "the \(kind) \(name) marks a refresh token")
+            }
+        }
     }
 
     /// A NumericDate (seconds since the epoch, integer or not) in milliseconds, saturating.

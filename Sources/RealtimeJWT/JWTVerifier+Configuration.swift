@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
+internal import RealtimeCore
+
 extension JWTVerifier {
     /// What a ``JWTVerifier`` checks beyond the signature, and how claims become a ``VerifiedIdentity``.
     ///
@@ -22,6 +24,10 @@ extension JWTVerifier {
         public var requiredClaims: Set<String>
         /// The token's purpose, if it must be stated (e.g. `token_use` = `access`); `nil` checks nothing.
         public var tokenType: TokenType?
+        /// The markers that make a token a refresh token, refused with
+        /// ``TokenVerificationError/Reason/wrongTokenType`` whatever ``tokenType`` says. Default
+        /// ``RefreshTokenMarkers/standard``; `nil` refuses no token for saying it is a refresh token.
+        public var refreshTokenMarkers: RefreshTokenMarkers?
         /// The largest token accepted, in bytes (UTF-8), checked before anything else. Default 8192.
         public var maxTokenBytes: Int
         /// How claims map to the hub's identity.
@@ -37,6 +43,7 @@ extension JWTVerifier {
             leeway: Duration = .seconds(30),
             requiredClaims: Set<String> = ["exp"],
             tokenType: TokenType? = nil,
+            refreshTokenMarkers: RefreshTokenMarkers? = .standard,
             maxTokenBytes: Int = 8192,
             claims: ClaimsMapping = ClaimsMapping(),
             understoodCriticalHeaders: Set<String> = []
@@ -46,6 +53,7 @@ extension JWTVerifier {
             self.leeway = leeway
             self.requiredClaims = requiredClaims
             self.tokenType = tokenType
+            self.refreshTokenMarkers = refreshTokenMarkers
             self.maxTokenBytes = maxTokenBytes
             self.claims = claims
             self.understoodCriticalHeaders = understoodCriticalHeaders
@@ -78,6 +86,72 @@ extension JWTVerifier {
         /// Requires the header parameter `name` = `expected`, e.g. `.header("typ", equals: "at+jwt")`.
         public static func header(_ name: String, equals expected: String) -> TokenType {
             TokenType(name: name, expected: expected, location: .header)
+        }
+    }
+
+    /// What marks a token as a refresh token, which is never a connection credential.
+    ///
+    /// A token is refused (``TokenVerificationError/Reason/wrongTokenType``) when one of ``claims`` in its
+    /// payload, or one of ``headerParameters`` in its header, is a string (or an array of strings holding one)
+    /// equal to one of ``values``. Both sides are compared ignoring ASCII case, after trimming spaces, dropping
+    /// media-type parameters (`; …`) and an `application/` prefix (RFC 7515 §4.1.9), so `Refresh`,
+    /// `refresh+jwt` and `application/refresh+jwt` are the same marker. A marker of another JSON type (a
+    /// number, an object) is not a refresh marker. The check runs only on authenticated tokens, after the
+    /// signature.
+    ///
+    /// ```swift
+    /// configuration.refreshTokenMarkers = .init(claims: ["token_use"], values: ["refresh", "offline"])
+    /// ```
+    public struct RefreshTokenMarkers: Sendable, Hashable {
+        /// The payload claims read. Standard: `typ`, `token_use`, `type`.
+        public let claims: [String]
+        /// The header parameters read. Standard: `typ`.
+        public let headerParameters: [String]
+        /// The values that mean "refresh token", normalized (lowercased, without an `application/` prefix).
+        public let values: Set<String>
+        /// The UTF-8 length of the shortest value: normalizing never lengthens a value, so a shorter one (an
+        /// access marker such as `JWT` or `access`) is passed over without being normalized.
+        private let shortestValue: Int
+
+        /// Markers read from `claims` and `headerParameters`; `values` are normalized as tokens' values are.
+        public init(claims: [String], headerParameters: [String] = [], values: Set<String>) {
+            self.claims = claims
+            self.headerParameters = headerParameters
+            self.values = Set(values.map { Self.normalize($0) })
+            self.shortestValue = self.values.map(\.utf8.count).min() ?? .max
+        }
+
+        /// `typ`, `token_use` and `type` claims and the `typ` header saying `refresh`, `refresh_token`,
+        /// `refresh-token` or `refresh+jwt` (any case, `application/` prefix or not).
+        public static let standard = RefreshTokenMarkers(
+            claims: ["typ", "token_use", "type"],
+            headerParameters: ["typ"],
+            values: ["refresh", "refresh_token", "refresh-token", "refresh+jwt"]
+        )
+
+        /// Whether `value`, a claim or header parameter's value, is a refresh marker.
+        func isRefresh(_ value: JSONValue) -> Bool {
+            if let string = value.stringValue { return isRefresh(string) }
+            guard let array = value.arrayValue else { return false }
+            return array.contains { $0.stringValue.map(isRefresh) ?? false }
+        }
+
+        private func isRefresh(_ string: String) -> Bool {
+            string.utf8.count >= shortestValue && values.contains(Self.normalize(string))
+        }
+
+        /// ASCII-lowercased, trimmed, without media-type parameters or an `application/` prefix; never longer.
+        static func normalize(_ value: String) -> String {
+            let lowered = String(
+                decoding: value.utf8.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 },
+                as: UTF8.self
+            )
+            var text = Substring(lowered)
+            if let semicolon = text.firstIndex(of: ";") { text = text[..<semicolon] }
+            while text.first == " " || text.first == "\t" { text.removeFirst() }
+            while text.last == " " || text.last == "\t" { text.removeLast() }
+            let prefix = "application/"
+            return String(text.hasPrefix(prefix) ? text.dropFirst(prefix.count) : text)
         }
     }
 

@@ -14,9 +14,14 @@ internal import Synchronization
 /// refusal is a ``TokenVerificationError`` with a ``TokenVerificationError/Reason``; its detail never contains
 /// the token, a claim value or key material.
 ///
+/// Refresh keys (``refreshKeys``, e.g. the key of `JWT_REFRESH_SECRET`) never accept a token: they are tried
+/// only on a token the access keys refuse for its key or signature, and a token whose signature verifies
+/// under one is refused with ``TokenVerificationError/Reason/wrongTokenType`` instead, so a refresh token
+/// that states no type is still recognised. A token that fails both is refused exactly as without refresh keys.
+///
 /// The verifier is safe to share between tasks. Its keys can be replaced at run time (``replaceKeys(_:)``)
-/// without pausing verification: each verification takes the current key set under a lock held only to copy
-/// one reference, and verifications in flight finish with the set they started with.
+/// without pausing verification: each verification takes the current key sets under a lock held only to copy
+/// them, and verifications in flight finish with the set they started with.
 ///
 /// ```swift
 /// let verifier = JWTVerifier(
@@ -28,25 +33,67 @@ internal import Synchronization
 public final class JWTVerifier: TokenVerifier {
     /// What is checked and how claims are mapped.
     public let configuration: Configuration
-    private let keyStore: Mutex<JWTKeySet>
+    private let keyStore: Mutex<KeyRing>
     private let headerParser: JSONParser
     private let payloadParser: JSONParser
 
+    /// The access keys and the refresh keys, swapped together.
+    private struct KeyRing: Sendable {
+        var access: JWTKeySet
+        var refresh: JWTKeySet
+    }
+
     /// A verifier with `keys` and `configuration`.
-    public init(keys: JWTKeySet, configuration: Configuration = Configuration()) {
+    public convenience init(keys: JWTKeySet, configuration: Configuration = Configuration()) {
+        self.init(ring: KeyRing(access: keys, refresh: .empty), configuration: configuration)
+    }
+
+    /// A verifier with access `keys` and `refreshKeys`, which recognise refresh tokens and never accept one.
+    ///
+    /// - Throws: ``JWTError/Code/invalidKey`` when a refresh key is also an access key (the same HMAC secret
+    ///   for a common algorithm), which would make every refresh token an access token.
+    public convenience init(
+        keys: JWTKeySet,
+        refreshKeys: JWTKeySet,
+        configuration: Configuration = Configuration()
+    ) throws(JWTError) {
+        try Self.checkDistinct(keys, refreshKeys)
+        self.init(ring: KeyRing(access: keys, refresh: refreshKeys), configuration: configuration)
+    }
+
+    private init(ring: KeyRing, configuration: Configuration) {
         self.configuration = configuration
-        self.keyStore = Mutex(keys)
+        self.keyStore = Mutex(ring)
         let maxBytes = max(configuration.maxTokenBytes, 0)
         self.headerParser = JSONParser(limits: .init(maxBytes: maxBytes, maxDepth: 8, rejectDuplicateKeys: true))
         self.payloadParser = JSONParser(limits: .init(maxBytes: maxBytes, maxDepth: 32, rejectDuplicateKeys: true))
     }
 
     /// The current key set.
-    public var keys: JWTKeySet { keyStore.withLock { $0 } }
+    public var keys: JWTKeySet { keyStore.withLock { $0.access } }
 
-    /// Replaces the key set (key rotation). Verifications already running finish with the previous set.
+    /// The current refresh keys (empty unless configured).
+    public var refreshKeys: JWTKeySet { keyStore.withLock { $0.refresh } }
+
+    /// Replaces the key set (key rotation), keeping the refresh keys. Verifications already running finish
+    /// with the previous set.
     public func replaceKeys(_ keys: JWTKeySet) {
-        keyStore.withLock { $0 = keys }
+        keyStore.withLock { $0.access = keys }
+    }
+
+    /// Replaces the access keys and the refresh keys together.
+    ///
+    /// - Throws: ``JWTError/Code/invalidKey`` when a refresh key is also an access key; nothing is replaced.
+    public func replaceKeys(_ keys: JWTKeySet, refreshKeys: JWTKeySet) throws(JWTError) {
+        try Self.checkDistinct(keys, refreshKeys)
+        keyStore.withLock { $0 = KeyRing(access: keys, refresh: refreshKeys) }
+    }
+
+    /// Refuses refresh keys that are also access keys.
+    private static func checkDistinct(_ access: JWTKeySet, _ refresh: JWTKeySet) throws(JWTError) {
+        for refreshKey in refresh.keys where access.keys.contains(where: { $0.sharesSecret(with: refreshKey) }) {
+            throw JWTError(.invalidKey, "a refresh key is also an access key: the refresh secret must differ")
+        }
     }
 
     /// Verifies `token` at the current time.
@@ -124,7 +171,7 @@ public final class JWTVerifier: TokenVerifier {
     private func authenticate(
         _ bytes: UnsafeBufferPointer<UInt8>,
         scratch: UnsafeMutableBufferPointer<UInt8>,
-        keys: JWTKeySet
+        keys: KeyRing
     ) throws(TokenVerificationError) -> (header: Members, payload: UnsafeBufferPointer<UInt8>) {
         // Compact serialization: BASE64URL(header) '.' BASE64URL(payload) '.' BASE64URL(signature).
         guard let base = bytes.baseAddress else {
@@ -180,32 +227,33 @@ public final class JWTVerifier: TokenVerifier {
             kid = string
         }
 
-        // Key and signature.
-        guard keys.algorithms.contains(algorithm) else {
-            throw TokenVerificationError(.unsupportedAlgorithm, "no key is bound to \(algorithm)")
+        // Key and signature. A refusal for the access keys is held back while a refresh key might verify the
+        // token; when none does, the token is refused exactly as without refresh keys. Refresh keys are tried
+        // whatever the token's kid (they never accept, so this only widens what is recognised).
+        let accessRefusal = Self.keyRefusal(keys.access, algorithm: algorithm, kid: kid)
+        let mayBeRefresh = keys.refresh.algorithms.contains(algorithm)
+        if let accessRefusal, !mayBeRefresh { throw accessRefusal }
+        guard !signatureText.isEmpty else {
+            throw accessRefusal ?? TokenVerificationError(.badSignature, "empty signature")
         }
-        // The keys to try: those with the token's kid, or all; `JWTKey.verify` skips a key not bound to the
-        // algorithm. No array is built for them.
-        let withKID = kid.map { keys.keys(withKID: $0) }
-        if let withKID, !withKID.contains(where: { keys.keys[$0].allowed.contains(algorithm) }) {
-            throw TokenVerificationError(.unknownKey, "no key has this kid and is bound to \(algorithm)")
-        }
-        guard !signatureText.isEmpty else { throw TokenVerificationError(.badSignature, "empty signature") }
         let signatureStart = out + headerCount
         guard let signatureCount = Base64URL.decodedCount(signatureText.count),
             Base64URL.decode(signatureText, into: signatureStart)
         else {
-            throw TokenVerificationError(.malformed, "signature is not unpadded base64url")
+            throw accessRefusal ?? TokenVerificationError(.malformed, "signature is not unpadded base64url")
         }
         let signature = UnsafeRawBufferPointer(start: signatureStart, count: signatureCount)
         let signingInput = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[0..<secondDot]))
         let verified =
-            if let withKID {
-                withKID.contains { keys.keys[$0].verify(signature, for: signingInput, algorithm: algorithm) }
-            } else {
-                keys.keys.contains { $0.verify(signature, for: signingInput, algorithm: algorithm) }
+            accessRefusal == nil
+            && Self.verifies(keys.access, signature, for: signingInput, algorithm: algorithm, kid: kid)
+        if !verified {
+            // Never accepts: a token that verifies under a refresh key is refused, with its own reason.
+            if mayBeRefresh, Self.verifies(keys.refresh, signature, for: signingInput, algorithm: algorithm, kid: nil) {
+                throw TokenVerificationError(.wrongTokenType, "signed with a refresh key")
             }
-        guard verified else { throw TokenVerificationError(.badSignature, "signature does not verify (\(algorithm))") }
+            throw accessRefusal ?? TokenVerificationError(.badSignature, "signature does not verify (\(algorithm))")
+        }
 
         // Payload (authenticated from here on).
         let payloadStart = signatureStart + signatureCount
@@ -215,6 +263,38 @@ public final class JWTVerifier: TokenVerifier {
             throw TokenVerificationError(.malformed, "payload is not unpadded base64url")
         }
         return (header, UnsafeBufferPointer(start: payloadStart, count: payloadCount))
+    }
+
+    /// Why no key of `keys` can verify a token of `algorithm` and `kid`, or `nil` when some key may.
+    private static func keyRefusal(
+        _ keys: JWTKeySet,
+        algorithm: JWTAlgorithm,
+        kid: String?
+    ) -> TokenVerificationError? {
+        guard keys.algorithms.contains(algorithm) else {
+            return TokenVerificationError(.unsupportedAlgorithm, "no key is bound to \(algorithm)")
+        }
+        if let kid, !keys.keys(withKID: kid).contains(where: { keys.keys[$0].allowed.contains(algorithm) }) {
+            return TokenVerificationError(.unknownKey, "no key has this kid and is bound to \(algorithm)")
+        }
+        return nil
+    }
+
+    /// Whether a key of `keys` verifies `signature`: those with the token's kid, or all; `JWTKey.verify` skips
+    /// a key not bound to the algorithm. No array is built for them.
+    private static func verifies(
+        _ keys: JWTKeySet,
+        _ signature: UnsafeRawBufferPointer,
+        for signingInput: UnsafeRawBufferPointer,
+        algorithm: JWTAlgorithm,
+        kid: String?
+    ) -> Bool {
+        if let kid {
+            return keys.keys(withKID: kid).contains {
+                keys.keys[$0].verify(signature, for: signingInput, algorithm: algorithm)
+            }
+        }
+        return keys.keys.contains { $0.verify(signature, for: signingInput, algorithm: algorithm) }
     }
 
     /// The index of the first `byte` in `base[from..<to]`, or -1.

@@ -249,7 +249,13 @@ extension RealtimeHub {
         switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
         case .failure(let rejection):
             counters.rejected(rejection.reason)
-            close(core, .authenticationFailed, reason: rejection.message)
+            if rejection.reason == ProtocolErrorCode.wrongTokenType.rawValue {
+                // Said before the close (which keeps it queued), as `refresh_token` says it.
+                replyError(core, .wrongTokenType, rejection.message, id: id)
+                close(core, .authenticationFailed, reason: rejection.message, flush: true)
+            } else {
+                close(core, .authenticationFailed, reason: rejection.message)
+            }
             return
         case .success(let verified):
             identity = verified
@@ -286,17 +292,23 @@ extension RealtimeHub {
         await activate(core, identity: identity, userConnections: userConnections)
     }
 
+    /// The error codes of refused `refresh_token` messages that say more than `token_invalid`.
+    private static let refreshErrorCode: [String: ProtocolErrorCode] = [
+        "session_inactive": .sessionInactive,
+        "session_revoked": .sessionRevoked,
+        ProtocolErrorCode.wrongTokenType.rawValue: .wrongTokenType,
+    ]
+
     private func refreshToken(_ core: ConnectionCore, current: VerifiedIdentity, token: String, id: JSONValue?) async {
         let addressKey = core.remoteAddress.rateLimitKey
         switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
         case .failure(let rejection):
-            let code: ProtocolErrorCode =
-                switch rejection.reason {
-                case "session_inactive": .sessionInactive
-                case "session_revoked": .sessionRevoked
-                default: .tokenInvalid
-                }
-            replyError(core, code, rejection.message, id: id)
+            replyError(
+                core,
+                Self.refreshErrorCode[rejection.reason] ?? .tokenInvalid,
+                rejection.message,
+                id: id
+            )
         case .success(let identity):
             guard identity.userID == current.userID, identity.sessionID == current.sessionID else {
                 replyError(

@@ -318,6 +318,16 @@ public final class RealtimeHub: Service, Sendable {
                 "token refused",
                 metadata: ["realtime.reason": "\(error.reason)", "realtime.remote": "\(addressKey)"]
             )
+            // The one reason told to the client: a genuine token of the wrong kind, such as a refresh token.
+            guard error.reason != .wrongTokenType else {
+                return .failure(
+                    .init(
+                        status: 401,
+                        reason: "wrong_token_type",
+                        message: "this kind of token (e.g. a refresh token) cannot be used here"
+                    )
+                )
+            }
             return .failure(.init(status: 401, reason: "invalid_token", message: "authentication failed"))
         }
         if let sessionID = identity.sessionID {

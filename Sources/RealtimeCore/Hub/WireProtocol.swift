@@ -17,6 +17,8 @@ public struct ProtocolErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let notAuthenticated = ProtocolErrorCode("not_authenticated")
     public static let alreadyAuthenticated = ProtocolErrorCode("already_authenticated")
     public static let tokenInvalid = ProtocolErrorCode("token_invalid")
+    /// A genuine token of the wrong kind (e.g. a refresh token) in `auth` or `refresh_token`.
+    public static let wrongTokenType = ProtocolErrorCode("wrong_token_type")
     public static let tokenUserMismatch = ProtocolErrorCode("token_user_mismatch")
     public static let sessionInactive = ProtocolErrorCode("session_inactive")
     public static let sessionRevoked = ProtocolErrorCode("session_revoked")
