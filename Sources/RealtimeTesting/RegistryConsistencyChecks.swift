@@ -2,11 +2,11 @@ public import RealtimeCore
 public import Testing
 
 /// Checks that a hub never leaves a record in the cluster registry for a connection that is gone, whatever step
-/// of the upgrade and registration a close lands in. For hubs on any ``ConnectionStore`` wrapped in a
-/// ``PausingConnectionStore``.
+/// of the upgrade and registration a close lands in, and that its heartbeat removes a stray record. For hubs on
+/// any ``ConnectionStore`` wrapped in a ``PausingConnectionStore``.
 ///
 /// The hub must use ``configure(_:)`` (short ticket timeout and heartbeats, first-message authentication, a
-/// small per-user limit) and be running (`hub.running { … }`); its token verifier must
+/// reconciliation grace longer than the checks, a small per-user limit) and be running (`hub.running { … }`); its token verifier must
 /// accept `token` for `userID`, and `adminToken` for an administrator. No other connection may be open.
 public struct RegistryConsistencyChecks: Sendable {
     public let hub: RealtimeHub
@@ -32,6 +32,9 @@ public struct RegistryConsistencyChecks: Sendable {
         // The run loop's tick follows the authentication timeout: tickets expire within 100 ms of their timeout.
         configuration.authenticationTimeout = .milliseconds(200)
         configuration.serverHeartbeatInterval = .milliseconds(100)
+        // Longer than a run of the checks: the heartbeat's reconciliation removes only the planted strays (an
+        // hour old), so every record the churn leaves behind shows, instead of being cleaned up after the fact.
+        configuration.registryGrace = .seconds(60)
         configuration.firstMessageAuthentication = true
         configuration.maxConnectionsPerUser = maxConnectionsPerUser
     }
@@ -144,6 +147,39 @@ public struct RegistryConsistencyChecks: Sendable {
         #expect(await hub.rejection(uri: "/ws/events?token=\(token)")?.reason == "too_many_connections")
         for client in clients { await client.close() }
         try await expectNoRecords("after the budget check")
+    }
+
+    // MARK: Stray records
+
+    /// A record of this server that no connection owns (as a crash mid-operation leaves) is removed by the next
+    /// heartbeat: the user's budget is whole again and administrators hear `presence.user.offline`.
+    public func strayRecordIsRemovedByTheHeartbeat() async throws {
+        let admin = try await hub.connectClient(token: adminToken, path: "/ws/admin")
+        try await admin.subscribe(["presence.*"])
+        let strays = (0..<Self.maxConnectionsPerUser).map { _ in
+            ConnectionRecord(
+                id: .random(),
+                serverID: hub.serverID,
+                userID: userID,
+                sessionID: nil,
+                isAdmin: false,
+                remoteAddress: "192.0.2.1",
+                origin: nil,
+                connectedAt: .now() - .seconds(3600)
+            )
+        }
+        for stray in strays { _ = try await store.base.register(stray, maxConnectionsPerUser: nil) }
+        while true {
+            let event = try await admin.next(type: "event")
+            if event["payload"]?["type"] == "presence.user.offline", event["payload"]?["userId"]?.stringValue == userID
+            {
+                break
+            }
+        }
+        for stray in strays { #expect(try await store.base.connection(stray.id) == nil) }
+        #expect(try await store.base.count(.user(userID)) == 0)
+        await admin.close()
+        try await expectIdleWithFullBudget()
     }
 
     // MARK: Helpers

@@ -40,5 +40,8 @@ extension RedisIntegrationTests {
             try await Self.withChecks { try await $0.closesAtEveryStep(rounds: 3) }
         }
 
+        @Test func theHeartbeatRemovesAStrayRecord() async throws {
+            try await Self.withChecks { try await $0.strayRecordIsRemovedByTheHeartbeat() }
+        }
     }
 }

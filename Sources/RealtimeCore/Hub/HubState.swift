@@ -63,7 +63,8 @@ struct HubState: Sendable {
     /// Connections waiting for their `auth` message.
     var awaitingAuth: [ConnectionID: ConnectionCore] = [:]
     /// The registry lifecycle of every connection that holds a record in the connection store or is writing or
-    /// removing one; settled lifecycles are dropped.
+    /// removing one; settled lifecycles are dropped. The heartbeat's reconciliation removes records of this
+    /// server that have no entry here.
     private(set) var registrations: [ConnectionID: RegistrationLifecycle] = [:]
     var draining = false
     var abuse: AbuseTracker

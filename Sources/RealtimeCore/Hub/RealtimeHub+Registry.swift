@@ -1,5 +1,6 @@
 // The connection's record in the cluster registry: written once the upgrade is authorized, removed once the
-// connection is gone. The order of the store calls is decided by each connection's `RegistrationLifecycle`.
+// connection is gone, and reconciled with the live connections on every server heartbeat. The order of the
+// store calls is decided by each connection's `RegistrationLifecycle`.
 
 import Logging
 import Synchronization
@@ -88,7 +89,7 @@ extension RealtimeHub {
             _ = try await removeFromStore(id, reason: nil)
         } catch {
             logger.warning(
-                "could not unregister connection; the registry will expire it with this server's heartbeat",
+                "could not unregister connection; this server's registry reconciliation will remove it",
                 metadata: ["realtime.connection.id": "\(id)", "realtime.error": "\(error)"]
             )
         }
@@ -108,4 +109,41 @@ extension RealtimeHub {
         }
         return true
     }
+
+    /// Removes this server's records that belong to no connection it holds, writes or removes — left by a bug, a
+    /// store call whose outcome was lost, or an earlier process with the same server id — once they are older
+    /// than ``HubConfiguration/registryGrace``. Pages through the store, so its cost is bounded per call. Returns
+    /// how many it removed.
+    @discardableResult
+    func reconcileRegistry() async throws(RealtimeError) -> Int {
+        var cursor: String?
+        var removed = 0
+        repeat {
+            let page = try await backends.connectionStore.connections(
+                ofServer: serverID,
+                after: cursor,
+                limit: Self.reconciliationPageSize
+            )
+            // Taken after the page was read: a record listed there whose connection is unknown now was written
+            // before its lifecycle ended, so it is left over, not in flight.
+            let oldEnough = Timestamp.now() - configuration.registryGrace
+            let strays = state.withLock { state in
+                page.records.filter { state.registrations[$0.id] == nil && $0.connectedAt <= oldEnough }
+            }
+            for stray in strays where try await removeFromStore(stray.id, reason: "stale_registration") {
+                removed += 1
+            }
+            cursor = page.nextCursor
+        } while cursor != nil
+        if removed > 0 {
+            logger.warning(
+                "removed registry records of connections this server does not hold",
+                metadata: ["realtime.count": "\(removed)"]
+            )
+        }
+        return removed
+    }
+
+    /// Records read per store call during reconciliation.
+    static let reconciliationPageSize = 500
 }

@@ -269,6 +269,7 @@ extension RealtimeHub {
         do {
             try await backends.connectionStore.heartbeat(record)
             try await restoreLostRegistrations()
+            try await reconcileRegistry()
             let purged = try await backends.connectionStore.purgeExpiredServers()
             runtime.withLock { $0.lastServerHeartbeatError = nil }
             for server in purged {

@@ -25,6 +25,41 @@ import Testing
         try await checks.hub.running { try await checks.closesAtEveryStep(rounds: 3) }
     }
 
+    @Test func theHeartbeatRemovesAStrayRecord() async throws {
+        let checks = try Self.checks()
+        try await checks.hub.running { try await checks.strayRecordIsRemovedByTheHeartbeat() }
+    }
+
+    @Test func reconciliationKeepsARegistrationInFlight() async throws {
+        // The ticket outlives the heartbeats the test waits for; only the lifecycle protects the record.
+        let checks = try Self.checks {
+            $0.upgradeTicketTimeout = .seconds(30)
+            $0.registryGrace = .zero
+        }
+        let (hub, store) = (checks.hub, checks.store)
+        try await hub.running {
+            let hold = store.holdNextRegister(at: .afterWrite)
+            async let decision = hub.authorizeUpgrade(
+                UpgradeRequest(uri: "/ws/events?token=alice-token", remoteAddress: "127.0.0.1")
+            )
+            await hold.arrived()
+            // Two heartbeats later, at least one whole reconciliation ran while the write was held.
+            await store.waitForHeartbeats(store.heartbeats + 2)
+            #expect(try await store.base.count(.user("alice")) == 1)
+            hold.release()
+            guard case .accept(let ticket) = await decision else {
+                Issue.record("the upgrade was refused")
+                return
+            }
+            let client = TestClient(try await hub.connect(ticket))
+            _ = try await client.next(type: "connected")
+            await store.waitForHeartbeats(store.heartbeats + 2)
+            #expect(try await store.base.count(.user("alice")) == 1)
+            await client.close()
+            #expect(try await store.base.count(.user("alice")) == 0)
+        }
+    }
+
     @Test func drainingRemovesAWriteStillInFlight() async throws {
         let checks = try Self.checks()
         let (hub, store) = (checks.hub, checks.store)
