@@ -100,6 +100,9 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
                 eventLoop.execute { this.value.refuse() }
             }
         }
+        // The client may leave before the upgrade adds this handler: no channelInactive follows then, so report
+        // the close now (the pump hands it to the hub once `connect` returned).
+        if !context.channel.isActive { finish() }
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
@@ -345,6 +348,16 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     private func writeCloseThenDrop(code: UInt16, reason: String, context: ChannelHandlerContext) {
         context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code: code, reason: reason)))
             .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+    }
+
+    /// The client shut its side of the TCP connection (the server allows half-closure): it is gone, close frame
+    /// or not. Without this the connection would stay open, counted and registered, until the idle timeout.
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {

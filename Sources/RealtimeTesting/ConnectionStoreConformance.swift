@@ -30,6 +30,7 @@ public enum ConnectionStoreConformance: Sendable {
         try await purgesExpiredServersOnce(makeStore: makeStore, time: time)
         try await heartbeatKeepsServerAlive(makeStore: makeStore, time: time)
         try await removesServer(makeStore: makeStore, time: time)
+        try await listsServerConnectionsInPages(makeStore: makeStore, time: time)
     }
 
     static func record(
@@ -256,5 +257,45 @@ public enum ConnectionStoreConformance: Sendable {
         #expect(try await store.count(.server(leaving)) == 0)
         #expect(try await store.count(.user(both)) == 1)
         #expect(try await store.removeServer(leaving).connections.isEmpty)
+    }
+
+    /// ``ConnectionStore/connections(ofServer:after:limit:)`` pages through exactly one server's records, and no
+    /// longer lists a removed one.
+    public static func listsServerConnectionsInPages(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let store = try await makeStore()
+        let (listed, other, empty) = (
+            ServerID(uniqueName("srv")), ServerID(uniqueName("srv")), ServerID(uniqueName("srv"))
+        )
+        let user = uniqueName("user")
+        let ours = (0..<7).map { index in
+            record(
+                user: user,
+                session: index.isMultiple(of: 2) ? uniqueName("session") : nil,
+                server: listed,
+                time: time
+            )
+        }
+        let theirs = (0..<3).map { _ in record(user: user, server: other, time: time) }
+        for record in ours + theirs { _ = try await store.register(record, maxConnectionsPerUser: nil) }
+
+        func listAll(_ server: ServerID) async throws -> Set<ConnectionRecord> {
+            var all = Set<ConnectionRecord>()
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let page = try await store.connections(ofServer: server, after: cursor, limit: 2)
+                all.formUnion(page.records)
+                cursor = page.nextCursor
+                pages += 1
+                try #require(pages <= 100, "the listing does not end")
+            } while cursor != nil
+            return all
+        }
+        #expect(try await listAll(listed) == Set(ours))
+        #expect(try await listAll(other) == Set(theirs))
+        #expect(try await listAll(empty).isEmpty)
+
+        _ = try await store.unregister(ours[3].id)
+        #expect(try await listAll(listed) == Set(ours).subtracting([ours[3]]))
     }
 }

@@ -37,9 +37,12 @@ final class RedisHubCluster: Sendable {
 
     /// A hub on Redis backends with its own client. Registry heartbeats every 100 ms (the tick follows the
     /// authentication timeout), so purges and re-registration happen within a test.
+    ///
+    /// `wrapStore` wraps the hub's connection store (e.g. in a `PausingConnectionStore`).
     func hub(
         _ adjust: (inout HubConfiguration) -> Void = { _ in },
-        redis adjustRedis: (inout RedisConfiguration) -> Void = { _ in }
+        redis adjustRedis: (inout RedisConfiguration) -> Void = { _ in },
+        wrapStore: (RedisConnectionStore) -> any ConnectionStore = { $0 }
     ) throws -> RealtimeHub {
         var redis = self.redis
         adjustRedis(&redis)
@@ -59,7 +62,7 @@ final class RedisHubCluster: Sendable {
             configuration: configuration,
             backends: HubBackends(
                 tokenVerifier: tokens,
-                connectionStore: RedisConnectionStore(client: client, prefix: prefix),
+                connectionStore: wrapStore(RedisConnectionStore(client: client, prefix: prefix)),
                 eventBus: try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix),
                 rateLimiter: RedisRateLimiter(client: client, prefix: prefix),
                 sessionStore: RedisSessionStore(client: client, prefix: prefix)

@@ -96,6 +96,19 @@ public struct PurgedServer: Sendable, Hashable {
     }
 }
 
+/// One page of a server's connections, from ``ConnectionStore/connections(ofServer:after:limit:)``.
+public struct ConnectionPage: Sendable, Hashable {
+    /// Records of the page, in no particular order.
+    public var records: [ConnectionRecord]
+    /// Where the next page starts (pass it as `after`); `nil` once the listing is complete. Opaque.
+    public var nextCursor: String?
+
+    public init(records: [ConnectionRecord], nextCursor: String?) {
+        self.records = records
+        self.nextCursor = nextCursor
+    }
+}
+
 /// What ``ConnectionStore/count(_:)`` counts.
 public enum ConnectionCountScope: Sendable, Hashable {
     case user(String)
@@ -130,6 +143,20 @@ public protocol ConnectionStore: Sendable {
 
     /// The live connections of a session, on any server.
     func connections(ofSession sessionID: String) async throws(RealtimeError) -> [ConnectionRecord]
+
+    /// Lists the connections registered for one server, a page at a time: call it with `after: nil`, then with
+    /// each page's ``ConnectionPage/nextCursor`` until that is `nil`. Every record registered for the server from
+    /// the first call to the last is listed at least once (a record may appear twice, as with Redis `SCAN`);
+    /// records added or removed meanwhile may or may not be. Each call does bounded work: `limit` is the page
+    /// size the backend aims at (a backend may return somewhat more, e.g. a small Redis set at once).
+    ///
+    /// A hub reconciles its own records with the connections it holds with this (see
+    /// `Documentation/Architecture.md`, "Registration lifecycle").
+    func connections(
+        ofServer serverID: ServerID,
+        after cursor: String?,
+        limit: Int
+    ) async throws(RealtimeError) -> ConnectionPage
 
     /// Counts live connections.
     func count(_ scope: ConnectionCountScope) async throws(RealtimeError) -> Int

@@ -55,8 +55,8 @@ final class ConnectionCore: Sendable {
         var violations = WindowCounter()
         var protocolErrors = WindowCounter()
         var warnedExpiry = false
-        /// Whether the connection is registered in the connection store (and must be unregistered once).
-        var registered = false
+        /// Set once the connection is closed (by the hub, the host, or because its ticket expired unused); its
+        /// registry record is removed after this (see `RegistrationLifecycle`).
         var closeCode: CloseCode?
     }
 

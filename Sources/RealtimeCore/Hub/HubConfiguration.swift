@@ -24,6 +24,9 @@ public struct HubConfiguration: Sendable {
     public var serverHeartbeatInterval: Duration = .seconds(10)
     /// How long the registry keeps a server that stopped reporting.
     public var serverTTL: Duration = .seconds(30)
+    /// How old a record of this server in the registry must be before the server heartbeat's reconciliation
+    /// removes it for belonging to no connection the server holds (a margin for clock steps and in-flight writes).
+    public var registryGrace: Duration = .seconds(5)
     /// How often administrator connections receive a `stats` message; `nil` to disable.
     public var statsInterval: Duration? = .seconds(10)
     /// Which browser origins may connect.
@@ -311,6 +314,7 @@ extension HubConfiguration {
             throw fail("heartbeatInterval and cleanupInterval must be positive and idleTimeout above heartbeatInterval")
         }
         guard serverTTL > serverHeartbeatInterval else { throw fail("serverTTL must exceed serverHeartbeatInterval") }
+        guard registryGrace >= .zero else { throw fail("registryGrace must not be negative") }
         guard eventsPath != adminPath, eventsPath.hasPrefix("/"), adminPath.hasPrefix("/") else {
             throw fail("eventsPath and adminPath must be distinct absolute paths")
         }

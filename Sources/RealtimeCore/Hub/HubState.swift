@@ -62,6 +62,10 @@ struct HubState: Sendable {
     }
     /// Connections waiting for their `auth` message.
     var awaitingAuth: [ConnectionID: ConnectionCore] = [:]
+    /// The registry lifecycle of every connection that holds a record in the connection store or is writing or
+    /// removing one; settled lifecycles are dropped. The heartbeat's reconciliation removes records of this
+    /// server that have no entry here.
+    private(set) var registrations: [ConnectionID: RegistrationLifecycle] = [:]
     var draining = false
     var abuse: AbuseTracker
     /// User and admin routes whose bus interest must change: `true` to add, `false` to remove.
@@ -78,6 +82,22 @@ struct HubState: Sendable {
     var localUserCount: Int { userSlots.count }
 
     // MARK: Registration
+
+    /// Runs one transition of a connection's registry lifecycle, dropping the lifecycle once it settled.
+    mutating func updateRegistration<Result>(
+        _ id: ConnectionID,
+        _ transition: (inout RegistrationLifecycle) -> Result
+    ) -> Result {
+        var lifecycle = registrations[id] ?? RegistrationLifecycle()
+        let result = transition(&lifecycle)
+        registrations[id] = lifecycle.isSettled ? nil : lifecycle
+        return result
+    }
+
+    /// The server removed all its records at once: see ``RegistrationLifecycle/serverRemoved()``.
+    mutating func serverRemovedRegistrations() {
+        for id in Array(registrations.keys) { updateRegistration(id) { $0.serverRemoved() } }
+    }
 
     mutating func activate(_ core: ConnectionCore, identity: VerifiedIdentity) {
         let slot = Slot(

@@ -265,28 +265,19 @@ extension RealtimeHub {
             $0.authDeadline = nil
         }
         let userConnections: Int
-        do {
-            let registration = try await backends.connectionStore.register(
-                core.record(serverID: serverID, identity: identity),
-                maxConnectionsPerUser: configuration.maxConnectionsPerUser
-            )
-            switch registration {
-            case .registered(let count):
-                core.mutable.withLock { $0.registered = true }
-                userConnections = count
-            case .userLimitReached:
-                counters.rejected("too_many_connections")
-                close(core, .policyViolation, reason: "connection limit per user reached")
-                return
-            }
-        } catch {
+        switch await register(core, identity: identity, maxConnectionsPerUser: configuration.maxConnectionsPerUser) {
+        case .registered(let count):
+            userConnections = count
+        case .closed:
+            // Closed (deadline, shutdown, the client left) while we were verifying or registering: no record.
+            return
+        case .limitReached:
+            counters.rejected("too_many_connections")
+            close(core, .policyViolation, reason: "connection limit per user reached")
+            return
+        case .failed(let error):
             logger.error("connection store failed", metadata: ["realtime.error": "\(error)"])
             close(core, .internalError, reason: "try again later")
-            return
-        }
-        if core.queue.isClosed {
-            // Closed (deadline, shutdown) while we were verifying.
-            await unregister(core)
             return
         }
         await activate(core, identity: identity, userConnections: userConnections)

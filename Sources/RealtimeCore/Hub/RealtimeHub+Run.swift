@@ -184,13 +184,18 @@ extension RealtimeHub {
                 state.awaitingAuth[id] == nil && now - reservation.since > ticketTimeout
             }.map(\.key)
             for id in expiredTickets {
-                state.closedCores[id] = state.reserved.removeValue(forKey: id)?.core
+                guard let core = state.reserved.removeValue(forKey: id)?.core else { continue }
+                // Closed before its unregister is asked for, so a registration still to start never starts.
+                core.mutable.withLock { mutable in
+                    if mutable.closeCode == nil { mutable.closeCode = .goingAway }
+                }
+                state.closedCores[id] = core
             }
             return (Array(state.awaitingAuth.values), expiredTickets, state.allCores)
         }
         if !expiredTickets.isEmpty {
             logger.debug("released unused upgrade tickets", metadata: ["realtime.count": "\(expiredTickets.count)"])
-            // Each ticket holds a registration in the connection store: remove it.
+            // Each ticket holds (or is writing) a registration in the connection store: remove it.
             for id in expiredTickets { unregisterContinuation.yield(id) }
         }
         for core in awaiting {
@@ -264,6 +269,7 @@ extension RealtimeHub {
         do {
             try await backends.connectionStore.heartbeat(record)
             try await restoreLostRegistrations()
+            try await reconcileRegistry()
             let purged = try await backends.connectionStore.purgeExpiredServers()
             runtime.withLock { $0.lastServerHeartbeatError = nil }
             for server in purged {
@@ -293,8 +299,8 @@ extension RealtimeHub {
     /// Re-registers local connections the registry no longer knows (Redis restarted without persistence, or a
     /// failover lost recent writes), so per-user limits, presence and global counts recover by themselves.
     func restoreLostRegistrations() async throws(RealtimeError) {
-        let local = state.withLock { $0.allCores }.filter { core in
-            core.mutable.withLock { $0.registered && $0.closeCode == nil }
+        let local = state.withLock { state in
+            state.allCores.filter { state.registrations[$0.id]?.isRegistered == true }
         }
         let registered = try await backends.connectionStore.count(.server(serverID))
         guard registered < local.count else { return }
@@ -303,12 +309,13 @@ extension RealtimeHub {
             guard let identity = core.identity,
                 try await backends.connectionStore.connection(core.id) == nil
             else { continue }
-            // The connection exists: never refuse it on the per-user limit while restoring.
-            _ = try await backends.connectionStore.register(
-                core.record(serverID: serverID, identity: identity),
-                maxConnectionsPerUser: nil
-            )
-            restored += 1
+            // The connection exists: never refuse it on the per-user limit while restoring. A connection that
+            // closed since it was listed is not registered again (or, closing during the write, removed after it).
+            switch await register(core, identity: identity, maxConnectionsPerUser: nil) {
+            case .registered: restored += 1
+            case .closed, .limitReached: break
+            case .failed(let error): throw error
+            }
         }
         if restored > 0 {
             logger.notice(
@@ -331,10 +338,14 @@ extension RealtimeHub {
 
     /// Closes every connection in paced batches with a jittered reconnect hint, then leaves the cluster.
     func drain() async {
-        let cores = state.withLock { state -> [ConnectionCore] in
+        let (cores, tickets) = state.withLock { state -> ([ConnectionCore], [ConnectionCore]) in
             state.draining = true
-            return state.allCores + Array(state.awaitingAuth.values)
+            let tickets = state.reserved.filter { state.awaitingAuth[$0.key] == nil }.map(\.value.core)
+            return (state.allCores + Array(state.awaitingAuth.values), tickets)
         }
+        // Unused tickets (some still writing their registration) will not be connected any more; no socket to
+        // wait for either.
+        for ticket in tickets { close(ticket, .goingAway, reason: "server shutting down") }
         let settings = configuration.shutdown
         logger.info("draining connections", metadata: ["realtime.count": "\(cores.count)"])
         var generator = SystemRandomNumberGenerator()
@@ -367,7 +378,8 @@ extension RealtimeHub {
         unregisterContinuation.finish()
         do {
             let removed = try await backends.connectionStore.removeServer(serverID)
-            for core in cores { core.mutable.withLock { $0.registered = false } }
+            // Writes still in flight remove their record themselves once they complete.
+            state.withLock { $0.serverRemovedRegistrations() }
             for userID in removed.usersGoneOffline {
                 await publishInternal(
                     RealtimeEvent(

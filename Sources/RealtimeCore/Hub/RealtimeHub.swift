@@ -195,9 +195,15 @@ public final class RealtimeHub: Service, Sendable {
         var userConnections: Int?
         if let identity {
             switch await claimUserSlot(core, identity: identity) {
-            case .success(let count): userConnections = count
+            case .success(let count) where state.withLock({ $0.reserved[connectionID] != nil }):
+                userConnections = count
+            case .success:
+                // The ticket expired while the registry was slow: no handshake for a connection already released.
+                abandon(core, .goingAway)
+                return .failure(Self.registryUnavailable)
             case .failure(let rejection):
-                _ = state.withLock { $0.reserved.removeValue(forKey: connectionID) }
+                // Releases the reservation, and the record if a failed write may have left one.
+                abandon(core, .internalError)
                 return .failure(rejection)
             }
         }
@@ -370,23 +376,16 @@ public final class RealtimeHub: Service, Sendable {
         {
             return .failure(refusal)
         }
-        let registration: ConnectionRegistration
-        do {
-            registration = try await backends.connectionStore.register(
-                core.record(serverID: serverID, identity: identity),
-                maxConnectionsPerUser: configuration.maxConnectionsPerUser
-            )
-        } catch {
-            logger.error("connection store failed", metadata: ["realtime.error": "\(error)"])
-            return .failure(
-                .init(status: 503, reason: "backend_unavailable", message: "try again later", retryAfter: .seconds(2))
-            )
-        }
-        switch registration {
+        switch await register(core, identity: identity, maxConnectionsPerUser: configuration.maxConnectionsPerUser) {
         case .registered(let count):
-            core.mutable.withLock { $0.registered = true }
             return .success(count)
-        case .userLimitReached(let count):
+        case .closed:
+            // The ticket expired (or the server began draining) while the registry was slow.
+            return .failure(Self.registryUnavailable)
+        case .failed(let error):
+            logger.error("connection store failed", metadata: ["realtime.error": "\(error)"])
+            return .failure(Self.registryUnavailable)
+        case .limitReached(let count):
             await publishInternal(
                 RealtimeEvent(
                     type: .sessionConcurrentLimit,
@@ -409,6 +408,14 @@ public final class RealtimeHub: Service, Sendable {
             )
         }
     }
+
+    /// The upgrade's registration failed, or outlived its ticket.
+    private static let registryUnavailable = UpgradeRejection(
+        status: 503,
+        reason: "backend_unavailable",
+        message: "try again later",
+        retryAfter: .seconds(2)
+    )
 
     /// Spends one unit of a shared rate limit; `nil` when allowed. Fails open (with a log) if the limiter is
     /// unreachable: availability over strictness, and the Redis limiter falls back to a local one itself.
@@ -525,14 +532,18 @@ public final class RealtimeHub: Service, Sendable {
 
     /// Puts an authenticated connection into the routing indexes and greets it.
     func activate(_ core: ConnectionCore, identity: VerifiedIdentity, userConnections: Int) async {
-        let generation = state.withLock { state -> UInt64 in
+        let generation = state.withLock { state -> UInt64? in
             state.reserved[core.id] = nil
             state.awaitingAuth[core.id] = nil
+            // A close that came first (its `forget` found nothing to remove) must not be undone: the connection
+            // would stay in the routing indexes with nobody to remove it.
+            guard core.mutable.withLock({ $0.closeCode == nil }) else { return nil }
             state.activate(core, identity: identity)
             counters.connectionsGauge.record(state.activeCount)
             counters.adminConnectionsGauge.record(state.adminSlots.count)
             return interest.request()
         }
+        guard let generation else { return }
         _ = core.queue.enqueue(
             .text(
                 WireProtocol.message(
@@ -646,36 +657,6 @@ public final class RealtimeHub: Service, Sendable {
         _ = state.withLock { $0.closedCores.removeValue(forKey: core.id) }
         if first { forget(core, keepForUnregister: false) }
         await unregister(core)
-    }
-
-    /// Removes a connection from the cluster registry once, publishing `presence.user.offline` when it was the
-    /// user's last connection in the cluster.
-    func unregister(_ core: ConnectionCore) async {
-        let wasRegistered = core.mutable.withLock { mutable -> Bool in
-            defer { mutable.registered = false }
-            return mutable.registered
-        }
-        guard wasRegistered else { return }
-        counters.connectionsClosed.add(1, ordering: .relaxed)
-        do {
-            if let removal = try await backends.connectionStore.unregister(core.id),
-                removal.remainingUserConnections == 0
-            {
-                await publishInternal(
-                    RealtimeEvent(
-                        type: .presenceUserOffline,
-                        userID: removal.record.userID,
-                        data: ["serverId": .string(serverID.rawValue)],
-                        scope: .admins
-                    )
-                )
-            }
-        } catch {
-            logger.warning(
-                "could not unregister connection; the registry will expire it with this server's heartbeat",
-                metadata: ["realtime.connection.id": "\(core.id)", "realtime.error": "\(error)"]
-            )
-        }
     }
 }
 

@@ -76,6 +76,24 @@ public final class InMemoryConnectionStore: ConnectionStore {
         state.withLock { state in state.bySession[sessionID].map { state.lookup($0) } ?? [] }
     }
 
+    /// Pages in connection-id order; the cursor is the last id of the previous page.
+    public func connections(
+        ofServer serverID: ServerID,
+        after cursor: String?,
+        limit: Int
+    ) async throws(RealtimeError) -> ConnectionPage {
+        let limit = max(1, limit)
+        return state.withLock { state in
+            let ids = (state.byServer[serverID] ?? []).filter { id in cursor.map { id.rawValue > $0 } ?? true }
+            let page = ids.sorted { $0.rawValue < $1.rawValue }.prefix(limit)
+            let records = page.compactMap { state.records[$0] }
+            return ConnectionPage(
+                records: records,
+                nextCursor: ids.count > limit ? page.last?.rawValue : nil
+            )
+        }
+    }
+
     public func count(_ scope: ConnectionCountScope) async throws(RealtimeError) -> Int {
         state.withLock { state in
             switch scope {

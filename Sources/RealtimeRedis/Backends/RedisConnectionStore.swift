@@ -4,7 +4,8 @@ public import RealtimeCore
 ///
 /// Keys (all under `<prefix>cs:`):
 /// - `conn:<id>`: a hash with the record's fields;
-/// - `user:<userID>`, `session:<sessionID>`, `server:<serverID>:conns`: sets of connection ids (the indexes);
+/// - `user:<userID>`, `session:<sessionID>`, `server:<serverID>:conns`: sets of connection ids (the indexes;
+///   a server's set is also what ``connections(ofServer:after:limit:)`` scans);
 /// - `servers`: a sorted set of server ids scored by their heartbeat expiry (ms since the epoch);
 /// - `server:<serverID>`: a hash with the server's start, last heartbeat, expiry and connection count.
 ///
@@ -97,6 +98,23 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
           if #flat > 0 then out[#out + 1] = flat end
         end
         return out
+        """
+    )
+
+    /// ARGV: prefix, server id, `SSCAN` cursor, count. One `SSCAN` step over the server's connection set:
+    /// returns {next cursor, records}. An id whose record is gone (expired) is dropped from the set, so it stops
+    /// counting in the totals.
+    static let serverConnectionsScript = RedisScript(
+        """
+        local p = ARGV[1]
+        local sk = p .. 'server:' .. ARGV[2] .. ':conns'
+        local step = redis.call('SSCAN', sk, ARGV[3], 'COUNT', ARGV[4])
+        local out = {}
+        for _, id in ipairs(step[2]) do
+          local flat = redis.call('HGETALL', p .. 'conn:' .. id)
+          if #flat > 0 then out[#out + 1] = flat else redis.call('SREM', sk, id) end
+        end
+        return {step[1], out}
         """
     )
 
@@ -250,6 +268,24 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         var records: [ConnectionRecord] = []
         for element in elements { records.append(try Self.record(element)) }
         return records
+    }
+
+    /// Pages with `SSCAN` over `server:<id>:conns` (the cursor is `SSCAN`'s; `limit` is its `COUNT` hint).
+    public func connections(
+        ofServer serverID: ServerID,
+        after cursor: String?,
+        limit: Int
+    ) async throws(RealtimeError) -> ConnectionPage {
+        let reply = try await Self.serverConnectionsScript.run(
+            on: client,
+            keys: [],
+            arguments: [prefix, serverID.rawValue, cursor ?? "0", String(max(1, limit))]
+        )
+        guard let fields = reply.array, fields.count == 2, let next = fields[0].string, let rows = fields[1].array
+        else { throw RealtimeError(.protocolViolation, "the server connections script returned \(reply)") }
+        var records: [ConnectionRecord] = []
+        for row in rows { records.append(try Self.record(row)) }
+        return ConnectionPage(records: records, nextCursor: next == "0" ? nil : next)
     }
 
     public func count(_ scope: ConnectionCountScope) async throws(RealtimeError) -> Int {

@@ -32,16 +32,19 @@ struct HubFixture {
         HubConfiguration.testing(adjust)
     }
 
-    func hub(metrics: (any MetricsFactory)? = nil, _ adjust: (inout HubConfiguration) -> Void = { _ in }) throws
-        -> RealtimeHub
-    {
+    /// - Parameter connectionStore: the hub's store when not ``store`` itself (a wrapper around it).
+    func hub(
+        metrics: (any MetricsFactory)? = nil,
+        connectionStore: (any ConnectionStore)? = nil,
+        _ adjust: (inout HubConfiguration) -> Void = { _ in }
+    ) throws -> RealtimeHub {
         var logger = Logger(label: "realtime-hub-test")
         logger.logLevel = .error
         return try RealtimeHub(
             configuration: Self.configuration(adjust),
             backends: .inMemory(
                 tokenVerifier: tokens,
-                connectionStore: store,
+                connectionStore: connectionStore ?? store,
                 eventBus: bus,
                 rateLimiter: limiter,
                 sessionStore: sessions

@@ -1,0 +1,190 @@
+public import RealtimeCore
+import Synchronization
+
+/// A ``ConnectionStore`` that forwards every call to another one, and lets a test hold a `register` call at a
+/// chosen point or lose its reply, so that something (a close, a ticket expiry, a heartbeat) happens exactly while
+/// a registration is in flight — deterministically, instead of by timing luck.
+///
+/// ```swift
+/// let store = PausingConnectionStore(InMemoryConnectionStore())
+/// let hold = store.holdNextRegister(at: .afterWrite)
+/// async let decision = hub.authorizeUpgrade(request)
+/// await hold.arrived()        // the record is written, the hub waits for the reply
+/// // … close, expire or reconcile here …
+/// hold.release()
+/// ```
+public final class PausingConnectionStore: ConnectionStore {
+    /// Where a held `register` call waits.
+    public enum Point: Sendable {
+        /// Before the call reaches the store: nothing is written yet.
+        case beforeWrite
+        /// After the store wrote the record, before the caller gets the reply.
+        case afterWrite
+    }
+
+    /// One held `register` call.
+    public final class Hold: Sendable {
+        private struct State {
+            var arrived = false
+            var released = false
+            var arrivalWaiters: [CheckedContinuation<Void, Never>] = []
+            var holder: CheckedContinuation<Void, Never>?
+        }
+
+        private let state = Mutex(State())
+
+        /// Waits until the held call reached its point.
+        public func arrived() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.arrived { return true }
+                    state.arrivalWaiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+
+        /// Lets the held call go on.
+        public func release() {
+            let holder = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.released = true
+                defer { state.holder = nil }
+                return state.holder
+            }
+            holder?.resume()
+        }
+
+        /// The store's side: reports the arrival, then waits for ``release()``.
+        fileprivate func pass() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let (waiters, go) = state.withLock { state -> ([CheckedContinuation<Void, Never>], Bool) in
+                    state.arrived = true
+                    defer { state.arrivalWaiters = [] }
+                    if !state.released { state.holder = continuation }
+                    return (state.arrivalWaiters, state.released)
+                }
+                for waiter in waiters { waiter.resume() }
+                if go { continuation.resume() }
+            }
+        }
+    }
+
+    private struct State {
+        var holds: [(point: Point, hold: Hold)] = []
+        var lostReplies = 0
+        var heartbeats = 0
+        var heartbeatWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+
+    /// The store every call goes to.
+    public let base: any ConnectionStore
+    private let state = Mutex(State())
+
+    public init(_ base: any ConnectionStore) {
+        self.base = base
+    }
+
+    /// Holds the next `register` call at `point` until the returned hold is released. Holds apply in the order
+    /// they were armed, one per call.
+    public func holdNextRegister(at point: Point) -> Hold {
+        let hold = Hold()
+        state.withLock { $0.holds.append((point, hold)) }
+        return hold
+    }
+
+    /// Makes the next `register` call write the record and then fail with
+    /// ``RealtimeError/Code/backendUnavailable``, as when the connection to the store is lost before the reply.
+    public func loseNextRegisterReply() {
+        state.withLock { $0.lostReplies += 1 }
+    }
+
+    /// How many server heartbeats went through the store.
+    public var heartbeats: Int { state.withLock { $0.heartbeats } }
+
+    /// Waits until at least `count` server heartbeats went through the store (each hub heartbeat reconciles its
+    /// registrations right after its heartbeat call).
+    public func waitForHeartbeats(_ count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.heartbeats >= count { return true }
+                state.heartbeatWaiters.append((count, continuation))
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    public func register(
+        _ record: ConnectionRecord,
+        maxConnectionsPerUser: Int?
+    ) async throws(RealtimeError) -> ConnectionRegistration {
+        let (held, loseReply) = state.withLock { state -> ((point: Point, hold: Hold)?, Bool) in
+            let held = state.holds.isEmpty ? nil : state.holds.removeFirst()
+            let loseReply = state.lostReplies > 0
+            if loseReply { state.lostReplies -= 1 }
+            return (held, loseReply)
+        }
+        if let held, held.point == .beforeWrite { await held.hold.pass() }
+        let outcome = try await base.register(record, maxConnectionsPerUser: maxConnectionsPerUser)
+        if let held, held.point == .afterWrite { await held.hold.pass() }
+        if loseReply { throw RealtimeError(.backendUnavailable, "the reply was lost (PausingConnectionStore)") }
+        return outcome
+    }
+
+    public func unregister(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRemoval? {
+        try await base.unregister(id)
+    }
+
+    public func connection(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRecord? {
+        try await base.connection(id)
+    }
+
+    public func connections(ofUser userID: String) async throws(RealtimeError) -> [ConnectionRecord] {
+        try await base.connections(ofUser: userID)
+    }
+
+    public func connections(ofSession sessionID: String) async throws(RealtimeError) -> [ConnectionRecord] {
+        try await base.connections(ofSession: sessionID)
+    }
+
+    public func connections(
+        ofServer serverID: ServerID,
+        after cursor: String?,
+        limit: Int
+    ) async throws(RealtimeError) -> ConnectionPage {
+        try await base.connections(ofServer: serverID, after: cursor, limit: limit)
+    }
+
+    public func count(_ scope: ConnectionCountScope) async throws(RealtimeError) -> Int {
+        try await base.count(scope)
+    }
+
+    public func heartbeat(_ server: ServerRecord) async throws(RealtimeError) {
+        try await base.heartbeat(server)
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.heartbeats += 1
+            let count = state.heartbeats
+            let ready = state.heartbeatWaiters.filter { $0.count <= count }.map(\.continuation)
+            state.heartbeatWaiters.removeAll { $0.count <= count }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    public func servers() async throws(RealtimeError) -> [ServerRecord] {
+        try await base.servers()
+    }
+
+    public func removeServer(_ id: ServerID) async throws(RealtimeError) -> PurgedServer {
+        try await base.removeServer(id)
+    }
+
+    public func purgeExpiredServers() async throws(RealtimeError) -> [PurgedServer] {
+        try await base.purgeExpiredServers()
+    }
+
+    public func healthCheck() async -> ComponentHealth {
+        await base.healthCheck()
+    }
+}
