@@ -156,7 +156,7 @@ let package = Package(
             dependencies: [
                 "RealtimeCore",
                 "CHiredis",
-                "CLibCrypto",
+                "RealtimeCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -186,12 +186,12 @@ let package = Package(
         ),
         .target(
             name: "RealtimeJWT",
-            dependencies: ["RealtimeCore", "CLibCrypto"],
+            dependencies: ["RealtimeCore", "RealtimeCrypto"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RealtimeJWTTests",
-            dependencies: ["RealtimeJWT", "RealtimeCore"],
+            dependencies: ["RealtimeJWT", "RealtimeCore", "RealtimeCrypto"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

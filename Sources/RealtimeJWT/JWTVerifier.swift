@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
-internal import CLibCrypto
+#if canImport(Glibc)
+    internal import Glibc
+#elseif canImport(Musl)
+    internal import Musl
+#else
+    internal import Darwin
+#endif
 public import RealtimeCore
 internal import Synchronization
 
