@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
+public import RealtimeCore
+internal import Synchronization
+
 #if canImport(Glibc)
     internal import Glibc
 #elseif canImport(Musl)
@@ -7,8 +10,6 @@
 #else
     internal import Darwin
 #endif
-public import RealtimeCore
-internal import Synchronization
 
 /// Verifies JSON Web Tokens (RFC 7519, JWS compact serialization) with OpenSSL's libcrypto and maps their
 /// claims to a ``VerifiedIdentity``.
