@@ -11,7 +11,6 @@
 #include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -20,14 +19,6 @@
 #include <string.h>
 
 int ccryptoshim_error_queue_is_empty(void) { return ERR_peek_error() == 0; }
-
-int ccryptoshim_hmac_sha256(const void *key, int key_len, const void *data, size_t data_len, unsigned char *out) {
-    unsigned int out_len = 0;
-    int ok = HMAC(EVP_sha256(), key, key_len, (const unsigned char *)data, data_len, out, &out_len) != NULL &&
-             out_len == 32;
-    if (!ok) ERR_clear_error();
-    return ok;
-}
 
 int ccryptoshim_memcmp(const void *a, const void *b, size_t len) { return CRYPTO_memcmp(a, b, len); }
 
@@ -262,24 +253,6 @@ int ccryptoshim_ed25519_public_raw(const EVP_PKEY *pkey, unsigned char *out, siz
     int ok = EVP_PKEY_get_raw_public_key(pkey, out, len) == 1;
     if (!ok) ERR_clear_error();
     return ok;
-}
-
-int ccryptoshim_ec_public_point(const EVP_PKEY *pkey, unsigned char *out, size_t cap, size_t *len) {
-    int ok = EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, cap, len) == 1;
-    if (!ok) ERR_clear_error();
-    return ok;
-}
-
-int ccryptoshim_rsa_public_component(const EVP_PKEY *pkey, int which_e, unsigned char *out, size_t cap) {
-    BIGNUM *bn = NULL;
-    int len = -1;
-    if (EVP_PKEY_get_bn_param(pkey, which_e ? OSSL_PKEY_PARAM_RSA_E : OSSL_PKEY_PARAM_RSA_N, &bn) == 1 &&
-        (size_t)BN_num_bytes(bn) <= cap) {
-        len = BN_bn2bin(bn, out);
-    }
-    BN_free(bn);
-    if (len < 0) ERR_clear_error();
-    return len;
 }
 
 int ccryptoshim_verify(EVP_PKEY *pkey, const EVP_MD *md, int pss, const void *msg, size_t msg_len, const void *sig,

@@ -39,9 +39,6 @@ void ccryptoshim_md_free(EVP_MD *md);
 
 // MARK: - HMAC
 
-/// One-shot HMAC-SHA256 of `data` under `key`. Writes 32 bytes to `out`. Returns 1 on success.
-int ccryptoshim_hmac_sha256(const void *key, int key_len, const void *data, size_t data_len, unsigned char *out);
-
 /// A keyed HMAC context to be duplicated per message (the key is hashed into the inner and outer pads once).
 /// Returns NULL on failure. Free with `ccryptoshim_mac_ctx_free`.
 EVP_MAC_CTX *ccryptoshim_hmac_ctx_new(const char *digest_name, const void *key, size_t key_len);
@@ -103,12 +100,6 @@ EVP_PKEY *ccryptoshim_ed25519_from_raw(const void *raw, size_t len, int is_priva
 
 /// The raw public key of an Ed25519 key (32 bytes). Returns 1 on success.
 int ccryptoshim_ed25519_public_raw(const EVP_PKEY *pkey, unsigned char *out, size_t *len);
-
-/// The uncompressed public point of an EC key (0x04 || x || y). Returns 1 on success.
-int ccryptoshim_ec_public_point(const EVP_PKEY *pkey, unsigned char *out, size_t cap, size_t *len);
-
-/// An RSA public component ("n" or "e") as big-endian bytes. Returns the length, or -1 on failure.
-int ccryptoshim_rsa_public_component(const EVP_PKEY *pkey, int which_e, unsigned char *out, size_t cap);
 
 // MARK: - Signatures
 
