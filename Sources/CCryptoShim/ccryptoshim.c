@@ -255,6 +255,13 @@ int ccryptoshim_ed25519_public_raw(const EVP_PKEY *pkey, unsigned char *out, siz
     return ok;
 }
 
+/// Selects RSASSA-PSS on `pctx`: MGF1 with `md` and a salt as long as the digest (RFC 7518 §3.5). 1 on success.
+static int ccryptoshim_set_pss(EVP_PKEY_CTX *pctx, const EVP_MD *md) {
+    return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
+           EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) == 1;
+}
+
 int ccryptoshim_verify(EVP_PKEY *pkey, const EVP_MD *md, int pss, const void *msg, size_t msg_len, const void *sig,
                        size_t sig_len) {
     int result = -1;
@@ -262,11 +269,7 @@ int ccryptoshim_verify(EVP_PKEY *pkey, const EVP_MD *md, int pss, const void *ms
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL) goto done;
     if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) != 1) goto done;
-    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
-        goto done;
-    }
+    if (pss && !ccryptoshim_set_pss(pctx, md)) goto done;
     result = EVP_DigestVerify(ctx, (const unsigned char *)sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
 done:
     EVP_MD_CTX_free(ctx);
@@ -279,11 +282,7 @@ EVP_MD_CTX *ccryptoshim_verify_ctx_new(EVP_PKEY *pkey, const EVP_MD *md, int pss
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL) goto fail;
     if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) != 1) goto fail;
-    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
-        goto fail;
-    }
+    if (pss && !ccryptoshim_set_pss(pctx, md)) goto fail;
     return ctx;
 fail:
     EVP_MD_CTX_free(ctx);
@@ -357,11 +356,7 @@ ccryptoshim_digest_verifier *ccryptoshim_digest_verifier_new(EVP_PKEY *pkey, con
         verifier->prefix_len = sizeof(verifier->prefix);
     } else {
         if (EVP_PKEY_CTX_set_signature_md(verifier->pkey_ctx, md) != 1) goto fail;
-        if (scheme == 1 && (EVP_PKEY_CTX_set_rsa_padding(verifier->pkey_ctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-                            EVP_PKEY_CTX_set_rsa_pss_saltlen(verifier->pkey_ctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-                            EVP_PKEY_CTX_set_rsa_mgf1_md(verifier->pkey_ctx, md) != 1)) {
-            goto fail;
-        }
+        if (scheme == 1 && !ccryptoshim_set_pss(verifier->pkey_ctx, md)) goto fail;
     }
     return verifier;
 fail:
@@ -410,11 +405,7 @@ int ccryptoshim_sign(EVP_PKEY *pkey, const EVP_MD *md, int pss, const void *msg,
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL) goto done;
     if (EVP_DigestSignInit(ctx, &pctx, md, NULL, pkey) != 1) goto done;
-    if (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
-        goto done;
-    }
+    if (pss && !ccryptoshim_set_pss(pctx, md)) goto done;
     ok = EVP_DigestSign(ctx, sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
 done:
     EVP_MD_CTX_free(ctx);
