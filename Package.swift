@@ -45,13 +45,22 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
     ],
     targets: [
-        // OpenSSL's libcrypto (Debian: libssl-dev), used by RealtimeJWT and for the Redis bus's message HMAC.
-        // Only `internal import CLibCrypto` anywhere: no C type reaches a public API.
+        // OpenSSL's libcrypto (Debian: libssl-dev, OpenSSL >= 3.0), used by RealtimeJWT and for the Redis bus's message
+        // HMAC, owned by RealtimeCrypto alone. This system library gives CCryptoShim pkg-config's include and library
+        // paths (Homebrew's openssl@3 is on neither default path) and links libcrypto; no Swift file imports it.
         .systemLibrary(
             name: "CLibCrypto",
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
         ),
+        // The C half of RealtimeCrypto: Swift-friendly entry points over libcrypto (include/ccryptoshim.h declares,
+        // ccryptoshim.c defines). Every failing call clears the thread's OpenSSL error queue.
+        // Only `internal import CCryptoShim`, and only in RealtimeCrypto.
+        .target(name: "CCryptoShim", dependencies: ["CLibCrypto"]),
+        // The one owner of libcrypto: digests, HMAC, keys (PEM, JWK components), signature verification and
+        // signing, constant-time comparison. Not a product: its API is `package`, for RealtimeJWT and RealtimeRedis.
+        .target(name: "RealtimeCrypto", dependencies: ["CCryptoShim"], swiftSettings: swiftSettings),
+        .testTarget(name: "RealtimeCryptoTests", dependencies: ["RealtimeCrypto"], swiftSettings: swiftSettings),
         .target(
             name: "RealtimeCore",
             dependencies: [
@@ -147,7 +156,7 @@ let package = Package(
             dependencies: [
                 "RealtimeCore",
                 "CHiredis",
-                "CLibCrypto",
+                "RealtimeCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -177,12 +186,12 @@ let package = Package(
         ),
         .target(
             name: "RealtimeJWT",
-            dependencies: ["RealtimeCore", "CLibCrypto"],
+            dependencies: ["RealtimeCore", "RealtimeCrypto"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RealtimeJWTTests",
-            dependencies: ["RealtimeJWT", "RealtimeCore"],
+            dependencies: ["RealtimeJWT", "RealtimeCore", "RealtimeCrypto"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
+internal import RealtimeCrypto
+
 /// A JWS signature algorithm (RFC 7518 §3, RFC 8037 §3.1).
 ///
 /// `none` is not an algorithm here: an unsecured token is always refused. Algorithms are compared by value;
@@ -94,17 +96,16 @@ public struct JWTAlgorithm: Hashable, Sendable, CustomStringConvertible {
     public var description: String { name }
 
     /// Whether this is an HMAC algorithm (a shared secret, not a key pair).
-    public var isHMAC: Bool { family == .hmac }
+    public var isHMAC: Bool { signatureScheme == nil }
 
-    enum Family { case hmac, rsa, rsaPSS, ecdsa, eddsa }
-
-    var family: Family {
+    /// The signature scheme (`nil` for HMAC).
+    var signatureScheme: SignatureScheme? {
         switch backing {
-        case .hs256, .hs384, .hs512: return .hmac
-        case .rs256, .rs384, .rs512: return .rsa
+        case .hs256, .hs384, .hs512: return nil
+        case .rs256, .rs384, .rs512: return .rsaPKCS1v15
         case .ps256, .ps384, .ps512: return .rsaPSS
         case .es256, .es384, .es512: return .ecdsa
-        case .eddsa: return .eddsa
+        case .eddsa: return .ed25519
         }
     }
 
@@ -115,16 +116,6 @@ public struct JWTAlgorithm: Hashable, Sendable, CustomStringConvertible {
         case .hs384, .rs384, .ps384, .es384: return .sha384
         case .hs512, .rs512, .ps512, .es512: return .sha512
         case .eddsa: return nil
-        }
-    }
-
-    /// The length of one ECDSA coordinate (r or s) in bytes; a JWS signature is twice this.
-    var ecdsaCoordinateLength: Int {
-        switch backing {
-        case .es256: return 32
-        case .es384: return 48
-        case .es512: return 66
-        default: return 0
         }
     }
 

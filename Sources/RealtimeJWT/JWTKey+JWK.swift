@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
-internal import CLibCrypto
 public import RealtimeCore
+internal import RealtimeCrypto
 
 extension JWTKey {
     /// A key from a JSON Web Key (RFC 7517): `kty` `oct` (HMAC secret), `RSA`, `EC` (P-256, P-384, P-521) or
@@ -84,15 +84,9 @@ extension JWTKey {
                 }
                 for name in crt { components.append(try reader.bytes(name)) }
             }
-            let lengths = components.map(\.count)
-            let buffer = components.flatMap { $0 }
-            let pointer = buffer.withUnsafeBytes { bytes in
-                lengths.withUnsafeBufferPointer { lengths in
-                    clibcrypto_rsa_from_components(bytes.baseAddress, lengths.baseAddress, Int32(lengths.count))
-                }
+            let key = try EVPKey.loading(refused: "OpenSSL refused the RSA JWK") { () throws(EVPKey.LoadError) in
+                try .rsa(components: components)
             }
-            guard let pointer else { throw JWTError(.invalidKey, "OpenSSL refused the RSA JWK") }
-            let key = try EVPKey(taking: pointer)
             guard key.check() else { throw JWTError(.invalidKey, "the RSA JWK fails OpenSSL's consistency check") }
             if algorithms.isEmpty { algorithms = rsaDefault }
             guard !algorithms.isEmpty else { throw JWTError(.invalidJWK, "an RSA JWK needs an alg") }
@@ -119,19 +113,9 @@ extension JWTKey {
                 }
             }
             let point = [0x04] + x + y
-            let pointer = point.withUnsafeBytes { point in
-                privateScalar.withUnsafeBytes { scalar in
-                    clibcrypto_ec_from_components(
-                        group,
-                        point.baseAddress,
-                        point.count,
-                        scalar.baseAddress,
-                        scalar.count
-                    )
-                }
+            let key = try EVPKey.loading(refused: "OpenSSL refused the EC JWK") { () throws(EVPKey.LoadError) in
+                try .ec(group: group, point: point, privateScalar: privateScalar)
             }
-            guard let pointer else { throw JWTError(.invalidKey, "OpenSSL refused the EC JWK") }
-            let key = try EVPKey(taking: pointer)
             guard key.check() else { throw JWTError(.invalidKey, "the EC JWK fails OpenSSL's consistency check") }
             return try make(key, algorithms: algorithms.isEmpty ? [implied] : algorithms, kid: kid)
         case "OKP":
@@ -143,21 +127,14 @@ extension JWTKey {
             if jwk["d"] != nil {
                 let d = try reader.bytes("d")
                 guard d.count == 32 else { throw JWTError(.invalidJWK, "d of an Ed25519 JWK is 32 bytes") }
-                guard let pointer = d.withUnsafeBytes({ clibcrypto_ed25519_from_raw($0.baseAddress, $0.count, 1) })
-                else { throw JWTError(.invalidKey, "OpenSSL refused the Ed25519 JWK") }
-                key = try EVPKey(taking: pointer)
-                var derived = [UInt8](repeating: 0, count: 32)
-                var derivedLength = 32
-                let ok = derived.withUnsafeMutableBufferPointer {
-                    clibcrypto_ed25519_public_raw(key.pointer, $0.baseAddress, &derivedLength)
+                key = try EVPKey.loading(refused: "OpenSSL refused the Ed25519 JWK") { () throws(EVPKey.LoadError) in
+                    try .ed25519(raw: d, isPrivate: true)
                 }
-                guard ok == 1, derivedLength == 32, derived == x else {
-                    throw JWTError(.invalidKey, "x is not the public key of d")
-                }
+                guard key.ed25519PublicKey() == x else { throw JWTError(.invalidKey, "x is not the public key of d") }
             } else {
-                guard let pointer = x.withUnsafeBytes({ clibcrypto_ed25519_from_raw($0.baseAddress, $0.count, 0) })
-                else { throw JWTError(.invalidKey, "OpenSSL refused the Ed25519 JWK") }
-                key = try EVPKey(taking: pointer)
+                key = try EVPKey.loading(refused: "OpenSSL refused the Ed25519 JWK") { () throws(EVPKey.LoadError) in
+                    try .ed25519(raw: x, isPrivate: false)
+                }
             }
             return try make(key, algorithms: algorithms.isEmpty ? [.eddsa] : algorithms, kid: kid)
         default:

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
+internal import RealtimeCrypto
+
 /// A key bound to the algorithms it may verify (and, for a secret or private key, sign) with.
 ///
 /// A key never serves an algorithm outside its set, which is what defeats algorithm confusion: an RSA or EC
@@ -24,7 +26,9 @@ public struct JWTKey: Sendable {
         init(key: EVPKey, algorithms: Set<JWTAlgorithm>) {
             contexts = Array(repeating: nil, count: JWTAlgorithm.allCases.count)
             for algorithm in algorithms {
-                contexts[Int(algorithm.backing.rawValue)] = VerifyContext(key: key, algorithm: algorithm)
+                contexts[Int(algorithm.backing.rawValue)] = algorithm.signatureScheme.flatMap { scheme in
+                    VerifyContext(key: key, scheme: scheme, digest: algorithm.digest)
+                }
             }
         }
 
@@ -102,7 +106,7 @@ public struct JWTKey: Sendable {
         var keys = HMACKeys()
         for algorithm in algorithms {
             guard let digest = algorithm.digest,
-                let key = HMACKey(secret: secret, digest: digest, outputLength: digest.length)
+                let key = HMACKey(secret: secret, digest: digest)
             else { throw JWTError(.invalidKey, "OpenSSL refused the HMAC secret") }
             switch algorithm {
             case .hs256: keys.sha256 = key
@@ -145,7 +149,7 @@ public struct JWTKey: Sendable {
         algorithms: Set<JWTAlgorithm>,
         kid: String? = nil
     ) throws(JWTError) -> JWTKey {
-        try make(EVPKey.pem(pem, isPrivate: false), algorithms: algorithms, kid: kid)
+        try make(EVPKey.checkedPEM(pem, isPrivate: false), algorithms: algorithms, kid: kid)
     }
 
     /// A private key from PEM: `PRIVATE KEY` (PKCS#8, unencrypted), `RSA PRIVATE KEY` (PKCS#1) or
@@ -160,7 +164,7 @@ public struct JWTKey: Sendable {
         algorithms: Set<JWTAlgorithm>,
         kid: String? = nil
     ) throws(JWTError) -> JWTKey {
-        try make(EVPKey.pem(pem, isPrivate: true), algorithms: algorithms, kid: kid)
+        try make(EVPKey.checkedPEM(pem, isPrivate: true), algorithms: algorithms, kid: kid)
     }
 
     static func make(_ key: EVPKey, algorithms: Set<JWTAlgorithm>, kid: String?) throws(JWTError) -> JWTKey {

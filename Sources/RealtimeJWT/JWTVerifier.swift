@@ -1,8 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 
-internal import CLibCrypto
 public import RealtimeCore
 internal import Synchronization
+
+#if canImport(Glibc)
+    internal import Glibc
+#elseif canImport(Musl)
+    internal import Musl
+#else
+    internal import Darwin
+#endif
 
 /// Verifies JSON Web Tokens (RFC 7519, JWS compact serialization) with OpenSSL's libcrypto and maps their
 /// claims to a ``VerifiedIdentity``.

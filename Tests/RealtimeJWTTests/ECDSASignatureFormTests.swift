@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import RealtimeCore
+import RealtimeCrypto
 import RealtimeJWT
 import Testing
 

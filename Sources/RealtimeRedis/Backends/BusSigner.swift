@@ -1,5 +1,5 @@
-internal import CLibCrypto
 import RealtimeCore
+internal import RealtimeCrypto
 
 /// Seals bus payloads with an HMAC-SHA256 under the cluster secret and checks them.
 ///
@@ -10,28 +10,15 @@ import RealtimeCore
 /// OpenSSL's keyed HMAC context is prepared once (the secret hashed into the inner and outer pads) and duplicated
 /// per message, instead of a one-shot `HMAC()` that fetches the digest and keys a new context every time.
 struct BusSigner: Sendable {
-    private let key: Key
-
     /// The keyed HMAC-SHA256 context.
-    private final class Key: @unchecked Sendable {
-        // @unchecked Sendable: `context` is created in init, never reassigned and never mutated afterwards. Every
-        // use goes through `clibcrypto_hmac_compute`, which only reads it (`EVP_MAC_CTX_dup(const EVP_MAC_CTX *)`,
-        // then works on the copy), so concurrent use from many threads is read-only sharing. deinit runs once no
-        // reference is left, so no other thread can be using it.
-        let context: OpaquePointer
+    private let key: HMACKey
 
-        init(secret: [UInt8]) {
-            let context = secret.withUnsafeBytes { bytes in
-                clibcrypto_hmac_ctx_new("SHA256", bytes.baseAddress, bytes.count)
-            }
-            guard let context else { fatalError("OpenSSL could not prepare an HMAC-SHA256 context") }
-            self.context = context
+    init(secret: [UInt8]) {
+        guard let key = HMACKey(secret: secret, digest: .sha256) else {
+            fatalError("OpenSSL could not prepare an HMAC-SHA256 context")
         }
-
-        deinit { clibcrypto_mac_ctx_free(context) }
+        self.key = key
     }
-
-    init(secret: [UInt8]) { key = Key(secret: secret) }
 
     static let macHexLength = 64
     private static let hexDigits: StaticString = "0123456789abcdef"
@@ -47,16 +34,7 @@ struct BusSigner: Sendable {
             input.copyMemory(from: channel)
             input[channel.count] = UInt8(ascii: "\n")
             UnsafeMutableRawBufferPointer(rebasing: input[(channel.count + 1)...]).copyMemory(from: body)
-            var length = 0
-            let ok = clibcrypto_hmac_compute(
-                key.context,
-                input.baseAddress,
-                count,
-                out.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                out.count,
-                &length
-            )
-            return ok == 1 && length == 32
+            return key.authenticate(UnsafeRawBufferPointer(input), into: out)
         }
         precondition(ok, "HMAC-SHA256 failed")
     }
@@ -106,7 +84,7 @@ struct BusSigner: Sendable {
                         body: UnsafeRawBufferPointer(rebasing: payloadBytes[Self.macHexLength...]),
                         into: expected
                     )
-                    return clibcrypto_memcmp(received.baseAddress, expected.baseAddress, 32) == 0
+                    return ConstantTime.equals(UnsafeRawBufferPointer(received), UnsafeRawBufferPointer(expected))
                 }
             }
         }
