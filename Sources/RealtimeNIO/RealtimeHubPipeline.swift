@@ -11,7 +11,7 @@ public import RealtimeCore
 /// ``NIOCore/ChannelPipeline/SynchronousOperations/configureRealtimeHubPipeline(hub:configuration:logger:notUpgrading:)``
 /// installs.
 ///
-/// The request-head limits themselves are the hub's (``RealtimeCore/HubConfiguration/http``): they bound every
+/// The request-head limits themselves are the hub's (`HubConfiguration.http`): they bound every
 /// request head on the raw bytes before the HTTP parser sees it.
 public struct RealtimeHubPipelineConfiguration: Sendable {
     /// How long to wait for the client's close frame after the server sent one, before dropping the socket.
@@ -51,7 +51,7 @@ public enum RealtimeHubUpgradeResult<NotUpgraded: Sendable>: Sendable {
     /// connection, and this is what that closure returned.
     case notUpgraded(NotUpgraded)
     /// The hub refused the upgrade. The refusal is already being answered (the rejection's status,
-    /// `Retry-After` for 429 and 503, `WWW-Authenticate` for 401, ``RealtimeCore/UpgradeRejection/jsonBody``),
+    /// `Retry-After` for 429 and 503, `WWW-Authenticate` for 401, `UpgradeRejection.jsonBody`),
     /// and the connection closes once the response is written. Nothing is left to do.
     case rejected(UpgradeRejection)
     /// The connection is a WebSocket now, driven by a ``RealtimeWebSocketHandler`` at the end of the pipeline
@@ -78,12 +78,12 @@ extension ChannelPipeline.SynchronousOperations {
     ///
     /// Call it from a server's child channel initializer, on the channel's event loop. It installs, in order:
     ///
-    /// 1. the request-head limits (``RealtimeCore/HubConfiguration/http``), first of all, on the raw bytes: a
+    /// 1. the request-head limits (`HubConfiguration.http`), first of all, on the raw bytes: a
     ///    request line, header line or header block past its bound is answered `414` or `431`, a head that does
     ///    not arrive in time `408`, a request the HTTP parser refuses `400`, each with a JSON error body, and
-    ///    reported to the hub (``RealtimeCore/RealtimeHub/reportHTTPViolation(reason:peer:)``);
+    ///    reported to the hub (`RealtimeHub.reportHTTPViolation(reason:peer:)`);
     /// 2. NIO's HTTP/1.1 server codec and its typed upgrade handler (`NIOTypedHTTPServerUpgradeHandler`) with a
-    ///    WebSocket upgrader that asks ``RealtimeCore/RealtimeHub/authorizeUpgrade(_:)`` before the handshake:
+    ///    WebSocket upgrader that asks `RealtimeHub.authorizeUpgrade(_:)` before the handshake:
     ///    - accepted: the handshake completes, and a ``RealtimeWebSocketHandler`` drives the connection from
     ///      the pipeline (``RealtimeHubUpgradeResult/webSocket``);
     ///    - refused: the rejection is answered with its HTTP status, `Retry-After` and JSON body, and the
@@ -94,7 +94,7 @@ extension ChannelPipeline.SynchronousOperations {
     ///
     /// The upgrade decides the whole connection: the first request either upgrades or hands the connection to
     /// the caller's handlers. A request for another path upgrades only if the hub accepts it, so serve the hub's
-    /// paths (``RealtimeCore/HubConfiguration/eventsPath`` and ``RealtimeCore/HubConfiguration/adminPath``) from
+    /// paths (`HubConfiguration.eventsPath` and `HubConfiguration.adminPath`) from
     /// here and plain HTTP from `notUpgrading`.
     ///
     /// ```swift

@@ -7,26 +7,26 @@ public import NIOWebSocket
 public import RealtimeCore
 import Synchronization
 
-/// Drives one accepted WebSocket for a ``RealtimeCore/RealtimeHub`` from inside the channel pipeline, with no
+/// Drives one accepted WebSocket for a `RealtimeHub` from inside the channel pipeline, with no
 /// task per connection.
 ///
 /// ``NIOCore/ChannelPipeline/SynchronousOperations/configureRealtimeHubPipeline(hub:configuration:logger:notUpgrading:)``
 /// installs it after every upgrade the hub accepts. To install it yourself, add it as the last handler after the
 /// WebSocket upgrade (NIO's `WebSocketFrameDecoder` and `WebSocketFrameEncoder` in front of it). When it is added
-/// it activates the hub's ``RealtimeCore/UpgradeTicket`` with ``RealtimeCore/RealtimeHub/connect(_:)``, then:
-/// - writes what the hub queues for the connection (``RealtimeCore/HubConnection/onOutboundReady(_:)`` +
-///   ``RealtimeCore/HubConnection/drainOutbound(maxFrames:_:)``): every wake-up writes the queued frames as a
+/// it activates the hub's `UpgradeTicket` with `RealtimeHub.connect(_:)`, then:
+/// - writes what the hub queues for the connection (`HubConnection.onOutboundReady(_:)` +
+///   `HubConnection.drainOutbound(maxFrames:_:)`): every wake-up writes the queued frames as a
 ///   batch with one flush, only while the channel is writable — frames a slow client does not take stay in the
 ///   hub's bounded queue, which closes the connection as a slow consumer when it overflows;
-/// - hands complete text messages to ``RealtimeCore/HubConnection/receive(text:)`` in order from a short-lived
+/// - hands complete text messages to `HubConnection.receive(text:)` in order from a short-lived
 ///   task that exists only while messages are pending (reading pauses while more than a few wait), binary
-///   messages to ``RealtimeCore/HubConnection/receive(binaryFrameOfSize:)``, and pongs to
-///   ``RealtimeCore/HubConnection/receivedPong()``;
-/// - calls ``RealtimeCore/HubConnection/closed(code:)`` once the channel is inactive, with the close code that
+///   messages to `HubConnection.receive(binaryFrameOfSize:)`, and pongs to
+///   `HubConnection.receivedPong()`;
+/// - calls `HubConnection.closed(code:)` once the channel is inactive, with the close code that
 ///   ended it.
 ///
 /// It enforces the WebSocket rules the hub does not see: messages (fragments included) above the ticket's
-/// ``RealtimeCore/UpgradeTicket/maxFrameBytes`` close with 1009, text that is not UTF-8 closes with 1007, unmasked
+/// `UpgradeTicket.maxFrameBytes` close with 1009, text that is not UTF-8 closes with 1007, unmasked
 /// client frames, reserved bits, unknown opcodes and out-of-order continuation frames close with 1002. After a
 /// close frame from the hub it waits `closeTimeout` for the client's, then drops the socket; a channel that stays
 /// unwritable for `writeTimeout` (the client stopped reading) is dropped.
@@ -68,7 +68,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     ///
     /// - Parameters:
     ///   - hub: The hub that accepted the upgrade.
-    ///   - ticket: The accepted upgrade; the handler activates it with ``RealtimeCore/RealtimeHub/connect(_:)``
+    ///   - ticket: The accepted upgrade; the handler activates it with `RealtimeHub.connect(_:)`
     ///     when it is added to the pipeline.
     ///   - closeTimeout: How long to wait for the client's close frame after the server sent one.
     ///   - pingPayload: The payload of the server's ping frames.
