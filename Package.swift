@@ -19,7 +19,10 @@ let package = Package(
         // no HTTP server and no crypto library.
         .library(name: "RealtimeCore", targets: ["RealtimeCore"]),
         // MARK: products (helpers add theirs below this line)
-        // Hummingbird 2 glue: WebSocket endpoints, health, metrics and the HTTP publishing API for a hub.
+        // The WebSocket host on SwiftNIO alone: upgrades decided by the hub, request-head limits, the
+        // per-connection channel handler. Any NIO server installs it with `configureRealtimeHubPipeline`.
+        .library(name: "RealtimeNIO", targets: ["RealtimeNIO"]),
+        // Hummingbird 2 glue over RealtimeNIO: the server channel, health, metrics and the HTTP publishing API.
         .library(name: "RealtimeHummingbird", targets: ["RealtimeHummingbird"]),
         // The example host: `swift run realtime-server`.
         .executable(name: "realtime-server", targets: ["realtime-server"]),
@@ -82,18 +85,43 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // MARK: targets (helpers add theirs below this line)
+        // SwiftNIO only: no Hummingbird, no HTTP types beyond NIOHTTP1.
+        .target(
+            name: "RealtimeNIO",
+            dependencies: [
+                "RealtimeCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeNIOTests",
+            dependencies: [
+                "RealtimeNIO",
+                "RealtimeCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "RealtimeHummingbird",
             dependencies: [
                 "RealtimeCore",
+                "RealtimeNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
-                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -132,6 +160,7 @@ let package = Package(
             dependencies: [
                 "RealtimeTesting",
                 "RealtimeHummingbird",
+                "RealtimeNIO",
                 "RealtimeCore",
                 "RealtimeJWT",
                 "RealtimeRedis",

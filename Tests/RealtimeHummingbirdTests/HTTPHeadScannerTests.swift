@@ -2,7 +2,7 @@
 
 import Testing
 
-@testable import RealtimeHummingbird
+@testable import RealtimeNIO
 
 /// The head scanner as a value: bytes in, verdicts out, no sockets.
 @Suite struct HTTPHeadScannerTests {

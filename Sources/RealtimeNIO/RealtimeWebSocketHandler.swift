@@ -7,30 +7,38 @@ public import NIOWebSocket
 public import RealtimeCore
 import Synchronization
 
-/// Drives one accepted WebSocket for a ``RealtimeHub`` from inside the channel pipeline, with no task per
-/// connection.
+/// Drives one accepted WebSocket for a `RealtimeHub` from inside the channel pipeline, with no
+/// task per connection.
 ///
-/// Add it as the last handler after the WebSocket upgrade (NIO's `WebSocketFrameDecoder` and
-/// `WebSocketFrameEncoder` in front of it). When it is added it activates the hub's ``UpgradeTicket`` with
-/// ``RealtimeHub/connect(_:)``, then:
-/// - writes what the hub queues for the connection (``HubConnection/onOutboundReady(_:)`` +
-///   ``HubConnection/drainOutbound(maxFrames:_:)``): every wake-up writes the queued frames as a batch with one
-///   flush, only while the channel is writable — frames a slow client does not take stay in the hub's bounded
-///   queue, which closes the connection as a slow consumer when it overflows;
-/// - hands complete text messages to ``HubConnection/receive(text:)`` in order from a short-lived task that
-///   exists only while messages are pending (reading pauses while more than a few wait), binary messages to
-///   ``HubConnection/receive(binaryFrameOfSize:)``, and pongs to ``HubConnection/receivedPong()``;
-/// - calls ``HubConnection/closed(code:)`` once the channel is inactive, with the close code that ended it.
+/// ``NIOCore/ChannelPipeline/SynchronousOperations/configureRealtimeHubPipeline(hub:configuration:logger:notUpgrading:)``
+/// installs it after every upgrade the hub accepts. To install it yourself, add it as the last handler after the
+/// WebSocket upgrade (NIO's `WebSocketFrameDecoder` and `WebSocketFrameEncoder` in front of it). When it is added
+/// it activates the hub's `UpgradeTicket` with `RealtimeHub.connect(_:)`, then:
+/// - writes what the hub queues for the connection (`HubConnection.onOutboundReady(_:)` +
+///   `HubConnection.drainOutbound(maxFrames:_:)`): every wake-up writes the queued frames as a
+///   batch with one flush, only while the channel is writable — frames a slow client does not take stay in the
+///   hub's bounded queue, which closes the connection as a slow consumer when it overflows;
+/// - hands complete text messages to `HubConnection.receive(text:)` in order from a short-lived
+///   task that exists only while messages are pending (reading pauses while more than a few wait), binary
+///   messages to `HubConnection.receive(binaryFrameOfSize:)`, and pongs to
+///   `HubConnection.receivedPong()`;
+/// - calls `HubConnection.closed(code:)` once the channel is inactive, with the close code that
+///   ended it.
 ///
 /// It enforces the WebSocket rules the hub does not see: messages (fragments included) above the ticket's
-/// ``UpgradeTicket/maxFrameBytes`` close with 1009, text that is not UTF-8 closes with 1007, unmasked client
-/// frames, reserved bits, unknown opcodes and out-of-order continuation frames close with 1002. After a close
-/// frame from the hub it waits `closeTimeout` for the client's, then drops the socket; a channel that stays
+/// `UpgradeTicket.maxFrameBytes` close with 1009, text that is not UTF-8 closes with 1007, unmasked
+/// client frames, reserved bits, unknown opcodes and out-of-order continuation frames close with 1002. After a
+/// close frame from the hub it waits `closeTimeout` for the client's, then drops the socket; a channel that stays
 /// unwritable for `writeTimeout` (the client stopped reading) is dropped.
+///
+/// The close handshake, the drain, the write-stall timer and the read back-pressure are decided by a value-type
+/// state machine; the handler performs its actions. It is not `Sendable`: use it on its channel's event loop.
 public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     public typealias InboundIn = WebSocketFrame
     public typealias OutboundIn = WebSocketFrame
     public typealias OutboundOut = WebSocketFrame
+
+    typealias StateMachine = WebSocketConnectionStateMachine
 
     /// Frames written per drain before writability is checked again.
     static let framesPerDrain = 64
@@ -45,28 +53,27 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     let writeTimeout: TimeAmount
     let logger: Logger
 
+    /// The close handshake, the drain, the write stall and the read back-pressure: this handler performs what
+    /// the state machine decides, and holds only the I/O resources below.
+    private var state = StateMachine()
     private var context: ChannelHandlerContext?
-    private var eventLoop: (any EventLoop)?
     private var connection: HubConnection?
     private let inbound = InboundPump()
-
-    // Close handshake.
-    private var closeSent: CloseCode?
-    private var closeReceived: CloseCode?
-    private var outboundFinished = false
     private var closeTimer: Scheduled<Void>?
-    private var inactive = false
-
-    // Writing.
-    private var draining = false
-    private var drainAgain = false
     private var stallTimer: Scheduled<Void>?
-
-    // Reading.
+    /// The text or binary message being assembled from fragments.
     private var message: (opcode: WebSocketOpcode, bytes: ByteBuffer)?
-    private var readPaused = false
-    private var readPending = false
 
+    /// Creates the handler for one accepted upgrade.
+    ///
+    /// - Parameters:
+    ///   - hub: The hub that accepted the upgrade.
+    ///   - ticket: The accepted upgrade; the handler activates it with `RealtimeHub.connect(_:)`
+    ///     when it is added to the pipeline.
+    ///   - closeTimeout: How long to wait for the client's close frame after the server sent one.
+    ///   - pingPayload: The payload of the server's ping frames.
+    ///   - writeTimeout: How long the channel may stay unwritable before the socket is dropped.
+    ///   - logger: The connection's logger.
     public init(
         hub: RealtimeHub,
         ticket: UpgradeTicket,
@@ -88,7 +95,6 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let eventLoop = context.eventLoop
-        self.eventLoop = eventLoop
         let this = NIOLoopBound(self, eventLoop: eventLoop)
         let (hub, ticket, logger) = (self.hub, self.ticket, self.logger)
         Task {
@@ -97,7 +103,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
                 eventLoop.execute { this.value.attach(connection) }
             } catch {
                 logger.debug("hub refused the accepted connection", metadata: ["error.type": "\(error)"])
-                eventLoop.execute { this.value.refuse() }
+                eventLoop.execute { this.value.perform(this.value.state.hubRefused()) }
             }
         }
         // The client may leave before the upgrade adds this handler: no channelInactive follows then, so report
@@ -117,52 +123,91 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
 
     /// The hub activated the connection: start writing its frames and handing it messages.
     private func attach(_ connection: HubConnection) {
-        guard let eventLoop else { return }
-        let this = NIOLoopBound(self, eventLoop: eventLoop)
         // Also when the socket went away while the hub was connecting: the pump then reports the close.
-        inbound.attach(connection) { eventLoop.execute { this.value.resumeReading() } }
-        guard !inactive else { return }
+        inbound.attach(connection)
         self.connection = connection
-        // Always scheduled, even from this event loop: the wake-up may come from inside the hub's fan-out (for
-        // example a bus delivery handled on this loop), which must not write to sockets while it routes.
-        connection.onOutboundReady { eventLoop.execute { this.value.drainOutbound() } }
-    }
-
-    /// The hub could not activate the upgrade (it expired or the server is going away).
-    private func refuse() {
-        guard let context, !inactive else { return }
-        closeSent = CloseCode(1011)
-        writeCloseThenDrop(code: 1011, reason: "server unavailable", context: context)
+        perform(state.hubConnected())
     }
 
     /// The channel is gone: report the close to the hub once, with the code that ended the conversation.
     private func finish() {
-        guard !inactive else { return }
-        inactive = true
-        closeTimer?.cancel()
-        stallTimer?.cancel()
-        closeTimer = nil
-        stallTimer = nil
         message = nil
-        let code = closeSent ?? closeReceived ?? CloseCode(1006)
-        inbound.finish(code: code)
+        perform(state.channelInactive())
+    }
+
+    // MARK: Actions
+
+    private func perform(_ actions: StateMachine.Actions) {
+        for action in actions { perform(action) }
+    }
+
+    private func perform(_ action: StateMachine.Action) {
+        switch action {
+        case .startOutbound:
+            guard let context, let connection else { return }
+            let eventLoop = context.eventLoop
+            let this = NIOLoopBound(self, eventLoop: eventLoop)
+            // Always scheduled, even from this event loop: the wake-up may come from inside the hub's fan-out (for
+            // example a bus delivery handled on this loop), which must not write to sockets while it routes.
+            connection.onOutboundReady { eventLoop.execute { this.value.perform(this.value.state.outboundReady()) } }
+        case .drain:
+            guard let context, let connection else { return }
+            drain(connection, context: context)
+        case .sendClose(let code, let reason):
+            // Part of a drain's batch: flushed with it.
+            context?.write(wrapOutboundOut(Self.closeFrame(code: code.rawValue, reason: reason)), promise: nil)
+        case .sendCloseThenDrop(let code, let reason):
+            guard let context else { return }
+            context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code: code.rawValue, reason: reason)))
+                .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        case .dropSocket:
+            context?.close(promise: nil)
+        case .armTimer(let timer):
+            guard let context else { return }
+            let this = NIOLoopBound(self, eventLoop: context.eventLoop)
+            switch timer {
+            case .closeHandshake:
+                // Wait (bounded) for the client's close frame; its arrival closes the socket sooner.
+                closeTimer = context.eventLoop.scheduleTask(in: closeTimeout) {
+                    this.value.perform(this.value.state.closeTimerFired())
+                }
+            case .writeStall:
+                stallTimer = context.eventLoop.scheduleTask(in: writeTimeout) {
+                    this.value.writeStallTimerFired()
+                }
+            }
+        case .cancelTimer(.closeHandshake):
+            closeTimer?.cancel()
+            closeTimer = nil
+        case .cancelTimer(.writeStall):
+            stallTimer?.cancel()
+            stallTimer = nil
+        case .read:
+            context?.read()
+        case .pauseReading(let resumeAtOrBelow):
+            guard let context else { return }
+            let eventLoop = context.eventLoop
+            let this = NIOLoopBound(self, eventLoop: eventLoop)
+            inbound.reportWhenDrained(atMost: resumeAtOrBelow) { pending in
+                eventLoop.execute { this.value.perform(this.value.state.inboundDrained(pending: pending)) }
+            }
+        case .reportClosed(let code):
+            inbound.finish(code: code)
+        }
+    }
+
+    private func writeStallTimerFired() {
+        let actions = state.writeStallTimerFired()
+        if !actions.isEmpty { logger.debug("dropping a connection whose client stopped reading") }
+        perform(actions)
     }
 
     // MARK: Writer
 
-    private func drainOutbound() {
-        guard let context, let connection, !outboundFinished, !inactive else { return }
-        if draining {
-            drainAgain = true
-            return
-        }
-        draining = true
-        defer { draining = false }
+    /// Writes what the hub queued while the channel is writable, a batch per pass with one flush.
+    private func drain(_ connection: HubConnection, context: ChannelHandlerContext) {
         var result: OutboundDrainResult
         repeat {
-            // The flush can make the channel writable again, which re-enters here (`channelWritabilityChanged`)
-            // while this loop still runs: that call only sets `drainAgain`, so go round again for it.
-            drainAgain = false
             result = .more
             var wrote = false
             while result == .more && context.channel.isWritable {
@@ -170,21 +215,11 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
                     wrote = write(frame, context: context) || wrote
                 }
             }
+            // The flush can make the channel writable again, which re-enters `channelWritabilityChanged` while
+            // this loop still runs: the state machine then asks for another pass.
             if wrote { context.flush() }
-        } while drainAgain && result != .finished
-        switch result {
-        case .finished:
-            outboundFinished = true
-            if closeSent == nil && closeReceived == nil {
-                // The hub ended the queue without a close frame (it was told the socket closed): drop it.
-                context.close(promise: nil)
-            }
-        case .more:
-            // Not writable: resume from `channelWritabilityChanged`; drop the socket if that never comes.
-            armStallTimer(context: context)
-        case .idle:
-            break
-        }
+        } while state.drainPassEnded(result)
+        perform(state.drainEnded(result))
     }
 
     /// Writes one frame without flushing. Returns whether anything was written.
@@ -202,79 +237,40 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: data)), promise: nil)
             return true
         case .close(let code, let reason):
-            guard closeSent == nil && closeReceived == nil else { return false }
-            closeSent = code
-            context.write(wrapOutboundOut(Self.closeFrame(code: code.rawValue, reason: reason)), promise: nil)
-            // Wait (bounded) for the client's close frame; its arrival closes the socket sooner.
-            closeTimer = context.eventLoop.scheduleTask(in: closeTimeout) { [channel = context.channel] in
-                channel.close(promise: nil)
-            }
-            return true
+            let actions = state.closeRequestedByHub(code, reason: reason)
+            perform(actions)
+            return !actions.isEmpty
         }
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            stallTimer?.cancel()
-            stallTimer = nil
-            drainOutbound()
-        }
+        perform(state.writabilityChanged(isWritable: context.channel.isWritable))
         context.fireChannelWritabilityChanged()
-    }
-
-    private func armStallTimer(context: ChannelHandlerContext) {
-        guard stallTimer == nil else { return }
-        let logger = self.logger
-        stallTimer = context.eventLoop.scheduleTask(in: writeTimeout) { [channel = context.channel] in
-            logger.debug("dropping a connection whose client stopped reading")
-            channel.close(promise: nil)
-        }
     }
 
     // MARK: Reader
 
     public func read(context: ChannelHandlerContext) {
-        if readPaused {
-            readPending = true
-        } else {
-            context.read()
-        }
-    }
-
-    private func resumeReading() {
-        guard readPaused else { return }
-        readPaused = false
-        if readPending, let context {
-            readPending = false
-            context.read()
-        }
+        perform(state.readRequested())
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         // After a close frame from the client nothing more is read; after the server's, only the client's reply.
-        guard !inactive, closeReceived == nil, closeSent == nil || frame.opcode == .connectionClose else { return }
+        guard state.acceptsFrame(isClose: frame.opcode == .connectionClose) else { return }
         if frame.maskKey == nil {
-            fail(1002, "client frames must be masked", context: context)
+            fail(1002, "client frames must be masked")
             return
         }
         if frame.rsv1 || frame.rsv2 || frame.rsv3 {
-            fail(1002, "reserved bits set", context: context)
+            fail(1002, "reserved bits set")
             return
         }
         switch frame.opcode {
         case .connectionClose:
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self).map(CloseCode.init) ?? CloseCode(1005)
-            closeReceived = code
-            closeTimer?.cancel()
-            if closeSent == nil {
-                // Echo the status code (RFC 6455 §5.5.1); 1005/1006 are never sent on the wire.
-                let echo: UInt16 = code.rawValue == 1005 ? 1000 : code.rawValue
-                writeCloseThenDrop(code: echo, reason: "", context: context)
-            } else {
-                context.close(promise: nil)
-            }
+            perform(state.closeFrameReceived(code))
         case .ping:
             connection?.receivedPong()
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
@@ -283,71 +279,61 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             connection?.receivedPong()
         case .text, .binary:
             guard message == nil else {
-                fail(1002, "expected a continuation frame", context: context)
+                fail(1002, "expected a continuation frame")
                 return
             }
             guard frame.length <= ticket.maxFrameBytes else {
-                fail(1009, "message too big", context: context)
+                fail(1009, "message too big")
                 return
             }
             if frame.fin {
-                deliver(frame.opcode, frame.unmaskedData, context: context)
+                deliver(frame.opcode, frame.unmaskedData)
             } else {
                 message = (frame.opcode, frame.unmaskedData)
             }
         case .continuation:
             guard var pending = message else {
-                fail(1002, "unexpected continuation frame", context: context)
+                fail(1002, "unexpected continuation frame")
                 return
             }
             guard pending.bytes.readableBytes + frame.length <= ticket.maxFrameBytes else {
-                fail(1009, "message too big", context: context)
+                fail(1009, "message too big")
                 return
             }
             var data = frame.unmaskedData
             pending.bytes.writeBuffer(&data)
             if frame.fin {
                 message = nil
-                deliver(pending.opcode, pending.bytes, context: context)
+                deliver(pending.opcode, pending.bytes)
             } else {
                 message = pending
             }
         default:
-            fail(1002, "unknown opcode", context: context)
+            fail(1002, "unknown opcode")
         }
     }
 
     /// Hands a complete message to the hub (through the pump, in order).
-    private func deliver(_ opcode: WebSocketOpcode, _ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    private func deliver(_ opcode: WebSocketOpcode, _ bytes: ByteBuffer) {
         let item: InboundPump.Message
         if opcode == .binary {
             item = .binary(size: bytes.readableBytes)
         } else {
             guard let text = String(validating: bytes.readableBytesView, as: UTF8.self) else {
-                fail(1007, "text is not valid UTF-8", context: context)
+                fail(1007, "text is not valid UTF-8")
                 return
             }
             item = .text(text)
         }
-        if inbound.enqueue(item) {
-            // Too many messages wait for the hub: stop reading until it caught up.
-            readPaused = true
-        }
+        guard let pending = inbound.enqueue(item) else { return }
+        perform(state.inboundQueued(pending: pending))
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): sends a close frame for the violation, unless one was already
     /// sent, and drops the socket once it is written.
-    private func fail(_ code: UInt16, _ reason: String, context: ChannelHandlerContext) {
+    private func fail(_ code: UInt16, _ reason: String) {
         message = nil
-        guard closeSent == nil && closeReceived == nil else { return }
-        closeSent = CloseCode(code)
-        writeCloseThenDrop(code: code, reason: reason, context: context)
-    }
-
-    /// Writes a close frame and drops the socket once it is written (no wait for the client's close frame).
-    private func writeCloseThenDrop(code: UInt16, reason: String, context: ChannelHandlerContext) {
-        context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code: code, reason: reason)))
-            .whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        perform(state.protocolViolation(CloseCode(code), reason: reason))
     }
 
     /// The client shut its side of the TCP connection (the server allows half-closure): it is gone, close frame
@@ -368,7 +354,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
                 case .invalidFrameLength: 1009
                 default: 1002
                 }
-            if closeSent == nil && closeReceived == nil { closeSent = CloseCode(code) }
+            state.decoderRejectedFrame(CloseCode(code))
             // That handler also closes the channel once its close frame is written.
             return
         }
@@ -392,23 +378,21 @@ extension RealtimeWebSocketHandler: Sendable {}
 
 /// Hands a connection's inbound messages to the hub in order, from a task that exists only while messages are
 /// pending, and reports the close once the last one was handled.
+///
+/// It keeps the queue, which the event loop fills and the task empties; the decision to pause and resume reading
+/// is the handler's state machine's: the pump only reports when the backlog fell to the level it was asked for.
 final class InboundPump: Sendable {
     enum Message: Sendable {
         case text(String)
         case binary(size: Int)
     }
 
-    /// More pending messages than this pause reading from the socket.
-    static let highWatermark = 8
-    /// Reading resumes once the hub worked the backlog down to this many.
-    static let lowWatermark = 2
-
     fileprivate struct State: Sendable {
         var messages = Deque<Message>()
         var connection: HubConnection?
-        var resumeReading: (@Sendable () -> Void)?
+        /// Called (once) when at most `atMost` messages wait.
+        var drainReport: (atMost: Int, report: @Sendable (_ pending: Int) -> Void)?
         var running = false
-        var readingPaused = false
         /// Set when the channel is gone; reported to the hub after the running task (if any) finishes.
         var closeCode: CloseCode?
         var closeReported = false
@@ -417,26 +401,37 @@ final class InboundPump: Sendable {
     private let state = Mutex(State())
 
     /// The hub activated the connection: handle what arrived meanwhile.
-    func attach(_ connection: HubConnection, resumeReading: @escaping @Sendable () -> Void) {
+    func attach(_ connection: HubConnection) {
         let start = state.withLock { state -> Bool in
             state.connection = connection
-            if state.closeCode == nil { state.resumeReading = resumeReading }
             return state.startIfNeeded()
         }
         if start { startTask() }
     }
 
-    /// Queues a message. Returns `true` when the caller should pause reading.
-    func enqueue(_ message: Message) -> Bool {
-        let (start, pause) = state.withLock { state -> (Bool, Bool) in
-            guard state.closeCode == nil else { return (false, false) }
+    /// Queues a message. Returns how many messages wait now, or `nil` when the channel is gone (the message is
+    /// dropped).
+    func enqueue(_ message: Message) -> Int? {
+        let (start, pending) = state.withLock { state -> (Bool, Int?) in
+            guard state.closeCode == nil else { return (false, nil) }
             state.messages.append(message)
-            let pause = state.messages.count > Self.highWatermark
-            if pause { state.readingPaused = true }
-            return (state.startIfNeeded(), pause)
+            return (state.startIfNeeded(), state.messages.count)
         }
         if start { startTask() }
-        return pause
+        return pending
+    }
+
+    /// Calls `report` with the number of waiting messages once at most `atMost` wait: right away if that is
+    /// already so, else from the task, before it hands the hub the message that brought the backlog down. Not
+    /// after ``finish(code:)``.
+    func reportWhenDrained(atMost: Int, _ report: @escaping @Sendable (_ pending: Int) -> Void) {
+        let now = state.withLock { state -> Int? in
+            guard state.closeCode == nil else { return nil }
+            if state.messages.count <= atMost { return state.messages.count }
+            state.drainReport = (atMost, report)
+            return nil
+        }
+        if let now { report(now) }
     }
 
     /// The channel is gone: drop pending messages and tell the hub (after the running task, if any).
@@ -446,7 +441,7 @@ final class InboundPump: Sendable {
             state.closeCode = code
             state.messages.removeAll()
             // It captures the channel handler, which holds this pump: break the cycle.
-            state.resumeReading = nil
+            state.drainReport = nil
             return state.startIfNeeded()
         }
         if start { startTask() }
@@ -458,7 +453,7 @@ final class InboundPump: Sendable {
 
     private func run() async {
         enum Step {
-            case handle(Message, HubConnection, resume: (@Sendable () -> Void)?)
+            case handle(Message, HubConnection, report: (@Sendable (Int) -> Void)?, pending: Int)
             case reportClose(HubConnection, CloseCode)
             case stop
         }
@@ -469,12 +464,13 @@ final class InboundPump: Sendable {
                     return .stop
                 }
                 if let message = state.messages.popFirst() {
-                    var resume: (@Sendable () -> Void)?
-                    if state.readingPaused && state.messages.count <= Self.lowWatermark {
-                        state.readingPaused = false
-                        resume = state.resumeReading
+                    let pending = state.messages.count
+                    var report: (@Sendable (Int) -> Void)?
+                    if let drainReport = state.drainReport, pending <= drainReport.atMost {
+                        state.drainReport = nil
+                        report = drainReport.report
                     }
-                    return .handle(message, connection, resume: resume)
+                    return .handle(message, connection, report: report, pending: pending)
                 }
                 if let code = state.closeCode, !state.closeReported {
                     state.closeReported = true
@@ -484,8 +480,8 @@ final class InboundPump: Sendable {
                 return .stop
             }
             switch step {
-            case .handle(let message, let connection, let resume):
-                resume?()
+            case .handle(let message, let connection, let report, let pending):
+                report?(pending)
                 switch message {
                 case .text(let text): await connection.receive(text: text)
                 case .binary(let size): await connection.receive(binaryFrameOfSize: size)
