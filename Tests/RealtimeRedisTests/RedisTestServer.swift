@@ -1,6 +1,7 @@
 import Foundation
 import RealtimeCore
 import RealtimeRedis
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -167,3 +168,10 @@ func eventually(
 /// other test at once.
 @Suite(.enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL"), .serialized)
 enum RedisIntegrationTests {}
+
+/// A flag set once by one task and read by another.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}

@@ -1,5 +1,6 @@
 import RealtimeCore
 import RealtimeTesting
+import Synchronization
 import Testing
 
 /// Two hubs sharing one in-memory bus and store behave like two servers of one cluster.
@@ -272,21 +273,24 @@ import Testing
             $0.shutdown.reconnectJitter = .zero
             $0.shutdown.closeWait = .seconds(2)
         }
-        let task = Task { try await hub.run() }
+        // Whether the slow host below has reported its socket closed, read the moment run() returns.
+        let reported = Flag()
+        let task = Task {
+            try await hub.run()
+            return reported.isSet
+        }
         // A host that finishes the close handshake 300 ms after the close frame, and one that never reports.
         let prompt = try await hub.connectClient(token: "alice-token")
         let silent = try await hub.rawConnection(token: "bob-token")
-        let started = ContinuousClock.now
         hub.shutdown()
         #expect(try await prompt.nextClose().0 == .goingAway)
         let closer = Task {
             try await Task.sleep(for: .milliseconds(300))
+            reported.set()
             await silent.closed(code: .goingAway)
         }
-        try await task.value
-        let waited = ContinuousClock.now - started
-        // run() returned only after the slower host reported its socket closed (not before 300 ms) …
-        #expect(waited >= .milliseconds(300))
+        // run() returned only after the slower host reported its socket closed …
+        #expect(try await task.value, "run() returned before the host reported the drained socket closed")
         try await closer.value
 
         // … and a host that never reports does not hold shutdown beyond closeWait.
@@ -320,4 +324,11 @@ import Testing
             #expect(stats["notifications"]?["queueLength"]?.intValue != nil)
         }
     }
+}
+
+/// A flag set once by one task and read by another.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }
