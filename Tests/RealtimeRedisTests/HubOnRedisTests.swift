@@ -507,15 +507,8 @@ extension RedisIntegrationTests {
                         let bob = try await hubB.connectClient(token: "bob-token")
                         try await alice.subscribe(["*"])
                         try await bob.subscribe(["*"])
-                        // Redis answers no client for 2 s; its OK means the pause is in effect.
-                        let paused = try await admin.send(RedisCommand("CLIENT", "PAUSE", "2000", "ALL"))
-                        #expect(paused == .simpleString("OK"))
-                        // Notes when Redis answers again: everything below must happen before that.
-                        let awake = Flag()
-                        let watcher = Task {
-                            _ = try? await admin.send(RedisCommand("PING"))
-                            awake.set()
-                        }
+                        // Redis answers no client for 2000 ms; `awake` is set once it answers again.
+                        let (awake, watcher) = try await pauseRedis(admin, milliseconds: 2000)
 
                         // A publish returns without waiting for Redis: its PUBLISH times out and is queued.
                         let receipt = try await hubA.publish(

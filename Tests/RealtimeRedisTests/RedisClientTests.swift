@@ -112,15 +112,8 @@ extension RedisIntegrationTests {
                 slow.commandTimeout = .seconds(5)
                 let admin = RedisClient(configuration: slow)
                 #expect(try await client.send(RedisCommand("PING")) == .simpleString("PONG"))
-                // Redis answers no client until the pause ends; its OK means the pause is in effect.
-                let paused = try await admin.send(RedisCommand("CLIENT", "PAUSE", "1000", "ALL"))
-                #expect(paused == .simpleString("OK"))
-                // Notes when Redis answers again, so the timeouts below can be shown to come before that.
-                let awake = Flag()
-                let watcher = Task {
-                    _ = try? await admin.send(RedisCommand("PING"))
-                    awake.set()
-                }
+                // Redis answers no client for 1000 ms; `awake` is set once it answers again.
+                let (awake, watcher) = try await pauseRedis(admin, milliseconds: 1000)
                 let error = await #expect(throws: RealtimeError.self) { try await client.send(RedisCommand("PING")) }
                 #expect(error?.code == .timeout)
                 // A pipeline times out as a whole, and its three late replies are discarded too.
