@@ -316,9 +316,25 @@ extension RedisIntegrationTests {
                                     && Set(global.servers.map(\.connections)) == [2, 1]
                             }
                         )
-                        // Heartbeats keep coming: after 1.5 s (15 heartbeat intervals), every report is younger
-                        // than 1 s. A server that stopped heartbeating would show an age above 1.5 s.
-                        try await Task.sleep(for: .milliseconds(1500))
+                        // Heartbeats keep coming: every server's registry record is renewed, twice (waited for,
+                        // not timed). A server that stopped heartbeating would never renew it.
+                        var renewed: [ServerID: Timestamp] = [:]
+                        for record in try await cluster.store.servers() { renewed[record.id] = record.lastHeartbeat }
+                        for _ in 0..<2 {
+                            let previous = renewed
+                            #expect(
+                                try await eventually {
+                                    let records = try await cluster.store.servers()
+                                    let all =
+                                        records.count == 2
+                                        && records.allSatisfy { record in
+                                            previous[record.id].map { record.lastHeartbeat > $0 } ?? false
+                                        }
+                                    if all { for record in records { renewed[record.id] = record.lastHeartbeat } }
+                                    return all
+                                }
+                            )
+                        }
                         for hub in [hubA, hubB] {
                             let stats = await hub.stats()
                             #expect(stats.global.error == nil)
@@ -327,7 +343,9 @@ extension RedisIntegrationTests {
                             )
                             for server in stats.global.servers {
                                 #expect(server.lastReportAge >= .zero)
-                                #expect(server.lastReportAge < .seconds(1))
+                                // The stats report a heartbeat at least as recent as the last renewal seen above.
+                                let renewal = try #require(renewed[server.serverID])
+                                #expect(server.lastReportAge <= Timestamp.now() - renewal + .milliseconds(1))
                             }
                             let json = stats.jsonObject
                             #expect(json["global"]?["totalServers"] == 2)
