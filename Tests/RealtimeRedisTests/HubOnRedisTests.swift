@@ -1,6 +1,7 @@
 import Logging
 import RealtimeCore
 import RealtimeRedis
+import RealtimeRedisTestSupport
 import RealtimeTesting
 import Synchronization
 import Testing

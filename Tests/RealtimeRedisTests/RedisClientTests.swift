@@ -2,6 +2,7 @@ import Metrics
 import MetricsTestKit
 import RealtimeCore
 import RealtimeRedis
+import RealtimeRedisTestSupport
 import Synchronization
 import Testing
 

@@ -2,6 +2,7 @@ import Metrics
 import MetricsTestKit
 import RealtimeCore
 import RealtimeRedis
+import RealtimeRedisTestSupport
 import RealtimeTesting
 import Synchronization
 import Testing
