@@ -118,8 +118,16 @@ let package = Package(
             path: "Examples/publisher-example",
             swiftSettings: swiftSettings
         ),
+        // Unit tests of the Hummingbird layer's own types (no sockets).
         .testTarget(
             name: "RealtimeHummingbirdTests",
+            dependencies: ["RealtimeHummingbird"],
+            swiftSettings: swiftSettings
+        ),
+        // End-to-end tests: real sockets against an in-process Hummingbird server, the realtime-server and
+        // realtime-example executables, and two servers on one Redis.
+        .testTarget(
+            name: "RealtimeEndToEndTests",
             dependencies: [
                 "RealtimeTesting",
                 "RealtimeHummingbird",
