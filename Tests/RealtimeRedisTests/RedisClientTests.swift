@@ -3,6 +3,7 @@ import MetricsTestKit
 import RealtimeCore
 import RealtimeRedis
 import RealtimeRedisTestSupport
+import RealtimeTesting
 import Synchronization
 import Testing
 
@@ -149,8 +150,7 @@ extension RedisIntegrationTests {
                 let admin = RedisClient(configuration: slow)
                 let id = try #require(try await client.send(RedisCommand("CLIENT", "ID")).int)
                 // Redis stays silent for 1.2 s: longer than 5 command timeouts (500 ms) of the client.
-                async let sleeping = admin.send(RedisCommand("DEBUG", "SLEEP", "1.2"))
-                try await Task.sleep(for: .milliseconds(50))
+                let (_, watcher) = try await pauseRedis(admin, milliseconds: 1200)
                 let error = await #expect(throws: RealtimeError.self) { try await client.send(RedisCommand("PING")) }
                 #expect(error?.code == .timeout)
                 // Taken for dead and replaced (the new TCP connection is accepted even while Redis sleeps).
@@ -163,7 +163,7 @@ extension RedisIntegrationTests {
                             == 1
                     }
                 )
-                _ = try await sleeping
+                await watcher.value
                 #expect(
                     try await eventually {
                         guard let newID = try? await client.send(RedisCommand("CLIENT", "ID")).int else { return false }
