@@ -155,8 +155,11 @@ let package = Package(
             path: "Examples/publisher-example",
             swiftSettings: swiftSettings
         ),
+        // Unit tests of the Hummingbird layer's own types (no sockets).
+        // End-to-end tests: real sockets against an in-process Hummingbird server, the realtime-server and
+        // realtime-example executables, and two servers on one Redis.
         .testTarget(
-            name: "RealtimeHummingbirdTests",
+            name: "RealtimeEndToEndTests",
             dependencies: [
                 "RealtimeTesting",
                 "RealtimeHummingbird",
@@ -164,6 +167,7 @@ let package = Package(
                 "RealtimeCore",
                 "RealtimeJWT",
                 "RealtimeRedis",
+                "RealtimeRedisTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -204,7 +208,16 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "RealtimeTesting",
+                "RealtimeRedisTestSupport",
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The one Redis fixture of the tests (a redis-server on a free loopback port, or REDIS_URL), shared by the
+        // test targets that need Redis. Not a product: only this package's tests build it.
+        .target(
+            name: "RealtimeRedisTestSupport",
+            dependencies: ["RealtimeRedis", "RealtimeCore"],
+            path: "Tests/RealtimeRedisTestSupport",
             swiftSettings: swiftSettings
         ),
         // `Testing` ships with the toolchain; it is not a package dependency.

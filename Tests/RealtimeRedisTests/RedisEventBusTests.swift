@@ -2,6 +2,7 @@ import Metrics
 import MetricsTestKit
 import RealtimeCore
 import RealtimeRedis
+import RealtimeRedisTestSupport
 import RealtimeTesting
 import Synchronization
 import Testing
@@ -328,9 +329,16 @@ extension RedisIntegrationTests {
                 await subscription.close()
                 var deliveries = subscription.deliveries.makeAsyncIterator()
                 #expect(await deliveries.next() == nil)
+                // A probe subscribed before the publish: once it heard the message, Redis has handed it to every
+                // subscriber (an event to wait for, instead of a grace period).
+                let probed = Mutex<[String]>([])
+                let probe = try await bus.subscribe(server: "srv-c") { delivery in
+                    if let label = Self.label(delivery) { probed.withLock { $0.append(label) } }
+                }
                 try await bus.publish(Self.message("srv-a", .everyone, "after-close"))
-                try await Task.sleep(for: .milliseconds(50))
+                #expect(try await eventually { probed.withLock { $0 } == ["after-close"] })
                 #expect(received.withLock { $0.count } == 50)
+                await probe.close()
                 await client.shutdown()
             }
         }

@@ -1,5 +1,6 @@
 import RealtimeCore
 import RealtimeRedis
+import RealtimeRedisTestSupport
 import RealtimeTesting
 import Testing
 

@@ -13,19 +13,11 @@ struct HubFixture {
     let limiter: InMemoryRateLimiter<ContinuousClock>
 
     init(sessionMode: SessionStoreMode = .revocationList) {
-        tokens = StaticTokenVerifier()
+        tokens = HubClusterScenarios.tokens()
         store = InMemoryConnectionStore()
         bus = InMemoryEventBus()
         sessions = InMemorySessionStore(mode: sessionMode)
         limiter = InMemoryRateLimiter()
-        tokens.add("alice-token", VerifiedIdentity(userID: "alice", sessionID: "s-alice"))
-        tokens.add("alice-token-2", VerifiedIdentity(userID: "alice", sessionID: "s-alice"))
-        tokens.add("alice-other-session", VerifiedIdentity(userID: "alice", sessionID: "s-alice-2"))
-        tokens.add("bob-token", VerifiedIdentity(userID: "bob", sessionID: "s-bob"))
-        tokens.add(
-            "admin-token",
-            VerifiedIdentity(userID: "root", sessionID: "s-root", isAdmin: true, roles: ["admin"])
-        )
     }
 
     static func configuration(_ adjust: (inout HubConfiguration) -> Void = { _ in }) -> HubConfiguration {

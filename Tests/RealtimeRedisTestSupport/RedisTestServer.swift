@@ -1,7 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// The one Redis fixture of the test suite, shared by RealtimeRedisTests and the end-to-end tests. A target of its
+// own (not a product; see Documentation/Architecture.md, "Tests"): test targets cannot depend on each other, and
+// RealtimeTesting, a product for backend authors, should neither import RealtimeRedis nor launch processes.
+
 import Foundation
 import RealtimeCore
-import RealtimeRedis
-import Testing
+public import RealtimeRedis
 
 #if canImport(Glibc)
     import Glibc
@@ -11,28 +16,29 @@ import Testing
 ///
 /// `@unchecked Sendable`: `process` is only touched by `start()` (before the value is shared) and `stop()`,
 /// which the owning test calls once it no longer uses the server; `port` and `arguments` are immutable.
-final class RedisTestServer: @unchecked Sendable {
-    static let binary = "/usr/bin/redis-server"
+public final class RedisTestServer: @unchecked Sendable {
+    public static let binary = "/usr/bin/redis-server"
 
-    /// Whether integration tests run: a redis-server binary exists, or CI is set (then a missing binary must fail
-    /// the run, not skip it).
-    static let enabled: Bool = {
+    /// Whether the tests that need Redis run: `REDIS_URL` is set or a redis-server binary exists. Under `CI=true`
+    /// they always run, so a missing binary fails the run (``start(_:)`` throws) instead of skipping it; locally
+    /// they are skipped with the reason printed.
+    public static let enabled: Bool = {
         let available = FileManager.default.isExecutableFile(atPath: binary) || redisURL != nil
         if !available {
-            print("RealtimeRedisTests: redis-server not found at \(binary) and REDIS_URL unset; skipping Redis tests")
+            print("redis-server not found at \(binary) and REDIS_URL unset: skipping the tests that need Redis")
         }
         return available || ProcessInfo.processInfo.environment["CI"] == "true"
     }()
 
-    static let redisURL: String? = ProcessInfo.processInfo.environment["REDIS_URL"]
+    public static let redisURL: String? = ProcessInfo.processInfo.environment["REDIS_URL"]
 
-    let port: Int
+    public let port: Int
     private let extraArguments: [String]
     private var process: Process?
 
-    var url: String { "redis://127.0.0.1:\(port)" }
+    public var url: String { "redis://127.0.0.1:\(port)" }
 
-    var configuration: RedisConfiguration {
+    public var configuration: RedisConfiguration {
         RedisConfiguration(port: port, poolSize: 2, connectTimeout: .seconds(2), commandTimeout: .seconds(2))
     }
 
@@ -42,7 +48,7 @@ final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Starts a server on a free port (several tries, in case another process takes the port first).
-    static func start(_ extraArguments: [String] = []) async throws -> RedisTestServer {
+    public static func start(_ extraArguments: [String] = []) async throws -> RedisTestServer {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw RealtimeError(.backendUnavailable, "redis-server is not installed (apt-get install redis-server)")
         }
@@ -61,13 +67,14 @@ final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Starts (or restarts, on the same port) the process and waits until it answers PING.
-    func launch() async throws {
+    public func launch() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments =
             [
                 "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--enable-debug-command", "local", "--loglevel", "warning",
+                "--protected-mode", "yes", "--daemonize", "no", "--enable-debug-command", "local", "--loglevel",
+                "warning",
             ] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -83,7 +90,7 @@ final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Stops the process (SIGKILL to its PID, like a crash) and waits for it to exit.
-    func stop() {
+    public func stop() {
         guard let process, process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -130,7 +137,7 @@ final class RedisTestServer: @unchecked Sendable {
 }
 
 /// Runs `body` against a Redis: `REDIS_URL` when set and `ownServer` is false, else a fresh redis-server.
-func withRedis(
+public func withRedis(
     ownServer: Bool = false,
     _ body: (RedisConfiguration, RedisTestServer?) async throws -> Void
 ) async throws {
@@ -142,28 +149,3 @@ func withRedis(
     defer { server.stop() }
     try await body(server.configuration, server)
 }
-
-/// Polls `condition` until it holds or `timeout` passes (for things with no event to await, such as a reconnect
-/// after its backoff or a key's expiry).
-///
-/// The default timeout is a hang guard, not a timing requirement: it is generous because CI runs every suite in
-/// parallel on two cores. A test that asserts a deadline passes it explicitly (e.g. `timeout: .seconds(2)`).
-/// Poll only for states that last: a transient state (a connection down for one 10 ms backoff) can be missed
-/// between two polls; observe what it leaves behind instead (a reconnect counter, a new client id).
-func eventually(
-    timeout: Duration = .seconds(20),
-    _ condition: () async throws -> Bool
-) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
-
-/// Every suite that talks to Redis, run one test at a time: each starts its own redis-server and several measure
-/// time (TTLs, rate-limit refills, timeouts), which is only meaningful when the 2 cores are not shared with every
-/// other test at once.
-@Suite(.enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL"), .serialized)
-enum RedisIntegrationTests {}

@@ -161,9 +161,10 @@ struct RequestLimitTests {
                 try await socket.waitForEOF()
                 await socket.close()
             }
-            // Two violations: the address is blocked for upgrades and the API (the report is asynchronous).
+            // Two violations: the address is blocked for upgrades and the API. The report is asynchronous and
+            // offers no event: poll, bounded at 20 s (a hang guard, not a deadline).
             var blocked: HTTPReply?
-            for _ in 0..<100 {
+            for _ in 0..<1000 {
                 let reply = try await server.handshake(path: "/ws/events?token=\(TestKeys.token("after"))")
                 if reply.status == 429 {
                     blocked = reply

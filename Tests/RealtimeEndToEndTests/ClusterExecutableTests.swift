@@ -2,6 +2,7 @@
 
 import Foundation
 import RealtimeCore
+import RealtimeRedisTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -13,12 +14,12 @@ struct ClusterChild {
     let child: Child
     let port: Int
 
-    static func start(redisPort: Int, clusterSecret: String) async throws -> ClusterChild {
+    static func start(redisURL: String, clusterSecret: String) async throws -> ClusterChild {
         let child = try Child(
             try ExecutableTests.executable("realtime-server"),
             ["serve", "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"],
             environment: [
-                "REDIS_URL": "redis://127.0.0.1:\(redisPort)",
+                "REDIS_URL": redisURL,
                 "JWT_SECRET": TestKeys.secret,
                 "JWT_AUDIENCE": TestKeys.audience,
                 "REALTIME_CLUSTER_SECRET": clusterSecret,
@@ -69,16 +70,21 @@ struct ClusterChild {
     }
 }
 
-@Suite("Two realtime-server processes on one Redis", .enabled(if: ClusterRedis.enabled))
+@Suite(
+    "Two realtime-server processes on one Redis",
+    .enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL")
+)
 struct ClusterExecutableTests {
     @Test("publish on A reaches B, revoke on B closes A with 4009, stats count 2 servers, SIGTERM exits 0")
     func twoServerProcesses() async throws {
-        let redis = try await ClusterRedis.start()
+        // A redis-server of its own even when REDIS_URL is set: the processes use the default key prefix, so on a
+        // shared Redis they would count other tests' servers.
+        let redis = try await RedisTestServer.start()
         defer { redis.stop() }
         let secret = "cluster-secret-for-the-process-tests-0123456789"
-        let a = try await ClusterChild.start(redisPort: redis.port, clusterSecret: secret)
+        let a = try await ClusterChild.start(redisURL: redis.url, clusterSecret: secret)
         defer { a.child.stop() }
-        let b = try await ClusterChild.start(redisPort: redis.port, clusterSecret: secret)
+        let b = try await ClusterChild.start(redisURL: redis.url, clusterSecret: secret)
         defer { b.child.stop() }
         #expect(a.port != b.port)
         try await a.waitUntilSubscribed()

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import RealtimeCore
+import RealtimeRedis
+import RealtimeRedisTestSupport
 import RealtimeTesting
 import Testing
 
@@ -11,7 +13,7 @@ import Testing
 /// timeout: the server allows half-closure, and the host ignored `inputClosed`.)
 @Suite(
     "Registry churn over sockets",
-    .enabled(if: ClusterRedis.enabled)
+    .enabled(if: RedisTestServer.enabled, "needs redis-server or REDIS_URL")
 )
 struct RegistryChurnTests {
     static let maxConnectionsPerUser = 5
@@ -32,9 +34,15 @@ struct RegistryChurnTests {
 
     @Test("churn at every step of the upgrade leaves no record on Redis")
     func churnLeavesNoRecord() async throws {
-        let redis = try await ClusterRedis.start()
-        defer { redis.stop() }
-        let (client, backends) = try redis.backends(secret: "registry-churn-secret-0123456789abcdef")
+        try await withRedis { configuration, _ in try await Self.churn(configuration) }
+    }
+
+    static func churn(_ configuration: RedisConfiguration) async throws {
+        let (client, backends) = try clusterBackends(
+            configuration,
+            prefix: "churn\(RandomID.hex(bytes: 4)):",
+            secret: "registry-churn-secret-0123456789abcdef"
+        )
         let store = backends.connectionStore
         try await TestServer.with(
             {
