@@ -1,0 +1,42 @@
+/// The backends a hub is composed of.
+public struct HubBackends: Sendable {
+    public var tokenVerifier: any TokenVerifier
+    public var connectionStore: any ConnectionStore
+    public var eventBus: any EventBus
+    public var rateLimiter: any RateLimiter
+    public var sessionStore: any SessionStore
+
+    public init(
+        tokenVerifier: any TokenVerifier,
+        connectionStore: any ConnectionStore,
+        eventBus: any EventBus,
+        rateLimiter: any RateLimiter,
+        sessionStore: any SessionStore
+    ) {
+        self.tokenVerifier = tokenVerifier
+        self.connectionStore = connectionStore
+        self.eventBus = eventBus
+        self.rateLimiter = rateLimiter
+        self.sessionStore = sessionStore
+    }
+}
+
+extension HubBackends {
+    /// In-memory backends for one process (development, tests). Pass the same `connectionStore` and `eventBus`
+    /// to several hubs to make them behave like the servers of one cluster.
+    public static func inMemory(
+        tokenVerifier: any TokenVerifier,
+        connectionStore: any ConnectionStore = InMemoryConnectionStore(),
+        eventBus: any EventBus = InMemoryEventBus(),
+        rateLimiter: any RateLimiter = InMemoryRateLimiter(),
+        sessionStore: any SessionStore = InMemorySessionStore()
+    ) -> HubBackends {
+        HubBackends(
+            tokenVerifier: tokenVerifier,
+            connectionStore: connectionStore,
+            eventBus: eventBus,
+            rateLimiter: rateLimiter,
+            sessionStore: sessionStore
+        )
+    }
+}
