@@ -131,6 +131,7 @@ let package = Package(
                 "RealtimeCore",
                 "RealtimeJWT",
                 "RealtimeRedis",
+                "RealtimeNIO",
                 "RealtimeHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

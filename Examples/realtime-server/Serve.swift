@@ -10,6 +10,7 @@ import Prometheus
 import RealtimeCore
 import RealtimeHummingbird
 import RealtimeJWT
+import RealtimeNIO
 import RealtimeRedis
 import ServiceLifecycle
 import UnixSignals
@@ -77,9 +78,10 @@ struct Serve: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
-        let hubConfiguration: HubConfiguration
+        var hubConfiguration: HubConfiguration
         do {
             hubConfiguration = try HubConfiguration(environment: environment)
+            hubConfiguration.residentMemoryBytes = ProcessStatistics.residentMemoryBytes
         } catch {
             throw ConfigurationError("configuration: \(error.message)")
         }

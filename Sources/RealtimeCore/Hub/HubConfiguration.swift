@@ -52,6 +52,10 @@ public struct HubConfiguration: Sendable {
     public var http = HTTPLimits()
     /// Who sees an event that names no user and no explicit scope (see ``EventScopePolicy``).
     public var scopePolicy = EventScopePolicy.standard
+    /// The process's resident memory in bytes, for ``RealtimeHub/stats()`` (`server.memory.residentBytes`);
+    /// supplied by the host, since reading it is platform I/O the core does not do (RealtimeNIO's
+    /// `ProcessStatistics.residentMemoryBytes` reads `/proc/self/statm`). `nil` reports no figure.
+    public var residentMemoryBytes: (@Sendable () -> Int?)?
 
     /// Size and count bounds.
     public struct Limits: Sendable, Hashable {

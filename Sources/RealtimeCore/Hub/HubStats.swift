@@ -181,7 +181,7 @@ extension RealtimeHub {
             queuedFrames: queuedFrames,
             queuedBytes: queuedBytes,
             deepestQueue: deepest,
-            residentMemoryBytes: residentMemoryBytes()
+            residentMemoryBytes: configuration.residentMemoryBytes?()
         )
         var global = HubStats.Global(totalServers: 0, totalConnections: 0, servers: [], error: nil)
         do {

@@ -2,14 +2,6 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Musl)
-    import Musl
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 extension RealtimeHub {
     /// Runs the hub until graceful shutdown (swift-service-lifecycle), cancellation or ``shutdown()``: the bus
     /// subscription, heartbeats and idle detection, token expiry, the server registry heartbeat and purge of
@@ -415,21 +407,4 @@ extension RealtimeHub {
             do { try await Task.sleep(for: .milliseconds(20)) } catch { return }
         }
     }
-}
-
-/// Resident memory of this process, from `/proc/self/statm` (Linux), or nil.
-func residentMemoryBytes() -> Int? {
-    #if os(Linux)
-        let fd = open("/proc/self/statm", O_RDONLY)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 128)
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 127) }
-        guard count > 0 else { return nil }
-        let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-    #else
-        return nil
-    #endif
 }
