@@ -93,17 +93,13 @@ struct HTTPHeadScanner: Sendable {
             case .passthrough:
                 return nil
             case .body(let remaining):
-                let available = bytes.distance(from: index, to: bytes.endIndex)
-                let step = min(available, remaining)
-                index = bytes.index(index, offsetBy: step)
-                phase = remaining - step == 0 ? .head : .body(remaining: remaining - step)
+                let left = Self.skip(remaining, in: bytes, from: &index)
+                phase = left == 0 ? .head : .body(remaining: left)
                 continue
             case .chunkData(let remaining):
                 // `remaining` includes the CRLF after the data.
-                let available = bytes.distance(from: index, to: bytes.endIndex)
-                let step = min(available, remaining)
-                index = bytes.index(index, offsetBy: step)
-                phase = remaining - step == 0 ? .chunkSize : .chunkData(remaining: remaining - step)
+                let left = Self.skip(remaining, in: bytes, from: &index)
+                phase = left == 0 ? .chunkSize : .chunkData(remaining: left)
                 continue
             case .head, .chunkSize, .trailers:
                 break
@@ -117,6 +113,17 @@ struct HTTPHeadScanner: Sendable {
         }
         if case .violated(let violation) = phase { return violation }
         return nil
+    }
+
+    /// Steps `index` over up to `remaining` bytes of `bytes`; returns how many are still to skip.
+    private static func skip<Bytes: Collection<UInt8>>(
+        _ remaining: Int,
+        in bytes: Bytes,
+        from index: inout Bytes.Index
+    ) -> Int {
+        let step = min(bytes.distance(from: index, to: bytes.endIndex), remaining)
+        index = bytes.index(index, offsetBy: step)
+        return remaining - step
     }
 
     /// One byte of a line-oriented phase.
