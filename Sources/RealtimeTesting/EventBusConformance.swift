@@ -1,4 +1,5 @@
 public import RealtimeCore
+import Synchronization
 import Testing
 
 /// Checks that an ``EventBus`` keeps every rule of the protocol's contract.
@@ -12,17 +13,84 @@ import Testing
 /// subscription's own ``BusRoute/server(_:)`` route afterwards from the same publisher: the next message must
 /// be the sentinel. ``BusDelivery/gap(from:to:)`` deliveries are skipped. Waiting for a delivery has no
 /// timeout of its own: give the calling `@Test` a `.timeLimit`.
+///
+/// Each check runs in either ``SubscriptionMode``: with the subscription's own
+/// ``EventBusSubscription/deliveries``, or with a handler (``EventBus/subscribe(server:handler:)``, the way a hub
+/// subscribes), so a bus that implements direct delivery is held to the same contract as the default
+/// implementation.
 public enum EventBusConformance: Sendable {
     /// A factory of one cluster of `count` buses.
     public typealias MakeCluster = @Sendable (_ count: Int) async throws -> [any EventBus]
 
-    /// Runs every check, each on a new cluster.
+    /// How a check opens its subscriptions.
+    public enum SubscriptionMode: Sendable, Hashable, CaseIterable {
+        /// ``EventBus/subscribe(server:)``; the check reads ``EventBusSubscription/deliveries``.
+        case deliveries
+        /// ``EventBus/subscribe(server:handler:)``; the check reads what the handler was given, while a task
+        /// iterates ``EventBusSubscription/deliveries``. The suite records an issue when that stream yields
+        /// anything, when the handler is called while another call is running, or after the stream finished.
+        case handler
+    }
+
+    /// Runs every check in both ``SubscriptionMode``s, each on a new cluster.
     public static func run(makeCluster: MakeCluster) async throws {
-        try await alwaysHearsEveryoneControlAndOwnServer(makeCluster: makeCluster)
-        try await routesUserAndAdminsByCountedInterest(makeCluster: makeCluster)
-        try await keepsPublishOrderPerPublisher(makeCluster: makeCluster)
-        try await publishesABatchAsOneMessagePerRoute(makeCluster: makeCluster)
-        try await closeFinishesDeliveries(makeCluster: makeCluster)
+        for mode in SubscriptionMode.allCases {
+            try await alwaysHearsEveryoneControlAndOwnServer(makeCluster: makeCluster, mode: mode)
+            try await routesUserAndAdminsByCountedInterest(makeCluster: makeCluster, mode: mode)
+            try await keepsPublishOrderPerPublisher(makeCluster: makeCluster, mode: mode)
+            try await publishesABatchAsOneMessagePerRoute(makeCluster: makeCluster, mode: mode)
+            try await closeFinishesDeliveries(makeCluster: makeCluster, mode: mode)
+        }
+    }
+
+    /// A subscription a check opened, and what it delivers in either mode.
+    struct Subscribed: Sendable {
+        let subscription: any EventBusSubscription
+        /// What the bus delivered, in order: the subscription's own stream, or what the handler was given (finished
+        /// once the subscription's stream finished).
+        let deliveries: AsyncStream<BusDelivery>
+        /// In handler mode, the task iterating the subscription's stream (which drives the default implementation).
+        let driver: Task<Void, Never>?
+
+        static func open(_ bus: any EventBus, server: ServerID, mode: SubscriptionMode) async throws -> Subscribed {
+            switch mode {
+            case .deliveries:
+                let subscription = try await bus.subscribe(server: server)
+                return Subscribed(subscription: subscription, deliveries: subscription.deliveries, driver: nil)
+            case .handler:
+                let (stream, continuation) = AsyncStream.makeStream(of: BusDelivery.self)
+                let calls = Mutex<(running: Bool, streamFinished: Bool)>((false, false))
+                let subscription = try await bus.subscribe(server: server) { delivery in
+                    let misuse = calls.withLock { calls -> String? in
+                        if calls.streamFinished { return "after the subscription's deliveries finished" }
+                        if calls.running { return "while another call was running" }
+                        calls.running = true
+                        return nil
+                    }
+                    if let misuse { Issue.record("the bus called the delivery handler \(misuse)") }
+                    continuation.yield(delivery)
+                    calls.withLock { $0.running = false }
+                }
+                let driver = Task {
+                    for await delivery in subscription.deliveries {
+                        Issue.record("deliveries yielded \(delivery) although a handler takes them")
+                    }
+                    calls.withLock { $0.streamFinished = true }
+                    continuation.finish()
+                }
+                return Subscribed(subscription: subscription, deliveries: stream, driver: driver)
+            }
+        }
+
+        func addInterest(_ route: BusRoute) async throws { try await subscription.addInterest(route) }
+
+        func removeInterest(_ route: BusRoute) async throws { try await subscription.removeInterest(route) }
+
+        /// Closes the subscription and, in handler mode, waits until its stream finished.
+        func close() async {
+            await subscription.close()
+            await driver?.value
+        }
     }
 
     static func message(_ origin: ServerID, _ route: BusRoute, _ label: String) -> BusMessage {
@@ -63,11 +131,14 @@ public enum EventBusConformance: Sendable {
 
     /// Every subscription hears ``BusRoute/everyone`` and ``BusRoute/control`` (the publisher's own included),
     /// and ``BusRoute/server(_:)`` reaches only the named server.
-    public static func alwaysHearsEveryoneControlAndOwnServer(makeCluster: MakeCluster) async throws {
+    public static func alwaysHearsEveryoneControlAndOwnServer(
+        makeCluster: MakeCluster,
+        mode: SubscriptionMode = .deliveries
+    ) async throws {
         let buses = try await makeCluster(2)
         let (serverA, serverB) = (ServerID(uniqueName("srv")), ServerID(uniqueName("srv")))
-        let subA = try await buses[0].subscribe(server: serverA)
-        let subB = try await buses[1].subscribe(server: serverB)
+        let subA = try await Subscribed.open(buses[0], server: serverA, mode: mode)
+        let subB = try await Subscribed.open(buses[1], server: serverB, mode: mode)
         var itA = subA.deliveries.makeAsyncIterator()
         var itB = subB.deliveries.makeAsyncIterator()
 
@@ -92,12 +163,15 @@ public enum EventBusConformance: Sendable {
 
     /// ``BusRoute/user(_:)`` and ``BusRoute/admins`` are heard only while interest is held, and interest is
     /// counted.
-    public static func routesUserAndAdminsByCountedInterest(makeCluster: MakeCluster) async throws {
+    public static func routesUserAndAdminsByCountedInterest(
+        makeCluster: MakeCluster,
+        mode: SubscriptionMode = .deliveries
+    ) async throws {
         let buses = try await makeCluster(2)
         let (serverA, serverB) = (ServerID(uniqueName("srv")), ServerID(uniqueName("srv")))
         let user = uniqueName("user")
-        let subA = try await buses[0].subscribe(server: serverA)
-        let subB = try await buses[1].subscribe(server: serverB)
+        let subA = try await Subscribed.open(buses[0], server: serverA, mode: mode)
+        let subB = try await Subscribed.open(buses[1], server: serverB, mode: mode)
         var itA = subA.deliveries.makeAsyncIterator()
         var itB = subB.deliveries.makeAsyncIterator()
 
@@ -145,13 +219,16 @@ public enum EventBusConformance: Sendable {
     }
 
     /// Messages of one publisher arrive in publish order, even when two publishers interleave.
-    public static func keepsPublishOrderPerPublisher(makeCluster: MakeCluster) async throws {
+    public static func keepsPublishOrderPerPublisher(
+        makeCluster: MakeCluster,
+        mode: SubscriptionMode = .deliveries
+    ) async throws {
         let buses = try await makeCluster(3)
         let (serverA, serverB, serverC) = (
             ServerID(uniqueName("srv")), ServerID(uniqueName("srv")), ServerID(uniqueName("srv"))
         )
         let user = uniqueName("user")
-        let subC = try await buses[2].subscribe(server: serverC)
+        let subC = try await Subscribed.open(buses[2], server: serverC, mode: mode)
         try await subC.addInterest(.user(user))
         var itC = subC.deliveries.makeAsyncIterator()
         let count = 200
@@ -181,16 +258,19 @@ public enum EventBusConformance: Sendable {
     /// published on its user's route and the admins route reaches a subscription once per route it is interested
     /// in, an event published on one of the two routes only reaches that route's subscriptions, and one
     /// publisher's events stay in order on the admins route.
-    public static func publishesABatchAsOneMessagePerRoute(makeCluster: MakeCluster) async throws {
+    public static func publishesABatchAsOneMessagePerRoute(
+        makeCluster: MakeCluster,
+        mode: SubscriptionMode = .deliveries
+    ) async throws {
         let buses = try await makeCluster(4)
         let servers = (0..<4).map { _ in ServerID(uniqueName("srv")) }
         let user = uniqueName("user")
         let publisher = servers[0]
         // 1: the user's server, 2: an administrators' server, 3: both.
         let subscriptions = [
-            try await buses[1].subscribe(server: servers[1]),
-            try await buses[2].subscribe(server: servers[2]),
-            try await buses[3].subscribe(server: servers[3]),
+            try await Subscribed.open(buses[1], server: servers[1], mode: mode),
+            try await Subscribed.open(buses[2], server: servers[2], mode: mode),
+            try await Subscribed.open(buses[3], server: servers[3], mode: mode),
         ]
         try await subscriptions[0].addInterest(.user(user))
         try await subscriptions[1].addInterest(.admins)
@@ -253,11 +333,14 @@ public enum EventBusConformance: Sendable {
 
     /// ``EventBusSubscription/close()`` finishes ``EventBusSubscription/deliveries``, and publishing
     /// afterwards still works for the others.
-    public static func closeFinishesDeliveries(makeCluster: MakeCluster) async throws {
+    public static func closeFinishesDeliveries(
+        makeCluster: MakeCluster,
+        mode: SubscriptionMode = .deliveries
+    ) async throws {
         let buses = try await makeCluster(2)
         let (serverA, serverB) = (ServerID(uniqueName("srv")), ServerID(uniqueName("srv")))
-        let subA = try await buses[0].subscribe(server: serverA)
-        let subB = try await buses[1].subscribe(server: serverB)
+        let subA = try await Subscribed.open(buses[0], server: serverA, mode: mode)
+        let subB = try await Subscribed.open(buses[1], server: serverB, mode: mode)
         var itA = subA.deliveries.makeAsyncIterator()
         var itB = subB.deliveries.makeAsyncIterator()
         try await buses[0].publish(message(serverA, .everyone, "before-close"))

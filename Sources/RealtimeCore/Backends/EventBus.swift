@@ -6,6 +6,15 @@
 /// ``EventBusSubscription`` and ignores messages it published itself.
 ///
 /// Messages from one publisher on one route must arrive in the order they were published.
+///
+/// ## Direct delivery
+///
+/// The hub opens its subscription with ``subscribe(server:handler:)``: every delivery goes to a synchronous
+/// handler that only takes locks and never waits. A bus with a read path of its own (a socket read on an event
+/// loop, as `RedisEventBus` has) implements it by calling the handler right there, which saves the thread hop
+/// of queueing each delivery for the hub's task. A bus that does not implement it gets the default, which hands
+/// the deliveries of ``subscribe(server:)`` to the handler from the task that iterates the subscription's
+/// ``EventBusSubscription/deliveries``. `EventBusConformance` (RealtimeTesting) checks both ways for every bus.
 public protocol EventBus: Sendable {
     /// Publishes a message to every subscription interested in its route.
     func publish(_ message: BusMessage) async throws(RealtimeError)
@@ -24,12 +33,38 @@ public protocol EventBus: Sendable {
     /// ``EventBusSubscription/addInterest(_:)``.
     func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription
 
+    /// Opens the subscription of one server as ``subscribe(server:)`` does, with every delivery handed to
+    /// `handler` instead of yielded by ``EventBusSubscription/deliveries``.
+    ///
+    /// `handler` is called for every delivery, in order and never concurrently. It must not block: the hub's
+    /// handler only takes locks. The subscription's ``EventBusSubscription/deliveries`` yields nothing and
+    /// finishes when the subscription ends; its consumer iterates it until then, and `handler` is not called
+    /// after it finished. Nothing the bus receives after ``EventBusSubscription/close()`` is handed over.
+    ///
+    /// The default implementation calls `handler` from that iteration, for each delivery of
+    /// ``subscribe(server:)``: a consumer that does not iterate ``EventBusSubscription/deliveries`` gets
+    /// nothing. Implement it when the bus can call `handler` where it reads messages (see "Direct delivery"
+    /// above).
+    func subscribe(
+        server: ServerID,
+        handler: @escaping @Sendable (BusDelivery) -> Void
+    ) async throws(RealtimeError) -> any EventBusSubscription
+
     /// The backend's health.
     func healthCheck() async -> ComponentHealth
 }
 
 extension EventBus {
     public func healthCheck() async -> ComponentHealth { .healthy }
+
+    /// Opens ``subscribe(server:)`` and hands its deliveries to `handler` while the returned subscription's
+    /// ``EventBusSubscription/deliveries`` is iterated (see ``subscribe(server:handler:)``).
+    public func subscribe(
+        server: ServerID,
+        handler: @escaping @Sendable (BusDelivery) -> Void
+    ) async throws(RealtimeError) -> any EventBusSubscription {
+        HandlerSubscription(try await subscribe(server: server), handler: handler)
+    }
 
     public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
         try await publishEach(messages)
@@ -51,20 +86,6 @@ extension EventBus {
     }
 }
 
-/// An ``EventBus`` whose subscriptions can hand each delivery to a synchronous handler on their read path instead
-/// of queueing it for ``EventBusSubscription/deliveries``, which saves a thread hop per message. The hub uses it
-/// when the bus offers it (the Redis bus does); its handler only takes locks and never waits.
-package protocol DirectDeliveryEventBus: EventBus {
-    /// Opens the subscription of one server as ``EventBus/subscribe(server:)`` does, but calls `handler` for every
-    /// delivery, in order and never concurrently, on the subscription's read path. The subscription's
-    /// ``EventBusSubscription/deliveries`` then yields nothing and finishes when the subscription is closed;
-    /// nothing read after ``EventBusSubscription/close()`` is handed to `handler`. `handler` must not block.
-    func subscribe(
-        server: ServerID,
-        handler: @escaping @Sendable (BusDelivery) -> Void
-    ) async throws(RealtimeError) -> any EventBusSubscription
-}
-
 /// One server's subscription to the bus.
 public protocol EventBusSubscription: Sendable {
     /// What the bus delivers. Finishes when the subscription is closed.
@@ -82,4 +103,28 @@ public protocol EventBusSubscription: Sendable {
 
     /// Closes the subscription and finishes ``deliveries``.
     func close() async
+}
+
+/// What the default ``EventBus/subscribe(server:handler:)`` returns: the bus's own subscription, whose deliveries
+/// go to the handler from the task that iterates ``deliveries``. That iteration yields nothing and ends when the
+/// bus's ``EventBusSubscription/deliveries`` ends (closed, or the iterating task cancelled).
+struct HandlerSubscription: EventBusSubscription {
+    let base: any EventBusSubscription
+    let deliveries: AsyncStream<BusDelivery>
+
+    init(_ base: any EventBusSubscription, handler: @escaping @Sendable (BusDelivery) -> Void) {
+        self.base = base
+        let source = base.deliveries
+        // The first `next()` runs the whole pump, then reports the end; an unfolding stream asks no more after it.
+        deliveries = AsyncStream(unfolding: {
+            for await delivery in source { handler(delivery) }
+            return nil
+        })
+    }
+
+    func addInterest(_ route: BusRoute) async throws(RealtimeError) { try await base.addInterest(route) }
+
+    func removeInterest(_ route: BusRoute) async throws(RealtimeError) { try await base.removeInterest(route) }
+
+    func close() async { await base.close() }
 }

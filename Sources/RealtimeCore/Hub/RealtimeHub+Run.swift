@@ -46,13 +46,9 @@ extension RealtimeHub {
         while !Task.isCancelled {
             let subscription: any EventBusSubscription
             do {
-                if let direct = backends.eventBus as? any DirectDeliveryEventBus {
-                    // `handle` is synchronous and never waits, so it runs on the bus's read path: one thread hop
-                    // less per message than handing each one to this task. `deliveries` then only tells the end.
-                    subscription = try await direct.subscribe(server: serverID) { delivery in self.handle(delivery) }
-                } else {
-                    subscription = try await backends.eventBus.subscribe(server: serverID)
-                }
+                // `handle` is synchronous and never waits, so a bus may call it on its read path (Redis does): one
+                // thread hop less per message than handing each one to this task.
+                subscription = try await backends.eventBus.subscribe(server: serverID) { self.handle($0) }
             } catch {
                 logger.error("bus subscription failed; retrying", metadata: ["realtime.error": "\(error)"])
                 try? await Task.sleep(for: backoff)
@@ -63,9 +59,9 @@ extension RealtimeHub {
             runtime.withLock { $0.subscribed = true }
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.reconcileInterest(subscription) }
-                for await delivery in subscription.deliveries {
-                    handle(delivery)
-                }
+                // Yields nothing: it tells when the subscription ended, and the default implementation of
+                // `subscribe(server:handler:)` calls `handle` from this iteration.
+                for await _ in subscription.deliveries {}
                 group.cancelAll()
             }
             runtime.withLock { $0.subscribed = false }

@@ -23,12 +23,16 @@ import Synchronization
 /// `BusSigner`); a message that fails it is refused and counted (`refusedMessages`), so whoever can write to
 /// Redis cannot forge events to users without the secret.
 ///
+/// Delivery: ``subscribe(server:handler:)`` (what a hub uses) hands each message to the handler on the
+/// subscription's event loop right after verifying and decoding it; ``subscribe(server:)`` buffers up to
+/// ``Options/deliveryBufferSize`` deliveries for a consumer task instead. The wire format is `RedisBusCodec`'s.
+///
 /// Failure: publishes that cannot reach Redis go to a bounded queue flushed (in order) when a connection
 /// returns; what overflows is dropped and counted. A subscription whose connection drops reconnects,
 /// re-subscribes and yields ``BusDelivery/gap(from:to:)`` for the outage. Each subscription probes its own path
 /// with a canary published to its server channel; a canary that does not come back turns health unhealthy and
 /// forces a re-subscribe.
-public final class RedisEventBus: EventBus, DirectDeliveryEventBus, Sendable {
+public final class RedisEventBus: EventBus, Sendable {
     /// Tuning of the bus.
     public struct Options: Sendable, Hashable {
         /// Deliveries buffered per subscription before the oldest undelivered ones are kept and newer dropped
@@ -228,9 +232,11 @@ public final class RedisEventBus: EventBus, DirectDeliveryEventBus, Sendable {
         await subscribe(server: server, handler: nil)
     }
 
-    /// A subscription that hands every delivery to `handler` on its event loop, right after verifying and decoding
-    /// it, instead of buffering it for `deliveries` (see `DirectDeliveryEventBus`).
-    package func subscribe(
+    /// A subscription that hands every delivery to `handler` on its pub/sub connection's event loop, right after
+    /// verifying and decoding it, instead of buffering it for ``EventBusSubscription/deliveries`` (which yields
+    /// nothing and finishes on ``EventBusSubscription/close()``): one thread hop less per message than a consumer
+    /// task. `handler` runs on the event loop and must not block.
+    public func subscribe(
         server: ServerID,
         handler: @escaping @Sendable (BusDelivery) -> Void
     ) async throws(RealtimeError) -> any EventBusSubscription {

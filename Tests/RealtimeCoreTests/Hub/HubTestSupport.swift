@@ -24,10 +24,13 @@ struct HubFixture {
         HubConfiguration.testing(adjust)
     }
 
-    /// - Parameter connectionStore: the hub's store when not ``store`` itself (a wrapper around it).
+    /// - Parameters:
+    ///   - connectionStore: the hub's store when not ``store`` itself (a wrapper around it).
+    ///   - eventBus: the hub's bus when not ``bus`` itself (a wrapper around it).
     func hub(
         metrics: (any MetricsFactory)? = nil,
         connectionStore: (any ConnectionStore)? = nil,
+        eventBus: (any EventBus)? = nil,
         _ adjust: (inout HubConfiguration) -> Void = { _ in }
     ) throws -> RealtimeHub {
         var logger = Logger(label: "realtime-hub-test")
@@ -37,7 +40,7 @@ struct HubFixture {
             backends: .inMemory(
                 tokenVerifier: tokens,
                 connectionStore: connectionStore ?? store,
-                eventBus: bus,
+                eventBus: eventBus ?? bus,
                 rateLimiter: limiter,
                 sessionStore: sessions
             ),
