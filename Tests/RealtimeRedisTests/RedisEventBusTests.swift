@@ -386,5 +386,5 @@ final class ClientList: Sendable {
 }
 
 extension BusMessage {
-    var bodyText: String { String(decoding: encodedBody(), as: UTF8.self) }
+    var bodyText: String { String(decoding: RedisBusCodec.encode(self, alsoAdmins: false), as: UTF8.self) }
 }

@@ -138,7 +138,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             canaryReturned(body.dropFirst(Self.canaryPrefix.count))
             return
         }
-        guard let decoded = try? BusMessage.decode(body: body),
+        guard let decoded = try? RedisBusCodec.decode(body),
             bus.channel(for: decoded.message.route).utf8.elementsEqual(channel)
         else {
             // Authentic but malformed, or sealed for another route: refuse it too.

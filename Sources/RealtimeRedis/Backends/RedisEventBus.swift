@@ -127,7 +127,7 @@ public final class RedisEventBus: EventBus, Sendable {
     package func sealedPayload(_ message: BusMessage, channel: String? = nil, alsoAdmins: Bool = false) -> [UInt8] {
         signer.seal(
             channel: channel ?? self.channel(for: message.route),
-            body: message.encodedBody(alsoAdmins: alsoAdmins)
+            body: RedisBusCodec.encode(message, alsoAdmins: alsoAdmins)
         )
     }
 
@@ -159,7 +159,7 @@ public final class RedisEventBus: EventBus, Sendable {
 
     private func publish(_ message: BusMessage, alsoAdmins: Bool) async throws(RealtimeError) {
         let channel = channel(for: message.route)
-        let payload = signer.seal(channel: channel, body: message.encodedBody(alsoAdmins: alsoAdmins))
+        let payload = signer.seal(channel: channel, body: RedisBusCodec.encode(message, alsoAdmins: alsoAdmins))
         let queued = queue.withLock { queue in
             // While older publishes wait, newer ones queue behind them to keep the order.
             guard !queue.items.isEmpty || queue.flushing else { return false }

@@ -1,0 +1,188 @@
+/// The JSON forms of what the bus carries, for backends that carry messages as bytes. They hold no backend's
+/// framing: the Redis bus's wire format (its header line, its version, its admins mark) is `RealtimeRedis`'s.
+///
+/// - An event travels as the `payload` object of the client's `event` message, byte for byte as clients receive it
+///   inside `{"type":"event","payload":…}`: the publishing hub encodes it once for its own connections and the
+///   bus, and the receiving hub delivers it without encoding it again. Its members are `id`, `type`, `userId`
+///   (optional), `sessionId` (optional), `timestamp` (ISO 8601) and `data`, in this order and nothing else, so
+///   what is delivered verbatim is exactly what was decoded. Its scope and its timestamp in milliseconds travel
+///   beside it (``EventScope/description``, ``Timestamp/millisecondsSinceEpoch``).
+/// - A notification or a control command is the JSON object of ``RealtimeNotification/jsonObject`` or
+///   ``ControlCommand/jsonObject``.
+extension BusMessage {
+    /// For an event, writes its `payload` object as clients receive it: the carried ``eventFrame``'s when there
+    /// is one, else freshly encoded. Nothing for a notification or a control command.
+    package func writeEventPayload(into writer: inout JSONWriter) {
+        guard case .event(let event) = payload else { return }
+        var frame = eventFrame ?? WireProtocol.event(event)
+        if !WireProtocol.isEventFrame(frame) { frame = WireProtocol.event(event) }
+        frame.withUTF8 { bytes in
+            // The payload object: the frame without its `{"type":"event","payload":` prefix and final `}`.
+            writer.writeRaw(
+                UnsafeBufferPointer(rebasing: bytes[WireProtocol.eventFramePrefixLength..<(bytes.count - 1)])
+            )
+        }
+    }
+
+    /// An event message decoded from the `payload` object of the client's `event` message (see above), carrying
+    /// that object as its ``eventFrame`` so the receiving hub delivers it without encoding.
+    ///
+    /// - Returns: `nil` if a member is missing, misplaced, extra or of the wrong type, or if the `timestamp`
+    ///   member is not `timestamp`'s ISO 8601 form.
+    /// - Throws: the parser's error for bytes that are no JSON text within `parser`'s limits.
+    package init?(
+        origin: ServerID,
+        route: BusRoute,
+        scope: EventScope,
+        timestamp: Timestamp,
+        eventPayload: UnsafeBufferPointer<UInt8>,
+        parser: JSONParser
+    ) throws(JSONParseError) {
+        guard let members = try parser.parseObjectMembers(eventPayload),
+            let event = RealtimeEvent(payloadMembers: members, timestamp: timestamp, scope: scope)
+        else { return nil }
+        self.init(
+            origin: origin,
+            route: route,
+            payload: .event(event),
+            eventFrame: WireProtocol.eventFrame(payload: eventPayload)
+        )
+    }
+}
+
+extension RealtimeEvent {
+    /// Decodes the `payload` object of an `event` message (members in ``WireProtocol/event(_:)``'s order, nothing
+    /// else); `nil` if a member is missing, misplaced, of the wrong type, or the timestamp is not `timestamp`'s.
+    init?(payloadMembers members: [JSONMember], timestamp: Timestamp, scope: EventScope) {
+        var index = 0
+        func next(_ name: String) -> JSONValue? {
+            guard index < members.count, members[index].key == name else { return nil }
+            index += 1
+            return members[index - 1].value
+        }
+        guard let id = next("id")?.stringValue, let typeText = next("type")?.stringValue,
+            let type = EventType(validating: typeText)
+        else { return nil }
+        var userID: String?
+        if let value = next("userId") {
+            guard let text = value.stringValue else { return nil }
+            userID = text
+        }
+        var sessionID: String?
+        if let value = next("sessionId") {
+            guard let text = value.stringValue else { return nil }
+            sessionID = text
+        }
+        guard let stamp = next("timestamp")?.stringValue, stamp == timestamp.iso8601,
+            let data = next("data")?.objectValue, index == members.count
+        else { return nil }
+        self.init(
+            id: id,
+            type: type,
+            userID: userID,
+            sessionID: sessionID,
+            timestamp: timestamp,
+            data: data,
+            scope: scope
+        )
+    }
+}
+
+extension EventScope {
+    /// Parses ``description`` back.
+    package init?(_ description: String) {
+        switch description {
+        case "admins": self = .admins
+        case "everyone": self = .everyone
+        default:
+            guard description.hasPrefix("user:") else { return nil }
+            self = .user(String(description.dropFirst(5)))
+        }
+    }
+
+    var jsonValue: JSONValue {
+        switch self {
+        case .user(let id): return ["kind": "user", "userId": .string(id)]
+        case .admins: return ["kind": "admins"]
+        case .everyone: return ["kind": "everyone"]
+        }
+    }
+
+    init?(json: JSONValue?) {
+        switch json?["kind"]?.stringValue {
+        case "user":
+            guard let id = json?["userId"]?.stringValue else { return nil }
+            self = .user(id)
+        case "admins": self = .admins
+        case "everyone": self = .everyone
+        default: return nil
+        }
+    }
+}
+
+extension RealtimeNotification {
+    /// The notification as a JSON object (how the bus carries it).
+    public var jsonObject: JSONObject {
+        [
+            "id": .string(id),
+            "level": .string(level.rawValue),
+            "title": .string(title),
+            "message": .string(message),
+            "data": .object(data),
+            "timestamp": .int(timestamp.millisecondsSinceEpoch),
+            "target": target.jsonValue,
+        ]
+    }
+
+    /// Decodes ``jsonObject``; `nil` if a member is missing or has the wrong type.
+    public init?(jsonObject object: JSONObject) {
+        guard let id = object["id"]?.stringValue, let levelText = object["level"]?.stringValue,
+            let level = NotificationLevel(rawValue: levelText), let title = object["title"]?.stringValue,
+            let message = object["message"]?.stringValue, let data = object["data"]?.objectValue,
+            let millis = object["timestamp"]?.intValue, let target = EventScope(json: object["target"])
+        else { return nil }
+        self.init(
+            id: id,
+            level: level,
+            title: title,
+            message: message,
+            data: data,
+            timestamp: Timestamp(millisecondsSinceEpoch: millis),
+            target: target
+        )
+    }
+}
+
+extension ControlCommand {
+    /// The command as a JSON object (how the bus carries it).
+    public var jsonObject: JSONObject {
+        switch self {
+        case .disconnectUser(let userID, let reason):
+            return ["command": "disconnect_user", "userId": .string(userID), "reason": .string(reason)]
+        case .disconnectSession(let sessionID, let reason):
+            return ["command": "disconnect_session", "sessionId": .string(sessionID), "reason": .string(reason)]
+        case .disconnectConnection(let id, let reason):
+            return [
+                "command": "disconnect_connection", "connectionId": .string(id.rawValue), "reason": .string(reason),
+            ]
+        }
+    }
+
+    /// Decodes ``jsonObject``; `nil` if a member is missing or has the wrong type.
+    public init?(jsonObject object: JSONObject) {
+        guard let reason = object["reason"]?.stringValue else { return nil }
+        switch object["command"]?.stringValue {
+        case "disconnect_user":
+            guard let id = object["userId"]?.stringValue else { return nil }
+            self = .disconnectUser(userID: id, reason: reason)
+        case "disconnect_session":
+            guard let id = object["sessionId"]?.stringValue else { return nil }
+            self = .disconnectSession(sessionID: id, reason: reason)
+        case "disconnect_connection":
+            guard let id = object["connectionId"]?.stringValue else { return nil }
+            self = .disconnectConnection(ConnectionID(id), reason: reason)
+        default:
+            return nil
+        }
+    }
+}
