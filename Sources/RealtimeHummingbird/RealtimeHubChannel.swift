@@ -13,7 +13,7 @@ import RealtimeNIO
 /// requests that the hub accepts.
 ///
 /// The channel is a thin layer over RealtimeNIO's pipeline (`configureRealtimeHubPipeline`): request-head
-/// limits first, then every `Upgrade: websocket` request decided by ``RealtimeHub/authorizeUpgrade(_:)`` before
+/// limits first, then every `Upgrade: websocket` request decided by `RealtimeHub.authorizeUpgrade(_:)` before
 /// the handshake, a rejection answered with the hub's HTTP status, `Retry-After` and JSON body, and accepted
 /// connections driven by RealtimeNIO's `RealtimeWebSocketHandler` in the channel pipeline. (hummingbird-websocket's
 /// `HTTP1WebSocketUpgradeChannel` answers every refused upgrade with a bare 400, which is why this channel does
@@ -134,7 +134,7 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with WebSocket upgrades decided by `hub`: the router answers plain HTTP requests, the hub's
-    /// endpoints (``HubConfiguration/eventsPath``, ``HubConfiguration/adminPath``) upgrade when the hub accepts
+    /// endpoints (`HubConfiguration.eventsPath`, `HubConfiguration.adminPath`) upgrade when the hub accepts
     /// the request and answer its rejection otherwise.
     ///
     /// ```swift

@@ -2,7 +2,7 @@
 
 /// Why a key could not be loaded or a token could not be signed.
 ///
-/// Refusals of tokens are ``TokenVerificationError``s (RealtimeCore); this error is for the host's own
+/// Refusals of tokens are `TokenVerificationError`s (RealtimeCore); this error is for the host's own
 /// mistakes: an unreadable PEM, a JWK of the wrong shape, an algorithm that does not fit its key.
 /// ``message`` never contains key material.
 public struct JWTError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -119,7 +119,7 @@ public struct JWTKey: Sendable {
 
     /// A shared secret for HMAC given as a string (its UTF-8 bytes), e.g. the `JWT_SECRET` setting.
     ///
-    /// See ``hmac(secret:algorithms:kid:)-(some Collection<UInt8>,_,_)`` for the rules.
+    /// See ``hmac(secret:algorithms:kid:)-(Collection<UInt8>,_,_)`` for the rules.
     public static func hmac(
         secret: String,
         algorithms: Set<JWTAlgorithm> = [.hs256],

@@ -32,7 +32,7 @@ public struct JWTKeySet: Sendable {
         self.algorithms = algorithms
     }
 
-    /// An empty key set: every token is refused (``TokenVerificationError/Reason/unsupportedAlgorithm``).
+    /// An empty key set: every token is refused (`TokenVerificationError.Reason.unsupportedAlgorithm`).
     public static let empty = JWTKeySet([])
 
     /// The keys of a JWK Set (RFC 7517 §5): `{"keys": [ … ]}`.

@@ -3,7 +3,7 @@
 internal import RealtimeCore
 
 extension JWTVerifier {
-    /// What a ``JWTVerifier`` checks beyond the signature, and how claims become a ``VerifiedIdentity``.
+    /// What a ``JWTVerifier`` checks beyond the signature, and how claims become a `VerifiedIdentity`.
     ///
     /// ```swift
     /// var configuration = JWTVerifier.Configuration(issuer: "https://auth.example.com", audiences: ["realtime"])
@@ -25,7 +25,7 @@ extension JWTVerifier {
         /// The token's purpose, if it must be stated (e.g. `token_use` = `access`); `nil` checks nothing.
         public var tokenType: TokenType?
         /// The markers that make a token a refresh token, refused with
-        /// ``TokenVerificationError/Reason/wrongTokenType`` whatever ``tokenType`` says. Default
+        /// `TokenVerificationError.Reason.wrongTokenType` whatever ``tokenType`` says. Default
         /// ``RefreshTokenMarkers/standard``; `nil` refuses no token for saying it is a refresh token.
         public var refreshTokenMarkers: RefreshTokenMarkers?
         /// The largest token accepted, in bytes (UTF-8), checked before anything else. Default 8192.
@@ -91,7 +91,7 @@ extension JWTVerifier {
 
     /// What marks a token as a refresh token, which is never a connection credential.
     ///
-    /// A token is refused (``TokenVerificationError/Reason/wrongTokenType``) when one of ``claims`` in its
+    /// A token is refused (`TokenVerificationError.Reason.wrongTokenType`) when one of ``claims`` in its
     /// payload, or one of ``headerParameters`` in its header, is a string (or an array of strings holding one)
     /// equal to one of ``values``. Both sides are compared ignoring ASCII case, after trimming spaces, dropping
     /// media-type parameters (`; …`) and an `application/` prefix (RFC 7515 §4.1.9), so `Refresh`,
@@ -155,7 +155,7 @@ extension JWTVerifier {
         }
     }
 
-    /// How a token's claims become a ``VerifiedIdentity``.
+    /// How a token's claims become a `VerifiedIdentity`.
     public struct ClaimsMapping: Sendable, Hashable {
         /// The claim holding the user id, a non-empty string. Default `sub`.
         public var userIDClaim: String
@@ -180,10 +180,10 @@ extension JWTVerifier {
         }
     }
 
-    /// The rule deciding ``VerifiedIdentity/isAdmin``.
+    /// The rule deciding `VerifiedIdentity.isAdmin`.
     ///
     /// A claim the rule names that is present with the wrong JSON type makes the token invalid
-    /// (``TokenVerificationError/Reason/invalidClaim``), so a typo on the issuer's side is noticed instead of
+    /// (`TokenVerificationError.Reason.invalidClaim`), so a typo on the issuer's side is noticed instead of
     /// silently demoting (or promoting) someone.
     public struct AdminRule: Sendable, Hashable {
         indirect enum Backing: Hashable {

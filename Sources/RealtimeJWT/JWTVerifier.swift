@@ -12,18 +12,18 @@ internal import Synchronization
 #endif
 
 /// Verifies JSON Web Tokens (RFC 7519, JWS compact serialization) with OpenSSL's libcrypto and maps their
-/// claims to a ``VerifiedIdentity``.
+/// claims to a `VerifiedIdentity`.
 ///
 /// Verification is strict: three base64url parts without padding, JSON object header and payload without
 /// duplicate members, an `alg` that a key of the ``JWTKeySet`` is bound to (never `none`), a signature of
 /// exactly the algorithm's form, no unknown `crit` parameter, then `exp`, `nbf`, `iat`, `iss`, `aud`, the token
 /// type and the required claims. The payload is parsed only after the signature has been verified. Every
-/// refusal is a ``TokenVerificationError`` with a ``TokenVerificationError/Reason``; its detail never contains
+/// refusal is a `TokenVerificationError` with a `TokenVerificationError.Reason`; its detail never contains
 /// the token, a claim value or key material.
 ///
 /// Refresh keys (``refreshKeys``, e.g. the key of `JWT_REFRESH_SECRET`) never accept a token: they are tried
 /// only on a token the access keys refuse for its key or signature, and a token whose signature verifies
-/// under one is refused with ``TokenVerificationError/Reason/wrongTokenType`` instead, so a refresh token
+/// under one is refused with `TokenVerificationError.Reason.wrongTokenType` instead, so a refresh token
 /// that states no type is still recognised. A token that fails both is refused exactly as without refresh keys.
 ///
 /// The verifier is safe to share between tasks. Its keys can be replaced at run time (``replaceKeys(_:)``)
@@ -105,14 +105,14 @@ public final class JWTVerifier: TokenVerifier {
 
     /// Verifies `token` at the current time.
     ///
-    /// - Throws: ``TokenVerificationError`` with the reason of the refusal.
+    /// - Throws: `TokenVerificationError` with the reason of the refusal.
     public func verify(_ token: String) async throws(TokenVerificationError) -> VerifiedIdentity {
         try verify(token, at: .now())
     }
 
     /// Verifies `token` as if the time were `now` (for tools and tests; time checks use ``Configuration/leeway``).
     ///
-    /// - Throws: ``TokenVerificationError`` with the reason of the refusal.
+    /// - Throws: `TokenVerificationError` with the reason of the refusal.
     public func verify(_ token: String, at now: Timestamp) throws(TokenVerificationError) -> VerifiedIdentity {
         guard token.utf8.count <= configuration.maxTokenBytes else {
             throw TokenVerificationError(.tooLarge, "token exceeds \(configuration.maxTokenBytes) bytes")

@@ -4,7 +4,7 @@ import Synchronization
 
 /// How a conformance suite reads and moves time for the backend under test.
 ///
-/// In-memory backends use a ``ManualClock`` (``manual(_:)``): time moves instantly and exactly. Backends on a
+/// In-memory backends use a ``ManualClock`` (``manual(_:ttl:)``): time moves instantly and exactly. Backends on a
 /// real server (Redis) use ``realTime(ttl:tolerance:)``: the suite sleeps for short TTLs and compares
 /// durations within `tolerance`.
 public struct ConformanceTime: Sendable {

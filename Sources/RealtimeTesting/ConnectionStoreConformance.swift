@@ -1,7 +1,7 @@
 public import RealtimeCore
 import Testing
 
-/// Checks that a ``ConnectionStore`` keeps every rule of the protocol's contract.
+/// Checks that a `ConnectionStore` keeps every rule of the protocol's contract.
 ///
 /// Call ``run(makeStore:time:)`` from a `@Test` of your backend, or each check from its own `@Test`:
 ///
@@ -167,7 +167,7 @@ public enum ConnectionStoreConformance: Sendable {
         #expect(try await store.register(first, maxConnectionsPerUser: 1) == .registered(userConnections: 1))
     }
 
-    /// A server whose heartbeat expired disappears from ``ConnectionStore/servers()``; concurrent purgers
+    /// A server whose heartbeat expired disappears from `ConnectionStore.servers()`; concurrent purgers
     /// report it exactly once, with its connections and only the users who have no connection left.
     public static func purgesExpiredServersOnce(makeStore: MakeStore, time: ConformanceTime) async throws {
         let store = try await makeStore()
@@ -237,7 +237,7 @@ public enum ConnectionStoreConformance: Sendable {
         #expect(try await store.connection(connection.id) == connection)
     }
 
-    /// ``ConnectionStore/removeServer(_:)`` removes a server and its connections at once.
+    /// `ConnectionStore.removeServer(_:)` removes a server and its connections at once.
     public static func removesServer(makeStore: MakeStore, time: ConformanceTime) async throws {
         let store = try await makeStore()
         let (leaving, staying) = (ServerID(uniqueName("srv")), ServerID(uniqueName("srv")))
@@ -259,7 +259,7 @@ public enum ConnectionStoreConformance: Sendable {
         #expect(try await store.removeServer(leaving).connections.isEmpty)
     }
 
-    /// ``ConnectionStore/connections(ofServer:after:limit:)`` pages through exactly one server's records, and no
+    /// `ConnectionStore.connections(ofServer:after:limit:)` pages through exactly one server's records, and no
     /// longer lists a removed one.
     public static func listsServerConnectionsInPages(makeStore: MakeStore, time: ConformanceTime) async throws {
         let store = try await makeStore()

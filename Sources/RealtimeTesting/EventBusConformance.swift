@@ -2,20 +2,20 @@ public import RealtimeCore
 import Synchronization
 import Testing
 
-/// Checks that an ``EventBus`` keeps every rule of the protocol's contract.
+/// Checks that an `EventBus` keeps every rule of the protocol's contract.
 ///
 /// `makeCluster(n)` returns `n` buses that form one cluster: a message published on one reaches the
-/// subscriptions of all (for ``InMemoryEventBus``, the same instance `n` times; for a Redis bus, `n`
+/// subscriptions of all (for `InMemoryEventBus`, the same instance `n` times; for a Redis bus, `n`
 /// connections to one server and namespace).
 ///
-/// The suite assumes that ``EventBusSubscription/addInterest(_:)`` and ``EventBus/subscribe(server:)`` are
+/// The suite assumes that `EventBusSubscription.addInterest(_:)` and `EventBus.subscribe(server:)` are
 /// effective when they return, and checks that a route is *not* heard by publishing a sentinel on the
-/// subscription's own ``BusRoute/server(_:)`` route afterwards from the same publisher: the next message must
-/// be the sentinel. ``BusDelivery/gap(from:to:)`` deliveries are skipped. Waiting for a delivery has no
+/// subscription's own `BusRoute.server(_:)` route afterwards from the same publisher: the next message must
+/// be the sentinel. `BusDelivery.gap(from:to:)` deliveries are skipped. Waiting for a delivery has no
 /// timeout of its own: give the calling `@Test` a `.timeLimit`.
 ///
 /// Each check runs in either ``SubscriptionMode``: with the subscription's own
-/// ``EventBusSubscription/deliveries``, or with a handler (``EventBus/subscribe(server:handler:)``, the way a hub
+/// `EventBusSubscription.deliveries`, or with a handler (`EventBus.subscribe(server:handler:)`, the way a hub
 /// subscribes), so a bus that implements direct delivery is held to the same contract as the default
 /// implementation.
 public enum EventBusConformance: Sendable {
@@ -24,10 +24,10 @@ public enum EventBusConformance: Sendable {
 
     /// How a check opens its subscriptions.
     public enum SubscriptionMode: Sendable, Hashable, CaseIterable {
-        /// ``EventBus/subscribe(server:)``; the check reads ``EventBusSubscription/deliveries``.
+        /// `EventBus.subscribe(server:)`; the check reads `EventBusSubscription.deliveries`.
         case deliveries
-        /// ``EventBus/subscribe(server:handler:)``; the check reads what the handler was given, while a task
-        /// iterates ``EventBusSubscription/deliveries``. The suite records an issue when that stream yields
+        /// `EventBus.subscribe(server:handler:)`; the check reads what the handler was given, while a task
+        /// iterates `EventBusSubscription.deliveries`. The suite records an issue when that stream yields
         /// anything, when the handler is called while another call is running, or after the stream finished.
         case handler
     }
@@ -129,8 +129,8 @@ public enum EventBusConformance: Sendable {
         #expect(next.flatMap(label(of:)) == sentinel, sourceLocation: sourceLocation)
     }
 
-    /// Every subscription hears ``BusRoute/everyone`` and ``BusRoute/control`` (the publisher's own included),
-    /// and ``BusRoute/server(_:)`` reaches only the named server.
+    /// Every subscription hears `BusRoute.everyone` and `BusRoute.control` (the publisher's own included),
+    /// and `BusRoute.server(_:)` reaches only the named server.
     public static func alwaysHearsEveryoneControlAndOwnServer(
         makeCluster: MakeCluster,
         mode: SubscriptionMode = .deliveries
@@ -161,7 +161,7 @@ public enum EventBusConformance: Sendable {
         await subB.close()
     }
 
-    /// ``BusRoute/user(_:)`` and ``BusRoute/admins`` are heard only while interest is held, and interest is
+    /// `BusRoute.user(_:)` and `BusRoute.admins` are heard only while interest is held, and interest is
     /// counted.
     public static func routesUserAndAdminsByCountedInterest(
         makeCluster: MakeCluster,
@@ -254,7 +254,7 @@ public enum EventBusConformance: Sendable {
         await subC.close()
     }
 
-    /// ``EventBus/publish(_:)-([BusMessage])`` has the effect of one publish per message: a user-scoped event
+    /// `EventBus.publish(_:)-([BusMessage])` has the effect of one publish per message: a user-scoped event
     /// published on its user's route and the admins route reaches a subscription once per route it is interested
     /// in, an event published on one of the two routes only reaches that route's subscriptions, and one
     /// publisher's events stay in order on the admins route.
@@ -331,7 +331,7 @@ public enum EventBusConformance: Sendable {
         for subscription in subscriptions { await subscription.close() }
     }
 
-    /// ``EventBusSubscription/close()`` finishes ``EventBusSubscription/deliveries``, and publishing
+    /// `EventBusSubscription.close()` finishes `EventBusSubscription.deliveries`, and publishing
     /// afterwards still works for the others.
     public static func closeFinishesDeliveries(
         makeCluster: MakeCluster,

@@ -23,8 +23,9 @@ public final class TestClient: Sendable {
     private let cursor = Mutex(0)
     private let pump: Task<Void, Never>
 
-    /// - Parameter autoPong: answer the hub's pings as a WebSocket client library does (turn off to play a
-    ///   dead client).
+    /// - Parameters:
+    ///   - connection: the hub's connection the client reads and writes, connected by the caller.
+    ///   - autoPong: answer the hub's pings as a WebSocket client library does (turn off to play a dead client).
     public init(_ connection: HubConnection, autoPong: Bool = true) {
         self.connection = connection
         let buffer = self.buffer

@@ -3,7 +3,7 @@ import Synchronization
 
 /// A clock that only moves when a test calls ``advance(by:)``.
 ///
-/// It is both a monotonic `Clock` (for ``InMemoryRateLimiter``) and a wall clock (``timestamp``, starting at
+/// It is both a monotonic `Clock` (for `InMemoryRateLimiter`) and a wall clock (``timestamp``, starting at
 /// `start`) for the `now:` closures of the in-memory stores, so one call moves every backend of a test:
 ///
 /// ```swift

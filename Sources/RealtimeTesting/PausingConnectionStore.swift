@@ -1,7 +1,7 @@
 public import RealtimeCore
 import Synchronization
 
-/// A ``ConnectionStore`` that forwards every call to another one, and lets a test hold a `register` call at a
+/// A `ConnectionStore` that forwards every call to another one, and lets a test hold a `register` call at a
 /// chosen point or lose its reply, so that something (a close, a ticket expiry, a heartbeat) happens exactly while
 /// a registration is in flight — deterministically, instead of by timing luck.
 ///
@@ -94,7 +94,7 @@ public final class PausingConnectionStore: ConnectionStore {
     }
 
     /// Makes the next `register` call write the record and then fail with
-    /// ``RealtimeError/Code/backendUnavailable``, as when the connection to the store is lost before the reply.
+    /// `RealtimeError.Code.backendUnavailable`, as when the connection to the store is lost before the reply.
     public func loseNextRegisterReply() {
         state.withLock { $0.lostReplies += 1 }
     }

@@ -1,9 +1,9 @@
 public import RealtimeCore
 import Testing
 
-/// Checks that a ``RateLimiter`` implements GCRA as ``RateLimitPolicy`` describes.
+/// Checks that a `RateLimiter` implements GCRA as `RateLimitPolicy` describes.
 ///
-/// `time.advance` must move the limiter's clock (a ``ManualClock`` passed to ``InMemoryRateLimiter``, or real
+/// `time.advance` must move the limiter's clock (a ``ManualClock`` passed to `InMemoryRateLimiter`, or real
 /// sleeps for a server-side limiter); durations are compared within `time.tolerance`. The suite uses
 /// emission intervals of `time.ttl` (refill checks) and random policy names, so limiters sharing a server
 /// never share a budget.
@@ -96,7 +96,7 @@ public enum RateLimiterConformance: Sendable {
     }
 
     /// A cost of `n` spends `n` units; a cost that does not fit spends nothing; a cost above the burst is
-    /// never allowed (refused or thrown as ``RealtimeError/Code/invalidArgument``).
+    /// never allowed (refused or thrown as `RealtimeError.Code.invalidArgument`).
     public static func chargesCost(makeLimiter: MakeLimiter, time: ConformanceTime) async throws {
         let limiter = try await makeLimiter()
         let interval = time.ttl * 4
@@ -137,7 +137,7 @@ public enum RateLimiterConformance: Sendable {
         #expect(try await limiter.consume(key, policy: policyB).remaining == 1)
     }
 
-    /// ``RateLimiter/reset(_:policy:)`` gives the key its full burst back, and only that key.
+    /// `RateLimiter.reset(_:policy:)` gives the key its full burst back, and only that key.
     public static func resetRestoresBurst(makeLimiter: MakeLimiter, time: ConformanceTime) async throws {
         let limiter = try await makeLimiter()
         let policy = policy(interval: time.ttl * 4, burst: 3)

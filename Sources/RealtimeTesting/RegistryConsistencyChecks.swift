@@ -3,7 +3,7 @@ public import Testing
 
 /// Checks that a hub never leaves a record in the cluster registry for a connection that is gone, whatever step
 /// of the upgrade and registration a close lands in, and that its heartbeat removes a stray record. For hubs on
-/// any ``ConnectionStore`` wrapped in a ``PausingConnectionStore``.
+/// any `ConnectionStore` wrapped in a ``PausingConnectionStore``.
 ///
 /// The hub must use ``configure(_:)`` (short ticket timeout and heartbeats, first-message authentication, a
 /// reconciliation grace longer than the checks, a small per-user limit) and be running (`hub.running { … }`); its token verifier must

@@ -1,7 +1,7 @@
 public import RealtimeCore
 import Testing
 
-/// Checks that a ``SessionStore`` keeps the contract of both ``SessionStoreMode``s.
+/// Checks that a `SessionStore` keeps the contract of both `SessionStoreMode`s.
 ///
 /// `makeStore(mode)` returns an empty store in `mode` (for a shared server, one in a fresh namespace).
 /// Expiries are set `time.ttl` ahead and checked after `time.advance`.
@@ -44,7 +44,7 @@ public enum SessionStoreConformance: Sendable {
         #expect(try await store.isActive(late))
     }
 
-    /// Revocation list: ``SessionStore/create(_:userID:expiresAt:)`` clears an earlier revocation.
+    /// Revocation list: `SessionStore.create(_:userID:expiresAt:)` clears an earlier revocation.
     public static func revocationListCreateClearsRevocation(makeStore: MakeStore, time: ConformanceTime) async throws {
         let store = try await makeStore(.revocationList)
         let session = uniqueName("sess")

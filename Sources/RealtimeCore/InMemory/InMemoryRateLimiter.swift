@@ -11,8 +11,8 @@ import Synchronization
 /// - A key whose TAT has passed has its whole burst available again, exactly as a key never seen, so it is
 ///   forgotten. Forgotten keys are swept when a shard's map has doubled since its last sweep (amortized O(1)).
 /// - At most `maxKeys` keys are held. When a shard is full even after sweeping, the keys closest to expiry are
-///   evicted and counted (``evictionCount``). **An evicted key starts fresh**: it gets its full burst back,
-///   so size `maxKeys` above the number of keys you expect to be limited at once.
+///   evicted and counted. **An evicted key starts fresh**: it gets its full burst back, so size `maxKeys` above
+///   the number of keys you expect to be limited at once.
 ///
 /// The map is split into shards by key hash, each under its own `Mutex`, so concurrent callers seldom
 /// contend. The clock is monotonic and injectable: `InMemoryRateLimiter()` uses `ContinuousClock`; tests pass

@@ -80,7 +80,7 @@ public struct BusMessage: Sendable, Hashable {
         self.eventFrame = eventFrame
     }
 
-    /// Whether origin, route and payload are equal (``eventFrame`` is a cache of the payload's encoding).
+    /// Whether origin, route and payload are equal (the carried event frame is a cache of the payload's encoding).
     public static func == (lhs: BusMessage, rhs: BusMessage) -> Bool {
         lhs.origin == rhs.origin && lhs.route == rhs.route && lhs.payload == rhs.payload
     }

@@ -1,6 +1,6 @@
 public import RealtimeCore
 
-/// The cluster-wide ``ConnectionStore`` on Redis.
+/// The cluster-wide `ConnectionStore` on Redis.
 ///
 /// Keys (all under `<prefix>cs:`):
 /// - `conn:<id>`: a hash with the record's fields;
@@ -22,6 +22,7 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
     private let recordTTL: Duration
 
     /// - Parameters:
+    ///   - client: the Redis client the store's commands and scripts go through.
     ///   - prefix: the prefix of every key (`<prefix>cs:…`).
     ///   - recordTTL: how long records and indexes live without a heartbeat of their server. Must be much longer
     ///     than the heartbeat expiry, so that survivors purge a dead server (and learn which users went offline)

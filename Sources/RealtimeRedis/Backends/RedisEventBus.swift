@@ -5,7 +5,7 @@ import NIOCore
 public import RealtimeCore
 import Synchronization
 
-/// An ``EventBus`` on Redis pub/sub, routed by scope.
+/// An `EventBus` on Redis pub/sub, routed by scope.
 ///
 /// Each route has its own channel: `<prefix>bus:user:<id>`, `<prefix>bus:admins`, `<prefix>bus:everyone`,
 /// `<prefix>bus:control` and `<prefix>bus:server:<id>`. A subscription always hears everyone's, the control and
@@ -14,9 +14,9 @@ import Synchronization
 ///
 /// A user-scoped event is one `PUBLISH` on its user's channel, not one per route: the hub hands both routes to
 /// ``publish(_:)-([BusMessage])``, the message is marked as standing for the admins route too, and a subscription
-/// with interest in ``BusRoute/admins`` hears every user channel through a pattern subscription
-/// (`PSUBSCRIBE <prefix>bus:user:*`, confirmed before ``EventBusSubscription/addInterest(_:)`` returns, like its
-/// `SUBSCRIBE`), delivering such messages as ``BusRoute/admins`` messages. A message published for the user's
+/// with interest in `BusRoute.admins` hears every user channel through a pattern subscription
+/// (`PSUBSCRIBE <prefix>bus:user:*`, confirmed before `EventBusSubscription.addInterest(_:)` returns, like its
+/// `SUBSCRIBE`), delivering such messages as `BusRoute.admins` messages. A message published for the user's
 /// route only is not delivered to administrators, so the effect is exactly one publish per route.
 ///
 /// Trust: every payload carries an HMAC-SHA256 under the cluster secret over the channel and the body (see
@@ -29,7 +29,7 @@ import Synchronization
 ///
 /// Failure: publishes that cannot reach Redis go to a bounded queue flushed (in order) when a connection
 /// returns; what overflows is dropped and counted. A subscription whose connection drops reconnects,
-/// re-subscribes and yields ``BusDelivery/gap(from:to:)`` for the outage. Each subscription probes its own path
+/// re-subscribes and yields `BusDelivery.gap(from:to:)` for the outage. Each subscription probes its own path
 /// with a canary published to its server channel; a canary that does not come back turns health unhealthy and
 /// forces a re-subscribe.
 public final class RedisEventBus: EventBus, Sendable {
@@ -87,7 +87,8 @@ public final class RedisEventBus: EventBus, Sendable {
     ///     configuration.
     ///   - clusterSecret: the HMAC key shared by every server of the cluster (at least 16 bytes).
     ///   - prefix: the prefix of every channel.
-    /// - Throws: ``RealtimeError/Code/invalidConfiguration`` if the secret is shorter than 16 bytes.
+    ///   - options: the bus's buffers, canary timing and message size limit.
+    /// - Throws: `RealtimeError.Code.invalidConfiguration` if the secret is shorter than 16 bytes.
     public init(
         client: RedisClient,
         clusterSecret: some Collection<UInt8>,
@@ -142,8 +143,8 @@ public final class RedisEventBus: EventBus, Sendable {
         try await publish(message, alsoAdmins: false)
     }
 
-    /// Publishes `messages` in order. A user-scoped event's pair of routes (``BusRoute/user(_:)`` then
-    /// ``BusRoute/admins``, same origin and event) becomes one `PUBLISH` on the user's channel marked as standing
+    /// Publishes `messages` in order. A user-scoped event's pair of routes (`BusRoute.user(_:)` then
+    /// `BusRoute.admins`, same origin and event) becomes one `PUBLISH` on the user's channel marked as standing
     /// for the admins route too, which subscriptions with interest in the admins route hear through their pattern
     /// subscription.
     public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
@@ -233,8 +234,8 @@ public final class RedisEventBus: EventBus, Sendable {
     }
 
     /// A subscription that hands every delivery to `handler` on its pub/sub connection's event loop, right after
-    /// verifying and decoding it, instead of buffering it for ``EventBusSubscription/deliveries`` (which yields
-    /// nothing and finishes on ``EventBusSubscription/close()``): one thread hop less per message than a consumer
+    /// verifying and decoding it, instead of buffering it for `EventBusSubscription.deliveries` (which yields
+    /// nothing and finishes on `EventBusSubscription.close()`): one thread hop less per message than a consumer
     /// task. `handler` runs on the event loop and must not block.
     public func subscribe(
         server: ServerID,

@@ -2,7 +2,7 @@ import Metrics
 public import RealtimeCore
 import Synchronization
 
-/// A cluster-wide ``RateLimiter``: GCRA in one Lua script, one round trip per decision.
+/// A cluster-wide `RateLimiter`: GCRA in one Lua script, one round trip per decision.
 ///
 /// The script is loaded once and called with `EVALSHA` (reloaded on `NOSCRIPT`). It reads Redis's own clock
 /// (`TIME`), so servers with skewed clocks share one budget correctly. Keys expire when their budget is full
@@ -12,7 +12,7 @@ import Synchronization
 /// hold across the cluster (connection attempts per IP and per user) and keep per-connection message limits in
 /// a local limiter.
 ///
-/// When Redis cannot be reached, decisions come from `fallback` (by default an ``InMemoryRateLimiter``, so each
+/// When Redis cannot be reached, decisions come from `fallback` (by default an `InMemoryRateLimiter`, so each
 /// server enforces the limit alone) and ``healthCheck()`` reports degraded until Redis answers again.
 public final class RedisRateLimiter: RateLimiter, Sendable {
     private let client: RedisClient
@@ -56,7 +56,7 @@ public final class RedisRateLimiter: RateLimiter, Sendable {
     /// - Parameters:
     ///   - client: the Redis client.
     ///   - prefix: the prefix of every key (`<prefix>rl:…`).
-    ///   - fallback: decides while Redis is unreachable; an ``InMemoryRateLimiter`` when nil.
+    ///   - fallback: decides while Redis is unreachable; an `InMemoryRateLimiter` when nil.
     public init(client: RedisClient, prefix: String = "rthub:", fallback: (any RateLimiter)? = nil) {
         self.client = client
         self.prefix = prefix

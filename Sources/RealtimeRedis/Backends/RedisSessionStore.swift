@@ -1,6 +1,6 @@
 public import RealtimeCore
 
-/// A ``SessionStore`` on Redis: every server reads the same keys, so a revocation is visible to all of them at once
+/// A `SessionStore` on Redis: every server reads the same keys, so a revocation is visible to all of them at once
 /// (nothing is cached locally).
 ///
 /// - Revocation list: `<prefix>sess:revoked:<id>` exists until `retainUntil` (`PXAT`).

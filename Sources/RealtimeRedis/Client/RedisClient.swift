@@ -6,8 +6,8 @@ public import RealtimeCore
 public import ServiceLifecycle
 import Synchronization
 
-/// An error reply from Redis (`-ERR …`, `-NOSCRIPT …`, `-WRONGTYPE …`), kept as the ``RealtimeError/underlying``
-/// error of the ``RealtimeError`` a command throws.
+/// An error reply from Redis (`-ERR …`, `-NOSCRIPT …`, `-WRONGTYPE …`), kept as the `RealtimeError.underlying`
+/// error of the `RealtimeError` a command throws.
 public struct RedisServerError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The full error message, e.g. `NOSCRIPT No matching script. Please use EVAL.`
     public var message: String
@@ -26,7 +26,7 @@ public struct RedisServerError: Error, Sendable, Hashable, CustomStringConvertib
 /// connections serve thousands of concurrent callers. No call ever blocks a thread: the socket I/O is NIO's and
 /// hiredis is used only to format commands and parse replies.
 ///
-/// A connection that drops fails its commands in flight with ``RealtimeError/Code/backendUnavailable`` and
+/// A connection that drops fails its commands in flight with `RealtimeError.Code.backendUnavailable` and
 /// reconnects with exponential backoff and jitter; while none is connected, commands fail at once instead of
 /// waiting (only the very first connect is waited for, up to the connect timeout).
 ///
@@ -49,6 +49,7 @@ public final class RedisClient: Sendable {
     /// Creates the client and starts connecting its ``RedisConfiguration/poolSize`` connections.
     ///
     /// - Parameters:
+    ///   - configuration: where Redis is, how to authenticate, the pool size, timeouts and reconnect delays.
     ///   - eventLoopGroup: where the connections live; NIO's shared `MultiThreadedEventLoopGroup.singleton` when nil.
     ///   - logger: for reconnects; label `realtime-redis` when nil.
     public init(
@@ -77,9 +78,9 @@ public final class RedisClient: Sendable {
 
     /// Sends one command and returns its reply.
     ///
-    /// - Throws: ``RealtimeError/Code/backendUnavailable`` if Redis cannot be reached, the connection dropped
-    ///   while the command was in flight, or Redis answered with an error (then ``RealtimeError/underlying`` is
-    ///   a ``RedisServerError``); ``RealtimeError/Code/timeout`` if no reply came within the command timeout.
+    /// - Throws: `RealtimeError.Code.backendUnavailable` if Redis cannot be reached, the connection dropped
+    ///   while the command was in flight, or Redis answered with an error (then `RealtimeError.underlying` is
+    ///   a ``RedisServerError``); `RealtimeError.Code.timeout` if no reply came within the command timeout.
     public func send(_ command: RedisCommand) async throws(RealtimeError) -> RESPValue {
         try Self.checked(try await connection(affinity: nil) { connection in try await connection.execute(command) })
     }
@@ -194,7 +195,7 @@ public final class RedisClient: Sendable {
     }
 
     /// Closes every connection and stops reconnecting. Commands in flight fail; later commands fail with
-    /// ``RealtimeError/Code/shutDown``.
+    /// `RealtimeError.Code.shutDown`.
     public func shutdown() async {
         let closes = slots.map { $0.shutdown() }
         for close in closes { try? await close.get() }

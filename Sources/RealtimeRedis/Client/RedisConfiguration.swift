@@ -18,7 +18,7 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var poolSize: Int
     /// How long a TCP connect plus `AUTH`/`SELECT` may take.
     public var connectTimeout: Duration
-    /// How long a command may wait for its reply before it fails with ``RealtimeError/Code/timeout``.
+    /// How long a command may wait for its reply before it fails with `RealtimeError.Code.timeout`.
     public var commandTimeout: Duration
     /// The first reconnect delay; each failed attempt doubles it, up to ``maximumReconnectDelay``. Every delay is
     /// jittered (a random 50–100 % of it) so servers don't reconnect in lockstep.
@@ -51,7 +51,7 @@ public struct RedisConfiguration: Sendable, Hashable {
 
     /// Reads `redis://[user:password@]host[:port][/db]` (percent-escapes in user and password are decoded).
     ///
-    /// - Throws: ``RealtimeError/Code/invalidConfiguration`` if the URL does not have that form.
+    /// - Throws: `RealtimeError.Code.invalidConfiguration` if the URL does not have that form.
     public init(url: String) throws(RealtimeError) {
         self.init()
         let prefix = "redis://"
