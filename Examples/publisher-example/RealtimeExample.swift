@@ -2,11 +2,6 @@
 
 import ArgumentParser
 
-// The example's dependencies exist only under the package trait `Examples` (on by default; Package.swift).
-#if !Examples
-    #error("realtime-example needs the package trait \"Examples\" (a default trait)")
-#endif
-
 /// `realtime-example`: both sides of the hub as another program sees them. `publish` (the default) is a service
 /// that publishes events through the HTTP API; `listen` is a client that connects over WebSocket and prints what
 /// it receives.

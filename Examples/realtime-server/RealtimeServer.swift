@@ -2,11 +2,6 @@
 
 import ArgumentParser
 
-// The example's dependencies exist only under the package trait `Examples` (on by default; Package.swift).
-#if !Examples
-    #error("realtime-server needs the package trait \"Examples\" (a default trait)")
-#endif
-
 /// `realtime-server`: the example host of RealtimeHub on Hummingbird.
 @main
 struct RealtimeServer: AsyncParsableCommand {
