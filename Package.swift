@@ -11,6 +11,10 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+// The traits below that guard the host-only dependencies.
+let hummingbirdTrait = TargetDependencyCondition.when(traits: ["Hummingbird"])
+let examplesTrait = TargetDependencyCondition.when(traits: ["Examples"])
+
 let package = Package(
     name: "swift-realtime-hub",
     platforms: [.macOS(.v15)],
@@ -34,6 +38,23 @@ let package = Package(
         .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
         // JSON Web Token verification and signing on OpenSSL's libcrypto (a `TokenVerifier`).
         .library(name: "RealtimeJWT", targets: ["RealtimeJWT"]),
+    ],
+    // Package traits (SE-0450), both on by default. Every use of a host-only package (Hummingbird,
+    // swift-prometheus, swift-nio-extras, swift-argument-parser) is conditioned on one of them, so a consumer that
+    // declares this package with `traits: []` resolves and builds none of those packages (SwiftPM resolves every
+    // dependency a product-unused target names otherwise). `scripts/check-consumer-build` proves it.
+    // See Documentation/Architecture.md, "Packaging".
+    traits: [
+        .trait(
+            name: "Hummingbird",
+            description: "The RealtimeHummingbird product (Hummingbird 2, swift-prometheus, swift-nio-extras)."
+        ),
+        .trait(
+            name: "Examples",
+            description: "realtime-server, realtime-example and the end-to-end tests (swift-argument-parser).",
+            enabledTraits: ["Hummingbird"]
+        ),
+        .default(enabledTraits: ["Examples"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -116,12 +137,12 @@ let package = Package(
             dependencies: [
                 "RealtimeCore",
                 "RealtimeNIO",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: hummingbirdTrait),
+                .product(name: "Prometheus", package: "swift-prometheus", condition: hummingbirdTrait),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras", condition: hummingbirdTrait),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras", condition: hummingbirdTrait),
             ],
             swiftSettings: swiftSettings
         ),
@@ -133,9 +154,9 @@ let package = Package(
                 "RealtimeRedis",
                 "RealtimeNIO",
                 "RealtimeHummingbird",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: hummingbirdTrait),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: examplesTrait),
+                .product(name: "Prometheus", package: "swift-prometheus", condition: hummingbirdTrait),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -148,10 +169,12 @@ let package = Package(
         .executableTarget(
             name: "realtime-example",
             dependencies: [
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: examplesTrait),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/publisher-example",
             swiftSettings: swiftSettings
@@ -169,7 +192,7 @@ let package = Package(
                 "RealtimeJWT",
                 "RealtimeRedis",
                 "RealtimeRedisTestSupport",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: hummingbirdTrait),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),

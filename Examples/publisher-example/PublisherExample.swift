@@ -5,13 +5,11 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// `realtime-example`: what a service that produces events does against a running `realtime-server`: publishes
-/// authentication and security events, sends notifications, and prints health and statistics, all through the
-/// HTTP API.
-@main
-struct PublisherExample: AsyncParsableCommand {
+/// `realtime-example publish` (the default subcommand): what a service that produces events does against a running
+/// `realtime-server`: publishes authentication and security events, sends notifications, and prints health and
+/// statistics, all through the HTTP API.
+struct Publish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "realtime-example",
         abstract: "Publish sample events and notifications to a running realtime-server and print its state."
     )
 

@@ -76,19 +76,11 @@ struct ExecutableTests {
 
     @Test("serve in development mode: banner with tokens, the example publishes, SIGTERM drains with 1001 and exits 0")
     func serveAndShutdown() async throws {
-        let server = try Child(
-            try Self.executable("realtime-server"),
-            ["serve", "--port", "0", "--log-level", "warning"]
+        let development = try await DevelopmentServer.start()
+        let (server, port, userToken, adminToken) = (
+            development.child, development.port, development.userToken, development.adminToken
         )
         defer { server.stop() }
-        let listening = try await server.line(containing: "listening on http://")
-        let port = try #require(listening.split(separator: ":").last.flatMap { Int($0) })
-        let userToken = try #require(
-            try await server.line(containing: "user token (dev-user):").split(separator: " ").last.map(String.init)
-        )
-        let adminToken = try #require(
-            try await server.line(containing: "admin token (dev-admin):").split(separator: " ").last.map(String.init)
-        )
 
         let socket = try await TestSocket.connect(port: port)
         #expect(try await socket.handshake(path: "/ws/events?token=\(userToken)").status == 101)
