@@ -110,7 +110,7 @@ extension RealtimeHub {
             return
         }
         let addressKey = core.remoteAddress.rateLimitKey
-        state.withLock { $0.abuse.block(addressKey, for: limits.blockDuration, now: .now) }
+        admission.block(addressKey)
         // After the `rate_limited` replies already queued, so the client sees why (the queue is bounded).
         close(core, .rateLimited, reason: "message rate limit exceeded repeatedly", flush: true)
         logger.notice(
@@ -242,65 +242,35 @@ extension RealtimeHub {
         )
     }
 
-    /// First-message authentication.
+    /// First-message authentication: the admission policy's first-message path (verification, session,
+    /// privilege, the user's rate limit and connection slot), then activation. A refusal closes the connection
+    /// with the reason's close code; a token of the wrong kind is told first, as `refresh_token` tells it.
     private func authenticate(_ core: ConnectionCore, token: String, id: JSONValue?) async {
-        let addressKey = core.remoteAddress.rateLimitKey
-        let identity: VerifiedIdentity
-        switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
+        switch await admission.admit(.firstMessage(token: token, on: core), host: self) {
         case .failure(let rejection):
-            counters.rejected(rejection.reason)
-            if rejection.reason == ProtocolErrorCode.wrongTokenType.rawValue {
-                // Said before the close (which keeps it queued), as `refresh_token` says it.
-                replyError(core, .wrongTokenType, rejection.message, id: id)
-                close(core, .authenticationFailed, reason: rejection.message, flush: true)
-            } else {
-                close(core, .authenticationFailed, reason: rejection.message)
-            }
-            return
-        case .success(let verified):
-            identity = verified
+            let tellFirst = rejection.reason == .wrongTokenType
+            if tellFirst { replyError(core, rejection.reason.protocolErrorCode, rejection.message, id: id) }
+            close(core, rejection.reason.closeCode, reason: rejection.message, flush: tellFirst)
+        case .success(let admitted):
+            guard let identity = admitted.identity else { return }
+            await activate(core, identity: identity, userConnections: admitted.userConnections ?? 1)
         }
-        core.mutable.withLock {
-            $0.identity = identity
-            $0.authDeadline = nil
-        }
-        let userConnections: Int
-        switch await register(core, identity: identity, maxConnectionsPerUser: configuration.maxConnectionsPerUser) {
-        case .registered(let count):
-            userConnections = count
-        case .closed:
-            // Closed (deadline, shutdown, the client left) while we were verifying or registering: no record.
-            return
-        case .limitReached:
-            counters.rejected("too_many_connections")
-            close(core, .policyViolation, reason: "connection limit per user reached")
-            return
-        case .failed(let error):
-            logger.error("connection store failed", metadata: ["realtime.error": "\(error)"])
-            close(core, .internalError, reason: "try again later")
-            return
-        }
-        await activate(core, identity: identity, userConnections: userConnections)
     }
 
-    /// The error codes of refused `refresh_token` messages that say more than `token_invalid`.
-    private static let refreshErrorCode: [String: ProtocolErrorCode] = [
-        "session_inactive": .sessionInactive,
-        "session_revoked": .sessionRevoked,
-        ProtocolErrorCode.wrongTokenType.rawValue: .wrongTokenType,
-    ]
-
+    /// An in-band `refresh_token`: the admission policy's refresh path (verification, session, privilege); the
+    /// new token must name the connection's user and session.
     private func refreshToken(_ core: ConnectionCore, current: VerifiedIdentity, token: String, id: JSONValue?) async {
-        let addressKey = core.remoteAddress.rateLimitKey
-        switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
+        switch await admission.admit(.refresh(token: token, on: core), host: self) {
         case .failure(let rejection):
             replyError(
                 core,
-                Self.refreshErrorCode[rejection.reason] ?? .tokenInvalid,
+                rejection.reason.protocolErrorCode,
                 rejection.message,
-                id: id
+                id: id,
+                retryAfter: rejection.retryAfter
             )
-        case .success(let identity):
+        case .success(let admitted):
+            guard let identity = admitted.identity else { return }
             guard identity.userID == current.userID, identity.sessionID == current.sessionID else {
                 replyError(
                     core,

@@ -162,7 +162,7 @@ extension RealtimeHub {
             }
             if now >= nextCleanup {
                 nextCleanup = now + configuration.cleanupInterval
-                state.withLock { $0.abuse.sweep(now: now, idle: configuration.rateLimits.abuseWindow) }
+                admission.sweepAbuse()
             }
             try? await Task.sleep(for: tick)
         }

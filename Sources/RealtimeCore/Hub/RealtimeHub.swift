@@ -28,6 +28,8 @@ public final class RealtimeHub: Service, Sendable {
     let logger: Logger
     let state: Mutex<HubState>
     let counters: HubCounters
+    /// The admission policy every token goes through, and the per-address abuse state.
+    let admission: Admission
     let interest = InterestSignal()
     let stopSignal = StopSignal()
     let runtime = Mutex(Runtime())
@@ -65,7 +67,8 @@ public final class RealtimeHub: Service, Sendable {
         var logger = logger
         logger[metadataKey: "realtime.server.id"] = "\(configuration.serverID)"
         self.logger = logger
-        self.state = Mutex(HubState(maxTrackedAddresses: configuration.rateLimits.maxTrackedAddresses))
+        self.state = Mutex(HubState())
+        self.admission = Admission(configuration: configuration, backends: backends, counters: counters, logger: logger)
         (unregisterJobs, unregisterContinuation) = AsyncStream.makeStream(of: ConnectionID.self)
     }
 
