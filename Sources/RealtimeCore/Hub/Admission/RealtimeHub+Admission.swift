@@ -86,7 +86,7 @@ extension RealtimeHub: AdmissionHost {
     }
 
     func claimUserSlot(_ connection: ConnectionCore, identity: VerifiedIdentity) async -> UserSlotClaim {
-        connection.mutable.withLock {
+        connection.state.withLock {
             $0.identity = identity
             $0.authDeadline = nil
         }

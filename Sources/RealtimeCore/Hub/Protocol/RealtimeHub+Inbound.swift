@@ -23,7 +23,7 @@ extension RealtimeHub {
     @discardableResult
     func protocolError(_ core: ConnectionCore) -> Bool {
         counters.protocolErrors.add(1, ordering: .relaxed)
-        let count = core.mutable.withLock { $0.protocolErrors.record(now: .now, window: .seconds(60)) }
+        let count = core.state.withLock { $0.protocolErrors.record(now: .now, window: .seconds(60)) }
         if count > configuration.limits.maxProtocolErrorsPerMinute {
             // The client's own bad requests: their error replies go out before the close frame.
             close(core, .policyViolation, reason: "too many invalid messages", flush: true)
@@ -33,18 +33,18 @@ extension RealtimeHub {
     }
 
     func handleBinary(size: Int, on core: ConnectionCore) {
-        core.mutable.withLock { $0.lastActivity = .now }
+        core.state.withLock { $0.lastActivity = .now }
         replyError(core, .unsupportedFrame, "binary frames are not supported; send JSON text frames", id: nil)
         protocolError(core)
     }
 
     func handleInbound(_ text: String, on core: ConnectionCore) async {
         let now = ContinuousClock.now
-        let (closed, decision) = core.mutable.withLock { mutable in
-            mutable.lastActivity = now
+        let (closed, decision) = core.state.withLock { connection in
+            connection.lastActivity = now
             return (
-                mutable.closeCode != nil,
-                mutable.messageLimiter.consume(now: now, policy: configuration.rateLimits.messagesPerConnection)
+                connection.closeCode != nil,
+                connection.messageLimiter.consume(now: now, policy: configuration.rateLimits.messagesPerConnection)
             )
         }
         if closed { return }
@@ -104,7 +104,7 @@ extension RealtimeHub {
     private func messageRateLimited(_ core: ConnectionCore, retryAfter: Duration) async {
         counters.rateLimitedMessages.add(1, ordering: .relaxed)
         let limits = configuration.rateLimits
-        let violations = core.mutable.withLock { $0.violations.record(now: .now, window: limits.abuseWindow) }
+        let violations = core.state.withLock { $0.violations.record(now: .now, window: limits.abuseWindow) }
         guard violations >= limits.violationsBeforeBlock else {
             replyError(core, .rateLimited, "too many messages; slow down", id: nil, retryAfter: retryAfter)
             return
@@ -280,7 +280,7 @@ extension RealtimeHub {
                 )
                 return
             }
-            core.mutable.withLock {
+            core.state.withLock {
                 $0.identity = identity
                 $0.warnedExpiry = false
             }
