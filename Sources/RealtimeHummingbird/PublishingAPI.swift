@@ -5,11 +5,11 @@ import Hummingbird
 import NIOCore
 import RealtimeCore
 
-/// The HTTP publishing API (`Documentation/HTTP-API.md`): JSON in and out, authenticated with a bearer token
-/// that ``RealtimeRouteOptions/mayPublish`` accepts.
+/// The HTTP publishing API (`Documentation/HTTP-API.md`): JSON in and out. Its routes run behind
+/// ``RealtimeAuthenticationMiddleware`` (the hub's admission policy, then ``RealtimeRouteOptions/mayPublish``),
+/// which puts the admitted identity in the request context.
 struct PublishingAPI: Sendable {
     let hub: RealtimeHub
-    let verifier: any TokenVerifier
     let options: RealtimeRouteOptions
 
     /// The event categories the API accepts (the catalogue's: `authentication`, `security`, `session`,
@@ -17,7 +17,7 @@ struct PublishingAPI: Sendable {
     static let categories: Set<String> = Set(EventType.catalogue.map { String($0.category) })
 
     /// The API's routes (`Documentation/HTTP-API.md`).
-    func routes<Context: RequestContext>(_: Context.Type) -> [RealtimeRoute<Context>] {
+    func routes<Context: RealtimeIdentityRequestContext>(_: Context.Type) -> [RealtimeRoute<Context>] {
         let prefix = options.apiPrefix
         var routes: [RealtimeRoute<Context>] = [
             .init(.post, prefix + "/events") { request, context in
@@ -60,53 +60,27 @@ struct PublishingAPI: Sendable {
 
     // MARK: Plumbing
 
-    /// Authenticates, reads and parses the body, runs `handle`, and turns every failure into a JSON error.
-    private func respond<Context: RequestContext>(
+    /// Reads and parses the body of a request the authentication middleware admitted, runs `handle`, and turns
+    /// every failure into a JSON error. Fails closed: a request with no identity in its context is refused.
+    private func respond<Context: RealtimeIdentityRequestContext>(
         _ request: Request,
         _ context: Context,
         bodyRequired: Bool,
         _ handle: (Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     ) async -> Response {
         do throws(APIError) {
-            try await authenticate(request, context)
+            guard context.verifiedIdentity != nil else {
+                throw APIError(
+                    status: .internalServerError,
+                    code: "internal_error",
+                    message: "the request was not authenticated"
+                )
+            }
             let body = try await readBody(request, required: bodyRequired)
             let (status, value) = try await handle(body)
             return jsonResponse(status, value)
         } catch {
             return error.response
-        }
-    }
-
-    /// Admits the request through the hub (the checks of a WebSocket upgrade), then asks
-    /// ``RealtimeRouteOptions/mayPublish``.
-    private func authenticate<Context: RequestContext>(_ request: Request, _ context: Context) async throws(APIError) {
-        let peer = (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress ?? ""
-        let admission = UpgradeRequest(
-            path: request.uri.path,
-            headers: request.headers.map { ($0.name.rawName, $0.value) },
-            remoteAddress: peer
-        )
-        let identity: VerifiedIdentity
-        switch await hub.authenticateRequest(admission, verifier: verifier) {
-        case .success(let verified):
-            identity = verified
-        case .failure(let rejection):
-            var headers: HTTPFields = [:]
-            if let seconds = rejection.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
-            if rejection.status == 401 {
-                headers[.wwwAuthenticate] =
-                    rejection.reason == "missing_token"
-                    ? #"Bearer realm="realtime""# : #"Bearer realm="realtime", error="invalid_token""#
-            }
-            throw APIError(
-                status: .init(code: rejection.status),
-                code: rejection.reason,
-                message: rejection.message,
-                headers: headers
-            )
-        }
-        guard options.mayPublish(identity) else {
-            throw APIError(status: .forbidden, code: "forbidden", message: "this token may not use the publishing API")
         }
     }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-public import HTTPTypes
+import HTTPTypes
 public import Hummingbird
 public import NIOCore
 public import Prometheus
@@ -48,11 +48,11 @@ extension RouterMethods {
     ///
     /// Every error under the API prefix, `/ws/` and the hub's own paths is the JSON envelope
     /// `{"error":{"code":…,"message":…}}`: an unknown path is `404 not_found`, a known path with another method
-    /// `405 method_not_allowed` with `Allow`. API requests are admitted by
-    /// ``RealtimeCore/RealtimeHub/authenticateRequest(_:)``, the checks of a WebSocket upgrade (revoked sessions,
-    /// blocked addresses, rate limits, failure accounting); the client address comes from a request context that
-    /// conforms to `RemoteAddressRequestContext` (``RealtimeRequestContext`` does), and without one the
-    /// per-address checks are skipped.
+    /// `405 method_not_allowed` with `Allow`. API requests pass ``RealtimeAuthenticationMiddleware``: the hub's
+    /// admission policy (``RealtimeCore/RealtimeHub/authenticateRequest(_:verifier:)``: revoked sessions, blocked
+    /// addresses, rate limits, failure accounting), then ``RealtimeRouteOptions/mayPublish``; the client address
+    /// comes from a request context that conforms to `RemoteAddressRequestContext` (``RealtimeRequestContext``
+    /// does), and without one the per-address checks are skipped.
     ///
     /// The WebSocket upgrades themselves are served by the server channel:
     /// ``HummingbirdCore/HTTPServerBuilder/realtimeHub(_:configuration:)``.
@@ -104,16 +104,33 @@ extension RouterMethods {
             )
         }
         var prefixes = ["/ws/", "/health/", hub.configuration.eventsPath, hub.configuration.adminPath]
-        if let verifier = options.apiTokenVerifier {
-            routes += PublishingAPI(hub: hub, verifier: verifier, options: options).routes(Context.self)
+        // The API's routes see their own context, derived from `Context`, with the admitted identity in it.
+        typealias APIContext = RealtimeAPIRequestContext<Context>
+        var apiRoutes: [RealtimeRoute<APIContext>] = []
+        if options.apiTokenVerifier != nil {
+            apiRoutes = PublishingAPI(hub: hub, options: options).routes(APIContext.self)
             // The API's parent too (`/api/` for `/api/v1`): an unknown version is an API error as well.
             let parent = options.apiPrefix.split(separator: "/").first.map { "/\($0)/" } ?? options.apiPrefix + "/"
             prefixes.append(parent)
         }
         // Before the routes: router middleware applies to the routes added after it, and to unmatched requests.
-        add(middleware: JSONErrorMiddleware<Context>(routes: routes.map { ($0.method, $0.path) }, prefixes: prefixes))
+        let known = routes.map { ($0.method, $0.path) } + apiRoutes.map { ($0.method, $0.path) }
+        _ = add(middleware: JSONErrorMiddleware<Context>(routes: known, prefixes: prefixes))
         for route in routes {
             on(RouterPath(route.path), method: route.method, use: route.handler)
+        }
+        if let verifier = options.apiTokenVerifier {
+            let api = group(context: APIContext.self)
+                .add(
+                    middleware: RealtimeAuthenticationMiddleware<APIContext>(
+                        hub: hub,
+                        verifier: verifier,
+                        authorize: options.mayPublish
+                    )
+                )
+            for route in apiRoutes {
+                api.on(RouterPath(route.path), method: route.method, use: route.handler)
+            }
         }
         return self
     }
@@ -138,10 +155,13 @@ struct RealtimeRoute<Context: RequestContext>: Sendable {
 
 /// A Hummingbird request context that knows the client's socket address, so the hub's HTTP API can apply
 /// per-address checks (blocks, rate limits, failure accounting): `Router(context: RealtimeRequestContext.self)`.
-public struct RealtimeRequestContext: RequestContext, RemoteAddressRequestContext {
+/// It also carries the identity ``RealtimeAuthenticationMiddleware`` admits, for a host's own routes behind it.
+public struct RealtimeRequestContext: RequestContext, RemoteAddressRequestContext, RealtimeIdentityRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The socket peer (a trusted proxy's forwarding headers are honoured by the hub, not here).
     public let remoteAddress: SocketAddress?
+    /// The identity ``RealtimeAuthenticationMiddleware`` admitted the request with; `nil` before it ran.
+    public var verifiedIdentity: VerifiedIdentity?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -51,9 +51,9 @@ public enum RealtimeHubUpgradeResult<NotUpgraded: Sendable>: Sendable {
     /// connection, and this is what that closure returned.
     case notUpgraded(NotUpgraded)
     /// The hub refused the upgrade. The refusal is already being answered (the rejection's status,
-    /// `Retry-After` for 429 and 503, `WWW-Authenticate` for 401, `UpgradeRejection.jsonBody`),
+    /// `Retry-After` for 429 and 503, `WWW-Authenticate` for 401, `AdmissionRejection.jsonBody`),
     /// and the connection closes once the response is written. Nothing is left to do.
-    case rejected(UpgradeRejection)
+    case rejected(AdmissionRejection)
     /// The connection is a WebSocket now, driven by a ``RealtimeWebSocketHandler`` at the end of the pipeline
     /// with no task of its own. Nothing is left to do.
     case webSocket
@@ -69,7 +69,7 @@ enum RealtimeHubPipeline {
     enum Decision: Sendable {
         case none
         case accepted(UpgradeTicket)
-        case rejected(UpgradeRejection)
+        case rejected(AdmissionRejection)
     }
 }
 
@@ -212,9 +212,9 @@ final class UpgradeRejectionResponder: ChannelInboundHandler, RemovableChannelHa
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    let rejection: UpgradeRejection
+    let rejection: AdmissionRejection
 
-    init(rejection: UpgradeRejection) {
+    init(rejection: AdmissionRejection) {
         self.rejection = rejection
     }
 
@@ -226,7 +226,7 @@ final class UpgradeRejectionResponder: ChannelInboundHandler, RemovableChannelHa
             "Connection": "close",
         ]
         if let seconds = rejection.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
-        if rejection.status == 401 { headers.add(name: "WWW-Authenticate", value: #"Bearer realm="realtime""#) }
+        if let challenge = rejection.wwwAuthenticate { headers.add(name: "WWW-Authenticate", value: challenge) }
         let head = HTTPResponseHead(
             version: .http1_1,
             status: HTTPResponseStatus(statusCode: rejection.status),

@@ -246,8 +246,8 @@ public enum HubClusterScenarios: Sendable {
                     #expect(try await otherSession.next(type: "pong")["id"] == "still-here")
                     #expect(try await bob.drainUntilPong().isEmpty)
                     // New connections with the revoked session are refused on both servers.
-                    #expect(await hubA.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_revoked")
-                    #expect(await hubB.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_revoked")
+                    #expect(await hubA.rejection(uri: "/ws/events?token=alice-token")?.code == "session_revoked")
+                    #expect(await hubB.rejection(uri: "/ws/events?token=alice-token")?.code == "session_revoked")
                 }
             }
         }

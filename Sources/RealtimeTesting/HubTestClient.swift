@@ -143,7 +143,7 @@ extension RealtimeHub {
         uri: String,
         headers: [(name: String, value: String)] = [],
         address: String = "127.0.0.1"
-    ) async -> UpgradeRejection? {
+    ) async -> AdmissionRejection? {
         if case .reject(let rejection) = await authorizeUpgrade(
             UpgradeRequest(uri: uri, headers: headers, remoteAddress: address)
         ) {

@@ -69,7 +69,7 @@ public struct RegistryConsistencyChecks: Sendable {
             Issue.record("a ticket that expired while registering was accepted")
             return
         }
-        #expect(rejection.reason == "backend_unavailable")
+        #expect(rejection.code == "backend_unavailable")
         try await expectNoRecords("after a ticket expired while registering (\(point))")
     }
 
@@ -129,7 +129,7 @@ public struct RegistryConsistencyChecks: Sendable {
             Issue.record("an upgrade whose registration failed was accepted")
             return
         }
-        #expect(rejection.reason == "backend_unavailable")
+        #expect(rejection.code == "backend_unavailable")
         try await expectNoRecords("after a lost register reply")
     }
 
@@ -144,7 +144,7 @@ public struct RegistryConsistencyChecks: Sendable {
         for _ in 0..<Self.maxConnectionsPerUser {
             clients.append(try await hub.connectClient(token: token))
         }
-        #expect(await hub.rejection(uri: "/ws/events?token=\(token)")?.reason == "too_many_connections")
+        #expect(await hub.rejection(uri: "/ws/events?token=\(token)")?.code == "too_many_connections")
         for client in clients { await client.close() }
         try await expectNoRecords("after the budget check")
     }

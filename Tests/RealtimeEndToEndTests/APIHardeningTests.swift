@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
+import Hummingbird
 import RealtimeCore
+import RealtimeHummingbird
 import Testing
 
 /// The HTTP API admits every request with the checks of a WebSocket upgrade, answers every error as JSON, and
@@ -140,6 +142,45 @@ struct APIHardeningTests {
                 ]
             )
             for socket in [alice, bob, admin] { await socket.close() }
+        }
+    }
+
+    @Test("a host's own routes behind RealtimeAuthenticationMiddleware see the admitted identity; refusals are JSON")
+    func hostRoutesBehindTheMiddleware() async throws {
+        try await TestServer.with(
+            { $0.rateLimits.authFailuresBeforeAlert = 1000 },
+            routes: { router, hub in
+                router.group("/internal")
+                    .add(
+                        middleware: RealtimeAuthenticationMiddleware(
+                            hub: hub,
+                            authorize: { !$0.roles.contains("banned") }
+                        )
+                    )
+                    .get("whoami") { _, context in context.verifiedIdentity?.userID ?? "nobody" }
+            }
+        ) { server in
+            let alice = try await server.api("GET", "/internal/whoami", token: TestKeys.token("alice"))
+            #expect(alice.status == 200)
+            #expect(alice.text == "alice")
+            let banned = try await server.api(
+                "GET",
+                "/internal/whoami",
+                token: TestKeys.token("eve", roles: ["banned"])
+            )
+            #expect(banned.status == 403)
+            #expect(try banned.json()["error"]?["code"]?.stringValue == "forbidden")
+            let missing = try await server.api("GET", "/internal/whoami", token: nil)
+            #expect(missing.status == 401)
+            #expect(missing.header("WWW-Authenticate") == #"Bearer realm="realtime""#)
+            #expect(try missing.json()["error"]?["code"]?.stringValue == "missing_token")
+            // The same admission as the hub's API: a revoked session is refused on the host's routes too.
+            let token = TestKeys.token("alice", session: "s-gone")
+            try await server.hub.revoke(sessionID: "s-gone", userID: "alice", reason: "test")
+            let revoked = try await server.api("GET", "/internal/whoami", token: token)
+            #expect(revoked.status == 401)
+            #expect(try revoked.json()["error"]?["code"]?.stringValue == "session_revoked")
+            #expect(revoked.header("WWW-Authenticate") == #"Bearer realm="realtime", error="invalid_token""#)
         }
     }
 }

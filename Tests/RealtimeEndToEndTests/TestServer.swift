@@ -68,6 +68,7 @@ struct TestServer: Sendable {
         backends: HubBackends? = nil,
         services: [any Service] = [],
         writeTimeout: Duration = .seconds(30),
+        routes: (Router<RealtimeRequestContext>, RealtimeHub) -> Void = { _, _ in },
         _ body: (TestServer) async throws -> Void
     ) async throws {
         var logger = Logger(label: "e2e")
@@ -79,6 +80,7 @@ struct TestServer: Sendable {
         )
         let router = Router(context: RealtimeRequestContext.self)
         router.addRealtimeHub(hub, options: RealtimeRouteOptions(apiTokenVerifier: verifier, maxBodyBytes: 16 * 1024))
+        routes(router, hub)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,

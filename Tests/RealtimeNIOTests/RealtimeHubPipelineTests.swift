@@ -76,7 +76,7 @@ import Testing
                         let outcome =
                             switch result {
                             case .notUpgraded(let value): value
-                            case .rejected(let rejection): "rejected \(rejection.reason)"
+                            case .rejected(let rejection): "rejected \(rejection.code)"
                             case .webSocket: "webSocket"
                             }
                         outcomes.values.withLock { $0.append(outcome) }

@@ -121,7 +121,7 @@ extension RedisIntegrationTests {
                         for hub in [hubA, hubB] {
                             let refused = await hub.rejection(uri: "/ws/events?token=alice-token-2")
                             #expect(refused?.status == 429)
-                            #expect(refused?.reason == "too_many_connections")
+                            #expect(refused?.code == "too_many_connections")
                         }
                         #expect(try await cluster.store.count(.user("alice")) == 2)
                         // Concurrent attempts on both servers never admit more than the limit.
@@ -255,7 +255,7 @@ extension RedisIntegrationTests {
                         for token in ["alice-token-2", "carol-no-session", "admin-token"] {
                             let refused = await hubA.rejection(uri: "/ws/events?token=\(token)", address: "192.0.2.9")
                             #expect(refused?.status == 503)
-                            #expect(refused?.reason == "backend_unavailable")
+                            #expect(refused?.code == "backend_unavailable")
                             #expect(refused?.retryAfter == .seconds(2))
                         }
                         let limited = await hubA.rejection(
@@ -263,7 +263,7 @@ extension RedisIntegrationTests {
                             address: "192.0.2.9"
                         )
                         #expect(limited?.status == 429)
-                        #expect(limited?.reason == "rate_limited")
+                        #expect(limited?.code == "rate_limited")
                         let limiter = try #require(health.components["rateLimiter"])
                         #expect(limiter.status == .degraded)
                         // At least the four per-IP decisions came from the fallback (a token without a session
@@ -390,7 +390,7 @@ extension RedisIntegrationTests {
                         // on its timeout, then the session check times out: 503.
                         let refused = await hubA.rejection(uri: "/ws/events?token=alice-token-2")
                         #expect(refused?.status == 503)
-                        #expect(refused?.reason == "backend_unavailable")
+                        #expect(refused?.code == "backend_unavailable")
                         // All of this happened while Redis was still paused.
                         #expect(!awake.isSet, "the upgrade was decided only after Redis answered")
 

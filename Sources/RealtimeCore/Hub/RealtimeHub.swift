@@ -28,6 +28,8 @@ public final class RealtimeHub: Service, Sendable {
     let logger: Logger
     let state: Mutex<HubState>
     let counters: HubCounters
+    /// The admission policy every token goes through, and the per-address abuse state.
+    let admission: Admission
     let interest = InterestSignal()
     let stopSignal = StopSignal()
     let runtime = Mutex(Runtime())
@@ -65,7 +67,8 @@ public final class RealtimeHub: Service, Sendable {
         var logger = logger
         logger[metadataKey: "realtime.server.id"] = "\(configuration.serverID)"
         self.logger = logger
-        self.state = Mutex(HubState(maxTrackedAddresses: configuration.rateLimits.maxTrackedAddresses))
+        self.state = Mutex(HubState())
+        self.admission = Admission(configuration: configuration, backends: backends, counters: counters, logger: logger)
         (unregisterJobs, unregisterContinuation) = AsyncStream.makeStream(of: ConnectionID.self)
     }
 
@@ -92,7 +95,7 @@ public final class RealtimeHub: Service, Sendable {
         if let identity = ticket.identity {
             await activate(core, identity: identity, userConnections: ticket.userConnections ?? 1)
         } else {
-            core.mutable.withLock { $0.authDeadline = .now + configuration.authenticationTimeout }
+            core.state.withLock { $0.authDeadline = .now + configuration.authenticationTimeout }
         }
         return connection
     }
@@ -104,7 +107,7 @@ public final class RealtimeHub: Service, Sendable {
             state.awaitingAuth[core.id] = nil
             // A close that came first (its `forget` found nothing to remove) must not be undone: the connection
             // would stay in the routing indexes with nobody to remove it.
-            guard core.mutable.withLock({ $0.closeCode == nil }) else { return nil }
+            guard core.state.withLock({ $0.closeCode == nil }) else { return nil }
             state.activate(core, identity: identity)
             counters.connectionsGauge.record(state.activeCount)
             counters.adminConnectionsGauge.record(state.adminSlots.count)
@@ -171,9 +174,9 @@ public final class RealtimeHub: Service, Sendable {
     /// Closes a connection from the hub's side: queues the close frame, drops it from routing, and schedules
     /// its removal from the registry.
     func close(_ core: ConnectionCore, _ code: CloseCode, reason: String, flush: Bool = false) {
-        let first = core.mutable.withLock { mutable -> Bool in
-            guard mutable.closeCode == nil else { return false }
-            mutable.closeCode = code
+        let first = core.state.withLock { connection -> Bool in
+            guard connection.closeCode == nil else { return false }
+            connection.closeCode = code
             return true
         }
         guard first else { return }
@@ -215,9 +218,9 @@ public final class RealtimeHub: Service, Sendable {
 
     /// The host reports the socket closed.
     func connectionClosed(_ core: ConnectionCore, code: CloseCode?) async {
-        let first = core.mutable.withLock { mutable -> Bool in
-            guard mutable.closeCode == nil else { return false }
-            mutable.closeCode = code ?? .normal
+        let first = core.state.withLock { connection -> Bool in
+            guard connection.closeCode == nil else { return false }
+            connection.closeCode = code ?? .normal
             return true
         }
         core.queue.terminate()

@@ -115,7 +115,7 @@ import Testing
         }
         #expect(try await fixture.store.count(.total) == 0)
         #expect(try await fixture.store.servers().isEmpty)
-        #expect(await hub.rejection(uri: "/ws/events?token=u0")?.reason == "shutting_down")
+        #expect(await hub.rejection(uri: "/ws/events?token=u0")?.code == "shutting_down")
         let health = await hub.healthCheck()
         #expect(!health.healthy)
         #expect(health.draining)

@@ -141,7 +141,7 @@ import Testing
         #expect(alert["payload"]?["type"] == "security.rate_limit.exceeded")
         #expect(alert["payload"]?["data"]?["address"] == "192.0.2.50")
         let blocked = try #require(await hub.rejection(uri: "/ws/events?token=alice-token", address: "192.0.2.50"))
-        #expect(blocked.reason == "address_blocked")
+        #expect(blocked.code == "address_blocked")
         #expect(blocked.status == 429)
     }
 

@@ -37,7 +37,7 @@ import Testing
         for (uri, headers, status, reason) in cases {
             let rejection = try #require(await hub.rejection(uri: uri, headers: headers), "\(uri) was accepted")
             #expect(rejection.status == status, "\(uri)")
-            #expect(rejection.reason == reason, "\(uri)")
+            #expect(rejection.code == reason, "\(uri)")
             #expect(!rejection.message.contains("nope"), "the client never sees its token echoed")
         }
         let stats = await hub.stats()
@@ -57,7 +57,7 @@ import Testing
         let hub = try fixture.hub { $0.allowQueryToken = false }
         let rejection = try #require(await hub.rejection(uri: "/ws/events?token=alice-token"))
         #expect(rejection.status == 400)
-        #expect(rejection.reason == "query_token_disabled")
+        #expect(rejection.code == "query_token_disabled")
         _ = try await hub.connectClient(token: nil, headers: [("Authorization", "Bearer alice-token")])
     }
 
@@ -67,7 +67,7 @@ import Testing
         _ = try await hub.connectClient(token: "bob-token")
         let rejection = try #require(await hub.rejection(uri: "/ws/events?token=alice-token-2"))
         #expect(rejection.status == 503)
-        #expect(rejection.reason == "server_full")
+        #expect(rejection.code == "server_full")
         #expect(rejection.retryAfterSeconds == 5)
     }
 
@@ -76,17 +76,17 @@ import Testing
         try await fixture.sessions.revoke("s-alice", retainUntil: .now() + .seconds(60))
         let rejection = try #require(await hub.rejection(uri: "/ws/events?token=alice-token"))
         #expect(rejection.status == 401)
-        #expect(rejection.reason == "session_revoked")
+        #expect(rejection.code == "session_revoked")
     }
 
     @Test func registryModeNeedsACreatedSession() async throws {
         let fixture = HubFixture(sessionMode: .registry)
         let hub = try fixture.hub()
-        #expect(await hub.rejection(uri: "/ws/events?token=alice-token")?.reason == "session_inactive")
+        #expect(await hub.rejection(uri: "/ws/events?token=alice-token")?.code == "session_inactive")
         try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(60))
         _ = try await hub.connectClient(token: "alice-token")
         fixture.tokens.add("no-session", VerifiedIdentity(userID: "carol"))
-        #expect(await hub.rejection(uri: "/ws/events?token=no-session")?.reason == "session_required")
+        #expect(await hub.rejection(uri: "/ws/events?token=no-session")?.code == "session_required")
     }
 
     @Test func thePerIPRateLimitRefusesBurstsWithRetryAfter() async throws {
@@ -96,13 +96,13 @@ import Testing
         for _ in 0..<3 { _ = try await hub.connectClient(token: "alice-token", address: "192.0.2.7") }
         let rejection = try #require(await hub.rejection(uri: "/ws/events?token=alice-token", address: "192.0.2.7"))
         #expect(rejection.status == 429)
-        #expect(rejection.reason == "rate_limited")
+        #expect(rejection.code == "rate_limited")
         #expect((rejection.retryAfter ?? .zero) > .seconds(10))
         // Another address is not affected; an IPv6 neighbour in the same /64 shares the budget.
         _ = try await hub.connectClient(token: "alice-token", address: "192.0.2.8")
         for index in 0..<3 { _ = try await hub.connectClient(token: "bob-token", address: "2001:db8::\(index + 1)") }
         #expect(
-            await hub.rejection(uri: "/ws/events?token=bob-token", address: "2001:db8::ffff")?.reason == "rate_limited"
+            await hub.rejection(uri: "/ws/events?token=bob-token", address: "2001:db8::ffff")?.code == "rate_limited"
         )
     }
 
@@ -116,7 +116,7 @@ import Testing
                 _ = try await hubB.connectClient(token: "alice-token-2")
                 let rejection = try #require(await hubB.rejection(uri: "/ws/events?token=alice-token"))
                 #expect(rejection.status == 429)
-                #expect(rejection.reason == "too_many_connections")
+                #expect(rejection.code == "too_many_connections")
                 // Administrators on the other server hear about it.
                 await admin.send(#"{"type":"subscribe","payload":{"eventTypes":["session.*"]}}"#)
                 _ = try await admin.next(type: "subscribed")
@@ -135,7 +135,7 @@ import Testing
                 UpgradeRequest(uri: "/ws/events?token=alice-token", remoteAddress: "127.0.0.1")
             )
         else { Issue.record("rejected"); return }
-        #expect(await hub.rejection(uri: "/ws/events?token=bob-token")?.reason == "server_full")
+        #expect(await hub.rejection(uri: "/ws/events?token=bob-token")?.code == "server_full")
         let connection = try await hub.connect(ticket)
         await connection.closed()
         #expect(await hub.rejection(uri: "/ws/events?token=bob-token") == nil)
@@ -171,7 +171,7 @@ import Testing
                 uri: "/ws/events?token=alice-token",
                 headers: [("X-Forwarded-For", "198.51.100.9")],
                 address: "10.3.3.3"
-            )?.reason == "rate_limited"
+            )?.code == "rate_limited"
         )
         // A different client behind the proxy is independent.
         _ = try await hub.connectClient(

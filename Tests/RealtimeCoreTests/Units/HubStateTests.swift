@@ -6,7 +6,7 @@ import Testing
 /// No hub, no bus, no socket: connections are bare `ConnectionCore`s whose queues the test reads.
 @Suite struct HubStateTests {
     final class Connections {
-        var state = HubState(maxTrackedAddresses: 16)
+        var state = HubState()
         let alice: ConnectionCore
         let bob: ConnectionCore
         let admin: ConnectionCore

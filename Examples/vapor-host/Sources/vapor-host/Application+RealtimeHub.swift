@@ -122,10 +122,10 @@ extension Response {
 
     /// The hub's refusal of an upgrade or an API request, as RealtimeNIO answers it: the status, `Retry-After`
     /// for 429 and 503, `WWW-Authenticate` for 401, and the JSON error body.
-    static func refusal(_ rejection: UpgradeRejection) -> Response {
+    static func refusal(_ rejection: AdmissionRejection) -> Response {
         var headers: HTTPHeaders = ["Content-Type": "application/json; charset=utf-8"]
         if let seconds = rejection.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
-        if rejection.status == 401 { headers.add(name: "WWW-Authenticate", value: #"Bearer realm="realtime""#) }
+        if let challenge = rejection.wwwAuthenticate { headers.add(name: "WWW-Authenticate", value: challenge) }
         return Response(
             status: HTTPResponseStatus(statusCode: rejection.status),
             headers: headers,

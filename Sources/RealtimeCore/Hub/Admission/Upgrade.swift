@@ -1,4 +1,5 @@
-/// An HTTP upgrade request as the host received it.
+/// An HTTP request as the host received it: a WebSocket upgrade, or a request of the host's HTTP API
+/// (``RealtimeHub/authenticateRequest(_:verifier:)``).
 public struct UpgradeRequest: Sendable {
     /// The request path without the query (`/ws/events`).
     public var path: String
@@ -84,38 +85,7 @@ public enum UpgradeDecision: Sendable {
     /// Finish the WebSocket handshake, then call ``RealtimeHub/connect(_:)`` with the ticket.
     case accept(UpgradeTicket)
     /// Answer with this HTTP status instead of upgrading.
-    case reject(UpgradeRejection)
-}
-
-/// Why an upgrade was refused, as an HTTP response.
-public struct UpgradeRejection: Sendable, Hashable, Error {
-    /// The HTTP status (400, 401, 403, 404, 429, 503).
-    public var status: Int
-    /// A stable machine-readable reason (`invalid_token`, `rate_limited`, …), also counted in metrics.
-    public var reason: String
-    /// A human-readable message safe to show the client (no token or verifier detail).
-    public var message: String
-    /// For 429 and 503: when to try again (send as `Retry-After`).
-    public var retryAfter: Duration?
-
-    public init(status: Int, reason: String, message: String, retryAfter: Duration? = nil) {
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.retryAfter = retryAfter
-    }
-
-    /// `{"error":{"code":…,"message":…}}` for the response body.
-    public var jsonBody: String {
-        var error: JSONObject = ["code": .string(reason), "message": .string(message)]
-        if let retryAfter { error["retryAfterMs"] = .int(retryAfter.milliseconds) }
-        return JSONWriter.string(["error": .object(error)])
-    }
-
-    /// `Retry-After` in whole seconds (rounded up), if any.
-    public var retryAfterSeconds: Int? {
-        retryAfter.map { Int(($0.milliseconds + 999) / 1000) }
-    }
+    case reject(AdmissionRejection)
 }
 
 /// An accepted upgrade. The slot it holds is released if ``RealtimeHub/connect(_:)`` is not called within

@@ -23,7 +23,7 @@ extension RealtimeHub {
     @discardableResult
     func protocolError(_ core: ConnectionCore) -> Bool {
         counters.protocolErrors.add(1, ordering: .relaxed)
-        let count = core.mutable.withLock { $0.protocolErrors.record(now: .now, window: .seconds(60)) }
+        let count = core.state.withLock { $0.protocolErrors.record(now: .now, window: .seconds(60)) }
         if count > configuration.limits.maxProtocolErrorsPerMinute {
             // The client's own bad requests: their error replies go out before the close frame.
             close(core, .policyViolation, reason: "too many invalid messages", flush: true)
@@ -33,18 +33,18 @@ extension RealtimeHub {
     }
 
     func handleBinary(size: Int, on core: ConnectionCore) {
-        core.mutable.withLock { $0.lastActivity = .now }
+        core.state.withLock { $0.lastActivity = .now }
         replyError(core, .unsupportedFrame, "binary frames are not supported; send JSON text frames", id: nil)
         protocolError(core)
     }
 
     func handleInbound(_ text: String, on core: ConnectionCore) async {
         let now = ContinuousClock.now
-        let (closed, decision) = core.mutable.withLock { mutable in
-            mutable.lastActivity = now
+        let (closed, decision) = core.state.withLock { connection in
+            connection.lastActivity = now
             return (
-                mutable.closeCode != nil,
-                mutable.messageLimiter.consume(now: now, policy: configuration.rateLimits.messagesPerConnection)
+                connection.closeCode != nil,
+                connection.messageLimiter.consume(now: now, policy: configuration.rateLimits.messagesPerConnection)
             )
         }
         if closed { return }
@@ -104,13 +104,13 @@ extension RealtimeHub {
     private func messageRateLimited(_ core: ConnectionCore, retryAfter: Duration) async {
         counters.rateLimitedMessages.add(1, ordering: .relaxed)
         let limits = configuration.rateLimits
-        let violations = core.mutable.withLock { $0.violations.record(now: .now, window: limits.abuseWindow) }
+        let violations = core.state.withLock { $0.violations.record(now: .now, window: limits.abuseWindow) }
         guard violations >= limits.violationsBeforeBlock else {
             replyError(core, .rateLimited, "too many messages; slow down", id: nil, retryAfter: retryAfter)
             return
         }
         let addressKey = core.remoteAddress.rateLimitKey
-        state.withLock { $0.abuse.block(addressKey, for: limits.blockDuration, now: .now) }
+        admission.block(addressKey)
         // After the `rate_limited` replies already queued, so the client sees why (the queue is bounded).
         close(core, .rateLimited, reason: "message rate limit exceeded repeatedly", flush: true)
         logger.notice(
@@ -242,65 +242,35 @@ extension RealtimeHub {
         )
     }
 
-    /// First-message authentication.
+    /// First-message authentication: the admission policy's first-message path (verification, session,
+    /// privilege, the user's rate limit and connection slot), then activation. A refusal closes the connection
+    /// with the reason's close code; a token of the wrong kind is told first, as `refresh_token` tells it.
     private func authenticate(_ core: ConnectionCore, token: String, id: JSONValue?) async {
-        let addressKey = core.remoteAddress.rateLimitKey
-        let identity: VerifiedIdentity
-        switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
+        switch await admission.admit(.firstMessage(token: token, on: core), host: self) {
         case .failure(let rejection):
-            counters.rejected(rejection.reason)
-            if rejection.reason == ProtocolErrorCode.wrongTokenType.rawValue {
-                // Said before the close (which keeps it queued), as `refresh_token` says it.
-                replyError(core, .wrongTokenType, rejection.message, id: id)
-                close(core, .authenticationFailed, reason: rejection.message, flush: true)
-            } else {
-                close(core, .authenticationFailed, reason: rejection.message)
-            }
-            return
-        case .success(let verified):
-            identity = verified
+            let tellFirst = rejection.reason == .wrongTokenType
+            if tellFirst { replyError(core, rejection.reason.protocolErrorCode, rejection.message, id: id) }
+            close(core, rejection.reason.closeCode, reason: rejection.message, flush: tellFirst)
+        case .success(let admitted):
+            guard let identity = admitted.identity else { return }
+            await activate(core, identity: identity, userConnections: admitted.userConnections ?? 1)
         }
-        core.mutable.withLock {
-            $0.identity = identity
-            $0.authDeadline = nil
-        }
-        let userConnections: Int
-        switch await register(core, identity: identity, maxConnectionsPerUser: configuration.maxConnectionsPerUser) {
-        case .registered(let count):
-            userConnections = count
-        case .closed:
-            // Closed (deadline, shutdown, the client left) while we were verifying or registering: no record.
-            return
-        case .limitReached:
-            counters.rejected("too_many_connections")
-            close(core, .policyViolation, reason: "connection limit per user reached")
-            return
-        case .failed(let error):
-            logger.error("connection store failed", metadata: ["realtime.error": "\(error)"])
-            close(core, .internalError, reason: "try again later")
-            return
-        }
-        await activate(core, identity: identity, userConnections: userConnections)
     }
 
-    /// The error codes of refused `refresh_token` messages that say more than `token_invalid`.
-    private static let refreshErrorCode: [String: ProtocolErrorCode] = [
-        "session_inactive": .sessionInactive,
-        "session_revoked": .sessionRevoked,
-        ProtocolErrorCode.wrongTokenType.rawValue: .wrongTokenType,
-    ]
-
+    /// An in-band `refresh_token`: the admission policy's refresh path (verification, session, privilege); the
+    /// new token must name the connection's user and session.
     private func refreshToken(_ core: ConnectionCore, current: VerifiedIdentity, token: String, id: JSONValue?) async {
-        let addressKey = core.remoteAddress.rateLimitKey
-        switch await verifyForConnection(token, endpoint: core.endpoint, addressKey: addressKey) {
+        switch await admission.admit(.refresh(token: token, on: core), host: self) {
         case .failure(let rejection):
             replyError(
                 core,
-                Self.refreshErrorCode[rejection.reason] ?? .tokenInvalid,
+                rejection.reason.protocolErrorCode,
                 rejection.message,
-                id: id
+                id: id,
+                retryAfter: rejection.retryAfter
             )
-        case .success(let identity):
+        case .success(let admitted):
+            guard let identity = admitted.identity else { return }
             guard identity.userID == current.userID, identity.sessionID == current.sessionID else {
                 replyError(
                     core,
@@ -310,7 +280,7 @@ extension RealtimeHub {
                 )
                 return
             }
-            core.mutable.withLock {
+            core.state.withLock {
                 $0.identity = identity
                 $0.warnedExpiry = false
             }

@@ -29,7 +29,7 @@ extension RealtimeHub {
         let started = state.withLock { state -> Bool in
             // A close sets the close code before it asks the lifecycle to close: checked under the hub's lock,
             // either the close finds the write in flight, or the write never starts.
-            guard core.mutable.withLock({ $0.closeCode == nil }) else { return false }
+            guard core.state.withLock({ $0.closeCode == nil }) else { return false }
             return state.updateRegistration(core.id) { $0.startRegistering() }
         }
         guard started else { return .closed }
@@ -71,8 +71,8 @@ extension RealtimeHub {
     /// lifecycle, hands it to the run loop, which unregisters it. Sets its close code first (see
     /// ``RegistrationLifecycle/close()``).
     func abandon(_ core: ConnectionCore, _ code: CloseCode) {
-        core.mutable.withLock { mutable in
-            if mutable.closeCode == nil { mutable.closeCode = code }
+        core.state.withLock { connection in
+            if connection.closeCode == nil { connection.closeCode = code }
         }
         let tracked = state.withLock { state -> Bool in
             state.reserved[core.id] = nil

@@ -419,9 +419,6 @@ extension RealtimeHub {
         deliverLocally(event, routes: Self.routes(for: event.scope))
     }
 
-    /// Test hook: addresses the abuse tracker holds.
-    package var trackedAddressCount: Int { state.withLock { $0.abuse.count } }
-
     /// Test hook: entries in the pattern indexes.
     package var patternIndexEntryCount: Int { state.withLock { $0.indexEntryCount } }
 

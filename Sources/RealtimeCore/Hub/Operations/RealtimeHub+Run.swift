@@ -158,7 +158,7 @@ extension RealtimeHub {
             }
             if now >= nextCleanup {
                 nextCleanup = now + configuration.cleanupInterval
-                state.withLock { $0.abuse.sweep(now: now, idle: configuration.rateLimits.abuseWindow) }
+                admission.sweepAbuse()
             }
             try? await Task.sleep(for: tick)
         }
@@ -174,8 +174,8 @@ extension RealtimeHub {
             for id in expiredTickets {
                 guard let core = state.reserved.removeValue(forKey: id)?.core else { continue }
                 // Closed before its unregister is asked for, so a registration still to start never starts.
-                core.mutable.withLock { mutable in
-                    if mutable.closeCode == nil { mutable.closeCode = .goingAway }
+                core.state.withLock { connection in
+                    if connection.closeCode == nil { connection.closeCode = .goingAway }
                 }
                 state.closedCores[id] = core
             }
@@ -187,7 +187,7 @@ extension RealtimeHub {
             for id in expiredTickets { unregisterContinuation.yield(id) }
         }
         for core in awaiting {
-            let late = core.mutable.withLock { $0.authDeadline.map { $0 <= now } ?? false }
+            let late = core.state.withLock { $0.authDeadline.map { $0 <= now } ?? false }
             if late { close(core, .authenticationFailed, reason: "authentication timeout") }
         }
         let wallNow = Timestamp.now()
@@ -198,11 +198,11 @@ extension RealtimeHub {
                 case warn(Timestamp)
                 case expire
             }
-            let action: Action = core.mutable.withLock { mutable in
-                guard let expiresAt = mutable.identity?.expiresAt else { return .none }
+            let action: Action = core.state.withLock { connection in
+                guard let expiresAt = connection.identity?.expiresAt else { return .none }
                 if expiresAt <= wallNow { return .expire }
-                if !mutable.warnedExpiry && expiresAt - warning <= wallNow {
-                    mutable.warnedExpiry = true
+                if !connection.warnedExpiry && expiresAt - warning <= wallNow {
+                    connection.warnedExpiry = true
                     return .warn(expiresAt)
                 }
                 return .none
@@ -230,10 +230,10 @@ extension RealtimeHub {
     func heartbeat(now: ContinuousClock.Instant) {
         let cores = state.withLock { $0.allCores }
         for core in cores {
-            let idle = core.mutable.withLock { mutable -> Bool in
-                let silentSincePing = mutable.pingedAt.map { $0 > mutable.lastActivity } ?? false
-                if silentSincePing && now - mutable.lastActivity > configuration.idleTimeout { return true }
-                mutable.pingedAt = now
+            let idle = core.state.withLock { connection -> Bool in
+                let silentSincePing = connection.pingedAt.map { $0 > connection.lastActivity } ?? false
+                if silentSincePing && now - connection.lastActivity > configuration.idleTimeout { return true }
+                connection.pingedAt = now
                 return false
             }
             if idle {

@@ -61,7 +61,7 @@ public final class HubConnection: Sendable {
 
     /// Reports a pong (or any sign of life that is not a text frame).
     public func receivedPong() {
-        core.mutable.withLock { $0.lastActivity = .now }
+        core.state.withLock { $0.lastActivity = .now }
     }
 
     /// Tells the hub the socket is closed. Idempotent.

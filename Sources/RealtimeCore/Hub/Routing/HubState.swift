@@ -67,13 +67,8 @@ struct HubState: Sendable {
     /// server that have no entry here.
     private(set) var registrations: [ConnectionID: RegistrationLifecycle] = [:]
     var draining = false
-    var abuse: AbuseTracker
     /// User and admin routes whose bus interest must change: `true` to add, `false` to remove.
     var pendingInterest: [BusRoute: Bool] = [:]
-
-    init(maxTrackedAddresses: Int) {
-        abuse = AbuseTracker(maxEntries: maxTrackedAddresses)
-    }
 
     var activeCount: Int { slotByID.count }
     /// Entries in the pattern indexes (for tests: churn must not leave residue).

@@ -44,7 +44,8 @@ struct WindowCounter: Sendable {
 
 /// The state of one connection that does not belong in the hub-wide index.
 final class ConnectionCore: Sendable {
-    struct Mutable: Sendable {
+    /// What changes over the connection's life, under its own lock.
+    struct State: Sendable {
         /// `nil` while waiting for first-message authentication.
         var identity: VerifiedIdentity?
         var authDeadline: ContinuousClock.Instant?
@@ -66,7 +67,7 @@ final class ConnectionCore: Sendable {
     let origin: String?
     let connectedAt: Timestamp
     let queue: OutboundQueue
-    let mutable: Mutex<Mutable>
+    let state: Mutex<State>
 
     init(
         id: ConnectionID,
@@ -83,10 +84,10 @@ final class ConnectionCore: Sendable {
         self.origin = origin
         self.connectedAt = .now()
         self.queue = OutboundQueue(maxFrames: limits.outboundQueueFrames, maxBytes: limits.outboundQueueBytes)
-        self.mutable = Mutex(Mutable(identity: identity, lastActivity: now))
+        self.state = Mutex(State(identity: identity, lastActivity: now))
     }
 
-    var identity: VerifiedIdentity? { mutable.withLock { $0.identity } }
+    var identity: VerifiedIdentity? { state.withLock { $0.identity } }
 
     func record(serverID: ServerID, identity: VerifiedIdentity) -> ConnectionRecord {
         ConnectionRecord(

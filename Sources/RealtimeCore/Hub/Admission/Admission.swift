@@ -1,0 +1,430 @@
+import Logging
+import Synchronization
+
+/// The hub's one admission policy. Every token that enters the hub — on a WebSocket upgrade, in a first-message
+/// `auth`, on an HTTP API request, in an in-band `refresh_token` — goes through ``admit(_:host:)``, which runs the
+/// steps of one fixed pipeline that the attempt's ``Path`` includes (``Path/steps``) and refuses with a typed
+/// ``AdmissionRejection``. Paths differ only by their step set, never by code of their own.
+///
+/// The policy also owns the per-address abuse state (``AbuseTracker``): authentication failures (an alert to
+/// administrators past a threshold), blocks for message-rate abuse and HTTP violations.
+///
+/// What it needs of the hub (draining, capacity, reservations, the cluster registry, publishing) it asks an
+/// ``AdmissionHost``, so the policy can be driven without a hub in tests.
+final class Admission: Sendable {
+    /// The steps of the pipeline, in the order they run. A path's ``Path/steps`` names the ones it takes.
+    struct Steps: OptionSet, Sendable, Hashable {
+        let rawValue: UInt16
+
+        /// The request's path names an endpoint (`not_found`).
+        static let endpoint = Steps(rawValue: 1 << 0)
+        /// The server is not draining (`shutting_down`).
+        static let serving = Steps(rawValue: 1 << 1)
+        /// The `Origin` header passes ``HubConfiguration/origin`` (`origin_not_allowed`).
+        static let origin = Steps(rawValue: 1 << 2)
+        /// The client address: resolved through trusted proxies (`bad_remote_address`), not blocked
+        /// (`address_blocked`), within the path's per-address rate limit (`rate_limited`).
+        static let address = Steps(rawValue: 1 << 3)
+        /// With ``address``: a request whose host cannot tell its peer skips the address checks.
+        static let unknownPeerAllowed = Steps(rawValue: 1 << 4)
+        /// Room for one more connection on this server (`server_full`), before the token is verified.
+        static let capacity = Steps(rawValue: 1 << 5)
+        /// The token may come in `Authorization: Bearer` (`invalid_authorization` if malformed).
+        static let bearerHeader = Steps(rawValue: 1 << 6)
+        /// The token may come in `?token=` (`query_token_disabled` unless ``HubConfiguration/allowQueryToken``).
+        static let queryToken = Steps(rawValue: 1 << 7)
+        /// No token is no refusal when ``HubConfiguration/firstMessageAuthentication`` is on: the connection is
+        /// admitted without an identity and authenticates with its first message.
+        static let deferrableToken = Steps(rawValue: 1 << 8)
+        /// The token's session is active (`session_revoked`, `session_inactive`, `session_required`,
+        /// `backend_unavailable`).
+        static let session = Steps(rawValue: 1 << 9)
+        /// Administrator privilege on the admin endpoint (`admin_required`).
+        static let privilege = Steps(rawValue: 1 << 10)
+        /// A server slot reserved for the new connection (`server_full`).
+        static let reservation = Steps(rawValue: 1 << 11)
+        /// The per-user attempt rate limit, ``HubConfiguration/RateLimits-swift.struct/connectionsPerUser``
+        /// (`rate_limited`).
+        static let userRateLimit = Steps(rawValue: 1 << 12)
+        /// The user's connection slot in the cluster registry under ``HubConfiguration/maxConnectionsPerUser``
+        /// (`too_many_connections`, with `session.concurrent_limit` to administrators; `backend_unavailable`).
+        static let userSlot = Steps(rawValue: 1 << 13)
+    }
+
+    /// The ways a token enters the hub. Verification (size, signature, claims) and the accounting of its failures
+    /// belong to every path.
+    enum Path: String, Sendable, Hashable, CaseIterable {
+        /// A WebSocket upgrade request.
+        case upgrade
+        /// The `auth` message of a connection admitted without a token.
+        case firstMessage = "first_message"
+        /// An HTTP API request: no connection, so no reservation, user rate limit or slot.
+        case api
+        /// An in-band `refresh_token`: the connection already holds its slot.
+        case refresh
+
+        var steps: Steps {
+            switch self {
+            case .upgrade:
+                [
+                    .endpoint, .serving, .origin, .address, .capacity, .bearerHeader, .queryToken, .deferrableToken,
+                    .session, .privilege, .reservation, .userRateLimit, .userSlot,
+                ]
+            case .firstMessage: [.session, .privilege, .userRateLimit, .userSlot]
+            case .api: [.address, .unknownPeerAllowed, .bearerHeader, .session]
+            case .refresh: [.session, .privilege]
+            }
+        }
+
+        /// The per-address rate limit of the ``Steps/address`` step.
+        func addressRateLimit(_ limits: HubConfiguration.RateLimits) -> RateLimitPolicy {
+            self == .api ? limits.apiRequestsPerIP : limits.connectionsPerIP
+        }
+    }
+
+    /// One attempt to enter: an HTTP request (upgrade, API) or an in-band message on a connection.
+    struct Attempt: Sendable {
+        let path: Path
+        let request: UpgradeRequest?
+        let messageToken: String?
+        let connection: ConnectionCore?
+        /// The verifier, when not the hub's own (the API may have its own).
+        let verifier: (any TokenVerifier)?
+
+        static func upgrade(_ request: UpgradeRequest) -> Attempt {
+            Attempt(path: .upgrade, request: request, messageToken: nil, connection: nil, verifier: nil)
+        }
+
+        static func api(_ request: UpgradeRequest, verifier: (any TokenVerifier)?) -> Attempt {
+            Attempt(path: .api, request: request, messageToken: nil, connection: nil, verifier: verifier)
+        }
+
+        static func firstMessage(token: String, on connection: ConnectionCore) -> Attempt {
+            Attempt(path: .firstMessage, request: nil, messageToken: token, connection: connection, verifier: nil)
+        }
+
+        static func refresh(token: String, on connection: ConnectionCore) -> Attempt {
+            Attempt(path: .refresh, request: nil, messageToken: token, connection: connection, verifier: nil)
+        }
+    }
+
+    /// What an admitted attempt holds.
+    struct Admitted: Sendable {
+        /// `nil` only for an upgrade whose token is deferred to the first message.
+        var identity: VerifiedIdentity?
+        /// The connection: reserved by an upgrade, or the one the message came on.
+        var connection: ConnectionCore?
+        /// The user's connections in the cluster after the slot claim.
+        var userConnections: Int?
+    }
+
+    let configuration: HubConfiguration
+    let tokenVerifier: any TokenVerifier
+    let sessionStore: any SessionStore
+    let rateLimiter: any RateLimiter
+    let counters: HubCounters
+    let logger: Logger
+    /// The monotonic clock of the abuse state (tests drive it from a manual clock).
+    let now: @Sendable () -> ContinuousClock.Instant
+    let abuse: Mutex<AbuseTracker>
+
+    init(
+        configuration: HubConfiguration,
+        backends: HubBackends,
+        counters: HubCounters,
+        logger: Logger,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+    ) {
+        self.configuration = configuration
+        self.tokenVerifier = backends.tokenVerifier
+        self.sessionStore = backends.sessionStore
+        self.rateLimiter = backends.rateLimiter
+        self.counters = counters
+        self.logger = logger
+        self.now = now
+        self.abuse = Mutex(AbuseTracker(maxEntries: configuration.rateLimits.maxTrackedAddresses))
+    }
+
+    /// Runs the pipeline for `attempt`. A refusal is counted (`realtime_upgrade_rejections_total{reason}`) and
+    /// logged; a connection this call reserved is given up again.
+    func admit(_ attempt: Attempt, host: some AdmissionHost) async -> Result<Admitted, AdmissionRejection> {
+        let result = await run(attempt, host: host)
+        if case .failure(let rejection) = result {
+            counters.rejected(rejection.code)
+            logger.debug(
+                "admission refused",
+                metadata: [
+                    "realtime.path": "\(attempt.path.rawValue)", "realtime.reason": "\(rejection.code)",
+                    "realtime.remote":
+                        "\(attempt.request?.remoteAddress ?? attempt.connection?.remoteAddress.description ?? "")",
+                ]
+            )
+        }
+        return result
+    }
+
+    private func run(_ attempt: Attempt, host: some AdmissionHost) async -> Result<Admitted, AdmissionRejection> {
+        let steps = attempt.path.steps
+        let request: Request
+        switch await admitRequest(attempt, steps: steps, host: host) {
+        case .success(let admitted): request = admitted
+        case .failure(let rejection): return .failure(rejection)
+        }
+        let token: String?
+        switch extractToken(attempt, steps: steps) {
+        case .success(let found): token = found
+        case .failure(let rejection): return .failure(rejection)
+        }
+        var identity: VerifiedIdentity?
+        if let token {
+            switch await authenticate(token, attempt, request: request, host: host) {
+            case .success(let verified): identity = verified
+            case .failure(let rejection): return .failure(rejection)
+            }
+        } else if !(steps.contains(.deferrableToken) && configuration.firstMessageAuthentication) {
+            return .failure(.init(.missingToken))
+        }
+        return await claim(identity, request: request, attempt: attempt, host: host)
+    }
+
+    // MARK: The request: endpoint, draining, origin, address, capacity
+
+    /// What the request steps found out.
+    private struct Request {
+        var endpoint: Endpoint?
+        var address: IPAddress?
+        var origin: String?
+        /// The key of the abuse accounting: the address's rate-limit key, `unknown` without one.
+        var addressKey: String { address?.rateLimitKey ?? "unknown" }
+    }
+
+    private func admitRequest(
+        _ attempt: Attempt,
+        steps: Steps,
+        host: some AdmissionHost
+    ) async -> Result<Request, AdmissionRejection> {
+        var admitted = Request(
+            endpoint: attempt.connection?.endpoint,
+            address: attempt.connection?.remoteAddress,
+            origin: attempt.connection?.origin ?? attempt.request?.header("Origin")
+        )
+        if steps.contains(.endpoint) {
+            switch attempt.request?.path {
+            case configuration.eventsPath: admitted.endpoint = .events
+            case configuration.adminPath: admitted.endpoint = .admin
+            default: return .failure(.init(.notFound))
+            }
+        }
+        if steps.contains(.serving) && host.isDraining {
+            return .failure(.init(.shuttingDown, retryAfter: configuration.shutdown.reconnectDelay))
+        }
+        if steps.contains(.origin) && !configuration.origin.allows(admitted.origin) {
+            return .failure(.init(.originNotAllowed))
+        }
+        if steps.contains(.address), let request = attempt.request,
+            !(steps.contains(.unknownPeerAllowed) && request.remoteAddress.isEmpty)
+        {
+            switch await admitAddress(request, policy: attempt.path.addressRateLimit(configuration.rateLimits)) {
+            case .success(let address): admitted.address = address
+            case .failure(let rejection): return .failure(rejection)
+            }
+        }
+        if steps.contains(.capacity) && host.isFull {
+            return .failure(.init(.serverFull))
+        }
+        return .success(admitted)
+    }
+
+    /// The client address of a request, unless it is unusable, blocked for earlier abuse, or over `policy`.
+    private func admitAddress(
+        _ request: UpgradeRequest,
+        policy: RateLimitPolicy
+    ) async -> Result<IPAddress, AdmissionRejection> {
+        guard let address = configuration.clientAddress.resolve(peer: request.remoteAddress, headers: request.headers)
+        else {
+            return .failure(.init(.badRemoteAddress))
+        }
+        let addressKey = address.rateLimitKey
+        if let blocked = blockedFor(addressKey) {
+            return .failure(.init(.addressBlocked, retryAfter: blocked))
+        }
+        if let refusal = await consumeRateLimit("ip:" + addressKey, policy) {
+            return .failure(refusal)
+        }
+        return .success(address)
+    }
+
+    // MARK: The token
+
+    /// The attempt's token: an in-band message's, else `Authorization: Bearer`, else the query (where the path
+    /// takes them); `nil` when there is none.
+    private func extractToken(_ attempt: Attempt, steps: Steps) -> Result<String?, AdmissionRejection> {
+        if let token = attempt.messageToken { return .success(token) }
+        guard let request = attempt.request else { return .success(nil) }
+        if steps.contains(.bearerHeader), let authorization = request.header("Authorization") {
+            return Self.bearerToken(authorization).map { .success($0) } ?? .failure(.init(.invalidAuthorization))
+        }
+        if steps.contains(.queryToken), let queryToken = request.query("token") {
+            return configuration.allowQueryToken ? .success(queryToken) : .failure(.init(.queryTokenDisabled))
+        }
+        return .success(nil)
+    }
+
+    /// The token of an `Authorization` header value `Bearer <token>` (scheme in any case); `nil` for any other
+    /// scheme or an empty token. The one place the header is parsed.
+    static func bearerToken(_ authorization: String) -> String? {
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingSpaces()
+        return token.isEmpty ? nil : token
+    }
+
+    // MARK: Verification, session, privilege
+
+    /// Verifies a token (size, signature and claims), checks its session and, on the admin endpoint, its
+    /// privilege. Refused credentials count as authentication failures of `addressKey`.
+    private func authenticate(
+        _ token: String,
+        _ attempt: Attempt,
+        request: Request,
+        host: some AdmissionHost
+    ) async -> Result<VerifiedIdentity, AdmissionRejection> {
+        let steps = attempt.path.steps
+        let addressKey = request.addressKey
+        let identity: VerifiedIdentity
+        if token.utf8.count > configuration.limits.maxTokenBytes {
+            await authenticationFailed(
+                reason: TokenVerificationError.Reason.tooLarge.rawValue,
+                addressKey: addressKey,
+                host: host
+            )
+            return .failure(.init(.invalidToken))
+        }
+        do {
+            identity = try await (attempt.verifier ?? tokenVerifier).verify(token)
+        } catch {
+            await authenticationFailed(reason: error.reason.rawValue, addressKey: addressKey, host: host)
+            logger.info(
+                "token refused",
+                metadata: ["realtime.reason": "\(error.reason)", "realtime.remote": "\(addressKey)"]
+            )
+            // The one reason told to the client: a genuine token of the wrong kind, such as a refresh token.
+            return .failure(.init(error.reason == .wrongTokenType ? .wrongTokenType : .invalidToken))
+        }
+        if steps.contains(.session), let refusal = await checkSession(identity) {
+            if refusal != .backendUnavailable {
+                await authenticationFailed(reason: refusal.rawValue, addressKey: addressKey, host: host)
+            }
+            return .failure(.init(refusal))
+        }
+        if steps.contains(.privilege) && request.endpoint == .admin && !identity.isAdmin {
+            return .failure(.init(.adminRequired))
+        }
+        return .success(identity)
+    }
+
+    /// Why the identity's session may not be used, or `nil` when it may.
+    private func checkSession(_ identity: VerifiedIdentity) async -> AdmissionRejection.Reason? {
+        guard let sessionID = identity.sessionID else {
+            return sessionStore.mode == .registry ? .sessionRequired : nil
+        }
+        do {
+            if try await sessionStore.isActive(sessionID) { return nil }
+            // In revocation-list mode an inactive session is a revoked one; a registry cannot tell a revoked
+            // session from an unknown or expired one.
+            return sessionStore.mode == .revocationList ? .sessionRevoked : .sessionInactive
+        } catch {
+            logger.error("session store failed", metadata: ["realtime.error": "\(error)"])
+            return .backendUnavailable
+        }
+    }
+
+    // MARK: The connection: reservation, user rate limit, user slot
+
+    private func claim(
+        _ identity: VerifiedIdentity?,
+        request: Request,
+        attempt: Attempt,
+        host: some AdmissionHost
+    ) async -> Result<Admitted, AdmissionRejection> {
+        let steps = attempt.path.steps
+        var connection = attempt.connection
+        var reservedHere: ConnectionCore?
+        if steps.contains(.reservation) {
+            guard let endpoint = request.endpoint, let address = request.address else {
+                return .failure(.init(.badRemoteAddress))
+            }
+            let reserved = ConnectionCore(
+                id: .random(),
+                endpoint: endpoint,
+                remoteAddress: address,
+                origin: request.origin,
+                identity: identity,
+                limits: configuration.limits,
+                now: now()
+            )
+            guard host.reserve(reserved) else { return .failure(.init(.serverFull)) }
+            connection = reserved
+            reservedHere = reserved
+        }
+        var admitted = Admitted(identity: identity, connection: connection)
+        guard let identity, let connection else { return .success(admitted) }
+        var refusal: AdmissionRejection?
+        if steps.contains(.userRateLimit) {
+            refusal = await consumeRateLimit("user:" + identity.userID, configuration.rateLimits.connectionsPerUser)
+        }
+        if refusal == nil && steps.contains(.userSlot) {
+            switch await claimUserSlot(connection, identity: identity, host: host) {
+            case .success(let count): admitted.userConnections = count
+            case .failure(let rejection): refusal = rejection
+            }
+        }
+        if let refusal {
+            // Releases the reservation, and the record if a failed write may have left one.
+            if let reservedHere { host.abandon(reservedHere, refusal.reason.closeCode) }
+            return .failure(refusal)
+        }
+        return .success(admitted)
+    }
+
+    private func claimUserSlot(
+        _ connection: ConnectionCore,
+        identity: VerifiedIdentity,
+        host: some AdmissionHost
+    ) async -> Result<Int, AdmissionRejection> {
+        switch await host.claimUserSlot(connection, identity: identity) {
+        case .claimed(let count):
+            return .success(count)
+        case .unavailable:
+            return .failure(.init(.backendUnavailable))
+        case .limitReached(let count):
+            await host.publishAdmissionEvent(
+                RealtimeEvent(
+                    type: .sessionConcurrentLimit,
+                    userID: identity.userID,
+                    sessionID: identity.sessionID,
+                    data: [
+                        "connections": .int(Int64(count)),
+                        "limit": .int(Int64(configuration.maxConnectionsPerUser ?? 0)),
+                        "serverId": .string(configuration.serverID.rawValue),
+                    ]
+                )
+            )
+            return .failure(.init(.tooManyConnections))
+        }
+    }
+
+    /// Spends one unit of a shared rate limit; `nil` when allowed. Fails open (with a log) if the limiter is
+    /// unreachable: availability over strictness, and the Redis limiter falls back to a local one itself.
+    private func consumeRateLimit(_ key: String, _ policy: RateLimitPolicy) async -> AdmissionRejection? {
+        do {
+            let decision = try await rateLimiter.consume(key, cost: 1, policy: policy)
+            if decision.allowed { return nil }
+            counters.increment("realtime_rate_limited_total", ("policy", policy.name))
+            return AdmissionRejection(.rateLimited, retryAfter: decision.retryAfter)
+        } catch {
+            logger.warning("rate limiter failed; allowing", metadata: ["realtime.error": "\(error)"])
+            return nil
+        }
+    }
+}
