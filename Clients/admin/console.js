@@ -45,6 +45,8 @@ class Console {
 
   /** Signs in again with the token of this tab's session, if any (a reload keeps the console signed in). */
   async start() {
+    // Enabled only now: a click before the handlers exist would submit the form natively.
+    byId('sign-in-button').disabled = false;
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) await this.signIn(token);
   }

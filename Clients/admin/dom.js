@@ -50,7 +50,7 @@ export function toast(text, kind = 'ok') {
  * @returns {HTMLButtonElement}
  */
 export function confirmButton(label, confirmLabel, action) {
-  const button = /** @type {HTMLButtonElement} */ (el('button', { class: 'small', text: label, attrs: { type: 'button' } }));
+  const button = /** @type {HTMLButtonElement} */ (el('button', { class: 'small danger', text: label, attrs: { type: 'button' } }));
   let timer = null;
   button.addEventListener('click', async () => {
     if (!button.classList.contains('confirming')) {
