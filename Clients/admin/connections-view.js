@@ -5,6 +5,9 @@
 
 import { byId, clock, confirmButton, el, toast } from './dom.js';
 
+/** The most connections the page holds: past this, "Load more" gives way to a hint to filter by user. */
+export const MAX_RECORDS = 2000;
+
 export class ConnectionsView {
   /**
    * @param {import('./api.js').API} api
@@ -61,7 +64,11 @@ export class ConnectionsView {
     if (users.length === 0) {
       this.groups.append(el('p', { class: 'muted', text: this.user ? `${this.user} has no live connection.` : 'No live connection.' }));
     }
-    this.more.hidden = !this.cursor;
+    const full = this.records.size >= MAX_RECORDS;
+    this.more.hidden = !this.cursor || full;
+    if (this.cursor && full) {
+      this.groups.append(el('p', { class: 'muted', text: `Showing the first ${MAX_RECORDS} connections: filter by user to see others.` }));
+    }
     this.counts.textContent = `${this.records.size} connection${this.records.size === 1 ? '' : 's'} of ${users.length} user${users.length === 1 ? '' : 's'}${this.cursor ? ' so far' : ''}`;
   }
 

@@ -89,6 +89,7 @@ class Console {
     this.client = null;
     this.stats.stop();
     clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     byId('dashboard').hidden = true;
     byId('sign-in').hidden = false;
     byId('sign-out').hidden = true;
@@ -135,10 +136,15 @@ class Console {
     client.connect();
   }
 
-  /** Reloads the first page of connections shortly (once for a burst of changes). */
+  /** Reloads the first page of connections soon: once for a burst of changes, at most every 5 s. */
   refreshConnectionsSoon() {
-    clearTimeout(this.refreshTimer);
-    this.refreshTimer = setTimeout(() => this.connections.load(), 500);
+    if (this.refreshTimer !== null) return;
+    const wait = Math.max(500, (this.lastRefresh ?? 0) + 5000 - Date.now());
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      this.lastRefresh = Date.now();
+      this.connections.load();
+    }, wait);
   }
 
   setStatus(state, text) {
