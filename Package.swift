@@ -164,8 +164,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Examples/realtime-server",
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["EmbedStaticFiles"]
         ),
+        // The browser files of Clients/ (the client library, the admin console), embedded in realtime-server at
+        // build time as Swift string literals by this build tool plugin and its tool: no file beside the binary.
+        .plugin(name: "EmbedStaticFiles", capability: .buildTool(), dependencies: ["embed-static-files"]),
+        .executableTarget(name: "embed-static-files", path: "Plugins/EmbedStaticFilesTool"),
         .executableTarget(
             name: "realtime-example",
             dependencies: [

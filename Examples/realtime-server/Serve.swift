@@ -47,6 +47,12 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Production mode: refuse to start without a strong secret or public key.")
     var production = false
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Serve the admin console at /admin (env WEBSOCKET_ADMIN_CONSOLE; default: on in development mode only)."
+    )
+    var adminConsole: Bool?
+
     @OptionGroup var keys: KeyOptions
 
     func run() async throws {
@@ -65,6 +71,9 @@ struct Serve: AsyncParsableCommand {
             developmentMode = !keyConfigured
         }
         environment["WEBSOCKET_DEVELOPMENT_MODE"] = developmentMode ? "true" : "false"
+        // A setting of this server, not of the hub (which refuses WEBSOCKET_* variables it does not know).
+        let consoleSetting = try Self.flag(environment.removeValue(forKey: "WEBSOCKET_ADMIN_CONSOLE"))
+        let consoleEnabled = adminConsole ?? consoleSetting ?? developmentMode
 
         let level = try Self.logLevel(logLevel ?? environment["LOG_LEVEL"] ?? "info")
         LoggingSystem.bootstrap { label in
@@ -141,7 +150,9 @@ struct Serve: AsyncParsableCommand {
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
 
         let router = Router(context: RealtimeRequestContext.self)
-        router.addRealtimeHub(hub, options: RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry))
+        let routeOptions = RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry)
+        router.addRealtimeHub(hub, options: routeOptions)
+        AdminConsole.addRoutes(to: router, hub: hub, apiPrefix: routeOptions.apiPrefix, enabled: consoleEnabled)
 
         let host = host ?? environment["HOST"] ?? "127.0.0.1"
         let port = port ?? environment["PORT"].map { Int($0) ?? -1 } ?? 3000
@@ -151,6 +162,7 @@ struct Serve: AsyncParsableCommand {
         let banner = Banner(
             developmentSigner: developmentSigner,
             hubConfiguration: hubConfiguration,
+            adminConsole: consoleEnabled,
             issuer: keys.issuer ?? environment["JWT_ISSUER"],
             audience: keys.audiences(environment).first
         )
@@ -214,6 +226,16 @@ struct Serve: AsyncParsableCommand {
         return (client, backends)
     }
 
+    /// A true/false environment value (`1`/`0`, `yes`/`no` too); `nil` when unset.
+    static func flag(_ value: String?) throws -> Bool? {
+        guard let value else { return nil }
+        switch value.lowercased() {
+        case "1", "true", "yes": return true
+        case "0", "false", "no": return false
+        default: throw ConfigurationError("WEBSOCKET_ADMIN_CONSOLE must be true or false, not '\(value.prefix(32))'")
+        }
+    }
+
     static func logLevel(_ name: String) throws -> Logger.Level {
         guard let level = Logger.Level(rawValue: name.lowercased()) else {
             throw ConfigurationError(
@@ -228,6 +250,7 @@ struct Serve: AsyncParsableCommand {
 struct Banner: Sendable {
     let developmentSigner: JWTSigner?
     let hubConfiguration: HubConfiguration
+    let adminConsole: Bool
     let issuer: String?
     let audience: String?
 
@@ -242,7 +265,9 @@ struct Banner: Sendable {
             "  Health:     http://\(base)/ws/health  /health/live  /health/ready",
             "  Metrics:    http://\(base)/metrics",
             "  HTTP API:   http://\(base)/api/v1/ (Authorization: Bearer ADMIN_TOKEN)",
+            "  Client:     http://\(base)/client/realtime-client.js (browser ES module)",
         ]
+        if adminConsole { lines.append("  Console:    http://\(base)/admin/ (paste the admin token)") }
         if let signer = developmentSigner {
             let lifetime = Duration.seconds(24 * 3600)
             let user = try? mintToken(

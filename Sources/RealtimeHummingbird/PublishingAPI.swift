@@ -38,15 +38,15 @@ struct PublishingAPI: Sendable {
         }
         routes += [
             .init(.post, prefix + "/sessions/:sessionID/revoke") { request, context in
-                let sessionID = context.parameters.get("sessionID") ?? ""
-                return await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
-                    try await revoke(sessionID, body)
+                await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
+                    let sessionID = try pathParameter(context, "sessionID")
+                    return try await revoke(sessionID, body)
                 }
             },
             .init(.post, prefix + "/users/:userID/disconnect") { request, context in
-                let userID = context.parameters.get("userID") ?? ""
-                return await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
-                    try await disconnect(userID, body)
+                await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
+                    let userID = try pathParameter(context, "userID")
+                    return try await disconnect(userID, body)
                 }
             },
             .init(.get, prefix + "/stats") { request, context in

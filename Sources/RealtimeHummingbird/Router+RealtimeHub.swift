@@ -13,6 +13,9 @@ public struct RealtimeRouteOptions: Sendable {
     /// Whether a verified identity may use the publishing API. Default: administrators, and tokens with the
     /// role `service`.
     public var mayPublish: @Sendable (VerifiedIdentity) -> Bool
+    /// Whether a verified identity may use the admin API (`GET /api/v1/connections`,
+    /// `GET /api/v1/users/{id}/connections`). Default: administrators only.
+    public var mayAdminister: @Sendable (VerifiedIdentity) -> Bool
     /// Where the publishing API lives. Default `/api/v1`.
     public var apiPrefix: String
     /// The largest request body the API reads. Default 64 KiB.
@@ -23,12 +26,14 @@ public struct RealtimeRouteOptions: Sendable {
     public init(
         apiTokenVerifier: (any TokenVerifier)? = nil,
         mayPublish: @escaping @Sendable (VerifiedIdentity) -> Bool = { $0.isAdmin || $0.roles.contains("service") },
+        mayAdminister: @escaping @Sendable (VerifiedIdentity) -> Bool = { $0.isAdmin },
         apiPrefix: String = "/api/v1",
         maxBodyBytes: Int = 64 * 1024,
         metrics: PrometheusCollectorRegistry? = nil
     ) {
         self.apiTokenVerifier = apiTokenVerifier
         self.mayPublish = mayPublish
+        self.mayAdminister = mayAdminister
         self.apiPrefix = apiPrefix
         self.maxBodyBytes = maxBodyBytes
         self.metrics = metrics
@@ -43,14 +48,15 @@ extension RouterMethods {
     ///   unhealthy);
     /// - `GET` on the hub's WebSocket paths without an upgrade: 426 with a JSON error;
     /// - `GET /metrics` when ``RealtimeRouteOptions/metrics`` is set;
-    /// - the publishing API under ``RealtimeRouteOptions/apiPrefix`` when
+    /// - the publishing API and the admin API (connection listings) under ``RealtimeRouteOptions/apiPrefix`` when
     ///   ``RealtimeRouteOptions/apiTokenVerifier`` is set (see `Documentation/HTTP-API.md`).
     ///
     /// Every error under the API prefix, `/ws/` and the hub's own paths is the JSON envelope
     /// `{"error":{"code":…,"message":…}}`: an unknown path is `404 not_found`, a known path with another method
     /// `405 method_not_allowed` with `Allow`. API requests pass ``RealtimeAuthenticationMiddleware``: the hub's
     /// admission policy (``RealtimeCore/RealtimeHub/authenticateRequest(_:verifier:)``: revoked sessions, blocked
-    /// addresses, rate limits, failure accounting), then ``RealtimeRouteOptions/mayPublish``; the client address
+    /// addresses, rate limits, failure accounting), then ``RealtimeRouteOptions/mayPublish`` (the admin API:
+    /// ``RealtimeRouteOptions/mayAdminister``); the client address
     /// comes from a request context that conforms to `RemoteAddressRequestContext` (``RealtimeRequestContext``
     /// does), and without one the per-address checks are skipped.
     ///
@@ -107,29 +113,33 @@ extension RouterMethods {
         // The API's routes see their own context, derived from `Context`, with the admitted identity in it.
         typealias APIContext = RealtimeAPIRequestContext<Context>
         var apiRoutes: [RealtimeRoute<APIContext>] = []
+        var adminRoutes: [RealtimeRoute<APIContext>] = []
         if options.apiTokenVerifier != nil {
             apiRoutes = PublishingAPI(hub: hub, options: options).routes(APIContext.self)
+            adminRoutes = AdminAPI(hub: hub, options: options).routes(APIContext.self)
             // The API's parent too (`/api/` for `/api/v1`): an unknown version is an API error as well.
             let parent = options.apiPrefix.split(separator: "/").first.map { "/\($0)/" } ?? options.apiPrefix + "/"
             prefixes.append(parent)
         }
         // Before the routes: router middleware applies to the routes added after it, and to unmatched requests.
-        let known = routes.map { ($0.method, $0.path) } + apiRoutes.map { ($0.method, $0.path) }
+        let known = routes.map { ($0.method, $0.path) } + (apiRoutes + adminRoutes).map { ($0.method, $0.path) }
         _ = add(middleware: JSONErrorMiddleware<Context>(routes: known, prefixes: prefixes))
         for route in routes {
             on(RouterPath(route.path), method: route.method, use: route.handler)
         }
         if let verifier = options.apiTokenVerifier {
-            let api = group(context: APIContext.self)
-                .add(
-                    middleware: RealtimeAuthenticationMiddleware<APIContext>(
-                        hub: hub,
-                        verifier: verifier,
-                        authorize: options.mayPublish
+            for (routes, authorize) in [(apiRoutes, options.mayPublish), (adminRoutes, options.mayAdminister)] {
+                let api = group(context: APIContext.self)
+                    .add(
+                        middleware: RealtimeAuthenticationMiddleware<APIContext>(
+                            hub: hub,
+                            verifier: verifier,
+                            authorize: authorize
+                        )
                     )
-                )
-            for route in apiRoutes {
-                api.on(RouterPath(route.path), method: route.method, use: route.handler)
+                for route in routes {
+                    api.on(RouterPath(route.path), method: route.method, use: route.handler)
+                }
             }
         }
         return self

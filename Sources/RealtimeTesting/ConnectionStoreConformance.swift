@@ -31,6 +31,8 @@ public enum ConnectionStoreConformance: Sendable {
         try await heartbeatKeepsServerAlive(makeStore: makeStore, time: time)
         try await removesServer(makeStore: makeStore, time: time)
         try await listsServerConnectionsInPages(makeStore: makeStore, time: time)
+        try await refusesForeignCursorsCleanly(makeStore: makeStore, time: time)
+        try await reportsServerCounters(makeStore: makeStore, time: time)
     }
 
     static func record(
@@ -297,5 +299,48 @@ public enum ConnectionStoreConformance: Sendable {
 
         _ = try await store.unregister(ours[3].id)
         #expect(try await listAll(listed) == Set(ours).subtracting([ours[3]]))
+    }
+
+    /// A cursor `ConnectionStore.connections(ofServer:after:limit:)` did not return (it may come from outside,
+    /// through the admin API) gives a page or `invalidArgument`, never another failure.
+    public static func refusesForeignCursorsCleanly(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let store = try await makeStore()
+        let serverID = ServerID(uniqueName("srv"))
+        try await store.heartbeat(server(serverID, ttl: time.ttl * 10, time: time))
+        for record in (0..<3).map({ _ in record(user: uniqueName("user"), server: serverID, time: time) }) {
+            _ = try await store.register(record, maxConnectionsPerUser: nil)
+        }
+        let foreign = ["not-a-cursor", "-1", "+5", "99999999999999999999999999", "0x10", " 1", "\u{0}", "é"]
+        for cursor in foreign {
+            do {
+                let page = try await store.connections(ofServer: serverID, after: cursor, limit: 2)
+                #expect(page.records.allSatisfy { $0.serverID == serverID }, "cursor \(cursor.debugDescription)")
+            } catch {
+                #expect(error.code == .invalidArgument, "cursor \(cursor.debugDescription): \(error)")
+            }
+        }
+    }
+
+    /// `ConnectionStore.servers()` returns the delivery counters of each server's last heartbeat, and `nil` for
+    /// a heartbeat that reported none.
+    public static func reportsServerCounters(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let store = try await makeStore()
+        let serverID = ServerID(uniqueName("srv"))
+        var record = server(serverID, ttl: time.ttl * 10, time: time)
+        record.eventsDelivered = 1_234_567_890_123
+        record.eventsDropped = 7
+        try await store.heartbeat(record)
+        var listed = try await store.servers().first { $0.id == serverID }
+        #expect(listed?.eventsDelivered == 1_234_567_890_123)
+        #expect(listed?.eventsDropped == 7)
+        #expect(listed?.connectionCount == 0)
+
+        record.eventsDelivered = nil
+        record.eventsDropped = nil
+        try await store.heartbeat(record)
+        listed = try await store.servers().first { $0.id == serverID }
+        #expect(listed != nil)
+        #expect(listed?.eventsDelivered == nil)
+        #expect(listed?.eventsDropped == nil)
     }
 }

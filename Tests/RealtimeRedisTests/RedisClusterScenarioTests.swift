@@ -33,5 +33,9 @@ extension RedisIntegrationTests {
         @Test func aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline() async throws {
             try await run(HubClusterScenarios.aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline)
         }
+
+        @Test func listingConnectionsPagesThroughTheCluster() async throws {
+            try await run(HubClusterScenarios.listingConnectionsPagesThroughTheCluster)
+        }
     }
 }

@@ -66,19 +66,30 @@ public struct ServerRecord: Sendable, Hashable {
     public var expiresAt: Timestamp
     /// The server's own count of its connections at its last heartbeat.
     public var connectionCount: Int
+    /// The events the server had delivered to its connections since it started, at its last heartbeat; `nil`
+    /// when the server did not report it (a server of an older version). With ``lastHeartbeat`` it gives the
+    /// server's delivery rate between two reports.
+    public var eventsDelivered: Int?
+    /// The events the server had dropped (a connection's queue overflowed) since it started, at its last
+    /// heartbeat; `nil` when not reported.
+    public var eventsDropped: Int?
 
     public init(
         id: ServerID,
         startedAt: Timestamp,
         lastHeartbeat: Timestamp,
         expiresAt: Timestamp,
-        connectionCount: Int
+        connectionCount: Int,
+        eventsDelivered: Int? = nil,
+        eventsDropped: Int? = nil
     ) {
         self.id = id
         self.startedAt = startedAt
         self.lastHeartbeat = lastHeartbeat
         self.expiresAt = expiresAt
         self.connectionCount = connectionCount
+        self.eventsDelivered = eventsDelivered
+        self.eventsDropped = eventsDropped
     }
 }
 
@@ -149,6 +160,9 @@ public protocol ConnectionStore: Sendable {
     /// the first call to the last is listed at least once (a record may appear twice, as with Redis `SCAN`);
     /// records added or removed meanwhile may or may not be. Each call does bounded work: `limit` is the page
     /// size the backend aims at (a backend may return somewhat more, e.g. a small Redis set at once).
+    /// A cursor this method did not return is refused with ``RealtimeError/Code/invalidArgument`` when the
+    /// backend cannot use it (the cursor may come from outside, through ``RealtimeHub/connections(after:limit:)``);
+    /// it never makes the backend fail otherwise.
     ///
     /// A hub reconciles its own records with the connections it holds with this (see
     /// `Documentation/Architecture.md`, "Registration lifecycle").
@@ -162,6 +176,7 @@ public protocol ConnectionStore: Sendable {
     func count(_ scope: ConnectionCountScope) async throws(RealtimeError) -> Int
 
     /// Records that `server` is alive until `server.expiresAt` and refreshes the liveness of its connections.
+    /// ``servers()`` returns the record as given, counters included.
     func heartbeat(_ server: ServerRecord) async throws(RealtimeError)
 
     /// The servers whose heartbeat has not expired.

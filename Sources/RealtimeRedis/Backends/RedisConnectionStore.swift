@@ -119,14 +119,18 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         """
     )
 
-    /// ARGV: prefix, id, started, heartbeat, expires, count, ttl (ms).
+    /// ARGV: prefix, id, started, heartbeat, expires, count, ttl (ms), events delivered and dropped (empty: not
+    /// reported, the fields are removed).
     static let heartbeatScript = RedisScript(
         """
         local p, id, ttl = ARGV[1], ARGV[2], ARGV[7]
+        local sh = p .. 'server:' .. id
         redis.call('ZADD', p .. 'servers', ARGV[5], id)
-        redis.call('HSET', p .. 'server:' .. id, 'started', ARGV[3], 'heartbeat', ARGV[4], 'expires', ARGV[5],
-          'count', ARGV[6])
-        redis.call('PEXPIRE', p .. 'server:' .. id, ttl)
+        redis.call('HSET', sh, 'started', ARGV[3], 'heartbeat', ARGV[4], 'expires', ARGV[5], 'count', ARGV[6])
+        for i, field in ipairs({'delivered', 'dropped'}) do
+          if ARGV[7 + i] ~= '' then redis.call('HSET', sh, field, ARGV[7 + i]) else redis.call('HDEL', sh, field) end
+        end
+        redis.call('PEXPIRE', sh, ttl)
         local sk = p .. 'server:' .. id .. ':conns'
         local ids = redis.call('SMEMBERS', sk)
         if #ids > 0 then redis.call('PEXPIRE', sk, ttl) end
@@ -148,8 +152,9 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         local ids = redis.call('ZRANGEBYSCORE', p .. 'servers', '(' .. ARGV[2], '+inf')
         local out = {}
         for _, id in ipairs(ids) do
-          local f = redis.call('HMGET', p .. 'server:' .. id, 'started', 'heartbeat', 'expires', 'count')
-          if f[3] then out[#out + 1] = {id, f[1], f[2], f[3], f[4]} end
+          local f = redis.call('HMGET', p .. 'server:' .. id, 'started', 'heartbeat', 'expires', 'count', 'delivered',
+            'dropped')
+          if f[3] then out[#out + 1] = {id, f[1], f[2], f[3], f[4], f[5], f[6]} end
         end
         return out
         """
@@ -271,12 +276,16 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         return records
     }
 
-    /// Pages with `SSCAN` over `server:<id>:conns` (the cursor is `SSCAN`'s; `limit` is its `COUNT` hint).
+    /// Pages with `SSCAN` over `server:<id>:conns` (the cursor is `SSCAN`'s, a decimal number: anything else is
+    /// refused with `invalidArgument` before Redis sees it; `limit` is its `COUNT` hint).
     public func connections(
         ofServer serverID: ServerID,
         after cursor: String?,
         limit: Int
     ) async throws(RealtimeError) -> ConnectionPage {
+        if let cursor, UInt64(cursor) == nil || cursor.hasPrefix("+") {
+            throw RealtimeError(.invalidArgument, "the cursor is not one this listing returned")
+        }
         let reply = try await Self.serverConnectionsScript.run(
             on: client,
             keys: [],
@@ -309,7 +318,8 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
             arguments: [
                 prefix, server.id.rawValue, String(server.startedAt.millisecondsSinceEpoch),
                 String(server.lastHeartbeat.millisecondsSinceEpoch), String(server.expiresAt.millisecondsSinceEpoch),
-                String(server.connectionCount), ttlArgument,
+                String(server.connectionCount), ttlArgument, server.eventsDelivered.map { String($0) } ?? "",
+                server.eventsDropped.map { String($0) } ?? "",
             ]
         )
     }
@@ -325,7 +335,7 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         guard let rows = reply.array else { throw RealtimeError(.protocolViolation, "servers returned \(reply)") }
         var servers: [ServerRecord] = []
         for row in rows {
-            guard let fields = row.array, fields.count == 5, let id = fields[0].string, let started = fields[1].int,
+            guard let fields = row.array, fields.count == 7, let id = fields[0].string, let started = fields[1].int,
                 let heartbeat = fields[2].int, let expires = fields[3].int, let count = fields[4].int
             else { throw RealtimeError(.protocolViolation, "a server entry is malformed: \(row)") }
             servers.append(
@@ -334,7 +344,9 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
                     startedAt: Timestamp(millisecondsSinceEpoch: started),
                     lastHeartbeat: Timestamp(millisecondsSinceEpoch: heartbeat),
                     expiresAt: Timestamp(millisecondsSinceEpoch: expires),
-                    connectionCount: Int(count)
+                    connectionCount: Int(count),
+                    eventsDelivered: fields[5].int.map { Int($0) },
+                    eventsDropped: fields[6].int.map { Int($0) }
                 )
             )
         }

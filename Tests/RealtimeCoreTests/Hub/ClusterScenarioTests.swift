@@ -40,4 +40,8 @@ import Testing
     @Test func aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline() async throws {
         try await HubClusterScenarios.aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline(Self.cluster())
     }
+
+    @Test func listingConnectionsPagesThroughTheCluster() async throws {
+        try await HubClusterScenarios.listingConnectionsPagesThroughTheCluster(Self.cluster())
+    }
 }

@@ -35,6 +35,10 @@ public struct HubStats: Sendable {
         public var connections: Int
         /// How old the server's last report is: global figures are only as fresh as this.
         public var lastReportAge: Duration
+        /// Events the server had delivered since it started, at its last report (`nil`: not reported).
+        public var eventsDelivered: Int?
+        /// Events the server had dropped since it started, at its last report (`nil`: not reported).
+        public var eventsDropped: Int?
     }
 
     public struct Global: Sendable {
@@ -94,6 +98,8 @@ public struct HubStats: Sendable {
                             "serverId": .string($0.serverID.rawValue),
                             "connections": .int(Int64($0.connections)),
                             "lastReportAgeMs": .int($0.lastReportAge.milliseconds),
+                            "eventsDelivered": $0.eventsDelivered.map { .int(Int64($0)) } ?? .null,
+                            "eventsDropped": $0.eventsDropped.map { .int(Int64($0)) } ?? .null,
                         ]
                     }
                 ),
@@ -191,7 +197,9 @@ extension RealtimeHub {
                 HubStats.ServerSummary(
                     serverID: $0.id,
                     connections: $0.connectionCount,
-                    lastReportAge: now - $0.lastHeartbeat
+                    lastReportAge: now - $0.lastHeartbeat,
+                    eventsDelivered: $0.eventsDelivered,
+                    eventsDropped: $0.eventsDropped
                 )
             }
             global.totalServers = servers.count

@@ -252,7 +252,9 @@ extension RealtimeHub {
             startedAt: startedAt,
             lastHeartbeat: now,
             expiresAt: now + configuration.serverTTL,
-            connectionCount: count
+            connectionCount: count,
+            eventsDelivered: counters.eventsDelivered.load(ordering: .relaxed),
+            eventsDropped: counters.eventsDropped.load(ordering: .relaxed)
         )
         do {
             try await backends.connectionStore.heartbeat(record)
