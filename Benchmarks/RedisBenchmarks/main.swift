@@ -9,6 +9,13 @@
 // measures only publish-to-deliver latency between two hubs at 1,000 and 10,000 events/s (HubLatency.swift).
 // `pipelined` repeats only the 16-command-pipeline comparisons (PING and SET), `rounds` times (default 5), and
 // prints each round's ratios and their medians.
+//
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks history [seconds-per-measurement] [rounds]
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks history-memory [events-per-stream ...]
+//
+// `history` compares publishing a user-scoped event without and with history (HistoryCost.swift), alternating,
+// `rounds` times (default 5). `history-memory` fills 10,000 user streams with that many events of 300 bytes each
+// (default 10 and 100) and reports Redis's memory.
 import Foundation
 import RealtimeCore
 import RealtimeRedis
@@ -16,7 +23,11 @@ import RealtimeRedis
 let mode = CommandLine.arguments.dropFirst().first
 let hubLatencyOnly = mode == "hub-latency"
 let pipelinedOnly = mode == "pipelined"
-let numbers = CommandLine.arguments.dropFirst(hubLatencyOnly || pipelinedOnly ? 2 : 1).compactMap(Double.init)
+let historyOnly = mode == "history"
+let historyMemoryOnly = mode == "history-memory"
+let numbers = CommandLine.arguments.dropFirst(
+    hubLatencyOnly || pipelinedOnly || historyOnly || historyMemoryOnly ? 2 : 1
+).compactMap(Double.init)
 let seconds = numbers.first ?? (hubLatencyOnly ? 5 : 3)
 let rounds = max(1, numbers.dropFirst().first.map { Int($0) } ?? 5)
 let concurrency = 50
@@ -75,6 +86,14 @@ func redisBenchmark(port: Int, requests: Int, pipeline: Int, _ extra: [String]) 
 
 /// Runs `operation` from `concurrency` tasks for `seconds` and returns completed operations per second.
 func measure(_ operation: @escaping @Sendable (Int) async throws -> Int) async throws -> Double {
+    let (operations, elapsed) = try await measureCount(operation)
+    return Double(operations) / elapsed.seconds
+}
+
+/// Runs `operation` from `concurrency` tasks for `seconds` and returns the operations completed and the time taken.
+func measureCount(
+    _ operation: @escaping @Sendable (Int) async throws -> Int
+) async throws -> (operations: Int, elapsed: Duration) {
     let start = ContinuousClock.now
     let deadline = start + .milliseconds(Int64(seconds * 1000))
     let total = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -91,7 +110,7 @@ func measure(_ operation: @escaping @Sendable (Int) async throws -> Int) async t
         }
         return try await group.reduce(0, +)
     }
-    return Double(total) / (ContinuousClock.now - start).seconds
+    return (total, ContinuousClock.now - start)
 }
 
 /// Prints a comparison line and returns the ratio (ours / theirs), if there is a reference.
@@ -132,6 +151,22 @@ func hubLatencies() async throws {
     for rate in [1_000, 10_000] {
         reportHubLatency(try await measureHubLatency(configuration: configuration, rate: rate, seconds: seconds))
     }
+}
+
+if historyOnly || historyMemoryOnly {
+    if historyOnly {
+        try await compareHistoryCost(configuration: configuration, seconds: seconds, rounds: rounds)
+    } else {
+        let counts = numbers.isEmpty ? [10, 100] : numbers.map { Int($0) }
+        try await measureHistoryMemory(configuration: configuration, eventsPerStream: counts)
+        try measureInMemoryHistoryEstimate()
+    }
+    if let server {
+        // `exit` skips the `defer` above.
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+    }
+    exit(0)
 }
 
 if hubLatencyOnly {

@@ -139,13 +139,18 @@ struct Serve: AsyncParsableCommand {
                 environment: environment,
                 developmentMode: developmentMode,
                 verifier: verifier,
+                history: hubConfiguration.history,
                 logger: logger
             )
             backends = redis.backends
             // Listed first, so it stops last: the hub unregisters from Redis while draining.
             services.append(.init(service: redis.client))
         } else {
-            backends = HubBackends.inMemory(tokenVerifier: verifier)
+            backends = HubBackends.inMemory(
+                tokenVerifier: verifier,
+                historyStore: hubConfiguration.history.enabled
+                    ? try InMemoryHistoryStore(configuration: hubConfiguration.history) : nil
+            )
         }
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
 
@@ -189,12 +194,13 @@ struct Serve: AsyncParsableCommand {
     }
 
     /// The Redis backends: `REDIS_URL`, and `REALTIME_CLUSTER_SECRET` (shared by every server of the cluster)
-    /// to seal bus messages.
+    /// to seal bus messages and history entries; a history store unless `history` is disabled.
     static func redisBackends(
         url: String,
         environment: [String: String],
         developmentMode: Bool,
         verifier: any TokenVerifier,
+        history: HistoryConfiguration,
         logger: Logger
     ) throws -> (client: RedisClient, backends: HubBackends) {
         let configuration: RedisConfiguration
@@ -221,7 +227,9 @@ struct Serve: AsyncParsableCommand {
             connectionStore: RedisConnectionStore(client: client),
             eventBus: try RedisEventBus(client: client, clusterSecret: Array(secret.utf8)),
             rateLimiter: RedisRateLimiter(client: client, fallback: InMemoryRateLimiter()),
-            sessionStore: RedisSessionStore(client: client)
+            sessionStore: RedisSessionStore(client: client),
+            historyStore: history.enabled
+                ? try RedisHistoryStore(client: client, clusterSecret: Array(secret.utf8), configuration: history) : nil
         )
         return (client, backends)
     }

@@ -5,19 +5,24 @@ public struct HubBackends: Sendable {
     public var eventBus: any EventBus
     public var rateLimiter: any RateLimiter
     public var sessionStore: any SessionStore
+    /// The history kept for reconnecting clients; `nil` keeps none. Reported by ``RealtimeHub/healthCheck()``
+    /// (component `historyStore`).
+    public var historyStore: (any HistoryStore)?
 
     public init(
         tokenVerifier: any TokenVerifier,
         connectionStore: any ConnectionStore,
         eventBus: any EventBus,
         rateLimiter: any RateLimiter,
-        sessionStore: any SessionStore
+        sessionStore: any SessionStore,
+        historyStore: (any HistoryStore)? = nil
     ) {
         self.tokenVerifier = tokenVerifier
         self.connectionStore = connectionStore
         self.eventBus = eventBus
         self.rateLimiter = rateLimiter
         self.sessionStore = sessionStore
+        self.historyStore = historyStore
     }
 }
 
@@ -29,14 +34,16 @@ extension HubBackends {
         connectionStore: any ConnectionStore = InMemoryConnectionStore(),
         eventBus: any EventBus = InMemoryEventBus(),
         rateLimiter: any RateLimiter = InMemoryRateLimiter(),
-        sessionStore: any SessionStore = InMemorySessionStore()
+        sessionStore: any SessionStore = InMemorySessionStore(),
+        historyStore: (any HistoryStore)? = nil
     ) -> HubBackends {
         HubBackends(
             tokenVerifier: tokenVerifier,
             connectionStore: connectionStore,
             eventBus: eventBus,
             rateLimiter: rateLimiter,
-            sessionStore: sessionStore
+            sessionStore: sessionStore,
+            historyStore: historyStore
         )
     }
 }

@@ -56,6 +56,9 @@ public struct HubConfiguration: Sendable {
     /// supplied by the host, since reading it is platform I/O the core does not do (RealtimeNIO's
     /// `ProcessStatistics.residentMemoryBytes` reads `/proc/self/statm`). `nil` reports no figure.
     public var residentMemoryBytes: (@Sendable () -> Int?)?
+    /// The history kept for reconnecting clients (``HistoryConfiguration``): what hosts build the
+    /// ``HubBackends/historyStore`` with.
+    public var history = HistoryConfiguration()
 
     /// Size and count bounds.
     public struct Limits: Sendable, Hashable {
@@ -154,7 +157,8 @@ public struct HubConfiguration: Sendable {
 }
 
 extension HubConfiguration {
-    /// The environment variables ``init(environment:)`` reads, with what each sets.
+    /// The environment variables ``init(environment:)`` reads, with what each sets (and
+    /// ``HistoryConfiguration/environmentVariables`` for ``history``).
     public static let environmentVariables: [(name: String, meaning: String)] = [
         ("WEBSOCKET_SERVER_ID", "this server's id (default: random srv_…)"),
         ("WEBSOCKET_DEVELOPMENT_MODE", "true/false: allow localhost origins"),
@@ -201,7 +205,7 @@ extension HubConfiguration {
     /// unknown `WEBSOCKET_*` variable (a typo would otherwise be silently ignored).
     public init(environment: [String: String]) throws(RealtimeError) {
         self.init()
-        let known = Set(Self.environmentVariables.map(\.name))
+        let known = Set((Self.environmentVariables + HistoryConfiguration.environmentVariables).map(\.name))
         for name in environment.keys.sorted() where name.hasPrefix("WEBSOCKET_") && !known.contains(name) {
             throw RealtimeError(
                 .invalidConfiguration,
@@ -307,6 +311,7 @@ extension HubConfiguration {
                 burst: value * 2
             )
         }
+        try history.apply(reader)
     }
 
     /// Checks values that cannot be expressed by types alone. The hub calls it in its initializer.
@@ -329,6 +334,7 @@ extension HubConfiguration {
         guard http.maxRequestLineBytes > 0, http.maxHeaderBytes > 0, http.maxHeaderFieldBytes > 0,
             http.headerReadTimeout > .zero
         else { throw fail("http limits must be positive") }
+        if history.enabled { try history.validate() }
     }
 }
 
@@ -350,7 +356,7 @@ extension String {
     }
 }
 
-private struct EnvironmentReader {
+struct EnvironmentReader {
     let environment: [String: String]
 
     func string(_ name: String) throws(RealtimeError) -> String? {

@@ -38,11 +38,21 @@ public final class InMemoryEventBus: EventBus {
 
     public func publish(_ message: BusMessage) async throws(RealtimeError) {
         let now = self.now()
-        state.withLock { state in
-            state.published += 1
-            for subscription in state.subscribers(of: message.route) {
-                subscription.enqueue(message, at: now)
-            }
+        state.withLock { $0.deliver(message, at: now) }
+    }
+
+    /// Publishes `messages` after `record` gave each its position, all under the bus's lock, so every subscription
+    /// hears a stream's messages in the order of their offsets. Nothing is published if `record` throws.
+    func publish(
+        _ messages: [BusMessage],
+        recordingWith record: (BusMessage) throws(RealtimeError) -> StreamPosition?
+    ) throws(RealtimeError) -> [BusMessage] {
+        let now = self.now()
+        return try state.withLock { state throws(RealtimeError) in
+            var recorded = messages
+            for index in recorded.indices { recorded[index].position = try record(recorded[index]) }
+            for message in recorded { state.deliver(message, at: now) }
+            return recorded
         }
     }
 
@@ -136,6 +146,14 @@ private struct BusState {
     /// Subscriptions with a counted interest in a route.
     var interested: [BusRoute: Set<UInt64>] = [:]
     var interestCounts: [RouteInterest: Int] = [:]
+
+    /// Hands `message` to every subscription hearing its route.
+    mutating func deliver(_ message: BusMessage, at time: Timestamp) {
+        published += 1
+        for subscription in subscribers(of: message.route) {
+            subscription.enqueue(message, at: time)
+        }
+    }
 
     /// The subscriptions hearing `route`, in subscription order.
     func subscribers(of route: BusRoute) -> [InMemoryEventBusSubscription] {

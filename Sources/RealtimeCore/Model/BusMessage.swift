@@ -67,6 +67,11 @@ public struct BusMessage: Sendable, Hashable {
     /// ``payload`` changes; not part of equality.
     package var eventFrame: String?
 
+    /// Where the message was recorded in its route's ``HistoryStream``, when it was: set by
+    /// ``EventBus/publish(_:recordingIn:)`` (and carried by the bus to every server) and by
+    /// ``HistoryStore/read(_:after:limit:)``; `nil` for a message published without history. Not part of equality.
+    public var position: StreamPosition?
+
     public init(origin: ServerID, route: BusRoute, payload: BusPayload) {
         self.origin = origin
         self.route = route
@@ -80,7 +85,8 @@ public struct BusMessage: Sendable, Hashable {
         self.eventFrame = eventFrame
     }
 
-    /// Whether origin, route and payload are equal (the carried event frame is a cache of the payload's encoding).
+    /// Whether origin, route and payload are equal (the carried event frame is a cache of the payload's encoding, and
+    /// ``position`` says where a copy of the message was recorded, not what it is).
     public static func == (lhs: BusMessage, rhs: BusMessage) -> Bool {
         lhs.origin == rhs.origin && lhs.route == rhs.route && lhs.payload == rhs.payload
     }

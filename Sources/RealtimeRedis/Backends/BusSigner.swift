@@ -12,12 +12,16 @@ internal import RealtimeCrypto
 struct BusSigner: Sendable {
     /// The keyed HMAC-SHA256 context.
     private let key: HMACKey
+    /// Equal for two signers exactly when they hold the same secret (the sealed form of a fixed text), so two
+    /// components can check that they share a secret without comparing it.
+    private(set) var fingerprint: [UInt8] = []
 
     init(secret: [UInt8]) {
         guard let key = HMACKey(secret: secret, digest: .sha256) else {
             fatalError("OpenSSL could not prepare an HMAC-SHA256 context")
         }
         self.key = key
+        fingerprint = seal(channel: "fingerprint", body: [])
     }
 
     static let macHexLength = 64

@@ -129,7 +129,8 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     /// - Parameter viaPattern: heard through the pattern of user channels (as an administrators' server).
     private func received(channel: [UInt8], payload: [UInt8], viaPattern: Bool) {
         guard payload.count <= bus.options.maximumMessageBytes,
-            let body = bus.signer.open(channel: channel, payload: payload)
+            let (positions, sealed) = RecordedPayload.split(payload),
+            let body = bus.signer.open(channel: channel, payload: sealed)
         else {
             bus.count { $0.refusedMessages += 1 }
             return
@@ -146,13 +147,16 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             return
         }
         guard viaPattern else {
-            yield(.message(decoded.message))
+            var message = decoded.message
+            message.position = positions.first
+            yield(.message(message))
             return
         }
         // A user's channel heard for the administrators: only what was published for the admins route too.
         guard decoded.alsoAdmins, case .user = decoded.message.route else { return }
         var forAdmins = decoded.message
         forAdmins.route = .admins
+        forAdmins.position = positions.count > 1 ? positions[1] : nil
         yield(.message(forAdmins))
     }
 

@@ -111,7 +111,7 @@ public final class RedisEventBus: EventBus, Sendable {
     }
 
     /// The Redis channel of a route.
-    public func channel(for route: BusRoute) -> String { "\(prefix)bus:\(route.description)" }
+    public func channel(for route: BusRoute) -> String { Self.channel(for: route, prefix: prefix) }
 
     /// The glob pattern (`PSUBSCRIBE`) of every user's channel, with the prefix's glob characters escaped.
     var userChannelPattern: String {
@@ -132,7 +132,7 @@ public final class RedisEventBus: EventBus, Sendable {
         )
     }
 
-    private static func affinity(_ channel: String) -> Int {
+    static func affinity(_ channel: String) -> Int {
         // A stable hash (not `hashValue`, which is seeded per process) so one channel always uses one connection.
         var hash: UInt64 = 14_695_981_039_346_656_037
         for byte in channel.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
@@ -148,10 +148,7 @@ public final class RedisEventBus: EventBus, Sendable {
     /// for the admins route too, which subscriptions with interest in the admins route hear through their pattern
     /// subscription.
     public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
-        if messages.count == 2, case .user = messages[0].route, messages[1].route == .admins,
-            messages[0].origin == messages[1].origin, case .event = messages[0].payload,
-            messages[0].payload == messages[1].payload
-        {
+        if Self.isUserEventPair(messages[...]) {
             try await publish(messages[0], alsoAdmins: true)
             return
         }

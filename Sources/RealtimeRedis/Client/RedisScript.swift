@@ -11,12 +11,26 @@ final class RedisScript: Sendable {
 
     /// Runs the script with `keys` and `arguments`; one round trip once loaded.
     func run(on client: RedisClient, keys: [String], arguments: [String]) async throws(RealtimeError) -> RESPValue {
+        try await run(on: client, keys: keys) { command in
+            for argument in arguments { command.append(argument) }
+        }
+    }
+
+    /// Runs the script with `keys` and the arguments `appendArguments` adds (binary ones too), on the pooled
+    /// connection `affinity` chooses when given (see ``RedisClient/send(_:affinity:)``).
+    func run(
+        on client: RedisClient,
+        keys: [String],
+        affinity: Int? = nil,
+        appendArguments: (inout RedisCommand) -> Void
+    ) async throws(RealtimeError) -> RESPValue {
         for attempt in 0..<2 {
             let digest = try await loadedSHA(on: client, reload: attempt > 0)
             var command = RedisCommand("EVALSHA", digest, String(keys.count))
             for key in keys { command.append(key) }
-            for argument in arguments { command.append(argument) }
+            appendArguments(&command)
             do {
+                if let affinity { return try await client.send(command, affinity: affinity) }
                 return try await client.send(command)
             } catch {
                 guard (error.underlying as? RedisServerError)?.code == "NOSCRIPT", attempt == 0 else { throw error }

@@ -268,6 +268,16 @@ import Testing
         ("WEBSOCKET_ALLOWED_ORIGINS", "app.example.com"),
         ("WEBSOCKET_MAX_CONECTIONS", "5"),
         ("WEBSOCKET_SERVER_ID", ""),
+        ("WEBSOCKET_HISTORY_ENABLED", "perhaps"),
+        ("WEBSOCKET_HISTORY_SIZE", "0"),
+        ("WEBSOCKET_HISTORY_SIZE", "many"),
+        ("WEBSOCKET_HISTORY_TTL", "-1"),
+        ("WEBSOCKET_HISTORY_SHARED_SIZE", "-3"),
+        ("WEBSOCKET_HISTORY_SHARED_TTL", "0"),
+        ("WEBSOCKET_HISTORY_RETENTION", "soon"),
+        ("WEBSOCKET_HISTORY_MAX_ENTRY_BYTES", "10"),
+        ("WEBSOCKET_HISTORY_MEMORY_LIMIT", "1"),
+        ("WEBSOCKET_HISTORY_SIZES", "5"),
     ])
     func invalidValuesAreNamedInTheError(_ name: String, _ value: String) {
         do {

@@ -1,0 +1,85 @@
+/// How much history a ``HistoryStore`` keeps per stream.
+public struct HistoryLimits: Sendable, Hashable {
+    /// The newest entries kept; older ones are trimmed (at least 1).
+    public var maxEntries: Int
+    /// Entries older than this are trimmed; a stream with no append for this long holds no readable entry.
+    public var maxAge: Duration
+
+    public init(maxEntries: Int, maxAge: Duration) {
+        self.maxEntries = maxEntries
+        self.maxAge = maxAge
+    }
+}
+
+/// The history kept for reconnecting clients: what a ``HistoryStore`` is built with.
+///
+/// The defaults suit a service with 100,000 users whose clients reconnect after network blips, deploys or
+/// crashes (recovery, not an archive): 100 events or 1 hour per user stream, 1,000 events or 10 minutes for the
+/// administrators' and everyone's streams, positions remembered for 24 hours, 64 KiB per entry, and 64 MiB in all
+/// for ``InMemoryHistoryStore``. `Documentation/Configuration.md` lists the environment variables.
+public struct HistoryConfiguration: Sendable, Hashable {
+    /// Whether hosts that build their backends from the configuration create a history store
+    /// (`WEBSOCKET_HISTORY_ENABLED`; `realtime-server` does). A hub records no history without a store in its
+    /// ``HubBackends/historyStore``.
+    public var enabled = true
+    /// Limits of each user's stream (`WEBSOCKET_HISTORY_SIZE`, `WEBSOCKET_HISTORY_TTL`).
+    public var userStreams = HistoryLimits(maxEntries: 100, maxAge: .seconds(3600))
+    /// Limits of the administrators' and everyone's streams (`WEBSOCKET_HISTORY_SHARED_SIZE`,
+    /// `WEBSOCKET_HISTORY_SHARED_TTL`).
+    public var sharedStreams = HistoryLimits(maxEntries: 1000, maxAge: .seconds(600))
+    /// How long a stream that is neither appended to nor read keeps its epoch and last offset
+    /// (`WEBSOCKET_HISTORY_RETENTION`); then it is forgotten and starts again under a new epoch. At least the
+    /// largest `maxAge`, so a client that missed nothing during a quiet spell still recovers.
+    public var retention: Duration = .seconds(86_400)
+    /// The largest entry accepted, in bytes as the store counts them (`WEBSOCKET_HISTORY_MAX_ENTRY_BYTES`).
+    public var maxEntryBytes = 64 * 1024
+    /// The most memory ``InMemoryHistoryStore`` uses for all streams together, in estimated bytes
+    /// (`WEBSOCKET_HISTORY_MEMORY_LIMIT`); the least recently used streams lose their entries first, then are
+    /// forgotten. Redis bounds its memory with the per-stream limits and its own `maxmemory`.
+    public var memoryLimitBytes = 64 * 1024 * 1024
+
+    public init() {}
+
+    /// The limits of `stream`.
+    public func limits(for stream: HistoryStream) -> HistoryLimits {
+        stream.isShared ? sharedStreams : userStreams
+    }
+
+    /// Checks values that cannot be expressed by types alone.
+    public func validate() throws(RealtimeError) {
+        func fail(_ message: String) -> RealtimeError { RealtimeError(.invalidConfiguration, "history: \(message)") }
+        for (name, limits) in [("userStreams", userStreams), ("sharedStreams", sharedStreams)] {
+            guard limits.maxEntries >= 1 else { throw fail("\(name).maxEntries must be at least 1") }
+            guard limits.maxAge >= .milliseconds(1) else { throw fail("\(name).maxAge must be at least 1 ms") }
+            guard retention >= limits.maxAge else { throw fail("retention must be at least \(name).maxAge") }
+        }
+        guard maxEntryBytes >= 256 else { throw fail("maxEntryBytes must be at least 256") }
+        guard memoryLimitBytes >= 4 * maxEntryBytes else {
+            throw fail("memoryLimitBytes must hold at least four entries of maxEntryBytes")
+        }
+    }
+
+    /// The environment variables ``HubConfiguration/init(environment:)`` reads into ``HubConfiguration/history``.
+    public static let environmentVariables: [(name: String, meaning: String)] = [
+        ("WEBSOCKET_HISTORY_ENABLED", "true/false: keep history for reconnecting clients (default true)"),
+        ("WEBSOCKET_HISTORY_SIZE", "events kept per user stream (default 100)"),
+        ("WEBSOCKET_HISTORY_TTL", "ms an event is kept in a user stream (default 3600000)"),
+        ("WEBSOCKET_HISTORY_SHARED_SIZE", "events kept in the admins and everyone streams (default 1000)"),
+        ("WEBSOCKET_HISTORY_SHARED_TTL", "ms an event is kept in the admins and everyone streams (default 600000)"),
+        ("WEBSOCKET_HISTORY_RETENTION", "ms an unused stream keeps its epoch and offset (default 86400000)"),
+        ("WEBSOCKET_HISTORY_MAX_ENTRY_BYTES", "largest history entry (default 65536)"),
+        ("WEBSOCKET_HISTORY_MEMORY_LIMIT", "bytes of history the in-memory store keeps (default 67108864)"),
+    ]
+
+    /// Applies the `WEBSOCKET_HISTORY_*` variables that are set.
+    mutating func apply(_ reader: EnvironmentReader) throws(RealtimeError) {
+        if let value = try reader.bool("WEBSOCKET_HISTORY_ENABLED") { enabled = value }
+        if let value = try reader.int("WEBSOCKET_HISTORY_SIZE", min: 1) { userStreams.maxEntries = value }
+        if let value = try reader.milliseconds("WEBSOCKET_HISTORY_TTL") { userStreams.maxAge = value }
+        if let value = try reader.int("WEBSOCKET_HISTORY_SHARED_SIZE", min: 1) { sharedStreams.maxEntries = value }
+        if let value = try reader.milliseconds("WEBSOCKET_HISTORY_SHARED_TTL") { sharedStreams.maxAge = value }
+        if let value = try reader.milliseconds("WEBSOCKET_HISTORY_RETENTION") { retention = value }
+        if let value = try reader.int("WEBSOCKET_HISTORY_MAX_ENTRY_BYTES", min: 256) { maxEntryBytes = value }
+        if let value = try reader.int("WEBSOCKET_HISTORY_MEMORY_LIMIT", min: 1024) { memoryLimitBytes = value }
+    }
+}

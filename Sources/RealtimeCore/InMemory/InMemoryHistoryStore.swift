@@ -1,0 +1,314 @@
+import DequeModule
+import Synchronization
+
+/// A ``HistoryStore`` in process memory: a bounded ring buffer per stream, a bound on all streams together, and
+/// idle streams forgotten.
+///
+/// - Each stream keeps its newest ``HistoryLimits/maxEntries`` entries; entries past ``HistoryLimits/maxAge`` are
+///   invisible at once and removed on the stream's next use.
+/// - All streams together stay under ``HistoryConfiguration/memoryLimitBytes``, counted as an estimate (per entry
+///   its slot in the ring buffer, twice its encoded size since the store keeps the decoded message and its
+///   encoding, and allocation headers; a fixed overhead per stream): past it, the least recently used stream loses
+///   its oldest entries first, and is forgotten once it has none.
+/// - A stream neither appended to nor read for ``HistoryConfiguration/retention`` is forgotten.
+/// - Every stream gets a random epoch when it is created, so a position from a forgotten stream or from an
+///   earlier process (the store restarted) reads as ``HistoryUnavailableReason/epochChanged``.
+///
+/// Several hubs in one process share one store, like the servers of a cluster share Redis. With an
+/// ``InMemoryEventBus``, ``EventBus/publish(_:recordingIn:)`` records and publishes in one step.
+public final class InMemoryHistoryStore: HistoryStore {
+    public let configuration: HistoryConfiguration
+    private let now: @Sendable () -> Timestamp
+    private let state = Mutex(HistoryState())
+
+    /// Creates an empty store.
+    /// - Parameters:
+    ///   - configuration: limits per stream and in all.
+    ///   - now: the wall clock stamping entries and deciding their age (tests pass a manual clock).
+    /// - Throws: ``RealtimeError/Code/invalidConfiguration`` for an invalid configuration.
+    public init(
+        configuration: HistoryConfiguration = HistoryConfiguration(),
+        now: @escaping @Sendable () -> Timestamp = Timestamp.now
+    ) throws(RealtimeError) {
+        try configuration.validate()
+        self.configuration = configuration
+        self.now = now
+    }
+
+    public func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
+        try record(message)
+    }
+
+    /// Appends `message` to its stream at once (``append(_:)`` without suspending), for the bus's single step.
+    package func record(_ message: BusMessage) throws(RealtimeError) -> StreamPosition {
+        let stream = try HistoryStream(recording: message)
+        let bytes = try Self.encodedSize(of: message)
+        guard bytes <= configuration.maxEntryBytes else {
+            throw RealtimeError(
+                .limitExceeded,
+                "a history entry of \(bytes) bytes exceeds the limit of \(configuration.maxEntryBytes)"
+            )
+        }
+        return using(stream) { state, window in state.append(message, bytes: bytes, to: stream, window: window) }
+    }
+
+    public func read(
+        _ stream: HistoryStream,
+        after position: StreamPosition,
+        limit: HistoryReadLimit
+    ) async throws(RealtimeError) -> HistoryRead {
+        try position.validate()
+        try limit.validate()
+        return using(stream) { state, window in
+            let record = state.use(stream, window: window)
+            let current = StreamPosition(epoch: record.epoch, offset: record.last)
+            let candidates = state.candidates(of: record, after: position.offset, count: limit.maxEntries)
+            return window.read(after: position, current: current, limit: limit, candidates: candidates)
+        }
+    }
+
+    public func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
+        using(stream) { state, window in
+            let record = state.use(stream, window: window)
+            return StreamPosition(epoch: record.epoch, offset: record.last)
+        }
+    }
+
+    /// Runs `body` on the state under the lock, after forgetting unused streams and before enforcing the memory
+    /// bound (sparing `stream`), with the window of `stream` at the current time.
+    private func using<Result: Sendable>(
+        _ stream: HistoryStream,
+        _ body: (inout HistoryState, HistoryWindow) -> Result
+    ) -> Result {
+        let now = self.now()
+        let configuration = self.configuration
+        let window = HistoryWindow(limits: configuration.limits(for: stream), now: now)
+        return state.withLock { state in
+            state.sweep(now: now, retention: configuration.retention)
+            let result = body(&state, window)
+            state.evict(toFit: configuration.memoryLimitBytes, sparing: stream)
+            return result
+        }
+    }
+
+    public func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
+        try HistoryWindow.checkTrim(maxEntries: maxEntries, maxAge: maxAge)
+        let now = self.now()
+        state.withLock { state in
+            state.trim(stream, keeping: maxEntries, removingUpTo: maxAge.map { now - $0 })
+        }
+    }
+
+    /// Counts and sizes, for health and tests.
+    package var statistics: (streams: Int, entries: Int, bytes: Int, evictedEntries: Int, forgottenStreams: Int) {
+        state.withLock { state in
+            (
+                state.streams.count, state.entryCount, state.totalBytes, state.evictedEntries,
+                state.forgottenStreams
+            )
+        }
+    }
+
+    /// Forgets the streams unused for ``HistoryConfiguration/retention`` now (the store also does it on every
+    /// call).
+    package func sweep() {
+        let now = self.now()
+        let retention = configuration.retention
+        state.withLock { $0.sweep(now: now, retention: retention) }
+    }
+
+    /// Healthy, with the number of streams and entries, the estimated bytes against the limit, and what the
+    /// memory bound evicted.
+    public func healthCheck() async -> ComponentHealth {
+        let stats = statistics
+        return ComponentHealth(
+            status: .healthy,
+            details: [
+                "streams": .int(Int64(stats.streams)),
+                "entries": .int(Int64(stats.entries)),
+                "estimatedBytes": .int(Int64(stats.bytes)),
+                "memoryLimitBytes": .int(Int64(configuration.memoryLimitBytes)),
+                "evictedEntries": .int(Int64(stats.evictedEntries)),
+                "forgottenStreams": .int(Int64(stats.forgottenStreams)),
+            ]
+        )
+    }
+
+    /// The size of the frame a client receives for `message`.
+    static func encodedSize(of message: BusMessage) throws(RealtimeError) -> Int {
+        switch message.payload {
+        case .event(let event): return (message.eventFrame ?? WireProtocol.event(event)).utf8.count
+        case .notification(let notification): return WireProtocol.notification(notification).utf8.count
+        case .control: throw RealtimeError(.invalidArgument, "control commands are not recorded in history")
+        }
+    }
+}
+
+/// One entry of an in-memory stream.
+private struct StoredEntry {
+    var offset: Int64
+    var timestamp: Timestamp
+    var message: BusMessage
+    /// The encoded size (what reads count).
+    var bytes: Int
+    /// The estimated memory it takes (what the memory bound counts): its slot in the ring buffer, the encoded
+    /// frame and the decoded message (about as large again), and their allocations' headers.
+    var footprint: Int { MemoryLayout<StoredEntry>.stride + 2 * bytes + 96 }
+}
+
+/// One in-memory stream, linked into the store's use order. A class, so one dictionary lookup reaches it and every
+/// change is made in place; only the state's lock reaches it.
+private final class StoredStream {
+    let epoch: String
+    var last: Int64 = 0
+    var entries = Deque<StoredEntry>()
+    /// Estimated memory of the stream and its entries.
+    var footprint: Int
+    var lastUsed: Timestamp
+    /// Neighbours in use order (keys, so the dictionary alone owns the streams): `older` toward the least
+    /// recently used stream.
+    var older: HistoryStream?
+    var newer: HistoryStream?
+
+    init(epoch: String, footprint: Int, lastUsed: Timestamp) {
+        self.epoch = epoch
+        self.footprint = footprint
+        self.lastUsed = lastUsed
+    }
+
+    /// The estimated memory of a stream with no entry.
+    static func overhead(_ stream: HistoryStream) -> Int {
+        if case .user(let id) = stream { return 224 + 2 * id.utf8.count }
+        return 224
+    }
+}
+
+/// Every stream, in use order (a doubly linked list through the dictionary's values), with the memory they take.
+private struct HistoryState {
+    var streams: [HistoryStream: StoredStream] = [:]
+    var oldest: HistoryStream?
+    var newest: HistoryStream?
+    var totalBytes = 0
+    var entryCount = 0
+    var evictedEntries = 0
+    var forgottenStreams = 0
+
+    /// The stream after marking it used now (creating it under a new epoch if it is unknown), with its entries
+    /// past their age removed.
+    mutating func use(_ stream: HistoryStream, window: HistoryWindow) -> StoredStream {
+        let record: StoredStream
+        if let known = streams[stream] {
+            record = known
+            if newest != stream {
+                unlink(stream, record)
+                link(stream, record)
+            }
+            record.lastUsed = window.now
+        } else {
+            let overhead = StoredStream.overhead(stream)
+            record = StoredStream(epoch: RandomID.hex(bytes: 8), footprint: overhead, lastUsed: window.now)
+            streams[stream] = record
+            totalBytes += overhead
+            link(stream, record)
+        }
+        while let first = record.entries.first, window.isExpired(first.timestamp) {
+            removeFirstEntry(of: record)
+        }
+        return record
+    }
+
+    mutating func append(
+        _ message: BusMessage,
+        bytes: Int,
+        to stream: HistoryStream,
+        window: HistoryWindow
+    ) -> StreamPosition {
+        let record = use(stream, window: window)
+        let position = StreamPosition(epoch: record.epoch, offset: record.last + 1)
+        var recorded = message
+        recorded.position = position
+        let entry = StoredEntry(offset: position.offset, timestamp: window.now, message: recorded, bytes: bytes)
+        record.entries.append(entry)
+        record.last = position.offset
+        record.footprint += entry.footprint
+        totalBytes += entry.footprint
+        entryCount += 1
+        while record.entries.count > window.limits.maxEntries { removeFirstEntry(of: record) }
+        return position
+    }
+
+    /// Up to `count` entries of `record` from `offset + 1` on (its offsets are contiguous: removals take its
+    /// oldest).
+    func candidates(of record: StoredStream, after offset: Int64, count: Int) -> [HistoryWindow.Candidate] {
+        guard let first = record.entries.first?.offset else { return [] }
+        let start = Int(clamping: max(0, offset + 1 - first))
+        guard start < record.entries.count else { return [] }
+        return record.entries[start..<min(record.entries.count, start + count)].map {
+            HistoryWindow.Candidate(offset: $0.offset, timestamp: $0.timestamp, bytes: $0.bytes, message: $0.message)
+        }
+    }
+
+    mutating func trim(_ stream: HistoryStream, keeping maxEntries: Int?, removingUpTo cutoff: Timestamp?) {
+        guard let record = streams[stream] else { return }
+        while let first = record.entries.first,
+            record.entries.count > (maxEntries ?? Int.max) || cutoff.map({ first.timestamp <= $0 }) == true
+        {
+            removeFirstEntry(of: record)
+        }
+    }
+
+    /// Forgets the streams unused for `retention`, least recently used first.
+    mutating func sweep(now: Timestamp, retention: Duration) {
+        while let stream = oldest, let record = streams[stream], record.lastUsed + retention <= now {
+            forget(stream)
+        }
+    }
+
+    /// Removes entries, then streams, least recently used first, until the estimate fits `limit`. The entries of
+    /// `spared` (the stream just used) go last, and its newest entry stays.
+    mutating func evict(toFit limit: Int, sparing spared: HistoryStream) {
+        while totalBytes > limit, let victim = oldest, let record = streams[victim] {
+            if victim == spared {
+                // Only the stream in use is left.
+                guard record.entries.count > 1 else { return }
+                removeFirstEntry(of: record)
+                evictedEntries += 1
+            } else if !record.entries.isEmpty {
+                removeFirstEntry(of: record)
+                evictedEntries += 1
+            } else {
+                forget(victim)
+            }
+        }
+    }
+
+    private mutating func removeFirstEntry(of record: StoredStream) {
+        guard let entry = record.entries.popFirst() else { return }
+        record.footprint -= entry.footprint
+        totalBytes -= entry.footprint
+        entryCount -= 1
+    }
+
+    private mutating func forget(_ stream: HistoryStream) {
+        guard let record = streams.removeValue(forKey: stream) else { return }
+        unlink(stream, record)
+        totalBytes -= record.footprint
+        entryCount -= record.entries.count
+        forgottenStreams += 1
+    }
+
+    /// Makes `record` (of `stream`) the most recently used.
+    private mutating func link(_ stream: HistoryStream, _ record: StoredStream) {
+        record.older = newest
+        record.newer = nil
+        if let newest { streams[newest]?.newer = stream } else { oldest = stream }
+        newest = stream
+    }
+
+    private mutating func unlink(_ stream: HistoryStream, _ record: StoredStream) {
+        if let older = record.older { streams[older]?.newer = record.newer } else { oldest = record.newer }
+        if let newer = record.newer { streams[newer]?.older = record.older } else { newest = record.older }
+        record.older = nil
+        record.newer = nil
+    }
+}

@@ -1,0 +1,205 @@
+import Logging
+import RealtimeCore
+import RealtimeTesting
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct InMemoryHistoryStoreTests {
+    static let backend = HistoryStoreConformance.Backend(
+        makeStore: { configuration, now in try InMemoryHistoryStore(configuration: configuration, now: now) },
+        makePeer: { store, _ in store },
+        loseHistory: { store in
+            // A restarted process: a new store, with nothing of the old one.
+            try InMemoryHistoryStore(configuration: try #require(store as? InMemoryHistoryStore).configuration)
+        },
+        time: .manual(ManualClock())
+    )
+
+    @Test func conformsToTheHistoryStoreContract() async throws {
+        try await HistoryStoreConformance.run(Self.backend)
+    }
+
+    @Test func publishingWithTheInMemoryBusKeepsOffsetOrder() async throws {
+        let bus = InMemoryEventBus()
+        let store = try InMemoryHistoryStore()
+        try await HistoryStoreConformance.publishingKeepsOffsetOrder(
+            servers: [(bus, store), (bus, store)],
+            subscriber: bus
+        )
+    }
+
+    @Test func theMemoryBoundEvictsTheLeastRecentlyUsedStreamsFirst() async throws {
+        let clock = ManualClock()
+        var configuration = HistoryConfiguration()
+        configuration.maxEntryBytes = 4096
+        configuration.memoryLimitBytes = 64 * 1024
+        let store = try InMemoryHistoryStore(configuration: configuration, now: clock.timestampSource)
+        var first: [String: StreamPosition] = [:]
+        for user in 0..<40 {
+            for number in 1...5 {
+                let position = try await store.append(HistoryStoreConformance.event("u\(user)", number, bytes: 300))
+                if number == 1 { first["u\(user)"] = position }
+            }
+            clock.advance(by: .milliseconds(1))
+            #expect(store.statistics.bytes <= configuration.memoryLimitBytes)
+        }
+        let stats = store.statistics
+        #expect(stats.evictedEntries > 0 && stats.forgottenStreams > 0, "\(stats)")
+        #expect(stats.bytes <= configuration.memoryLimitBytes)
+        // The newest streams are whole; the oldest lost their entries, then were forgotten.
+        let newest = try #require(first["u39"])
+        let page = try await store.read(
+            .user("u39"),
+            after: StreamPosition(epoch: newest.epoch, offset: 0),
+            limit: .init()
+        )
+        guard case .page(let entries) = page else { throw RealtimeError(.internalError, "u39 lost entries: \(page)") }
+        #expect(entries.entries.count == 5)
+        let oldest = try #require(first["u0"])
+        let gone = try await store.read(
+            .user("u0"),
+            after: StreamPosition(epoch: oldest.epoch, offset: 0),
+            limit: .init()
+        )
+        guard case .unavailable(let reason, _) = gone else { throw RealtimeError(.internalError, "u0 kept \(gone)") }
+        #expect(reason == .epochChanged || reason == .trimmed)
+    }
+
+    @Test func theStreamInUseKeepsItsNewestEntryUnderTheBound() async throws {
+        var configuration = HistoryConfiguration()
+        configuration.maxEntryBytes = 4096
+        configuration.memoryLimitBytes = 4 * 4096
+        configuration.userStreams.maxEntries = 1000
+        let store = try InMemoryHistoryStore(configuration: configuration)
+        var last = StreamPosition(epoch: "", offset: 0)
+        for number in 1...100 {
+            last = try await store.append(HistoryStoreConformance.event("u", number, bytes: 3000))
+            #expect(store.statistics.bytes <= configuration.memoryLimitBytes)
+        }
+        let read = try await store.read(
+            .user("u"),
+            after: StreamPosition(epoch: last.epoch, offset: last.offset - 1),
+            limit: .init()
+        )
+        guard case .page(let page) = read else { throw RealtimeError(.internalError, "newest entry gone: \(read)") }
+        #expect(page.entries.map(\.position) == [last])
+        #expect(store.statistics.entries >= 1 && store.statistics.entries < 10)
+    }
+
+    @Test func unusedStreamsAreSweptAndEntriesPastTheirAgeRemoved() async throws {
+        let clock = ManualClock()
+        var configuration = HistoryConfiguration()
+        configuration.retention = .seconds(3600)
+        let store = try InMemoryHistoryStore(configuration: configuration, now: clock.timestampSource)
+        for user in 0..<1000 { _ = try await store.append(HistoryStoreConformance.event("u\(user)", 1)) }
+        #expect(store.statistics.streams == 1000)
+        clock.advance(by: .seconds(3599))
+        _ = try await store.position(of: .user("u7"))
+        clock.advance(by: .seconds(1))
+        store.sweep()
+        #expect(store.statistics.streams == 1, "only the stream read since is kept")
+        #expect(store.statistics.entries == 1)
+        // The kept stream's entry passed the user streams' hour: its next use removes it.
+        let position = try await store.position(of: .user("u7"))
+        #expect(position.offset == 1)
+        #expect(store.statistics.entries == 0)
+    }
+
+    @Test func refusesAnInvalidConfiguration() throws {
+        var configuration = HistoryConfiguration()
+        configuration.retention = .seconds(60)
+        #expect(throws: RealtimeError.self) { try InMemoryHistoryStore(configuration: configuration) }
+        configuration = HistoryConfiguration()
+        configuration.userStreams.maxEntries = 0
+        #expect(throws: RealtimeError.self) { try InMemoryHistoryStore(configuration: configuration) }
+        configuration = HistoryConfiguration()
+        configuration.memoryLimitBytes = configuration.maxEntryBytes
+        #expect(throws: RealtimeError.self) { try InMemoryHistoryStore(configuration: configuration) }
+    }
+}
+
+/// A store that is no ``InMemoryHistoryStore`` (so no bus records with it in one step), forwarding to one.
+private struct ForwardingHistoryStore: HistoryStore {
+    let inner: InMemoryHistoryStore
+    func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
+        try await inner.append(message)
+    }
+    func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
+        async throws(RealtimeError) -> HistoryRead
+    {
+        try await inner.read(stream, after: position, limit: limit)
+    }
+    func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
+        try await inner.position(of: stream)
+    }
+    func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
+        try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct HistoryPublishingTests {
+    @Test func theDefaultAppendsThenPublishesWithPositions() async throws {
+        let bus = InMemoryEventBus()
+        let store = ForwardingHistoryStore(inner: try InMemoryHistoryStore())
+        let subscription = try await bus.subscribe(server: "srv-sub")
+        try await subscription.addInterest(.user("u1"))
+        try await subscription.addInterest(.admins)
+        var published: [BusMessage] = []
+        for number in 1...3 {
+            let message = HistoryStoreConformance.event("u1", number)
+            var forAdmins = message
+            forAdmins.route = .admins
+            published += try await bus.publish([message, forAdmins], recordingIn: store)
+        }
+        let control = BusMessage(
+            origin: "srv-a",
+            route: .control,
+            payload: .control(.disconnectUser(userID: "u1", reason: "r"))
+        )
+        let unrecorded = try await bus.publish([control], recordingIn: store)
+        #expect(unrecorded.map(\.position) == [nil], "routes without history are published as they are")
+        #expect(published.filter { $0.route == .user("u1") }.map { $0.position?.offset } == [1, 2, 3])
+        #expect(published.filter { $0.route == .admins }.map { $0.position?.offset } == [1, 2, 3])
+        var heard: [BusMessage] = []
+        var iterator = subscription.deliveries.makeAsyncIterator()
+        while heard.count < 6, let delivery = await iterator.next() {
+            if case .message(let message) = delivery { heard.append(message) }
+        }
+        #expect(heard.map(\.position) == published.map(\.position), "each message carries its position")
+        await subscription.close()
+    }
+
+    @Test func nothingIsPublishedWhenRecordingFails() async throws {
+        var configuration = HistoryConfiguration()
+        configuration.maxEntryBytes = 1024
+        let inner = try InMemoryHistoryStore(configuration: configuration)
+        for store in [inner, ForwardingHistoryStore(inner: inner)] as [any HistoryStore] {
+            let bus = InMemoryEventBus()
+            let subscription = try await bus.subscribe(server: "srv-sub")
+            try await subscription.addInterest(.user("u1"))
+            let error = await #expect(throws: RealtimeError.self) {
+                _ = try await bus.publish([HistoryStoreConformance.event("u1", 1, bytes: 2000)], recordingIn: store)
+            }
+            #expect(error?.code == .limitExceeded)
+            #expect(bus.publishedCount == 0)
+            await subscription.close()
+        }
+    }
+
+    @Test func theHubReportsItsHistoryStoreInHealth() async throws {
+        let fixture = HubFixture()
+        let store = try InMemoryHistoryStore()
+        var logger = Logger(label: "realtime-hub-test")
+        logger.logLevel = .error
+        let hub = try RealtimeHub(
+            configuration: HubFixture.configuration(),
+            backends: .inMemory(tokenVerifier: fixture.tokens, eventBus: fixture.bus, historyStore: store),
+            logger: logger
+        )
+        let health = await hub.healthCheck()
+        let component = try #require(health.components["historyStore"])
+        #expect(component.status == .healthy)
+        #expect(component.details["memoryLimitBytes"] == .int(Int64(HistoryConfiguration().memoryLimitBytes)))
+        let without = try fixture.hub()
+        #expect(await without.healthCheck().components["historyStore"] == nil)
+    }
+}
