@@ -14,6 +14,7 @@ let swiftSettings: [SwiftSetting] = [
 // The traits below that guard the host-only dependencies.
 let hummingbirdTrait = TargetDependencyCondition.when(traits: ["Hummingbird"])
 let examplesTrait = TargetDependencyCondition.when(traits: ["Examples"])
+let jwksTrait = TargetDependencyCondition.when(traits: ["JWKS"])
 
 let package = Package(
     name: "swift-realtime-hub",
@@ -38,6 +39,9 @@ let package = Package(
         .library(name: "RealtimeTesting", targets: ["RealtimeTesting"]),
         // JSON Web Token verification and signing on OpenSSL's libcrypto (a `TokenVerifier`).
         .library(name: "RealtimeJWT", targets: ["RealtimeJWT"]),
+        // An identity provider's JWK Set over HTTPS (async-http-client) for RealtimeJWT's verifier: cached, refreshed
+        // in the background, refetched (rate-limited) for an unknown `kid`. Needs the `JWKS` trait.
+        .library(name: "RealtimeJWKS", targets: ["RealtimeJWKS"]),
     ],
     // Package traits (SE-0450), both on by default. Every use of a host-only package (Hummingbird,
     // swift-prometheus, swift-nio-extras, swift-argument-parser) is conditioned on one of them, so a consumer that
@@ -50,9 +54,13 @@ let package = Package(
             description: "The RealtimeHummingbird product (Hummingbird 2, swift-prometheus, swift-nio-extras)."
         ),
         .trait(
+            name: "JWKS",
+            description: "The RealtimeJWKS product (async-http-client, swift-nio-ssl)."
+        ),
+        .trait(
             name: "Examples",
             description: "realtime-server, realtime-example and the end-to-end tests (swift-argument-parser).",
-            enabledTraits: ["Hummingbird"]
+            enabledTraits: ["Hummingbird", "JWKS"]
         ),
         .default(enabledTraits: ["Examples"]),
     ],
@@ -67,6 +75,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.20.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
     ],
     targets: [
         // OpenSSL's libcrypto (Debian: libssl-dev, OpenSSL >= 3.0), used by RealtimeJWT and for the Redis bus's message
@@ -151,6 +161,7 @@ let package = Package(
             dependencies: [
                 "RealtimeCore",
                 "RealtimeJWT",
+                "RealtimeJWKS",
                 "RealtimeRedis",
                 "RealtimeNIO",
                 "RealtimeHummingbird",
@@ -159,6 +170,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus", condition: hummingbirdTrait),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -197,6 +209,7 @@ let package = Package(
                 "RealtimeJWT",
                 "RealtimeRedis",
                 "RealtimeRedisTestSupport",
+                "RealtimeJWKSTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird", condition: hummingbirdTrait),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -260,9 +273,54 @@ let package = Package(
             dependencies: ["RealtimeCore", "RealtimeCrypto"],
             swiftSettings: swiftSettings
         ),
+        // Every use of async-http-client and swift-nio-ssl is conditioned on the JWKS trait (see "Packaging").
+        .target(
+            name: "RealtimeJWKS",
+            dependencies: [
+                "RealtimeJWT",
+                "RealtimeCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: jwksTrait),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: jwksTrait),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RealtimeJWKSTests",
+            dependencies: [
+                "RealtimeJWKS",
+                "RealtimeJWT",
+                "RealtimeCore",
+                "RealtimeTesting",
+                "RealtimeJWKSTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTPS server of the JWKS tests (certificates made with `openssl`) and the test identity provider's
+        // keys, shared by RealtimeJWKSTests and the end-to-end tests. Not a product.
+        .target(
+            name: "RealtimeJWKSTestSupport",
+            dependencies: [
+                "RealtimeJWT",
+                "RealtimeCore",
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: jwksTrait),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/RealtimeJWKSTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RealtimeJWTTests",
-            dependencies: ["RealtimeJWT", "RealtimeCore", "RealtimeCrypto"],
+            dependencies: ["RealtimeJWT", "RealtimeCore", "RealtimeCrypto", "RealtimeTesting"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

@@ -2,7 +2,9 @@
 
 import ArgumentParser
 import Foundation
+import Logging
 import RealtimeCore
+import RealtimeJWKS
 import RealtimeJWT
 
 /// A configuration problem reported to the operator (exit code 2, no stack trace).
@@ -37,6 +39,27 @@ struct KeyOptions: ParsableArguments {
     @Option(help: "File holding a JWK Set (env JWT_JWKS_FILE).")
     var jwks: String?
 
+    @Option(
+        help: """
+            HTTPS URL of a JWK Set, fetched and kept fresh by `serve` (env JWT_JWKS_URL); excludes the secret, \
+            public key and JWK Set file.
+            """
+    )
+    var jwksURL: String?
+
+    @Option(
+        help: """
+            OpenID Connect issuer whose /.well-known/openid-configuration names the JWK Set (env JWT_OIDC_ISSUER); \
+            like --jwks-url.
+            """
+    )
+    var oidcIssuer: String?
+
+    @Option(
+        help: "PEM file of the CAs trusted for --jwks-url/--oidc-issuer instead of the system's (env JWT_JWKS_CA_FILE)."
+    )
+    var jwksCAFile: String?
+
     @Option(help: "Required issuer, `iss` (env JWT_ISSUER).")
     var issuer: String?
 
@@ -64,10 +87,74 @@ struct KeyOptions: ParsableArguments {
 
     /// Whether any key is configured (then the server runs the JWT verifier with it).
     func isConfigured(_ environment: [String: String]) -> Bool {
+        hasLocalKeys(environment) || jwksURL != nil || oidcIssuer != nil
+            || ["JWT_JWKS_URL", "JWT_OIDC_ISSUER"].contains { !(environment[$0] ?? "").isEmpty }
+    }
+
+    /// Whether access keys come from a secret, a PEM file or a JWK Set file.
+    private func hasLocalKeys(_ environment: [String: String]) -> Bool {
         secretFile != nil || publicKey != nil || jwks != nil
             || ["JWT_SECRET", "JWT_SECRET_FILE", "JWT_PUBLIC_KEY_FILE", "JWT_JWKS_FILE"].contains {
                 !(environment[$0] ?? "").isEmpty
             }
+    }
+
+    /// The remote key set (`--jwks-url` or `--oidc-issuer`), if one is configured.
+    ///
+    /// - Throws: ``ConfigurationError`` when both are set, when local access keys are set too, or when the URL is
+    ///   not https.
+    func remoteKeySet(_ environment: [String: String]) throws -> JWKSKeyProvider.Configuration? {
+        func value(_ flag: String?, _ variable: String) -> String? {
+            (flag ?? environment[variable]).flatMap { $0.isEmpty ? nil : $0 }
+        }
+        let url = value(jwksURL, "JWT_JWKS_URL")
+        let issuer = value(oidcIssuer, "JWT_OIDC_ISSUER")
+        let source: JWKSKeyProvider.Configuration.Source
+        switch (url, issuer) {
+        case (nil, nil): return nil
+        case (let url?, nil): source = .url(url)
+        case (nil, let issuer?): source = .openIDIssuer(issuer)
+        case (_?, _?): throw ConfigurationError("JWT_JWKS_URL and JWT_OIDC_ISSUER exclude each other")
+        }
+        guard !hasLocalKeys(environment) else {
+            throw ConfigurationError(
+                "JWT_JWKS_URL/JWT_OIDC_ISSUER exclude JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS_FILE: the access "
+                    + "keys come from one place (JWT_REFRESH_SECRET may be set)"
+            )
+        }
+        let configuration = JWKSKeyProvider.Configuration(
+            source: source,
+            caFile: value(jwksCAFile, "JWT_JWKS_CA_FILE")
+        )
+        do {
+            try configuration.validate()
+        } catch {
+            throw ConfigurationError("JWT_JWKS_URL/JWT_OIDC_ISSUER: \(error.message)")
+        }
+        return configuration
+    }
+
+    /// The key files that a reload re-reads (secrets given in the environment itself cannot change).
+    func keyFiles(_ environment: [String: String]) -> [String] {
+        [
+            secretFile ?? environment["JWT_SECRET_FILE"], refreshSecretFile ?? environment["JWT_REFRESH_SECRET_FILE"],
+            publicKey ?? environment["JWT_PUBLIC_KEY_FILE"], jwks ?? environment["JWT_JWKS_FILE"],
+        ].compactMap { $0.flatMap { $0.isEmpty ? nil : $0 } }
+    }
+
+    /// Refuses secrets shorter than 32 bytes outside development mode (the refresh secret guards as much as the
+    /// access secret); in development mode, warns.
+    func checkSecretStrength(_ environment: [String: String], developmentMode: Bool, logger: Logger) throws {
+        let secrets = [("JWT secret", try secret(environment)), ("JWT refresh secret", try refreshSecret(environment))]
+        for case (let name, let secret?) in secrets where secret.count < 32 {
+            guard developmentMode else {
+                throw ConfigurationError(
+                    "the \(name) is \(secret.count) bytes; outside development mode it must be at least 32 "
+                        + "random bytes (e.g. `openssl rand -hex 32`)"
+                )
+            }
+            logger.warning("the \(name) is shorter than 32 bytes; acceptable in development only")
+        }
     }
 
     func algorithm(_ environment: [String: String]) throws -> JWTAlgorithm? {
@@ -104,17 +191,12 @@ struct KeyOptions: ParsableArguments {
         return JWTKeySet([try JWTKey.hmac(secret: secret, algorithms: [.hs256, .hs384, .hs512])])
     }
 
-    /// The verifier of `keys` with the refresh key, if any.
+    /// A key store of `keys` with the refresh key, if any.
     ///
     /// - Throws: ``ConfigurationError`` when the refresh secret is the access secret.
-    func verifier(
-        keys: JWTKeySet,
-        _ environment: [String: String],
-        configuration: JWTVerifier.Configuration
-    ) throws -> JWTVerifier {
-        let refreshKeys = try refreshKeySet(environment)
+    func keyStore(keys: JWTKeySet, _ environment: [String: String]) throws -> JWTKeyStore {
         do {
-            return try JWTVerifier(keys: keys, refreshKeys: refreshKeys, configuration: configuration)
+            return try JWTKeyStore(keys: keys, refreshKeys: try refreshKeySet(environment))
         } catch {
             // The one refusal: a refresh key that is also an access key.
             throw ConfigurationError(

@@ -9,6 +9,7 @@ import NIOCore
 import Prometheus
 import RealtimeCore
 import RealtimeHummingbird
+import RealtimeJWKS
 import RealtimeJWT
 import RealtimeNIO
 import RealtimeRedis
@@ -52,6 +53,13 @@ struct Serve: AsyncParsableCommand {
         help: "Serve the admin console at /admin (env WEBSOCKET_ADMIN_CONSOLE; default: on in development mode only)."
     )
     var adminConsole: Bool?
+    @Option(
+        help: """
+            How often the key files are checked for changes, in milliseconds; 0 reloads them on SIGHUP only \
+            (env JWT_KEY_RELOAD_INTERVAL; default 5000).
+            """
+    )
+    var keyReloadInterval: Int?
 
     @OptionGroup var keys: KeyOptions
 
@@ -95,43 +103,45 @@ struct Serve: AsyncParsableCommand {
             throw ConfigurationError("configuration: \(error.message)")
         }
 
-        // The verifier: the configured keys, or a generated development secret.
+        // The verifier: the configured keys (files, or a JWK Set URL), or a generated development secret.
         var developmentSigner: JWTSigner?
-        let keySet: JWTKeySet
-        // The refresh secret is held to the access secret's minimum: it guards as much.
-        let secrets = [
-            ("JWT secret", try keys.secret(environment)), ("JWT refresh secret", try keys.refreshSecret(environment)),
-        ]
-        for case (let name, let secret?) in secrets where secret.count < 32 {
-            guard developmentMode else {
-                throw ConfigurationError(
-                    "the \(name) is \(secret.count) bytes; outside development mode it must be at least 32 "
-                        + "random bytes (e.g. `openssl rand -hex 32`)"
-                )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        try keys.checkSecretStrength(environment, developmentMode: developmentMode, logger: logger)
+        let keyStore: JWTKeyStore
+        var jwksProvider: JWKSKeyProvider?
+        if let remote = try keys.remoteKeySet(environment) {
+            keyStore = try keys.keyStore(keys: .empty, environment)
+            do {
+                jwksProvider = try JWKSKeyProvider(configuration: remote, keyStore: keyStore, logger: logger)
+            } catch {
+                throw ConfigurationError("JWT_JWKS_URL/JWT_OIDC_ISSUER: \(error.message)")
             }
-            logger.warning("the \(name) is shorter than 32 bytes; acceptable in development only")
-        }
-        if keyConfigured {
-            keySet = try keys.keySet(environment)
+        } else if keyConfigured {
+            keyStore = try keys.keyStore(keys: try keys.keySet(environment), environment)
         } else {
             guard developmentMode else {
                 throw ConfigurationError(
                     "no JWT key configured: set JWT_SECRET (at least 32 random bytes), JWT_SECRET_FILE, "
-                        + "JWT_PUBLIC_KEY_FILE with JWT_ALGORITHM, or JWT_JWKS_FILE; or run with --development"
+                        + "JWT_PUBLIC_KEY_FILE with JWT_ALGORITHM, JWT_JWKS_FILE or JWT_JWKS_URL; or run with "
+                        + "--development"
                 )
             }
             let secret = RandomID.hex(bytes: 32)
             let key = try JWTKey.hmac(secret: secret)
             developmentSigner = try JWTSigner(key: key)
-            keySet = JWTKeySet([key])
+            keyStore = try keys.keyStore(keys: JWTKeySet([key]), environment)
         }
-        let verifier = try keys.verifier(
-            keys: keySet,
-            environment,
-            configuration: keys.verifierConfiguration(environment)
+        let verifier = JWTVerifier(
+            keys: keyStore,
+            configuration: keys.verifierConfiguration(environment),
+            unknownKeyHandler: jwksProvider
         )
+        // Listed before the hub, so they stop after it.
+        if let jwksProvider { services.append(.init(service: jwksProvider)) }
+        if let reloader = try keyReloader(keyStore, environment, developmentMode: developmentMode, logger: logger) {
+            services.append(.init(service: reloader))
+        }
 
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let backends: HubBackends
         if let url = redisURL ?? environment["REDIS_URL"], !url.isEmpty {
             let redis = try Self.redisBackends(
@@ -191,6 +201,35 @@ struct Serve: AsyncParsableCommand {
             )
         )
         try await group.run()
+    }
+
+    /// The reloader of the key files, when keys come from files (secrets given in the environment cannot change).
+    func keyReloader(
+        _ store: JWTKeyStore,
+        _ environment: [String: String],
+        developmentMode: Bool,
+        logger: Logger
+    ) throws -> KeyReloader? {
+        let files = keys.keyFiles(environment)
+        guard !files.isEmpty else { return nil }
+        let milliseconds =
+            try keyReloadInterval ?? environment["JWT_KEY_RELOAD_INTERVAL"].map {
+                guard let value = Int($0) else { throw ConfigurationError("JWT_KEY_RELOAD_INTERVAL must be a number") }
+                return value
+            } ?? 5000
+        guard milliseconds >= 0 else { throw ConfigurationError("JWT_KEY_RELOAD_INTERVAL must not be negative") }
+        let keys = self.keys
+        let remote = try keys.remoteKeySet(environment) != nil
+        return KeyReloader(
+            files: files,
+            interval: milliseconds == 0 ? nil : .milliseconds(milliseconds),
+            store: store,
+            logger: logger
+        ) {
+            // The same checks as at start.
+            try keys.checkSecretStrength(environment, developmentMode: developmentMode, logger: logger)
+            return (remote ? nil : try keys.keySet(environment), try keys.refreshKeySet(environment))
+        }
     }
 
     /// The Redis backends: `REDIS_URL`, and `REALTIME_CLUSTER_SECRET` (shared by every server of the cluster)

@@ -97,7 +97,8 @@ struct VerifyToken: ParsableCommand {
         let keySet = try keys.keySet(environment)
         guard !keySet.keys.isEmpty else {
             throw ConfigurationError(
-                "no key: pass --secret-file, --public-key with --alg, or --jwks (or set JWT_SECRET / JWT_*_FILE)"
+                "no key: pass --secret-file, --public-key with --alg, or --jwks (or set JWT_SECRET / JWT_*_FILE); "
+                    + "--jwks-url and --oidc-issuer are read by serve only"
             )
         }
         var configuration = keys.verifierConfiguration(environment)
@@ -105,7 +106,7 @@ struct VerifyToken: ParsableCommand {
         if !requireClaim.isEmpty { configuration.requiredClaims = Set(requireClaim) }
         if let tokenTypeClaim, let tokenType { configuration.tokenType = .claim(tokenTypeClaim, equals: tokenType) }
         if let maxTokenBytes { configuration.maxTokenBytes = maxTokenBytes }
-        let verifier = try keys.verifier(keys: keySet, environment, configuration: configuration)
+        let verifier = JWTVerifier(keys: try keys.keyStore(keys: keySet, environment), configuration: configuration)
 
         var text = token
         if text == "-" { text = readLine(strippingNewline: true) ?? "" }

@@ -6,7 +6,7 @@ internal import RealtimeCore
 ///
 /// A token with a `kid` is checked only against the keys with that identifier; a token without one against
 /// every key bound to its algorithm. A key set is an immutable value: to rotate keys, build a new set and
-/// hand it to ``JWTVerifier/replaceKeys(_:)``.
+/// hand it to ``JWTKeyStore/replaceKeys(_:)``.
 ///
 /// ```swift
 /// let keys = try JWTKeySet(jwks: jwksJSON)                      // e.g. an identity provider's JWKS

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
 public import RealtimeCore
-internal import Synchronization
 
 #if canImport(Glibc)
     internal import Glibc
@@ -26,9 +25,11 @@ internal import Synchronization
 /// under one is refused with `TokenVerificationError.Reason.wrongTokenType` instead, so a refresh token
 /// that states no type is still recognised. A token that fails both is refused exactly as without refresh keys.
 ///
-/// The verifier is safe to share between tasks. Its keys can be replaced at run time (``replaceKeys(_:)``)
-/// without pausing verification: each verification takes the current key sets under a lock held only to copy
-/// them, and verifications in flight finish with the set they started with.
+/// The verifier is safe to share between tasks. Its keys live in a ``JWTKeyStore`` (``keyStore``) and can be
+/// replaced there at run time without pausing verification: each verification takes the current key sets under a
+/// lock held only to copy one reference, and verifications in flight finish with the sets they started with. With
+/// an ``JWTUnknownKeyHandler`` (e.g. `JWKSKeyProvider`), a token whose `kid` names no current key makes the
+/// verifier ask it for new keys (rate-limited by the handler) and check the token once more.
 ///
 /// ```swift
 /// let verifier = JWTVerifier(
@@ -40,19 +41,17 @@ internal import Synchronization
 public final class JWTVerifier: TokenVerifier {
     /// What is checked and how claims are mapped.
     public let configuration: Configuration
-    private let keyStore: Mutex<KeyRing>
+    /// The keys: replace them here (``JWTKeyStore/replaceKeys(_:)``) to rotate.
+    public let keyStore: JWTKeyStore
+    /// Asked for new keys when a token names an unknown `kid`.
+    private let unknownKeyHandler: (any JWTUnknownKeyHandler)?
     private let headerParser: JSONParser
     private let payloadParser: JSONParser
 
-    /// The access keys and the refresh keys, swapped together.
-    private struct KeyRing: Sendable {
-        var access: JWTKeySet
-        var refresh: JWTKeySet
-    }
-
     /// A verifier with `keys` and `configuration`.
     public convenience init(keys: JWTKeySet, configuration: Configuration = Configuration()) {
-        self.init(ring: KeyRing(access: keys, refresh: .empty), configuration: configuration)
+        // No refresh keys: nothing to check.
+        self.init(keys: JWTKeyStore(ring: .init(access: keys, refresh: .empty)), configuration: configuration)
     }
 
     /// A verifier with access `keys` and `refreshKeys`, which recognise refresh tokens and never accept one.
@@ -64,66 +63,84 @@ public final class JWTVerifier: TokenVerifier {
         refreshKeys: JWTKeySet,
         configuration: Configuration = Configuration()
     ) throws(JWTError) {
-        try Self.checkDistinct(keys, refreshKeys)
-        self.init(ring: KeyRing(access: keys, refresh: refreshKeys), configuration: configuration)
+        self.init(keys: try JWTKeyStore(keys: keys, refreshKeys: refreshKeys), configuration: configuration)
     }
 
-    private init(ring: KeyRing, configuration: Configuration) {
+    /// A verifier of the keys in `store`, which may change at run time (a host's key reload, a JWKS provider).
+    ///
+    /// - Parameter unknownKeyHandler: asked for new keys when a token's `kid` names no key of the store (or names
+    ///   one for an algorithm no key serves); when it reports new keys, the token is checked once more.
+    public init(
+        keys store: JWTKeyStore,
+        configuration: Configuration = Configuration(),
+        unknownKeyHandler: (any JWTUnknownKeyHandler)? = nil
+    ) {
         self.configuration = configuration
-        self.keyStore = Mutex(ring)
+        self.keyStore = store
+        self.unknownKeyHandler = unknownKeyHandler
         let maxBytes = max(configuration.maxTokenBytes, 0)
         self.headerParser = JSONParser(limits: .init(maxBytes: maxBytes, maxDepth: 8, rejectDuplicateKeys: true))
         self.payloadParser = JSONParser(limits: .init(maxBytes: maxBytes, maxDepth: 32, rejectDuplicateKeys: true))
     }
 
-    /// The current key set.
-    public var keys: JWTKeySet { keyStore.withLock { $0.access } }
+    /// The current key set (``keyStore``'s).
+    public var keys: JWTKeySet { keyStore.keys }
 
     /// The current refresh keys (empty unless configured).
-    public var refreshKeys: JWTKeySet { keyStore.withLock { $0.refresh } }
+    public var refreshKeys: JWTKeySet { keyStore.refreshKeys }
 
-    /// Replaces the key set (key rotation), keeping the refresh keys. Verifications already running finish
-    /// with the previous set.
-    public func replaceKeys(_ keys: JWTKeySet) {
-        keyStore.withLock { $0.access = keys }
-    }
-
-    /// Replaces the access keys and the refresh keys together.
-    ///
-    /// - Throws: ``JWTError/Code/invalidKey`` when a refresh key is also an access key; nothing is replaced.
-    public func replaceKeys(_ keys: JWTKeySet, refreshKeys: JWTKeySet) throws(JWTError) {
-        try Self.checkDistinct(keys, refreshKeys)
-        keyStore.withLock { $0 = KeyRing(access: keys, refresh: refreshKeys) }
-    }
-
-    /// Refuses refresh keys that are also access keys.
-    private static func checkDistinct(_ access: JWTKeySet, _ refresh: JWTKeySet) throws(JWTError) {
-        for refreshKey in refresh.keys where access.keys.contains(where: { $0.sharesSecret(with: refreshKey) }) {
-            throw JWTError(.invalidKey, "a refresh key is also an access key: the refresh secret must differ")
-        }
-    }
-
-    /// Verifies `token` at the current time.
+    /// Verifies `token` at the current time. A token whose `kid` names no current key is checked once more if the
+    /// ``JWTUnknownKeyHandler`` reports new keys.
     ///
     /// - Throws: `TokenVerificationError` with the reason of the refusal.
     public func verify(_ token: String) async throws(TokenVerificationError) -> VerifiedIdentity {
-        try verify(token, at: .now())
+        var keyMissing = false
+        let refusal: TokenVerificationError
+        do throws(TokenVerificationError) {
+            return try verify(token, at: .now(), keyMissing: &keyMissing)
+        } catch {
+            refusal = error
+        }
+        guard keyMissing, refusal.reason == .unknownKey || refusal.reason == .unsupportedAlgorithm,
+            let unknownKeyHandler, await unknownKeyHandler.refreshForUnknownKey()
+        else { throw refusal }
+        return try verify(token, at: .now(), keyMissing: &keyMissing)
     }
 
-    /// Verifies `token` as if the time were `now` (for tools and tests; time checks use ``Configuration/leeway``).
+    /// The health of the ``JWTUnknownKeyHandler`` (e.g. a JWKS provider that serves its last good set because
+    /// the identity provider is down), or healthy without one.
+    public func healthCheck() async -> ComponentHealth {
+        await unknownKeyHandler?.healthCheck() ?? .healthy
+    }
+
+    /// Verifies `token` as if the time were `now` (for tools and tests; time checks use ``Configuration/leeway``),
+    /// with the keys the store has now (the ``JWTUnknownKeyHandler`` is not asked).
     ///
     /// - Throws: `TokenVerificationError` with the reason of the refusal.
     public func verify(_ token: String, at now: Timestamp) throws(TokenVerificationError) -> VerifiedIdentity {
+        var keyMissing = false
+        return try verify(token, at: now, keyMissing: &keyMissing)
+    }
+
+    /// Verifies `token`; `keyMissing` is set when it was refused because it names a `kid` that no current access
+    /// key has for its (supported) algorithm.
+    private func verify(
+        _ token: String,
+        at now: Timestamp,
+        keyMissing: inout Bool
+    ) throws(TokenVerificationError) -> VerifiedIdentity {
         guard token.utf8.count <= configuration.maxTokenBytes else {
             throw TokenVerificationError(.tooLarge, "token exceeds \(configuration.maxTokenBytes) bytes")
         }
-        let keys = keyStore.withLock { $0 }
+        let keys = keyStore.current
         var token = token
+        var missing = false
+        defer { keyMissing = missing }
         return try token.withUTF8 { bytes in
             // The three decoded parts together are shorter than the token: one scratch buffer holds them all.
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes.count) { scratch in
                 Result { () throws(TokenVerificationError) in
-                    let (header, payload) = try authenticate(bytes, scratch: scratch, keys: keys)
+                    let (header, payload) = try authenticate(bytes, scratch: scratch, keys: keys, keyMissing: &missing)
                     return try validate(payload, header: header, at: now)
                 }
             }
@@ -139,12 +156,13 @@ public final class JWTVerifier: TokenVerifier {
         guard token.utf8.count <= configuration.maxTokenBytes else {
             throw TokenVerificationError(.tooLarge, "token exceeds \(configuration.maxTokenBytes) bytes")
         }
-        let keys = keyStore.withLock { $0 }
+        let keys = keyStore.current
         var token = token
+        var missing = false
         return try token.withUTF8 { bytes in
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes.count) { scratch in
                 Result { () throws(TokenVerificationError) in
-                    let (header, payload) = try authenticate(bytes, scratch: scratch, keys: keys)
+                    let (header, payload) = try authenticate(bytes, scratch: scratch, keys: keys, keyMissing: &missing)
                     return (header.object, Array(payload))
                 }
             }
@@ -174,11 +192,13 @@ public final class JWTVerifier: TokenVerifier {
     }
 
     /// Checks form, header and signature; returns the header's members and the decoded payload (in `scratch`,
-    /// which has room for the token's length).
+    /// which has room for the token's length). Sets `keyMissing` when the token names a `kid` that no access key
+    /// has for its algorithm.
     private func authenticate(
         _ bytes: UnsafeBufferPointer<UInt8>,
         scratch: UnsafeMutableBufferPointer<UInt8>,
-        keys: KeyRing
+        keys: JWTKeyStore.Ring,
+        keyMissing: inout Bool
     ) throws(TokenVerificationError) -> (header: Members, payload: UnsafeBufferPointer<UInt8>) {
         // Compact serialization: BASE64URL(header) '.' BASE64URL(payload) '.' BASE64URL(signature).
         guard let base = bytes.baseAddress else {
@@ -238,6 +258,7 @@ public final class JWTVerifier: TokenVerifier {
         // token; when none does, the token is refused exactly as without refresh keys. Refresh keys are tried
         // whatever the token's kid (they never accept, so this only widens what is recognised).
         let accessRefusal = Self.keyRefusal(keys.access, algorithm: algorithm, kid: kid)
+        keyMissing = accessRefusal != nil && kid != nil
         let mayBeRefresh = keys.refresh.algorithms.contains(algorithm)
         if let accessRefusal, !mayBeRefresh { throw accessRefusal }
         guard !signatureText.isEmpty else {

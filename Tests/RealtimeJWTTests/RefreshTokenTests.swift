@@ -222,15 +222,17 @@ import Testing
 
         // Replacing the keys is checked the same way, and a refused replacement changes nothing.
         let rotating = try JWTVerifier(keys: verifier.keys, refreshKeys: verifier.refreshKeys)
-        #expect(throws: JWTError.self) { try rotating.replaceKeys(access, refreshKeys: same) }
+        #expect(throws: JWTError.self) { try rotating.keyStore.replaceKeys(access, refreshKeys: same) }
         #expect(rotating.keys.keys.count == 2)
         #expect(reason(try refreshSigner.sign(Self.claims(["aud": nil])), rotating) == .wrongTokenType)
         let newRefresh = try JWTSigner(key: .hmac(secret: "next-refresh-0123456789abcdef0123456789"))
-        try rotating.replaceKeys(verifier.keys, refreshKeys: JWTKeySet([newRefresh.key]))
+        try rotating.keyStore.replaceKeys(verifier.keys, refreshKeys: JWTKeySet([newRefresh.key]))
         #expect(reason(try newRefresh.sign(Self.claims(["aud": nil])), rotating) == .wrongTokenType)
         #expect(reason(try refreshSigner.sign(Self.claims(["aud": nil])), rotating) == .badSignature)
-        // replaceKeys(_:) keeps the refresh keys.
-        rotating.replaceKeys(verifier.keys)
+        // replaceKeys(_:) keeps the refresh keys, and refuses an access key that is a refresh key.
+        try rotating.keyStore.replaceKeys(verifier.keys)
+        #expect(throws: JWTError.self) { try rotating.keyStore.replaceKeys(JWTKeySet([newRefresh.key])) }
+        #expect(rotating.keys.keys.count == verifier.keys.keys.count)
         #expect(reason(try newRefresh.sign(Self.claims(["aud": nil])), rotating) == .wrongTokenType)
     }
 }

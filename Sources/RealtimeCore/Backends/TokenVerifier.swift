@@ -63,4 +63,12 @@ public struct TokenVerificationError: Error, Sendable, Hashable, CustomStringCon
 public protocol TokenVerifier: Sendable {
     /// Verifies `token` and returns who it speaks for, or throws why it was refused.
     func verify(_ token: String) async throws(TokenVerificationError) -> VerifiedIdentity
+
+    /// The verifier's health, reported by ``RealtimeHub/healthCheck()`` as the `tokenVerifier` component (e.g. a
+    /// verifier whose keys come from a remote key set that could not be refreshed). Default: healthy.
+    func healthCheck() async -> ComponentHealth
+}
+
+extension TokenVerifier {
+    public func healthCheck() async -> ComponentHealth { .healthy }
 }

@@ -16,6 +16,8 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     private let subscriber: RedisSubscriber
     private let delivery = Mutex<DeliveryState>(DeliveryState())
     private let canary = Mutex<CanaryState>(CanaryState())
+    /// Refuses stale and replayed messages (the read path runs on one event loop; the lock is uncontended).
+    private let replayGuard: Mutex<BusReplayGuard>
     /// When set, deliveries go to it on the subscriber's event loop instead of the buffer.
     private let handler: (@Sendable (BusDelivery) -> Void)?
 
@@ -44,6 +46,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
         self.bus = bus
         self.server = server
         self.handler = handler
+        replayGuard = Mutex(BusReplayGuard(limits: bus.options.replayLimits))
         serverChannel = bus.channel(for: .server(server))
         serverChannelBytes = Array(serverChannel.utf8)
         (deliveries, continuation) = AsyncStream.makeStream(
@@ -130,11 +133,17 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     private func received(channel: [UInt8], payload: [UInt8], viaPattern: Bool) {
         guard payload.count <= bus.options.maximumMessageBytes,
             let (positions, sealed) = RecordedPayload.split(payload),
-            let body = bus.signer.open(channel: channel, payload: sealed)
+            let opened = bus.signer.open(channel: channel, payload: sealed), let stamp = opened.stamp
         else {
-            bus.count { $0.refusedMessages += 1 }
+            bus.refuse(.invalid, channel: channel)
             return
         }
+        switch replayGuard.withLock({ $0.admit(stamp, viaPattern: viaPattern, now: .now()) }) {
+        case .fresh: break
+        case .stale: return bus.refuse(.stale, channel: channel)
+        case .replayed: return bus.refuse(.replayed, channel: channel)
+        }
+        let body = opened.body
         if !viaPattern, channel == serverChannelBytes, body.starts(with: Self.canaryPrefix) {
             canaryReturned(body.dropFirst(Self.canaryPrefix.count))
             return
@@ -143,7 +152,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             bus.channel(for: decoded.message.route).utf8.elementsEqual(channel)
         else {
             // Authentic but malformed, or sealed for another route: refuse it too.
-            bus.count { $0.refusedMessages += 1 }
+            bus.refuse(.invalid, channel: channel)
             return
         }
         guard viaPattern else {
@@ -170,13 +179,13 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
         }
         if let overflowSince {
             if case .dropped = continuation.yield(.gap(from: overflowSince, to: .now())) {
-                bus.count { $0.droppedDeliveries += 1 }
+                bus.countDroppedDelivery()
                 return
             }
             self.delivery.withLock { $0.overflowSince = nil }
         }
         if case .dropped = continuation.yield(delivery) {
-            bus.count { $0.droppedDeliveries += 1 }
+            bus.countDroppedDelivery()
             self.delivery.withLock { state in
                 if state.overflowSince == nil { state.overflowSince = .now() }
             }

@@ -19,9 +19,11 @@ import Synchronization
 /// `SUBSCRIBE`), delivering such messages as `BusRoute.admins` messages. A message published for the user's
 /// route only is not delivered to administrators, so the effect is exactly one publish per route.
 ///
-/// Trust: every payload carries an HMAC-SHA256 under the cluster secret over the channel and the body (see
-/// `BusSigner`); a message that fails it is refused and counted (`refusedMessages`), so whoever can write to
-/// Redis cannot forge events to users without the secret.
+/// Trust: every payload carries an HMAC-SHA256 under the cluster secret over the channel, a freshness stamp (the
+/// sending bus's random id, its sequence number and the send time) and the body (see `BusSigner`); a message that
+/// fails it is refused and counted (`refusedMessages`), so whoever can write to Redis cannot forge events to users
+/// without the secret. A genuine message replayed on its own channel, or older than
+/// ``Options/freshnessWindow``, is refused too (`BusReplayGuard`).
 ///
 /// Delivery: ``subscribe(server:handler:)`` (what a hub uses) hands each message to the handler on the
 /// subscription's event loop right after verifying and decoding it; ``subscribe(server:)`` buffers up to
@@ -46,19 +48,41 @@ public final class RedisEventBus: EventBus, Sendable {
         public var canaryTimeout: Duration
         /// The largest bus message accepted from Redis.
         public var maximumMessageBytes: Int
+        /// How far a message's send time may be from the receiver's clock, either way, before it is refused as
+        /// stale. It must exceed the clock skew between servers plus the bus latency (a publish queued during a
+        /// Redis outage is stamped when it is finally sent). Default 30 s.
+        public var freshnessWindow: Duration
+        /// How many sequence numbers below the highest one heard from a sender are still accepted once (the
+        /// reordering that one sender's pool of Redis connections can cause); older ones are refused as replays.
+        /// Memory: one bit each per active sender. Default 65,536.
+        public var replayReorderWindow: Int
+        /// Senders (server instances) remembered per subscription for replay detection; the least recently heard
+        /// is forgotten beyond it. Default 256.
+        public var maximumTrackedSenders: Int
 
         public init(
             deliveryBufferSize: Int = 10_000,
             publishQueueLimit: Int = 10_000,
             canaryInterval: Duration = .seconds(1),
             canaryTimeout: Duration = .seconds(3),
-            maximumMessageBytes: Int = 1 << 20
+            maximumMessageBytes: Int = 1 << 20,
+            freshnessWindow: Duration = .seconds(30),
+            replayReorderWindow: Int = 65_536,
+            maximumTrackedSenders: Int = 256
         ) {
             self.deliveryBufferSize = max(1, deliveryBufferSize)
             self.publishQueueLimit = max(0, publishQueueLimit)
             self.canaryInterval = canaryInterval
             self.canaryTimeout = canaryTimeout
             self.maximumMessageBytes = maximumMessageBytes
+            self.freshnessWindow = max(.seconds(1), freshnessWindow)
+            self.replayReorderWindow = max(64, replayReorderWindow)
+            self.maximumTrackedSenders = max(1, maximumTrackedSenders)
+        }
+
+        /// The replay guard's limits.
+        var replayLimits: BusReplayGuard.Limits {
+            .init(window: freshnessWindow, reorderWindow: replayReorderWindow, maximumSenders: maximumTrackedSenders)
         }
     }
 
@@ -72,13 +96,30 @@ public final class RedisEventBus: EventBus, Sendable {
     private let listener = Mutex<Int?>(nil)
 
     struct Counters {
+        /// Every refused message, whatever the reason.
         var refusedMessages = 0
+        var staleMessages = 0
+        var replayedMessages = 0
         var droppedPublishes = 0
         var droppedDeliveries = 0
+        /// When a refusal was last logged (refusals are logged at most once per 10 s).
+        var lastRefusalLog: Timestamp?
+        var refusalsSinceLog = 0
     }
 
+    /// Why a message from Redis was refused (the `reason` of `realtime_redis_bus_refused_messages_total`).
+    enum Refusal: String {
+        /// A bad or missing MAC, no stamp, a malformed body, or a body sealed for another channel.
+        case invalid
+        /// Sent more than ``Options/freshnessWindow`` away from now.
+        case stale
+        /// A sequence number this subscription already heard from its sender (or too far behind).
+        case replayed
+    }
+
+    /// Publishes waiting for Redis, unsealed: they are stamped when sent, so an outage does not make them stale.
     private struct PublishQueue {
-        var items = Deque<(channel: String, payload: [UInt8])>()
+        var items = Deque<(channel: String, body: [UInt8])>()
         var flushing = false
     }
 
@@ -125,10 +166,17 @@ public final class RedisEventBus: EventBus, Sendable {
 
     /// The sealed Redis payload of `message` for `channel` (by default its route's channel); for tests that play
     /// an attacker replaying genuine payloads.
-    package func sealedPayload(_ message: BusMessage, channel: String? = nil, alsoAdmins: Bool = false) -> [UInt8] {
+    /// `sentAt` dates it (default now), for tests of stale messages.
+    package func sealedPayload(
+        _ message: BusMessage,
+        channel: String? = nil,
+        alsoAdmins: Bool = false,
+        sentAt: Timestamp? = nil
+    ) -> [UInt8] {
         signer.seal(
             channel: channel ?? self.channel(for: message.route),
-            body: RedisBusCodec.encode(message, alsoAdmins: alsoAdmins)
+            body: RedisBusCodec.encode(message, alsoAdmins: alsoAdmins),
+            sentAt: sentAt
         )
     }
 
@@ -157,11 +205,11 @@ public final class RedisEventBus: EventBus, Sendable {
 
     private func publish(_ message: BusMessage, alsoAdmins: Bool) async throws(RealtimeError) {
         let channel = channel(for: message.route)
-        let payload = signer.seal(channel: channel, body: RedisBusCodec.encode(message, alsoAdmins: alsoAdmins))
+        let body = RedisBusCodec.encode(message, alsoAdmins: alsoAdmins)
         let queued = queue.withLock { queue in
             // While older publishes wait, newer ones queue behind them to keep the order.
             guard !queue.items.isEmpty || queue.flushing else { return false }
-            enqueue(&queue, channel: channel, payload: payload)
+            enqueue(&queue, channel: channel, body: body)
             return true
         }
         if queued {
@@ -169,20 +217,20 @@ public final class RedisEventBus: EventBus, Sendable {
             return
         }
         var command = RedisCommand("PUBLISH", channel)
-        command.append(bytes: payload)
+        command.append(bytes: signer.seal(channel: channel, body: body))
         do {
             _ = try await client.send(command, affinity: Self.affinity(channel))
         } catch {
             guard error.code == .backendUnavailable || error.code == .timeout,
                 !(error.underlying is RedisServerError)
             else { throw error }
-            queue.withLock { enqueue(&$0, channel: channel, payload: payload) }
+            queue.withLock { enqueue(&$0, channel: channel, body: body) }
             if client.isConnected { flush() }
         }
     }
 
-    private func enqueue(_ queue: inout PublishQueue, channel: String, payload: [UInt8]) {
-        queue.items.append((channel, payload))
+    private func enqueue(_ queue: inout PublishQueue, channel: String, body: [UInt8]) {
+        queue.items.append((channel, body))
         while queue.items.count > options.publishQueueLimit {
             queue.items.removeFirst()
             counters.withLock { $0.droppedPublishes += 1 }
@@ -192,7 +240,7 @@ public final class RedisEventBus: EventBus, Sendable {
 
     /// Sends the queued publishes in order; what fails again goes back to the front of the queue.
     private func flush() {
-        let batch: [(channel: String, payload: [UInt8])]? = queue.withLock { queue in
+        let batch: [(channel: String, body: [UInt8])]? = queue.withLock { queue in
             guard !queue.flushing, !queue.items.isEmpty else { return nil }
             queue.flushing = true
             let items = Array(queue.items)
@@ -202,13 +250,13 @@ public final class RedisEventBus: EventBus, Sendable {
         guard let batch else { return }
         let futures = batch.map { item in
             var command = RedisCommand("PUBLISH", item.channel)
-            command.append(bytes: item.payload)
+            command.append(bytes: signer.seal(channel: item.channel, body: item.body))
             return client.sendFuture(command, affinity: Self.affinity(item.channel))
         }
         let loop = client.eventLoopGroup.any()
         EventLoopFuture.whenAllComplete(futures, on: loop).whenComplete { results in
             let outcomes = (try? results.get()) ?? []
-            var failed: [(channel: String, payload: [UInt8])] = []
+            var failed: [(channel: String, body: [UInt8])] = []
             for (item, outcome) in zip(batch, outcomes) {
                 if case .failure = outcome { failed.append(item) }
             }
@@ -255,23 +303,56 @@ public final class RedisEventBus: EventBus, Sendable {
         _ = subscriptions.withLock { $0.removeValue(forKey: ObjectIdentifier(subscription)) }
     }
 
-    func count(_ update: (inout Counters) -> Void) {
-        let (before, after) = counters.withLock { counters in
-            let before = counters
-            update(&counters)
-            return (before, counters)
+    /// Counts a delivery dropped because the subscription's buffer was full.
+    func countDroppedDelivery() {
+        counters.withLock { $0.droppedDeliveries += 1 }
+        client.metrics.droppedDeliveries.increment()
+    }
+
+    /// Counts a message refused on `channel` and logs it, at most once per 10 s (with the number refused since the
+    /// last line), so a flood of replays cannot flood the log.
+    func refuse(_ reason: Refusal, channel: [UInt8]) {
+        let now = Timestamp.now()
+        let report: (Counters, Int)? = counters.withLock { counters in
+            counters.refusedMessages += 1
+            if reason == .stale { counters.staleMessages += 1 }
+            if reason == .replayed { counters.replayedMessages += 1 }
+            counters.refusalsSinceLog += 1
+            if let last = counters.lastRefusalLog, now - last < .seconds(10) { return nil }
+            defer {
+                counters.lastRefusalLog = now
+                counters.refusalsSinceLog = 0
+            }
+            return (counters, counters.refusalsSinceLog)
         }
-        let metrics = client.metrics
-        if after.refusedMessages > before.refusedMessages { metrics.refusedMessages.increment() }
-        if after.droppedDeliveries > before.droppedDeliveries { metrics.droppedDeliveries.increment() }
+        client.metrics.refused(reason).increment()
+        guard let (totals, sinceLog) = report else { return }
+        client.logger.warning(
+            "refused a Redis bus message",
+            metadata: [
+                "reason": "\(reason.rawValue)",
+                "channel": "\(String(decoding: channel, as: UTF8.self))",
+                "refusedSinceLastReport": "\(sinceLog)",
+                "refusedTotal": "\(totals.refusedMessages)",
+                "staleTotal": "\(totals.staleMessages)",
+                "replayedTotal": "\(totals.replayedMessages)",
+            ]
+        )
     }
 
     /// Counters since the bus was created.
-    package var statistics: (refusedMessages: Int, droppedPublishes: Int, queuedPublishes: Int, droppedDeliveries: Int)
+    package var statistics:
+        (
+            refusedMessages: Int, staleMessages: Int, replayedMessages: Int, droppedPublishes: Int,
+            queuedPublishes: Int, droppedDeliveries: Int
+        )
     {
         let counters = counters.withLock { $0 }
         let queued = queue.withLock { $0.items.count }
-        return (counters.refusedMessages, counters.droppedPublishes, queued, counters.droppedDeliveries)
+        return (
+            counters.refusedMessages, counters.staleMessages, counters.replayedMessages, counters.droppedPublishes,
+            queued, counters.droppedDeliveries
+        )
     }
 
     /// Unhealthy when a subscription is disconnected or its canary stopped coming back; degraded when publishes
@@ -285,6 +366,8 @@ public final class RedisEventBus: EventBus, Sendable {
             "queuedPublishes": .int(Int64(stats.queuedPublishes)),
             "droppedPublishes": .int(Int64(stats.droppedPublishes)),
             "refusedMessages": .int(Int64(stats.refusedMessages)),
+            "staleMessages": .int(Int64(stats.staleMessages)),
+            "replayedMessages": .int(Int64(stats.replayedMessages)),
             "droppedDeliveries": .int(Int64(stats.droppedDeliveries)),
         ]
         if stats.queuedPublishes > 0 { status = max(status, .degraded) }

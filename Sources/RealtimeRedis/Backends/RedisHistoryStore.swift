@@ -220,15 +220,15 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
     /// admins route's and the user events published for administrators too (sealed for their user's channel).
     func open(_ payload: [UInt8], in stream: HistoryStream) -> BusMessage? {
         let expected = Array(RedisEventBus.channel(for: stream.route, prefix: prefix).utf8)
-        if let body = signer.open(channel: expected, payload: payload) {
-            guard let decoded = try? RedisBusCodec.decode(body), decoded.message.route == stream.route else {
+        if let opened = signer.open(channel: expected, payload: payload) {
+            guard let decoded = try? RedisBusCodec.decode(opened.body), decoded.message.route == stream.route else {
                 return nil
             }
             return decoded.message
         }
         // The administrators' stream also holds user events sealed for their user's channel.
-        guard stream == .admins, payload.count >= BusSigner.macHexLength,
-            let decoded = try? RedisBusCodec.decode(payload[BusSigner.macHexLength...]),
+        guard stream == .admins, let unverified = BusSigner.unverifiedBody(payload),
+            let decoded = try? RedisBusCodec.decode(unverified),
             decoded.alsoAdmins, case .user = decoded.message.route,
             signer.open(
                 channel: Array(RedisEventBus.channel(for: decoded.message.route, prefix: prefix).utf8),

@@ -5,7 +5,8 @@ import Metrics
 ///
 /// - `realtime_redis_connections` (gauge): pooled command connections up.
 /// - `realtime_redis_reconnects_total` (counter, `connection`: `pool` or `pubsub`): connections re-established.
-/// - `realtime_redis_bus_refused_messages_total`: bus messages refused (bad HMAC, malformed, wrong channel).
+/// - `realtime_redis_bus_refused_messages_total` (counter, `reason`: `invalid` — bad HMAC or stamp, malformed, wrong
+///   channel —, `stale` — sent outside the freshness window —, or `replayed`): bus messages refused.
 /// - `realtime_redis_bus_dropped_publishes_total`: publishes dropped because the outage queue was full.
 /// - `realtime_redis_bus_dropped_deliveries_total`: deliveries dropped because a subscription's buffer was full.
 /// - `realtime_redis_canary_round_trip` (timer): pub/sub canary round trips.
@@ -14,9 +15,26 @@ struct RedisMetrics: Sendable {
     let connections = Gauge(label: "realtime_redis_connections")
     let poolReconnects = Counter(label: "realtime_redis_reconnects_total", dimensions: [("connection", "pool")])
     let pubsubReconnects = Counter(label: "realtime_redis_reconnects_total", dimensions: [("connection", "pubsub")])
-    let refusedMessages = Counter(label: "realtime_redis_bus_refused_messages_total")
+    let refusedInvalid = Counter(
+        label: "realtime_redis_bus_refused_messages_total",
+        dimensions: [("reason", "invalid")]
+    )
+    let refusedStale = Counter(label: "realtime_redis_bus_refused_messages_total", dimensions: [("reason", "stale")])
+    let refusedReplayed = Counter(
+        label: "realtime_redis_bus_refused_messages_total",
+        dimensions: [("reason", "replayed")]
+    )
     let droppedPublishes = Counter(label: "realtime_redis_bus_dropped_publishes_total")
     let droppedDeliveries = Counter(label: "realtime_redis_bus_dropped_deliveries_total")
     let canaryRoundTrip = Metrics.Timer(label: "realtime_redis_canary_round_trip")
     let fallbackDecisions = Counter(label: "realtime_redis_ratelimit_fallback_decisions_total")
+
+    /// The refusal counter of `reason`.
+    func refused(_ reason: RedisEventBus.Refusal) -> Counter {
+        switch reason {
+        case .invalid: refusedInvalid
+        case .stale: refusedStale
+        case .replayed: refusedReplayed
+        }
+    }
 }

@@ -218,6 +218,7 @@ extension RealtimeHub {
         components["connectionStore"] = await backends.connectionStore.healthCheck()
         components["rateLimiter"] = await backends.rateLimiter.healthCheck()
         components["sessionStore"] = await backends.sessionStore.healthCheck()
+        components["tokenVerifier"] = await backends.tokenVerifier.healthCheck()
         if let historyStore = backends.historyStore { components["historyStore"] = await historyStore.healthCheck() }
         let runtime = runtime.withLock { $0 }
         var hub = ComponentHealth(
