@@ -43,7 +43,7 @@ public struct RealtimeRouteOptions: Sendable {
 extension RouterMethods {
     /// Adds a hub's HTTP routes:
     ///
-    /// - `GET /ws/health`: ``HubHealth/jsonObject``, 200 when healthy, 503 otherwise;
+    /// - `GET /ws/health`: `HubHealth.jsonObject` (RealtimeCore), 200 when healthy, 503 otherwise;
     /// - `GET /health/live` (always 200 while the process serves) and `GET /health/ready` (503 while draining or
     ///   unhealthy);
     /// - `GET` on the hub's WebSocket paths without an upgrade: 426 with a JSON error;
@@ -54,7 +54,7 @@ extension RouterMethods {
     /// Every error under the API prefix, `/ws/` and the hub's own paths is the JSON envelope
     /// `{"error":{"code":…,"message":…}}`: an unknown path is `404 not_found`, a known path with another method
     /// `405 method_not_allowed` with `Allow`. API requests pass ``RealtimeAuthenticationMiddleware``: the hub's
-    /// admission policy (``RealtimeCore/RealtimeHub/authenticateRequest(_:verifier:)``: revoked sessions, blocked
+    /// admission policy (RealtimeCore's `RealtimeHub.authenticateRequest(_:verifier:)`: revoked sessions, blocked
     /// addresses, rate limits, failure accounting), then ``RealtimeRouteOptions/mayPublish`` (the admin API:
     /// ``RealtimeRouteOptions/mayAdminister``); the client address
     /// comes from a request context that conforms to `RemoteAddressRequestContext` (``RealtimeRequestContext``

@@ -27,7 +27,7 @@ extension EventBus {
     ///
     /// A bus that is a ``HistoryRecordingEventBus`` for this store records and publishes in one step; then a
     /// stream's messages reach every subscriber in offset order. Otherwise each message is appended, then all are
-    /// published with ``publish(_:)-([BusMessage])``: positions are right, but two servers publishing to one
+    /// published with ``EventBus/publish(_:)-([BusMessage])``: positions are right, but two servers publishing to one
     /// stream at the same moment may be heard in the other order than their offsets, which a reader merging live
     /// messages with history must allow for (it orders by offset).
     ///

@@ -48,6 +48,10 @@ public final class RealtimeHub: Service, Sendable {
     /// Creates a hub. Throws ``RealtimeError/Code/invalidConfiguration`` for an inconsistent configuration.
     ///
     /// - Parameters:
+    ///   - configuration: limits, policies and timings (``HubConfiguration``); checked here.
+    ///   - backends: the connection store, event bus, token verifier, rate limiter, session store and history store
+    ///     the hub runs on (``HubBackends``).
+    ///   - logger: where the hub logs (connection lifecycle, refusals, backend failures).
     ///   - metricsFactory: where the hub's swift-metrics instruments report (default: the bootstrapped global
     ///     factory). Counters: `realtime_events_published_total`, `…_delivered_total`, `…_dropped_total`,
     ///     `realtime_messages_received_total`, `realtime_upgrade_rejections_total{reason}`,

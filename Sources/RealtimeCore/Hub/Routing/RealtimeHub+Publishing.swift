@@ -305,9 +305,11 @@ extension RealtimeHub {
     /// `session.revoked` event, and its connections on every server are closed with 4009.
     ///
     /// - Parameters:
+    ///   - sessionID: the session to revoke (the tokens' `sid` claim).
     ///   - userID: the session's user, if known (otherwise looked up in the registry) for the event.
     ///   - retainUntil: how long to remember the revocation (the latest expiry of the session's tokens);
     ///     default ``HubConfiguration/revocationRetention`` from now.
+    ///   - reason: the reason carried by the `session.revoked` event and the close frames.
     public func revoke(
         sessionID: String,
         userID: String? = nil,
