@@ -112,6 +112,16 @@ public final class TestClient: Sendable {
         _ = try await next(type: "subscribed")
     }
 
+    /// Waits until the client has received `count` pings in all (answered already, unless `autoPong` is off).
+    public func waitForPings(_ count: Int, timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if allFrames.count(where: { $0 == .ping }) >= count { return }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        throw TestTimeout(description: "fewer than \(count) pings within \(timeout)")
+    }
+
     /// All frames received so far, including pings.
     public var allFrames: [OutboundFrame] { buffer.frames.withLock { $0 } }
 
