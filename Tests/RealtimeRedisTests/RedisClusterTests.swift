@@ -1,0 +1,105 @@
+import RealtimeCore
+import RealtimeRedis
+import RealtimeRedisTestSupport
+import RealtimeTesting
+import Testing
+
+extension RedisIntegrationTests {
+    /// Every Redis backend on a real six-node Redis Cluster (three primaries, three replicas) started once for the
+    /// suite's main test, plus the cluster client's own behaviours (routing, redirects, start-up errors).
+    @Suite(.timeLimit(.minutes(5))) struct RedisClusterTests {
+        static let secret = Array("cluster-secret-for-tests-0123456789".utf8)
+        static let time = ConformanceTime.realTime(ttl: .milliseconds(500), tolerance: .milliseconds(200))
+
+        @Test func everyBackendConformsOnACluster() async throws {
+            try await withRedisCluster { cluster in
+                let configuration = cluster.configuration
+                let client = RedisClient(configuration: configuration)
+                let peer = RedisClient(configuration: configuration)
+                try await client.checkReady()
+                #expect(client.isCluster)
+                #expect(await client.healthCheck().status == .healthy)
+
+                // The client's slot function agrees with the server's, hash tags included.
+                for key in ["foo", "bar", "rthub:cs:{u:alice}", "{u:alice}", "a{b}c", "x{}y", "é{{z}}", "123456789"] {
+                    let slot = try await client.send(RedisCommand("CLUSTER", "KEYSLOT", key)).int
+                    let node = try await cluster.primary(serving: key)
+                    _ = try await client.send(RedisCommand("SET", key, "v"))
+                    let local = try await cluster.send(RedisCommand("GET", key), to: node)
+                    #expect(local.string == "v", "\(key) (slot \(slot ?? -1)) is stored on its slot's primary")
+                }
+
+                try await ConnectionStoreConformance.run(
+                    makeStore: { RedisConnectionStore(client: client, prefix: "t\(RandomID.hex(bytes: 4)):") },
+                    time: Self.time
+                )
+                try await SessionStoreConformance.run(
+                    makeStore: { mode in
+                        RedisSessionStore(client: client, mode: mode, prefix: "t\(RandomID.hex(bytes: 4)):")
+                    },
+                    time: Self.time
+                )
+                try await RateLimiterConformance.run(
+                    makeLimiter: { RedisRateLimiter(client: client, prefix: "t\(RandomID.hex(bytes: 4)):") },
+                    time: Self.time
+                )
+                try await RedisEventBusTests.runConformance(configuration)
+                var primaryNodes: [RedisTestServer] = []
+                for node in cluster.nodes where try await cluster.role(of: node).primary { primaryNodes.append(node) }
+                let primaries = primaryNodes.map { RedisClient(configuration: $0.configuration) }
+                try await HistoryStoreConformance.run(
+                    HistoryStoreConformance.Backend(
+                        makeStore: { historyConfiguration, now in
+                            try RedisHistoryStore(
+                                client: client,
+                                clusterSecret: Self.secret,
+                                prefix: "t\(RandomID.hex(bytes: 4)):",
+                                configuration: historyConfiguration,
+                                now: now
+                            )
+                        },
+                        makePeer: { store, now in
+                            let store = try #require(store as? RedisHistoryStore)
+                            return try RedisHistoryStore(
+                                client: peer,
+                                clusterSecret: Self.secret,
+                                prefix: store.prefix,
+                                configuration: store.configuration,
+                                now: now
+                            )
+                        },
+                        loseHistory: { store in
+                            let store = try #require(store as? RedisHistoryStore)
+                            try await RedisHistoryStoreTests.deleteKeys(
+                                prefix: store.prefix,
+                                on: client,
+                                scanning: primaries
+                            )
+                            return store
+                        },
+                        time: Self.time
+                    )
+                )
+
+                // Publishing through the bus records in history on the cluster too (each route on its own slot).
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let servers = try [client, peer].map { serverClient in
+                    (
+                        bus: try RedisEventBus(client: serverClient, clusterSecret: Self.secret, prefix: prefix)
+                            as any EventBus,
+                        store: try RedisHistoryStore(client: serverClient, clusterSecret: Self.secret, prefix: prefix)
+                            as any HistoryStore
+                    )
+                }
+                let subscriberClient = RedisClient(configuration: configuration)
+                let subscriber = try RedisEventBus(client: subscriberClient, clusterSecret: Self.secret, prefix: prefix)
+                try await HistoryStoreConformance.publishingKeepsOffsetOrder(servers: servers, subscriber: subscriber)
+
+                for primary in primaries { await primary.shutdown() }
+                await subscriberClient.shutdown()
+                await client.shutdown()
+                await peer.shutdown()
+            }
+        }
+    }
+}
