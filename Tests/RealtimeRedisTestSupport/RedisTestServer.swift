@@ -6,6 +6,7 @@
 
 import Foundation
 import RealtimeCore
+public import RealtimeJWKSTestSupport
 public import RealtimeRedis
 
 #if canImport(Glibc)
@@ -37,18 +38,40 @@ public final class RedisTestServer: @unchecked Sendable {
     private let extraArguments: [String]
     /// Where the server writes (cluster config, replication files); the working directory is never used.
     private let directory: URL
+    /// For a TLS-only server: the CA that signed its certificate (what a client must trust).
+    public let tlsCAFile: String?
     private var process: Process?
 
     public var url: String { "redis://127.0.0.1:\(port)" }
 
+    /// A client configuration for this server (over TLS, trusting its CA, for a TLS server).
     public var configuration: RedisConfiguration {
-        RedisConfiguration(port: port, poolSize: 2, connectTimeout: .seconds(2), commandTimeout: .seconds(2))
+        RedisConfiguration(
+            port: port,
+            poolSize: 2,
+            connectTimeout: .seconds(2),
+            commandTimeout: .seconds(2),
+            tls: tlsCAFile.map { RedisTLSOptions(caFile: $0) }
+        )
     }
 
-    private init(port: Int, extraArguments: [String], directory: URL) {
+    private init(port: Int, extraArguments: [String], directory: URL, tlsCAFile: String?) {
         self.port = port
         self.extraArguments = extraArguments
         self.directory = directory
+        self.tlsCAFile = tlsCAFile
+    }
+
+    /// Starts a TLS-only server (`--port 0 --tls-port <port>`) with `certificates`' server certificate for
+    /// 127.0.0.1, signed by their CA. Clients need no certificate of their own (`--tls-auth-clients no`).
+    public static func startTLS(certificates: TestCertificates) async throws -> RedisTestServer {
+        try await start(tlsCAFile: certificates.caFile) { port in
+            [
+                "--port", "0", "--tls-port", String(port), "--tls-cert-file", certificates.serverCertificate,
+                "--tls-key-file", certificates.serverKey, "--tls-ca-cert-file", certificates.caFile,
+                "--tls-auth-clients", "no",
+            ]
+        }
     }
 
     /// Starts a server on a free port (several tries, in case another process takes the port first).
@@ -57,7 +80,10 @@ public final class RedisTestServer: @unchecked Sendable {
     }
 
     /// Starts a server on a free port with arguments that may depend on the port (a cluster node's config file).
-    public static func start(_ extraArguments: (_ port: Int) -> [String]) async throws -> RedisTestServer {
+    public static func start(
+        tlsCAFile: String? = nil,
+        _ extraArguments: (_ port: Int) -> [String]
+    ) async throws -> RedisTestServer {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw RealtimeError(.backendUnavailable, "redis-server is not installed (apt-get install redis-server)")
         }
@@ -68,7 +94,12 @@ public final class RedisTestServer: @unchecked Sendable {
                 "realtime-redis-\(port)-\(RandomID.hex(bytes: 4))"
             )
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let server = RedisTestServer(port: port, extraArguments: extraArguments(port), directory: directory)
+            let server = RedisTestServer(
+                port: port,
+                extraArguments: extraArguments(port),
+                directory: directory,
+                tlsCAFile: tlsCAFile
+            )
             do {
                 try await server.launch()
                 return server

@@ -29,21 +29,7 @@ extension RedisIntegrationTests {
                     #expect(local.string == "v", "\(key) (slot \(slot ?? -1)) is stored on its slot's primary")
                 }
 
-                try await ConnectionStoreConformance.run(
-                    makeStore: { RedisConnectionStore(client: client, prefix: "t\(RandomID.hex(bytes: 4)):") },
-                    time: Self.time
-                )
-                try await SessionStoreConformance.run(
-                    makeStore: { mode in
-                        RedisSessionStore(client: client, mode: mode, prefix: "t\(RandomID.hex(bytes: 4)):")
-                    },
-                    time: Self.time
-                )
-                try await RateLimiterConformance.run(
-                    makeLimiter: { RedisRateLimiter(client: client, prefix: "t\(RandomID.hex(bytes: 4)):") },
-                    time: Self.time
-                )
-                try await RedisEventBusTests.runConformance(configuration)
+                try await runBackendConformance(client: client, configuration: configuration)
                 var primaryNodes: [RedisTestServer] = []
                 for node in cluster.nodes where try await cluster.role(of: node).primary { primaryNodes.append(node) }
                 let primaries = primaryNodes.map { RedisClient(configuration: $0.configuration) }

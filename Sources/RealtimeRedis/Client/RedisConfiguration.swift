@@ -30,6 +30,8 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var clusterNodes: [RedisNodeAddress]
     /// How often a cluster client re-reads the slot map besides on redirects and lost connections.
     public var clusterRefreshInterval: Duration
+    /// TLS to every node (`rediss://`, `REDIS_TLS_*`); plain TCP when nil.
+    public var tls: RedisTLSOptions?
 
     public init(
         host: String = "127.0.0.1",
@@ -43,7 +45,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         initialReconnectDelay: Duration = .milliseconds(50),
         maximumReconnectDelay: Duration = .seconds(5),
         clusterNodes: [RedisNodeAddress] = [],
-        clusterRefreshInterval: Duration = .seconds(5)
+        clusterRefreshInterval: Duration = .seconds(5),
+        tls: RedisTLSOptions? = nil
     ) {
         self.host = host
         self.port = port
@@ -57,6 +60,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.maximumReconnectDelay = maximumReconnectDelay
         self.clusterNodes = clusterNodes
         self.clusterRefreshInterval = clusterRefreshInterval
+        self.tls = tls
     }
 
     /// A cluster configuration: the seeds of `nodes` (`REDIS_CLUSTER_NODES`, `host:port,host:port`), with the
@@ -81,17 +85,21 @@ public struct RedisConfiguration: Sendable, Hashable {
         return configuration
     }
 
-    /// Reads `redis://[user:password@]host[:port][/db]` (percent-escapes in user and password are decoded).
+    /// Reads `redis://[user:password@]host[:port][/db]` (percent-escapes in user and password are decoded);
+    /// `rediss://` is the same over TLS (``tls`` set, certificates verified against the system's roots until
+    /// ``RedisTLSOptions/caFile`` says otherwise).
     ///
     /// - Throws: `RealtimeError.Code.invalidConfiguration` if the URL does not have that form.
     public init(url: String) throws(RealtimeError) {
         self.init()
-        let prefix = "redis://"
-        guard url.hasPrefix(prefix) else {
-            throw RealtimeError(
-                .invalidConfiguration,
-                "a Redis URL must start with redis:// (rediss:// is not supported)"
-            )
+        let prefix: String
+        if url.hasPrefix("rediss://") {
+            prefix = "rediss://"
+            tls = RedisTLSOptions()
+        } else if url.hasPrefix("redis://") {
+            prefix = "redis://"
+        } else {
+            throw RealtimeError(.invalidConfiguration, "a Redis URL must start with redis:// or rediss://")
         }
         var rest = Substring(url.dropFirst(prefix.count))
         if let slash = rest.firstIndex(of: "/") {
