@@ -16,18 +16,7 @@ extension RedisIntegrationTests {
                 let limiter = RedisRateLimiter(client: client, prefix: "t\(RandomID.hex(bytes: 4)):")
                 let policy = RateLimitPolicy(name: "fo", limit: 1000, period: .seconds(60))
                 let (user, server) = ("busy-\(RandomID.hex(bytes: 3))", ServerID("srv-fo"))
-                func record() -> ConnectionRecord {
-                    ConnectionRecord(
-                        id: .random(),
-                        serverID: server,
-                        userID: user,
-                        sessionID: nil,
-                        isAdmin: false,
-                        remoteAddress: "192.0.2.1",
-                        origin: nil,
-                        connectedAt: .now()
-                    )
-                }
+                func record() -> ConnectionRecord { RedisConnectionStoreTests.record(user, server: server) }
                 #expect(
                     try await store.register(record(), maxConnectionsPerUser: nil) == .registered(userConnections: 1)
                 )
