@@ -15,6 +15,7 @@ let swiftSettings: [SwiftSetting] = [
 let hummingbirdTrait = TargetDependencyCondition.when(traits: ["Hummingbird"])
 let examplesTrait = TargetDependencyCondition.when(traits: ["Examples"])
 let jwksTrait = TargetDependencyCondition.when(traits: ["JWKS"])
+let redisTLSTrait = TargetDependencyCondition.when(traits: ["RedisTLS"])
 
 let package = Package(
     name: "swift-realtime-hub",
@@ -58,11 +59,15 @@ let package = Package(
             description: "The RealtimeJWKS product (async-http-client, swift-nio-ssl)."
         ),
         .trait(
+            name: "RedisTLS",
+            description: "TLS to Redis (rediss://, REDIS_TLS_*) in RealtimeRedis (swift-nio-ssl)."
+        ),
+        .trait(
             name: "Examples",
             description: "realtime-server, realtime-example and the end-to-end tests (swift-argument-parser).",
-            enabledTraits: ["Hummingbird", "JWKS"]
+            enabledTraits: ["Hummingbird", "JWKS", "RedisTLS"]
         ),
-        .default(enabledTraits: ["Examples"]),
+        .default(enabledTraits: ["Examples", "RedisTLS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -238,6 +243,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: redisTLSTrait),
             ],
             swiftSettings: swiftSettings
         ),
@@ -258,7 +264,8 @@ let package = Package(
         // test targets that need Redis. Not a product: only this package's tests build it.
         .target(
             name: "RealtimeRedisTestSupport",
-            dependencies: ["RealtimeRedis", "RealtimeCore"],
+            // The TLS nodes use the certificates RealtimeJWKSTestSupport makes with `openssl`.
+            dependencies: ["RealtimeRedis", "RealtimeCore", "RealtimeJWKSTestSupport"],
             path: "Tests/RealtimeRedisTestSupport",
             swiftSettings: swiftSettings
         ),

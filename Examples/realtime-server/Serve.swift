@@ -143,9 +143,11 @@ struct Serve: AsyncParsableCommand {
         }
 
         let backends: HubBackends
-        if let url = redisURL ?? environment["REDIS_URL"], !url.isEmpty {
+        let redisURLValue = redisURL ?? environment["REDIS_URL"]
+        let clusterEnabled = try Self.clusterEnabled(environment)
+        if clusterEnabled || !(redisURLValue ?? "").isEmpty {
             let redis = try Self.redisBackends(
-                url: url,
+                url: redisURLValue ?? "",
                 environment: environment,
                 developmentMode: developmentMode,
                 verifier: verifier,
@@ -153,6 +155,15 @@ struct Serve: AsyncParsableCommand {
                 logger: logger
             )
             backends = redis.backends
+            if redis.client.isCluster {
+                // A clear error at start for an unreachable cluster or one with uncovered slots.
+                do {
+                    try await redis.client.checkReady()
+                } catch {
+                    await redis.client.shutdown()
+                    throw ConfigurationError("REDIS_CLUSTER_NODES: \(error.message)")
+                }
+            }
             // Listed first, so it stops last: the hub unregisters from Redis while draining.
             services.append(.init(service: redis.client))
         } else {
@@ -242,15 +253,29 @@ struct Serve: AsyncParsableCommand {
         history: HistoryConfiguration,
         logger: Logger
     ) throws -> (client: RedisClient, backends: HubBackends) {
-        let configuration: RedisConfiguration
+        var configuration: RedisConfiguration
         do {
-            configuration = try RedisConfiguration(url: url)
+            configuration = url.isEmpty ? RedisConfiguration() : try RedisConfiguration(url: url)
         } catch {
             throw ConfigurationError("REDIS_URL: \(error.message)")
         }
+        configuration.tls = try redisTLS(environment, base: configuration.tls)
+        if try clusterEnabled(environment) {
+            guard let nodes = environment["REDIS_CLUSTER_NODES"], !nodes.isEmpty else {
+                throw ConfigurationError(
+                    "REDIS_CLUSTER_ENABLED is true but REDIS_CLUSTER_NODES (host:port,…) is not set"
+                )
+            }
+            do {
+                configuration = try RedisConfiguration.cluster(nodes: nodes, base: configuration)
+            } catch {
+                throw ConfigurationError("REDIS_CLUSTER_NODES: \(error.message)")
+            }
+            if nodes.contains("rediss://"), configuration.tls == nil { configuration.tls = RedisTLSOptions() }
+        }
         guard let secret = environment["REALTIME_CLUSTER_SECRET"], !secret.isEmpty else {
             throw ConfigurationError(
-                "REDIS_URL is set but REALTIME_CLUSTER_SECRET is not: every server of the cluster needs the same "
+                "Redis is configured but REALTIME_CLUSTER_SECRET is not: every server of the cluster needs the same "
                     + "secret (at least 32 random bytes, e.g. `openssl rand -hex 32`) to seal bus messages"
             )
         }
@@ -271,6 +296,34 @@ struct Serve: AsyncParsableCommand {
                 ? try RedisHistoryStore(client: client, clusterSecret: Array(secret.utf8), configuration: history) : nil
         )
         return (client, backends)
+    }
+
+    /// `REDIS_CLUSTER_ENABLED` (false when unset).
+    static func clusterEnabled(_ environment: [String: String]) throws -> Bool {
+        guard let value = environment["REDIS_CLUSTER_ENABLED"], !value.isEmpty else { return false }
+        switch value.lowercased() {
+        case "1", "true", "yes": return true
+        case "0", "false", "no": return false
+        default: throw ConfigurationError("REDIS_CLUSTER_ENABLED must be true or false, not '\(value.prefix(32))'")
+        }
+    }
+
+    /// TLS to Redis: `rediss://` in `REDIS_URL` or `REDIS_CLUSTER_NODES`, or any of `REDIS_TLS_CA_FILE`,
+    /// `REDIS_TLS_CERT_FILE` + `REDIS_TLS_KEY_FILE`, `REDIS_TLS_SERVER_NAME`. Verification is always on.
+    static func redisTLS(_ environment: [String: String], base: RedisTLSOptions?) throws -> RedisTLSOptions? {
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        let (ca, certificate, key, name) = (
+            value("REDIS_TLS_CA_FILE"), value("REDIS_TLS_CERT_FILE"), value("REDIS_TLS_KEY_FILE"),
+            value("REDIS_TLS_SERVER_NAME")
+        )
+        guard base != nil || ca != nil || certificate != nil || key != nil || name != nil else { return nil }
+        let options = RedisTLSOptions(caFile: ca, certificateFile: certificate, keyFile: key, serverName: name)
+        do {
+            try options.validate()
+        } catch {
+            throw ConfigurationError(error.message)
+        }
+        return options
     }
 
     /// A true/false environment value (`1`/`0`, `yes`/`no` too); `nil` when unset.

@@ -103,7 +103,7 @@ extension RedisIntegrationTests {
                 let server = ServerID("srv-ttl")
                 let record = Self.record("erin", server: server, session: "s-erin")
                 _ = try await store.register(record, maxConnectionsPerUser: nil)
-                _ = try await client.send(RedisCommand("PEXPIRE", "\(prefix)cs:conn:\(record.id)", "1000"))
+                _ = try await client.send(RedisCommand("PEXPIRE", "\(prefix)cs:{c:\(record.id)}", "1000"))
                 let now = Timestamp.now()
                 try await store.heartbeat(
                     ServerRecord(
@@ -115,7 +115,7 @@ extension RedisIntegrationTests {
                     )
                 )
                 for key in [
-                    "conn:\(record.id)", "user:erin", "session:s-erin", "server:srv-ttl:conns", "server:srv-ttl",
+                    "{c:\(record.id)}", "{u:erin}", "{s:s-erin}", "{srv:srv-ttl}", "{servers}:srv-ttl",
                 ] {
                     let ttl = try await client.send(RedisCommand("PTTL", "\(prefix)cs:\(key)")).int ?? -1
                     #expect(ttl > 9000 && ttl <= 10_000, "\(key) has TTL \(ttl)")

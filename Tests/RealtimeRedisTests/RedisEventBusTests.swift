@@ -27,18 +27,21 @@ extension RedisIntegrationTests {
         }
 
         @Test func conformsToTheEventBusContract() async throws {
-            try await withRedis { configuration, _ in
-                let clients = ClientList()
-                try await EventBusConformance.run(makeCluster: { count in
-                    let prefix = "t\(RandomID.hex(bytes: 4)):"
-                    return try (0..<count).map { _ in
-                        let client = RedisClient(configuration: configuration)
-                        clients.append(client)
-                        return try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
-                    }
-                })
-                for client in clients.all { await client.shutdown() }
-            }
+            try await withRedis { configuration, _ in try await Self.runConformance(configuration) }
+        }
+
+        /// The event bus conformance suite with buses on `configuration` (one node or a cluster).
+        static func runConformance(_ configuration: RedisConfiguration) async throws {
+            let clients = ClientList()
+            try await EventBusConformance.run(makeCluster: { count in
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                return try (0..<count).map { _ in
+                    let client = RedisClient(configuration: configuration)
+                    clients.append(client)
+                    return try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
+                }
+            })
+            for client in clients.all { await client.shutdown() }
         }
 
         @Test func refusesForgedReplayedAndMisroutedMessages() async throws {

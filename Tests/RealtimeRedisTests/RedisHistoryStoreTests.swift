@@ -24,17 +24,24 @@ extension RedisIntegrationTests {
             )
         }
 
-        /// Deletes every key under `prefix` (SCAN, then DEL), as a flush of the namespace.
-        static func deleteKeys(prefix: String, on client: RedisClient) async throws {
-            var cursor = "0"
-            repeat {
-                let reply = try await client.send(RedisCommand("SCAN", cursor, "MATCH", "\(prefix)*", "COUNT", "1000"))
-                let parts = try #require(reply.array)
-                cursor = try #require(parts.first?.string)
-                for key in parts.last?.array ?? [] {
-                    _ = try await client.send(RedisCommand("DEL", try #require(key.string)))
-                }
-            } while cursor != "0"
+        /// Deletes every key under `prefix` (SCAN, then DEL), as a flush of the namespace. On a cluster, `nodes`
+        /// are clients of each primary (SCAN sees one node's keys) and `client` the cluster client that deletes.
+        static func deleteKeys(prefix: String, on client: RedisClient, scanning nodes: [RedisClient]? = nil)
+            async throws
+        {
+            for node in nodes ?? [client] {
+                var cursor = "0"
+                repeat {
+                    let reply = try await node.send(
+                        RedisCommand("SCAN", cursor, "MATCH", "\(prefix)*", "COUNT", "1000")
+                    )
+                    let parts = try #require(reply.array)
+                    cursor = try #require(parts.first?.string)
+                    for key in parts.last?.array ?? [] {
+                        _ = try await client.send(RedisCommand("DEL", try #require(key.string)))
+                    }
+                } while cursor != "0"
+            }
         }
 
         @Test func conformsToTheHistoryStoreContract() async throws {
@@ -171,8 +178,10 @@ extension RedisIntegrationTests {
         /// A single-node Redis Cluster (all slots on one node): every script of one stream touches one slot.
         @Test func runsOnARedisClusterNode() async throws {
             let configFile = "/tmp/realtime-history-cluster-\(RandomID.hex(bytes: 4)).conf"
+            // The cluster bus port defaults to port + 10,000, which may be taken or above 65,535.
             let server = try await RedisTestServer.start([
                 "--cluster-enabled", "yes", "--cluster-config-file", configFile,
+                "--cluster-port", String(try RedisTestServer.freePort()),
             ])
             defer {
                 server.stop()

@@ -1,6 +1,7 @@
 import RealtimeCore
 import RealtimeRedis
 import RealtimeRedisTestSupport
+import RealtimeTesting
 import Synchronization
 import Testing
 
@@ -30,4 +31,23 @@ func pauseRedis(_ admin: RedisClient, milliseconds: Int) async throws -> (awake:
         awake.set()
     }
     return (awake, watcher)
+}
+
+/// The connection store, session store, rate limiter and event bus conformance suites on one Redis setup (a TLS
+/// node, a cluster): `client` for the stores, new clients on `configuration` for the buses.
+func runBackendConformance(client: RedisClient, configuration: RedisConfiguration) async throws {
+    let time = ConformanceTime.realTime(ttl: .milliseconds(500), tolerance: .milliseconds(200))
+    try await ConnectionStoreConformance.run(
+        makeStore: { RedisConnectionStore(client: client, prefix: "t\(RandomID.hex(bytes: 4)):") },
+        time: time
+    )
+    try await SessionStoreConformance.run(
+        makeStore: { mode in RedisSessionStore(client: client, mode: mode, prefix: "t\(RandomID.hex(bytes: 4)):") },
+        time: time
+    )
+    try await RateLimiterConformance.run(
+        makeLimiter: { RedisRateLimiter(client: client, prefix: "t\(RandomID.hex(bytes: 4)):") },
+        time: time
+    )
+    try await RedisIntegrationTests.RedisEventBusTests.runConformance(configuration)
 }

@@ -57,6 +57,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
         let box = WeakBox()
         subscriber = RedisSubscriber(
             configuration: bus.client.configuration,
+            node: { [client = bus.client] attempt in client.subscriberConfiguration(attempt: attempt) },
             eventLoop: bus.client.eventLoopGroup.next(),
             logger: bus.client.logger,
             metrics: bus.client.metrics,

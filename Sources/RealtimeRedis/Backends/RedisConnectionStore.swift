@@ -1,29 +1,32 @@
 public import RealtimeCore
 
-/// The cluster-wide `ConnectionStore` on Redis.
+/// The cluster-wide `ConnectionStore` on Redis, on one node or on Redis Cluster with the same keys.
 ///
-/// Keys (all under `<prefix>cs:`):
-/// - `conn:<id>`: a hash with the record's fields;
-/// - `user:<userID>`, `session:<sessionID>`, `server:<serverID>:conns`: sets of connection ids (the indexes;
-///   a server's set is also what ``connections(ofServer:after:limit:)`` scans);
-/// - `servers`: a sorted set of server ids scored by their heartbeat expiry (ms since the epoch);
-/// - `server:<serverID>`: a hash with the server's start, last heartbeat, expiry and connection count.
+/// Keys (all under `<prefix>cs:`, each with a hash tag so every script touches one Redis Cluster slot):
+/// - `{u:<userID>}`: a hash from connection id to the connection's record (``RedisFieldList``); the per-user
+///   limit is checked and claimed on it in one script, so two servers can never both admit a connection over it;
+/// - `{c:<connectionID>}`: the connection's user id, so a record is found by id alone;
+/// - `{s:<sessionID>}` and `{srv:<serverID>}`: sets of (connection id, user id, session id) members, the indexes
+///   by session and by server (a server's set is also what ``connections(ofServer:after:limit:)`` scans);
+/// - `{servers}`: a sorted set of server ids scored by their heartbeat expiry (ms since the epoch), with
+///   `{servers}:<serverID>` hashes (start, last heartbeat, expiry, connection count, counters) in the same slot.
 ///
-/// Every multi-key change is one Lua script, so it is atomic across servers: the per-user limit is checked and
-/// claimed in one step (two servers can never both admit a connection over it), and a dead server is purged by
-/// exactly one caller. Records and indexes carry a TTL (`recordTTL`) that each heartbeat of their server
-/// refreshes, so a cluster that disappears entirely leaves nothing behind for long.
-///
-/// The scripts address keys they compute, so the store needs a single Redis (or a primary with replicas), not
-/// Redis Cluster.
+/// What must be atomic is one script on one slot: the user-limit claim and a record's removal (on the user's
+/// hash), a server's claim by one purger (`ZREM` on `{servers}`) and the hand-over of its connection set (on
+/// `{srv:<serverID>}`). The indexes of other slots follow in the next commands of the same call; a call cut short
+/// between them (the process dies) leaves an index member whose record is gone, which readers drop, or a record
+/// that its server's purge or its TTL removes. Records and indexes carry a TTL (`recordTTL`) that each heartbeat of
+/// their server refreshes, so a cluster that disappears entirely leaves nothing behind for long. Totals are
+/// aggregated by the client over each server's set (one `SCARD` per server, pipelined per node).
 public final class RedisConnectionStore: ConnectionStore, Sendable {
     private let client: RedisClient
     private let prefix: String
     private let recordTTL: Duration
 
     /// - Parameters:
-    ///   - client: the Redis client the store's commands and scripts go through.
-    ///   - prefix: the prefix of every key (`<prefix>cs:…`).
+    ///   - client: the Redis client the store's commands and scripts go through (one node or a cluster).
+    ///   - prefix: the prefix of every key (`<prefix>cs:…`). It must not contain `{`, or every key would share
+    ///     the prefix's hash tag (correct, but all on one cluster slot).
     ///   - recordTTL: how long records and indexes live without a heartbeat of their server. Must be much longer
     ///     than the heartbeat expiry, so that survivors purge a dead server (and learn which users went offline)
     ///     before its records expire.
@@ -33,126 +36,72 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         self.recordTTL = recordTTL
     }
 
-    private static let toMap = """
-        local function tomap(flat)
-          local map = {}
-          for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
-          return map
-        end
+    func userKey(_ user: String) -> String { "\(prefix){u:\(user)}" }
+    func connectionKey(_ id: ConnectionID) -> String { "\(prefix){c:\(id.rawValue)}" }
+    func sessionKey(_ session: String) -> String { "\(prefix){s:\(session)}" }
+    func serverKey(_ server: ServerID) -> String { "\(prefix){srv:\(server.rawValue)}" }
+    var serversKey: String { "\(prefix){servers}" }
+    func serverInfoKey(_ server: ServerID) -> String { "\(prefix){servers}:\(server.rawValue)" }
 
-        """
-
-    /// Checks the user's limit and claims a slot in one step. ARGV: prefix, id, server, user, `=session` or
-    /// empty, admin flag, address, `=origin` or empty, connectedAt, limit or empty, ttl (ms).
+    /// Checks the user's limit and claims a slot in one step. KEYS: the user's hash. ARGV: id, record, limit or
+    /// empty, ttl (ms). Returns {admitted, user connections}.
     static let registerScript = RedisScript(
         """
-        local p, id = ARGV[1], ARGV[2]
-        local ck = p .. 'conn:' .. id
-        local uk = p .. 'user:' .. ARGV[4]
-        local n = redis.call('SCARD', uk)
-        if redis.call('EXISTS', ck) == 1 then return {1, n} end
-        if ARGV[10] ~= '' and n >= tonumber(ARGV[10]) then return {0, n} end
-        local ttl = ARGV[11]
-        redis.call('HSET', ck, 'id', id, 'server', ARGV[3], 'user', ARGV[4], 'admin', ARGV[6], 'addr', ARGV[7],
-          'at', ARGV[9])
-        if ARGV[5] ~= '' then
-          local session = string.sub(ARGV[5], 2)
-          redis.call('HSET', ck, 'session', session)
-          redis.call('SADD', p .. 'session:' .. session, id)
-          redis.call('PEXPIRE', p .. 'session:' .. session, ttl)
-        end
-        if ARGV[8] ~= '' then redis.call('HSET', ck, 'origin', string.sub(ARGV[8], 2)) end
-        redis.call('PEXPIRE', ck, ttl)
-        redis.call('SADD', uk, id)
-        redis.call('PEXPIRE', uk, ttl)
-        local sk = p .. 'server:' .. ARGV[3] .. ':conns'
-        redis.call('SADD', sk, id)
-        redis.call('PEXPIRE', sk, ttl)
+        local n = redis.call('HLEN', KEYS[1])
+        if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {1, n} end
+        if ARGV[3] ~= '' and n >= tonumber(ARGV[3]) then return {0, n} end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('PEXPIRE', KEYS[1], ARGV[4])
         return {1, n + 1}
         """
     )
 
-    /// ARGV: prefix, id. Returns nil or {record, remaining user connections}.
-    static let unregisterScript = RedisScript(
-        toMap + """
-            local p, id = ARGV[1], ARGV[2]
-            local ck = p .. 'conn:' .. id
-            local flat = redis.call('HGETALL', ck)
-            if #flat == 0 then return false end
-            local h = tomap(flat)
-            redis.call('DEL', ck)
-            redis.call('SREM', p .. 'user:' .. h.user, id)
-            if h.session then redis.call('SREM', p .. 'session:' .. h.session, id) end
-            redis.call('SREM', p .. 'server:' .. h.server .. ':conns', id)
-            return {flat, redis.call('SCARD', p .. 'user:' .. h.user)}
-            """
-    )
-
-    /// ARGV: prefix, index key suffix. Returns the records of every id in the index set.
-    static let recordsScript = RedisScript(
+    /// Removes records from a user's hash. KEYS: the user's hash. ARGV: ids. Returns {records removed, user
+    /// connections left}.
+    static let removeScript = RedisScript(
         """
-        local p = ARGV[1]
-        local ids = redis.call('SMEMBERS', p .. ARGV[2])
         local out = {}
-        for _, id in ipairs(ids) do
-          local flat = redis.call('HGETALL', p .. 'conn:' .. id)
-          if #flat > 0 then out[#out + 1] = flat end
+        for _, id in ipairs(ARGV) do
+          local record = redis.call('HGET', KEYS[1], id)
+          if record then
+            redis.call('HDEL', KEYS[1], id)
+            out[#out + 1] = record
+          end
         end
-        return out
+        return {out, redis.call('HLEN', KEYS[1])}
         """
     )
 
-    /// ARGV: prefix, server id, `SSCAN` cursor, count. One `SSCAN` step over the server's connection set:
-    /// returns {next cursor, records}. An id whose record is gone (expired) is dropped from the set, so it stops
-    /// counting in the totals.
-    static let serverConnectionsScript = RedisScript(
+    /// Hands a server's connection set to one caller. KEYS: the server's set. Returns its members.
+    static let takeScript = RedisScript(
         """
-        local p = ARGV[1]
-        local sk = p .. 'server:' .. ARGV[2] .. ':conns'
-        local step = redis.call('SSCAN', sk, ARGV[3], 'COUNT', ARGV[4])
-        local out = {}
-        for _, id in ipairs(step[2]) do
-          local flat = redis.call('HGETALL', p .. 'conn:' .. id)
-          if #flat > 0 then out[#out + 1] = flat else redis.call('SREM', sk, id) end
-        end
-        return {step[1], out}
+        local members = redis.call('SMEMBERS', KEYS[1])
+        redis.call('DEL', KEYS[1])
+        return members
         """
     )
 
-    /// ARGV: prefix, id, started, heartbeat, expires, count, ttl (ms), events delivered and dropped (empty: not
-    /// reported, the fields are removed).
+    /// KEYS: `{servers}`, the server's hash. ARGV: id, started, heartbeat, expires, count, ttl (ms), events
+    /// delivered and dropped (empty: not reported, the fields are removed).
     static let heartbeatScript = RedisScript(
         """
-        local p, id, ttl = ARGV[1], ARGV[2], ARGV[7]
-        local sh = p .. 'server:' .. id
-        redis.call('ZADD', p .. 'servers', ARGV[5], id)
-        redis.call('HSET', sh, 'started', ARGV[3], 'heartbeat', ARGV[4], 'expires', ARGV[5], 'count', ARGV[6])
+        redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+        redis.call('HSET', KEYS[2], 'started', ARGV[2], 'heartbeat', ARGV[3], 'expires', ARGV[4], 'count', ARGV[5])
         for i, field in ipairs({'delivered', 'dropped'}) do
-          if ARGV[7 + i] ~= '' then redis.call('HSET', sh, field, ARGV[7 + i]) else redis.call('HDEL', sh, field) end
+          if ARGV[6 + i] ~= '' then redis.call('HSET', KEYS[2], field, ARGV[6 + i]) else redis.call('HDEL', KEYS[2], field) end
         end
-        redis.call('PEXPIRE', sh, ttl)
-        local sk = p .. 'server:' .. id .. ':conns'
-        local ids = redis.call('SMEMBERS', sk)
-        if #ids > 0 then redis.call('PEXPIRE', sk, ttl) end
-        for _, cid in ipairs(ids) do
-          local ck = p .. 'conn:' .. cid
-          local f = redis.call('HMGET', ck, 'user', 'session')
-          redis.call('PEXPIRE', ck, ttl)
-          if f[1] then redis.call('PEXPIRE', p .. 'user:' .. f[1], ttl) end
-          if f[2] then redis.call('PEXPIRE', p .. 'session:' .. f[2], ttl) end
-        end
-        return #ids
+        redis.call('PEXPIRE', KEYS[2], ARGV[6])
+        return 1
         """
     )
 
-    /// ARGV: prefix, now (ms). The live servers with their hashes.
+    /// KEYS: `{servers}`. ARGV: now (ms). The live servers with their hashes (`{servers}:<id>`, same slot).
     static let serversScript = RedisScript(
         """
-        local p = ARGV[1]
-        local ids = redis.call('ZRANGEBYSCORE', p .. 'servers', '(' .. ARGV[2], '+inf')
+        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
         local out = {}
         for _, id in ipairs(ids) do
-          local f = redis.call('HMGET', p .. 'server:' .. id, 'started', 'heartbeat', 'expires', 'count', 'delivered',
+          local f = redis.call('HMGET', KEYS[1] .. ':' .. id, 'started', 'heartbeat', 'expires', 'count', 'delivered',
             'dropped')
           if f[3] then out[#out + 1] = {id, f[1], f[2], f[3], f[4], f[5], f[6]} end
         end
@@ -160,67 +109,41 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         """
     )
 
-    /// ARGV: prefix. The total over every registered server's connection set.
-    static let totalScript = RedisScript(
+    /// Claims a server for removal. KEYS: `{servers}`. ARGV: id. Returns 1 for the one caller that removed it
+    /// from the sorted set.
+    static let claimScript = RedisScript(
         """
-        local p = ARGV[1]
-        local total = 0
-        for _, id in ipairs(redis.call('ZRANGE', p .. 'servers', 0, -1)) do
-          total = total + redis.call('SCARD', p .. 'server:' .. id .. ':conns')
-        end
-        return total
+        local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+        redis.call('DEL', KEYS[1] .. ':' .. ARGV[1])
+        return removed
         """
-    )
-
-    private static let removeFunction =
-        toMap + """
-            local function remove(p, id)
-              redis.call('ZREM', p .. 'servers', id)
-              redis.call('DEL', p .. 'server:' .. id)
-              local sk = p .. 'server:' .. id .. ':conns'
-              local ids = redis.call('SMEMBERS', sk)
-              redis.call('DEL', sk)
-              local records, users, seen = {}, {}, {}
-              for _, cid in ipairs(ids) do
-                local ck = p .. 'conn:' .. cid
-                local flat = redis.call('HGETALL', ck)
-                if #flat > 0 then
-                  local h = tomap(flat)
-                  redis.call('DEL', ck)
-                  redis.call('SREM', p .. 'user:' .. h.user, cid)
-                  if h.session then redis.call('SREM', p .. 'session:' .. h.session, cid) end
-                  records[#records + 1] = flat
-                  if not seen[h.user] then
-                    seen[h.user] = true
-                    users[#users + 1] = h.user
-                  end
-                end
-              end
-              local offline = {}
-              for _, user in ipairs(users) do
-                if redis.call('SCARD', p .. 'user:' .. user) == 0 then offline[#offline + 1] = user end
-              end
-              return {id, records, offline}
-            end
-
-            """
-
-    /// ARGV: prefix, id.
-    static let removeServerScript = RedisScript(removeFunction + "return remove(ARGV[1], ARGV[2])")
-
-    /// ARGV: prefix, now (ms). Removes every server whose expiry is at or before `now`; atomic, so concurrent
-    /// purgers each report a dead server at most once.
-    static let purgeScript = RedisScript(
-        removeFunction + """
-            local out = {}
-            for _, id in ipairs(redis.call('ZRANGEBYSCORE', ARGV[1] .. 'servers', '-inf', ARGV[2])) do
-              out[#out + 1] = remove(ARGV[1], id)
-            end
-            return out
-            """
     )
 
     private var ttlArgument: String { String(max(1, recordTTL.milliseconds)) }
+
+    /// A member of a server or session set: which connection, and which user's hash holds its record.
+    struct Member: Hashable {
+        var id: String
+        var user: String
+        var session: String?
+
+        init(_ record: ConnectionRecord) {
+            id = record.id.rawValue
+            user = record.userID
+            session = record.sessionID
+        }
+
+        init?(_ encoded: String) {
+            guard let fields = RedisFieldList.decode(encoded), fields.count == 3, let id = fields[0],
+                let user = fields[1]
+            else { return nil }
+            self.id = id
+            self.user = user
+            self.session = fields[2]
+        }
+
+        var encoded: String { RedisFieldList.encode([id, user, session]) }
+    }
 
     public func register(
         _ record: ConnectionRecord,
@@ -228,55 +151,116 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
     ) async throws(RealtimeError) -> ConnectionRegistration {
         let reply = try await Self.registerScript.run(
             on: client,
-            keys: [],
+            keys: [userKey(record.userID)],
             arguments: [
-                prefix, record.id.rawValue, record.serverID.rawValue, record.userID,
-                record.sessionID.map { "=" + $0 } ?? "", record.isAdmin ? "1" : "0", record.remoteAddress,
-                record.origin.map { "=" + $0 } ?? "", String(record.connectedAt.millisecondsSinceEpoch),
-                maxConnectionsPerUser.map { String($0) } ?? "", ttlArgument,
+                record.id.rawValue, Self.encode(record), maxConnectionsPerUser.map { String($0) } ?? "", ttlArgument,
             ]
         )
         guard let fields = reply.array, fields.count == 2, let admitted = fields[0].int, let count = fields[1].int
         else {
             throw RealtimeError(.protocolViolation, "the register script returned \(reply)")
         }
-        return admitted == 1 ? .registered(userConnections: Int(count)) : .userLimitReached(userConnections: Int(count))
+        guard admitted == 1 else { return .userLimitReached(userConnections: Int(count)) }
+        let member = Member(record).encoded
+        var commands = [
+            RedisCommand("SET", connectionKey(record.id), record.userID, "PX", ttlArgument),
+            RedisCommand("SADD", serverKey(record.serverID), member),
+            RedisCommand("PEXPIRE", serverKey(record.serverID), ttlArgument),
+        ]
+        if let session = record.sessionID {
+            commands.append(RedisCommand("SADD", sessionKey(session), member))
+            commands.append(RedisCommand("PEXPIRE", sessionKey(session), ttlArgument))
+        }
+        try Self.checkAll(try await client.pipeline(commands))
+        return .registered(userConnections: Int(count))
     }
 
     public func unregister(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRemoval? {
-        let reply = try await Self.unregisterScript.run(on: client, keys: [], arguments: [prefix, id.rawValue])
-        if reply.isNull { return nil }
-        guard let fields = reply.array, fields.count == 2, let remaining = fields[1].int else {
-            throw RealtimeError(.protocolViolation, "the unregister script returned \(reply)")
+        guard let user = try await client.send(RedisCommand("GET", connectionKey(id))).string else { return nil }
+        let (records, remaining) = try await remove([id.rawValue], ofUser: user)
+        guard let record = records.first else {
+            // A pointer left by an interrupted call: its record is gone.
+            _ = try await client.send(RedisCommand("DEL", connectionKey(id)))
+            return nil
         }
-        return ConnectionRemoval(record: try Self.record(fields[0]), remainingUserConnections: Int(remaining))
+        try await dropIndexes(of: [record], serverSets: true)
+        return ConnectionRemoval(record: record, remainingUserConnections: remaining)
+    }
+
+    /// Removes `ids` from `user`'s hash in one script; returns the records removed and the connections left.
+    private func remove(
+        _ ids: [String],
+        ofUser user: String
+    ) async throws(RealtimeError) -> (records: [ConnectionRecord], remaining: Int) {
+        let reply = try await Self.removeScript.run(on: client, keys: [userKey(user)], arguments: ids)
+        guard let fields = reply.array, fields.count == 2, let removed = fields[0].array, let left = fields[1].int
+        else { throw RealtimeError(.protocolViolation, "the remove script returned \(reply)") }
+        var records: [ConnectionRecord] = []
+        for value in removed { records.append(try Self.record(value)) }
+        return (records, Int(left))
+    }
+
+    /// Deletes the id pointers and the session (and, unless the server set was taken whole, server) members of
+    /// removed records.
+    private func dropIndexes(of records: [ConnectionRecord], serverSets: Bool) async throws(RealtimeError) {
+        var commands: [RedisCommand] = []
+        for record in records {
+            let member = Member(record).encoded
+            commands.append(RedisCommand("DEL", connectionKey(record.id)))
+            if serverSets { commands.append(RedisCommand("SREM", serverKey(record.serverID), member)) }
+            if let session = record.sessionID { commands.append(RedisCommand("SREM", sessionKey(session), member)) }
+        }
+        for chunk in Self.chunks(commands) { try Self.checkAll(try await client.pipeline(Array(chunk))) }
     }
 
     public func connection(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRecord? {
-        let reply = try await client.send(RedisCommand("HGETALL", prefix + "conn:" + id.rawValue))
-        if reply.array?.isEmpty == true { return nil }
+        guard let user = try await client.send(RedisCommand("GET", connectionKey(id))).string else { return nil }
+        let reply = try await client.send(RedisCommand("HGET", userKey(user), id.rawValue))
+        if reply.isNull { return nil }
         return try Self.record(reply)
     }
 
     public func connections(ofUser userID: String) async throws(RealtimeError) -> [ConnectionRecord] {
-        try await records(index: "user:" + userID)
-    }
-
-    public func connections(ofSession sessionID: String) async throws(RealtimeError) -> [ConnectionRecord] {
-        try await records(index: "session:" + sessionID)
-    }
-
-    private func records(index: String) async throws(RealtimeError) -> [ConnectionRecord] {
-        let reply = try await Self.recordsScript.run(on: client, keys: [], arguments: [prefix, index])
-        guard let elements = reply.array else {
-            throw RealtimeError(.protocolViolation, "the records script returned \(reply)")
-        }
+        let reply = try await client.send(RedisCommand("HVALS", userKey(userID)))
+        guard let values = reply.array else { throw RealtimeError(.protocolViolation, "HVALS returned \(reply)") }
         var records: [ConnectionRecord] = []
-        for element in elements { records.append(try Self.record(element)) }
+        for value in values { records.append(try Self.record(value)) }
         return records
     }
 
-    /// Pages with `SSCAN` over `server:<id>:conns` (the cursor is `SSCAN`'s, a decimal number: anything else is
+    public func connections(ofSession sessionID: String) async throws(RealtimeError) -> [ConnectionRecord] {
+        let key = sessionKey(sessionID)
+        let reply = try await client.send(RedisCommand("SMEMBERS", key))
+        guard let members = reply.array else { throw RealtimeError(.protocolViolation, "SMEMBERS returned \(reply)") }
+        return try await records(of: members, index: key)
+    }
+
+    /// The records of set members (grouped by user, one `HMGET` each, pipelined); members whose record is gone are
+    /// removed from `index`.
+    private func records(of members: [RESPValue], index: String) async throws(RealtimeError) -> [ConnectionRecord] {
+        var byUser: [String: [(member: String, id: String)]] = [:]
+        var users: [String] = []
+        for value in members {
+            guard let text = value.string, let member = Member(text) else { continue }
+            if byUser[member.user] == nil { users.append(member.user) }
+            byUser[member.user, default: []].append((text, member.id))
+        }
+        guard !users.isEmpty else { return [] }
+        let commands = users.map { user in RedisCommand(["HMGET", userKey(user)] + byUser[user]!.map(\.id)) }
+        let replies = try await client.pipeline(commands)
+        var records: [ConnectionRecord] = []
+        var stale: [String] = []
+        for (user, reply) in zip(users, replies) {
+            guard let values = reply.array else { throw RealtimeError(.protocolViolation, "HMGET returned \(reply)") }
+            for (entry, value) in zip(byUser[user]!, values) {
+                if value.isNull { stale.append(entry.member) } else { records.append(try Self.record(value)) }
+            }
+        }
+        if !stale.isEmpty { _ = try await client.send(RedisCommand(["SREM", index] + stale)) }
+        return records
+    }
+
+    /// Pages with `SSCAN` over the server's set (the cursor is `SSCAN`'s, a decimal number: anything else is
     /// refused with `invalidArgument` before Redis sees it; `limit` is its `COUNT` hint).
     public func connections(
         ofServer serverID: ServerID,
@@ -286,42 +270,67 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         if let cursor, UInt64(cursor) == nil || cursor.hasPrefix("+") {
             throw RealtimeError(.invalidArgument, "the cursor is not one this listing returned")
         }
-        let reply = try await Self.serverConnectionsScript.run(
-            on: client,
-            keys: [],
-            arguments: [prefix, serverID.rawValue, cursor ?? "0", String(max(1, limit))]
+        let key = serverKey(serverID)
+        let reply = try await client.send(
+            RedisCommand("SSCAN", key, cursor ?? "0", "COUNT", String(max(1, limit)))
         )
-        guard let fields = reply.array, fields.count == 2, let next = fields[0].string, let rows = fields[1].array
-        else { throw RealtimeError(.protocolViolation, "the server connections script returned \(reply)") }
-        var records: [ConnectionRecord] = []
-        for row in rows { records.append(try Self.record(row)) }
+        guard let fields = reply.array, fields.count == 2, let next = fields[0].string, let members = fields[1].array
+        else { throw RealtimeError(.protocolViolation, "SSCAN returned \(reply)") }
+        let records = try await records(of: members, index: key)
         return ConnectionPage(records: records, nextCursor: next == "0" ? nil : next)
     }
 
     public func count(_ scope: ConnectionCountScope) async throws(RealtimeError) -> Int {
         let reply: RESPValue
         switch scope {
-        case .user(let id): reply = try await client.send(RedisCommand("SCARD", prefix + "user:" + id))
-        case .session(let id): reply = try await client.send(RedisCommand("SCARD", prefix + "session:" + id))
-        case .server(let id):
-            reply = try await client.send(RedisCommand("SCARD", prefix + "server:" + id.rawValue + ":conns"))
-        case .total: reply = try await Self.totalScript.run(on: client, keys: [], arguments: [prefix])
+        case .user(let id): reply = try await client.send(RedisCommand("HLEN", userKey(id)))
+        case .session(let id): reply = try await client.send(RedisCommand("SCARD", sessionKey(id)))
+        case .server(let id): reply = try await client.send(RedisCommand("SCARD", serverKey(id)))
+        case .total:
+            let ids = try await client.send(RedisCommand("ZRANGE", serversKey, "0", "-1"))
+            guard let ids = ids.array else { throw RealtimeError(.protocolViolation, "ZRANGE returned \(ids)") }
+            let counts = try await client.pipeline(
+                ids.compactMap(\.string).map { RedisCommand("SCARD", serverKey(ServerID($0))) }
+            )
+            var total: Int64 = 0
+            for count in counts {
+                guard let count = count.int else { throw RealtimeError(.protocolViolation, "SCARD returned \(count)") }
+                total += count
+            }
+            return Int(total)
         }
         guard let count = reply.int else { throw RealtimeError(.protocolViolation, "a count returned \(reply)") }
         return Int(count)
     }
 
+    /// Updates the server's entry, then refreshes the TTL of its set and of its connections' records and indexes
+    /// (pipelined, grouped by node on a cluster).
     public func heartbeat(_ server: ServerRecord) async throws(RealtimeError) {
         _ = try await Self.heartbeatScript.run(
             on: client,
-            keys: [],
+            keys: [serversKey, serverInfoKey(server.id)],
             arguments: [
-                prefix, server.id.rawValue, String(server.startedAt.millisecondsSinceEpoch),
+                server.id.rawValue, String(server.startedAt.millisecondsSinceEpoch),
                 String(server.lastHeartbeat.millisecondsSinceEpoch), String(server.expiresAt.millisecondsSinceEpoch),
                 String(server.connectionCount), ttlArgument, server.eventsDelivered.map { String($0) } ?? "",
                 server.eventsDropped.map { String($0) } ?? "",
             ]
         )
+        let key = serverKey(server.id)
+        let reply = try await client.send(RedisCommand("SMEMBERS", key))
+        guard let members = reply.array else { throw RealtimeError(.protocolViolation, "SMEMBERS returned \(reply)") }
+        guard !members.isEmpty else { return }
+        var keys: [String] = [key]
+        var seen: Set<String> = []
+        for value in members {
+            guard let text = value.string, let member = Member(text) else { continue }
+            keys.append(connectionKey(ConnectionID(member.id)))
+            let user = userKey(member.user)
+            if seen.insert(user).inserted { keys.append(user) }
+            if let session = member.session.map(sessionKey), seen.insert(session).inserted { keys.append(session) }
+        }
+        let commands = keys.map { RedisCommand("PEXPIRE", $0, ttlArgument) }
+        for chunk in Self.chunks(commands) { try Self.checkAll(try await client.pipeline(Array(chunk))) }
     }
 
     /// The servers whose heartbeat has not expired, each with the time of its last report (so global statistics
@@ -329,8 +338,8 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
     public func servers() async throws(RealtimeError) -> [ServerRecord] {
         let reply = try await Self.serversScript.run(
             on: client,
-            keys: [],
-            arguments: [prefix, String(Timestamp.now().millisecondsSinceEpoch)]
+            keys: [serversKey],
+            arguments: [String(Timestamp.now().millisecondsSinceEpoch)]
         )
         guard let rows = reply.array else { throw RealtimeError(.protocolViolation, "servers returned \(reply)") }
         var servers: [ServerRecord] = []
@@ -354,58 +363,88 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
     }
 
     public func removeServer(_ id: ServerID) async throws(RealtimeError) -> PurgedServer {
-        let reply = try await Self.removeServerScript.run(on: client, keys: [], arguments: [prefix, id.rawValue])
-        return try Self.purged(reply)
+        _ = try await Self.claimScript.run(on: client, keys: [serversKey], arguments: [id.rawValue])
+        return try await purgeConnections(of: id)
     }
 
+    /// Claims each server whose expiry is at or before now (`ZREM`: one caller wins each) and purges the ones it
+    /// won, so concurrent purgers report a dead server at most once.
     public func purgeExpiredServers() async throws(RealtimeError) -> [PurgedServer] {
-        let reply = try await Self.purgeScript.run(
-            on: client,
-            keys: [],
-            arguments: [prefix, String(Timestamp.now().millisecondsSinceEpoch)]
-        )
-        guard let entries = reply.array else { throw RealtimeError(.protocolViolation, "purge returned \(reply)") }
+        let now = String(Timestamp.now().millisecondsSinceEpoch)
+        let reply = try await client.send(RedisCommand("ZRANGEBYSCORE", serversKey, "-inf", now))
+        guard let ids = reply.array else { throw RealtimeError(.protocolViolation, "ZRANGEBYSCORE returned \(reply)") }
         var purged: [PurgedServer] = []
-        for entry in entries { purged.append(try Self.purged(entry)) }
+        for id in ids.compactMap(\.string) {
+            let claimed = try await Self.claimScript.run(on: client, keys: [serversKey], arguments: [id])
+            guard claimed.int == 1 else { continue }
+            purged.append(try await purgeConnections(of: ServerID(id)))
+        }
         return purged
+    }
+
+    /// Takes the server's connection set (one caller gets it) and removes every record in it, user by user.
+    private func purgeConnections(of server: ServerID) async throws(RealtimeError) -> PurgedServer {
+        let reply = try await Self.takeScript.run(on: client, keys: [serverKey(server)], arguments: [])
+        guard let values = reply.array else { throw RealtimeError(.protocolViolation, "take returned \(reply)") }
+        var byUser: [String: [String]] = [:]
+        var users: [String] = []
+        for value in values {
+            guard let text = value.string, let member = Member(text) else { continue }
+            if byUser[member.user] == nil { users.append(member.user) }
+            byUser[member.user, default: []].append(member.id)
+        }
+        var connections: [ConnectionRecord] = []
+        var offline: [String] = []
+        for user in users {
+            let (records, remaining) = try await remove(byUser[user]!, ofUser: user)
+            connections += records
+            if remaining == 0, !records.isEmpty { offline.append(user) }
+        }
+        try await dropIndexes(of: connections, serverSets: false)
+        return PurgedServer(serverID: server, connections: connections, usersGoneOffline: offline)
     }
 
     public func healthCheck() async -> ComponentHealth {
         await client.healthCheck()
     }
 
-    private static func purged(_ reply: RESPValue) throws(RealtimeError) -> PurgedServer {
-        guard let fields = reply.array, fields.count == 3, let id = fields[0].string, let records = fields[1].array,
-            let offline = fields[2].array
-        else { throw RealtimeError(.protocolViolation, "a purged server entry is malformed: \(reply)") }
-        var connections: [ConnectionRecord] = []
-        for record in records { connections.append(try Self.record(record)) }
-        return PurgedServer(
-            serverID: ServerID(id),
-            connections: connections,
-            usersGoneOffline: offline.compactMap(\.string)
-        )
+    /// Pipelines of at most 512 commands, so one heartbeat of a busy server does not hold a connection for long.
+    private static func chunks(_ commands: [RedisCommand]) -> [ArraySlice<RedisCommand>] {
+        stride(from: 0, to: commands.count, by: 512).map { commands[$0..<min(commands.count, $0 + 512)] }
+    }
+
+    private static func checkAll(_ replies: [RESPValue]) throws(RealtimeError) {
+        for reply in replies {
+            if case .error(let message) = reply {
+                throw RealtimeError(
+                    .backendUnavailable,
+                    "Redis answered with an error",
+                    underlying: RedisServerError(message)
+                )
+            }
+        }
+    }
+
+    static func encode(_ record: ConnectionRecord) -> String {
+        RedisFieldList.encode([
+            record.id.rawValue, record.serverID.rawValue, record.userID, record.sessionID, record.isAdmin ? "1" : "0",
+            record.remoteAddress, record.origin, String(record.connectedAt.millisecondsSinceEpoch),
+        ])
     }
 
     private static func record(_ reply: RESPValue) throws(RealtimeError) -> ConnectionRecord {
-        guard let flat = reply.array, flat.count.isMultiple(of: 2) else {
-            throw RealtimeError(.protocolViolation, "a connection record is malformed: \(reply)")
-        }
-        var fields: [String: String] = [:]
-        for index in stride(from: 0, to: flat.count, by: 2) {
-            if let key = flat[index].string, let value = flat[index + 1].string { fields[key] = value }
-        }
-        guard let id = fields["id"], let server = fields["server"], let user = fields["user"],
-            let address = fields["addr"], let at = fields["at"].flatMap({ Int64($0) })
-        else { throw RealtimeError(.protocolViolation, "a connection record lacks fields") }
+        guard let text = reply.string, let fields = RedisFieldList.decode(text), fields.count == 8,
+            let id = fields[0], let server = fields[1], let user = fields[2], let admin = fields[4],
+            let address = fields[5], let at = fields[7].flatMap({ Int64($0) })
+        else { throw RealtimeError(.protocolViolation, "a connection record is malformed: \(reply)") }
         return ConnectionRecord(
             id: ConnectionID(id),
             serverID: ServerID(server),
             userID: user,
-            sessionID: fields["session"],
-            isAdmin: fields["admin"] == "1",
+            sessionID: fields[3],
+            isAdmin: admin == "1",
             remoteAddress: address,
-            origin: fields["origin"],
+            origin: fields[6],
             connectedAt: Timestamp(millisecondsSinceEpoch: at)
         )
     }

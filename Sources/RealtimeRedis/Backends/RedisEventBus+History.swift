@@ -19,7 +19,8 @@ extension RedisEventBus: HistoryRecordingEventBus {
     /// records and publishes each message in one Lua script: `XADD` to its stream, then `PUBLISH` prefixed with
     /// the position, so every server hears a stream's messages in offset order. A user-scoped event's pair of
     /// routes is one script that appends to the user's and the administrators' streams and publishes once on the
-    /// user's channel, carrying both positions. Messages of routes without history are published as usual.
+    /// user's channel, carrying both positions (on Redis Cluster, where those streams are on two slots, each route is
+    /// one script on its own stream and channel). Messages of routes without history are published as usual.
     /// Returns `nil` for any other store.
     ///
     /// Each message (or pair) is one step: when a script fails, the messages before it stay published and those
@@ -36,7 +37,9 @@ extension RedisEventBus: HistoryRecordingEventBus {
         published.reserveCapacity(messages.count)
         var index = messages.startIndex
         while index < messages.endIndex {
-            let pair = Self.isUserEventPair(messages[index...].prefix(2))
+            // On a cluster the user's and the administrators' streams live on different slots (`{u:<id>}`,
+            // `{admins}`), and a script must stay on one: each route is then recorded and published on its own.
+            let pair = !client.isCluster && Self.isUserEventPair(messages[index...].prefix(2))
             let message = messages[index]
             guard let stream = HistoryStream(message.route), !message.payload.isControl else {
                 try await publish(message)

@@ -20,7 +20,8 @@ public struct RedisServerError: Error, Sendable, Hashable, CustomStringConvertib
     public var description: String { message }
 }
 
-/// A Redis client: a small pool of pipelined connections on SwiftNIO, used round-robin.
+/// A Redis client: a small pool of pipelined connections on SwiftNIO, used round-robin; on Redis Cluster, one such
+/// pool per primary, with commands routed by their key's slot.
 ///
 /// Every connection carries many commands in flight at once (replies are matched in order), so a handful of
 /// connections serve thousands of concurrent callers. No call ever blocks a thread: the socket I/O is NIO's and
@@ -30,6 +31,12 @@ public struct RedisServerError: Error, Sendable, Hashable, CustomStringConvertib
 /// reconnects with exponential backoff and jitter; while none is connected, commands fail at once instead of
 /// waiting (only the very first connect is waited for, up to the connect timeout).
 ///
+/// Cluster mode (``RedisConfiguration/clusterNodes`` not empty): the slot map is read with `CLUSTER SLOTS` from
+/// the seeds, then again on every `MOVED`, `TRYAGAIN`/`CLUSTERDOWN`, lost connection, and every
+/// ``RedisConfiguration/clusterRefreshInterval``. A command goes to the primary of its routing key's slot (hash
+/// tags honoured, see `RedisCommand.routingKey`); `MOVED` patches the map and retries there, `ASK` retries once on
+/// the importing node after `ASKING`. A pipeline is split by node and each part stays one pipeline.
+///
 /// The client connects when created. Run it as a ServiceLifecycle `Service` (its ``run()`` closes it on graceful
 /// shutdown) or call ``shutdown()``.
 public final class RedisClient: Sendable {
@@ -37,8 +44,10 @@ public final class RedisClient: Sendable {
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
     let metrics = RedisMetrics()
-    private let slots: [Slot]
-    private let nextSlot = Atomic<Int>(0)
+    /// The pool of a single-node client.
+    private let single: RedisNodePool?
+    /// The router of a cluster client.
+    let cluster: RedisClusterRouter?
     private let listeners = Mutex<Listeners>(Listeners())
 
     private struct Listeners: ~Copyable {
@@ -46,7 +55,8 @@ public final class RedisClient: Sendable {
         var callbacks: [Int: @Sendable () -> Void] = [:]
     }
 
-    /// Creates the client and starts connecting its ``RedisConfiguration/poolSize`` connections.
+    /// Creates the client and starts connecting: ``RedisConfiguration/poolSize`` connections to the node, or to
+    /// each primary of a cluster once the slot map is read from ``RedisConfiguration/clusterNodes``.
     ///
     /// - Parameters:
     ///   - configuration: where Redis is, how to authenticate, the pool size, timeouts and reconnect delays.
@@ -62,19 +72,23 @@ public final class RedisClient: Sendable {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        var slots: [Slot] = []
-        for index in 0..<configuration.poolSize {
-            slots.append(
-                Slot(index: index, configuration: configuration, eventLoop: eventLoopGroup.next(), logger: logger)
-            )
+        if configuration.clusterNodes.isEmpty {
+            single = RedisNodePool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
+            cluster = nil
+        } else {
+            single = nil
+            cluster = RedisClusterRouter(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
         }
-        self.slots = slots
-        for slot in slots {
-            slot.onConnect = { [weak self] in self?.notifyConnected() }
-            slot.onChange = { [weak self] reconnected in self?.connectionsChanged(reconnected: reconnected) }
-            slot.start()
+        let onConnect: @Sendable () -> Void = { [weak self] in self?.notifyConnected() }
+        let onChange: @Sendable (Bool) -> Void = { [weak self] reconnected in
+            self?.connectionsChanged(reconnected: reconnected)
         }
+        single?.start(onConnect: onConnect, onChange: onChange)
+        cluster?.start(onConnect: onConnect, onChange: onChange)
     }
+
+    /// Whether this client talks to a Redis Cluster.
+    public var isCluster: Bool { cluster != nil }
 
     /// Sends one command and returns its reply.
     ///
@@ -82,40 +96,42 @@ public final class RedisClient: Sendable {
     ///   while the command was in flight, or Redis answered with an error (then `RealtimeError.underlying` is
     ///   a ``RedisServerError``); `RealtimeError.Code.timeout` if no reply came within the command timeout.
     public func send(_ command: RedisCommand) async throws(RealtimeError) -> RESPValue {
-        try Self.checked(try await connection(affinity: nil) { connection in try await connection.execute(command) })
+        try Self.checked(try await execute(command, affinity: nil))
     }
 
     /// Sends one command on the connection chosen by `affinity`, so commands with the same affinity are written
     /// to Redis in the order they were sent (unless that connection is down).
     public func send(_ command: RedisCommand, affinity: Int) async throws(RealtimeError) -> RESPValue {
-        try Self.checked(
-            try await connection(affinity: affinity) { connection in try await connection.execute(command) }
-        )
+        try Self.checked(try await execute(command, affinity: affinity))
     }
 
-    /// Sends commands back to back on one connection and returns their replies in order. Error replies are
-    /// returned as ``RESPValue/error(_:)``, not thrown.
+    /// Sends `command` to the node that serves `routingKey` (on a cluster; anywhere on one node), e.g. a
+    /// `SCRIPT LOAD` for the node a script's keys live on.
+    func send(_ command: RedisCommand, routedBy routingKey: ArraySlice<UInt8>?) async throws(RealtimeError) -> RESPValue
+    {
+        if let cluster {
+            return try Self.checked(try await cluster.execute(command, routingKey: routingKey, affinity: nil))
+        }
+        return try Self.checked(try await execute(command, affinity: nil))
+    }
+
+    /// Sends commands back to back and returns their replies in order (on a cluster, one pipeline per node).
+    /// Error replies are returned as ``RESPValue/error(_:)``, not thrown.
     public func pipeline(_ commands: [RedisCommand]) async throws(RealtimeError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        return try await connection(affinity: nil) { connection in try await connection.execute(commands) }
+        if let cluster { return try await cluster.pipeline(commands) }
+        return try await single!.withConnection(affinity: nil) { connection in try await connection.execute(commands) }
     }
 
-    /// Runs `body` with a connection: a connected one if any, else (during the very first connect only) the one
-    /// being connected.
-    private func connection<Result>(
-        affinity: Int?,
-        _ body: (RedisConnection) async throws -> Result
-    ) async throws(RealtimeError) -> Result {
-        let slot = chooseSlot(affinity: affinity)
-        do {
-            if let connection = slot.activeConnection { return try await body(connection) }
-            return try await body(try await slot.connection().get())
-        } catch {
-            throw Self.mapped(error)
+    /// The raw reply of `command` (an error reply is a value, not a failure).
+    private func execute(_ command: RedisCommand, affinity: Int?) async throws(RealtimeError) -> RESPValue {
+        if let cluster { return try await cluster.execute(command, routingKey: command.routingKey, affinity: affinity) }
+        return try await single!.withConnection(affinity: affinity) { connection in
+            try await connection.execute(command)
         }
     }
 
-    private static func checked(_ value: RESPValue) throws(RealtimeError) -> RESPValue {
+    static func checked(_ value: RESPValue) throws(RealtimeError) -> RESPValue {
         if case .error(let message) = value {
             throw RealtimeError(
                 .backendUnavailable,
@@ -126,26 +142,11 @@ public final class RedisClient: Sendable {
         return value
     }
 
-    /// Sends a command and returns the future of its raw reply (an error reply is a value, not a failure).
+    /// Sends a command and returns the future of its raw reply (an error reply is a value, not a failure; on a
+    /// cluster, redirects are not followed: the caller's retry, e.g. the bus's publish queue, handles them).
     func sendFuture(_ command: RedisCommand, affinity: Int? = nil) -> EventLoopFuture<RESPValue> {
-        let slot = chooseSlot(affinity: affinity)
-        if let connection = slot.activeConnection { return connection.send(command) }
-        return slot.connection().flatMap { $0.send(command) }
-    }
-
-    private func chooseSlot(affinity: Int?) -> Slot {
-        let count = slots.count
-        let start: Int
-        if let affinity {
-            start = Int(UInt(bitPattern: affinity) % UInt(count))
-        } else {
-            start = Int(UInt(bitPattern: nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue) % UInt(count))
-        }
-        for offset in 0..<count {
-            let slot = slots[(start + offset) % count]
-            if slot.activeConnection != nil { return slot }
-        }
-        return slots[start]
+        if let cluster { return cluster.sendFuture(command, affinity: affinity) }
+        return single!.sendFuture(command, affinity: affinity)
     }
 
     static func mapped(_ error: any Error) -> RealtimeError {
@@ -153,21 +154,46 @@ public final class RedisClient: Sendable {
         return RealtimeError(.backendUnavailable, "Redis command failed", underlying: error)
     }
 
-    /// Whether at least one pooled connection is up.
-    public var isConnected: Bool { slots.contains { $0.activeConnection != nil } }
+    /// Whether at least one pooled connection is up (on a cluster: to at least one primary).
+    public var isConnected: Bool {
+        if let cluster { return cluster.connectedPools > 0 }
+        return single!.connectedCount > 0
+    }
 
-    /// The connection pool's state: healthy with every connection up, degraded with some, unhealthy with none.
+    /// The client's state: healthy with every connection up (on a cluster: to every primary, with every slot
+    /// served), degraded with some, unhealthy with none.
     public func healthCheck() async -> ComponentHealth {
-        let connected = slots.count { $0.activeConnection != nil }
+        if let cluster { return cluster.health() }
+        let pool = single!
+        let connected = pool.connectedCount
         var details: JSONObject = [
             "redisConnected": .bool(connected > 0),
             "connections": .int(Int64(connected)),
-            "poolSize": .int(Int64(slots.count)),
+            "poolSize": .int(Int64(pool.size)),
         ]
-        if let error = slots.lazy.compactMap(\.lastError).first { details["lastError"] = .string(error) }
+        if let error = pool.lastError { details["lastError"] = .string(error) }
         let status: ComponentHealth.Status =
-            connected == slots.count ? .healthy : connected > 0 ? .degraded : .unhealthy
+            connected == pool.size ? .healthy : connected > 0 ? .degraded : .unhealthy
         return ComponentHealth(status: status, details: details)
+    }
+
+    /// Waits until the client can serve commands, or says clearly why not: on a cluster, the slot map read from
+    /// the seeds, with every slot served; on one node, a connection.
+    ///
+    /// - Throws: `RealtimeError.Code.backendUnavailable` (unreachable, uncovered slots) within the connect
+    ///   timeout.
+    public func checkReady() async throws(RealtimeError) {
+        if let cluster {
+            try await cluster.checkReady()
+            return
+        }
+        _ = try await send(RedisCommand("PING"))
+    }
+
+    /// The configuration of a pub/sub connection: the node itself, or on a cluster a primary from the current
+    /// slot map (the seeds before it is known), so a subscriber that reconnects after a failover finds a live node.
+    func subscriberConfiguration(attempt: Int) -> RedisConfiguration {
+        cluster?.subscriberConfiguration(attempt: attempt) ?? configuration
     }
 
     /// Calls `callback` (on an event loop) whenever a pooled connection is established or re-established.
@@ -186,7 +212,7 @@ public final class RedisClient: Sendable {
 
     private func connectionsChanged(reconnected: Bool) {
         if reconnected { metrics.poolReconnects.increment() }
-        metrics.connections.record(slots.count { $0.activeConnection != nil })
+        metrics.connections.record(cluster?.connectedConnections ?? single!.connectedCount)
     }
 
     private func notifyConnected() {
@@ -197,8 +223,9 @@ public final class RedisClient: Sendable {
     /// Closes every connection and stops reconnecting. Commands in flight fail; later commands fail with
     /// `RealtimeError.Code.shutDown`.
     public func shutdown() async {
-        let closes = slots.map { $0.shutdown() }
-        for close in closes { try? await close.get() }
+        let loop = eventLoopGroup.any()
+        if let cluster { try? await cluster.shutdown(on: loop).get() }
+        if let single { try? await single.shutdown(on: loop).get() }
     }
 }
 
@@ -207,169 +234,5 @@ extension RedisClient: Service {
     public func run() async {
         try? await gracefulShutdown()
         await shutdown()
-    }
-}
-
-/// One pooled connection and its reconnect state machine. All transitions happen under `state`'s lock; the NIO
-/// callbacks that drive it run on `eventLoop`.
-private final class Slot: Sendable {
-    private enum State {
-        /// Connecting; `waiters` are commands that arrived during the first attempt.
-        case connecting(waiters: [EventLoopPromise<RedisConnection>], first: Bool)
-        case connected(RedisConnection)
-        /// Waiting to reconnect (commands fail fast meanwhile).
-        case backingOff
-        case shutDown
-    }
-
-    let index: Int
-    let configuration: RedisConfiguration
-    let eventLoop: any EventLoop
-    let logger: Logger
-    private let state = Mutex<State>(.connecting(waiters: [], first: true))
-    private let error = Mutex<String?>(nil)
-    private let connectHook = Mutex<(@Sendable () -> Void)?>(nil)
-    private let changeHook = Mutex<(@Sendable (_ reconnected: Bool) -> Void)?>(nil)
-    private let hasConnected = Mutex<Bool>(false)
-
-    /// Called when the connection comes up (`true` if it had been up before) or goes down (`false`).
-    var onChange: (@Sendable (_ reconnected: Bool) -> Void)? {
-        get { changeHook.withLock { $0 } }
-        set { changeHook.withLock { $0 = newValue } }
-    }
-
-    init(index: Int, configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger) {
-        self.index = index
-        self.configuration = configuration
-        self.eventLoop = eventLoop
-        self.logger = logger
-    }
-
-    var onConnect: (@Sendable () -> Void)? {
-        get { connectHook.withLock { $0 } }
-        set { connectHook.withLock { $0 = newValue } }
-    }
-
-    var lastError: String? { error.withLock { $0 } }
-
-    var activeConnection: RedisConnection? {
-        state.withLock { state in
-            if case .connected(let connection) = state, connection.isActive { return connection }
-            return nil
-        }
-    }
-
-    func start() { attempt(0) }
-
-    /// The connection, waiting for it only during the very first connect.
-    func connection() -> EventLoopFuture<RedisConnection> {
-        let promise = eventLoop.makePromise(of: RedisConnection.self)
-        let outcome: Result<RedisConnection, RealtimeError>? = state.withLock { state in
-            switch state {
-            case .connected(let connection):
-                return .success(connection)
-            case .connecting(var waiters, first: true):
-                waiters.append(promise)
-                state = .connecting(waiters: waiters, first: true)
-                return nil
-            case .connecting(_, first: false), .backingOff:
-                return .failure(
-                    RealtimeError(
-                        .backendUnavailable,
-                        "Redis is unreachable (reconnecting): \(lastError ?? "no reply")"
-                    )
-                )
-            case .shutDown:
-                return .failure(RealtimeError(.shutDown, "the Redis client was shut down"))
-            }
-        }
-        if let outcome { promise.completeWith(outcome.mapError { $0 as any Error }) }
-        return promise.futureResult
-    }
-
-    private func attempt(_ attempt: Int) {
-        RedisConnection.connect(configuration: configuration, on: eventLoop).whenComplete { result in
-            switch result {
-            case .success(let connection):
-                self.connected(connection)
-            case .failure(let failure):
-                self.failed(failure, attempt: attempt)
-            }
-        }
-    }
-
-    private func connected(_ connection: RedisConnection) {
-        let waiters: [EventLoopPromise<RedisConnection>]? = state.withLock { state in
-            guard case .connecting(let waiters, _) = state else { return nil }
-            state = .connected(connection)
-            return waiters
-        }
-        guard let waiters else {
-            _ = connection.close()
-            return
-        }
-        error.withLock { $0 = nil }
-        let reconnected = hasConnected.withLock { connectedBefore in
-            defer { connectedBefore = true }
-            return connectedBefore
-        }
-        onChange?(reconnected)
-        for waiter in waiters { waiter.succeed(connection) }
-        connection.closeFuture.whenComplete { _ in self.lost(connection) }
-        onConnect?()
-    }
-
-    private func failed(_ failure: any Error, attempt: Int) {
-        let message = (failure as? RealtimeError)?.description ?? "\(failure)"
-        error.withLock { $0 = message }
-        let waiters: [EventLoopPromise<RedisConnection>]? = state.withLock { state in
-            guard case .connecting(let waiters, _) = state else { return nil }
-            state = .backingOff
-            return waiters
-        }
-        guard let waiters else { return }
-        for waiter in waiters { waiter.fail(RedisClient.mapped(failure)) }
-        if attempt == 0 {
-            logger.warning("Redis connection failed", metadata: ["realtime.redis.error": "\(message)"])
-        }
-        scheduleReconnect(attempt: attempt + 1)
-    }
-
-    private func lost(_ connection: RedisConnection) {
-        let wasCurrent = state.withLock { state in
-            guard case .connected(let current) = state, current === connection else { return false }
-            state = .backingOff
-            return true
-        }
-        guard wasCurrent else { return }
-        error.withLock { $0 = "connection lost" }
-        onChange?(false)
-        logger.warning("Redis connection lost; reconnecting", metadata: ["realtime.redis.slot": "\(index)"])
-        scheduleReconnect(attempt: 0)
-    }
-
-    private func scheduleReconnect(attempt: Int) {
-        let delay = configuration.reconnectDelay(attempt: attempt)
-        eventLoop.scheduleTask(in: .milliseconds(delay.milliseconds)) {
-            let proceed = self.state.withLock { state in
-                guard case .backingOff = state else { return false }
-                state = .connecting(waiters: [], first: false)
-                return true
-            }
-            if proceed { self.attempt(attempt) }
-        }
-    }
-
-    func shutdown() -> EventLoopFuture<Void> {
-        let (connection, waiters): (RedisConnection?, [EventLoopPromise<RedisConnection>]) = state.withLock { state in
-            defer { state = .shutDown }
-            switch state {
-            case .connected(let connection): return (connection, [])
-            case .connecting(let waiters, _): return (nil, waiters)
-            case .backingOff, .shutDown: return (nil, [])
-            }
-        }
-        for waiter in waiters { waiter.fail(RealtimeError(.shutDown, "the Redis client was shut down")) }
-        return connection?.close() ?? eventLoop.makeSucceededVoidFuture()
     }
 }

@@ -24,6 +24,14 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// jittered (a random 50–100 % of it) so servers don't reconnect in lockstep.
     public var initialReconnectDelay: Duration
     public var maximumReconnectDelay: Duration
+    /// The seed nodes of a Redis Cluster (`REDIS_CLUSTER_NODES`). Empty (the default): a single node at
+    /// ``host``:``port``. Not empty: the client reads the slot map from these nodes, keeps a pool of ``poolSize``
+    /// connections to each primary and routes every command by its key's slot; ``database`` must be 0.
+    public var clusterNodes: [RedisNodeAddress]
+    /// How often a cluster client re-reads the slot map besides on redirects and lost connections.
+    public var clusterRefreshInterval: Duration
+    /// TLS to every node (`rediss://`, `REDIS_TLS_*`); plain TCP when nil.
+    public var tls: RedisTLSOptions?
 
     public init(
         host: String = "127.0.0.1",
@@ -35,7 +43,10 @@ public struct RedisConfiguration: Sendable, Hashable {
         connectTimeout: Duration = .seconds(2),
         commandTimeout: Duration = .seconds(2),
         initialReconnectDelay: Duration = .milliseconds(50),
-        maximumReconnectDelay: Duration = .seconds(5)
+        maximumReconnectDelay: Duration = .seconds(5),
+        clusterNodes: [RedisNodeAddress] = [],
+        clusterRefreshInterval: Duration = .seconds(5),
+        tls: RedisTLSOptions? = nil
     ) {
         self.host = host
         self.port = port
@@ -47,19 +58,48 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.commandTimeout = commandTimeout
         self.initialReconnectDelay = initialReconnectDelay
         self.maximumReconnectDelay = maximumReconnectDelay
+        self.clusterNodes = clusterNodes
+        self.clusterRefreshInterval = clusterRefreshInterval
+        self.tls = tls
     }
 
-    /// Reads `redis://[user:password@]host[:port][/db]` (percent-escapes in user and password are decoded).
+    /// A cluster configuration: the seeds of `nodes` (`REDIS_CLUSTER_NODES`, `host:port,host:port`), with the
+    /// credentials, timeouts and pool size of `base`.
+    ///
+    /// - Throws: `RealtimeError.Code.invalidConfiguration` for an empty or malformed list, or a database other
+    ///   than 0 in `base` (Redis Cluster has only database 0).
+    public static func cluster(nodes: String, base: RedisConfiguration = RedisConfiguration()) throws(RealtimeError)
+        -> RedisConfiguration
+    {
+        let seeds = try RedisNodeAddress.list(parsing: nodes)
+        guard base.database == 0 else {
+            throw RealtimeError(
+                .invalidConfiguration,
+                "Redis Cluster has only database 0 (the URL selects \(base.database))"
+            )
+        }
+        var configuration = base
+        configuration.clusterNodes = seeds
+        configuration.host = seeds[0].host
+        configuration.port = seeds[0].port
+        return configuration
+    }
+
+    /// Reads `redis://[user:password@]host[:port][/db]` (percent-escapes in user and password are decoded);
+    /// `rediss://` is the same over TLS (``tls`` set, certificates verified against the system's roots until
+    /// ``RedisTLSOptions/caFile`` says otherwise).
     ///
     /// - Throws: `RealtimeError.Code.invalidConfiguration` if the URL does not have that form.
     public init(url: String) throws(RealtimeError) {
         self.init()
-        let prefix = "redis://"
-        guard url.hasPrefix(prefix) else {
-            throw RealtimeError(
-                .invalidConfiguration,
-                "a Redis URL must start with redis:// (rediss:// is not supported)"
-            )
+        let prefix: String
+        if url.hasPrefix("rediss://") {
+            prefix = "rediss://"
+            tls = RedisTLSOptions()
+        } else if url.hasPrefix("redis://") {
+            prefix = "redis://"
+        } else {
+            throw RealtimeError(.invalidConfiguration, "a Redis URL must start with redis:// or rediss://")
         }
         var rest = Substring(url.dropFirst(prefix.count))
         if let slash = rest.firstIndex(of: "/") {

@@ -40,6 +40,7 @@ final class RedisConnection: Sendable {
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try RedisTLS.addHandler(to: channel, configuration: configuration)
                     try channel.pipeline.syncOperations.addHandler(
                         RESPChannelHandler(commandTimeout: timeout, onPush: onPush)
                     )
@@ -57,6 +58,16 @@ final class RedisConnection: Sendable {
                 let connection = RedisConnection(channel: channel)
                 return connection.handshake(configuration).map { connection }.flatMapError { error in
                     channel.close(promise: nil)
+                    if configuration.tls != nil, let failure = error as? RealtimeError, failure.underlying != nil {
+                        return channel.eventLoop.makeFailedFuture(
+                            RealtimeError(
+                                .backendUnavailable,
+                                "TLS with Redis at \(configuration.host):\(configuration.port) failed "
+                                    + "(certificate refused, or not a TLS port)",
+                                underlying: failure.underlying
+                            )
+                        )
+                    }
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
@@ -72,6 +83,11 @@ final class RedisConnection: Sendable {
         }
         if configuration.database != 0 {
             steps.append(send(RedisCommand("SELECT", String(configuration.database))))
+        }
+        if configuration.tls != nil, steps.isEmpty {
+            // A round trip through TLS: a connection counts as up only once the handshake succeeded, so a refused
+            // certificate is a connect error, not a failure of the first command.
+            steps.append(send(RedisCommand("PING")))
         }
         guard !steps.isEmpty else { return eventLoop.makeSucceededVoidFuture() }
         return EventLoopFuture.whenAllSucceed(steps, on: eventLoop).flatMapThrowing { replies in

@@ -2,7 +2,8 @@ import RealtimeCore
 import Synchronization
 
 /// A Lua script run with `EVALSHA`: loaded once with `SCRIPT LOAD`, its SHA1 cached, and loaded again when Redis
-/// answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
+/// answers `NOSCRIPT` (after a restart, a `SCRIPT FLUSH`, or on a cluster node that has not seen it yet: the load
+/// goes to the node that serves the script's first key, the one that answered `NOSCRIPT`).
 final class RedisScript: Sendable {
     let source: String
     private let sha = Mutex<String?>(nil)
@@ -25,7 +26,7 @@ final class RedisScript: Sendable {
         appendArguments: (inout RedisCommand) -> Void
     ) async throws(RealtimeError) -> RESPValue {
         for attempt in 0..<2 {
-            let digest = try await loadedSHA(on: client, reload: attempt > 0)
+            let digest = try await loadedSHA(on: client, routedBy: keys.first, reload: attempt > 0)
             var command = RedisCommand("EVALSHA", digest, String(keys.count))
             for key in keys { command.append(key) }
             appendArguments(&command)
@@ -39,9 +40,16 @@ final class RedisScript: Sendable {
         throw RealtimeError(.internalError, "Redis keeps forgetting a script")
     }
 
-    private func loadedSHA(on client: RedisClient, reload: Bool) async throws(RealtimeError) -> String {
+    private func loadedSHA(
+        on client: RedisClient,
+        routedBy key: String?,
+        reload: Bool
+    ) async throws(RealtimeError) -> String {
         if !reload, let known = sha.withLock({ $0 }) { return known }
-        let reply = try await client.send(RedisCommand("SCRIPT", "LOAD", source))
+        let reply = try await client.send(
+            RedisCommand("SCRIPT", "LOAD", source),
+            routedBy: key.map { Array($0.utf8)[...] }
+        )
         guard let digest = reply.string else {
             throw RealtimeError(.protocolViolation, "SCRIPT LOAD returned \(reply)")
         }

@@ -54,6 +54,8 @@ final class RedisSubscriber: Sendable {
     }
 
     private let configuration: RedisConfiguration
+    /// The node each connect attempt goes to (on a cluster, a primary from the current slot map).
+    private let node: @Sendable (_ attempt: Int) -> RedisConfiguration
     let eventLoop: any EventLoop
     private let logger: Logger
     private let state = Mutex<State>(State())
@@ -63,6 +65,7 @@ final class RedisSubscriber: Sendable {
 
     init(
         configuration: RedisConfiguration,
+        node: (@Sendable (_ attempt: Int) -> RedisConfiguration)? = nil,
         eventLoop: any EventLoop,
         logger: Logger,
         metrics: RedisMetrics,
@@ -70,6 +73,7 @@ final class RedisSubscriber: Sendable {
         onResubscribed: @escaping GapHandler
     ) {
         self.configuration = configuration
+        self.node = node ?? { _ in configuration }
         self.eventLoop = eventLoop
         self.logger = logger
         self.metrics = metrics
@@ -167,7 +171,7 @@ final class RedisSubscriber: Sendable {
             else { return }
             onMessage(channel, payload, parts.count == 4)
         }
-        RedisConnection.connect(configuration: configuration, on: eventLoop, onPush: push).whenComplete { result in
+        RedisConnection.connect(configuration: node(attempt), on: eventLoop, onPush: push).whenComplete { result in
             switch result {
             case .success(let connection): self.connected(connection)
             case .failure(let error): self.failed(error, attempt: attempt)
