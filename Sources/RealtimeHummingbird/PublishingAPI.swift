@@ -43,6 +43,12 @@ struct PublishingAPI: Sendable {
                     return try await revoke(sessionID, body)
                 }
             },
+            .init(.post, prefix + "/users/:userID/revoke") { request, context in
+                await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
+                    let userID = try pathParameter(context, "userID")
+                    return try await revokeUser(userID, body)
+                }
+            },
             .init(.post, prefix + "/users/:userID/disconnect") { request, context in
                 await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
                     let userID = try pathParameter(context, "userID")
@@ -241,6 +247,18 @@ struct PublishingAPI: Sendable {
             throw Self.failure(error)
         }
         return (.ok, ["revoked": .string(sessionID)])
+    }
+
+    private func revokeUser(_ userID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    {
+        let reason = try body.string("reason") ?? "every session of the user revoked"
+        let issuedBefore: Timestamp
+        do {
+            issuedBefore = try await hub.revoke(userID: userID, reason: reason)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (.ok, ["revokedUser": .string(userID), "issuedBefore": .string(issuedBefore.iso8601)])
     }
 
     private func disconnect(_ userID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)

@@ -25,6 +25,16 @@ public protocol SessionStore: Sendable {
     @discardableResult
     func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool
 
+    /// Revokes every token of a user issued before `issuedBefore` (in both modes): admission refuses a token of
+    /// `userID` whose `iat` is earlier, or that has no `iat`, until `retainUntil` (the longest token lifetime from
+    /// now), when the revocation is forgotten. A later call keeps the later of each instant, so revoking again
+    /// never re-admits tokens.
+    func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError)
+
+    /// The instant before which tokens of `userID` are refused, while a revocation of the user is retained; `nil`
+    /// when the user has none.
+    func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp?
+
     /// The backend's health.
     func healthCheck() async -> ComponentHealth
 }

@@ -41,7 +41,8 @@ public struct HubConfiguration: Sendable {
     public var authenticationTimeout: Duration = .seconds(5)
     /// Tell a connection this long before its token expires (a `token_expiring` message).
     public var tokenExpiryWarning: Duration = .seconds(60)
-    /// How long a session revocation is remembered when the session's expiry is unknown.
+    /// The longest lifetime of the tokens the hub accepts: how long a session revocation is remembered when the
+    /// session's expiry is unknown, and how long a user-wide revocation (``RealtimeHub/revoke(userID:reason:)``) is.
     public var revocationRetention: Duration = .seconds(86_400)
     /// How long an accepted upgrade may wait for ``RealtimeHub/connect(_:)`` before its slot is released.
     public var upgradeTicketTimeout: Duration = .seconds(10)
@@ -198,6 +199,10 @@ extension HubConfiguration {
             "WEBSOCKET_API_RATE_LIMIT_PER_IP",
             "HTTP API requests per second per address (default 1000, burst twice that)"
         ),
+        (
+            "WEBSOCKET_REVOCATION_RETENTION",
+            "ms a revocation is kept: the longest token lifetime (default 86400000)"
+        ),
     ]
 
     /// Reads the configuration from environment variables (see ``environmentVariables``), starting from the
@@ -311,6 +316,7 @@ extension HubConfiguration {
                 burst: value * 2
             )
         }
+        if let value = try reader.milliseconds("WEBSOCKET_REVOCATION_RETENTION") { revocationRetention = value }
         try history.apply(reader)
     }
 

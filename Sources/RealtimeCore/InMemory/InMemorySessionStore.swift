@@ -7,10 +7,13 @@ import Synchronization
 /// - ``SessionStoreMode/registry``: a session is active only between ``create(_:userID:expiresAt:)`` and the
 ///   earlier of its `expiresAt` and ``revoke(_:retainUntil:)``.
 ///
+/// In both modes, ``revokeUser(_:issuedBefore:retainUntil:)`` records a user-wide revocation until its
+/// `retainUntil`.
+///
 /// Memory is bounded: entries past their time are swept when the map has doubled since the last sweep, and at
-/// most `maxEntries` entries are held; a `create` or `revoke` that would need more is refused with
-/// ``RealtimeError/Code/limitExceeded`` (fail closed for revocations: the caller learns the revocation was
-/// not recorded).
+/// most `maxEntries` sessions and `maxEntries` user revocations are held; a `create`, `revoke` or `revokeUser`
+/// that would need more is refused with ``RealtimeError/Code/limitExceeded`` (fail closed for revocations: the
+/// caller learns the revocation was not recorded).
 public final class InMemorySessionStore: SessionStore {
     public let mode: SessionStoreMode
     /// The most sessions (registry mode) or revocations (revocation-list mode) held at once.
@@ -77,22 +80,81 @@ public final class InMemorySessionStore: SessionStore {
         }
     }
 
+    public func revokeUser(
+        _ userID: String,
+        issuedBefore: Timestamp,
+        retainUntil: Timestamp
+    ) async throws(RealtimeError) {
+        let now = self.now()
+        let maxEntries = self.maxEntries
+        try state.withLock { state throws(RealtimeError) in
+            let earlier = state.users[userID].flatMap { $0.retainUntil > now ? $0 : nil }
+            let revocation = UserRevocation(
+                issuedBefore: max(issuedBefore, earlier?.issuedBefore ?? issuedBefore),
+                retainUntil: max(retainUntil, earlier?.retainUntil ?? retainUntil)
+            )
+            guard revocation.retainUntil > now else { return }
+            if state.users[userID] == nil && state.users.count >= state.userSweepAt {
+                state.sweepUsers(now: now, maxEntries: maxEntries)
+                if state.users.count >= maxEntries {
+                    throw RealtimeError(
+                        .limitExceeded,
+                        "the session store holds its maximum of \(maxEntries) user revocations"
+                    )
+                }
+            }
+            state.users[userID] = revocation
+        }
+    }
+
+    public func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
+        let now = self.now()
+        return state.withLock { state in
+            guard let revocation = state.users[userID], revocation.retainUntil > now else { return nil }
+            return revocation.issuedBefore
+        }
+    }
+
     /// Entries currently held (including expired ones not yet swept).
     package var entryCount: Int { state.withLock { $0.entries.count } }
+
+    /// User revocations currently held (including expired ones not yet swept).
+    package var userRevocationCount: Int { state.withLock { $0.users.count } }
 
     /// Forgets every expired entry now.
     package func sweep() {
         let now = self.now()
-        state.withLock { $0.sweep(now: now, maxEntries: maxEntries) }
+        state.withLock {
+            $0.sweep(now: now, maxEntries: maxEntries)
+            $0.sweepUsers(now: now, maxEntries: maxEntries)
+        }
     }
 }
 
 extension InMemorySessionStore {
+    private struct UserRevocation {
+        var issuedBefore: Timestamp
+        var retainUntil: Timestamp
+    }
+
     private struct State {
         /// Revocation-list mode: revoked session → until when the revocation is kept.
         /// Registry mode: registered session → when it expires.
         var entries: [String: Timestamp] = [:]
         var sweepAt: Int
+        /// User-wide revocations (both modes).
+        var users: [String: UserRevocation] = [:]
+        var userSweepAt: Int
+
+        init(sweepAt: Int) {
+            self.sweepAt = sweepAt
+            self.userSweepAt = sweepAt
+        }
+
+        mutating func sweepUsers(now: Timestamp, maxEntries: Int) {
+            users = users.filter { $0.value.retainUntil > now }
+            userSweepAt = min(maxEntries, max(1024, users.count * 2))
+        }
 
         func isActive(_ sessionID: String, mode: SessionStoreMode, now: Timestamp) -> Bool {
             switch mode {

@@ -5,6 +5,9 @@ public import RealtimeCore
 ///
 /// - Revocation list: `<prefix>sess:revoked:<id>` exists until `retainUntil` (`PXAT`).
 /// - Registry: `<prefix>sess:<id>` holds the user id until the session's `expiresAt` (`PXAT`); revoking deletes it.
+/// - User-wide revocations (both modes): `<prefix>{u:<userId>}:revoked` holds the instant (milliseconds since the
+///   epoch) before which the user's tokens are refused, until the revocation's `retainUntil` (`PXAT`). The hash
+///   tag keeps everything of one user in one cluster slot.
 public final class RedisSessionStore: SessionStore, Sendable {
     public let mode: SessionStoreMode
     private let client: RedisClient
@@ -21,6 +24,23 @@ public final class RedisSessionStore: SessionStore, Sendable {
         """
     )
 
+    /// Raises a user's revocation to the later instants: `issuedBefore` (ARGV[1]) and `retainUntil` (ARGV[2]),
+    /// unless the retention already passed (ARGV[3] is now). One key, so one slot.
+    static let revokeUserScript = RedisScript(
+        """
+        local before = tonumber(ARGV[1])
+        local untilAt = tonumber(ARGV[2])
+        local earlier = tonumber(redis.call('GET', KEYS[1]) or '')
+        if earlier and earlier > before then before = earlier end
+        local ttl = redis.call('PTTL', KEYS[1])
+        if ttl > 0 and tonumber(ARGV[3]) + ttl > untilAt then untilAt = tonumber(ARGV[3]) + ttl end
+        if untilAt > tonumber(ARGV[3]) then
+          redis.call('SET', KEYS[1], tostring(before), 'PXAT', untilAt)
+        end
+        return 1
+        """
+    )
+
     public init(client: RedisClient, mode: SessionStoreMode = .revocationList, prefix: String = "rthub:") {
         self.client = client
         self.mode = mode
@@ -29,6 +49,7 @@ public final class RedisSessionStore: SessionStore, Sendable {
 
     private func revokedKey(_ id: String) -> String { "\(prefix)sess:revoked:\(id)" }
     private func sessionKey(_ id: String) -> String { "\(prefix)sess:\(id)" }
+    private func userRevokedKey(_ userID: String) -> String { "\(prefix){u:\(userID)}:revoked" }
 
     public func isActive(_ sessionID: String) async throws(RealtimeError) -> Bool {
         switch mode {
@@ -67,6 +88,30 @@ public final class RedisSessionStore: SessionStore, Sendable {
         case .registry:
             return try await client.send(RedisCommand("DEL", sessionKey(sessionID))).int == 1
         }
+    }
+
+    public func revokeUser(
+        _ userID: String,
+        issuedBefore: Timestamp,
+        retainUntil: Timestamp
+    ) async throws(RealtimeError) {
+        _ = try await Self.revokeUserScript.run(
+            on: client,
+            keys: [userRevokedKey(userID)],
+            arguments: [
+                String(issuedBefore.millisecondsSinceEpoch), String(retainUntil.millisecondsSinceEpoch),
+                String(Timestamp.now().millisecondsSinceEpoch),
+            ]
+        )
+    }
+
+    public func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
+        let reply = try await client.send(RedisCommand("GET", userRevokedKey(userID)))
+        guard let text = reply.string else { return nil }
+        guard let milliseconds = Int64(text) else {
+            throw RealtimeError(.backendUnavailable, "the user revocation of \(userID.prefix(64)) is not a number")
+        }
+        return Timestamp(millisecondsSinceEpoch: milliseconds)
     }
 
     public func healthCheck() async -> ComponentHealth {

@@ -337,6 +337,42 @@ extension RealtimeHub {
         try await disconnect(sessionID: sessionID, reason: reason)
     }
 
+    /// Revokes every token of a user issued until now, cluster-wide: admission (upgrades, first-message `auth`,
+    /// in-band refresh, the HTTP API) refuses the user's tokens whose `iat` is earlier, and tokens without `iat`,
+    /// with `session_revoked`; the user receives a `session.revoked` event (`data.scope` is `user`), and the user's
+    /// connections authenticated with such tokens are closed with 4009 on every server. Tokens issued afterwards
+    /// work. The revocation is kept in the ``SessionStore`` for ``HubConfiguration/revocationRetention`` (the
+    /// longest token lifetime) and then forgotten, so the store stays bounded.
+    ///
+    /// - Returns: the instant before which the user's tokens are refused.
+    /// - Throws: ``RealtimeError`` if the session store could not record the revocation (nothing was closed), or
+    ///   the bus could not carry it to the other servers (it is recorded, so their admissions refuse the tokens,
+    ///   and this server's connections are closed).
+    @discardableResult
+    public func revoke(userID: String, reason: String = "every session of the user revoked") async throws(RealtimeError)
+        -> Timestamp
+    {
+        let issuedBefore = Timestamp.now()
+        try await backends.sessionStore.revokeUser(
+            userID,
+            issuedBefore: issuedBefore,
+            retainUntil: issuedBefore + configuration.revocationRetention
+        )
+        await publishInternal(
+            RealtimeEvent(
+                type: .sessionRevoked,
+                userID: userID,
+                data: [
+                    "reason": .string(reason), "scope": "user", "issuedBefore": .string(issuedBefore.iso8601),
+                ]
+            )
+        )
+        let command = ControlCommand.revokeUser(userID: userID, issuedBefore: issuedBefore, reason: reason)
+        applyControl(command)
+        try await backends.eventBus.publish(BusMessage(origin: serverID, route: .control, payload: .control(command)))
+        return issuedBefore
+    }
+
     /// Records a session (registry mode needs it before the session's tokens may connect).
     public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
         try await backends.sessionStore.create(sessionID, userID: userID, expiresAt: expiresAt)
@@ -355,6 +391,12 @@ extension RealtimeHub {
             reason = why
         case .disconnectSession(let sessionID, let why):
             targets = state.withLock { $0.cores(ofSession: sessionID) }
+            code = .sessionRevoked
+            reason = why
+        case .revokeUser(let userID, let issuedBefore, let why):
+            targets = state.withLock { $0.cores(ofUser: userID) }.filter { core in
+                Admission.isRevoked(issuedAt: core.identity?.issuedAt, before: issuedBefore)
+            }
             code = .sessionRevoked
             reason = why
         case .disconnectConnection(let id, let why):
