@@ -70,35 +70,29 @@ struct UserRevocationTests {
     )
     func twoServers() async throws {
         try await withRedis { configuration, _ in
-            let secret = "cluster-secret-for-the-e2e-tests-0123456789"
-            let prefix = "e2e\(RandomID.hex(bytes: 4)):"
-            let a = try clusterBackends(configuration, prefix: prefix, secret: secret)
-            let b = try clusterBackends(configuration, prefix: prefix, secret: secret)
-            try await TestServer.with(backends: a.backends, services: [a.client]) { serverA in
-                try await TestServer.with(backends: b.backends, services: [b.client]) { serverB in
-                    try await serverA.waitUntilSubscribed()
-                    try await serverB.waitUntilSubscribed()
-                    let old = TestKeys.token("alice", session: "s-laptop", issuedAt: Self.before)
-                    let onA = try await serverA.connect(old)
-                    let onB = try await serverB.connect(TestKeys.token("alice", session: "s-phone", issuedAt: Self.before))
-                    let bobOnA = try await serverA.connect(TestKeys.token("bob", issuedAt: Self.before))
+            try await withTwoServers(configuration) { serverA, serverB in
+                let old = TestKeys.token("alice", session: "s-laptop", issuedAt: Self.before)
+                let onA = try await serverA.connect(old)
+                let onB = try await serverB.connect(
+                    TestKeys.token("alice", session: "s-phone", issuedAt: Self.before)
+                )
+                let bobOnA = try await serverA.connect(TestKeys.token("bob", issuedAt: Self.before))
 
-                    let reply = try await serverB.api("POST", "/api/v1/users/alice/revoke")
-                    #expect(reply.status == 200, "\(reply.text)")
-                    for socket in [onA, onB] {
-                        #expect(try await socket.nextClose().code == 4009)
-                    }
-                    _ = try await bobOnA.drainUntilPong()
-                    for server in [serverA, serverB] {
-                        let refused = try await server.handshake(path: "/ws/events?token=\(old)")
-                        #expect(refused.status == 401)
-                        #expect(try refused.json()["error"]?["code"]?.stringValue == "session_revoked")
-                    }
-                    let fresh = try await serverA.connect(
-                        TestKeys.token("alice", session: "s-laptop", issuedAt: .now() + .seconds(1))
-                    )
-                    for socket in [onA, onB, bobOnA, fresh] { await socket.close() }
+                let reply = try await serverB.api("POST", "/api/v1/users/alice/revoke")
+                #expect(reply.status == 200, "\(reply.text)")
+                for socket in [onA, onB] {
+                    #expect(try await socket.nextClose().code == 4009)
                 }
+                _ = try await bobOnA.drainUntilPong()
+                for server in [serverA, serverB] {
+                    let refused = try await server.handshake(path: "/ws/events?token=\(old)")
+                    #expect(refused.status == 401)
+                    #expect(try refused.json()["error"]?["code"]?.stringValue == "session_revoked")
+                }
+                let fresh = try await serverA.connect(
+                    TestKeys.token("alice", session: "s-laptop", issuedAt: .now() + .seconds(1))
+                )
+                for socket in [onA, onB, bobOnA, fresh] { await socket.close() }
             }
         }
     }

@@ -385,7 +385,10 @@ import Testing
 
     @Test func aUserRevocationRefusesTheUsersEarlierTokensOnEveryPath() async throws {
         let sessions = InMemorySessionStore(now: clock.timestampSource)
-        let admission = admission(sessions: sessions) { $0.rateLimits.apiRequestsPerIP.limit = 100 }
+        let admission = admission(sessions: sessions) {
+            $0.rateLimits.apiRequestsPerIP.limit = 100
+            $0.rateLimits.connectionsPerIP.limit = 100
+        }
         let issued = clock.timestamp
         tokens.add("dave-old", VerifiedIdentity(userID: "dave", sessionID: "s-dave", issuedAt: issued))
         tokens.add("dave-no-iat", VerifiedIdentity(userID: "dave", sessionID: "s-dave"))
