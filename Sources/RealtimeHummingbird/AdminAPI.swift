@@ -33,7 +33,46 @@ struct AdminAPI: Sendable {
                     try pathParameter(context, "userID")
                 }
             },
+            .init(.get, prefix + "/users/:userID/sessions") { request, context in
+                await sessions(request, context)
+            },
         ]
+    }
+
+    /// `GET /users/{id}/sessions`: a registry's active sessions of the user, the earliest expiry first.
+    private func sessions<Context: RealtimeIdentityRequestContext>(_ request: Request, _ context: Context) async
+        -> Response
+    {
+        do throws(APIError) {
+            guard context.verifiedIdentity != nil else {
+                throw APIError(status: .internalServerError, code: "internal_error", message: "not authenticated")
+            }
+            let userID = try identifier(try pathParameter(context, "userID"), "userId")
+            let limit = try Self.limit(request.uri.queryParameters, max: RealtimeHub.maxSessionListSize)
+            guard hub.sessionMode == .registry else {
+                throw APIError(
+                    status: .conflict,
+                    code: "registry_mode_required",
+                    message: "the session store is in revocation-list mode (WEBSOCKET_SESSION_MODE): it knows revoked "
+                        + "sessions, not active ones; GET /users/{id}/connections lists the user's connections"
+                )
+            }
+            let records: [SessionRecord]
+            do {
+                records = try await hub.sessions(ofUser: userID, limit: limit)
+            } catch {
+                throw APIError(listing: error)
+            }
+            let sessions: [JSONValue] = records.map {
+                ["sessionId": .string($0.sessionID), "expiresAt": .string($0.expiresAt.iso8601)]
+            }
+            let body: JSONValue = [
+                "userId": .string(userID), "sessions": .array(sessions), "limit": .int(Int64(limit)),
+            ]
+            return jsonResponse(.ok, body)
+        } catch {
+            return error.response
+        }
     }
 
     /// Reads `limit` and `cursor`, lists a page (of one user's connections when `user` names one), and turns
@@ -81,14 +120,16 @@ struct AdminAPI: Sendable {
 
     /// The `limit` query parameter: 1 to ``RealtimeCore/RealtimeHub/maxConnectionPageSize``, default
     /// ``defaultPageSize``.
-    static func limit(_ query: FlatDictionary<Substring, Substring>) throws(APIError) -> Int {
+    static func limit(
+        _ query: FlatDictionary<Substring, Substring>,
+        max: Int = RealtimeHub.maxConnectionPageSize
+    ) throws(APIError) -> Int {
         guard let text = query.first(where: { $0.key == "limit" })?.value else { return defaultPageSize }
-        guard let limit = Int(text), (1...RealtimeHub.maxConnectionPageSize).contains(limit) else {
+        guard let limit = Int(text), (1...max).contains(limit) else {
             throw APIError(
                 status: .badRequest,
                 code: "invalid_parameter",
-                message: "limit must be a whole number from 1 to \(RealtimeHub.maxConnectionPageSize), not "
-                    + "'\(text.prefix(32))'"
+                message: "limit must be a whole number from 1 to \(max), not '\(text.prefix(32))'"
             )
         }
         return limit

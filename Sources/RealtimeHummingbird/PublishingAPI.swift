@@ -43,9 +43,20 @@ struct PublishingAPI: Sendable {
                     return try await revoke(sessionID, body)
                 }
             },
+            .init(.post, prefix + "/sessions") { request, context in
+                await respond(request, context, bodyRequired: true) { (body: Fields) throws(APIError) in
+                    try await createSession(body)
+                }
+            },
+            .init(.delete, prefix + "/sessions/:sessionID") { request, context in
+                await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
+                    let sessionID = try identifier(try pathParameter(context, "sessionID"), "sessionId")
+                    return try await endSession(sessionID, body)
+                }
+            },
             .init(.post, prefix + "/users/:userID/revoke") { request, context in
                 await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
-                    let userID = try pathParameter(context, "userID")
+                    let userID = try identifier(try pathParameter(context, "userID"), "userId")
                     return try await revokeUser(userID, body)
                 }
             },
@@ -249,6 +260,51 @@ struct PublishingAPI: Sendable {
         return (.ok, ["revoked": .string(sessionID)])
     }
 
+    /// The longest a session created through the API may last.
+    static let maxSessionLifetime: Duration = .seconds(366 * 86_400)
+
+    private func createSession(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        let sessionID = try identifier(try body.string("sessionId", required: true) ?? "", "sessionId")
+        let userID = try identifier(try body.string("userId", required: true) ?? "", "userId")
+        let seconds = try body.int("expiresAt", required: true) ?? 0
+        let now = Timestamp.now()
+        let latest = (now + Self.maxSessionLifetime).secondsSinceEpoch
+        // Checked in seconds first, so no value overflows into the range.
+        guard seconds > now.secondsSinceEpoch, seconds <= latest else {
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "expiresAt must be a NumericDate (seconds since the epoch) in the future and at most 366 days "
+                    + "ahead"
+            )
+        }
+        let expiresAt = Timestamp(secondsSinceEpoch: seconds)
+        do {
+            try await hub.createSession(sessionID, userID: userID, expiresAt: expiresAt)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (
+            .created,
+            [
+                "sessionId": .string(sessionID), "userId": .string(userID), "expiresAt": .string(expiresAt.iso8601),
+                "mode": .string(hub.sessionMode.rawValue),
+            ]
+        )
+    }
+
+    private func endSession(_ sessionID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    {
+        let reason = try body.string("reason") ?? "session ended"
+        let wasActive: Bool
+        do {
+            wasActive = try await hub.revoke(sessionID: sessionID, reason: reason)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (.ok, ["revoked": .string(sessionID), "wasActive": .bool(wasActive)])
+    }
+
     private func revokeUser(_ userID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     {
         let reason = try body.string("reason") ?? "every session of the user revoked"
@@ -295,6 +351,24 @@ struct Fields: Sendable {
         }
     }
 
+    func int(_ name: String, required: Bool = false) throws(APIError) -> Int64? {
+        switch object[name] {
+        case nil, .null?:
+            if required {
+                throw APIError(status: .badRequest, code: "missing_field", message: "\(name) is required")
+            }
+            return nil
+        case .int(let value)?:
+            return value
+        case let other?:
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "\(name) must be a whole number, not \(other.typeName)"
+            )
+        }
+    }
+
     func object(_ name: String) throws(APIError) -> JSONObject? {
         switch object[name] {
         case nil, .null?:
@@ -309,4 +383,22 @@ struct Fields: Sendable {
             )
         }
     }
+}
+
+/// The longest user or session id the API takes, in UTF-8 bytes.
+let maxIdentifierBytes = 256
+
+/// `value` as a user or session id: 1 to ``maxIdentifierBytes`` bytes without control characters, else
+/// `400 invalid_field` naming `name`.
+func identifier(_ value: String, _ name: String) throws(APIError) -> String {
+    guard !value.isEmpty, value.utf8.count <= maxIdentifierBytes,
+        !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    else {
+        throw APIError(
+            status: .badRequest,
+            code: "invalid_field",
+            message: "\(name) must be 1 to \(maxIdentifierBytes) bytes without control characters"
+        )
+    }
+    return value
 }

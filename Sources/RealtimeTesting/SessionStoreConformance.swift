@@ -18,6 +18,7 @@ public enum SessionStoreConformance: Sendable {
         for mode in [SessionStoreMode.revocationList, .registry] {
             try await userRevocationsKeepTheLaterInstantsAndExpire(mode, makeStore: makeStore, time: time)
         }
+        try await registryListsTheSessionsOfAUser(makeStore: makeStore, time: time)
     }
 
     /// Revocation list: sessions are active unless revoked; `revoke` reports whether the session was active;
@@ -126,5 +127,37 @@ public enum SessionStoreConformance: Sendable {
 
         try await store.revokeUser(other, issuedBefore: time.now(), retainUntil: time.now() - time.ttl)
         #expect(try await store.userRevokedBefore(other) == nil, "a revocation already past its retention is dropped")
+    }
+
+    /// Registry: `session(_:)` and `sessions(ofUser:limit:)` return the active sessions with their user and expiry,
+    /// the earliest expiry first, at most `limit`; revoked and expired sessions are not listed. Revocation list:
+    /// nothing is listed.
+    public static func registryListsTheSessionsOfAUser(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let list = try await makeStore(.revocationList)
+        let (user, other) = (uniqueName("user"), uniqueName("user"))
+        try await list.create(uniqueName("sess"), userID: user, expiresAt: time.now() + time.ttl * 10)
+        #expect(try await list.sessions(ofUser: user, limit: 10).isEmpty)
+
+        let store = try await makeStore(.registry)
+        let now = time.now()
+        let (late, early, short) = (uniqueName("sess"), uniqueName("sess"), uniqueName("sess"))
+        try await store.create(late, userID: user, expiresAt: now + time.ttl * 20)
+        try await store.create(early, userID: user, expiresAt: now + time.ttl * 10)
+        try await store.create(short, userID: user, expiresAt: now + time.ttl)
+        try await store.create(uniqueName("sess"), userID: other, expiresAt: now + time.ttl * 10)
+        #expect(try await store.sessions(ofUser: user, limit: 10).map(\.sessionID) == [short, early, late])
+        #expect(try await store.sessions(ofUser: user, limit: 2).map(\.sessionID) == [short, early])
+        #expect(try await store.sessions(ofUser: uniqueName("user"), limit: 10).isEmpty)
+        let record = try await store.session(early)
+        #expect(record == SessionRecord(sessionID: early, userID: user, expiresAt: now + time.ttl * 10))
+        #expect(try await store.session(uniqueName("sess")) == nil)
+
+        #expect(try await store.revoke(early, retainUntil: now + time.ttl * 10))
+        #expect(try await store.session(early) == nil)
+        try await time.advance(time.ttl * 2)
+        #expect(
+            try await store.sessions(ofUser: user, limit: 10).map(\.sessionID) == [late],
+            "revoked and expired sessions are not listed"
+        )
     }
 }

@@ -41,6 +41,10 @@ public struct HubConfiguration: Sendable {
     public var authenticationTimeout: Duration = .seconds(5)
     /// Tell a connection this long before its token expires (a `token_expiring` message).
     public var tokenExpiryWarning: Duration = .seconds(60)
+    /// The mode hosts build the ``SessionStore`` in (`realtime-server` does, from `WEBSOCKET_SESSION_MODE`), as
+    /// ``history`` is what they build the history store with. The hub itself follows its store's own
+    /// ``SessionStore/mode``.
+    public var sessionMode: SessionStoreMode = .revocationList
     /// The longest lifetime of the tokens the hub accepts: how long a session revocation is remembered when the
     /// session's expiry is unknown, and how long a user-wide revocation (``RealtimeHub/revoke(userID:reason:)``) is.
     public var revocationRetention: Duration = .seconds(86_400)
@@ -200,6 +204,11 @@ extension HubConfiguration {
             "HTTP API requests per second per address (default 1000, burst twice that)"
         ),
         (
+            "WEBSOCKET_SESSION_MODE",
+            "revocation-list (every session is active unless revoked; default) or registry (only sessions created "
+                + "through the API or the auth service)"
+        ),
+        (
             "WEBSOCKET_REVOCATION_RETENTION",
             "ms a revocation is kept: the longest token lifetime (default 86400000)"
         ),
@@ -317,6 +326,16 @@ extension HubConfiguration {
             )
         }
         if let value = try reader.milliseconds("WEBSOCKET_REVOCATION_RETENTION") { revocationRetention = value }
+        switch try reader.string("WEBSOCKET_SESSION_MODE")?.lowercased() {
+        case nil: break
+        case "registry": sessionMode = .registry
+        case "revocation-list", "revocation_list": sessionMode = .revocationList
+        case let other?:
+            throw RealtimeError(
+                .invalidConfiguration,
+                "WEBSOCKET_SESSION_MODE must be registry or revocation-list, not '\(other.prefix(32))'"
+            )
+        }
         try history.apply(reader)
     }
 

@@ -52,11 +52,14 @@ public final class InMemorySessionStore: SessionStore {
                 state.entries[sessionID] = nil
             case .registry:
                 guard expiresAt > now else {
-                    state.entries[sessionID] = nil
+                    state.remove(sessionID)
                     return
                 }
                 try state.makeRoom(for: sessionID, now: now, maxEntries: maxEntries)
+                state.remove(sessionID)
                 state.entries[sessionID] = expiresAt
+                state.owners[sessionID] = userID
+                state.byUser[userID, default: []].insert(sessionID)
             }
         }
     }
@@ -74,7 +77,7 @@ public final class InMemorySessionStore: SessionStore {
                 try state.makeRoom(for: sessionID, now: now, maxEntries: maxEntries)
                 state.entries[sessionID] = until
             case .registry:
-                state.entries[sessionID] = nil
+                state.remove(sessionID)
             }
             return wasActive
         }
@@ -115,6 +118,28 @@ public final class InMemorySessionStore: SessionStore {
         }
     }
 
+    public func session(_ sessionID: String) async throws(RealtimeError) -> SessionRecord? {
+        let now = self.now()
+        return state.withLock { state in
+            guard mode == .registry, let expiresAt = state.entries[sessionID], expiresAt > now,
+                let userID = state.owners[sessionID]
+            else { return nil }
+            return SessionRecord(sessionID: sessionID, userID: userID, expiresAt: expiresAt)
+        }
+    }
+
+    public func sessions(ofUser userID: String, limit: Int) async throws(RealtimeError) -> [SessionRecord] {
+        let now = self.now()
+        return state.withLock { state in
+            guard mode == .registry, limit > 0 else { return [] }
+            let records = (state.byUser[userID] ?? []).compactMap { id -> SessionRecord? in
+                guard let expiresAt = state.entries[id], expiresAt > now else { return nil }
+                return SessionRecord(sessionID: id, userID: userID, expiresAt: expiresAt)
+            }
+            return Array(records.sorted { ($0.expiresAt, $0.sessionID) < ($1.expiresAt, $1.sessionID) }.prefix(limit))
+        }
+    }
+
     /// Entries currently held (including expired ones not yet swept).
     package var entryCount: Int { state.withLock { $0.entries.count } }
 
@@ -142,6 +167,9 @@ extension InMemorySessionStore {
         /// Registry mode: registered session → when it expires.
         var entries: [String: Timestamp] = [:]
         var sweepAt: Int
+        /// Registry mode: registered session → its user, and user → their registered sessions.
+        var owners: [String: String] = [:]
+        var byUser: [String: Set<String>] = [:]
         /// User-wide revocations (both modes).
         var users: [String: UserRevocation] = [:]
         var userSweepAt: Int
@@ -175,7 +203,16 @@ extension InMemorySessionStore {
             }
         }
 
+        /// Forgets a registry session and its place in the user index.
+        mutating func remove(_ sessionID: String) {
+            entries[sessionID] = nil
+            guard let userID = owners.removeValue(forKey: sessionID) else { return }
+            byUser[userID]?.remove(sessionID)
+            if byUser[userID]?.isEmpty == true { byUser[userID] = nil }
+        }
+
         mutating func sweep(now: Timestamp, maxEntries: Int) {
+            for (id, until) in entries where until <= now { remove(id) }
             entries = entries.filter { $0.value > now }
             sweepAt = min(maxEntries, max(1024, entries.count * 2))
         }

@@ -89,6 +89,12 @@ import Testing
         func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
             throw RealtimeError(.backendUnavailable, "down")
         }
+        func session(_ sessionID: String) async throws(RealtimeError) -> SessionRecord? {
+            throw RealtimeError(.backendUnavailable, "down")
+        }
+        func sessions(ofUser userID: String, limit: Int) async throws(RealtimeError) -> [SessionRecord] {
+            throw RealtimeError(.backendUnavailable, "down")
+        }
     }
 
     /// A rate limiter whose every call fails.
@@ -555,6 +561,12 @@ import Testing
         func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
             if failing.withLock({ $0 }) { throw RealtimeError(.backendUnavailable, "down") }
             return try await sessions.userRevokedBefore(userID)
+        }
+        func session(_ sessionID: String) async throws(RealtimeError) -> SessionRecord? {
+            try await sessions.session(sessionID)
+        }
+        func sessions(ofUser userID: String, limit: Int) async throws(RealtimeError) -> [SessionRecord] {
+            try await sessions.sessions(ofUser: userID, limit: limit)
         }
     }
 

@@ -292,6 +292,18 @@ extension RealtimeHub {
                     payload: ["expiresAt": identity.expiresAt.map { .string($0.iso8601) } ?? .null]
                 )
             )
+            // To the user's connections and administrators: a refresh they did not make is worth seeing.
+            await publishInternal(
+                RealtimeEvent(
+                    type: .authenticationTokenRefresh,
+                    userID: identity.userID,
+                    sessionID: identity.sessionID,
+                    data: [
+                        "connectionId": .string(core.id.rawValue), "serverId": .string(serverID.rawValue),
+                        "expiresAt": identity.expiresAt.map { .string($0.iso8601) } ?? .null,
+                    ]
+                )
+            )
         }
     }
 }

@@ -308,18 +308,22 @@ extension RealtimeHub {
     ///   - userID: the session's user, if known (otherwise looked up in the registry) for the event.
     ///   - retainUntil: how long to remember the revocation (the latest expiry of the session's tokens);
     ///     default ``HubConfiguration/revocationRetention`` from now.
+    /// - Returns: whether the session was active before (in registry mode, `false` for an unknown or expired one).
+    @discardableResult
     public func revoke(
         sessionID: String,
         userID: String? = nil,
         reason: String = "session revoked",
         retainUntil: Timestamp? = nil
-    ) async throws(RealtimeError) {
-        try await backends.sessionStore.revoke(
+    ) async throws(RealtimeError) -> Bool {
+        // A registry knows the session's user; asked first, since revoking forgets the session.
+        let registered = userID == nil ? try? await backends.sessionStore.session(sessionID) : nil
+        let wasActive = try await backends.sessionStore.revoke(
             sessionID,
             retainUntil: retainUntil ?? .now() + configuration.revocationRetention
         )
         var users = Set<String>()
-        if let userID { users.insert(userID) }
+        if let userID = userID ?? registered?.userID { users.insert(userID) }
         users.formUnion(state.withLock { $0.cores(ofSession: sessionID) }.compactMap { $0.identity?.userID })
         if users.isEmpty, let records = try? await backends.connectionStore.connections(ofSession: sessionID) {
             users.formUnion(records.map(\.userID))
@@ -335,6 +339,7 @@ extension RealtimeHub {
             )
         }
         try await disconnect(sessionID: sessionID, reason: reason)
+        return wasActive
     }
 
     /// Revokes every token of a user issued until now, cluster-wide: admission (upgrades, first-message `auth`,
@@ -373,9 +378,42 @@ extension RealtimeHub {
         return issuedBefore
     }
 
-    /// Records a session (registry mode needs it before the session's tokens may connect).
+    /// Records a session (registry mode needs it before the session's tokens may connect; in revocation-list mode
+    /// it clears an earlier revocation of the id) and sends its user `session.created` (administrators see it too).
     public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
         try await backends.sessionStore.create(sessionID, userID: userID, expiresAt: expiresAt)
+        await publishInternal(
+            RealtimeEvent(
+                type: .sessionCreated,
+                userID: userID,
+                sessionID: sessionID,
+                data: ["expiresAt": .string(expiresAt.iso8601)]
+            )
+        )
+    }
+
+    /// The session store's mode (registry or revocation list).
+    public var sessionMode: SessionStoreMode { backends.sessionStore.mode }
+
+    /// The largest answer of ``sessions(ofUser:limit:)``.
+    public static let maxSessionListSize = 1000
+
+    /// A registry's active sessions of a user, the earliest expiry first.
+    ///
+    /// - Throws: ``RealtimeError/Code/invalidArgument`` for a limit outside 1 to ``maxSessionListSize``, or when the
+    ///   session store is in revocation-list mode (it records revoked sessions, not active ones: list the user's
+    ///   connections instead); a backend's error otherwise.
+    public func sessions(ofUser userID: String, limit: Int = 100) async throws(RealtimeError) -> [SessionRecord] {
+        guard (1...Self.maxSessionListSize).contains(limit) else {
+            throw RealtimeError(.invalidArgument, "limit must be from 1 to \(Self.maxSessionListSize)")
+        }
+        guard sessionMode == .registry else {
+            throw RealtimeError(
+                .invalidArgument,
+                "the session store is in revocation-list mode: it knows revoked sessions, not active ones"
+            )
+        }
+        return try await backends.sessionStore.sessions(ofUser: userID, limit: limit)
     }
 
     /// Carries out a control command on this server. Returns how many connections it closed.
