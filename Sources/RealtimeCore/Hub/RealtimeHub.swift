@@ -166,6 +166,7 @@ public final class RealtimeHub: Service, Sendable {
                     scope: .admins
                 )
             )
+            await auditAdminConnection(core, identity: identity, action: "connect", target: "endpoint:admin")
         }
     }
 
