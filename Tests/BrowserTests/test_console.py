@@ -162,6 +162,27 @@ class ConsoleTests(BrowserTestCase):
         expect(page.locator("#connection-groups")).to_contain_text("victim has no live connection")
         self.assertEqual(page.console_errors, [])
 
+    def test_revoke_all_tokens_button_closes_the_user_with_4009(self):
+        victim = self.user_page("mallory", session="s-mallory")
+        page, _ = self.signed_in_console()
+        page.fill("#connection-user", "mallory")
+        page.click("#connection-filter button[type=submit]")
+        group = page.locator('article[data-user="mallory"]')
+        expect(group).to_contain_text("1 connection")
+        group.get_by_role("button", name="Revoke all tokens").click()
+        # The first click only arms the button.
+        confirm = group.get_by_role("button", name="Confirm revoke all")
+        expect(confirm).to_be_visible()
+        self.assertEqual(victim.evaluate("window.log.mallory.disconnected.length"), 0)
+        confirm.click()
+        expect(page.locator("#toasts")).to_contain_text("Revoked every token of mallory")
+        victim.wait_for_function("() => window.log.mallory.disconnected.length === 1")
+        closed = victim.evaluate("() => window.log.mallory.disconnected[0]")
+        self.assertEqual(closed["code"], 4009)
+        self.assertFalse(closed["willReconnect"])
+        expect(page.locator("#connection-groups")).to_contain_text("mallory has no live connection")
+        self.assertEqual(page.console_errors, [])
+
     def test_notification_reaches_the_user_in_another_context(self):
         grace = self.user_page("grace")
         page, _ = self.signed_in_console()
