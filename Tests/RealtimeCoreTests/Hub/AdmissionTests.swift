@@ -427,6 +427,23 @@ import Testing
         _ = try await admission.admit(.refresh(token: "dave-old", on: Self.connection()), host: host).get()
     }
 
+    @Test func inRegistryModeOnlyTheAPITakesATokenWithoutASession() async throws {
+        let admission = admission(sessions: InMemorySessionStore(mode: .registry, now: clock.timestampSource))
+        let service = Self.request("/api/v1/sessions", headers: [("Authorization", "Bearer carol-no-session")])
+        let admitted = try await admission.admit(.api(service, verifier: nil), host: Host()).get()
+        #expect(admitted.identity?.userID == "carol")
+        // A token that names a session must name a registered one, on the API too.
+        let user = Self.request("/api/v1/sessions", headers: [("Authorization", "Bearer alice-token")])
+        #expect(await refusal(admission, .api(user, verifier: nil))?.reason == .sessionInactive)
+        for attempt: Admission.Attempt in [
+            .upgrade(Self.request("/ws/events?token=carol-no-session")),
+            .firstMessage(token: "carol-no-session", on: Self.connection()),
+            .refresh(token: "carol-no-session", on: Self.connection()),
+        ] {
+            #expect(await refusal(admission, attempt)?.reason == .sessionRequired, "\(attempt.path)")
+        }
+    }
+
     @Test func aUserRevocationTheStoreCannotCheckIsUnavailable() async throws {
         let sessions = AdmissionThroughTheHubTests.FlakySessionStore()
         let admission = admission(sessions: sessions)

@@ -311,7 +311,7 @@ final class Admission: Sendable {
             // The one reason told to the client: a genuine token of the wrong kind, such as a refresh token.
             return .failure(.init(error.reason == .wrongTokenType ? .wrongTokenType : .invalidToken))
         }
-        if steps.contains(.session), let refusal = await checkSession(identity) {
+        if steps.contains(.session), let refusal = await checkSession(identity, path: attempt.path) {
             if refusal != .backendUnavailable {
                 await authenticationFailed(reason: refusal.rawValue, addressKey: addressKey, host: host)
             }
@@ -326,9 +326,9 @@ final class Admission: Sendable {
     /// Why the identity's session may not be used, or `nil` when it may: the session check of the store's mode,
     /// and the user-wide revocation (a token of a revoked user issued before the revocation, or without `iat`, is
     /// refused as `session_revoked`). Both are asked at once.
-    private func checkSession(_ identity: VerifiedIdentity) async -> AdmissionRejection.Reason? {
+    private func checkSession(_ identity: VerifiedIdentity, path: Path) async -> AdmissionRejection.Reason? {
         async let userRevocation = userRevokedBefore(identity.userID)
-        let session = await checkSessionID(identity)
+        let session = await checkSessionID(identity, path: path)
         switch await userRevocation {
         case .failure:
             return .backendUnavailable
@@ -355,9 +355,12 @@ final class Admission: Sendable {
         }
     }
 
-    private func checkSessionID(_ identity: VerifiedIdentity) async -> AdmissionRejection.Reason? {
+    /// In registry mode a connection's token must name a registered session; an API request's token that names
+    /// none is a service's (the auth service that creates the sessions has none of its own), so it is checked by
+    /// everything but a session. A token that names a session is checked on every path.
+    private func checkSessionID(_ identity: VerifiedIdentity, path: Path) async -> AdmissionRejection.Reason? {
         guard let sessionID = identity.sessionID else {
-            return sessionStore.mode == .registry ? .sessionRequired : nil
+            return sessionStore.mode == .registry && path != .api ? .sessionRequired : nil
         }
         do {
             if try await sessionStore.isActive(sessionID) { return nil }
