@@ -432,7 +432,12 @@ extension RealtimeHub {
             code = .sessionRevoked
             reason = why
         case .revokeUser(let userID, let issuedBefore, let why):
-            targets = state.withLock { $0.cores(ofUser: userID) }.filter { core in
+            let until = ContinuousClock.now + configuration.upgradeTicketTimeout * 2
+            targets = state.withLock { state in
+                // Under the lock of the indexes: a connection activated after this is refused at activation.
+                state.recentUserRevocations.note(userID, issuedBefore: issuedBefore, until: until)
+                return state.cores(ofUser: userID)
+            }.filter { core in
                 Admission.isRevoked(issuedAt: core.identity?.issuedAt, before: issuedBefore)
             }
             code = .sessionRevoked
