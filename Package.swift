@@ -116,6 +116,7 @@ let package = Package(
                 "RealtimeCore",
                 "RealtimeTesting",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings

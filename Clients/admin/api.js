@@ -82,6 +82,17 @@ export class API {
     });
   }
 
+  /**
+   * Revokes every token of the user issued until now, on every server: they no longer connect, refresh or call
+   * the API, and the user's connections close with 4009.
+   * @param {string} userId
+   */
+  revokeUser(userId) {
+    return this.request('POST', `/users/${encodeURIComponent(userId)}/revoke`, {
+      reason: 'every session revoked from the admin console',
+    });
+  }
+
   /** @param {string} userId */
   disconnectUser(userId) {
     return this.request('POST', `/users/${encodeURIComponent(userId)}/disconnect`, {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Connections grouped by user, from GET /api/v1/connections (cluster-wide, a page at a time) or one user's, with
-// buttons to revoke a session, disconnect a user and notify a user.
+// buttons to revoke a session, revoke every token of a user, disconnect a user and notify a user.
 
 import { byId, clock, confirmButton, el, toast } from './dom.js';
 
@@ -86,10 +86,15 @@ export class ConnectionsView {
       setTimeout(() => this.load(), 300);
       return `Disconnected every connection of ${user} (close code 4011).`;
     });
+    const revokeAll = confirmButton('Revoke all tokens', 'Confirm revoke all', async () => {
+      await this.api.revokeUser(user);
+      setTimeout(() => this.load(), 300);
+      return `Revoked every token of ${user} issued until now: its connections close with 4009 and cannot reconnect with them.`;
+    });
     const header = el('div', { class: 'group-head' }, [
       el('h3', { text: user }),
       el('p', { class: 'muted summary', text: summary }),
-      el('div', { class: 'actions' }, [notify, disconnect]),
+      el('div', { class: 'actions' }, [notify, disconnect, revokeAll]),
     ]);
     const rows = records.map((record) => {
       const cells = [

@@ -152,6 +152,7 @@ struct Serve: AsyncParsableCommand {
                 developmentMode: developmentMode,
                 verifier: verifier,
                 history: hubConfiguration.history,
+                sessionMode: hubConfiguration.sessionMode,
                 logger: logger
             )
             backends = redis.backends
@@ -169,6 +170,7 @@ struct Serve: AsyncParsableCommand {
         } else {
             backends = HubBackends.inMemory(
                 tokenVerifier: verifier,
+                sessionStore: InMemorySessionStore(mode: hubConfiguration.sessionMode),
                 historyStore: hubConfiguration.history.enabled
                     ? try InMemoryHistoryStore(configuration: hubConfiguration.history) : nil
             )
@@ -251,6 +253,7 @@ struct Serve: AsyncParsableCommand {
         developmentMode: Bool,
         verifier: any TokenVerifier,
         history: HistoryConfiguration,
+        sessionMode: SessionStoreMode,
         logger: Logger
     ) throws -> (client: RedisClient, backends: HubBackends) {
         var configuration: RedisConfiguration
@@ -291,7 +294,7 @@ struct Serve: AsyncParsableCommand {
             connectionStore: RedisConnectionStore(client: client),
             eventBus: try RedisEventBus(client: client, clusterSecret: Array(secret.utf8)),
             rateLimiter: RedisRateLimiter(client: client, fallback: InMemoryRateLimiter()),
-            sessionStore: RedisSessionStore(client: client),
+            sessionStore: RedisSessionStore(client: client, mode: sessionMode),
             historyStore: history.enabled
                 ? try RedisHistoryStore(client: client, clusterSecret: Array(secret.utf8), configuration: history) : nil
         )

@@ -20,7 +20,7 @@ struct AdminAPI: Sendable {
         let prefix = options.apiPrefix
         return [
             .init(.get, prefix + "/connections") { request, context in
-                await respond(request, context) { query throws(APIError) in
+                await respond(request, context, action: "list_connections") { query throws(APIError) in
                     let userID = query.first { $0.key == "userId" }.map { String($0.value) }
                     if let userID, userID.isEmpty {
                         throw APIError(status: .badRequest, code: "invalid_parameter", message: "userId is empty")
@@ -29,11 +29,56 @@ struct AdminAPI: Sendable {
                 }
             },
             .init(.get, prefix + "/users/:userID/connections") { request, context in
-                await respond(request, context) { _ throws(APIError) in
+                await respond(request, context, action: "list_user_connections") { _ throws(APIError) in
                     try pathParameter(context, "userID")
                 }
             },
+            .init(.get, prefix + "/users/:userID/sessions") { request, context in
+                await audited(
+                    await sessions(request, context),
+                    request,
+                    context,
+                    action: "list_sessions",
+                    target: Self.userTarget(request, context)
+                )
+            },
         ]
+    }
+
+    /// `GET /users/{id}/sessions`: a registry's active sessions of the user, the earliest expiry first.
+    private func sessions<Context: RealtimeIdentityRequestContext>(_ request: Request, _ context: Context) async
+        -> (response: Response, errorCode: String?)
+    {
+        do throws(APIError) {
+            guard context.verifiedIdentity != nil else {
+                throw APIError(status: .internalServerError, code: "internal_error", message: "not authenticated")
+            }
+            let userID = try identifier(try pathParameter(context, "userID"), "userId")
+            let limit = try Self.limit(request.uri.queryParameters, max: RealtimeHub.maxSessionListSize)
+            guard hub.sessionMode == .registry else {
+                throw APIError(
+                    status: .conflict,
+                    code: "registry_mode_required",
+                    message: "the session store is in revocation-list mode (WEBSOCKET_SESSION_MODE): it knows revoked "
+                        + "sessions, not active ones; GET /users/{id}/connections lists the user's connections"
+                )
+            }
+            let records: [SessionRecord]
+            do {
+                records = try await hub.sessions(ofUser: userID, limit: limit)
+            } catch {
+                throw APIError(listing: error)
+            }
+            let sessions: [JSONValue] = records.map {
+                ["sessionId": .string($0.sessionID), "expiresAt": .string($0.expiresAt.iso8601)]
+            }
+            let body: JSONValue = [
+                "userId": .string(userID), "sessions": .array(sessions), "limit": .int(Int64(limit)),
+            ]
+            return (jsonResponse(.ok, body), nil)
+        } catch {
+            return (error.response, error.code)
+        }
     }
 
     /// Reads `limit` and `cursor`, lists a page (of one user's connections when `user` names one), and turns
@@ -41,8 +86,43 @@ struct AdminAPI: Sendable {
     private func respond<Context: RealtimeIdentityRequestContext>(
         _ request: Request,
         _ context: Context,
+        action: String,
         user: (FlatDictionary<Substring, Substring>) throws(APIError) -> String?
     ) async -> Response {
+        let answer = await listConnections(request, context, user: user)
+        return await audited(answer, request, context, action: action, target: Self.userTarget(request, context))
+    }
+
+    /// `user:<id>` of the listing's user (path or `userId` query), if it names one.
+    static func userTarget<Context: RequestContext>(_ request: Request, _ context: Context) -> String? {
+        if let user = context.parameters.get("userID") { return "user:" + (percentDecoded(user) ?? user) }
+        return request.uri.queryParameters.first { $0.key == "userId" }.map { "user:" + String($0.value) }
+    }
+
+    /// Records `response` in the audit trail (``APIAudit``), then returns it.
+    private func audited<Context: RealtimeIdentityRequestContext>(
+        _ answer: (response: Response, errorCode: String?),
+        _ request: Request,
+        _ context: Context,
+        action: String,
+        target: String?
+    ) async -> Response {
+        await APIAudit(hub: hub).record(
+            request,
+            context,
+            action: action,
+            target: target,
+            status: answer.response.status,
+            errorCode: answer.errorCode
+        )
+        return answer.response
+    }
+
+    private func listConnections<Context: RealtimeIdentityRequestContext>(
+        _ request: Request,
+        _ context: Context,
+        user: (FlatDictionary<Substring, Substring>) throws(APIError) -> String?
+    ) async -> (response: Response, errorCode: String?) {
         do throws(APIError) {
             guard context.verifiedIdentity != nil else {
                 throw APIError(status: .internalServerError, code: "internal_error", message: "not authenticated")
@@ -73,22 +153,24 @@ struct AdminAPI: Sendable {
                 "limit": .int(Int64(limit)),
             ]
             if let userID { body["userId"] = .string(userID) }
-            return jsonResponse(.ok, .object(body))
+            return (jsonResponse(.ok, .object(body)), nil)
         } catch {
-            return error.response
+            return (error.response, error.code)
         }
     }
 
     /// The `limit` query parameter: 1 to ``RealtimeCore/RealtimeHub/maxConnectionPageSize``, default
     /// ``defaultPageSize``.
-    static func limit(_ query: FlatDictionary<Substring, Substring>) throws(APIError) -> Int {
+    static func limit(
+        _ query: FlatDictionary<Substring, Substring>,
+        max: Int = RealtimeHub.maxConnectionPageSize
+    ) throws(APIError) -> Int {
         guard let text = query.first(where: { $0.key == "limit" })?.value else { return defaultPageSize }
-        guard let limit = Int(text), (1...RealtimeHub.maxConnectionPageSize).contains(limit) else {
+        guard let limit = Int(text), (1...max).contains(limit) else {
             throw APIError(
                 status: .badRequest,
                 code: "invalid_parameter",
-                message: "limit must be a whole number from 1 to \(RealtimeHub.maxConnectionPageSize), not "
-                    + "'\(text.prefix(32))'"
+                message: "limit must be a whole number from 1 to \(max), not '\(text.prefix(32))'"
             )
         }
         return limit

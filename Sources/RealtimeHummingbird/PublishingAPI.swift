@@ -16,58 +16,110 @@ struct PublishingAPI: Sendable {
     /// `admin`, `system`, `presence`).
     static let categories: Set<String> = Set(EventType.catalogue.map { String($0.category) })
 
-    /// The API's routes (`Documentation/HTTP-API.md`).
+    /// The API's routes (`Documentation/HTTP-API.md`), each with its audit action and target.
     func routes<Context: RealtimeIdentityRequestContext>(_: Context.Type) -> [RealtimeRoute<Context>] {
-        let prefix = options.apiPrefix
         var routes: [RealtimeRoute<Context>] = [
-            .init(.post, prefix + "/events") { request, context in
-                await respond(request, context, bodyRequired: true) { (body: Fields) throws(APIError) in
-                    try await publishEvent(body)
-                }
+            route(.post, "/events", body: true, "publish_event", .event) { _, body throws(APIError) in
+                try await publishEvent(body)
             }
         ]
         // The notification targets: one user, everyone (broadcast), administrators.
         for target in ["user", "broadcast", "admin"] {
+            let audited: AuditTarget = target == "user" ? .body("userId", "user") : .fixed(target)
             routes.append(
-                .init(.post, prefix + "/notifications/" + target) { request, context in
-                    await respond(request, context, bodyRequired: true) { (body: Fields) throws(APIError) in
-                        try await notify(target, body)
-                    }
+                route(.post, "/notifications/" + target, body: true, "notify_" + target, audited) {
+                    _, body throws(APIError) in try await notify(target, body)
                 }
             )
         }
         routes += [
-            .init(.post, prefix + "/sessions/:sessionID/revoke") { request, context in
-                await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
-                    let sessionID = try pathParameter(context, "sessionID")
-                    return try await revoke(sessionID, body)
-                }
+            route(.post, "/sessions/:sessionID/revoke", "revoke_session", .path("sessionID", "session")) {
+                context, body throws(APIError) in try await revoke(try pathParameter(context, "sessionID"), body)
             },
-            .init(.post, prefix + "/users/:userID/disconnect") { request, context in
-                await respond(request, context, bodyRequired: false) { (body: Fields) throws(APIError) in
-                    let userID = try pathParameter(context, "userID")
-                    return try await disconnect(userID, body)
-                }
+            route(.post, "/sessions", body: true, "create_session", .body("sessionId", "session")) {
+                _, body throws(APIError) in try await createSession(body)
             },
-            .init(.get, prefix + "/stats") { request, context in
-                await respond(request, context, bodyRequired: false) { (_: Fields) throws(APIError) in
-                    (.ok, .object(await hub.stats().jsonObject))
-                }
+            route(.delete, "/sessions/:sessionID", "end_session", .path("sessionID", "session")) {
+                context, body throws(APIError) in
+                try await endSession(try identifier(try pathParameter(context, "sessionID"), "sessionId"), body)
+            },
+            route(.post, "/users/:userID/revoke", "revoke_user", .path("userID", "user")) {
+                context, body throws(APIError) in
+                try await revokeUser(try identifier(try pathParameter(context, "userID"), "userId"), body)
+            },
+            route(.post, "/users/:userID/disconnect", "disconnect_user", .path("userID", "user")) {
+                context, body throws(APIError) in try await disconnect(try pathParameter(context, "userID"), body)
+            },
+            route(.get, "/stats", "read_stats", .none) { _, _ throws(APIError) in
+                (.ok, .object(await hub.stats().jsonObject))
             },
         ]
         return routes
+    }
+
+    /// What an audit record of a route names as its target.
+    enum AuditTarget: Sendable {
+        case none
+        /// A fixed target (`broadcast`, `admin`).
+        case fixed(String)
+        /// `<kind>:<value>` of a path parameter.
+        case path(String, String)
+        /// `<kind>:<value>` of a string field of the body.
+        case body(String, String)
+        /// `event:<type>`, with `@<userId>` when the event names a user.
+        case event
+
+        func resolve<Context: RequestContext>(_ context: Context, _ body: Fields) -> String? {
+            switch self {
+            case .none: return nil
+            case .fixed(let target): return target
+            case .path(let name, let kind):
+                return context.parameters.get(name).map { kind + ":" + (percentDecoded($0) ?? $0) }
+            case .body(let name, let kind):
+                return body.object[name]?.stringValue.map { kind + ":" + $0 }
+            case .event:
+                guard let type = body.object["type"]?.stringValue else { return nil }
+                return "event:" + type + (body.object["userId"]?.stringValue.map { "@" + $0 } ?? "")
+            }
+        }
+    }
+
+    /// One route of the API under ``RealtimeRouteOptions/apiPrefix``: its body read (required or not), `handle` run
+    /// on it, the answer audited as `action` on `target`.
+    private func route<Context: RealtimeIdentityRequestContext>(
+        _ method: HTTPRequest.Method,
+        _ path: String,
+        body bodyRequired: Bool = false,
+        _ action: String,
+        _ target: AuditTarget,
+        _ handle: @escaping @Sendable (Context, Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    ) -> RealtimeRoute<Context> {
+        .init(method, options.apiPrefix + path) { request, context in
+            await respond(request, context, bodyRequired: bodyRequired, action: action, target: target) {
+                (body: Fields) throws(APIError) in try await handle(context, body)
+            }
+        }
     }
 
     // MARK: Plumbing
 
     /// Reads and parses the body of a request the authentication middleware admitted, runs `handle`, and turns
     /// every failure into a JSON error. Fails closed: a request with no identity in its context is refused.
+    ///
+    /// Every answer is recorded in the audit trail (``APIAudit``) as `action` on `target` (computed from the body,
+    /// or from an empty one when the body could not be read).
     private func respond<Context: RealtimeIdentityRequestContext>(
         _ request: Request,
         _ context: Context,
         bodyRequired: Bool,
+        action: String,
+        target: AuditTarget,
         _ handle: (Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     ) async -> Response {
+        var body = Fields(object: [:])
+        var status = HTTPResponse.Status.internalServerError
+        var errorCode: String?
+        var response: Response
         do throws(APIError) {
             guard context.verifiedIdentity != nil else {
                 throw APIError(
@@ -76,12 +128,21 @@ struct PublishingAPI: Sendable {
                     message: "the request was not authenticated"
                 )
             }
-            let body = try await readBody(request, required: bodyRequired)
-            let (status, value) = try await handle(body)
-            return jsonResponse(status, value)
+            body = try await readBody(request, required: bodyRequired)
+            let (answer, value) = try await handle(body)
+            (status, errorCode, response) = (answer, nil, jsonResponse(answer, value))
         } catch {
-            return error.response
+            (status, errorCode, response) = (error.status, error.code, error.response)
         }
+        await APIAudit(hub: hub).record(
+            request,
+            context,
+            action: action,
+            target: target.resolve(context, body),
+            status: status,
+            errorCode: errorCode
+        )
+        return response
     }
 
     private func readBody(_ request: Request, required: Bool) async throws(APIError) -> Fields {
@@ -243,6 +304,63 @@ struct PublishingAPI: Sendable {
         return (.ok, ["revoked": .string(sessionID)])
     }
 
+    /// The longest a session created through the API may last.
+    static let maxSessionLifetime: Duration = .seconds(366 * 86_400)
+
+    private func createSession(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        let sessionID = try identifier(try body.string("sessionId", required: true) ?? "", "sessionId")
+        let userID = try identifier(try body.string("userId", required: true) ?? "", "userId")
+        let seconds = try body.int("expiresAt", required: true) ?? 0
+        let now = Timestamp.now()
+        let latest = (now + Self.maxSessionLifetime).secondsSinceEpoch
+        // Checked in seconds first, so no value overflows into the range.
+        guard seconds > now.secondsSinceEpoch, seconds <= latest else {
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "expiresAt must be a NumericDate (seconds since the epoch) in the future and at most 366 days "
+                    + "ahead"
+            )
+        }
+        let expiresAt = Timestamp(secondsSinceEpoch: seconds)
+        do {
+            try await hub.createSession(sessionID, userID: userID, expiresAt: expiresAt)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (
+            .created,
+            [
+                "sessionId": .string(sessionID), "userId": .string(userID), "expiresAt": .string(expiresAt.iso8601),
+                "mode": .string(hub.sessionMode.rawValue),
+            ]
+        )
+    }
+
+    private func endSession(_ sessionID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    {
+        let reason = try body.string("reason") ?? "session ended"
+        let wasActive: Bool
+        do {
+            wasActive = try await hub.revoke(sessionID: sessionID, reason: reason)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (.ok, ["revoked": .string(sessionID), "wasActive": .bool(wasActive)])
+    }
+
+    private func revokeUser(_ userID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
+    {
+        let reason = try body.string("reason") ?? "every session of the user revoked"
+        let issuedBefore: Timestamp
+        do {
+            issuedBefore = try await hub.revoke(userID: userID, reason: reason)
+        } catch {
+            throw Self.failure(error)
+        }
+        return (.ok, ["revokedUser": .string(userID), "issuedBefore": .string(issuedBefore.iso8601)])
+    }
+
     private func disconnect(_ userID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     {
         let reason = try body.string("reason") ?? "disconnected by an operator"
@@ -260,35 +378,58 @@ struct Fields: Sendable {
     let object: JSONObject
 
     func string(_ name: String, required: Bool = false) throws(APIError) -> String? {
+        try field(name, required: required, "a string") { if case .string(let value) = $0 { value } else { nil } }
+    }
+
+    func int(_ name: String, required: Bool = false) throws(APIError) -> Int64? {
+        try field(name, required: required, "a whole number") { if case .int(let value) = $0 { value } else { nil } }
+    }
+
+    func object(_ name: String) throws(APIError) -> JSONObject? {
+        try field(name, required: false, "an object") { if case .object(let value) = $0 { value } else { nil } }
+    }
+
+    /// The field `name` as `extract` reads it: `nil` when absent or `null` (`400 missing_field` if `required`),
+    /// `400 invalid_field` when it is not `kind`.
+    private func field<Value>(
+        _ name: String,
+        required: Bool,
+        _ kind: String,
+        _ extract: (JSONValue) -> Value?
+    ) throws(APIError) -> Value? {
         switch object[name] {
         case nil, .null?:
             if required {
                 throw APIError(status: .badRequest, code: "missing_field", message: "\(name) is required")
             }
             return nil
-        case .string(let value)?:
-            return value
-        case let other?:
-            throw APIError(
-                status: .badRequest,
-                code: "invalid_field",
-                message: "\(name) must be a string, not \(other.typeName)"
-            )
+        case let value?:
+            guard let extracted = extract(value) else {
+                throw APIError(
+                    status: .badRequest,
+                    code: "invalid_field",
+                    message: "\(name) must be \(kind), not \(value.typeName)"
+                )
+            }
+            return extracted
         }
     }
+}
 
-    func object(_ name: String) throws(APIError) -> JSONObject? {
-        switch object[name] {
-        case nil, .null?:
-            return nil
-        case .object(let value)?:
-            return value
-        case let other?:
-            throw APIError(
-                status: .badRequest,
-                code: "invalid_field",
-                message: "\(name) must be an object, not \(other.typeName)"
-            )
-        }
+/// The longest user or session id the API takes, in UTF-8 bytes.
+let maxIdentifierBytes = 256
+
+/// `value` as a user or session id: 1 to ``maxIdentifierBytes`` bytes without control characters, else
+/// `400 invalid_field` naming `name`.
+func identifier(_ value: String, _ name: String) throws(APIError) -> String {
+    guard !value.isEmpty, value.utf8.count <= maxIdentifierBytes,
+        !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    else {
+        throw APIError(
+            status: .badRequest,
+            code: "invalid_field",
+            message: "\(name) must be 1 to \(maxIdentifierBytes) bytes without control characters"
+        )
     }
+    return value
 }

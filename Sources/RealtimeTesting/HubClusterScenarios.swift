@@ -253,6 +253,54 @@ public enum HubClusterScenarios: Sendable {
         }
     }
 
+    /// Revoking a user on one server closes the user's connections on every server with 4009 (tokens with an
+    /// earlier `iat` and tokens without one), tells the user, leaves other users alone, refuses those tokens
+    /// everywhere, and admits a token issued afterwards.
+    public static func revokingAUserRefusesItsEarlierTokensOnEveryServer(_ cluster: Cluster) async throws {
+        try await with(cluster) { servers in
+            let hubA = try servers.hub()
+            let hubB = try servers.hub()
+            servers.tokens.add(
+                "alice-dated",
+                VerifiedIdentity(userID: "alice", sessionID: "s-alice-3", issuedAt: .now() - .seconds(1))
+            )
+            try await hubA.running {
+                try await hubB.running {
+                    let undated = try await hubA.connectClient(token: "alice-token")
+                    let dated = try await hubB.connectClient(token: "alice-dated")
+                    let bob = try await hubB.connectClient(token: "bob-token")
+                    _ = try await bob.next(type: "connected")
+                    try await undated.subscribe(["session.*"])
+                    try await dated.subscribe(["session.*"])
+
+                    let issuedBefore = try await hubA.revoke(userID: "alice", reason: "account compromised")
+
+                    for client in [undated, dated] {
+                        let event = try await client.next(type: "event")
+                        #expect(event["payload"]?["type"] == "session.revoked")
+                        #expect(event["payload"]?["data"]?["scope"] == "user")
+                        let (code, reason) = try await client.nextClose()
+                        #expect(code == .sessionRevoked)
+                        #expect(reason == "account compromised")
+                    }
+                    #expect(try await bob.drainUntilPong().isEmpty)
+                    for hub in [hubA, hubB] {
+                        for token in ["alice-token", "alice-dated", "alice-other-session"] {
+                            #expect(await hub.rejection(uri: "/ws/events?token=\(token)")?.code == "session_revoked")
+                        }
+                    }
+                    // A token issued at the revocation or later connects, on either server.
+                    servers.tokens.add(
+                        "alice-fresh",
+                        VerifiedIdentity(userID: "alice", sessionID: "s-alice-4", issuedAt: issuedBefore)
+                    )
+                    let fresh = try await hubB.connectClient(token: "alice-fresh")
+                    #expect(try await fresh.next(type: "connected")["payload"]?["userId"] == "alice")
+                }
+            }
+        }
+    }
+
     /// A server that stops heartbeating is purged by a survivor, and its users go offline (presence event with
     /// reason `server_purged` and the dead server's id); the registry and the global stats forget it.
     public static func aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline(_ cluster: Cluster) async throws {

@@ -15,6 +15,10 @@ public enum SessionStoreConformance: Sendable {
         try await revocationListCreateClearsRevocation(makeStore: makeStore, time: time)
         try await registryAdmitsOnlyCreatedSessions(makeStore: makeStore, time: time)
         try await registrySessionsExpire(makeStore: makeStore, time: time)
+        for mode in [SessionStoreMode.revocationList, .registry] {
+            try await userRevocationsKeepTheLaterInstantsAndExpire(mode, makeStore: makeStore, time: time)
+        }
+        try await registryListsTheSessionsOfAUser(makeStore: makeStore, time: time)
     }
 
     /// Revocation list: sessions are active unless revoked; `revoke` reports whether the session was active;
@@ -88,5 +92,72 @@ public enum SessionStoreConformance: Sendable {
         #expect(try await !store.isActive(short), "a registry session expires at expiresAt")
         #expect(try await store.isActive(long))
         #expect(try await !store.revoke(short, retainUntil: time.now() + time.ttl), "an expired session was not active")
+    }
+
+    /// User-wide revocations (in either mode): `userRevokedBefore` is `nil` until `revokeUser`, then the
+    /// revocation's `issuedBefore`; another revocation keeps the later `issuedBefore` and the later `retainUntil`;
+    /// the revocation is forgotten after `retainUntil`; one whose retention already passed changes nothing.
+    public static func userRevocationsKeepTheLaterInstantsAndExpire(
+        _ mode: SessionStoreMode,
+        makeStore: MakeStore,
+        time: ConformanceTime
+    ) async throws {
+        let store = try await makeStore(mode)
+        let (user, other) = (uniqueName("user"), uniqueName("user"))
+        #expect(try await store.userRevokedBefore(user) == nil)
+        let first = time.now()
+        try await store.revokeUser(user, issuedBefore: first, retainUntil: first + time.ttl * 3)
+        #expect(try await store.userRevokedBefore(user) == first)
+        #expect(try await store.userRevokedBefore(other) == nil)
+        // An earlier instant and a shorter retention do not lower the revocation.
+        try await store.revokeUser(user, issuedBefore: first - time.ttl, retainUntil: first + time.ttl)
+        #expect(try await store.userRevokedBefore(user) == first, "a revocation keeps its later issuedBefore")
+        let later = first + .milliseconds(5)
+        try await store.revokeUser(user, issuedBefore: later, retainUntil: first + time.ttl)
+        #expect(try await store.userRevokedBefore(user) == later, "a later revocation raises issuedBefore")
+
+        _ = time.stalledSinceLastCheck("")
+        try await time.advance(time.ttl * 2)
+        let kept = try await store.userRevokedBefore(user)
+        if !time.stalledSinceLastCheck("a user revocation keeps the later retainUntil") {
+            #expect(kept == later, "a user revocation keeps the later retainUntil")
+        }
+        try await time.advance(time.ttl * 2)
+        #expect(try await store.userRevokedBefore(user) == nil, "a user revocation is forgotten after retainUntil")
+
+        try await store.revokeUser(other, issuedBefore: time.now(), retainUntil: time.now() - time.ttl)
+        #expect(try await store.userRevokedBefore(other) == nil, "a revocation already past its retention is dropped")
+    }
+
+    /// Registry: `session(_:)` and `sessions(ofUser:limit:)` return the active sessions with their user and expiry,
+    /// the earliest expiry first, at most `limit`; revoked and expired sessions are not listed. Revocation list:
+    /// nothing is listed.
+    public static func registryListsTheSessionsOfAUser(makeStore: MakeStore, time: ConformanceTime) async throws {
+        let list = try await makeStore(.revocationList)
+        let (user, other) = (uniqueName("user"), uniqueName("user"))
+        try await list.create(uniqueName("sess"), userID: user, expiresAt: time.now() + time.ttl * 10)
+        #expect(try await list.sessions(ofUser: user, limit: 10).isEmpty)
+
+        let store = try await makeStore(.registry)
+        let now = time.now()
+        let (late, early, short) = (uniqueName("sess"), uniqueName("sess"), uniqueName("sess"))
+        try await store.create(late, userID: user, expiresAt: now + time.ttl * 20)
+        try await store.create(early, userID: user, expiresAt: now + time.ttl * 10)
+        try await store.create(short, userID: user, expiresAt: now + time.ttl)
+        try await store.create(uniqueName("sess"), userID: other, expiresAt: now + time.ttl * 10)
+        #expect(try await store.sessions(ofUser: user, limit: 10).map(\.sessionID) == [short, early, late])
+        #expect(try await store.sessions(ofUser: user, limit: 2).map(\.sessionID) == [short, early])
+        #expect(try await store.sessions(ofUser: uniqueName("user"), limit: 10).isEmpty)
+        let record = try await store.session(early)
+        #expect(record == SessionRecord(sessionID: early, userID: user, expiresAt: now + time.ttl * 10))
+        #expect(try await store.session(uniqueName("sess")) == nil)
+
+        #expect(try await store.revoke(early, retainUntil: now + time.ttl * 10))
+        #expect(try await store.session(early) == nil)
+        try await time.advance(time.ttl * 2)
+        #expect(
+            try await store.sessions(ofUser: user, limit: 10).map(\.sessionID) == [late],
+            "revoked and expired sessions are not listed"
+        )
     }
 }

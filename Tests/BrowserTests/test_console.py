@@ -122,14 +122,20 @@ class ConsoleTests(BrowserTestCase):
         expect(rows).to_have_count(1)
         page.select_option("#filter-level", "")
 
-        # Paused: new events are kept and counted, not shown, until resumed.
+        # Every publish through the API is also an audit event (admin.action.publish_event) for administrators:
+        # wait for the four so far, so that none of them arrives during the pause.
+        audits = page.locator('#event-list li[data-type="admin.action.publish_event"]')
+        expect(audits).to_have_count(4)
+
+        # Paused: new events are kept and counted, not shown, until resumed. One publish: its event and its audit.
         page.click("#pause")
         shown = rows.count()
         self.publish(type="session.created", userId="erin")
-        expect(page.locator("#event-counts")).to_contain_text("paused (1 new)")
+        expect(page.locator("#event-counts")).to_contain_text("paused (2 new)")
         self.assertEqual(rows.count(), shown)
         page.click("#pause")
         expect(page.locator('#event-list li[data-type="session.created"]')).to_have_count(1)
+        expect(audits).to_have_count(5)
         self.assertEqual(page.console_errors, [])
 
     def test_revoke_session_button_closes_the_client_with_4009(self):
@@ -154,6 +160,27 @@ class ConsoleTests(BrowserTestCase):
         self.assertEqual(closed[1], "closed")
         # The list follows: the victim has no connection left.
         expect(page.locator("#connection-groups")).to_contain_text("victim has no live connection")
+        self.assertEqual(page.console_errors, [])
+
+    def test_revoke_all_tokens_button_closes_the_user_with_4009(self):
+        victim = self.user_page("mallory", session="s-mallory")
+        page, _ = self.signed_in_console()
+        page.fill("#connection-user", "mallory")
+        page.click("#connection-filter button[type=submit]")
+        group = page.locator('article[data-user="mallory"]')
+        expect(group).to_contain_text("1 connection")
+        group.get_by_role("button", name="Revoke all tokens").click()
+        # The first click only arms the button.
+        confirm = group.get_by_role("button", name="Confirm revoke all")
+        expect(confirm).to_be_visible()
+        self.assertEqual(victim.evaluate("window.log.mallory.disconnected.length"), 0)
+        confirm.click()
+        expect(page.locator("#toasts")).to_contain_text("Revoked every token of mallory")
+        victim.wait_for_function("() => window.log.mallory.disconnected.length === 1")
+        closed = victim.evaluate("() => window.log.mallory.disconnected[0]")
+        self.assertEqual(closed["code"], 4009)
+        self.assertFalse(closed["willReconnect"])
+        expect(page.locator("#connection-groups")).to_contain_text("mallory has no live connection")
         self.assertEqual(page.console_errors, [])
 
     def test_notification_reaches_the_user_in_another_context(self):

@@ -61,4 +61,36 @@ import Testing
         #expect(try await !store.isActive("s"))
         #expect(store.entryCount == 0)
     }
+
+    @Test func expiredUserRevocationsAreSweptAndTheCapHolds() async throws {
+        let store = InMemorySessionStore(maxEntries: 3_000, now: clock.timestampSource)
+        for round in 0..<10 {
+            for index in 0..<2_000 {
+                let now = clock.timestamp
+                try await store.revokeUser("u\(round)-\(index)", issuedBefore: now, retainUntil: now + .seconds(5))
+            }
+            #expect(store.userRevocationCount <= 3_000)
+            clock.advance(by: .seconds(5))
+        }
+        store.sweep()
+        #expect(store.userRevocationCount == 0)
+    }
+
+    @Test func refusesUserRevocationsOverTheCap() async throws {
+        let store = InMemorySessionStore(maxEntries: 2, now: clock.timestampSource)
+        let now = clock.timestamp
+        try await store.revokeUser("a", issuedBefore: now, retainUntil: now + .seconds(60))
+        try await store.revokeUser("b", issuedBefore: now, retainUntil: now + .seconds(60))
+        let error = await #expect(throws: RealtimeError.self) {
+            try await store.revokeUser("c", issuedBefore: now, retainUntil: now + .seconds(60))
+        }
+        #expect(error?.code == .limitExceeded)
+        #expect(try await store.userRevokedBefore("c") == nil)
+        // Raising an existing revocation needs no room.
+        try await store.revokeUser("a", issuedBefore: now + .seconds(1), retainUntil: now + .seconds(120))
+        #expect(try await store.userRevokedBefore("a") == now + .seconds(1))
+        clock.advance(by: .seconds(60))
+        try await store.revokeUser("c", issuedBefore: clock.timestamp, retainUntil: clock.timestamp + .seconds(60))
+        #expect(try await store.userRevokedBefore("c") == clock.timestamp)
+    }
 }

@@ -29,6 +29,11 @@ import Testing
                 route: .server("srv_a"),
                 payload: .control(.disconnectConnection("c1", reason: "r"))
             ),
+            BusMessage(
+                origin: "srv_b",
+                route: .control,
+                payload: .control(.revokeUser(userID: "u1", issuedBefore: Self.stamp, reason: "r"))
+            ),
         ]
         for message in messages {
             #expect(try RedisBusCodec.decode(RedisBusCodec.encode(message, alsoAdmins: false)).message == message)

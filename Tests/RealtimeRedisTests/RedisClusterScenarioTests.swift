@@ -30,6 +30,10 @@ extension RedisIntegrationTests {
             try await run(HubClusterScenarios.revokingASessionClosesItsConnectionsOnEveryServer)
         }
 
+        @Test func revokingAUserRefusesItsEarlierTokensOnEveryServer() async throws {
+            try await run(HubClusterScenarios.revokingAUserRefusesItsEarlierTokensOnEveryServer)
+        }
+
         @Test func aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline() async throws {
             try await run(HubClusterScenarios.aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline)
         }

@@ -8,6 +8,22 @@ public enum SessionStoreMode: String, Sendable, Hashable {
     case registry
 }
 
+/// A session as a registry knows it.
+public struct SessionRecord: Sendable, Hashable {
+    /// The session id (the token's `sid`).
+    public var sessionID: String
+    /// The user the session belongs to.
+    public var userID: String
+    /// When the session stops being active.
+    public var expiresAt: Timestamp
+
+    public init(sessionID: String, userID: String, expiresAt: Timestamp) {
+        self.sessionID = sessionID
+        self.userID = userID
+        self.expiresAt = expiresAt
+    }
+}
+
 /// Which sessions may connect.
 public protocol SessionStore: Sendable {
     /// The store's mode.
@@ -24,6 +40,24 @@ public protocol SessionStore: Sendable {
     /// Returns whether the session was active before.
     @discardableResult
     func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool
+
+    /// Revokes every token of a user issued before `issuedBefore` (in both modes): admission refuses a token of
+    /// `userID` whose `iat` is earlier, or that has no `iat`, until `retainUntil` (the longest token lifetime from
+    /// now), when the revocation is forgotten. A later call keeps the later of each instant, so revoking again
+    /// never re-admits tokens.
+    func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError)
+
+    /// The instant before which tokens of `userID` are refused, while a revocation of the user is retained; `nil`
+    /// when the user has none.
+    func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp?
+
+    /// Registry mode: the active session `sessionID`, if there is one. Revocation-list mode: always `nil` (the store
+    /// records revocations, not sessions).
+    func session(_ sessionID: String) async throws(RealtimeError) -> SessionRecord?
+
+    /// Registry mode: up to `limit` active sessions of `userID`, the earliest expiry first. Revocation-list mode:
+    /// always empty.
+    func sessions(ofUser userID: String, limit: Int) async throws(RealtimeError) -> [SessionRecord]
 
     /// The backend's health.
     func healthCheck() async -> ComponentHealth

@@ -41,7 +41,12 @@ public struct HubConfiguration: Sendable {
     public var authenticationTimeout: Duration = .seconds(5)
     /// Tell a connection this long before its token expires (a `token_expiring` message).
     public var tokenExpiryWarning: Duration = .seconds(60)
-    /// How long a session revocation is remembered when the session's expiry is unknown.
+    /// The mode hosts build the ``SessionStore`` in (`realtime-server` does, from `WEBSOCKET_SESSION_MODE`), as
+    /// ``history`` is what they build the history store with. The hub itself follows its store's own
+    /// ``SessionStore/mode``.
+    public var sessionMode: SessionStoreMode = .revocationList
+    /// The longest lifetime of the tokens the hub accepts: how long a session revocation is remembered when the
+    /// session's expiry is unknown, and how long a user-wide revocation (``RealtimeHub/revoke(userID:reason:)``) is.
     public var revocationRetention: Duration = .seconds(86_400)
     /// How long an accepted upgrade may wait for ``RealtimeHub/connect(_:)`` before its slot is released.
     public var upgradeTicketTimeout: Duration = .seconds(10)
@@ -198,6 +203,15 @@ extension HubConfiguration {
             "WEBSOCKET_API_RATE_LIMIT_PER_IP",
             "HTTP API requests per second per address (default 1000, burst twice that)"
         ),
+        (
+            "WEBSOCKET_SESSION_MODE",
+            "revocation-list (every session is active unless revoked; default) or registry (only sessions created "
+                + "through the API or the auth service)"
+        ),
+        (
+            "WEBSOCKET_REVOCATION_RETENTION",
+            "ms a revocation is kept: the longest token lifetime (default 86400000)"
+        ),
     ]
 
     /// Reads the configuration from environment variables (see ``environmentVariables``), starting from the
@@ -309,6 +323,17 @@ extension HubConfiguration {
                 limit: value,
                 period: .seconds(1),
                 burst: value * 2
+            )
+        }
+        if let value = try reader.milliseconds("WEBSOCKET_REVOCATION_RETENTION") { revocationRetention = value }
+        switch try reader.string("WEBSOCKET_SESSION_MODE")?.lowercased() {
+        case nil: break
+        case "registry": sessionMode = .registry
+        case "revocation-list", "revocation_list": sessionMode = .revocationList
+        case let other?:
+            throw RealtimeError(
+                .invalidConfiguration,
+                "WEBSOCKET_SESSION_MODE must be registry or revocation-list, not '\(other.prefix(32))'"
             )
         }
         try history.apply(reader)

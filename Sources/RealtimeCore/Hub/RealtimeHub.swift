@@ -106,18 +106,32 @@ public final class RealtimeHub: Service, Sendable {
 
     /// Puts an authenticated connection into the routing indexes and greets it.
     func activate(_ core: ConnectionCore, identity: VerifiedIdentity, userConnections: Int) async {
-        let generation = state.withLock { state -> UInt64? in
+        enum Activation {
+            case closed
+            case revoked
+            case active(generation: UInt64)
+        }
+        let activation = state.withLock { state -> Activation in
             state.reserved[core.id] = nil
             state.awaitingAuth[core.id] = nil
             // A close that came first (its `forget` found nothing to remove) must not be undone: the connection
             // would stay in the routing indexes with nobody to remove it.
-            guard core.state.withLock({ $0.closeCode == nil }) else { return nil }
+            guard core.state.withLock({ $0.closeCode == nil }) else { return .closed }
+            // Admitted before a revocation of its user that this server applied meanwhile.
+            if state.recentUserRevocations.refuses(identity, now: .now) { return .revoked }
             state.activate(core, identity: identity)
             counters.connectionsGauge.record(state.activeCount)
             counters.adminConnectionsGauge.record(state.adminSlots.count)
-            return interest.request()
+            return .active(generation: interest.request())
         }
-        guard let generation else { return }
+        let generation: UInt64
+        switch activation {
+        case .closed: return
+        case .revoked:
+            close(core, .sessionRevoked, reason: "every session of the user revoked")
+            return
+        case .active(let value): generation = value
+        }
         _ = core.queue.enqueue(
             .text(
                 WireProtocol.message(
@@ -170,6 +184,7 @@ public final class RealtimeHub: Service, Sendable {
                     scope: .admins
                 )
             )
+            await auditAdminConnection(core, identity: identity, action: "connect", target: "endpoint:admin")
         }
     }
 

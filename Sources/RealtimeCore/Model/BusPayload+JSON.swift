@@ -165,6 +165,11 @@ extension ControlCommand {
             return [
                 "command": "disconnect_connection", "connectionId": .string(id.rawValue), "reason": .string(reason),
             ]
+        case .revokeUser(let userID, let issuedBefore, let reason):
+            return [
+                "command": "revoke_user", "userId": .string(userID),
+                "issuedBefore": .int(issuedBefore.millisecondsSinceEpoch), "reason": .string(reason),
+            ]
         }
     }
 
@@ -181,6 +186,11 @@ extension ControlCommand {
         case "disconnect_connection":
             guard let id = object["connectionId"]?.stringValue else { return nil }
             self = .disconnectConnection(ConnectionID(id), reason: reason)
+        case "revoke_user":
+            guard let id = object["userId"]?.stringValue, case .int(let before)? = object["issuedBefore"] else {
+                return nil
+            }
+            self = .revokeUser(userID: id, issuedBefore: Timestamp(millisecondsSinceEpoch: before), reason: reason)
         default:
             return nil
         }

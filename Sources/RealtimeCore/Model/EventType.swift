@@ -88,6 +88,8 @@ extension EventType {
     public static let adminConnectionOpened: EventType = "admin.connection.opened"
     /// Audit: an administrator connection subscribed to patterns.
     public static let adminSubscriptionChanged: EventType = "admin.subscription.changed"
+    /// Audit: the prefix of `admin.action.<action>`, one event per administrative action (``AuditRecord``).
+    public static let adminActionPrefix = "admin.action."
     // MARK: System
     public static let systemMaintenanceScheduled: EventType = "system.maintenance.scheduled"
     public static let systemErrorCritical: EventType = "system.error.critical"

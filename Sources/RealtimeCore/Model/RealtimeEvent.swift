@@ -124,4 +124,7 @@ public enum ControlCommand: Sendable, Hashable {
     case disconnectSession(sessionID: String, reason: String)
     /// Close one connection.
     case disconnectConnection(ConnectionID, reason: String)
+    /// Close (4009) every connection of a user whose token was issued before `issuedBefore` or does not say when
+    /// it was issued (after a user-wide revocation).
+    case revokeUser(userID: String, issuedBefore: Timestamp, reason: String)
 }

@@ -5,6 +5,13 @@ public import RealtimeCore
 ///
 /// - Revocation list: `<prefix>sess:revoked:<id>` exists until `retainUntil` (`PXAT`).
 /// - Registry: `<prefix>sess:<id>` holds the user id until the session's `expiresAt` (`PXAT`); revoking deletes it.
+///   `<prefix>{u:<userId>}:sessions` indexes the user's sessions (a sorted set scored by expiry, trimmed of expired
+///   members on every create, at most ``maxIndexedSessionsPerUser`` members, expiring with its latest session) for
+///   ``sessions(ofUser:limit:)``. The session key and the index are written by separate commands (they live in
+///   different cluster slots); the session key decides, the index only lists.
+/// - User-wide revocations (both modes): `<prefix>{u:<userId>}:revoked` holds the instant (milliseconds since the
+///   epoch) before which the user's tokens are refused, until the revocation's `retainUntil` (`PXAT`). The hash
+///   tag keeps everything of one user in one cluster slot.
 public final class RedisSessionStore: SessionStore, Sendable {
     public let mode: SessionStoreMode
     private let client: RedisClient
@@ -21,6 +28,41 @@ public final class RedisSessionStore: SessionStore, Sendable {
         """
     )
 
+    /// Raises a user's revocation to the later instants: `issuedBefore` (ARGV[1]) and `retainUntil` (ARGV[2]),
+    /// unless the retention already passed (ARGV[3] is now). One key, so one slot.
+    static let revokeUserScript = RedisScript(
+        """
+        local before = tonumber(ARGV[1])
+        local untilAt = tonumber(ARGV[2])
+        local earlier = tonumber(redis.call('GET', KEYS[1]) or '')
+        if earlier and earlier > before then before = earlier end
+        local ttl = redis.call('PTTL', KEYS[1])
+        if ttl > 0 and tonumber(ARGV[3]) + ttl > untilAt then untilAt = tonumber(ARGV[3]) + ttl end
+        if untilAt > tonumber(ARGV[3]) then
+          redis.call('SET', KEYS[1], tostring(before), 'PXAT', untilAt)
+        end
+        return 1
+        """
+    )
+
+    /// The most sessions of one user the registry's index lists (the earliest expiring are dropped from the
+    /// index, not from the registry, beyond it).
+    public static let maxIndexedSessionsPerUser = 1000
+
+    /// Indexes a session under its user: adds it (ARGV[1] expiry, ARGV[2] id), drops expired members (ARGV[3]
+    /// now) and the earliest beyond ARGV[4] members, and lets the index expire with its latest member. One key.
+    static let indexScript = RedisScript(
+        """
+        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+        local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+        if excess > 0 then redis.call('ZPOPMIN', KEYS[1], excess) end
+        local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+        if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+        return 1
+        """
+    )
+
     public init(client: RedisClient, mode: SessionStoreMode = .revocationList, prefix: String = "rthub:") {
         self.client = client
         self.mode = mode
@@ -29,6 +71,8 @@ public final class RedisSessionStore: SessionStore, Sendable {
 
     private func revokedKey(_ id: String) -> String { "\(prefix)sess:revoked:\(id)" }
     private func sessionKey(_ id: String) -> String { "\(prefix)sess:\(id)" }
+    private func userRevokedKey(_ userID: String) -> String { "\(prefix){u:\(userID)}:revoked" }
+    private func userSessionsKey(_ userID: String) -> String { "\(prefix){u:\(userID)}:sessions" }
 
     public func isActive(_ sessionID: String) async throws(RealtimeError) -> Bool {
         switch mode {
@@ -51,6 +95,14 @@ public final class RedisSessionStore: SessionStore, Sendable {
             _ = try await client.send(
                 RedisCommand("SET", sessionKey(sessionID), userID, "PXAT", String(expiresAt.millisecondsSinceEpoch))
             )
+            _ = try await Self.indexScript.run(
+                on: client,
+                keys: [userSessionsKey(userID)],
+                arguments: [
+                    String(expiresAt.millisecondsSinceEpoch), sessionID, String(Timestamp.now().millisecondsSinceEpoch),
+                    String(Self.maxIndexedSessionsPerUser),
+                ]
+            )
         }
     }
 
@@ -65,8 +117,69 @@ public final class RedisSessionStore: SessionStore, Sendable {
             )
             return reply.int == 1
         case .registry:
-            return try await client.send(RedisCommand("DEL", sessionKey(sessionID))).int == 1
+            let owner = try await client.send(RedisCommand("GETDEL", sessionKey(sessionID)))
+            guard let userID = owner.string else { return false }
+            _ = try await client.send(RedisCommand("ZREM", userSessionsKey(userID), sessionID))
+            return true
         }
+    }
+
+    public func session(_ sessionID: String) async throws(RealtimeError) -> SessionRecord? {
+        guard mode == .registry else { return nil }
+        guard let userID = try await client.send(RedisCommand("GET", sessionKey(sessionID))).string else { return nil }
+        // -2: gone since the GET; -1 cannot happen (always written with PXAT).
+        guard let expiry = try await client.send(RedisCommand("PEXPIRETIME", sessionKey(sessionID))).int, expiry > 0
+        else { return nil }
+        return SessionRecord(
+            sessionID: sessionID,
+            userID: userID,
+            expiresAt: Timestamp(millisecondsSinceEpoch: expiry)
+        )
+    }
+
+    public func sessions(ofUser userID: String, limit: Int) async throws(RealtimeError) -> [SessionRecord] {
+        guard mode == .registry, limit > 0 else { return [] }
+        let reply = try await client.send(
+            RedisCommand(
+                "ZRANGE", userSessionsKey(userID), "(" + String(Timestamp.now().millisecondsSinceEpoch), "+inf",
+                "BYSCORE", "LIMIT", "0", String(limit), "WITHSCORES"
+            )
+        )
+        let elements = reply.array ?? []
+        var records: [SessionRecord] = []
+        records.reserveCapacity(elements.count / 2)
+        var index = 0
+        while index + 1 < elements.count {
+            if let id = elements[index].string, let score = elements[index + 1].string.flatMap(Double.init) {
+                records.append(SessionRecord(sessionID: id, userID: userID, expiresAt: .init(millisecondsSinceEpoch: Int64(score))))
+            }
+            index += 2
+        }
+        return records
+    }
+
+    public func revokeUser(
+        _ userID: String,
+        issuedBefore: Timestamp,
+        retainUntil: Timestamp
+    ) async throws(RealtimeError) {
+        _ = try await Self.revokeUserScript.run(
+            on: client,
+            keys: [userRevokedKey(userID)],
+            arguments: [
+                String(issuedBefore.millisecondsSinceEpoch), String(retainUntil.millisecondsSinceEpoch),
+                String(Timestamp.now().millisecondsSinceEpoch),
+            ]
+        )
+    }
+
+    public func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
+        let reply = try await client.send(RedisCommand("GET", userRevokedKey(userID)))
+        guard let text = reply.string else { return nil }
+        guard let milliseconds = Int64(text) else {
+            throw RealtimeError(.backendUnavailable, "the user revocation of \(userID.prefix(64)) is not a number")
+        }
+        return Timestamp(millisecondsSinceEpoch: milliseconds)
     }
 
     public func healthCheck() async -> ComponentHealth {

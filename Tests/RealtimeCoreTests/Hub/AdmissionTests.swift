@@ -82,6 +82,19 @@ import Testing
         func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool {
             throw RealtimeError(.backendUnavailable, "down")
         }
+        func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError)
+        {
+            throw RealtimeError(.backendUnavailable, "down")
+        }
+        func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
+            throw RealtimeError(.backendUnavailable, "down")
+        }
+        func session(_ sessionID: String) async throws(RealtimeError) -> SessionRecord? {
+            throw RealtimeError(.backendUnavailable, "down")
+        }
+        func sessions(ofUser userID: String, limit: Int) async throws(RealtimeError) -> [SessionRecord] {
+            throw RealtimeError(.backendUnavailable, "down")
+        }
     }
 
     /// A rate limiter whose every call fails.
@@ -376,6 +389,69 @@ import Testing
         #expect(await refusal(admission, .refresh(token: "refresh-token", on: connection))?.reason == .wrongTokenType)
     }
 
+    @Test func aUserRevocationRefusesTheUsersEarlierTokensOnEveryPath() async throws {
+        let sessions = InMemorySessionStore(now: clock.timestampSource)
+        let admission = admission(sessions: sessions) {
+            $0.rateLimits.apiRequestsPerIP.limit = 100
+            $0.rateLimits.connectionsPerIP.limit = 100
+        }
+        let issued = clock.timestamp
+        tokens.add("dave-old", VerifiedIdentity(userID: "dave", sessionID: "s-dave", issuedAt: issued))
+        tokens.add("dave-no-iat", VerifiedIdentity(userID: "dave", sessionID: "s-dave"))
+        tokens.add("erin-old", VerifiedIdentity(userID: "erin", sessionID: "s-erin", issuedAt: issued))
+        let host = Host(maxConnectionsPerUser: 10)
+        _ = try await admission.admit(.upgrade(Self.request("/ws/events?token=dave-old")), host: host).get()
+        _ = try await admission.admit(.upgrade(Self.request("/ws/events?token=dave-no-iat")), host: host).get()
+
+        clock.advance(by: .seconds(1))
+        try await sessions.revokeUser("dave", issuedBefore: clock.timestamp, retainUntil: clock.timestamp + .seconds(60))
+        tokens.add("dave-new", VerifiedIdentity(userID: "dave", sessionID: "s-dave", issuedAt: clock.timestamp))
+        for token in ["dave-old", "dave-no-iat"] {
+            let attempts: [Admission.Attempt] = [
+                .upgrade(Self.request("/ws/events?token=\(token)")),
+                .firstMessage(token: token, on: Self.connection()),
+                .refresh(token: token, on: Self.connection()),
+                .api(Self.request("/api/v1/stats", headers: [("Authorization", "Bearer \(token)")]), verifier: nil),
+            ]
+            for attempt in attempts {
+                let rejection = await refusal(admission, attempt, host: host)
+                #expect(rejection?.reason == .sessionRevoked, "\(token) on \(attempt.path)")
+            }
+        }
+        // A token issued at the revocation or later, and another user's earlier token, are admitted.
+        let fresh = try await admission.admit(.refresh(token: "dave-new", on: Self.connection()), host: host).get()
+        #expect(fresh.identity?.userID == "dave")
+        _ = try await admission.admit(.refresh(token: "erin-old", on: Self.connection()), host: host).get()
+        // The revocation is forgotten after its retention (the earlier tokens have expired by then).
+        clock.advance(by: .seconds(61))
+        _ = try await admission.admit(.refresh(token: "dave-old", on: Self.connection()), host: host).get()
+    }
+
+    @Test func inRegistryModeOnlyTheAPITakesATokenWithoutASession() async throws {
+        let admission = admission(sessions: InMemorySessionStore(mode: .registry, now: clock.timestampSource))
+        let service = Self.request("/api/v1/sessions", headers: [("Authorization", "Bearer carol-no-session")])
+        let admitted = try await admission.admit(.api(service, verifier: nil), host: Host()).get()
+        #expect(admitted.identity?.userID == "carol")
+        // A token that names a session must name a registered one, on the API too.
+        let user = Self.request("/api/v1/sessions", headers: [("Authorization", "Bearer alice-token")])
+        #expect(await refusal(admission, .api(user, verifier: nil))?.reason == .sessionInactive)
+        for attempt: Admission.Attempt in [
+            .upgrade(Self.request("/ws/events?token=carol-no-session")),
+            .firstMessage(token: "carol-no-session", on: Self.connection()),
+            .refresh(token: "carol-no-session", on: Self.connection()),
+        ] {
+            #expect(await refusal(admission, attempt)?.reason == .sessionRequired, "\(attempt.path)")
+        }
+    }
+
+    @Test func aUserRevocationTheStoreCannotCheckIsUnavailable() async throws {
+        let sessions = AdmissionThroughTheHubTests.FlakySessionStore()
+        let admission = admission(sessions: sessions)
+        sessions.failing.withLock { $0 = true }
+        let rejection = await refusal(admission, .refresh(token: "carol-no-session", on: Self.connection()))
+        #expect(rejection?.reason == .backendUnavailable)
+    }
+
     @Test func aRefusalAfterTheReservationGivesTheConnectionUp() async throws {
         let host = Host(maxConnectionsPerUser: 0)
         let rejection = await refusal(admission(), .upgrade(Self.request()), host: host)
@@ -494,6 +570,20 @@ import Testing
         }
         func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool {
             try await sessions.revoke(sessionID, retainUntil: retainUntil)
+        }
+        func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError)
+        {
+            try await sessions.revokeUser(userID, issuedBefore: issuedBefore, retainUntil: retainUntil)
+        }
+        func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
+            if failing.withLock({ $0 }) { throw RealtimeError(.backendUnavailable, "down") }
+            return try await sessions.userRevokedBefore(userID)
+        }
+        func session(_ sessionID: String) async throws(RealtimeError) -> SessionRecord? {
+            try await sessions.session(sessionID)
+        }
+        func sessions(ofUser userID: String, limit: Int) async throws(RealtimeError) -> [SessionRecord] {
+            try await sessions.sessions(ofUser: userID, limit: limit)
         }
     }
 

@@ -37,6 +37,10 @@ import Testing
         try await HubClusterScenarios.revokingASessionClosesItsConnectionsOnEveryServer(Self.cluster())
     }
 
+    @Test func revokingAUserRefusesItsEarlierTokensOnEveryServer() async throws {
+        try await HubClusterScenarios.revokingAUserRefusesItsEarlierTokensOnEveryServer(Self.cluster())
+    }
+
     @Test func aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline() async throws {
         try await HubClusterScenarios.aServerThatStopsHeartbeatingIsPurgedAndItsUsersGoOffline(Self.cluster())
     }

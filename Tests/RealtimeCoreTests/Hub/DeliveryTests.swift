@@ -180,8 +180,10 @@ import Testing
         let types = try await watcher.drainUntilPong().compactMap { $0["payload"]?["type"]?.stringValue }
         #expect(
             types == [
-                "admin.subscription.changed",  // the watcher's own subscription is audited too
-                "presence.user.online", "admin.connection.opened", "admin.subscription.changed",
+                // The watcher's own subscription is audited too; each admin action also has its admin.action.* event.
+                "admin.subscription.changed", "admin.action.subscribe",
+                "presence.user.online", "admin.connection.opened", "admin.action.connect",
+                "admin.subscription.changed", "admin.action.subscribe",
                 "presence.user.online", "presence.user.offline",
             ]
         )

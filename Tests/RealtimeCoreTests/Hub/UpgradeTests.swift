@@ -246,6 +246,8 @@ import Testing
             "WEBSOCKET_TRUSTED_PROXIES": "10.0.0.0/8,::1",
             "WEBSOCKET_MAX_CONNECTIONS_PER_USER": "0",
             "WEBSOCKET_FIRST_MESSAGE_AUTH": "true",
+            "WEBSOCKET_SESSION_MODE": "registry",
+            "WEBSOCKET_REVOCATION_RETENTION": "3600000",
             "PATH": "/usr/bin",
         ])
         #expect(configuration.maxConnections == 500)
@@ -256,6 +258,10 @@ import Testing
         #expect(configuration.clientAddress.trustedProxies.count == 2)
         #expect(configuration.maxConnectionsPerUser == nil)
         #expect(configuration.firstMessageAuthentication)
+        #expect(configuration.sessionMode == .registry)
+        #expect(configuration.revocationRetention == .seconds(3600))
+        #expect(try HubConfiguration(environment: ["WEBSOCKET_SESSION_MODE": "revocation-list"]).sessionMode == .revocationList)
+        #expect(HubConfiguration().sessionMode == .revocationList)
         try configuration.validate()
     }
 
@@ -278,6 +284,9 @@ import Testing
         ("WEBSOCKET_HISTORY_MAX_ENTRY_BYTES", "10"),
         ("WEBSOCKET_HISTORY_MEMORY_LIMIT", "1"),
         ("WEBSOCKET_HISTORY_SIZES", "5"),
+        ("WEBSOCKET_SESSION_MODE", "sessions"),
+        ("WEBSOCKET_REVOCATION_RETENTION", "0"),
+        ("WEBSOCKET_REVOCATION_RETENTION", "a day"),
     ])
     func invalidValuesAreNamedInTheError(_ name: String, _ value: String) {
         do {

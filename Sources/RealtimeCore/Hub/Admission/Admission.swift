@@ -36,8 +36,8 @@ final class Admission: Sendable {
         /// No token is no refusal when ``HubConfiguration/firstMessageAuthentication`` is on: the connection is
         /// admitted without an identity and authenticates with its first message.
         static let deferrableToken = Steps(rawValue: 1 << 8)
-        /// The token's session is active (`session_revoked`, `session_inactive`, `session_required`,
-        /// `backend_unavailable`).
+        /// The token's session is active and its user's tokens of its `iat` are not revoked (`session_revoked`,
+        /// `session_inactive`, `session_required`, `backend_unavailable`).
         static let session = Steps(rawValue: 1 << 9)
         /// Administrator privilege on the admin endpoint (`admin_required`).
         static let privilege = Steps(rawValue: 1 << 10)
@@ -311,7 +311,7 @@ final class Admission: Sendable {
             // The one reason told to the client: a genuine token of the wrong kind, such as a refresh token.
             return .failure(.init(error.reason == .wrongTokenType ? .wrongTokenType : .invalidToken))
         }
-        if steps.contains(.session), let refusal = await checkSession(identity) {
+        if steps.contains(.session), let refusal = await checkSession(identity, path: attempt.path) {
             if refusal != .backendUnavailable {
                 await authenticationFailed(reason: refusal.rawValue, addressKey: addressKey, host: host)
             }
@@ -323,10 +323,44 @@ final class Admission: Sendable {
         return .success(identity)
     }
 
-    /// Why the identity's session may not be used, or `nil` when it may.
-    private func checkSession(_ identity: VerifiedIdentity) async -> AdmissionRejection.Reason? {
+    /// Why the identity's session may not be used, or `nil` when it may: the session check of the store's mode,
+    /// and the user-wide revocation (a token of a revoked user issued before the revocation, or without `iat`, is
+    /// refused as `session_revoked`). Both are asked at once.
+    private func checkSession(_ identity: VerifiedIdentity, path: Path) async -> AdmissionRejection.Reason? {
+        async let userRevocation = userRevokedBefore(identity.userID)
+        let session = await checkSessionID(identity, path: path)
+        switch await userRevocation {
+        case .failure:
+            return .backendUnavailable
+        case .success(let before?) where Self.isRevoked(issuedAt: identity.issuedAt, before: before):
+            return session == .backendUnavailable ? .backendUnavailable : .sessionRevoked
+        case .success:
+            return session
+        }
+    }
+
+    /// Whether a token issued at `issuedAt` falls under a user revocation of the tokens issued before `before`.
+    /// A token that does not say when it was issued is refused.
+    static func isRevoked(issuedAt: Timestamp?, before: Timestamp) -> Bool {
+        guard let issuedAt else { return true }
+        return issuedAt < before
+    }
+
+    private func userRevokedBefore(_ userID: String) async -> Result<Timestamp?, RealtimeError> {
+        do {
+            return .success(try await sessionStore.userRevokedBefore(userID))
+        } catch {
+            logger.error("session store failed", metadata: ["realtime.error": "\(error)"])
+            return .failure(error)
+        }
+    }
+
+    /// In registry mode a connection's token must name a registered session; an API request's token that names
+    /// none is a service's (the auth service that creates the sessions has none of its own), so it is checked by
+    /// everything but a session. A token that names a session is checked on every path.
+    private func checkSessionID(_ identity: VerifiedIdentity, path: Path) async -> AdmissionRejection.Reason? {
         guard let sessionID = identity.sessionID else {
-            return sessionStore.mode == .registry ? .sessionRequired : nil
+            return sessionStore.mode == .registry && path != .api ? .sessionRequired : nil
         }
         do {
             if try await sessionStore.isActive(sessionID) { return nil }

@@ -143,7 +143,9 @@ extension RealtimeHub {
         var nextCleanup = clock.now + configuration.cleanupInterval
         while !Task.isCancelled {
             let now = clock.now
-            expireDeadlines(now: now)
+            for (core, identity) in expireDeadlines(now: now) {
+                await publishInternal(Self.sessionExpired(core, identity: identity, serverID: serverID))
+            }
             if now >= nextHeartbeat {
                 nextHeartbeat = now + configuration.heartbeatInterval
                 heartbeat(now: now)
@@ -159,13 +161,29 @@ extension RealtimeHub {
             if now >= nextCleanup {
                 nextCleanup = now + configuration.cleanupInterval
                 admission.sweepAbuse()
+                state.withLock { $0.recentUserRevocations.sweep(now: now) }
             }
             try? await Task.sleep(for: tick)
         }
     }
 
-    /// Authentication deadlines, unused tickets, token expiry and its warning.
-    func expireDeadlines(now: ContinuousClock.Instant) {
+    /// `session.expired` for a connection closed because its token expired (to its user and administrators).
+    static func sessionExpired(_ core: ConnectionCore, identity: VerifiedIdentity, serverID: ServerID) -> RealtimeEvent {
+        RealtimeEvent(
+            type: .sessionExpired,
+            userID: identity.userID,
+            sessionID: identity.sessionID,
+            data: [
+                "reason": "token_expired", "connectionId": .string(core.id.rawValue),
+                "serverId": .string(serverID.rawValue),
+                "expiresAt": identity.expiresAt.map { .string($0.iso8601) } ?? .null,
+            ]
+        )
+    }
+
+    /// Authentication deadlines, unused tickets, token expiry and its warning. Returns the connections it closed
+    /// because their token expired, with that token's identity (for `session.expired`).
+    func expireDeadlines(now: ContinuousClock.Instant) -> [(ConnectionCore, VerifiedIdentity)] {
         let ticketTimeout = configuration.upgradeTicketTimeout
         let (awaiting, expiredTickets, active) = state.withLock { state in
             let expiredTickets = state.reserved.filter { id, reservation in
@@ -192,15 +210,16 @@ extension RealtimeHub {
         }
         let wallNow = Timestamp.now()
         let warning = configuration.tokenExpiryWarning
+        var expired: [(ConnectionCore, VerifiedIdentity)] = []
         for core in active {
             enum Action {
                 case none
                 case warn(Timestamp)
-                case expire
+                case expire(VerifiedIdentity)
             }
             let action: Action = core.state.withLock { connection in
-                guard let expiresAt = connection.identity?.expiresAt else { return .none }
-                if expiresAt <= wallNow { return .expire }
+                guard let identity = connection.identity, let expiresAt = identity.expiresAt else { return .none }
+                if expiresAt <= wallNow { return connection.closeCode == nil ? .expire(identity) : .none }
                 if !connection.warnedExpiry && expiresAt - warning <= wallNow {
                     connection.warnedExpiry = true
                     return .warn(expiresAt)
@@ -209,7 +228,9 @@ extension RealtimeHub {
             }
             switch action {
             case .none: break
-            case .expire: close(core, .tokenExpired, reason: "token expired")
+            case .expire(let identity):
+                close(core, .tokenExpired, reason: "token expired")
+                expired.append((core, identity))
             case .warn(let expiresAt):
                 reply(
                     core,
@@ -223,6 +244,7 @@ extension RealtimeHub {
                 )
             }
         }
+        return expired
     }
 
     /// Pings every connection and closes those that stayed silent for the idle timeout although they were pinged

@@ -82,7 +82,7 @@ extension RealtimeHub {
         }
         switch message {
         case .subscribe(let raw): await subscribe(core, identity: identity, raw, id: id)
-        case .unsubscribe(let raw): unsubscribe(core, raw, id: id)
+        case .unsubscribe(let raw): await unsubscribe(core, identity: identity, raw, id: id)
         case .ping:
             reply(core, WireProtocol.message("pong", id: id, payload: ["timestamp": .string(Timestamp.now().iso8601)]))
         case .getSubscriptions:
@@ -192,6 +192,13 @@ extension RealtimeHub {
                 "a connection may hold at most \(maxSubscriptions) patterns; it holds \(current)",
                 id: id
             )
+            await auditAdminConnection(
+                core,
+                identity: identity,
+                action: "subscribe",
+                target: "patterns:" + patterns.map(\.rawValue).joined(separator: ","),
+                outcome: .failure(code: ProtocolErrorCode.tooManySubscriptions.rawValue)
+            )
         case .added(let added, let all):
             reply(
                 core,
@@ -219,10 +226,16 @@ extension RealtimeHub {
                     )
                 )
             }
+            await auditAdminConnection(
+                core,
+                identity: identity,
+                action: "subscribe",
+                target: "patterns:" + added.map(\.rawValue).joined(separator: ",")
+            )
         }
     }
 
-    private func unsubscribe(_ core: ConnectionCore, _ raw: [String], id: JSONValue?) {
+    private func unsubscribe(_ core: ConnectionCore, identity: VerifiedIdentity, _ raw: [String], id: JSONValue?) async {
         guard let patterns = parsePatterns(core, raw, id: id) else { return }
         let result = state.withLock { state -> ([EventPattern], [EventPattern])? in
             guard let removed = state.unsubscribe(core.id, patterns) else { return nil }
@@ -239,6 +252,12 @@ extension RealtimeHub {
                     "subscriptions": .array(all.map { .string($0.rawValue) }),
                 ]
             )
+        )
+        await auditAdminConnection(
+            core,
+            identity: identity,
+            action: "unsubscribe",
+            target: "patterns:" + removed.map(\.rawValue).joined(separator: ",")
         )
     }
 
@@ -269,6 +288,12 @@ extension RealtimeHub {
                 id: id,
                 retryAfter: rejection.retryAfter
             )
+            await auditAdminConnection(
+                core,
+                identity: current,
+                action: "refresh_token",
+                outcome: .failure(code: rejection.code)
+            )
         case .success(let admitted):
             guard let identity = admitted.identity else { return }
             guard identity.userID == current.userID, identity.sessionID == current.sessionID else {
@@ -290,6 +315,19 @@ extension RealtimeHub {
                     "token_refreshed",
                     id: id,
                     payload: ["expiresAt": identity.expiresAt.map { .string($0.iso8601) } ?? .null]
+                )
+            )
+            await auditAdminConnection(core, identity: identity, action: "refresh_token")
+            // To the user's connections and administrators: a refresh they did not make is worth seeing.
+            await publishInternal(
+                RealtimeEvent(
+                    type: .authenticationTokenRefresh,
+                    userID: identity.userID,
+                    sessionID: identity.sessionID,
+                    data: [
+                        "connectionId": .string(core.id.rawValue), "serverId": .string(serverID.rawValue),
+                        "expiresAt": identity.expiresAt.map { .string($0.iso8601) } ?? .null,
+                    ]
                 )
             )
         }

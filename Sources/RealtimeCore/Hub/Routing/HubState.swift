@@ -67,6 +67,8 @@ struct HubState: Sendable {
     /// server that have no entry here.
     private(set) var registrations: [ConnectionID: RegistrationLifecycle] = [:]
     var draining = false
+    /// User-wide revocations applied here lately, checked at activation (see ``RecentUserRevocations``).
+    var recentUserRevocations = RecentUserRevocations()
     /// User and admin routes whose bus interest must change: `true` to add, `false` to remove.
     var pendingInterest: [BusRoute: Bool] = [:]
 
