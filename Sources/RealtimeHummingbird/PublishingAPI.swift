@@ -24,7 +24,13 @@ struct PublishingAPI: Sendable {
                 await respond(request, context, bodyRequired: true) { (body: Fields) throws(APIError) in
                     try await publishEvent(body)
                 }
-            }
+            },
+            .init(.post, prefix + "/events/batch") { request, context in
+                await respond(request, context, bodyRequired: true, maxBodyBytes: options.maxBatchBodyBytes) {
+                    (body: Fields) throws(APIError) in
+                    try await publishEvents(body)
+                }
+            },
         ]
         // The notification targets: one user, everyone (broadcast), administrators.
         for target in ["user", "broadcast", "admin"] {
@@ -66,6 +72,7 @@ struct PublishingAPI: Sendable {
         _ request: Request,
         _ context: Context,
         bodyRequired: Bool,
+        maxBodyBytes: Int? = nil,
         _ handle: (Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     ) async -> Response {
         do throws(APIError) {
@@ -76,7 +83,7 @@ struct PublishingAPI: Sendable {
                     message: "the request was not authenticated"
                 )
             }
-            let body = try await readBody(request, required: bodyRequired)
+            let body = try await readBody(request, required: bodyRequired, limit: maxBodyBytes ?? options.maxBodyBytes)
             let (status, value) = try await handle(body)
             return jsonResponse(status, value)
         } catch {
@@ -84,8 +91,7 @@ struct PublishingAPI: Sendable {
         }
     }
 
-    private func readBody(_ request: Request, required: Bool) async throws(APIError) -> Fields {
-        let limit = options.maxBodyBytes
+    private func readBody(_ request: Request, required: Bool, limit: Int) async throws(APIError) -> Fields {
         let tooLarge = APIError(
             status: .contentTooLarge,
             code: "payload_too_large",
@@ -152,7 +158,57 @@ struct PublishingAPI: Sendable {
 
     // MARK: Endpoints
 
+    /// `POST /events`: answers once the event is queued for this server's connections and handed to the bus (the
+    /// sockets are written afterwards).
     private func publishEvent(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        let event = try Self.event(from: body)
+        do {
+            return (.accepted, Self.receipt(try await hub.publish(event)))
+        } catch {
+            throw Self.failure(error)
+        }
+    }
+
+    /// `POST /events/batch`: `{"events": [event, …]}`, at most ``RealtimeRouteOptions/maxBatchEvents``; every
+    /// event is checked before any is published, and a refused one is named by its index (`events[2]: …`).
+    private func publishEvents(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        guard case .array(let items)? = body.object["events"] else {
+            throw APIError(
+                status: .badRequest,
+                code: body.object["events"] == nil ? "missing_field" : "invalid_field",
+                message: "events must be an array of event objects"
+            )
+        }
+        let limit = min(options.maxBatchEvents, RealtimeHub.maxEventsPerBatch)
+        guard !items.isEmpty, items.count <= limit else {
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "events must hold 1 to \(limit) events, not \(items.count)"
+            )
+        }
+        var events: [RealtimeEvent] = []
+        events.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            do throws(APIError) {
+                guard case .object(let object) = item else {
+                    throw APIError(status: .badRequest, code: "invalid_field", message: "must be an object")
+                }
+                events.append(try Self.event(from: Fields(object: object)))
+            } catch {
+                throw APIError(status: error.status, code: error.code, message: "events[\(index)]: \(error.message)")
+            }
+        }
+        do {
+            let receipts = try await hub.publish(events)
+            return (.accepted, ["receipts": .array(receipts.map(Self.receipt))])
+        } catch {
+            throw Self.failure(error)
+        }
+    }
+
+    /// The event a request body describes (`POST /events`, or one item of `POST /events/batch`).
+    private static func event(from body: Fields) throws(APIError) -> RealtimeEvent {
         let typeName = try body.string("type", required: true) ?? ""
         guard let type = EventType(validating: typeName) else {
             throw APIError(
@@ -161,12 +217,12 @@ struct PublishingAPI: Sendable {
                 message: "type must look like category.action (lower-case segments separated by dots)"
             )
         }
-        guard Self.categories.contains(String(type.category)) else {
+        guard categories.contains(String(type.category)) else {
             throw APIError(
                 status: .badRequest,
                 code: "unknown_category",
                 message: "unknown event category '\(type.category.prefix(64))'; known: "
-                    + Self.categories.sorted().joined(separator: ", ")
+                    + categories.sorted().joined(separator: ", ")
             )
         }
         let userID = try body.string("userId")
@@ -196,11 +252,7 @@ struct PublishingAPI: Sendable {
             }
             event.id = id
         }
-        do {
-            return (.accepted, Self.receipt(try await hub.publish(event)))
-        } catch {
-            throw Self.failure(error)
-        }
+        return event
     }
 
     private func notify(_ target: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
