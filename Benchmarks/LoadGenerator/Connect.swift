@@ -75,7 +75,11 @@ extension LoadGenerator {
                 group.addTask {
                     let began = NIODeadline.now().uptimeNanoseconds
                     let ready = loop.makePromise(of: Void.self)
-                    let path = spec.isAdmin ? "/ws/admin" : "/ws/events"
+                    let path =
+                        switch plan.target {
+                        case .realtime: spec.isAdmin ? "/ws/admin" : "/ws/events"
+                        case .nchan: "/sub?id=" + plan.nchanChannel
+                        }
                     let bootstrap = ClientBootstrap(group: loop)
                         .connectTimeout(.seconds(10))
                         .channelInitializer { channel in

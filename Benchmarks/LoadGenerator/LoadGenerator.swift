@@ -17,6 +17,7 @@ import Synchronization
 #endif
 
 extension PublishMode: ExpressibleByArgument {}
+extension LoadTarget: ExpressibleByArgument {}
 
 /// `realtime-loadgen`: drives a running `realtime-server` over real sockets on loopback and reports delivery,
 /// loss, latency, connection setup rate and the server's memory per connection.
@@ -83,8 +84,25 @@ struct LoadGenerator: AsyncParsableCommand {
     @Option(help: "Plain TCP connections opened (and held) first as a connect-rate reference; 0 to skip.")
     var tcpReference = 1000
 
-    @Option(help: "PID of the server, for its RSS and CPU (from /proc/PID).")
-    var serverPID: Int32?
+    @Option(
+        help: """
+            PID of the server, for its RSS and CPU (from /proc/PID); repeatable: the figures are summed over every \
+            process given (nginx's master and workers for Nchan).
+            """
+    )
+    var serverPID: [Int32] = []
+
+    @Option(help: "The server: realtime (realtime-server) or nchan (nginx + Nchan, the reference).")
+    var target = LoadTarget.realtime
+
+    @Option(help: "Nchan channel id of the run (--target nchan); a fresh one per run.")
+    var nchanChannel: String?
+
+    @Option(help: "Pad every event frame to this many bytes (0: no padding).")
+    var frameBytes = 0
+
+    @Option(help: "A label printed in the machine-readable RESULT lines.")
+    var label = "run"
 
     @Option(help: "Seconds to let the server settle before measuring idle RSS.")
     var settle = 3
@@ -143,6 +161,19 @@ struct LoadGenerator: AsyncParsableCommand {
             }
         }
         guard EventType.isWellFormed(eventType) else { throw ValidationError("--event-type is not well-formed") }
+        guard (0...65536).contains(frameBytes) else { throw ValidationError("--frame-bytes must be 0 to 65536") }
+        guard serverPID.count <= 64 else { throw ValidationError("give at most 64 --server-pid") }
+        guard !label.isEmpty, label.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw ValidationError("--label: letters, digits, '-', '_' and '.' only")
+        }
+        if target == .nchan {
+            guard let nchanChannel, !nchanChannel.isEmpty, nchanChannel.count <= 64,
+                nchanChannel.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+            else { throw ValidationError("--target nchan needs --nchan-channel (1 to 64 letters, digits, - or _)") }
+            guard admins == 0, userPercent == 0 else {
+                throw ValidationError("--target nchan: every event goes to every subscriber (--admins 0 --user-percent 0)")
+            }
+        }
     }
 
     func run() async throws {
@@ -193,7 +224,10 @@ struct LoadGenerator: AsyncParsableCommand {
             lanes: publishers,
             eventType: eventType,
             patterns: parsedPatterns,
-            seed: seed
+            seed: seed,
+            target: target,
+            nchanChannel: nchanChannel ?? "",
+            frameBytes: frameBytes
         )
         var report = Report()
         report.line("realtime-loadgen \(plan.runID): \(clients) clients (\(userCount) users) + \(admins) admins, ")
@@ -268,13 +302,25 @@ struct LoadGenerator: AsyncParsableCommand {
             )
         }
         var failures: [String] = []
+        /// Machine-readable lines (`RESULT label=… key=value …`) for Benchmarks/fanout-vs-nchan/run.
+        var results: [String] = []
+        var rssPerConnection: Double?
         let ownCPUStart = SystemInfo.ownCPUSeconds()
 
         // Server memory before anything connects.
-        let pid = serverPID
-        func rss() -> Int? { pid.flatMap { SystemInfo.statusKiB(pid: $0, field: "VmRSS") } }
-        func serverCPU() -> Double? { pid.flatMap { SystemInfo.cpuSeconds(pid: $0) } }
-        if let pid, !SystemInfo.processExists(pid) {
+        let pids = serverPID
+        func sum<Value: AdditiveArithmetic>(_ read: (Int32) -> Value?) -> Value? {
+            guard !pids.isEmpty else { return nil }
+            var total = Value.zero
+            for pid in pids {
+                guard let value = read(pid) else { return nil }
+                total += value
+            }
+            return total
+        }
+        func rss() -> Int? { sum { SystemInfo.statusKiB(pid: $0, field: "VmRSS") } }
+        func serverCPU() -> Double? { sum { SystemInfo.cpuSeconds(pid: $0) } }
+        for pid in pids where !SystemInfo.processExists(pid) {
             print("FAILED: no process \(pid) (--server-pid)")
             throw ExitCode(1)
         }
@@ -342,6 +388,7 @@ struct LoadGenerator: AsyncParsableCommand {
         }
         if let rssBefore, let rssIdle {
             let perConnection = Double(rssIdle - rssBefore) * 1024 / Double(max(setup.ready, 1))
+            rssPerConnection = perConnection
             report.line(
                 "server RSS: before \(rssBefore) KiB, after the TCP reference \(rssAfterReference ?? 0) KiB, "
                     + "idle with \(setup.ready) connections \(rssIdle) KiB → "
@@ -457,6 +504,17 @@ struct LoadGenerator: AsyncParsableCommand {
                 "  CPU: server \(serverCPUPhase.map { Report.seconds($0) } ?? "n/a"), "
                     + "generator \(Report.seconds(ownCPUPhase)); load average \(SystemInfo.loadAverage())"
             )
+            let cpuPerDelivery = serverCPUPhase.map { receipts > 0 ? $0 * 1e6 / Double(receipts) : 0 }
+            results.append(
+                "RESULT label=\(label) mode=\(phase.mode) clients=\(setup.ready) delivered=\(receipts) "
+                    + "expected=\(phaseExpected) "
+                    + "deliveries_per_s=\(Report.plain(Double(receipts) / max(deliverySeconds, 1e-9))) "
+                    + "cpu_us_per_delivery=\(cpuPerDelivery.map { Report.plain($0) } ?? "nan") "
+                    + "publishes_per_s=\(Report.plain(Double(acceptedCount) / max(publishSeconds, 1e-9))) "
+                    + "p50_ms=\(Report.plain(Double(latency.valueAtPercentile(50)) / 1e6)) "
+                    + "p99_ms=\(Report.plain(Double(latency.valueAtPercentile(99)) / 1e6)) "
+                    + "p999_ms=\(Report.plain(Double(latency.valueAtPercentile(99.9)) / 1e6))"
+            )
             if !publishFailures.isEmpty {
                 report.line("  publish failures: " + publishFailures.prefix(5).joined(separator: "; "))
                 failures.append("\(phase.range.count - acceptedCount) publishes failed (\(phase.mode))")
@@ -506,7 +564,7 @@ struct LoadGenerator: AsyncParsableCommand {
         }
 
         let rssAfter = rss()
-        let hwm = pid.flatMap { SystemInfo.statusKiB(pid: $0, field: "VmHWM") }
+        let hwm = sum { SystemInfo.statusKiB(pid: $0, field: "VmHWM") }
         if let rssAfter {
             report.line("server RSS after the run: \(rssAfter) KiB (peak \(hwm ?? 0) KiB)")
         }
@@ -524,7 +582,14 @@ struct LoadGenerator: AsyncParsableCommand {
         try? await Task.sleep(for: .milliseconds(300))
         try? await group.shutdownGracefully()
 
+        results.append(
+            "RESULT label=\(label) mode=verdict clients=\(setup.ready) "
+                + "rss_per_connection_bytes=\(rssPerConnection.map { Report.plain($0) } ?? "nan") "
+                + "lost=\(totals.lost) duplicated=\(totals.duplicates) out_of_order=\(totals.outOfOrder) "
+                + "unexpected=\(totals.unexpected) closed=\(shared.unexpectedCloses.load(ordering: .relaxed))"
+        )
         print(report.text)
+        for line in results { print(line) }
         if failures.isEmpty {
             print("PASSED: no message lost, duplicated, reordered or leaked")
         } else {

@@ -10,6 +10,16 @@ enum PublishMode: String, Sendable, CaseIterable {
     case rate
 }
 
+/// Which server the generator drives: the same clients, the same plan and the same verdict for both.
+enum LoadTarget: String, Sendable, CaseIterable {
+    /// `realtime-server`: authenticated `/ws/events` clients that subscribe, events through `POST /api/v1/events`.
+    case realtime
+    /// Nchan (nginx + `libnginx-mod-nchan`) as the reference: WebSocket subscribers on `/sub?id=<channel>`, the
+    /// event frame (the exact JSON `realtime-server` would send) published as the body of `POST /pub?id=<channel>`.
+    /// Every event goes to every subscriber: Nchan has no per-user scope here.
+    case nchan
+}
+
 /// Who receives what: the whole publishing plan, fixed before the first event is sent, so every client can tell
 /// an expected delivery from a leak, and the end of the run can count losses exactly.
 struct Plan: Sendable {
@@ -32,6 +42,11 @@ struct Plan: Sendable {
     let eventType: String
     /// `"lgRun":"<runID>"`, searched for in every event frame.
     let marker: [UInt8]
+    let target: LoadTarget
+    /// The Nchan channel id (`target == .nchan`).
+    let nchanChannel: String
+    /// The size every delivered event frame is padded to (0: no padding).
+    let frameBytes: Int
 
     var eventCount: Int { targets.count }
 
@@ -44,9 +59,15 @@ struct Plan: Sendable {
         lanes: Int,
         eventType: String,
         patterns: [EventPattern],
-        seed: UInt64
+        seed: UInt64,
+        target: LoadTarget = .realtime,
+        nchanChannel: String = "",
+        frameBytes: Int = 0
     ) {
         self.runID = runID
+        self.target = target
+        self.nchanChannel = nchanChannel
+        self.frameBytes = frameBytes
         self.lanes = lanes
         self.eventType = eventType
         self.patternsMatch = patterns.contains { $0.matches(EventType(eventType)) }
@@ -68,6 +89,32 @@ struct Plan: Sendable {
         }
         self.phases = phases
         self.targets = targets
+    }
+
+    /// The event of sequence number `sequence` as the server fans it out: its `data` carries the run tag, the
+    /// sequence, the lane and the send time, padded so that the frame every client receives is `frameBytes` long.
+    func event(sequence: Int, lane: Int, sentNanos: UInt64) -> RealtimeEvent {
+        let target = targets[sequence]
+        let scope: EventScope = target >= 0 ? .user("lg-u\(target)") : .everyone
+        var data: JSONObject = [
+            "lgRun": .string(runID),
+            "lgSeq": .int(Int64(sequence)),
+            "lgLane": .int(Int64(lane)),
+            "lgSent": .int(Int64(sentNanos)),
+        ]
+        var event = RealtimeEvent(
+            type: EventType(eventType),
+            userID: target >= 0 ? "lg-u\(target)" : nil,
+            data: data,
+            scope: scope
+        )
+        if frameBytes > 0 {
+            // `,"pad":""` is 9 bytes; the rest of the frame is measured, not guessed.
+            let unpadded = RealtimeHub.encodeForBenchmark(event).utf8.count
+            data["pad"] = .string(String(repeating: "x", count: max(0, frameBytes - unpadded - 9)))
+            event.data = data
+        }
+        return event
     }
 
     func phase(of sequence: Int) -> Int {

@@ -87,12 +87,12 @@ struct PublisherLane: Sendable {
                     headers.add(name: "Authorization", value: "Bearer \(token)")
                     headers.add(name: "Content-Type", value: "application/json")
                     headers.add(name: "Content-Length", value: String(body.readableBytes))
-                    let head = HTTPRequestHead(
-                        version: .http1_1,
-                        method: .POST,
-                        uri: apiPrefix + "/events",
-                        headers: headers
-                    )
+                    let uri =
+                        switch plan.target {
+                        case .realtime: apiPrefix + "/events"
+                        case .nchan: "/pub?id=" + plan.nchanChannel
+                        }
+                    let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: uri, headers: headers)
                     try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(body)), .end(nil)])
                     var status = 0
                     var responseBody = ByteBuffer()
@@ -111,7 +111,8 @@ struct PublisherLane: Sendable {
                     }
                     let done = NIODeadline.now().uptimeNanoseconds
                     _ = result.roundTrip.record(done >= sent ? done - sent : 0)
-                    if status == 202 {
+                    // realtime-server answers 202; Nchan 201 (delivered to subscribers) or 202 (none yet).
+                    if plan.target == .realtime ? status == 202 : (200..<300).contains(status) {
                         result.accepted.append(sequence)
                         result.serverDeliveries += Self.localDeliveries(responseBody)
                     } else {
@@ -125,18 +126,23 @@ struct PublisherLane: Sendable {
         return result
     }
 
+    /// The request body: for realtime-server the publishing API's event object, for Nchan the event frame itself
+    /// (the bytes realtime-server would send each subscriber), so both servers deliver the same frames.
     private func requestBody(sequence: Int, sent: UInt64) -> ByteBuffer {
-        let target = plan.targets[sequence]
-        var text = #"{"type":""# + plan.eventType + "\","
-        if target >= 0 {
-            text += #""scope":"user","userId":"lg-u"# + String(target) + "\","
-        } else {
-            text += #""scope":"everyone","#
+        let event = plan.event(sequence: sequence, lane: lane, sentNanos: sent)
+        switch plan.target {
+        case .nchan:
+            return ByteBuffer(string: RealtimeHub.encodeForBenchmark(event))
+        case .realtime:
+            var text = #"{"type":""# + plan.eventType + "\","
+            if let userID = event.userID {
+                text += #""scope":"user","userId":""# + userID + "\","
+            } else {
+                text += #""scope":"everyone","#
+            }
+            text += #""data":"# + JSONWriter.string(.object(event.data)) + "}"
+            return ByteBuffer(string: text)
         }
-        text +=
-            #""data":{"lgRun":""# + plan.runID + #"","lgSeq":"# + String(sequence) + #","lgLane":"#
-            + String(lane) + #","lgSent":"# + String(sent) + "}}"
-        return ByteBuffer(string: text)
     }
 
     private static func localDeliveries(_ body: ByteBuffer) -> Int {

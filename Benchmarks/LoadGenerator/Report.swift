@@ -38,6 +38,15 @@ struct Report {
         value < 10_240 ? "\(Int(value.rounded())) B" : format3(value / 1024) + " KiB"
     }
 
+    /// Three decimals, no digit grouping (machine-readable lines), without Foundation.
+    static func plain(_ value: Double) -> String {
+        guard value.isFinite else { return "nan" }
+        let thousandths = Int((abs(value) * 1000).rounded())
+        var fraction = String(thousandths % 1000)
+        while fraction.count < 3 { fraction = "0" + fraction }
+        return (value < 0 ? "-" : "") + "\(thousandths / 1000).\(fraction)"
+    }
+
     /// Three significant digits, without Foundation.
     static func format3(_ value: Double) -> String {
         guard value.isFinite else { return "\(value)" }

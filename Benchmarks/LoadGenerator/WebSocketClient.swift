@@ -217,6 +217,14 @@ final class LoadClientHandler: ChannelInboundHandler {
         self.registry = registry
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        // A Nchan subscriber is subscribed by its upgrade: no `connected` / `subscribe` exchange follows.
+        if registry.plan.target == .nchan {
+            state.stage = .connected
+            state.succeedReady()
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {

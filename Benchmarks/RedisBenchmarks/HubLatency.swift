@@ -86,7 +86,7 @@ private final class Receiver: Sendable {
     func consume(_ connection: HubConnection, base: ContinuousClock.Instant) async {
         for await frame in connection.outbound {
             let arrived = ContinuousClock.now
-            guard case .text(let text) = frame else { continue }
+            guard let text = frame.text else { continue }
             guard let message = try? JSONParser().parse(text) else { continue }
             if message["type"] == "subscribed" {
                 state.withLock { $0.subscribed = true }

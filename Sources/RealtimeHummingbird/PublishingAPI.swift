@@ -21,7 +21,17 @@ struct PublishingAPI: Sendable {
         var routes: [RealtimeRoute<Context>] = [
             route(.post, "/events", body: true, "publish_event", .event) { _, body throws(APIError) in
                 try await publishEvent(body)
-            }
+            },
+            route(
+                .post,
+                "/events/batch",
+                body: true,
+                maxBodyBytes: options.maxBatchBodyBytes,
+                "publish_events",
+                .fixed("batch")
+            ) { _, body throws(APIError) in
+                try await publishEvents(body)
+            },
         ]
         // The notification targets: one user, everyone (broadcast), administrators.
         for target in ["user", "broadcast", "admin"] {
@@ -90,12 +100,20 @@ struct PublishingAPI: Sendable {
         _ method: HTTPRequest.Method,
         _ path: String,
         body bodyRequired: Bool = false,
+        maxBodyBytes: Int? = nil,
         _ action: String,
         _ target: AuditTarget,
         _ handle: @escaping @Sendable (Context, Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     ) -> RealtimeRoute<Context> {
         .init(method, options.apiPrefix + path) { request, context in
-            await respond(request, context, bodyRequired: bodyRequired, action: action, target: target) {
+            await respond(
+                request,
+                context,
+                bodyRequired: bodyRequired,
+                action: action,
+                target: target,
+                maxBodyBytes: maxBodyBytes
+            ) {
                 (body: Fields) throws(APIError) in try await handle(context, body)
             }
         }
@@ -114,6 +132,7 @@ struct PublishingAPI: Sendable {
         bodyRequired: Bool,
         action: String,
         target: AuditTarget,
+        maxBodyBytes: Int? = nil,
         _ handle: (Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     ) async -> Response {
         var body = Fields(object: [:])
@@ -128,7 +147,7 @@ struct PublishingAPI: Sendable {
                     message: "the request was not authenticated"
                 )
             }
-            body = try await readBody(request, required: bodyRequired)
+            body = try await readBody(request, required: bodyRequired, limit: maxBodyBytes ?? options.maxBodyBytes)
             let (answer, value) = try await handle(body)
             (status, errorCode, response) = (answer, nil, jsonResponse(answer, value))
         } catch {
@@ -145,8 +164,7 @@ struct PublishingAPI: Sendable {
         return response
     }
 
-    private func readBody(_ request: Request, required: Bool) async throws(APIError) -> Fields {
-        let limit = options.maxBodyBytes
+    private func readBody(_ request: Request, required: Bool, limit: Int) async throws(APIError) -> Fields {
         let tooLarge = APIError(
             status: .contentTooLarge,
             code: "payload_too_large",
@@ -213,7 +231,57 @@ struct PublishingAPI: Sendable {
 
     // MARK: Endpoints
 
+    /// `POST /events`: answers once the event is queued for this server's connections and handed to the bus (the
+    /// sockets are written afterwards).
     private func publishEvent(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        let event = try Self.event(from: body)
+        do {
+            return (.accepted, Self.receipt(try await hub.publish(event)))
+        } catch {
+            throw Self.failure(error)
+        }
+    }
+
+    /// `POST /events/batch`: `{"events": [event, …]}`, at most ``RealtimeRouteOptions/maxBatchEvents``; every
+    /// event is checked before any is published, and a refused one is named by its index (`events[2]: …`).
+    private func publishEvents(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
+        guard case .array(let items)? = body.object["events"] else {
+            throw APIError(
+                status: .badRequest,
+                code: body.object["events"] == nil ? "missing_field" : "invalid_field",
+                message: "events must be an array of event objects"
+            )
+        }
+        let limit = min(options.maxBatchEvents, RealtimeHub.maxEventsPerBatch)
+        guard !items.isEmpty, items.count <= limit else {
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_field",
+                message: "events must hold 1 to \(limit) events, not \(items.count)"
+            )
+        }
+        var events: [RealtimeEvent] = []
+        events.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            do throws(APIError) {
+                guard case .object(let object) = item else {
+                    throw APIError(status: .badRequest, code: "invalid_field", message: "must be an object")
+                }
+                events.append(try Self.event(from: Fields(object: object)))
+            } catch {
+                throw APIError(status: error.status, code: error.code, message: "events[\(index)]: \(error.message)")
+            }
+        }
+        do {
+            let receipts = try await hub.publish(events)
+            return (.accepted, ["receipts": .array(receipts.map(Self.receipt))])
+        } catch {
+            throw Self.failure(error)
+        }
+    }
+
+    /// The event a request body describes (`POST /events`, or one item of `POST /events/batch`).
+    private static func event(from body: Fields) throws(APIError) -> RealtimeEvent {
         let typeName = try body.string("type", required: true) ?? ""
         guard let type = EventType(validating: typeName) else {
             throw APIError(
@@ -222,12 +290,12 @@ struct PublishingAPI: Sendable {
                 message: "type must look like category.action (lower-case segments separated by dots)"
             )
         }
-        guard Self.categories.contains(String(type.category)) else {
+        guard categories.contains(String(type.category)) else {
             throw APIError(
                 status: .badRequest,
                 code: "unknown_category",
                 message: "unknown event category '\(type.category.prefix(64))'; known: "
-                    + Self.categories.sorted().joined(separator: ", ")
+                    + categories.sorted().joined(separator: ", ")
             )
         }
         let userID = try body.string("userId")
@@ -257,11 +325,7 @@ struct PublishingAPI: Sendable {
             }
             event.id = id
         }
-        do {
-            return (.accepted, Self.receipt(try await hub.publish(event)))
-        } catch {
-            throw Self.failure(error)
-        }
+        return event
     }
 
     private func notify(_ target: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {

@@ -20,6 +20,10 @@ public struct RealtimeRouteOptions: Sendable {
     public var apiPrefix: String
     /// The largest request body the API reads. Default 64 KiB.
     public var maxBodyBytes: Int
+    /// The most events one `POST /events/batch` may hold (at most `RealtimeHub.maxEventsPerBatch`). Default 100.
+    public var maxBatchEvents: Int
+    /// The largest body `POST /events/batch` reads. Default 1 MiB.
+    public var maxBatchBodyBytes: Int
     /// The registry `GET /metrics` renders in the Prometheus text format; `nil` leaves the route out.
     public var metrics: PrometheusCollectorRegistry?
 
@@ -29,8 +33,12 @@ public struct RealtimeRouteOptions: Sendable {
         mayAdminister: @escaping @Sendable (VerifiedIdentity) -> Bool = { $0.isAdmin },
         apiPrefix: String = "/api/v1",
         maxBodyBytes: Int = 64 * 1024,
+        maxBatchEvents: Int = 100,
+        maxBatchBodyBytes: Int = 1024 * 1024,
         metrics: PrometheusCollectorRegistry? = nil
     ) {
+        self.maxBatchEvents = maxBatchEvents
+        self.maxBatchBodyBytes = maxBatchBodyBytes
         self.apiTokenVerifier = apiTokenVerifier
         self.mayPublish = mayPublish
         self.mayAdminister = mayAdminister

@@ -12,10 +12,13 @@ public import RealtimeCore
 /// installs it after every upgrade the hub accepts. To install it yourself, add it as the last handler after the
 /// WebSocket upgrade (NIO's `WebSocketFrameDecoder` and `WebSocketFrameEncoder` in front of it). When it is added
 /// it activates the hub's `UpgradeTicket` with `RealtimeHub.connect(_:)`, then:
-/// - writes what the hub queues for the connection (`HubConnection.onOutboundReady(_:)` +
-///   `HubConnection.drainOutbound(maxFrames:_:)`): every wake-up writes the queued frames as a
-///   batch with one flush, only while the channel is writable — frames a slow client does not take stay in the
-///   hub's bounded queue, which closes the connection as a slow consumer when it overflows;
+/// - writes what the hub queues for the connection (`HubConnection.onOutboundReady(coalescedBy:_:)` +
+///   `HubConnection.drainOutbound(maxFrames:_:)`): the wake-ups of every connection on one event loop are
+///   coalesced into one job on the loop, and every wake-up writes the queued frames as a batch with one flush
+///   (one gathering write), only while the channel is writable — frames a slow client does not take stay in the
+///   hub's bounded queue, which closes the connection as a slow consumer when it overflows. Shared frames
+///   (`OutboundFrame.encodedText(_:)`, events and notifications) are written as they were encoded, once per
+///   event: the same bytes, in one `ByteBuffer` per event loop, for every connection;
 /// - hands complete text messages to `HubConnection.receive(text:)` in order from a short-lived
 ///   task that exists only while messages are pending (reading pauses while more than a few wait), binary
 ///   messages to `HubConnection.receive(binaryFrameOfSize:)`, and pongs to
@@ -55,6 +58,11 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     /// the state machine decides, and holds only the I/O resources below.
     private var state = StateMachine()
     private var context: ChannelHandlerContext?
+    /// The context of NIO's `WebSocketFrameEncoder`: shared frames, already encoded, are written from there
+    /// (straight to the socket, in order with what the encoder writes), not through the encoder again.
+    private var encodedFrameOutput: ChannelHandlerContext?
+    /// The event loop's shared writer: wake-up coalescing and the loop's buffers of shared frames.
+    private var loopWriter: EventLoopOutboundWriter?
     private var connection: HubConnection?
     private let inbound = InboundPump()
     private var closeTimer: Scheduled<Void>?
@@ -92,6 +100,8 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.encodedFrameOutput = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        self.loopWriter = EventLoopOutboundWriter.forEventLoop(context.eventLoop)
         let eventLoop = context.eventLoop
         let this = NIOLoopBound(self, eventLoop: eventLoop)
         let (hub, ticket, logger) = (self.hub, self.ticket, self.logger)
@@ -112,6 +122,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     public func handlerRemoved(context: ChannelHandlerContext) {
         finish()
         self.context = nil
+        self.encodedFrameOutput = nil
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -142,12 +153,14 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     private func perform(_ action: StateMachine.Action) {
         switch action {
         case .startOutbound:
-            guard let context, let connection else { return }
-            let eventLoop = context.eventLoop
-            let this = NIOLoopBound(self, eventLoop: eventLoop)
-            // Always scheduled, even from this event loop: the wake-up may come from inside the hub's fan-out (for
-            // example a bus delivery handled on this loop), which must not write to sockets while it routes.
-            connection.onOutboundReady { eventLoop.execute { this.value.perform(this.value.state.outboundReady()) } }
+            guard let context, let connection, let loopWriter else { return }
+            let this = NIOLoopBound(self, eventLoop: context.eventLoop)
+            // Through the loop's coalescer: one job on this loop wakes every connection a fan-out reached here. The
+            // job is always scheduled, even from this event loop: the wake-up may come from inside the hub's
+            // fan-out (for example a bus delivery handled on this loop), which must not write while it routes.
+            connection.onOutboundReady(coalescedBy: loopWriter.coalescer) {
+                this.value.perform(this.value.state.outboundReady())
+            }
         case .drain:
             guard let context, let connection else { return }
             drain(connection, context: context)
@@ -229,6 +242,19 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             buffer.moveReaderIndex(forwardBy: Self.headerRoom)
             buffer.writeString(text)
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+            return true
+        case .encodedText(let frame):
+            // The frame is encoded once per event and its buffer made once per event loop: every connection writes
+            // the same buffer (a reference, not a copy).
+            let allocator = context.channel.allocator
+            let buffer = loopWriter?.buffer(for: frame, allocator: allocator) ?? allocator.buffer(bytes: frame.webSocketFrame)
+            if let encodedFrameOutput {
+                encodedFrameOutput.write(NIOAny(buffer), promise: nil)
+            } else {
+                // No NIO frame encoder in this pipeline: hand the payload to whatever encodes frames here.
+                let payload = buffer.getSlice(at: frame.payloadOffset, length: frame.payloadByteCount) ?? ByteBuffer()
+                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: payload)), promise: nil)
+            }
             return true
         case .ping:
             let data = context.channel.allocator.buffer(string: pingPayload)

@@ -68,7 +68,7 @@ public final class TestClient: Sendable {
     /// The next text message, parsed.
     public func next(timeout: Duration = .seconds(20)) async throws -> JSONValue {
         let frame = try await nextFrame(timeout: timeout)
-        guard case .text(let text) = frame else { throw TestTimeout(description: "expected text, got \(frame)") }
+        guard let text = frame.text else { throw TestTimeout(description: "expected text, got \(frame)") }
         return try JSONParser().parse(text)
     }
 

@@ -24,7 +24,7 @@ struct PushConsumerTests {
     }
 
     static func type(of frame: OutboundFrame) -> String? {
-        guard case .text(let text) = frame else { return nil }
+        guard let text = frame.text else { return nil }
         return (try? JSONParser().parse(text))?["type"]?.stringValue
     }
 
@@ -140,7 +140,7 @@ struct PushConsumerTests {
                     seen = wakeUps.count
                     let (frames, _) = drainAll(connection)
                     for frame in frames {
-                        guard case .text(let text) = frame, let json = try? JSONParser().parse(text),
+                        guard let text = frame.text, let json = try? JSONParser().parse(text),
                             json["type"]?.stringValue == "event",
                             let data = json["payload"]?["data"],
                             let publisher = data["p"]?.intValue.map(Int.init),

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import RealtimeCore
@@ -42,16 +43,16 @@ import Testing
 
         /// Delivers `event` on `route`; returns the delivery count and the overflowed connections.
         func deliver(_ event: RealtimeEvent, on route: BusRoute) -> (Int, [ConnectionID]) {
-            var overflowed: [ConnectionCore] = []
+            var effects = HubState.FanOutEffects()
             let key = state.matchKey(event.type)
             let count = state.deliver(
                 event,
                 key: key,
                 frame: .text(event.id),
                 route: route,
-                overflowed: &overflowed
+                effects: &effects
             )
-            return (count, overflowed.map(\.id))
+            return (count, effects.overflowed.map(\.id))
         }
 
         /// The ids of the texts queued for `core`, emptying its queue.
@@ -140,13 +141,11 @@ import Testing
 
     @Test func notificationsReachTheirTargetWithoutSubscriptions() {
         let connections = Connections()
-        var overflowed: [ConnectionCore] = []
-        #expect(
-            connections.state.deliver(notification: .text("n1"), target: .user("alice"), overflowed: &overflowed) == 1
-        )
-        #expect(connections.state.deliver(notification: .text("n2"), target: .admins, overflowed: &overflowed) == 1)
-        #expect(connections.state.deliver(notification: .text("n3"), target: .everyone, overflowed: &overflowed) == 3)
-        #expect(overflowed.isEmpty)
+        var effects = HubState.FanOutEffects()
+        #expect(connections.state.deliver(notification: .text("n1"), target: .user("alice"), effects: &effects) == 1)
+        #expect(connections.state.deliver(notification: .text("n2"), target: .admins, effects: &effects) == 1)
+        #expect(connections.state.deliver(notification: .text("n3"), target: .everyone, effects: &effects) == 3)
+        #expect(effects.overflowed.isEmpty)
         #expect(connections.received(connections.alice) == ["n1", "n3"])
         #expect(connections.received(connections.bob) == ["n3"])
         #expect(connections.received(connections.admin) == ["n2", "n3"])
@@ -171,5 +170,27 @@ import Testing
         let event = RealtimeEvent(type: "authentication.login.success", scope: .everyone)
         #expect(connections.deliver(event, on: .everyone).0 == 0)
         #expect(connections.deliver(event, on: .admins).0 == 0)
+    }
+
+    @Test func aFanOutWakesNobodyUnderTheLockAndListsTheConsumersToWakeOnce() throws {
+        let connections = Connections()
+        try connections.subscribe(connections.alice, ["*"])
+        try connections.subscribe(connections.bob, ["*"])
+        // Alice's consumer waits for frames; nobody consumes Bob's queue push-style.
+        let wakeUps = Mutex(0)
+        connections.alice.queue.onReady { wakeUps.withLock { $0 += 1 } }
+        var effects = HubState.FanOutEffects()
+        for _ in 0..<2 {
+            let event = RealtimeEvent(type: "security.alert", scope: .everyone)
+            let key = connections.state.matchKey(event.type)
+            #expect(
+                connections.state.deliver(event, key: key, frame: .text(event.id), route: .everyone, effects: &effects)
+                    == 2
+            )
+        }
+        #expect(wakeUps.withLock { $0 } == 0)
+        #expect(effects.consumersToWake.map { ObjectIdentifier($0) } == [ObjectIdentifier(connections.alice.queue)])
+        for queue in effects.consumersToWake { queue.wakeConsumer() }
+        #expect(wakeUps.withLock { $0 } == 1)
     }
 }

@@ -144,4 +144,22 @@ import Testing
         #expect(queue.enqueue(.text("a")) == .closed)
         #expect(calls.value == 1)
     }
+
+    @Test func aFanOutEnqueueReportsTheConsumerToWakeInsteadOfWakingIt() {
+        let queue = OutboundQueue(maxFrames: 2, maxBytes: 1000)
+        let calls = Calls()
+        queue.onReady { calls.record() }
+        #expect(calls.value == 0)
+        // The consumer waits for frames: the first frame asks the caller to wake it, later ones do not.
+        #expect(queue.enqueueDeferringWake(.text("a")) == .queuedConsumerToWake)
+        #expect(calls.value == 0)
+        #expect(queue.enqueueDeferringWake(.text("b")) == .queued)
+        #expect(queue.enqueueDeferringWake(.text("c")) == .overflow)
+        queue.wakeConsumer()
+        #expect(calls.value == 1)
+        #expect(drained(queue) == ([.text("a"), .text("b")], .idle))
+        #expect(queue.enqueueDeferringWake(.text("d")) == .queuedConsumerToWake)
+        queue.close(.normal, reason: "bye")
+        #expect(queue.enqueueDeferringWake(.text("e")) == .closed)
+    }
 }

@@ -32,11 +32,25 @@ public struct CloseCode: Hashable, Sendable, CustomStringConvertible {
 
 /// A frame for the host to write to the socket.
 public enum OutboundFrame: Sendable, Hashable {
-    /// A text frame with a JSON message.
+    /// A text frame with a JSON message (a reply to one connection).
     case text(String)
+    /// A text frame encoded once for every recipient of a fan-out (events, notifications, gaps): write
+    /// ``EncodedTextFrame/webSocketFrame`` as it is, header included; ``EncodedTextFrame/text`` is the message.
+    case encodedText(EncodedTextFrame)
     /// A WebSocket ping control frame (the hub's heartbeat). Report the pong with
     /// ``HubConnection/receivedPong()``.
     case ping
     /// A close frame; the sequence ends after it and the host should close the socket.
     case close(CloseCode, reason: String)
+}
+
+extension OutboundFrame {
+    /// The JSON message of a text frame (``text(_:)`` or ``encodedText(_:)``); `nil` for control frames.
+    public var text: String? {
+        switch self {
+        case .text(let text): text
+        case .encodedText(let frame): frame.text
+        case .ping, .close: nil
+        }
+    }
 }

@@ -35,6 +35,17 @@ public final class HubConnection: Sendable {
         core.queue.onReady(handler)
     }
 
+    /// Registers the push-style consumer's wake-up through the writer thread's coalescer: when frames are
+    /// waiting, `coalescer` runs `handler` from its scheduled job — one job for every connection of that thread
+    /// woken in the same batch, instead of one scheduled task per connection. `handler` runs on the writer thread
+    /// and may call ``drainOutbound(maxFrames:_:)`` directly. Same rules as ``onOutboundReady(_:)`` otherwise.
+    public func onOutboundReady(
+        coalescedBy coalescer: OutboundWakeCoalescer,
+        _ handler: @escaping @Sendable () -> Void
+    ) {
+        core.queue.onReady(coalescer: coalescer, handler)
+    }
+
     /// Hands queued frames to `body` in order, at most `maxFrames` of them, and reports what is left:
     /// ``OutboundDrainResult/idle`` (the ready handler fires on the next frame), ``OutboundDrainResult/more``
     /// (drain again when the socket can take more; frames left in the queue count against its bounds, so a

@@ -11,6 +11,20 @@ final class OutboundQueue: Sendable {
         case queued
         case overflow
         case closed
+        /// Queued, and the push-style consumer waits for frames: the caller must call ``wakeConsumer()`` once it
+        /// released its own locks (only from ``enqueueDeferringWake(_:)``).
+        case queuedConsumerToWake
+    }
+
+    /// How the push-style consumer is woken: its handler, called directly or through the writer thread's
+    /// ``OutboundWakeCoalescer`` (one scheduled job for every connection that thread serves).
+    struct ConsumerWake: Sendable {
+        let handler: @Sendable () -> Void
+        let coalescer: OutboundWakeCoalescer?
+
+        func fire() {
+            if let coalescer { coalescer.wake(handler) } else { handler() }
+        }
     }
 
     fileprivate struct State: ~Copyable {
@@ -19,8 +33,8 @@ final class OutboundQueue: Sendable {
         var waiter: UnsafeContinuation<OutboundFrame?, Never>?
         /// Set when the push-style consumer found the queue empty; cleared when the handler is called.
         var armed = false
-        /// The push-style consumer's wake-up, called (outside the lock) when a frame arrives while `armed`.
-        var readyHandler: (@Sendable () -> Void)?
+        /// The push-style consumer's wake-up, fired (outside the lock) when a frame arrives while `armed`.
+        var readyHandler: ConsumerWake?
         /// No more frames are accepted (a close frame may be the last one queued).
         var closed = false
         /// The consumer went away: drop everything.
@@ -37,17 +51,29 @@ final class OutboundQueue: Sendable {
     }
 
     /// Queues a frame. `force` ignores the bounds (for replies to the client's own requests, which the
-    /// inbound rate limit bounds already).
+    /// inbound rate limit bounds already). Wakes the push-style consumer itself when it waits for frames.
+    func enqueue(_ frame: OutboundFrame, force: Bool = false) -> EnqueueResult {
+        let result = append(frame, force: force)
+        guard result == .queuedConsumerToWake else { return result }
+        wakeConsumer()
+        return .queued
+    }
+
+    /// Queues a fan-out frame within the bounds without waking the consumer: a result of
+    /// ``EnqueueResult/queuedConsumerToWake`` asks the caller to call ``wakeConsumer()`` after it released its
+    /// locks (the hub's fan-out runs under the state lock and wakes nobody while it holds it).
     // Inlined into the fan-out loop: as a call (after the push-style consumer was added) broadcast fell from
     // ≈ 0.9 to ≈ 0.5 of the HubBenchmarks reference; inlined it is back to ≈ 0.8–1.1.
     @inline(__always)
-    func enqueue(_ frame: OutboundFrame, force: Bool = false) -> EnqueueResult {
+    func enqueueDeferringWake(_ frame: OutboundFrame) -> EnqueueResult {
+        append(frame, force: false)
+    }
+
+    @inline(__always)
+    private func append(_ frame: OutboundFrame, force: Bool) -> EnqueueResult {
         enum Outcome {
             case result(EnqueueResult)
             case handOver(UnsafeContinuation<OutboundFrame?, Never>)
-            /// The push-style consumer waits for frames. (Its handler is read after the lock: keeping closures out
-            /// of this enum keeps the hot path free of reference counting.)
-            case wake
         }
         let byteCount = frame.byteCount
         let outcome: Outcome = state.withLock { state in
@@ -61,7 +87,9 @@ final class OutboundQueue: Sendable {
             }
             state.frames.append(frame)
             state.bytes += byteCount
-            return state.disarm() ? .wake : .result(.queued)
+            // (The handler is read after the lock: keeping closures out of this path keeps it free of reference
+            // counting.)
+            return .result(state.disarm() ? .queuedConsumerToWake : .queued)
         }
         switch outcome {
         case .result(let result):
@@ -69,17 +97,14 @@ final class OutboundQueue: Sendable {
         case .handOver(let waiter):
             waiter.resume(returning: frame)
             return .queued
-        case .wake:
-            wakeConsumer()
-            return .queued
         }
     }
 
-    /// Calls the push-style consumer's handler (kept out of line: it is rare next to plain enqueues).
+    /// Fires the push-style consumer's wake-up (kept out of line: it is rare next to plain enqueues).
     @inline(never)
-    private func wakeConsumer() {
+    func wakeConsumer() {
         // `terminate` may have cleared it meanwhile; then there is nothing left to wake.
-        state.withLock { $0.readyHandler }?()
+        state.withLock { $0.readyHandler }?.fire()
     }
 
     /// Queues a close frame after dropping whatever is queued (a slow consumer must not first read a backlog),
@@ -119,7 +144,7 @@ final class OutboundQueue: Sendable {
     /// The consumer stopped reading: drop the backlog and refuse further frames.
     func terminate() {
         let (waiter, wake) = state.withLock {
-            state -> (UnsafeContinuation<OutboundFrame?, Never>?, (@Sendable () -> Void)?) in
+            state -> (UnsafeContinuation<OutboundFrame?, Never>?, ConsumerWake?) in
             state.closed = true
             state.terminated = true
             state.frames.removeAll()
@@ -132,22 +157,24 @@ final class OutboundQueue: Sendable {
             return (waiter, state.disarm() ? handler : nil)
         }
         waiter?.resume(returning: nil)
-        wake?()
+        wake?.fire()
     }
 
     // MARK: Push-style consumer
 
-    /// Installs the push-style consumer's wake-up. It is called once when frames are already queued (or the
+    /// Installs the push-style consumer's wake-up. It fires once when frames are already queued (or the
     /// queue is closed), and afterwards whenever a frame arrives after ``drain(maxFrames:_:)`` found the queue
-    /// empty — at most once per drain, from the producer's thread.
-    func onReady(_ handler: @escaping @Sendable () -> Void) {
+    /// empty — at most once per drain, from the producer's thread (or, with a `coalescer`, from the job it
+    /// schedules).
+    func onReady(coalescer: OutboundWakeCoalescer? = nil, _ handler: @escaping @Sendable () -> Void) {
+        let wake = ConsumerWake(handler: handler, coalescer: coalescer)
         let wakeNow = state.withLock { state -> Bool in
-            state.readyHandler = handler
+            state.readyHandler = wake
             if !state.frames.isEmpty || state.closed { return true }
             state.armed = true
             return false
         }
-        if wakeNow { handler() }
+        if wakeNow { wake.fire() }
     }
 
     /// Hands queued frames to `body` one at a time, in order, without holding the queue's lock while `body`
@@ -244,6 +271,7 @@ extension OutboundFrame {
     var byteCount: Int {
         switch self {
         case .text(let text): return text.utf8.count
+        case .encodedText(let frame): return frame.payloadByteCount
         case .ping: return 0
         case .close(_, let reason): return reason.utf8.count
         }

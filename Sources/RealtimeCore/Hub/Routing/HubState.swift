@@ -12,9 +12,9 @@ struct HubState: Sendable {
     private(set) var slots: [Slot?] = []
     /// What fan-out reads per recipient, in a dense array parallel to `slots` (reading a whole `Slot` would
     /// retain and release a dozen references per delivery).
-    private var hot: [HotSlot] = []
+    private var fanOutEntries: [FanOutEntry] = []
 
-    struct HotSlot: Sendable {
+    struct FanOutEntry: Sendable {
         var stamp: UInt64 = 0
         var isAdmin = false
         var userID = ""
@@ -104,15 +104,15 @@ struct HubState: Sendable {
             isAdmin: core.endpoint == .admin
         )
         let index: Int
-        let hotSlot = HotSlot(isAdmin: slot.isAdmin, userID: identity.userID, queue: core.queue)
+        let fanOutEntry = FanOutEntry(isAdmin: slot.isAdmin, userID: identity.userID, queue: core.queue)
         if let free = freeSlots.popLast() {
             index = free
             slots[index] = slot
-            hot[index] = hotSlot
+            fanOutEntries[index] = fanOutEntry
         } else {
             index = slots.count
             slots.append(slot)
-            hot.append(hotSlot)
+            fanOutEntries.append(fanOutEntry)
         }
         slotByID[core.id] = index
         if userSlots[identity.userID] == nil { noteInterest(.user(identity.userID), true) }
@@ -146,7 +146,7 @@ struct HubState: Sendable {
             if adminSlots.isEmpty { noteInterest(.admins, false) }
         }
         slots[index] = nil
-        hot[index] = HotSlot()
+        fanOutEntries[index] = FanOutEntry()
         freeSlots.append(index)
         return slot.core
     }
@@ -217,14 +217,22 @@ struct HubState: Sendable {
         return key
     }
 
+    /// What a fan-out leaves to do once the state lock is released: connections whose queue overflowed (to be
+    /// closed as slow consumers) and queues whose consumer waits for frames (to be woken). Nothing is closed,
+    /// woken or written while the lock is held.
+    struct FanOutEffects {
+        var overflowed: [ConnectionCore] = []
+        var consumersToWake: [OutboundQueue] = []
+    }
+
     /// Queues `frame` for every connection on `route` whose patterns match and which may see the event.
-    /// Returns the number of deliveries and the connections whose queue overflowed (to be closed).
+    /// Returns the number of deliveries; overflows and wake-ups are left in `effects`.
     mutating func deliver(
         _ event: RealtimeEvent,
         key: MatchKey,
         frame: OutboundFrame,
         route: BusRoute,
-        overflowed: inout [ConnectionCore]
+        effects: inout FanOutEffects
     ) -> Int {
         stamp &+= 1
         let stamp = self.stamp
@@ -235,21 +243,21 @@ struct HubState: Sendable {
             guard let indexes = userSlots[userID] else { return 0 }
             for index in indexes {
                 // Administrator connections receive user events through the admins route.
-                guard !hot[index].isAdmin, slots[index]?.patterns.matches(key) == true,
+                guard !fanOutEntries[index].isAdmin, slots[index]?.patterns.matches(key) == true,
                     mayReceive(index, visibility)
                 else { continue }
-                delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
+                delivered += enqueue(frame, at: index, stamp: stamp, effects: &effects)
             }
         case .admins:
             adminIndex.forEachMatch(key) { set in
                 for index in set {
-                    delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
+                    delivered += enqueue(frame, at: index, stamp: stamp, effects: &effects)
                 }
             }
         case .everyone:
             everyoneIndex.forEachMatch(key) { set in
                 for index in set where mayReceive(index, visibility) {
-                    delivered += enqueue(frame, at: index, stamp: stamp, overflowed: &overflowed)
+                    delivered += enqueue(frame, at: index, stamp: stamp, effects: &effects)
                 }
             }
         case .control, .server:
@@ -262,11 +270,11 @@ struct HubState: Sendable {
     /// so a wildcard granted earlier can never leak a type or a scope the connection may not see.
     @inline(__always)
     private func mayReceive(_ index: Int, _ visibility: Visibility) -> Bool {
-        if hot[index].isAdmin { return true }
+        if fanOutEntries[index].isAdmin { return true }
         switch visibility {
         case .adminsOnly: return false
         case .everyone: return true
-        case .user(let userID): return hot[index].userID == userID
+        case .user(let userID): return fanOutEntries[index].userID == userID
         }
     }
 
@@ -275,23 +283,26 @@ struct HubState: Sendable {
         _ frame: OutboundFrame,
         at index: Int,
         stamp: UInt64,
-        overflowed: inout [ConnectionCore]
+        effects: inout FanOutEffects
     )
         -> Int
     {
-        guard hot[index].stamp != stamp, let queue = hot[index].queue else { return 0 }
-        hot[index].stamp = stamp
-        switch queue.enqueue(frame) {
+        guard fanOutEntries[index].stamp != stamp, let queue = fanOutEntries[index].queue else { return 0 }
+        fanOutEntries[index].stamp = stamp
+        switch queue.enqueueDeferringWake(frame) {
         case .queued: return 1
+        case .queuedConsumerToWake:
+            effects.consumersToWake.append(queue)
+            return 1
         case .overflow:
-            if let core = slots[index]?.core { overflowed.append(core) }
+            if let core = slots[index]?.core { effects.overflowed.append(core) }
             return 0
         case .closed: return 0
         }
     }
 
     /// Queues a notification for every connection its target reaches (no subscription needed).
-    func deliver(notification frame: OutboundFrame, target: EventScope, overflowed: inout [ConnectionCore]) -> Int {
+    func deliver(notification frame: OutboundFrame, target: EventScope, effects: inout FanOutEffects) -> Int {
         let cores: [ConnectionCore]
         switch target {
         case .user(let userID): cores = self.cores(ofUser: userID)
@@ -300,9 +311,12 @@ struct HubState: Sendable {
         }
         var delivered = 0
         for core in cores {
-            switch core.queue.enqueue(frame) {
+            switch core.queue.enqueueDeferringWake(frame) {
             case .queued: delivered += 1
-            case .overflow: overflowed.append(core)
+            case .queuedConsumerToWake:
+                delivered += 1
+                effects.consumersToWake.append(core.queue)
+            case .overflow: effects.overflowed.append(core)
             case .closed: break
             }
         }

@@ -43,13 +43,52 @@ extension RealtimeHub {
     ///   policy refuses without a user.
     @discardableResult
     public func publish(_ event: RealtimeEvent) async throws(RealtimeError) -> PublishReceipt {
+        await publishInternal(try validatedForPublishing(event))
+    }
+
+    /// Publishes several events in order, as one batch: every event is checked first (nothing is published when
+    /// one is refused), then all are queued for this server's connections under one acquisition of the state
+    /// lock, the writers are woken once for the whole batch, and the bus gets every message in one call.
+    ///
+    /// Returns one receipt per event, in order, once the frames are queued for the local connections and the bus
+    /// accepted the messages (the sockets are written afterwards, by the host's writers).
+    ///
+    /// - Throws: what ``publish(_:)-(RealtimeEvent)`` throws for the first event it refuses, with the event's
+    ///   position in the message (`events[3]: …`); ``RealtimeError/Code/invalidArgument`` for more than
+    ///   ``maxEventsPerBatch`` events.
+    @discardableResult
+    public func publish(_ events: [RealtimeEvent]) async throws(RealtimeError) -> [PublishReceipt] {
+        guard events.count <= Self.maxEventsPerBatch else {
+            throw RealtimeError(
+                .invalidArgument,
+                "a batch holds at most \(Self.maxEventsPerBatch) events, not \(events.count)"
+            )
+        }
+        var resolved: [RealtimeEvent] = []
+        resolved.reserveCapacity(events.count)
+        for (index, event) in events.enumerated() {
+            do {
+                resolved.append(try validatedForPublishing(event))
+            } catch {
+                throw RealtimeError(error.code, "events[\(index)]: \(error.message)")
+            }
+        }
+        guard !resolved.isEmpty else { return [] }
+        return await publishResolvedEvents(resolved)
+    }
+
+    /// The most events ``publish(_:)-([RealtimeEvent])`` takes in one batch.
+    public static let maxEventsPerBatch = 1000
+
+    /// The checks of ``publish(_:)-(RealtimeEvent)``, and the scope policy applied.
+    private func validatedForPublishing(_ event: RealtimeEvent) throws(RealtimeError) -> RealtimeEvent {
         guard EventType.isWellFormed(event.type.rawValue) else {
             throw RealtimeError(.invalidArgument, "'\(event.type.rawValue.prefix(64))' is not a well-formed event type")
         }
         if case .user(let userID) = event.scope, event.userID != nil, event.userID != userID {
             throw RealtimeError(.invalidArgument, "the event's userID and its user scope name different users")
         }
-        return await publishInternal(try resolvingScope(event))
+        return try resolvingScope(event)
     }
 
     /// Applies ``HubConfiguration/scopePolicy`` to an event that names no user and has no explicit scope.
@@ -66,42 +105,87 @@ extension RealtimeHub {
 
     @discardableResult
     func publishInternal(_ event: RealtimeEvent) async -> PublishReceipt {
-        counters.eventsPublished.add(1, ordering: .relaxed)
-        counters.publishedCounter.increment()
-        let routes = Self.routes(for: event.scope)
-        // Encoded once: for this server's connections and, carried in the bus message, for the other servers'.
-        let text = WireProtocol.event(event)
-        let local = deliverLocally(event, routes: routes, text: text)
-        var published = true
-        // One call for both routes of a user-scoped event, so the bus can send them together.
-        let messages = routes.map {
-            BusMessage(origin: serverID, route: $0, payload: .event(event), eventFrame: text)
+        await publishResolvedEvents(CollectionOfOne(event))[0]
+    }
+
+    /// Publishes events whose scope is resolved, in order: each is encoded once (one JSON text and one WebSocket
+    /// frame shared by every local recipient and, as text, carried to the other servers), all are queued for this
+    /// server's connections under one acquisition of the state lock, the writers are woken after it (one job per
+    /// writer thread with ``OutboundWakeCoalescer``), and the bus gets every message in one call. Returns once the
+    /// frames are queued and the bus accepted the messages — never after the sockets were written.
+    func publishResolvedEvents(_ events: some Collection<RealtimeEvent>) async -> [PublishReceipt] {
+        counters.eventsPublished.add(events.count, ordering: .relaxed)
+        counters.publishedCounter.increment(by: Int64(events.count))
+        var fanOuts: [EventFanOut] = []
+        fanOuts.reserveCapacity(events.count)
+        var messages: [BusMessage] = []
+        for event in events {
+            // Encoded once: for this server's connections and, carried in the bus message, for the other servers'.
+            let text = WireProtocol.event(event)
+            let routes = Self.routes(for: event.scope)
+            fanOuts.append(EventFanOut(event: event, routes: routes, frame: .encodedText(EncodedTextFrame(text: text))))
+            // One call for both routes of a user-scoped event, so the bus can send them together.
+            for route in routes {
+                messages.append(BusMessage(origin: serverID, route: route, payload: .event(event), eventFrame: text))
+            }
         }
+        let local = deliverLocally(fanOuts)
+        var published = true
         do {
             try await backends.eventBus.publish(messages)
         } catch {
             published = false
-            counters.busPublishFailures.add(1, ordering: .relaxed)
+            counters.busPublishFailures.add(events.count, ordering: .relaxed)
             logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
         }
-        return PublishReceipt(id: event.id, localDeliveries: local, publishedToCluster: published)
+        return zip(fanOuts, local).map { fanOut, deliveries in
+            PublishReceipt(id: fanOut.event.id, localDeliveries: deliveries, publishedToCluster: published)
+        }
     }
 
-    /// Delivers to this server's connections. The JSON is encoded once (or comes encoded as `text`) and shared by
-    /// every recipient.
+    /// One event on its way to this server's connections: the routes it goes to and its frame, encoded once.
+    struct EventFanOut {
+        let event: RealtimeEvent
+        let routes: [BusRoute]
+        let frame: OutboundFrame
+    }
+
+    /// Delivers one event to this server's connections (the bus path). The frame is encoded once (from `text`
+    /// when the message carried it) and shared by every recipient.
     func deliverLocally(_ event: RealtimeEvent, routes: some Collection<BusRoute>, text: String? = nil) -> Int {
-        let frame = OutboundFrame.text(text ?? WireProtocol.event(event))
-        var overflowed: [ConnectionCore] = []
-        let delivered = state.withLock { state in
-            let key = state.matchKey(event.type)
-            var delivered = 0
-            for route in routes {
-                delivered += state.deliver(event, key: key, frame: frame, route: route, overflowed: &overflowed)
+        let frame = OutboundFrame.encodedText(EncodedTextFrame(text: text ?? WireProtocol.event(event)))
+        return deliverLocally(CollectionOfOne(EventFanOut(event: event, routes: Array(routes), frame: frame)))[0]
+    }
+
+    /// Queues each event's frame for every local connection it reaches, in order, under one acquisition of the
+    /// state lock; then, with the lock released, wakes the writers and closes the connections that overflowed.
+    /// Returns the deliveries per event.
+    func deliverLocally(_ fanOuts: some Collection<EventFanOut>) -> [Int] {
+        var effects = HubState.FanOutEffects()
+        let deliveries = state.withLock { state in
+            fanOuts.map { fanOut in
+                let key = state.matchKey(fanOut.event.type)
+                var delivered = 0
+                for route in fanOut.routes {
+                    delivered += state.deliver(
+                        fanOut.event,
+                        key: key,
+                        frame: fanOut.frame,
+                        route: route,
+                        effects: &effects
+                    )
+                }
+                return delivered
             }
-            return delivered
         }
-        account(delivered: delivered, overflowed: overflowed)
-        return delivered
+        finishFanOut(delivered: deliveries.reduce(0, +), effects: effects)
+        return deliveries
+    }
+
+    /// What a fan-out leaves for after the state lock: wake the writers, count, close the slow consumers.
+    private func finishFanOut(delivered: Int, effects: HubState.FanOutEffects) {
+        for queue in effects.consumersToWake { queue.wakeConsumer() }
+        account(delivered: delivered, overflowed: effects.overflowed)
     }
 
     private func account(delivered: Int, overflowed: [ConnectionCore]) {
@@ -119,12 +203,12 @@ extension RealtimeHub {
     }
 
     func deliverLocally(_ notification: RealtimeNotification) -> Int {
-        let frame = OutboundFrame.text(WireProtocol.notification(notification))
-        var overflowed: [ConnectionCore] = []
+        let frame = OutboundFrame.encodedText(EncodedTextFrame(text: WireProtocol.notification(notification)))
+        var effects = HubState.FanOutEffects()
         let delivered = state.withLock {
-            $0.deliver(notification: frame, target: notification.target, overflowed: &overflowed)
+            $0.deliver(notification: frame, target: notification.target, effects: &effects)
         }
-        account(delivered: delivered, overflowed: overflowed)
+        finishFanOut(delivered: delivered, effects: effects)
         return delivered
     }
 
@@ -462,15 +546,17 @@ extension RealtimeHub {
         case .gap(let from, let to):
             counters.gaps.add(1, ordering: .relaxed)
             runtime.withLock { $0.lastGap = (from, to) }
-            let frame = OutboundFrame.text(
-                WireProtocol.message(
-                    "gap",
-                    payload: [
-                        "from": .string(from.iso8601),
-                        "to": .string(to.iso8601),
-                        "reason":
-                            "Events from other servers may have been missed in this window; refetch what matters.",
-                    ]
+            let frame = OutboundFrame.encodedText(
+                EncodedTextFrame(
+                    text: WireProtocol.message(
+                        "gap",
+                        payload: [
+                            "from": .string(from.iso8601),
+                            "to": .string(to.iso8601),
+                            "reason":
+                                "Events from other servers may have been missed in this window; refetch what matters.",
+                        ]
+                    )
                 )
             )
             let cores = state.withLock { $0.allCores }

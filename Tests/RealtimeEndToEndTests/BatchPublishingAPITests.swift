@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import RealtimeCore
+import Testing
+
+@Suite("POST /api/v1/events/batch over real sockets")
+struct BatchPublishingAPITests {
+    @Test("a batch reaches the subscribers in order, with one receipt per event")
+    func batchDelivery() async throws {
+        try await TestServer.with { server in
+            let alice = try await server.connect(TestKeys.token("alice"))
+            try await alice.sendText(#"{"type":"subscribe","payload":{"eventTypes":["security.*"]}}"#)
+            _ = try await alice.nextMessage(type: "subscribed")
+            let items = (0..<10).map { #"{"type":"security.batch.item","scope":"everyone","data":{"n":\#($0)}}"# }
+            let reply = try await server.api(
+                "POST",
+                "/api/v1/events/batch",
+                json: #"{"events":["# + items.joined(separator: ",") + "]}"
+            )
+            #expect(reply.status == 202, "\(reply.text)")
+            let receipts = try #require(try reply.json()["receipts"]?.arrayValue)
+            #expect(receipts.count == 10)
+            #expect(receipts.allSatisfy { $0["localDeliveries"]?.intValue == 1 })
+            var received: [Int64] = []
+            for _ in 0..<10 {
+                let event = try await alice.nextMessage(type: "event")
+                received.append(event["payload"]?["data"]?["n"]?.intValue ?? -1)
+            }
+            #expect(received == Array(0..<10))
+            await alice.close()
+        }
+    }
+
+    @Test("a bad batch is refused whole with a clear 400 naming the event")
+    func badBatches() async throws {
+        try await TestServer.with { server in
+            let alice = try await server.connect(TestKeys.token("alice"))
+            try await alice.sendText(#"{"type":"subscribe","payload":{"eventTypes":["*"]}}"#)
+            _ = try await alice.nextMessage(type: "subscribed")
+            let good = #"{"type":"security.batch.item","scope":"everyone"}"#
+            let cases: [(String, String, String)] = [
+                (#"{}"#, "missing_field", "events must be an array"),
+                (#"{"events":{}}"#, "invalid_field", "events must be an array"),
+                (#"{"events":[]}"#, "invalid_field", "1 to 100 events"),
+                (#"{"events":["# + Array(repeating: good, count: 101).joined(separator: ",") + "]}", "invalid_field",
+                 "1 to 100 events, not 101"),
+                (#"{"events":[\#(good),"x"]}"#, "invalid_field", "events[1]: must be an object"),
+                (#"{"events":[\#(good),{"type":"Bad Type"}]}"#, "invalid_event_type", "events[1]: "),
+                (#"{"events":[\#(good),\#(good),{"type":"authentication.login.success"}]}"#, "user_required", "events[2]: "),
+            ]
+            for (body, code, message) in cases {
+                let reply = try await server.api("POST", "/api/v1/events/batch", json: body)
+                #expect(reply.status == 400, "\(body.prefix(80)): \(reply.text)")
+                let error = try reply.json()["error"]
+                #expect(error?["code"]?.stringValue == code, "\(body.prefix(80))")
+                #expect(error?["message"]?.stringValue?.contains(message) == true, "\(reply.text)")
+            }
+            // Nothing of a refused batch was published.
+            #expect(try await alice.drainUntilPong().filter { $0["type"]?.stringValue == "event" }.isEmpty)
+            await alice.close()
+        }
+    }
+}
