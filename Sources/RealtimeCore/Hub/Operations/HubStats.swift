@@ -28,6 +28,25 @@ public struct HubStats: Sendable {
         public var queuedBytes: Int
         public var deepestQueue: Int
         public var residentMemoryBytes: Int?
+        /// Recovery and history figures since the server started.
+        public var history = History()
+    }
+
+    /// What the server recorded and replayed (issue 14).
+    public struct History: Sendable {
+        /// Publishes whose history record failed (published without positions).
+        public var recordFailures = 0
+        /// Recoveries answered (each `recover` that ran or was refused for lack of history or capacity).
+        public var recoveries = 0
+        /// Of those, answered `recovered: false`.
+        public var recoveriesFailed = 0
+        /// Events replayed to recovering connections.
+        public var eventsReplayed = 0
+        /// Replays running and waiting now.
+        public var replaysRunning = 0
+        public var replaysWaiting = 0
+
+        public init() {}
     }
 
     public struct ServerSummary: Sendable {
@@ -88,6 +107,14 @@ public struct HubStats: Sendable {
                     "deepestQueue": .int(Int64(server.deepestQueue)),
                 ],
                 "memory": ["residentBytes": server.residentMemoryBytes.map { .int(Int64($0)) } ?? .null],
+                "history": [
+                    "recordFailures": .int(Int64(server.history.recordFailures)),
+                    "recoveries": .int(Int64(server.history.recoveries)),
+                    "recoveriesFailed": .int(Int64(server.history.recoveriesFailed)),
+                    "eventsReplayed": .int(Int64(server.history.eventsReplayed)),
+                    "replaysRunning": .int(Int64(server.history.replaysRunning)),
+                    "replaysWaiting": .int(Int64(server.history.replaysWaiting)),
+                ],
             ],
             "global": [
                 "totalServers": .int(Int64(global.totalServers)),
@@ -162,7 +189,7 @@ extension RealtimeHub {
             queuedBytes += depth.bytes
             deepest = max(deepest, depth.frames)
         }
-        let server = HubStats.Server(
+        var server = HubStats.Server(
             serverID: serverID,
             startedAt: startedAt,
             uptime: ContinuousClock.now - startInstant,
@@ -189,6 +216,14 @@ extension RealtimeHub {
             deepestQueue: deepest,
             residentMemoryBytes: configuration.residentMemoryBytes?()
         )
+        let replays = replayGate.load
+        server.history = HubStats.History()
+        server.history.recordFailures = counters.historyFailures.load(ordering: .relaxed)
+        server.history.recoveries = counters.recoveries.load(ordering: .relaxed)
+        server.history.recoveriesFailed = counters.recoveriesFailed.load(ordering: .relaxed)
+        server.history.eventsReplayed = counters.eventsReplayed.load(ordering: .relaxed)
+        server.history.replaysRunning = replays.running
+        server.history.replaysWaiting = replays.waiting
         var global = HubStats.Global(totalServers: 0, totalConnections: 0, servers: [], error: nil)
         do {
             let now = Timestamp.now()

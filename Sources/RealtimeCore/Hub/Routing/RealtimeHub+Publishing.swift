@@ -68,35 +68,62 @@ extension RealtimeHub {
     func publishInternal(_ event: RealtimeEvent) async -> PublishReceipt {
         counters.eventsPublished.add(1, ordering: .relaxed)
         counters.publishedCounter.increment()
-        let routes = Self.routes(for: event.scope)
         // Encoded once: for this server's connections and, carried in the bus message, for the other servers'.
         let text = WireProtocol.event(event)
-        let local = deliverLocally(event, routes: routes, text: text)
-        var published = true
         // One call for both routes of a user-scoped event, so the bus can send them together.
-        let messages = routes.map {
+        var messages = Self.routes(for: event.scope).map {
             BusMessage(origin: serverID, route: $0, payload: .event(event), eventFrame: text)
         }
-        do {
-            try await backends.eventBus.publish(messages)
-        } catch {
-            published = false
-            counters.busPublishFailures.add(1, ordering: .relaxed)
-            logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
+        guard let history = backends.historyStore else {
+            let local = deliverLocally(event, messages)
+            let published = await publishToBus(messages)
+            return PublishReceipt(id: event.id, localDeliveries: local, publishedToCluster: published)
         }
+        // Recorded first: every frame carries its stream position, this server's own connections' too.
+        var published = true
+        do {
+            messages = try await backends.eventBus.publish(messages, recordingIn: history)
+        } catch {
+            counters.historyFailures.add(1, ordering: .relaxed)
+            logger.warning(
+                "history record failed; publishing without positions",
+                metadata: ["realtime.error": "\(error)"]
+            )
+            published = await publishToBus(messages)
+        }
+        let local = deliverLocally(event, messages)
         return PublishReceipt(id: event.id, localDeliveries: local, publishedToCluster: published)
     }
 
-    /// Delivers to this server's connections. The JSON is encoded once (or comes encoded as `text`) and shared by
-    /// every recipient.
-    func deliverLocally(_ event: RealtimeEvent, routes: some Collection<BusRoute>, text: String? = nil) -> Int {
-        let frame = OutboundFrame.text(text ?? WireProtocol.event(event))
+    /// Hands messages to the bus; false (counted, logged) when it failed.
+    private func publishToBus(_ messages: [BusMessage]) async -> Bool {
+        do {
+            try await backends.eventBus.publish(messages)
+            return true
+        } catch {
+            counters.busPublishFailures.add(1, ordering: .relaxed)
+            logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Delivers `event`, published on the routes of `messages` (with their stream positions, when recorded), to
+    /// this server's connections. One frame per route, shared by every recipient of that route.
+    func deliverLocally(_ event: RealtimeEvent, _ messages: some Collection<BusMessage>) -> Int {
         var overflowed: [ConnectionCore] = []
         let delivered = state.withLock { state in
             let key = state.matchKey(event.type)
             var delivered = 0
-            for route in routes {
-                delivered += state.deliver(event, key: key, frame: frame, route: route, overflowed: &overflowed)
+            for message in messages {
+                let frame = OutboundFrame.text(WireProtocol.eventFrame(for: message, event))
+                delivered += state.deliver(
+                    event,
+                    key: key,
+                    frame: frame,
+                    route: message.route,
+                    position: message.position,
+                    overflowed: &overflowed
+                )
             }
             return delivered
         }
@@ -104,7 +131,7 @@ extension RealtimeHub {
         return delivered
     }
 
-    private func account(delivered: Int, overflowed: [ConnectionCore]) {
+    func account(delivered: Int, overflowed: [ConnectionCore]) {
         if delivered > 0 {
             counters.eventsDelivered.add(delivered, ordering: .relaxed)
             counters.deliveredCounter.increment(by: Int64(delivered))
@@ -401,7 +428,7 @@ extension RealtimeHub {
                     logger.warning("bus event on a route its scope does not allow; dropped")
                     return
                 }
-                _ = deliverLocally(event, routes: CollectionOfOne(message.route), text: message.eventFrame)
+                _ = deliverLocally(event, CollectionOfOne(message))
                 let latency = Timestamp.now() - event.timestamp
                 if latency >= .zero { counters.deliveryLatency.recordNanoseconds(latency.milliseconds * 1_000_000) }
             case .notification(let notification):
@@ -416,7 +443,10 @@ extension RealtimeHub {
 extension RealtimeHub {
     /// Benchmark hook: delivers `event` to this server's connections as `publish` does, without the bus.
     package func deliverLocallyForBenchmark(_ event: RealtimeEvent) -> Int {
-        deliverLocally(event, routes: Self.routes(for: event.scope))
+        deliverLocally(
+            event,
+            Self.routes(for: event.scope).map { BusMessage(origin: serverID, route: $0, payload: .event(event)) }
+        )
     }
 
     /// Test hook: entries in the pattern indexes.
