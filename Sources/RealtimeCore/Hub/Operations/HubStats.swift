@@ -70,7 +70,9 @@ public struct HubStats: Sendable {
 
     public var server: Server
     public var global: Global
-    /// Frames waiting in outbound queues on this server (the specification's `notifications.queueLength`).
+    /// Notifications queued for users with no connection, cluster-wide (the specification's
+    /// `notifications.queueLength`; see ``OfflineNotificationStore``), or, without an offline store, the frames
+    /// waiting in this server's outbound queues.
     public var queueLength: Int
 
     /// The JSON form served by `/ws/health`-style endpoints and sent to administrators.
@@ -242,7 +244,11 @@ extension RealtimeHub {
         } catch {
             global.error = "\(error.code)"
         }
-        return HubStats(server: server, global: global, queueLength: queuedFrames)
+        var queueLength = queuedFrames
+        if let offline = backends.offlineNotifications, let queued = try? await offline.queueLength() {
+            queueLength = queued
+        }
+        return HubStats(server: server, global: global, queueLength: queueLength)
     }
 
     /// Health of the hub and its backends. Unhealthy when a backend is unhealthy or the registry heartbeat
@@ -255,6 +261,9 @@ extension RealtimeHub {
         components["sessionStore"] = await backends.sessionStore.healthCheck()
         components["tokenVerifier"] = await backends.tokenVerifier.healthCheck()
         if let historyStore = backends.historyStore { components["historyStore"] = await historyStore.healthCheck() }
+        if let offline = backends.offlineNotifications {
+            components["offlineNotifications"] = await offline.healthCheck()
+        }
         let runtime = runtime.withLock { $0 }
         var hub = ComponentHealth(
             status: .healthy,

@@ -249,7 +249,42 @@ extension RealtimeHub {
             counters.busPublishFailures.add(1, ordering: .relaxed)
             logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
         }
+        if case .user(let userID) = notification.target, local == 0, let offline = backends.offlineNotifications {
+            await keepIfOffline(notification, for: userID, in: offline)
+        }
         return PublishReceipt(id: notification.id, localDeliveries: local, publishedToCluster: published)
+    }
+
+    /// Queues a user notification when the user has no connection anywhere (checked after the live publish, so a
+    /// connection that registers meanwhile either received it live or finds it queued).
+    private func keepIfOffline(
+        _ notification: RealtimeNotification,
+        for userID: String,
+        in offline: any OfflineNotificationStore
+    ) async {
+        do {
+            guard try await backends.connectionStore.count(.user(userID)) == 0 else { return }
+            _ = try await offline.enqueue(notification, for: userID)
+        } catch {
+            logger.warning("offline notification not kept", metadata: ["realtime.error": "\(error)"])
+        }
+    }
+
+    /// Delivers the notifications queued while the user had no connection to `core` (once, cluster-wide: the store
+    /// hands them to one taker).
+    func deliverOfflineNotifications(to core: ConnectionCore, userID: String) async {
+        guard let offline = backends.offlineNotifications else { return }
+        let queued: [RealtimeNotification]
+        do {
+            queued = try await offline.take(for: userID)
+        } catch {
+            logger.warning("offline notifications not read", metadata: ["realtime.error": "\(error)"])
+            return
+        }
+        for notification in queued {
+            // Bounded by the store's per-user limit.
+            _ = core.queue.enqueue(.text(WireProtocol.notification(notification)), force: true)
+        }
     }
 
     /// Sends a notification to every connection of one user.
