@@ -35,6 +35,8 @@ private final class RecoveryConsumer: Sendable {
     func consume(_ connection: HubConnection) async {
         for await frame in connection.outbound {
             guard case .text(let text) = frame else {
+                // A host answers pings with pongs (the client's); without, the hub closes idle connections.
+                if case .ping = frame { connection.receivedPong() }
                 if case .close = frame { state.withLock { $0.closed = true } }
                 continue
             }
@@ -153,7 +155,7 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
             let elapsed = ContinuousClock.now - began
             let seen = consumer.snapshot
             guard seen.recovered == true, seen.replayed == 1000, seen.events == 1000 else {
-                print("replay round failed: \(seen)")
+                FileHandle.standardError.write(Data("replay round failed: \(seen)\n".utf8))
                 throw RealtimeError(.internalError, "replay did not deliver 1,000 events")
             }
             times.append(milliseconds(elapsed))
@@ -227,6 +229,12 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
             try await Task.sleep(for: .milliseconds(10))
         }
         let recoveredAll = connections.filter { $0.1.snapshot.recovered == true && $0.1.snapshot.replayed == 100 }
+        var outcomes: [String: Int] = [:]
+        for (_, consumer, _) in connections {
+            let seen = consumer.snapshot
+            outcomes["recovered=\(seen.recovered.map { "\($0)" } ?? "nil") replayed=\(seen.replayed) events=\(seen.events) closed=\(seen.closed)", default: 0] += 1
+        }
+        print("storm outcomes: \(outcomes)")
         let after = await hub.stats()
         print(
             String(
