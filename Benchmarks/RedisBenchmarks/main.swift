@@ -16,6 +16,11 @@
 // `history` compares publishing a user-scoped event without and with history (HistoryCost.swift), alternating,
 // `rounds` times (default 5). `history-memory` fills 10,000 user streams with that many events of 300 bytes each
 // (default 10 and 100) and reports Redis's memory.
+//
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks recovery [rounds]
+//
+// `recovery` measures the replay of 1,000 missed events to one client (`rounds` times, default 9) and a reconnect
+// storm of 1,000 clients each recovering 100 events with live deliveries meanwhile (RecoveryReplay.swift).
 import Foundation
 import RealtimeCore
 import RealtimeRedis
@@ -25,8 +30,9 @@ let hubLatencyOnly = mode == "hub-latency"
 let pipelinedOnly = mode == "pipelined"
 let historyOnly = mode == "history"
 let historyMemoryOnly = mode == "history-memory"
+let recoveryOnly = mode == "recovery"
 let numbers = CommandLine.arguments.dropFirst(
-    hubLatencyOnly || pipelinedOnly || historyOnly || historyMemoryOnly ? 2 : 1
+    hubLatencyOnly || pipelinedOnly || historyOnly || historyMemoryOnly || recoveryOnly ? 2 : 1
 ).compactMap(Double.init)
 let seconds = numbers.first ?? (hubLatencyOnly ? 5 : 3)
 let rounds = max(1, numbers.dropFirst().first.map { Int($0) } ?? 5)
@@ -151,6 +157,16 @@ func hubLatencies() async throws {
     for rate in [1_000, 10_000] {
         reportHubLatency(try await measureHubLatency(configuration: configuration, rate: rate, seconds: seconds))
     }
+}
+
+if recoveryOnly {
+    try await measureRecovery(configuration: configuration, rounds: numbers.first.map { Int($0) } ?? 9)
+    if let server {
+        // `exit` skips the `defer` above.
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+    }
+    exit(0)
 }
 
 if historyOnly || historyMemoryOnly {

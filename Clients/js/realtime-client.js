@@ -502,7 +502,10 @@ export class RealtimeClient {
       } else {
         pending.resolve(payload);
       }
-      if (message.type === 'subscribed' && 'recovered' in payload) this._recovered(payload);
+      if (message.type === 'subscribed') {
+        this._notePositions(payload.positions);
+        if ('recovered' in payload) this._recovered(payload);
+      }
       return;
     }
     if (FORWARDED_MESSAGES.has(message.type)) {
@@ -555,16 +558,29 @@ export class RealtimeClient {
   }
 
   _recovered(payload) {
+    this._notePositions(payload.positions);
     const recovered = payload.recovered === true;
     if (this.connection) this.connection.recovered = recovered;
     this._emit('recovered', { ...payload, recovered });
   }
 
+  /** Keeps the furthest position per stream: a position of another epoch replaces it, a lower offset does not. */
+  _notePosition(position) {
+    if (!position || typeof position !== 'object') return;
+    const stream = String(position.stream ?? '*');
+    const known = this.positions.get(stream);
+    if (known && known.epoch === position.epoch && Number(known.offset) >= Number(position.offset)) return;
+    this.positions.set(stream, position);
+  }
+
+  /** Positions the server reports (`subscribed`, `recovered`): `{stream: position}`. */
+  _notePositions(positions) {
+    if (!positions || typeof positions !== 'object') return;
+    for (const position of Object.values(positions)) this._notePosition(position);
+  }
+
   _event(payload) {
-    if (payload.position !== undefined) {
-      const stream = payload.position?.stream ?? payload.stream ?? '*';
-      this.positions.set(String(stream), payload.position);
-    }
+    if (payload.position !== undefined) this._notePosition(payload.position);
     this._emit('event', payload);
     for (const { pattern, handler } of this._eventHandlers) {
       if (pattern.matches(payload.type)) this._call(handler, payload);

@@ -172,7 +172,9 @@ struct Serve: AsyncParsableCommand {
                 tokenVerifier: verifier,
                 sessionStore: InMemorySessionStore(mode: hubConfiguration.sessionMode),
                 historyStore: hubConfiguration.history.enabled
-                    ? try InMemoryHistoryStore(configuration: hubConfiguration.history) : nil
+                    ? try InMemoryHistoryStore(configuration: hubConfiguration.history) : nil,
+                // One process: the in-memory queue is cluster-wide. (No Redis queue yet: see the CHANGELOG.)
+                offlineNotifications: InMemoryOfflineNotificationStore()
             )
         }
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)

@@ -204,7 +204,7 @@ class BrowserTestCase(unittest.TestCase):
                 window.clients = {};
                 window.track = (name, client) => {
                     const log = window.log[name] = { events: [], notifications: [], connected: [], disconnected: [],
-                        errors: [], states: [], refreshed: [] };
+                        errors: [], states: [], refreshed: [], recovered: [] };
                     client.on('event', (event) => log.events.push(event));
                     client.on('notification', (notification) => log.notifications.push(notification));
                     client.on('connected', (info) => log.connected.push(info));
@@ -212,6 +212,7 @@ class BrowserTestCase(unittest.TestCase):
                     client.on('error', (error) => log.errors.push(error));
                     client.on('state', ({ state }) => log.states.push(state));
                     client.on('tokenRefreshed', (reply) => log.refreshed.push(reply));
+                    client.on('recovered', (answer) => log.recovered.push(answer));
                     window.clients[name] = client;
                     return client;
                 };

@@ -122,8 +122,13 @@ class ClientTests(BrowserTestCase):
         page.wait_for_function("() => window.log.bob.connected.length === 2", timeout=30000)
         second = page.evaluate("() => window.log.bob.connected[1]")
         self.assertTrue(second["reconnected"])
-        # This server keeps no history: events published while away are lost, and the client says so.
-        self.assertIs(second["recovered"], False)
+        # The restarted server announces recovery, but its in-memory history started over: the client is told to
+        # resynchronise (`recovered: false`, the stream's epoch changed).
+        page.wait_for_function("() => window.log.bob.recovered.length === 1", timeout=10000)
+        self.assertIs(page.evaluate("() => window.log.bob.connected[1].recovered"), False)
+        answer = page.evaluate("() => window.log.bob.recovered[0]")
+        self.assertIs(answer["recovered"], False)
+        self.assertEqual(answer["streams"]["user:bob"]["reason"], "epoch_changed")
         self.assertNotEqual(second["serverId"], first["serverId"])
         # The subscription came back with the connection, by itself (the server answers a connection's messages
         # in order, so the resubscription sent on `connected` is in place when this reply comes).
@@ -131,6 +136,31 @@ class ClientTests(BrowserTestCase):
         server.publish({"type": "security.suspicious.activity", "userId": "bob"}, self.admin())
         page.wait_for_function("() => window.log.bob.events.length === 1")
         self.assertEqual(page.evaluate("() => window.clients.bob.state"), "open")
+
+    def test_a_network_blip_recovers_the_missed_events_in_order(self):
+        page = self.page_with_client(
+            "erin", "erin", options={"minReconnectDelayMs": 1500, "maxReconnectDelayMs": 1500}
+        )
+        page.evaluate("() => window.clients.erin.subscribe(['security.*'])")
+        for n in (1, 2):
+            self.server.publish({"type": "security.test.blip", "userId": "erin", "data": {"n": n}}, self.admin())
+        page.wait_for_function("() => window.log.erin.events.length === 2")
+        self.assertEqual(page.evaluate("() => window.clients.erin.positions.get('user:erin').offset"), 2)
+        # The socket drops (not a server restart): the client reconnects after 1.5 s.
+        page.evaluate("() => window.clients.erin._socket.close(4000, 'network blip')")
+        page.wait_for_function("() => window.log.erin.disconnected.length === 1")
+        for n in (3, 4, 5):
+            self.server.publish({"type": "security.test.blip", "userId": "erin", "data": {"n": n}}, self.admin())
+        page.wait_for_function("() => window.log.erin.recovered.length === 1", timeout=15000)
+        answer = page.evaluate("() => window.log.erin.recovered[0]")
+        self.assertIs(answer["recovered"], True)
+        self.assertEqual(answer["replayed"], 3)
+        self.assertIs(page.evaluate("() => window.log.erin.connected[1].recovered"), True)
+        self.server.publish({"type": "security.test.blip", "userId": "erin", "data": {"n": 6}}, self.admin())
+        page.wait_for_function("() => window.log.erin.events.length >= 6")
+        events = page.evaluate("() => window.log.erin.events.map((event) => [event.data.n, event.position.offset])")
+        self.assertEqual(events, [[n, n] for n in range(1, 7)], "missed events in order, then live, no repeat")
+        self.assertEqual(page.evaluate("() => window.log.erin.errors"), [])
 
     def test_revoked_session_does_not_reconnect(self):
         page = self.page_with_client("carol", "carol", session="s-carol")

@@ -17,8 +17,10 @@ final class RedisHubCluster: Sendable {
     /// A client and a store of the test itself, to look at the registry.
     let client: RedisClient
     let store: RedisConnectionStore
+    /// What each hub's `RedisHistoryStore` keeps; `nil`: the hubs keep no history.
+    let history: HistoryConfiguration?
 
-    init(_ configuration: RedisConfiguration) {
+    init(_ configuration: RedisConfiguration, history: HistoryConfiguration? = nil) {
         var redis = configuration
         // Quick recovery after a restart, so waits for it stay short.
         redis.initialReconnectDelay = .milliseconds(20)
@@ -26,6 +28,7 @@ final class RedisHubCluster: Sendable {
         self.redis = redis
         client = RedisClient(configuration: redis)
         store = RedisConnectionStore(client: client, prefix: prefix)
+        self.history = history
         tokens.add("carol-no-session", VerifiedIdentity(userID: "carol"))
     }
 
@@ -74,7 +77,10 @@ final class RedisHubCluster: Sendable {
             connectionStore: wrapStore(RedisConnectionStore(client: client, prefix: prefix)),
             eventBus: try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix),
             rateLimiter: RedisRateLimiter(client: client, prefix: prefix),
-            sessionStore: RedisSessionStore(client: client, prefix: prefix)
+            sessionStore: RedisSessionStore(client: client, prefix: prefix),
+            historyStore: try history.map {
+                try RedisHistoryStore(client: client, clusterSecret: Self.secret, prefix: prefix, configuration: $0)
+            }
         )
     }
 

@@ -42,4 +42,32 @@ extension RedisIntegrationTests {
             try await run(HubClusterScenarios.listingConnectionsPagesThroughTheCluster)
         }
     }
+
+    /// The recovery scenarios (`HubClusterScenarios+Recovery`) on Redis: each hub with its own client and a
+    /// `RedisHistoryStore`, appending and publishing in one script.
+    @Suite(.timeLimit(.minutes(1))) struct RedisRecoveryScenarioTests {
+        func run(_ scenario: (HubClusterScenarios.Cluster) async throws -> Void) async throws {
+            var history = HistoryConfiguration()
+            history.userStreams.maxEntries = HubClusterScenarios.recoveryStreamEntries
+            try await withRedis { configuration, _ in
+                try await scenario(RedisHubCluster(configuration, history: history).scenarioCluster)
+            }
+        }
+
+        @Test func aClientRecoversWhatItMissedOnAnotherServer() async throws {
+            try await run(HubClusterScenarios.aClientRecoversWhatItMissedOnAnotherServer)
+        }
+
+        @Test func eventsPublishedDuringARecoveryAreDeliveredOnce() async throws {
+            try await run(HubClusterScenarios.eventsPublishedDuringARecoveryAreDeliveredOnce)
+        }
+
+        @Test func forgedRecoveryRequestsGetErrorsAndNoData() async throws {
+            try await run(HubClusterScenarios.forgedRecoveryRequestsGetErrorsAndNoData)
+        }
+
+        @Test func aClientThatMissedTooMuchIsToldToResynchronise() async throws {
+            try await run(HubClusterScenarios.aClientThatMissedTooMuchIsToldToResynchronise)
+        }
+    }
 }

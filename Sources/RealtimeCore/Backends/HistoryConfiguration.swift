@@ -37,6 +37,8 @@ public struct HistoryConfiguration: Sendable, Hashable {
     /// (`WEBSOCKET_HISTORY_MEMORY_LIMIT`); the least recently used streams lose their entries first, then are
     /// forgotten. Redis bounds its memory with the per-stream limits and its own `maxmemory`.
     public var memoryLimitBytes = 64 * 1024 * 1024
+    /// How much one reconnecting client is replayed, and how many replays a server runs at once.
+    public var recovery = RecoveryLimits()
 
     public init() {}
 
@@ -57,6 +59,13 @@ public struct HistoryConfiguration: Sendable, Hashable {
         guard memoryLimitBytes >= 4 * maxEntryBytes else {
             throw fail("memoryLimitBytes must hold at least four entries of maxEntryBytes")
         }
+        guard (1...HistoryReadLimit.maximumEntries).contains(recovery.maxEvents) else {
+            throw fail("recovery.maxEvents must be 1 to \(HistoryReadLimit.maximumEntries)")
+        }
+        guard recovery.maxBytes >= maxEntryBytes else { throw fail("recovery.maxBytes must be at least maxEntryBytes") }
+        guard recovery.maxConcurrent >= 1, recovery.maxWaiting >= 0 else {
+            throw fail("recovery.maxConcurrent must be at least 1 and recovery.maxWaiting at least 0")
+        }
     }
 
     /// The environment variables ``HubConfiguration/init(environment:)`` reads into ``HubConfiguration/history``.
@@ -69,6 +78,10 @@ public struct HistoryConfiguration: Sendable, Hashable {
         ("WEBSOCKET_HISTORY_RETENTION", "ms an unused stream keeps its epoch and offset (default 86400000)"),
         ("WEBSOCKET_HISTORY_MAX_ENTRY_BYTES", "largest history entry (default 65536)"),
         ("WEBSOCKET_HISTORY_MEMORY_LIMIT", "bytes of history the in-memory store keeps (default 67108864)"),
+        ("WEBSOCKET_RECOVERY_MAX_EVENTS", "most missed events replayed to one reconnecting client (default 1000)"),
+        ("WEBSOCKET_RECOVERY_MAX_BYTES", "most bytes replayed to one reconnecting client (default 4194304)"),
+        ("WEBSOCKET_RECOVERY_CONCURRENCY", "replays a server runs at once (default 32)"),
+        ("WEBSOCKET_RECOVERY_QUEUE", "replays waiting for their turn before more are refused (default 10000)"),
     ]
 
     /// Applies the `WEBSOCKET_HISTORY_*` variables that are set.
@@ -81,5 +94,30 @@ public struct HistoryConfiguration: Sendable, Hashable {
         if let value = try reader.milliseconds("WEBSOCKET_HISTORY_RETENTION") { retention = value }
         if let value = try reader.int("WEBSOCKET_HISTORY_MAX_ENTRY_BYTES", min: 256) { maxEntryBytes = value }
         if let value = try reader.int("WEBSOCKET_HISTORY_MEMORY_LIMIT", min: 1024) { memoryLimitBytes = value }
+        if let value = try reader.int("WEBSOCKET_RECOVERY_MAX_EVENTS", min: 1) { recovery.maxEvents = value }
+        if let value = try reader.int("WEBSOCKET_RECOVERY_MAX_BYTES", min: 1024) { recovery.maxBytes = value }
+        if let value = try reader.int("WEBSOCKET_RECOVERY_CONCURRENCY", min: 1) { recovery.maxConcurrent = value }
+        if let value = try reader.int("WEBSOCKET_RECOVERY_QUEUE", min: 0) { recovery.maxWaiting = value }
     }
+}
+
+/// How much a reconnecting client is replayed (``HistoryConfiguration/recovery``).
+///
+/// A client that missed more than ``maxEvents`` events, or whose missed events exceed ``maxBytes``, is answered
+/// `recovered: false` (it resynchronises from its own source of truth). At most ``maxConcurrent`` replays run at
+/// once on a server; up to ``maxWaiting`` more wait for their turn, beyond that a recovery is answered
+/// `recovered: false` with reason `busy`: a reconnect storm cannot exhaust the server.
+public struct RecoveryLimits: Sendable, Hashable {
+    /// The most events replayed to one connection, all its streams together (`WEBSOCKET_RECOVERY_MAX_EVENTS`).
+    public var maxEvents = 1000
+    /// The most bytes of history entries replayed to one connection (`WEBSOCKET_RECOVERY_MAX_BYTES`).
+    public var maxBytes = 4 * 1024 * 1024
+    /// Replays running at once on a server (`WEBSOCKET_RECOVERY_CONCURRENCY`).
+    public var maxConcurrent = 32
+    /// Replays waiting for a running one to end (`WEBSOCKET_RECOVERY_QUEUE`).
+    public var maxWaiting = 10_000
+    /// Entries read per history page.
+    public var pageSize = 250
+
+    public init() {}
 }

@@ -8,6 +8,9 @@ public struct HubBackends: Sendable {
     /// The history kept for reconnecting clients; `nil` keeps none. Reported by ``RealtimeHub/healthCheck()``
     /// (component `historyStore`).
     public var historyStore: (any HistoryStore)?
+    /// Where user notifications wait while their user has no connection (delivered once on the next one); `nil`
+    /// keeps none. Its count is the stats' `notifications.queueLength`.
+    public var offlineNotifications: (any OfflineNotificationStore)?
 
     public init(
         tokenVerifier: any TokenVerifier,
@@ -15,7 +18,8 @@ public struct HubBackends: Sendable {
         eventBus: any EventBus,
         rateLimiter: any RateLimiter,
         sessionStore: any SessionStore,
-        historyStore: (any HistoryStore)? = nil
+        historyStore: (any HistoryStore)? = nil,
+        offlineNotifications: (any OfflineNotificationStore)? = nil
     ) {
         self.tokenVerifier = tokenVerifier
         self.connectionStore = connectionStore
@@ -23,6 +27,7 @@ public struct HubBackends: Sendable {
         self.rateLimiter = rateLimiter
         self.sessionStore = sessionStore
         self.historyStore = historyStore
+        self.offlineNotifications = offlineNotifications
     }
 }
 
@@ -35,7 +40,8 @@ extension HubBackends {
         eventBus: any EventBus = InMemoryEventBus(),
         rateLimiter: any RateLimiter = InMemoryRateLimiter(),
         sessionStore: any SessionStore = InMemorySessionStore(),
-        historyStore: (any HistoryStore)? = nil
+        historyStore: (any HistoryStore)? = nil,
+        offlineNotifications: (any OfflineNotificationStore)? = nil
     ) -> HubBackends {
         HubBackends(
             tokenVerifier: tokenVerifier,
@@ -43,7 +49,8 @@ extension HubBackends {
             eventBus: eventBus,
             rateLimiter: rateLimiter,
             sessionStore: sessionStore,
-            historyStore: historyStore
+            historyStore: historyStore,
+            offlineNotifications: offlineNotifications
         )
     }
 }

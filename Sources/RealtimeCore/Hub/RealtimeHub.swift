@@ -31,6 +31,8 @@ public final class RealtimeHub: Service, Sendable {
     /// The admission policy every token goes through, and the per-address abuse state.
     let admission: Admission
     let interest = InterestSignal()
+    /// Bounds the recoveries running at once (``ReplayGateState``).
+    let replayGate: ReplayGate
     let stopSignal = StopSignal()
     let runtime = Mutex(Runtime())
     let unregisterJobs: AsyncStream<ConnectionID>
@@ -72,6 +74,10 @@ public final class RealtimeHub: Service, Sendable {
         logger[metadataKey: "realtime.server.id"] = "\(configuration.serverID)"
         self.logger = logger
         self.state = Mutex(HubState())
+        self.replayGate = ReplayGate(
+            maxRunning: configuration.history.recovery.maxConcurrent,
+            maxWaiting: configuration.history.recovery.maxWaiting
+        )
         self.admission = Admission(configuration: configuration, backends: backends, counters: counters, logger: logger)
         (unregisterJobs, unregisterContinuation) = AsyncStream.makeStream(of: ConnectionID.self)
     }
@@ -148,6 +154,7 @@ public final class RealtimeHub: Service, Sendable {
                             "maxSubscriptions": .int(Int64(configuration.limits.maxSubscriptionsPerConnection)),
                             "messagesPerSecond": .int(Int64(configuration.rateLimits.messagesPerConnection.limit)),
                         ],
+                        "recovery": recoveryCapability(endpoint: core.endpoint, userID: identity.userID),
                     ]
                 )
             ),
@@ -159,6 +166,7 @@ public final class RealtimeHub: Service, Sendable {
         metadata.debug("connection opened", metadata: ["realtime.endpoint": "\(core.endpoint.rawValue)"])
         // Hear this user's (and, for admins, the admins') events from other servers before returning.
         await interest.waitUntilApplied(generation, whileRunning: runtime.withLock { $0.subscribed })
+        await deliverOfflineNotifications(to: core, userID: identity.userID)
         if userConnections == 1 {
             await publishInternal(
                 RealtimeEvent(

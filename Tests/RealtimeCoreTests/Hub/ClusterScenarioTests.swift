@@ -5,7 +5,7 @@ import Testing
 /// The two-server scenarios every backend set shares (`HubClusterScenarios`), on in-memory backends: hubs sharing
 /// one store, bus, rate limiter and session store.
 @Suite struct InMemoryClusterScenarioTests {
-    static func cluster() -> HubClusterScenarios.Cluster {
+    static func cluster(history: (any HistoryStore)? = nil) -> HubClusterScenarios.Cluster {
         let fixture = HubFixture()
         return HubClusterScenarios.Cluster(
             makeBackends: { tokens in
@@ -14,7 +14,8 @@ import Testing
                     connectionStore: fixture.store,
                     eventBus: fixture.bus,
                     rateLimiter: fixture.limiter,
-                    sessionStore: fixture.sessions
+                    sessionStore: fixture.sessions,
+                    historyStore: history
                 )
             },
             registry: fixture.store
@@ -47,5 +48,30 @@ import Testing
 
     @Test func listingConnectionsPagesThroughTheCluster() async throws {
         try await HubClusterScenarios.listingConnectionsPagesThroughTheCluster(Self.cluster())
+    }
+}
+
+/// The recovery scenarios on in-memory backends: hubs sharing one store, bus and history store.
+@Suite struct InMemoryRecoveryScenarioTests {
+    static func cluster() throws -> HubClusterScenarios.Cluster {
+        var configuration = HistoryConfiguration()
+        configuration.userStreams.maxEntries = HubClusterScenarios.recoveryStreamEntries
+        return InMemoryClusterScenarioTests.cluster(history: try InMemoryHistoryStore(configuration: configuration))
+    }
+
+    @Test func aClientRecoversWhatItMissedOnAnotherServer() async throws {
+        try await HubClusterScenarios.aClientRecoversWhatItMissedOnAnotherServer(Self.cluster())
+    }
+
+    @Test func eventsPublishedDuringARecoveryAreDeliveredOnce() async throws {
+        try await HubClusterScenarios.eventsPublishedDuringARecoveryAreDeliveredOnce(Self.cluster())
+    }
+
+    @Test func forgedRecoveryRequestsGetErrorsAndNoData() async throws {
+        try await HubClusterScenarios.forgedRecoveryRequestsGetErrorsAndNoData(Self.cluster())
+    }
+
+    @Test func aClientThatMissedTooMuchIsToldToResynchronise() async throws {
+        try await HubClusterScenarios.aClientThatMissedTooMuchIsToldToResynchronise(Self.cluster())
     }
 }

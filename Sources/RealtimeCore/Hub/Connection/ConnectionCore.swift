@@ -59,6 +59,10 @@ final class ConnectionCore: Sendable {
         /// Set once the connection is closed (by the hub, the host, or because its ticket expired unused); its
         /// registry record is removed after this (see `RegistrationLifecycle`).
         var closeCode: CloseCode?
+        /// The connection asked for recovery (it may once).
+        var recoveryRequested = false
+        /// The connection was told its streams' positions (in its first `subscribed` reply or `recovered`).
+        var positionsSent = false
     }
 
     let id: ConnectionID

@@ -16,6 +16,10 @@ final class HubCounters: Sendable {
     let busMessagesReceived = Atomic<Int>(0)
     let busPublishFailures = Atomic<Int>(0)
     let gaps = Atomic<Int>(0)
+    let historyFailures = Atomic<Int>(0)
+    let recoveries = Atomic<Int>(0)
+    let recoveriesFailed = Atomic<Int>(0)
+    let eventsReplayed = Atomic<Int>(0)
     private let rejections = Mutex<[String: Int]>([:])
     private let authFailures = Mutex<[String: Int]>([:])
 

@@ -28,6 +28,25 @@ public struct HubStats: Sendable {
         public var queuedBytes: Int
         public var deepestQueue: Int
         public var residentMemoryBytes: Int?
+        /// Recovery and history figures since the server started.
+        public var history = History()
+    }
+
+    /// What the server recorded and replayed (issue 14).
+    public struct History: Sendable {
+        /// Publishes whose history record failed (published without positions).
+        public var recordFailures = 0
+        /// Recoveries answered (each `recover` that ran or was refused for lack of history or capacity).
+        public var recoveries = 0
+        /// Of those, answered `recovered: false`.
+        public var recoveriesFailed = 0
+        /// Events replayed to recovering connections.
+        public var eventsReplayed = 0
+        /// Replays running and waiting now.
+        public var replaysRunning = 0
+        public var replaysWaiting = 0
+
+        public init() {}
     }
 
     public struct ServerSummary: Sendable {
@@ -51,7 +70,9 @@ public struct HubStats: Sendable {
 
     public var server: Server
     public var global: Global
-    /// Frames waiting in outbound queues on this server (the specification's `notifications.queueLength`).
+    /// Notifications queued for users with no connection, cluster-wide (the specification's
+    /// `notifications.queueLength`; see ``OfflineNotificationStore``), or, without an offline store, the frames
+    /// waiting in this server's outbound queues.
     public var queueLength: Int
 
     /// The JSON form served by `/ws/health`-style endpoints and sent to administrators.
@@ -88,6 +109,14 @@ public struct HubStats: Sendable {
                     "deepestQueue": .int(Int64(server.deepestQueue)),
                 ],
                 "memory": ["residentBytes": server.residentMemoryBytes.map { .int(Int64($0)) } ?? .null],
+                "history": [
+                    "recordFailures": .int(Int64(server.history.recordFailures)),
+                    "recoveries": .int(Int64(server.history.recoveries)),
+                    "recoveriesFailed": .int(Int64(server.history.recoveriesFailed)),
+                    "eventsReplayed": .int(Int64(server.history.eventsReplayed)),
+                    "replaysRunning": .int(Int64(server.history.replaysRunning)),
+                    "replaysWaiting": .int(Int64(server.history.replaysWaiting)),
+                ],
             ],
             "global": [
                 "totalServers": .int(Int64(global.totalServers)),
@@ -162,7 +191,7 @@ extension RealtimeHub {
             queuedBytes += depth.bytes
             deepest = max(deepest, depth.frames)
         }
-        let server = HubStats.Server(
+        var server = HubStats.Server(
             serverID: serverID,
             startedAt: startedAt,
             uptime: ContinuousClock.now - startInstant,
@@ -189,6 +218,14 @@ extension RealtimeHub {
             deepestQueue: deepest,
             residentMemoryBytes: configuration.residentMemoryBytes?()
         )
+        let replays = replayGate.load
+        server.history = HubStats.History()
+        server.history.recordFailures = counters.historyFailures.load(ordering: .relaxed)
+        server.history.recoveries = counters.recoveries.load(ordering: .relaxed)
+        server.history.recoveriesFailed = counters.recoveriesFailed.load(ordering: .relaxed)
+        server.history.eventsReplayed = counters.eventsReplayed.load(ordering: .relaxed)
+        server.history.replaysRunning = replays.running
+        server.history.replaysWaiting = replays.waiting
         var global = HubStats.Global(totalServers: 0, totalConnections: 0, servers: [], error: nil)
         do {
             let now = Timestamp.now()
@@ -207,7 +244,11 @@ extension RealtimeHub {
         } catch {
             global.error = "\(error.code)"
         }
-        return HubStats(server: server, global: global, queueLength: queuedFrames)
+        var queueLength = queuedFrames
+        if let offline = backends.offlineNotifications, let queued = try? await offline.queueLength() {
+            queueLength = queued
+        }
+        return HubStats(server: server, global: global, queueLength: queueLength)
     }
 
     /// Health of the hub and its backends. Unhealthy when a backend is unhealthy or the registry heartbeat
@@ -220,6 +261,9 @@ extension RealtimeHub {
         components["sessionStore"] = await backends.sessionStore.healthCheck()
         components["tokenVerifier"] = await backends.tokenVerifier.healthCheck()
         if let historyStore = backends.historyStore { components["historyStore"] = await historyStore.healthCheck() }
+        if let offline = backends.offlineNotifications {
+            components["offlineNotifications"] = await offline.healthCheck()
+        }
         let runtime = runtime.withLock { $0 }
         var hub = ComponentHealth(
             status: .healthy,

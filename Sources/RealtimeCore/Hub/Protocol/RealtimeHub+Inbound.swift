@@ -81,7 +81,8 @@ extension RealtimeHub {
             return
         }
         switch message {
-        case .subscribe(let raw): await subscribe(core, identity: identity, raw, id: id)
+        case .subscribe(let raw, let recover):
+            await subscribe(core, identity: identity, raw, recover: recover, id: id)
         case .unsubscribe(let raw): await unsubscribe(core, identity: identity, raw, id: id)
         case .ping:
             reply(core, WireProtocol.message("pong", id: id, payload: ["timestamp": .string(Timestamp.now().iso8601)]))
@@ -154,7 +155,13 @@ extension RealtimeHub {
         return patterns
     }
 
-    private func subscribe(_ core: ConnectionCore, identity: VerifiedIdentity, _ raw: [String], id: JSONValue?) async {
+    private func subscribe(
+        _ core: ConnectionCore,
+        identity: VerifiedIdentity,
+        _ raw: [String],
+        recover: JSONObject?,
+        id: JSONValue?
+    ) async {
         guard let patterns = parsePatterns(core, raw, id: id) else { return }
         if core.endpoint == .events {
             let adminOnly: Set<String> = ["admin", "presence"]
@@ -168,7 +175,43 @@ extension RealtimeHub {
                 return
             }
         }
-        let maxSubscriptions = configuration.limits.maxSubscriptionsPerConnection
+        // Recovery: checked before anything is subscribed or read, so a refused request changes nothing.
+        var request: RecoveryRequest?
+        if let recover {
+            do {
+                request = try RecoveryRequest(recover, endpoint: core.endpoint, userID: identity.userID, id: id)
+            } catch {
+                replyError(core, error.code, error.message, id: id)
+                protocolError(core)
+                return
+            }
+            let first = core.state.withLock { state in
+                defer { state.recoveryRequested = true }
+                return !state.recoveryRequested
+            }
+            guard first else {
+                replyError(
+                    core,
+                    .recoveryRefused,
+                    "a connection recovers once, in its first subscribe with recover; reconnect to recover again",
+                    id: id
+                )
+                protocolError(core)
+                return
+            }
+        }
+        let history = backends.historyStore
+        // Why this recovery cannot run, when it cannot.
+        var refusal: String? = request != nil && history == nil ? "unavailable" : nil
+        var gateEntered = false
+        if request != nil, history != nil {
+            gateEntered = await replayGate.enter()
+            if !gateEntered { refusal = "busy" }
+        }
+        defer { if gateEntered { replayGate.leave() } }
+        let recovering = gateEntered ? request : nil
+        let limits = configuration.limits
+        let maxSubscriptions = limits.maxSubscriptionsPerConnection
         enum Outcome {
             case added([EventPattern], all: [EventPattern])
             case tooMany(current: Int)
@@ -180,6 +223,15 @@ extension RealtimeHub {
             let newCount = Set(patterns.map(\.rawValue)).subtracting(existingSet).count
             guard existing.count + newCount <= maxSubscriptions else { return .tooMany(current: existing.count) }
             guard let added = state.subscribe(core.id, patterns) else { return .gone }
+            if let recovering {
+                // Live first: from here on, this connection's live frames are held until the replay ends.
+                _ = state.beginRecovery(
+                    core.id,
+                    from: recovering.positions,
+                    maxFrames: limits.outboundQueueFrames,
+                    maxBytes: limits.outboundQueueBytes
+                )
+            }
             return .added(added, all: state.patterns(of: core.id))
         }
         switch outcome {
@@ -200,17 +252,32 @@ extension RealtimeHub {
                 outcome: .failure(code: ProtocolErrorCode.tooManySubscriptions.rawValue)
             )
         case .added(let added, let all):
-            reply(
-                core,
-                WireProtocol.message(
-                    "subscribed",
-                    id: id,
-                    payload: [
-                        "eventTypes": .array(added.map { .string($0.rawValue) }),
-                        "subscriptions": .array(all.map { .string($0.rawValue) }),
-                    ]
+            var payload: JSONObject = [
+                "eventTypes": .array(added.map { .string($0.rawValue) }),
+                "subscriptions": .array(all.map { .string($0.rawValue) }),
+            ]
+            if let refusal {
+                counters.recoveries.add(1, ordering: .relaxed)
+                counters.recoveriesFailed.add(1, ordering: .relaxed)
+                payload["recovered"] = false
+                payload["reason"] = .string(refusal)
+            }
+            // The first subscribe without recovery learns where the connection's streams stand, so that a later
+            // recovery covers streams it has not received an event from yet.
+            if let history, recovering == nil,
+                core.state.withLock({ state in
+                    defer { state.positionsSent = true }
+                    return !state.positionsSent
+                })
+            {
+                payload["positions"] = .object(
+                    await currentPositions(of: core, userID: identity.userID, history: history)
                 )
-            )
+            }
+            reply(core, WireProtocol.message("subscribed", id: id, payload: payload))
+            if let recovering, let history {
+                await replay(recovering, to: core, userID: identity.userID, history: history)
+            }
             if core.endpoint == .admin && !added.isEmpty {
                 await publishInternal(
                     RealtimeEvent(

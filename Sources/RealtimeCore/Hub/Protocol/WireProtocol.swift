@@ -23,11 +23,20 @@ public struct ProtocolErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let sessionInactive = ProtocolErrorCode("session_inactive")
     public static let sessionRevoked = ProtocolErrorCode("session_revoked")
     public static let unavailable = ProtocolErrorCode("unavailable")
+    /// A `recover` position that is not `{epoch, offset}` with a string epoch of at most 64 bytes and an offset in
+    /// 0...2^53 − 1.
+    public static let invalidPosition = ProtocolErrorCode("invalid_position")
+    /// A `recover` stream this connection never receives (another user's, the administrators' on `/ws/events`,
+    /// an unknown name).
+    public static let forbiddenStream = ProtocolErrorCode("forbidden_stream")
+    /// A second `recover` on one connection (a connection recovers once, right after it connects).
+    public static let recoveryRefused = ProtocolErrorCode("recovery_refused")
 }
 
 /// A message from a client.
 enum ClientMessage: Sendable {
-    case subscribe([String])
+    /// Patterns, and the `recover` object when the client asks for what it missed.
+    case subscribe([String], recover: JSONObject?)
     case unsubscribe([String])
     case ping
     case getSubscriptions
@@ -122,7 +131,12 @@ enum WireProtocol {
             return .success(token)
         }
         switch type {
-        case "subscribe": return patterns().map { (id, .subscribe($0)) }
+        case "subscribe":
+            let recover = payload?["recover"]
+            if let recover, !recover.isNull, recover.objectValue == nil {
+                return fail(.invalidMessage, "payload.recover must be an object of stream positions")
+            }
+            return patterns().map { (id, .subscribe($0, recover: recover?.objectValue)) }
         case "unsubscribe": return patterns().map { (id, .unsubscribe($0)) }
         case "ping": return .success((id, .ping))
         case "get_subscriptions": return .success((id, .getSubscriptions))
@@ -204,6 +218,58 @@ enum WireProtocol {
         writer.write(event.data)
         writer.writeRaw("}}")
         return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
+    /// The `event` message a client receives for `message`: the event's frame (the carried
+    /// ``BusMessage/eventFrame`` or freshly encoded) with, when the message was recorded in history, its stream
+    /// position as the payload's last member:
+    ///
+    /// ```json
+    /// {"type":"event","payload":{"id":"evt_…","type":"…","timestamp":"…","data":{…},
+    ///   "position":{"stream":"user:u1","epoch":"k3x9…","offset":42}}}
+    /// ```
+    ///
+    /// The one place an event frame is finished: local delivery, delivery of what the bus carried and replay all
+    /// call it, so a client reads the same bytes whichever way an event reached it. The position is per route (a
+    /// user's event has one in the user's stream and one in the administrators' stream), so a frame is shared by
+    /// every recipient of one route.
+    static func eventFrame(for message: BusMessage, _ event: RealtimeEvent) -> String {
+        let base = message.eventFrame ?? self.event(event)
+        guard let position = message.position, let stream = HistoryStream(message.route) else { return base }
+        return positioned(base, position, in: stream)
+    }
+
+    /// `base` (an ``event(_:)`` frame, ending in `}}`) with `"position":{…}` appended to its payload.
+    static func positioned(_ base: String, _ position: StreamPosition, in stream: HistoryStream) -> String {
+        var base = base
+        return base.withUTF8 { bytes in
+            var writer = JSONWriter(reservingCapacity: bytes.count + 96)
+            writer.writeRaw(UnsafeBufferPointer(rebasing: bytes[..<(bytes.count - 2)]))
+            writer.writeKey("position")
+            writePosition(position, in: stream, into: &writer)
+            writer.writeRaw("}}")
+            return String(decoding: writer.bytes, as: UTF8.self)
+        }
+    }
+
+    /// `{"stream":"…","epoch":"…","offset":N}`: a position as clients receive and send it back.
+    static func writePosition(_ position: StreamPosition, in stream: HistoryStream, into writer: inout JSONWriter) {
+        writer.writeRaw(#"{"stream":"#)
+        writer.write(stream.description)
+        writer.writeKey("epoch")
+        writer.write(position.epoch)
+        writer.writeKey("offset")
+        writer.write(position.offset)
+        writer.writeRaw("}")
+    }
+
+    /// A position as a JSON value (for `recovered` and `subscribed` payloads).
+    static func positionValue(_ position: StreamPosition, in stream: HistoryStream) -> JSONValue {
+        [
+            "stream": .string(stream.description),
+            "epoch": .string(position.epoch),
+            "offset": .int(position.offset),
+        ]
     }
 
     static func notification(_ notification: RealtimeNotification) -> String {

@@ -19,6 +19,8 @@ struct HubState: Sendable {
         var isAdmin = false
         var userID = ""
         var queue: OutboundQueue?
+        /// The connection is recovering: its live frames go to its seam in ``HubState/seams``.
+        var recovering = false
     }
 
     /// Who may see one event, decided once per event rather than once per recipient.
@@ -47,6 +49,8 @@ struct HubState: Sendable {
     private var everyoneIndex = PatternIndex()
     private var adminIndex = PatternIndex()
     private var stamp: UInt64 = 0
+    /// The seams of recovering connections, by slot index (see ``RecoverySeam``).
+    private var seams: [Int: RecoverySeam] = [:]
     /// Match keys of recently delivered event types (building one allocates its segments and prefixes), bounded.
     private var matchKeys: [EventType: MatchKey] = [:]
 
@@ -147,6 +151,7 @@ struct HubState: Sendable {
         }
         slots[index] = nil
         fanOutEntries[index] = FanOutEntry()
+        seams[index] = nil
         freeSlots.append(index)
         return slot.core
     }
@@ -232,11 +237,13 @@ struct HubState: Sendable {
         key: MatchKey,
         frame: OutboundFrame,
         route: BusRoute,
+        position: StreamPosition? = nil,
         effects: inout FanOutEffects
     ) -> Int {
         stamp &+= 1
         let stamp = self.stamp
         let visibility = Visibility(event)
+        let recorded = position.map { (stream: HistoryStream(route), position: $0) }
         var delivered = 0
         switch route {
         case .user(let userID):
@@ -246,18 +253,18 @@ struct HubState: Sendable {
                 guard !fanOutEntries[index].isAdmin, slots[index]?.patterns.matches(key) == true,
                     mayReceive(index, visibility)
                 else { continue }
-                delivered += enqueue(frame, at: index, stamp: stamp, effects: &effects)
+                delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
             }
         case .admins:
             adminIndex.forEachMatch(key) { set in
                 for index in set {
-                    delivered += enqueue(frame, at: index, stamp: stamp, effects: &effects)
+                    delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
                 }
             }
         case .everyone:
             everyoneIndex.forEachMatch(key) { set in
                 for index in set where mayReceive(index, visibility) {
-                    delivered += enqueue(frame, at: index, stamp: stamp, effects: &effects)
+                    delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
                 }
             }
         case .control, .server:
@@ -283,12 +290,16 @@ struct HubState: Sendable {
         _ frame: OutboundFrame,
         at index: Int,
         stamp: UInt64,
+        recorded: (stream: HistoryStream?, position: StreamPosition)?,
         effects: inout FanOutEffects
     )
         -> Int
     {
         guard fanOutEntries[index].stamp != stamp, let queue = fanOutEntries[index].queue else { return 0 }
         fanOutEntries[index].stamp = stamp
+        if fanOutEntries[index].recovering {
+            return hold(frame, at: index, recorded: recorded, effects: &effects)
+        }
         switch queue.enqueueDeferringWake(frame) {
         case .queued: return 1
         case .queuedConsumerToWake:
@@ -298,6 +309,69 @@ struct HubState: Sendable {
             if let core = slots[index]?.core { effects.overflowed.append(core) }
             return 0
         case .closed: return 0
+        }
+    }
+
+    // MARK: Recovery
+
+    /// Whether fan-out on `route` delivers `event` to connection `id`: ``deliver(_:key:frame:route:position:effects:)``'s
+    /// rules (route membership, patterns, visibility) for one connection, so a replay shows exactly what live
+    /// delivery would have shown.
+    func wouldDeliver(_ event: RealtimeEvent, key: MatchKey, route: BusRoute, to id: ConnectionID) -> Bool {
+        guard let index = slotByID[id], let slot = slots[index], slot.patterns.matches(key) else { return false }
+        let visibility = Visibility(event)
+        switch route {
+        case .user(let userID): return !slot.isAdmin && slot.userID == userID && mayReceive(index, visibility)
+        case .admins: return slot.isAdmin
+        case .everyone: return mayReceive(index, visibility)
+        case .control, .server: return false
+        }
+    }
+
+    /// Starts holding the connection's live frames in a seam. False when it is not active or already recovering.
+    mutating func beginRecovery(
+        _ id: ConnectionID,
+        from positions: [HistoryStream: StreamPosition],
+        maxFrames: Int,
+        maxBytes: Int
+    ) -> Bool {
+        guard let index = slotByID[id], !fanOutEntries[index].recovering else { return false }
+        fanOutEntries[index].recovering = true
+        seams[index] = RecoverySeam(from: positions, maxFrames: maxFrames, maxBytes: maxBytes)
+        return true
+    }
+
+    /// Runs `body` on the connection's seam; `nil` when it is no longer recovering (closed).
+    mutating func withSeam<Result>(_ id: ConnectionID, _ body: (inout RecoverySeam) -> Result) -> Result? {
+        guard let index = slotByID[id], var seam = seams[index] else { return nil }
+        let result = body(&seam)
+        seams[index] = seam
+        return result
+    }
+
+    /// Ends the recovery: the held frames to deliver (queue them before releasing the lock), and live delivery
+    /// goes straight to the queue again.
+    mutating func endRecovery(_ id: ConnectionID) -> [OutboundFrame] {
+        guard let index = slotByID[id], var seam = seams.removeValue(forKey: index) else { return [] }
+        fanOutEntries[index].recovering = false
+        return seam.finish()
+    }
+
+    /// A live frame for a recovering connection: held in its seam.
+    private mutating func hold(
+        _ frame: OutboundFrame,
+        at index: Int,
+        recorded: (stream: HistoryStream?, position: StreamPosition)?,
+        effects: inout FanOutEffects
+    ) -> Int {
+        guard var seam = seams[index] else { return 0 }
+        let action = seam.live(.init(frame: frame, stream: recorded?.stream, position: recorded?.position))
+        seams[index] = seam
+        switch action {
+        case .held: return 1
+        case .overflow:
+            if let core = slots[index]?.core { effects.overflowed.append(core) }
+            return 0
         }
     }
 

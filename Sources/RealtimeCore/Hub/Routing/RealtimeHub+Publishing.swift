@@ -108,70 +108,123 @@ extension RealtimeHub {
         await publishResolvedEvents(CollectionOfOne(event))[0]
     }
 
-    /// Publishes events whose scope is resolved, in order: each is encoded once (one JSON text and one WebSocket
-    /// frame shared by every local recipient and, as text, carried to the other servers), all are queued for this
-    /// server's connections under one acquisition of the state lock, the writers are woken after it (one job per
-    /// writer thread with ``OutboundWakeCoalescer``), and the bus gets every message in one call. Returns once the
-    /// frames are queued and the bus accepted the messages — never after the sockets were written.
+    /// Publishes events whose scope is resolved, in order: each is encoded once (one JSON text, carried to the other
+    /// servers, and one WebSocket frame per route shared by every local recipient of that route), all are queued
+    /// for this server's connections under one acquisition of the state lock, the writers are woken after it (one
+    /// job per writer thread with ``OutboundWakeCoalescer``), and the bus gets every message in one call. Returns
+    /// once the frames are queued and the bus accepted the messages — never after the sockets were written.
+    ///
+    /// With a history store the messages are recorded first (``EventBus/publish(_:recordingIn:)``), so every
+    /// frame — this server's connections' too — carries its stream position; then they are delivered locally.
     func publishResolvedEvents(_ events: some Collection<RealtimeEvent>) async -> [PublishReceipt] {
         counters.eventsPublished.add(events.count, ordering: .relaxed)
         counters.publishedCounter.increment(by: Int64(events.count))
-        var fanOuts: [EventFanOut] = []
-        fanOuts.reserveCapacity(events.count)
         var messages: [BusMessage] = []
+        var routeCounts: [Int] = []
+        routeCounts.reserveCapacity(events.count)
         for event in events {
             // Encoded once: for this server's connections and, carried in the bus message, for the other servers'.
             let text = WireProtocol.event(event)
             let routes = Self.routes(for: event.scope)
-            fanOuts.append(EventFanOut(event: event, routes: routes, frame: .encodedText(EncodedTextFrame(text: text))))
             // One call for both routes of a user-scoped event, so the bus can send them together.
             for route in routes {
                 messages.append(BusMessage(origin: serverID, route: route, payload: .event(event), eventFrame: text))
             }
+            routeCounts.append(routes.count)
         }
-        let local = deliverLocally(fanOuts)
+        let local: [Int]
         var published = true
+        if let history = backends.historyStore {
+            do {
+                let recorded = try await backends.eventBus.publish(messages, recordingIn: history)
+                // A store that answered another shape is not trusted with positions: deliver what was published.
+                if recorded.count == messages.count { messages = recorded }
+            } catch {
+                counters.historyFailures.add(events.count, ordering: .relaxed)
+                logger.warning(
+                    "history record failed; publishing without positions",
+                    metadata: ["realtime.error": "\(error)"]
+                )
+                published = await publishToBus(messages, events: events.count)
+            }
+            local = deliverLocally(Self.fanOuts(events, messages, routeCounts))
+        } else {
+            local = deliverLocally(Self.fanOuts(events, messages, routeCounts))
+            published = await publishToBus(messages, events: events.count)
+        }
+        return zip(events, local).map { event, deliveries in
+            PublishReceipt(id: event.id, localDeliveries: deliveries, publishedToCluster: published)
+        }
+    }
+
+    /// Each event with its messages (one per route), cut from `messages` by `routeCounts`.
+    private static func fanOuts(
+        _ events: some Collection<RealtimeEvent>,
+        _ messages: [BusMessage],
+        _ routeCounts: [Int]
+    ) -> [EventFanOut] {
+        var start = 0
+        return zip(events, routeCounts).map { event, count in
+            defer { start += count }
+            return EventFanOut(event: event, messages: messages[start..<(start + count)])
+        }
+    }
+
+    /// Hands messages to the bus; false (counted, logged) when it failed.
+    private func publishToBus(_ messages: [BusMessage], events: Int) async -> Bool {
         do {
             try await backends.eventBus.publish(messages)
+            return true
         } catch {
-            published = false
-            counters.busPublishFailures.add(events.count, ordering: .relaxed)
+            counters.busPublishFailures.add(events, ordering: .relaxed)
             logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
-        }
-        return zip(fanOuts, local).map { fanOut, deliveries in
-            PublishReceipt(id: fanOut.event.id, localDeliveries: deliveries, publishedToCluster: published)
+            return false
         }
     }
 
-    /// One event on its way to this server's connections: the routes it goes to and its frame, encoded once.
+    /// One event on its way to this server's connections: the messages of its routes (with their stream positions,
+    /// when recorded).
     struct EventFanOut {
         let event: RealtimeEvent
-        let routes: [BusRoute]
-        let frame: OutboundFrame
+        let messages: ArraySlice<BusMessage>
     }
 
-    /// Delivers one event to this server's connections (the bus path). The frame is encoded once (from `text`
-    /// when the message carried it) and shared by every recipient.
-    func deliverLocally(_ event: RealtimeEvent, routes: some Collection<BusRoute>, text: String? = nil) -> Int {
-        let frame = OutboundFrame.encodedText(EncodedTextFrame(text: text ?? WireProtocol.event(event)))
-        return deliverLocally(CollectionOfOne(EventFanOut(event: event, routes: Array(routes), frame: frame)))[0]
+    /// Delivers `event`, published on the routes of `messages` (with their stream positions, when recorded), to
+    /// this server's connections (the bus path). One frame per route, shared by every recipient of that route.
+    func deliverLocally(_ event: RealtimeEvent, _ messages: some Collection<BusMessage>) -> Int {
+        deliverLocally(CollectionOfOne(EventFanOut(event: event, messages: ArraySlice(messages))))[0]
     }
 
-    /// Queues each event's frame for every local connection it reaches, in order, under one acquisition of the
+    /// Queues each event's frames for every local connection it reaches, in order, under one acquisition of the
     /// state lock; then, with the lock released, wakes the writers and closes the connections that overflowed.
     /// Returns the deliveries per event.
     func deliverLocally(_ fanOuts: some Collection<EventFanOut>) -> [Int] {
+        // Frames are encoded before the lock is taken: one per route (the position differs per stream).
+        let framed = fanOuts.map { fanOut in
+            (
+                event: fanOut.event,
+                routes: fanOut.messages.map { message in
+                    (
+                        message: message,
+                        frame: OutboundFrame.encodedText(
+                            EncodedTextFrame(text: WireProtocol.eventFrame(for: message, fanOut.event))
+                        )
+                    )
+                }
+            )
+        }
         var effects = HubState.FanOutEffects()
         let deliveries = state.withLock { state in
-            fanOuts.map { fanOut in
-                let key = state.matchKey(fanOut.event.type)
+            framed.map { item in
+                let key = state.matchKey(item.event.type)
                 var delivered = 0
-                for route in fanOut.routes {
+                for (message, frame) in item.routes {
                     delivered += state.deliver(
-                        fanOut.event,
+                        item.event,
                         key: key,
-                        frame: fanOut.frame,
-                        route: route,
+                        frame: frame,
+                        route: message.route,
+                        position: message.position,
                         effects: &effects
                     )
                 }
@@ -188,7 +241,7 @@ extension RealtimeHub {
         account(delivered: delivered, overflowed: effects.overflowed)
     }
 
-    private func account(delivered: Int, overflowed: [ConnectionCore]) {
+    func account(delivered: Int, overflowed: [ConnectionCore]) {
         if delivered > 0 {
             counters.eventsDelivered.add(delivered, ordering: .relaxed)
             counters.deliveredCounter.increment(by: Int64(delivered))
@@ -306,7 +359,42 @@ extension RealtimeHub {
             counters.busPublishFailures.add(1, ordering: .relaxed)
             logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
         }
+        if case .user(let userID) = notification.target, local == 0, let offline = backends.offlineNotifications {
+            await keepIfOffline(notification, for: userID, in: offline)
+        }
         return PublishReceipt(id: notification.id, localDeliveries: local, publishedToCluster: published)
+    }
+
+    /// Queues a user notification when the user has no connection anywhere (checked after the live publish, so a
+    /// connection that registers meanwhile either received it live or finds it queued).
+    private func keepIfOffline(
+        _ notification: RealtimeNotification,
+        for userID: String,
+        in offline: any OfflineNotificationStore
+    ) async {
+        do {
+            guard try await backends.connectionStore.count(.user(userID)) == 0 else { return }
+            _ = try await offline.enqueue(notification, for: userID)
+        } catch {
+            logger.warning("offline notification not kept", metadata: ["realtime.error": "\(error)"])
+        }
+    }
+
+    /// Delivers the notifications queued while the user had no connection to `core` (once, cluster-wide: the store
+    /// hands them to one taker).
+    func deliverOfflineNotifications(to core: ConnectionCore, userID: String) async {
+        guard let offline = backends.offlineNotifications else { return }
+        let queued: [RealtimeNotification]
+        do {
+            queued = try await offline.take(for: userID)
+        } catch {
+            logger.warning("offline notifications not read", metadata: ["realtime.error": "\(error)"])
+            return
+        }
+        for notification in queued {
+            // Bounded by the store's per-user limit.
+            _ = core.queue.enqueue(.text(WireProtocol.notification(notification)), force: true)
+        }
     }
 
     /// Sends a notification to every connection of one user.
@@ -574,7 +662,7 @@ extension RealtimeHub {
                     logger.warning("bus event on a route its scope does not allow; dropped")
                     return
                 }
-                _ = deliverLocally(event, routes: CollectionOfOne(message.route), text: message.eventFrame)
+                _ = deliverLocally(event, CollectionOfOne(message))
                 let latency = Timestamp.now() - event.timestamp
                 if latency >= .zero { counters.deliveryLatency.recordNanoseconds(latency.milliseconds * 1_000_000) }
             case .notification(let notification):
@@ -589,7 +677,10 @@ extension RealtimeHub {
 extension RealtimeHub {
     /// Benchmark hook: delivers `event` to this server's connections as `publish` does, without the bus.
     package func deliverLocallyForBenchmark(_ event: RealtimeEvent) -> Int {
-        deliverLocally(event, routes: Self.routes(for: event.scope))
+        deliverLocally(
+            event,
+            Self.routes(for: event.scope).map { BusMessage(origin: serverID, route: $0, payload: .event(event)) }
+        )
     }
 
     /// Test hook: entries in the pattern indexes.
