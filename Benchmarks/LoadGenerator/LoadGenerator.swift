@@ -171,7 +171,9 @@ struct LoadGenerator: AsyncParsableCommand {
                 nchanChannel.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
             else { throw ValidationError("--target nchan needs --nchan-channel (1 to 64 letters, digits, - or _)") }
             guard admins == 0, userPercent == 0 else {
-                throw ValidationError("--target nchan: every event goes to every subscriber (--admins 0 --user-percent 0)")
+                throw ValidationError(
+                    "--target nchan: every event goes to every subscriber (--admins 0 --user-percent 0)"
+                )
             }
         }
     }

@@ -131,7 +131,11 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
     tokens.add("replay-token", VerifiedIdentity(userID: "replay"))
     tokens.add("live-token", VerifiedIdentity(userID: "live"))
     for user in 0..<100 { tokens.add("storm-\(user)", VerifiedIdentity(userID: "storm-\(user)")) }
-    let (hub, client, store) = try makeRecoveryHub(configuration, prefix: "rec\(RandomID.hex(bytes: 3)):", tokens: tokens)
+    let (hub, client, store) = try makeRecoveryHub(
+        configuration,
+        prefix: "rec\(RandomID.hex(bytes: 3)):",
+        tokens: tokens
+    )
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await hub.run() }
         defer { hub.shutdown() }
@@ -142,7 +146,9 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
         // 1. Replay of 1,000 missed events to one client.
         let start = try await store.position(of: .user("replay"))
         for index in 0..<1000 {
-            try await hub.publish(RealtimeEvent(type: "bench.replay", userID: "replay", data: ["i": .int(Int64(index))]))
+            try await hub.publish(
+                RealtimeEvent(type: "bench.replay", userID: "replay", data: ["i": .int(Int64(index))])
+            )
         }
         var times: [Double] = []
         for _ in 0..<max(1, rounds) {
@@ -165,7 +171,8 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
         let sorted = times.sorted()
         print(
             String(
-                format: "replay of 1,000 missed events, %d rounds: median %.1f ms, min %.1f ms, max %.1f ms (goal < 50 ms)",
+                format:
+                    "replay of 1,000 missed events, %d rounds: median %.1f ms, min %.1f ms, max %.1f ms (goal < 50 ms)",
                 sorted.count,
                 sorted[sorted.count / 2],
                 sorted[0],
@@ -232,7 +239,10 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
         var outcomes: [String: Int] = [:]
         for (_, consumer, _) in connections {
             let seen = consumer.snapshot
-            outcomes["recovered=\(seen.recovered.map { "\($0)" } ?? "nil") replayed=\(seen.replayed) events=\(seen.events) closed=\(seen.closed)", default: 0] += 1
+            outcomes[
+                "recovered=\(seen.recovered.map { "\($0)" } ?? "nil") replayed=\(seen.replayed) events=\(seen.events) closed=\(seen.closed)",
+                default: 0
+            ] += 1
         }
         print("storm outcomes: \(outcomes)")
         let after = await hub.stats()

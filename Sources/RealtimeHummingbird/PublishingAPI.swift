@@ -38,27 +38,33 @@ struct PublishingAPI: Sendable {
             let audited: AuditTarget = target == "user" ? .body("userId", "user") : .fixed(target)
             routes.append(
                 route(.post, "/notifications/" + target, body: true, "notify_" + target, audited) {
-                    _, body throws(APIError) in try await notify(target, body)
+                    _,
+                    body throws(APIError) in try await notify(target, body)
                 }
             )
         }
         routes += [
             route(.post, "/sessions/:sessionID/revoke", "revoke_session", .path("sessionID", "session")) {
-                context, body throws(APIError) in try await revoke(try pathParameter(context, "sessionID"), body)
+                context,
+                body throws(APIError) in try await revoke(try pathParameter(context, "sessionID"), body)
             },
             route(.post, "/sessions", body: true, "create_session", .body("sessionId", "session")) {
-                _, body throws(APIError) in try await createSession(body)
+                _,
+                body throws(APIError) in try await createSession(body)
             },
             route(.delete, "/sessions/:sessionID", "end_session", .path("sessionID", "session")) {
-                context, body throws(APIError) in
+                context,
+                body throws(APIError) in
                 try await endSession(try identifier(try pathParameter(context, "sessionID"), "sessionId"), body)
             },
             route(.post, "/users/:userID/revoke", "revoke_user", .path("userID", "user")) {
-                context, body throws(APIError) in
+                context,
+                body throws(APIError) in
                 try await revokeUser(try identifier(try pathParameter(context, "userID"), "userId"), body)
             },
             route(.post, "/users/:userID/disconnect", "disconnect_user", .path("userID", "user")) {
-                context, body throws(APIError) in try await disconnect(try pathParameter(context, "userID"), body)
+                context,
+                body throws(APIError) in try await disconnect(try pathParameter(context, "userID"), body)
             },
             route(.get, "/stats", "read_stats", .none) { _, _ throws(APIError) in
                 (.ok, .object(await hub.stats().jsonObject))
@@ -401,8 +407,9 @@ struct PublishingAPI: Sendable {
         )
     }
 
-    private func endSession(_ sessionID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
-    {
+    private func endSession(_ sessionID: String, _ body: Fields) async throws(APIError) -> (
+        HTTPResponse.Status, JSONValue
+    ) {
         let reason = try body.string("reason") ?? "session ended"
         let wasActive: Bool
         do {

@@ -247,7 +247,8 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             // The frame is encoded once per event and its buffer made once per event loop: every connection writes
             // the same buffer (a reference, not a copy).
             let allocator = context.channel.allocator
-            let buffer = loopWriter?.buffer(for: frame, allocator: allocator) ?? allocator.buffer(bytes: frame.webSocketFrame)
+            let buffer =
+                loopWriter?.buffer(for: frame, allocator: allocator) ?? allocator.buffer(bytes: frame.webSocketFrame)
             if let encodedFrameOutput {
                 encodedFrameOutput.write(NIOAny(buffer), promise: nil)
             } else {

@@ -45,7 +45,11 @@ extension HubClusterScenarios {
                     #expect(subscribed["payload"]?["positions"]?["user:alice"]?["offset"] != nil)
                     var last: JSONValue = .null
                     for n in 1...50 {
-                        try await hubA.publishSecurityEvent("security.test.recovery", userID: "alice", data: ["n": .int(Int64(n))])
+                        try await hubA.publishSecurityEvent(
+                            "security.test.recovery",
+                            userID: "alice",
+                            data: ["n": .int(Int64(n))]
+                        )
                     }
                     for n in Int64(1)...50 {
                         let event = try await alice.next(type: "event")
@@ -57,7 +61,11 @@ extension HubClusterScenarios {
                     // Missed: 100 of alice's events, half published on each server, and what alice may not see.
                     for n in 51...150 {
                         let hub = n % 2 == 0 ? hubA : hubB
-                        try await hub.publishSecurityEvent("security.test.recovery", userID: "alice", data: ["n": .int(Int64(n))])
+                        try await hub.publishSecurityEvent(
+                            "security.test.recovery",
+                            userID: "alice",
+                            data: ["n": .int(Int64(n))]
+                        )
                         if n % 25 == 0 {
                             // Another stream; an admin-only type in alice's stream; the admins' stream.
                             try await hub.publishSecurityEvent("security.test.recovery", userID: "bob", data: ["n": -1])
@@ -113,7 +121,11 @@ extension HubClusterScenarios {
                     let start = try #require(subscribed["payload"]?["positions"]?["user:bob"])
                     await first.close()
                     for n in 1...300 {
-                        try await hubA.publishSecurityEvent("security.test.seam", userID: "bob", data: ["n": .int(Int64(n))])
+                        try await hubA.publishSecurityEvent(
+                            "security.test.seam",
+                            userID: "bob",
+                            data: ["n": .int(Int64(n))]
+                        )
                     }
                     let bob = try await hubB.connectClient(token: "bob-token")
                     _ = try await bob.next(type: "connected")
@@ -153,9 +165,15 @@ extension HubClusterScenarios {
                 let alice = try await hub.connectClient(token: "alice-token")
                 _ = try await alice.next(type: "connected")
                 await alice.send(#"{"type":"subscribe","payload":{"eventTypes":["*"]}}"#)
-                let alicePosition = try #require(try await alice.next(type: "subscribed")["payload"]?["positions"]?["user:alice"])
+                let alicePosition = try #require(
+                    try await alice.next(type: "subscribed")["payload"]?["positions"]?["user:alice"]
+                )
                 for n in 1...5 {
-                    try await hub.publishSecurityEvent("security.test.secret", userID: "alice", data: ["n": .int(Int64(n))])
+                    try await hub.publishSecurityEvent(
+                        "security.test.secret",
+                        userID: "alice",
+                        data: ["n": .int(Int64(n))]
+                    )
                 }
                 let mallory = try await hub.connectClient(token: "bob-token")
                 _ = try await mallory.next(type: "connected")
@@ -202,10 +220,16 @@ extension HubClusterScenarios {
                 let alice = try await hub.connectClient(token: "alice-token")
                 _ = try await alice.next(type: "connected")
                 await alice.send(#"{"type":"subscribe","payload":{"eventTypes":["*"]}}"#)
-                let start = try #require(try await alice.next(type: "subscribed")["payload"]?["positions"]?["user:alice"])
+                let start = try #require(
+                    try await alice.next(type: "subscribed")["payload"]?["positions"]?["user:alice"]
+                )
                 await alice.close()
                 for n in 1...30 {
-                    try await hub.publishSecurityEvent("security.test.trim", userID: "alice", data: ["n": .int(Int64(n))])
+                    try await hub.publishSecurityEvent(
+                        "security.test.trim",
+                        userID: "alice",
+                        data: ["n": .int(Int64(n))]
+                    )
                 }
                 let again = try await hub.connectClient(token: "alice-token")
                 _ = try await again.next(type: "connected")

@@ -51,7 +51,12 @@ import Testing
         let hubB = try hub()
         try await hubA.running {
             try await hubB.running {
-                let receipt = await hubA.sendUserNotification(userID: "alice", level: .warning, title: "MFA", message: "")
+                let receipt = await hubA.sendUserNotification(
+                    userID: "alice",
+                    level: .warning,
+                    title: "MFA",
+                    message: ""
+                )
                 #expect(receipt.localDeliveries == 0)
                 #expect(await hubA.stats().queueLength == 1)
                 #expect(await hubB.stats().jsonObject["notifications"]?["queueLength"] == 1)

@@ -42,11 +42,16 @@ struct BatchPublishingAPITests {
                 (#"{}"#, "missing_field", "events must be an array"),
                 (#"{"events":{}}"#, "invalid_field", "events must be an array"),
                 (#"{"events":[]}"#, "invalid_field", "1 to 100 events"),
-                (#"{"events":["# + Array(repeating: good, count: 101).joined(separator: ",") + "]}", "invalid_field",
-                 "1 to 100 events, not 101"),
+                (
+                    #"{"events":["# + Array(repeating: good, count: 101).joined(separator: ",") + "]}", "invalid_field",
+                    "1 to 100 events, not 101"
+                ),
                 (#"{"events":[\#(good),"x"]}"#, "invalid_field", "events[1]: must be an object"),
                 (#"{"events":[\#(good),{"type":"Bad Type"}]}"#, "invalid_event_type", "events[1]: "),
-                (#"{"events":[\#(good),\#(good),{"type":"authentication.login.success"}]}"#, "user_required", "events[2]: "),
+                (
+                    #"{"events":[\#(good),\#(good),{"type":"authentication.login.success"}]}"#, "user_required",
+                    "events[2]: "
+                ),
             ]
             for (body, code, message) in cases {
                 let reply = try await server.api("POST", "/api/v1/events/batch", json: body)

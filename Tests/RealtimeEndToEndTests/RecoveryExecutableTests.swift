@@ -36,7 +36,9 @@ struct RecoveryExecutableTests {
         #expect(reply.status == 202, "\(reply.text)")
     }
 
-    @Test("a client on A gets 1…50, leaves; 100 are published on A and B; A is killed; on B it recovers exactly the 100, then live")
+    @Test(
+        "a client on A gets 1…50, leaves; 100 are published on A and B; A is killed; on B it recovers exactly the 100, then live"
+    )
     func recoverAfterTheFirstServerWasKilled() async throws {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }

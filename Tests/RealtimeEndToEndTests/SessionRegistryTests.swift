@@ -89,7 +89,10 @@ struct SessionRegistryTests {
             }
             let listed = try await server.api("GET", "/api/v1/users/alice/sessions?limit=0")
             #expect(listed.status == 400)
-            #expect(try await server.api("GET", "/api/v1/users/alice/sessions").json()["sessions"]?.arrayValue?.isEmpty == true)
+            #expect(
+                try await server.api("GET", "/api/v1/users/alice/sessions").json()["sessions"]?.arrayValue?.isEmpty
+                    == true
+            )
             // A user token (of a registered session) may not manage sessions.
             let registered = try await server.api(
                 "POST",

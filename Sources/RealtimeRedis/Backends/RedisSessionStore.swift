@@ -141,8 +141,15 @@ public final class RedisSessionStore: SessionStore, Sendable {
         guard mode == .registry, limit > 0 else { return [] }
         let reply = try await client.send(
             RedisCommand(
-                "ZRANGE", userSessionsKey(userID), "(" + String(Timestamp.now().millisecondsSinceEpoch), "+inf",
-                "BYSCORE", "LIMIT", "0", String(limit), "WITHSCORES"
+                "ZRANGE",
+                userSessionsKey(userID),
+                "(" + String(Timestamp.now().millisecondsSinceEpoch),
+                "+inf",
+                "BYSCORE",
+                "LIMIT",
+                "0",
+                String(limit),
+                "WITHSCORES"
             )
         )
         let elements = reply.array ?? []
@@ -151,7 +158,9 @@ public final class RedisSessionStore: SessionStore, Sendable {
         var index = 0
         while index + 1 < elements.count {
             if let id = elements[index].string, let score = elements[index + 1].string.flatMap(Double.init) {
-                records.append(SessionRecord(sessionID: id, userID: userID, expiresAt: .init(millisecondsSinceEpoch: Int64(score))))
+                records.append(
+                    SessionRecord(sessionID: id, userID: userID, expiresAt: .init(millisecondsSinceEpoch: Int64(score)))
+                )
             }
             index += 2
         }

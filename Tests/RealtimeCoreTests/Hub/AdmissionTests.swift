@@ -82,8 +82,7 @@ import Testing
         func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool {
             throw RealtimeError(.backendUnavailable, "down")
         }
-        func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError)
-        {
+        func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError) {
             throw RealtimeError(.backendUnavailable, "down")
         }
         func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {
@@ -404,7 +403,11 @@ import Testing
         _ = try await admission.admit(.upgrade(Self.request("/ws/events?token=dave-no-iat")), host: host).get()
 
         clock.advance(by: .seconds(1))
-        try await sessions.revokeUser("dave", issuedBefore: clock.timestamp, retainUntil: clock.timestamp + .seconds(60))
+        try await sessions.revokeUser(
+            "dave",
+            issuedBefore: clock.timestamp,
+            retainUntil: clock.timestamp + .seconds(60)
+        )
         tokens.add("dave-new", VerifiedIdentity(userID: "dave", sessionID: "s-dave", issuedAt: clock.timestamp))
         for token in ["dave-old", "dave-no-iat"] {
             let attempts: [Admission.Attempt] = [
@@ -571,8 +574,7 @@ import Testing
         func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool {
             try await sessions.revoke(sessionID, retainUntil: retainUntil)
         }
-        func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError)
-        {
+        func revokeUser(_ userID: String, issuedBefore: Timestamp, retainUntil: Timestamp) async throws(RealtimeError) {
             try await sessions.revokeUser(userID, issuedBefore: issuedBefore, retainUntil: retainUntil)
         }
         func userRevokedBefore(_ userID: String) async throws(RealtimeError) -> Timestamp? {

@@ -78,7 +78,9 @@ import Testing
         let hub = try hub()
         let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
         try await admin.subscribe(["admin.action.read_stats", "admin.action.notify_admin"])
-        await hub.audit(AuditRecord(actor: "ops", action: "read_stats", outcome: .success, channel: .http, announce: false))
+        await hub.audit(
+            AuditRecord(actor: "ops", action: "read_stats", outcome: .success, channel: .http, announce: false)
+        )
         await hub.audit(AuditRecord(actor: "ops", action: "notify_admin", outcome: .success, channel: .http))
         // Events are queued in order: the first one here is the announced record's.
         #expect(try await admin.next(type: "event")["payload"]?["type"] == "admin.action.notify_admin")

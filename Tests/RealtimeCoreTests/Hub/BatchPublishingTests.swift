@@ -31,7 +31,9 @@ import Testing
         // The other servers get every event, in order (everyone-scoped ones on the everyone route).
         var onBus: [String] = []
         for await delivery in subscription.deliveries {
-            if case .message(let message) = delivery, case .event(let event) = message.payload { onBus.append(event.id) }
+            if case .message(let message) = delivery, case .event(let event) = message.payload {
+                onBus.append(event.id)
+            }
             if onBus.count == 5 { break }
         }
         #expect(onBus == events.map(\.id))

@@ -1,6 +1,7 @@
-@testable import RealtimeCore
 import RealtimeTesting
 import Testing
+
+@testable import RealtimeCore
 
 @Suite struct ProtocolTests {
     let fixture = HubFixture()

@@ -260,7 +260,10 @@ import Testing
         #expect(configuration.firstMessageAuthentication)
         #expect(configuration.sessionMode == .registry)
         #expect(configuration.revocationRetention == .seconds(3600))
-        #expect(try HubConfiguration(environment: ["WEBSOCKET_SESSION_MODE": "revocation-list"]).sessionMode == .revocationList)
+        #expect(
+            try HubConfiguration(environment: ["WEBSOCKET_SESSION_MODE": "revocation-list"]).sessionMode
+                == .revocationList
+        )
         #expect(HubConfiguration().sessionMode == .revocationList)
         try configuration.validate()
     }

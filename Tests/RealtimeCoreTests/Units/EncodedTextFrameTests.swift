@@ -24,7 +24,9 @@ import Testing
 
     @Test func thePayloadIsTheUTF8OfTheText() {
         let frame = EncodedTextFrame(text: #"{"type":"event","payload":{"x":"é"}}"#)
-        #expect(Array(frame.webSocketFrame[frame.payloadOffset...]) == Array(#"{"type":"event","payload":{"x":"é"}}"#.utf8))
+        #expect(
+            Array(frame.webSocketFrame[frame.payloadOffset...]) == Array(#"{"type":"event","payload":{"x":"é"}}"#.utf8)
+        )
         #expect(OutboundFrame.encodedText(frame).text == frame.text)
         #expect(OutboundFrame.encodedText(frame) == .encodedText(EncodedTextFrame(text: frame.text)))
     }

@@ -191,7 +191,10 @@ import Testing
             WireProtocol.eventFrame(for: positioned, event)
                 == WireProtocol.positioned(plain, StreamPosition(epoch: "a", offset: 7), in: .admins)
         )
-        #expect(try JSONParser().parse(WireProtocol.eventFrame(for: positioned, event))["payload"]?["position"]?["stream"] == "admins")
+        #expect(
+            try JSONParser().parse(WireProtocol.eventFrame(for: positioned, event))["payload"]?["position"]?["stream"]
+                == "admins"
+        )
     }
 }
 

@@ -133,7 +133,9 @@ extension RealtimeHub {
             "realtime.audit.channel": "\(record.channel.rawValue)",
         ]
         if let target = record.target { metadata["realtime.audit.target"] = "\(AuditRecord.bounded(target))" }
-        if case .failure(let code) = record.outcome { metadata["realtime.audit.error"] = "\(AuditRecord.bounded(code))" }
+        if case .failure(let code) = record.outcome {
+            metadata["realtime.audit.error"] = "\(AuditRecord.bounded(code))"
+        }
         if let address = record.clientAddress { metadata["realtime.remote"] = "\(AuditRecord.bounded(address))" }
         logger.notice("admin action", metadata: metadata)
         counters.increment("realtime_admin_actions_total", ("result", record.outcome.name))

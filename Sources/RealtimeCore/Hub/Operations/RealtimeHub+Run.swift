@@ -168,7 +168,8 @@ extension RealtimeHub {
     }
 
     /// `session.expired` for a connection closed because its token expired (to its user and administrators).
-    static func sessionExpired(_ core: ConnectionCore, identity: VerifiedIdentity, serverID: ServerID) -> RealtimeEvent {
+    static func sessionExpired(_ core: ConnectionCore, identity: VerifiedIdentity, serverID: ServerID) -> RealtimeEvent
+    {
         RealtimeEvent(
             type: .sessionExpired,
             userID: identity.userID,

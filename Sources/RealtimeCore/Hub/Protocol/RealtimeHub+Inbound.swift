@@ -302,7 +302,8 @@ extension RealtimeHub {
         }
     }
 
-    private func unsubscribe(_ core: ConnectionCore, identity: VerifiedIdentity, _ raw: [String], id: JSONValue?) async {
+    private func unsubscribe(_ core: ConnectionCore, identity: VerifiedIdentity, _ raw: [String], id: JSONValue?) async
+    {
         guard let patterns = parsePatterns(core, raw, id: id) else { return }
         let result = state.withLock { state -> ([EventPattern], [EventPattern])? in
             guard let removed = state.unsubscribe(core.id, patterns) else { return nil }

@@ -11,7 +11,9 @@ extension RealtimeHub {
         guard backends.historyStore != nil else { return .null }
         let limits = configuration.history.recovery
         return [
-            "streams": .array(RecoveryRequest.streams(endpoint: endpoint, userID: userID).map { .string($0.description) }),
+            "streams": .array(
+                RecoveryRequest.streams(endpoint: endpoint, userID: userID).map { .string($0.description) }
+            ),
             "maxEvents": .int(Int64(limits.maxEvents)),
             "maxBytes": .int(Int64(limits.maxBytes)),
         ]
@@ -144,7 +146,9 @@ extension RealtimeHub {
                         Self.scope(event.scope, allows: entry.message.route),
                         entry.message.route == stream.route
                     else { return (entry.position, nil, entry.message.route, nil) }
-                    return (entry.position, event, entry.message.route, WireProtocol.eventFrame(for: entry.message, event))
+                    return (
+                        entry.position, event, entry.message.route, WireProtocol.eventFrame(for: entry.message, event)
+                    )
                 }
             var bytes = 0
             let delivered = state.withLock { state -> Int in
