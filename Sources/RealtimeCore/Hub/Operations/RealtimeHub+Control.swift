@@ -1,0 +1,201 @@
+// Operator actions: disconnects, session and user revocation, the session registry, and the control commands
+// every server carries out.
+
+import Logging
+import Synchronization
+
+extension RealtimeHub {
+    // MARK: Operations
+
+    /// Closes every connection of a user on every server (close code 4011).
+    public func disconnect(userID: String, reason: String = "disconnected by an operator") async throws(RealtimeError) {
+        applyControl(.disconnectUser(userID: userID, reason: reason))
+        try await backends.eventBus.publish(
+            BusMessage(
+                origin: serverID,
+                route: .control,
+                payload: .control(.disconnectUser(userID: userID, reason: reason))
+            )
+        )
+    }
+
+    /// Closes one connection, wherever it is.
+    public func disconnect(connectionID: ConnectionID, reason: String = "disconnected by an operator")
+        async throws(RealtimeError)
+    {
+        let command = ControlCommand.disconnectConnection(connectionID, reason: reason)
+        if applyControl(command) > 0 { return }
+        guard let record = try await backends.connectionStore.connection(connectionID) else {
+            throw RealtimeError(.notFound, "no live connection \(connectionID)")
+        }
+        try await backends.eventBus.publish(
+            BusMessage(origin: serverID, route: .server(record.serverID), payload: .control(command))
+        )
+    }
+
+    /// Closes every connection of a session on every server (close code 4009) without revoking it.
+    public func disconnect(sessionID: String, reason: String = "session ended") async throws(RealtimeError) {
+        applyControl(.disconnectSession(sessionID: sessionID, reason: reason))
+        try await backends.eventBus.publish(
+            BusMessage(
+                origin: serverID,
+                route: .control,
+                payload: .control(.disconnectSession(sessionID: sessionID, reason: reason))
+            )
+        )
+    }
+
+    /// Revokes a session cluster-wide: later upgrades with its tokens are refused, its user receives a
+    /// `session.revoked` event, and its connections on every server are closed with 4009.
+    ///
+    /// - Parameters:
+    ///   - sessionID: the session to revoke (the tokens' `sid` claim).
+    ///   - userID: the session's user, if known (otherwise looked up in the registry) for the event.
+    ///   - retainUntil: how long to remember the revocation (the latest expiry of the session's tokens);
+    ///     default ``HubConfiguration/revocationRetention`` from now.
+    ///   - reason: the reason carried by the `session.revoked` event and the close frames.
+    /// - Returns: whether the session was active before (in registry mode, `false` for an unknown or expired one).
+    @discardableResult
+    public func revoke(
+        sessionID: String,
+        userID: String? = nil,
+        reason: String = "session revoked",
+        retainUntil: Timestamp? = nil
+    ) async throws(RealtimeError) -> Bool {
+        // A registry knows the session's user; asked first, since revoking forgets the session.
+        let registered = userID == nil ? try? await backends.sessionStore.session(sessionID) : nil
+        let wasActive = try await backends.sessionStore.revoke(
+            sessionID,
+            retainUntil: retainUntil ?? .now() + configuration.revocationRetention
+        )
+        var users = Set<String>()
+        if let userID = userID ?? registered?.userID { users.insert(userID) }
+        users.formUnion(state.withLock { $0.cores(ofSession: sessionID) }.compactMap { $0.identity?.userID })
+        if users.isEmpty, let records = try? await backends.connectionStore.connections(ofSession: sessionID) {
+            users.formUnion(records.map(\.userID))
+        }
+        for user in users.sorted() {
+            await publishInternal(
+                RealtimeEvent(
+                    type: .sessionRevoked,
+                    userID: user,
+                    sessionID: sessionID,
+                    data: ["reason": .string(reason)]
+                )
+            )
+        }
+        try await disconnect(sessionID: sessionID, reason: reason)
+        return wasActive
+    }
+
+    /// Revokes every token of a user issued until now, cluster-wide: admission (upgrades, first-message `auth`,
+    /// in-band refresh, the HTTP API) refuses the user's tokens whose `iat` is earlier, and tokens without `iat`,
+    /// with `session_revoked`; the user receives a `session.revoked` event (`data.scope` is `user`), and the user's
+    /// connections authenticated with such tokens are closed with 4009 on every server. Tokens issued afterwards
+    /// work. The revocation is kept in the ``SessionStore`` for ``HubConfiguration/revocationRetention`` (the
+    /// longest token lifetime) and then forgotten, so the store stays bounded.
+    ///
+    /// - Returns: the instant before which the user's tokens are refused.
+    /// - Throws: ``RealtimeError`` if the session store could not record the revocation (nothing was closed), or
+    ///   the bus could not carry it to the other servers (it is recorded, so their admissions refuse the tokens,
+    ///   and this server's connections are closed).
+    @discardableResult
+    public func revoke(userID: String, reason: String = "every session of the user revoked") async throws(RealtimeError)
+        -> Timestamp
+    {
+        let issuedBefore = Timestamp.now()
+        try await backends.sessionStore.revokeUser(
+            userID,
+            issuedBefore: issuedBefore,
+            retainUntil: issuedBefore + configuration.revocationRetention
+        )
+        await publishInternal(
+            RealtimeEvent(
+                type: .sessionRevoked,
+                userID: userID,
+                data: [
+                    "reason": .string(reason), "scope": "user", "issuedBefore": .string(issuedBefore.iso8601),
+                ]
+            )
+        )
+        let command = ControlCommand.revokeUser(userID: userID, issuedBefore: issuedBefore, reason: reason)
+        applyControl(command)
+        try await backends.eventBus.publish(BusMessage(origin: serverID, route: .control, payload: .control(command)))
+        return issuedBefore
+    }
+
+    /// Records a session (registry mode needs it before the session's tokens may connect; in revocation-list mode
+    /// it clears an earlier revocation of the id) and sends its user `session.created` (administrators see it too).
+    public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
+        try await backends.sessionStore.create(sessionID, userID: userID, expiresAt: expiresAt)
+        await publishInternal(
+            RealtimeEvent(
+                type: .sessionCreated,
+                userID: userID,
+                sessionID: sessionID,
+                data: ["expiresAt": .string(expiresAt.iso8601)]
+            )
+        )
+    }
+
+    /// The session store's mode (registry or revocation list).
+    public var sessionMode: SessionStoreMode { backends.sessionStore.mode }
+
+    /// The largest answer of ``sessions(ofUser:limit:)``.
+    public static let maxSessionListSize = 1000
+
+    /// A registry's active sessions of a user, the earliest expiry first.
+    ///
+    /// - Throws: ``RealtimeError/Code/invalidArgument`` for a limit outside 1 to ``maxSessionListSize``, or when the
+    ///   session store is in revocation-list mode (it records revoked sessions, not active ones: list the user's
+    ///   connections instead); a backend's error otherwise.
+    public func sessions(ofUser userID: String, limit: Int = 100) async throws(RealtimeError) -> [SessionRecord] {
+        guard (1...Self.maxSessionListSize).contains(limit) else {
+            throw RealtimeError(.invalidArgument, "limit must be from 1 to \(Self.maxSessionListSize)")
+        }
+        guard sessionMode == .registry else {
+            throw RealtimeError(
+                .invalidArgument,
+                "the session store is in revocation-list mode: it knows revoked sessions, not active ones"
+            )
+        }
+        return try await backends.sessionStore.sessions(ofUser: userID, limit: limit)
+    }
+
+    /// Carries out a control command on this server. Returns how many connections it closed.
+    @discardableResult
+    func applyControl(_ command: ControlCommand) -> Int {
+        let targets: [ConnectionCore]
+        let code: CloseCode
+        let reason: String
+        switch command {
+        case .disconnectUser(let userID, let why):
+            targets = state.withLock { $0.cores(ofUser: userID) }
+            code = .disconnected
+            reason = why
+        case .disconnectSession(let sessionID, let why):
+            targets = state.withLock { $0.cores(ofSession: sessionID) }
+            code = .sessionRevoked
+            reason = why
+        case .revokeUser(let userID, let issuedBefore, let why):
+            let until = ContinuousClock.now + configuration.upgradeTicketTimeout * 2
+            targets = state.withLock { state in
+                // Under the lock of the indexes: a connection activated after this is refused at activation.
+                state.recentUserRevocations.note(userID, issuedBefore: issuedBefore, until: until)
+                return state.cores(ofUser: userID)
+            }.filter { core in
+                Admission.isRevoked(issuedAt: core.identity?.issuedAt, before: issuedBefore)
+            }
+            code = .sessionRevoked
+            reason = why
+        case .disconnectConnection(let id, let why):
+            targets = state.withLock { state in
+                state.slot(id).map { [$0.core] } ?? state.awaitingAuth[id].map { [$0] } ?? []
+            }
+            code = .disconnected
+            reason = why
+        }
+        for core in targets { close(core, code, reason: reason) }
+        return targets.count
+    }
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+
+import HTTPTypes
+import RealtimeCore
+
+/// Typed access to the fields of a JSON request body.
+struct Fields: Sendable {
+    let object: JSONObject
+
+    func string(_ name: String, required: Bool = false) throws(APIError) -> String? {
+        try field(name, required: required, "a string") { if case .string(let value) = $0 { value } else { nil } }
+    }
+
+    func int(_ name: String, required: Bool = false) throws(APIError) -> Int64? {
+        try field(name, required: required, "a whole number") { if case .int(let value) = $0 { value } else { nil } }
+    }
+
+    func object(_ name: String) throws(APIError) -> JSONObject? {
+        try field(name, required: false, "an object") { if case .object(let value) = $0 { value } else { nil } }
+    }
+
+    /// The field `name` as `extract` reads it: `nil` when absent or `null` (`400 missing_field` if `required`),
+    /// `400 invalid_field` when it is not `kind`.
+    private func field<Value>(
+        _ name: String,
+        required: Bool,
+        _ kind: String,
+        _ extract: (JSONValue) -> Value?
+    ) throws(APIError) -> Value? {
+        switch object[name] {
+        case nil, .null?:
+            if required {
+                throw APIError(status: .badRequest, code: "missing_field", message: "\(name) is required")
+            }
+            return nil
+        case let value?:
+            guard let extracted = extract(value) else {
+                throw APIError(
+                    status: .badRequest,
+                    code: "invalid_field",
+                    message: "\(name) must be \(kind), not \(value.typeName)"
+                )
+            }
+            return extracted
+        }
+    }
+}
+
+/// The longest user or session id the API takes, in UTF-8 bytes.
+let maxIdentifierBytes = 256
+
+/// `value` as a user or session id: 1 to ``maxIdentifierBytes`` bytes without control characters, else
+/// `400 invalid_field` naming `name`.
+func identifier(_ value: String, _ name: String) throws(APIError) -> String {
+    guard !value.isEmpty, value.utf8.count <= maxIdentifierBytes,
+        !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    else {
+        throw APIError(
+            status: .badRequest,
+            code: "invalid_field",
+            message: "\(name) must be 1 to \(maxIdentifierBytes) bytes without control characters"
+        )
+    }
+    return value
+}
