@@ -17,7 +17,7 @@ import RealtimeCore
 import RealtimeRedis
 import Synchronization
 
-private let historySecret = Array("benchmark-cluster-secret-0123456789".utf8)
+private let historySecret = benchmarkClusterSecret
 private let users = 1_000
 
 /// A user-scoped event whose payload object (what clients receive inside `event`) has `payloadBytes` bytes.

@@ -124,7 +124,6 @@ func measureHubLatency(
     let publishers = publishers ?? max(4, rate / 250)
     var logger = Logger(label: "bench")
     logger.logLevel = .critical
-    let secret = Array("benchmark-cluster-secret-0123456789".utf8)
     let prefix = "lat\(RandomID.hex(bytes: 3)):"
     let tokens = StaticTokenVerifier()
     tokens.add("bench-token", VerifiedIdentity(userID: "u1"))
@@ -138,13 +137,7 @@ func measureHubLatency(
         hubConfiguration.limits.outboundQueueBytes = 1 << 30
         return try RealtimeHub(
             configuration: hubConfiguration,
-            backends: HubBackends(
-                tokenVerifier: tokens,
-                connectionStore: RedisConnectionStore(client: client, prefix: prefix),
-                eventBus: try RedisEventBus(client: client, clusterSecret: secret, prefix: prefix),
-                rateLimiter: RedisRateLimiter(client: client, prefix: prefix),
-                sessionStore: RedisSessionStore(client: client, prefix: prefix)
-            ),
+            backends: try benchmarkRedisBackends(client: client, prefix: prefix, tokens: tokens),
             logger: logger
         )
     }

@@ -79,7 +79,6 @@ private func makeRecoveryHub(_ configuration: RedisConfiguration, prefix: String
 {
     var logger = Logger(label: "bench")
     logger.logLevel = .critical
-    let secret = Array("benchmark-cluster-secret-0123456789".utf8)
     let client = RedisClient(configuration: configuration, logger: logger)
     var history = HistoryConfiguration()
     history.userStreams.maxEntries = 2000
@@ -93,17 +92,15 @@ private func makeRecoveryHub(_ configuration: RedisConfiguration, prefix: String
         limit: 100_000,
         period: .seconds(1)
     )
-    let store = try RedisHistoryStore(client: client, clusterSecret: secret, prefix: prefix, configuration: history)
+    let store = try RedisHistoryStore(
+        client: client,
+        clusterSecret: benchmarkClusterSecret,
+        prefix: prefix,
+        configuration: history
+    )
     let hub = try RealtimeHub(
         configuration: hubConfiguration,
-        backends: HubBackends(
-            tokenVerifier: tokens,
-            connectionStore: RedisConnectionStore(client: client, prefix: prefix),
-            eventBus: try RedisEventBus(client: client, clusterSecret: secret, prefix: prefix),
-            rateLimiter: RedisRateLimiter(client: client, prefix: prefix),
-            sessionStore: RedisSessionStore(client: client, prefix: prefix),
-            historyStore: store
-        ),
+        backends: try benchmarkRedisBackends(client: client, prefix: prefix, tokens: tokens, historyStore: store),
         logger: logger
     )
     return (hub, client, store)

@@ -276,7 +276,7 @@ let evalsha = try redisBenchmark(
 report("rate-limit decisions (EVALSHA)", ours: decisions, theirs: evalsha["EVALSHA"])
 
 // Publish-to-deliver latency between two buses ("servers") on loopback.
-let secret = Array("benchmark-cluster-secret-0123456789".utf8)
+let secret = benchmarkClusterSecret
 let publisherClient = RedisClient(configuration: configuration)
 let busA = try RedisEventBus(client: publisherClient, clusterSecret: secret, prefix: "bench:")
 let busB = try RedisEventBus(client: client, clusterSecret: secret, prefix: "bench:")

@@ -168,7 +168,7 @@ public final class RealtimeHub: Service, Sendable {
         await interest.waitUntilApplied(generation, whileRunning: runtime.withLock { $0.subscribed })
         await deliverOfflineNotifications(to: core, userID: identity.userID)
         if userConnections == 1 {
-            await publishInternal(
+            await publishResolvedEvent(
                 RealtimeEvent(
                     type: .presenceUserOnline,
                     userID: identity.userID,
@@ -178,7 +178,7 @@ public final class RealtimeHub: Service, Sendable {
             )
         }
         if core.endpoint == .admin {
-            await publishInternal(
+            await publishResolvedEvent(
                 RealtimeEvent(
                     type: .adminConnectionOpened,
                     userID: identity.userID,

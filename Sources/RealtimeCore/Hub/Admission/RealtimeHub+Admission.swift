@@ -114,6 +114,6 @@ extension RealtimeHub: AdmissionHost {
     }
 
     func publishAdmissionEvent(_ event: RealtimeEvent) async {
-        await publishInternal(event)
+        await publishResolvedEvent(event)
     }
 }

@@ -103,7 +103,7 @@ extension RealtimeHub {
         if removal.remainingUserConnections == 0 {
             var data: JSONObject = ["serverId": .string(serverID.rawValue)]
             if let reason { data["reason"] = .string(reason) }
-            await publishInternal(
+            await publishResolvedEvent(
                 RealtimeEvent(type: .presenceUserOffline, userID: removal.record.userID, data: data, scope: .admins)
             )
         }

@@ -140,6 +140,6 @@ extension RealtimeHub {
         logger.notice("admin action", metadata: metadata)
         counters.increment("realtime_admin_actions_total", ("result", record.outcome.name))
         guard record.announce else { return }
-        await publishInternal(RealtimeEvent(type: record.eventType, data: record.eventData, scope: .admins))
+        await publishResolvedEvent(RealtimeEvent(type: record.eventType, data: record.eventData, scope: .admins))
     }
 }

@@ -9,14 +9,7 @@ extension RealtimeHub {
 
     /// Closes every connection of a user on every server (close code 4011).
     public func disconnect(userID: String, reason: String = "disconnected by an operator") async throws(RealtimeError) {
-        applyControl(.disconnectUser(userID: userID, reason: reason))
-        try await backends.eventBus.publish(
-            BusMessage(
-                origin: serverID,
-                route: .control,
-                payload: .control(.disconnectUser(userID: userID, reason: reason))
-            )
-        )
+        try await applyEverywhere(.disconnectUser(userID: userID, reason: reason))
     }
 
     /// Closes one connection, wherever it is.
@@ -35,14 +28,7 @@ extension RealtimeHub {
 
     /// Closes every connection of a session on every server (close code 4009) without revoking it.
     public func disconnect(sessionID: String, reason: String = "session ended") async throws(RealtimeError) {
-        applyControl(.disconnectSession(sessionID: sessionID, reason: reason))
-        try await backends.eventBus.publish(
-            BusMessage(
-                origin: serverID,
-                route: .control,
-                payload: .control(.disconnectSession(sessionID: sessionID, reason: reason))
-            )
-        )
+        try await applyEverywhere(.disconnectSession(sessionID: sessionID, reason: reason))
     }
 
     /// Revokes a session cluster-wide: later upgrades with its tokens are refused, its user receives a
@@ -75,7 +61,7 @@ extension RealtimeHub {
             users.formUnion(records.map(\.userID))
         }
         for user in users.sorted() {
-            await publishInternal(
+            await publishResolvedEvent(
                 RealtimeEvent(
                     type: .sessionRevoked,
                     userID: user,
@@ -109,7 +95,7 @@ extension RealtimeHub {
             issuedBefore: issuedBefore,
             retainUntil: issuedBefore + configuration.revocationRetention
         )
-        await publishInternal(
+        await publishResolvedEvent(
             RealtimeEvent(
                 type: .sessionRevoked,
                 userID: userID,
@@ -118,9 +104,7 @@ extension RealtimeHub {
                 ]
             )
         )
-        let command = ControlCommand.revokeUser(userID: userID, issuedBefore: issuedBefore, reason: reason)
-        applyControl(command)
-        try await backends.eventBus.publish(BusMessage(origin: serverID, route: .control, payload: .control(command)))
+        try await applyEverywhere(.revokeUser(userID: userID, issuedBefore: issuedBefore, reason: reason))
         return issuedBefore
     }
 
@@ -128,7 +112,7 @@ extension RealtimeHub {
     /// it clears an earlier revocation of the id) and sends its user `session.created` (administrators see it too).
     public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
         try await backends.sessionStore.create(sessionID, userID: userID, expiresAt: expiresAt)
-        await publishInternal(
+        await publishResolvedEvent(
             RealtimeEvent(
                 type: .sessionCreated,
                 userID: userID,
@@ -160,6 +144,12 @@ extension RealtimeHub {
             )
         }
         return try await backends.sessionStore.sessions(ofUser: userID, limit: limit)
+    }
+
+    /// Carries out a control command on this server, then sends it to every other server on the control route.
+    private func applyEverywhere(_ command: ControlCommand) async throws(RealtimeError) {
+        applyControl(command)
+        try await backends.eventBus.publish(BusMessage(origin: serverID, route: .control, payload: .control(command)))
     }
 
     /// Carries out a control command on this server. Returns how many connections it closed.

@@ -144,7 +144,7 @@ extension RealtimeHub {
         while !Task.isCancelled {
             let now = clock.now
             for (core, identity) in expireDeadlines(now: now) {
-                await publishInternal(Self.sessionExpired(core, identity: identity, serverID: serverID))
+                await publishResolvedEvent(Self.sessionExpired(core, identity: identity, serverID: serverID))
             }
             if now >= nextHeartbeat {
                 nextHeartbeat = now + configuration.heartbeatInterval
@@ -293,7 +293,7 @@ extension RealtimeHub {
                     ]
                 )
                 for userID in server.usersGoneOffline {
-                    await publishInternal(
+                    await publishResolvedEvent(
                         RealtimeEvent(
                             type: .presenceUserOffline,
                             userID: userID,
@@ -394,7 +394,7 @@ extension RealtimeHub {
             // Writes still in flight remove their record themselves once they complete.
             state.withLock { $0.serverRemovedRegistrations() }
             for userID in removed.usersGoneOffline {
-                await publishInternal(
+                await publishResolvedEvent(
                     RealtimeEvent(
                         type: .presenceUserOffline,
                         userID: userID,

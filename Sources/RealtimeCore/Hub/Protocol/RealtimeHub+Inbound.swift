@@ -119,7 +119,7 @@ extension RealtimeHub {
             metadata: ["realtime.connection.id": "\(core.id)", "realtime.remote": "\(addressKey)"]
         )
         let identity = core.identity
-        await publishInternal(
+        await publishResolvedEvent(
             RealtimeEvent(
                 type: .securityRateLimitExceeded,
                 userID: identity?.userID,
@@ -279,7 +279,7 @@ extension RealtimeHub {
                 await replay(recovering, to: core, userID: identity.userID, history: history)
             }
             if core.endpoint == .admin && !added.isEmpty {
-                await publishInternal(
+                await publishResolvedEvent(
                     RealtimeEvent(
                         type: .adminSubscriptionChanged,
                         userID: identity.userID,
@@ -387,7 +387,7 @@ extension RealtimeHub {
             )
             await auditAdminConnection(core, identity: identity, action: "refresh_token")
             // To the user's connections and administrators: a refresh they did not make is worth seeing.
-            await publishInternal(
+            await publishResolvedEvent(
                 RealtimeEvent(
                     type: .authenticationTokenRefresh,
                     userID: identity.userID,

@@ -43,7 +43,7 @@ extension RealtimeHub {
     ///   policy refuses without a user.
     @discardableResult
     public func publish(_ event: RealtimeEvent) async throws(RealtimeError) -> PublishReceipt {
-        await publishInternal(try validatedForPublishing(event))
+        await publishResolvedEvent(try validatedForPublishing(event))
     }
 
     /// Publishes several events in order, as one batch: every event is checked first (nothing is published when
@@ -104,7 +104,7 @@ extension RealtimeHub {
     }
 
     @discardableResult
-    func publishInternal(_ event: RealtimeEvent) async -> PublishReceipt {
+    func publishResolvedEvent(_ event: RealtimeEvent) async -> PublishReceipt {
         await publishResolvedEvents(CollectionOfOne(event))[0]
     }
 
@@ -199,17 +199,23 @@ extension RealtimeHub {
     /// state lock; then, with the lock released, wakes the writers and closes the connections that overflowed.
     /// Returns the deliveries per event.
     func deliverLocally(_ fanOuts: some Collection<EventFanOut>) -> [Int] {
-        // Frames are encoded before the lock is taken: one per route (the position differs per stream).
+        // Frames are encoded before the lock is taken: one per event, and one more per route that carries a stream
+        // position (the position differs per stream).
         let framed = fanOuts.map { fanOut in
-            (
+            var unpositioned: OutboundFrame?
+            return (
                 event: fanOut.event,
                 routes: fanOut.messages.map { message in
-                    (
-                        message: message,
-                        frame: OutboundFrame.encodedText(
+                    let frame: OutboundFrame
+                    if message.position == nil, let shared = unpositioned {
+                        frame = shared
+                    } else {
+                        frame = .encodedText(
                             EncodedTextFrame(text: WireProtocol.eventFrame(for: message, fanOut.event))
                         )
-                    )
+                        if message.position == nil { unpositioned = frame }
+                    }
+                    return (message: message, frame: frame)
                 }
             )
         }
