@@ -193,12 +193,14 @@ extension RedisIntegrationTests {
                         let gapsBefore = reader.gaps
                         destination.stop()
                         let killed = ContinuousClock.now
-                        // The subscription's own health shows the window (what /health/ready reports).
+                        // The subscription's own health shows the window, and so does the hub's status, which is what
+                        // /health/ready reports.
                         #expect(
                             try await eventually(timeout: .seconds(10)) {
                                 await Self.subscriberConnected(hubB) == false
                             }
                         )
+                        #expect(await hubB.healthCheck().status != .healthy)
                         try await cluster.waitUntilReady(primaries: 3, replicas: 2)
                         let promoted = ContinuousClock.now
                         let atPromotion = published.value
@@ -211,6 +213,9 @@ extension RedisIntegrationTests {
                         )
                         #expect(resumed - promoted <= .seconds(5), "goal: delivery resumes within 5 s of promotion")
                         #expect(try await eventually(timeout: .seconds(10)) { await Self.subscriberConnected(hubB) })
+                        #expect(
+                            try await eventually(timeout: .seconds(10)) { await hubB.healthCheck().status == .healthy }
+                        )
                         stop.set()
                         await traffic.value
                         #expect(await hubB.stats().server.gaps >= 1)
