@@ -277,6 +277,7 @@ struct Serve: AsyncParsableCommand {
                 throw ConfigurationError("REDIS_CLUSTER_NODES: \(error.message)")
             }
             if nodes.contains("rediss://"), configuration.tls == nil { configuration.tls = RedisTLSOptions() }
+            configuration.clusterShardedPubSub = try flag("REDIS_CLUSTER_SHARDED_PUBSUB", environment)
         }
         guard let secret = environment["REALTIME_CLUSTER_SECRET"], !secret.isEmpty else {
             throw ConfigurationError(
@@ -305,11 +306,16 @@ struct Serve: AsyncParsableCommand {
 
     /// `REDIS_CLUSTER_ENABLED` (false when unset).
     static func clusterEnabled(_ environment: [String: String]) throws -> Bool {
-        guard let value = environment["REDIS_CLUSTER_ENABLED"], !value.isEmpty else { return false }
+        try flag("REDIS_CLUSTER_ENABLED", environment)
+    }
+
+    /// A boolean variable: `true`/`1`/`yes` or `false`/`0`/`no`, false when unset or empty.
+    static func flag(_ name: String, _ environment: [String: String]) throws -> Bool {
+        guard let value = environment[name], !value.isEmpty else { return false }
         switch value.lowercased() {
         case "1", "true", "yes": return true
         case "0", "false", "no": return false
-        default: throw ConfigurationError("REDIS_CLUSTER_ENABLED must be true or false, not '\(value.prefix(32))'")
+        default: throw ConfigurationError("\(name) must be true or false, not '\(value.prefix(32))'")
         }
     }
 

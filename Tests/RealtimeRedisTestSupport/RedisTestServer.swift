@@ -385,6 +385,55 @@ public final class RedisTestCluster: @unchecked Sendable {
     }
 }
 
+// MARK: Resharding (issue 15, sharded pub/sub)
+
+extension RedisTestCluster {
+    /// The running primaries.
+    public func primaries() async throws -> [RedisTestServer] {
+        var primaries: [RedisTestServer] = []
+        for node in nodes where node.isRunning {
+            if try await role(of: node).primary { primaries.append(node) }
+        }
+        return primaries
+    }
+
+    /// Moves the slot of `key` to `destination` while the cluster serves it, with the steps of
+    /// `redis-cli --cluster reshard`: `CLUSTER SETSLOT … IMPORTING` on the destination, `… MIGRATING` on the source,
+    /// `MIGRATE` of the slot's keys (in batches of 100), then `CLUSTER SETSLOT … NODE` on every primary (an error
+    /// reply of any step throws).
+    public func migrateSlot(of key: String, to destination: RedisTestServer) async throws {
+        let source = try await primary(serving: key)
+        guard source.port != destination.port else { return }
+        guard let slot = try await send(RedisCommand("CLUSTER", "KEYSLOT", key), to: source).int else {
+            throw RealtimeError(.protocolViolation, "CLUSTER KEYSLOT gave no slot for \(key)")
+        }
+        let slotText = String(slot)
+        func id(of node: RedisTestServer) async throws -> String {
+            guard let id = try await send(RedisCommand("CLUSTER", "MYID"), to: node).string else {
+                throw RealtimeError(.protocolViolation, "CLUSTER MYID gave no id on \(node.port)")
+            }
+            return id
+        }
+        let (sourceID, destinationID) = (try await id(of: source), try await id(of: destination))
+        for (node, command) in [
+            (destination, RedisCommand("CLUSTER", "SETSLOT", slotText, "IMPORTING", sourceID)),
+            (source, RedisCommand("CLUSTER", "SETSLOT", slotText, "MIGRATING", destinationID)),
+        ] {
+            _ = try await send(command, to: node)
+        }
+        while true {
+            let listed = try await send(RedisCommand("CLUSTER", "GETKEYSINSLOT", slotText, "100"), to: source)
+            let keys = (listed.array ?? []).compactMap(\.string)
+            if keys.isEmpty { break }
+            let arguments = ["MIGRATE", "127.0.0.1", String(destination.port), "", "0", "5000", "KEYS"] + keys
+            _ = try await send(RedisCommand(arguments), to: source)
+        }
+        for node in try await primaries() {
+            _ = try await send(RedisCommand("CLUSTER", "SETSLOT", slotText, "NODE", destinationID), to: node)
+        }
+    }
+}
+
 /// Runs `body` against a fresh Redis Cluster (six nodes), stopped afterwards.
 public func withRedisCluster(_ body: (RedisTestCluster) async throws -> Void) async throws {
     let cluster = try await RedisTestCluster.start()

@@ -13,7 +13,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     private let server: ServerID
     private let serverChannel: String
     private let serverChannelBytes: [UInt8]
-    private let subscriber: RedisSubscriber
+    private let subscriber: Subscriber
     private let delivery = Mutex<DeliveryState>(DeliveryState())
     private let canary = Mutex<CanaryState>(CanaryState())
     /// Refuses stale and replayed messages (the read path runs on one event loop; the lock is uncontended).
@@ -55,17 +55,35 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
         )
         // The handlers are set after `self` exists; they capture it weakly (the subscriber is owned by `self`).
         let box = WeakBox()
-        subscriber = RedisSubscriber(
-            configuration: bus.client.configuration,
-            node: { [client = bus.client] attempt in client.subscriberConfiguration(attempt: attempt) },
-            eventLoop: bus.client.eventLoopGroup.next(),
-            logger: bus.client.logger,
-            metrics: bus.client.metrics,
-            onMessage: { channel, payload, viaPattern in
-                box.value?.received(channel: channel, payload: payload, viaPattern: viaPattern)
-            },
-            onResubscribed: { from, to in box.value?.yield(.gap(from: from, to: to)) }
-        )
+        let onMessage: RedisSubscriber.MessageHandler = { channel, payload, viaPattern in
+            box.value?.received(channel: channel, payload: payload, viaPattern: viaPattern)
+        }
+        let onResubscribed: RedisSubscriber.GapHandler = { from, to in box.value?.yield(.gap(from: from, to: to)) }
+        let client = bus.client
+        if let router = client.cluster, client.usesShardedPubSub {
+            subscriber = .sharded(
+                RedisShardedSubscriber(
+                    router: router,
+                    eventLoop: client.eventLoopGroup.next(),
+                    logger: client.logger,
+                    metrics: client.metrics,
+                    onMessage: onMessage,
+                    onResubscribed: onResubscribed
+                )
+            )
+        } else {
+            subscriber = .classic(
+                RedisSubscriber(
+                    configuration: client.configuration,
+                    node: { attempt in client.subscriberConfiguration(attempt: attempt) },
+                    eventLoop: client.eventLoopGroup.next(),
+                    logger: client.logger,
+                    metrics: client.metrics,
+                    onMessage: onMessage,
+                    onResubscribed: onResubscribed
+                )
+            )
+        }
         box.value = self
     }
 
@@ -92,16 +110,24 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
 
     func addInterest(_ route: BusRoute) async throws(RealtimeError) {
         try Self.checkInterest(route)
-        await subscriber.subscribe(topics(for: route))
+        switch subscriber {
+        case .classic(let classic): await classic.subscribe(topics(for: route))
+        case .sharded(let sharded): await sharded.subscribe([bus.channel(for: route)])
+        }
     }
 
     func removeInterest(_ route: BusRoute) async throws(RealtimeError) {
         try Self.checkInterest(route)
-        await subscriber.unsubscribe(topics(for: route))
+        switch subscriber {
+        case .classic(let classic): await classic.unsubscribe(topics(for: route))
+        case .sharded(let sharded): await sharded.unsubscribe([bus.channel(for: route)])
+        }
     }
 
     /// A user's channel; for the admins route, its channel and the pattern of every user's channel (user-scoped
     /// events reach administrators through their user's channel: see ``RedisEventBus/publish(_:)-([BusMessage])``).
+    /// With sharded pub/sub (no patterns) every route is its one channel: user events are published on the admins
+    /// channel too.
     private func topics(for route: BusRoute) -> [RedisSubscriber.Topic] {
         let channel = RedisSubscriber.Topic.channel(bus.channel(for: route))
         guard route == .admins else { return [channel] }
@@ -221,7 +247,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             canary.withLock { $0.outstanding = nil }
             return
         }
-        var command = RedisCommand("PUBLISH", serverChannel)
+        var command = RedisCommand(bus.publishCommandName, serverChannel)
         command.append(
             bytes: bus.signer.seal(channel: serverChannel, body: Self.canaryPrefix + Array(String(sequence).utf8))
         )
@@ -275,19 +301,80 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             "resubscribes": .int(Int64(subscriber.resubscribeCount)),
             "canaryStalls": .int(Int64(stalls)),
         ]
+        var partlyConnected = false
+        if case .sharded(let sharded) = subscriber {
+            let nodes = sharded.nodeCounts
+            details["shardedPubSub"] = .bool(true)
+            details["shardConnections"] = .int(Int64(nodes.connected))
+            details["shards"] = .int(Int64(nodes.total))
+            partlyConnected = nodes.connected > 0
+        }
         if let roundTrip { details["canaryRoundTripMs"] = .double(roundTrip.seconds * 1000) }
         let age = now - (lastReceived ?? startedAt)
         if lastReceived != nil { details["canaryAgeMs"] = .int(age.nanoseconds / 1_000_000) }
         let timeout = TimeAmount.milliseconds(bus.options.canaryTimeout.milliseconds)
         let intervalAndTimeout = timeout + .milliseconds(bus.options.canaryInterval.milliseconds)
         let status: ComponentHealth.Status
-        if !connected || stalled {
+        if stalled || (!connected && !partlyConnected) {
             status = .unhealthy
+        } else if !connected {
+            // Sharded: some shard's channels are being subscribed again (a failover or a slot migration); the
+            // other shards deliver, and the window ends with a gap notice.
+            status = .degraded
         } else if age > intervalAndTimeout {
             status = .degraded
         } else {
             status = .healthy
         }
         return ComponentHealth(status: status, details: details)
+    }
+}
+
+/// The pub/sub connection(s) of a subscription: classic pub/sub on one node, sharded pub/sub on a cluster.
+private enum Subscriber: Sendable {
+    case classic(RedisSubscriber)
+    case sharded(RedisShardedSubscriber)
+
+    var eventLoop: any EventLoop {
+        switch self {
+        case .classic(let subscriber): return subscriber.eventLoop
+        case .sharded(let subscriber): return subscriber.eventLoop
+        }
+    }
+
+    /// Every channel subscribed (on a cluster: on its shard's owner).
+    var isConnected: Bool {
+        switch self {
+        case .classic(let subscriber): return subscriber.isConnected
+        case .sharded(let subscriber): return subscriber.isConnected
+        }
+    }
+
+    var resubscribeCount: Int {
+        switch self {
+        case .classic(let subscriber): return subscriber.resubscribeCount
+        case .sharded(let subscriber): return subscriber.resubscribeCount
+        }
+    }
+
+    func start(channels: [String]) async {
+        switch self {
+        case .classic(let subscriber): await subscriber.start(channels: channels)
+        case .sharded(let subscriber): await subscriber.start(channels: channels)
+        }
+    }
+
+    func forceResubscribe() {
+        switch self {
+        case .classic(let subscriber): subscriber.forceResubscribe()
+        case .sharded(let subscriber): subscriber.forceResubscribe()
+        }
+    }
+
+    func close() async {
+        switch self {
+        case .classic(let subscriber): await subscriber.close()
+        case .sharded(let subscriber): await subscriber.close()
+        }
     }
 }

@@ -1,8 +1,14 @@
 public import RealtimeCore
 
 extension RedisEventBus: HistoryRecordingEventBus {
-    /// The Redis channel of `route` under `prefix` (``channel(for:)``; the history store seals entries for it).
-    static func channel(for route: BusRoute, prefix: String) -> String { "\(prefix)bus:\(route.description)" }
+    /// The Redis channel of `route` under `prefix` (``channel(for:)``; the history store seals entries for it). With
+    /// `sharded` (a cluster) the channel carries the hash tag of the route's history stream, so it is on the same
+    /// slot as the stream's keys (`h:{u:<id>}:s`, ...) and the append script can `SPUBLISH` it.
+    static func channel(for route: BusRoute, prefix: String, sharded: Bool) -> String {
+        guard sharded else { return "\(prefix)bus:\(route.description)" }
+        if case .user(let id) = route { return "\(prefix)bus:{u:\(id)}" }
+        return "\(prefix)bus:{\(route.description)}"
+    }
 
     /// Whether `messages` are a user-scoped event's two routes (``BusRoute/user(_:)`` then ``BusRoute/admins``, same
     /// origin and event), which the bus carries as one message on the user's channel.

@@ -12,7 +12,15 @@ import Synchronization
 /// its own server's channel, and a user's or the admins' channel only while it has interest, so a server's Redis
 /// traffic follows its own connections, not the cluster's event rate.
 ///
-/// A user-scoped event is one `PUBLISH` on its user's channel, not one per route: the hub hands both routes to
+/// On a Redis Cluster with ``RedisConfiguration/clusterShardedPubSub`` the bus uses sharded pub/sub instead
+/// (`SPUBLISH`/`SSUBSCRIBE`, Redis 7): each channel carries the hash tag of its history stream
+/// (`<prefix>bus:{u:<id>}`, `<prefix>bus:{admins}`, `<prefix>bus:{everyone}`, `<prefix>bus:{control}`,
+/// `<prefix>bus:{server:<id>}`), so it lives on one shard and is published by the script that appends to the
+/// stream; a subscription keeps one connection per shard it needs (``RedisShardedSubscriber``). Sharded pub/sub has
+/// no patterns, so there a user-scoped event is one `SPUBLISH` per route and administrators' servers subscribe to
+/// the admins channel.
+///
+/// Otherwise (one node, or a cluster with classic pub/sub), a user-scoped event is one `PUBLISH` on its user's channel, not one per route: the hub hands both routes to
 /// ``publish(_:)-([BusMessage])``, the message is marked as standing for the admins route too, and a subscription
 /// with interest in `BusRoute.admins` hears every user channel through a pattern subscription
 /// (`PSUBSCRIBE <prefix>bus:user:*`, confirmed before `EventBusSubscription.addInterest(_:)` returns, like its
@@ -151,8 +159,13 @@ public final class RedisEventBus: EventBus, Sendable {
         if let id = listener.withLock({ $0 }) { client.removeConnectListener(id) }
     }
 
-    /// The Redis channel of a route.
-    public func channel(for route: BusRoute) -> String { Self.channel(for: route, prefix: prefix) }
+    /// The Redis channel of a route (hash-tagged on a cluster, see the type's documentation).
+    public func channel(for route: BusRoute) -> String {
+        Self.channel(for: route, prefix: prefix, sharded: client.usesShardedPubSub)
+    }
+
+    /// `SPUBLISH` on a cluster (sharded pub/sub), `PUBLISH` on one node.
+    var publishCommandName: String { client.usesShardedPubSub ? "SPUBLISH" : "PUBLISH" }
 
     /// The glob pattern (`PSUBSCRIBE`) of every user's channel, with the prefix's glob characters escaped.
     var userChannelPattern: String {
@@ -191,12 +204,12 @@ public final class RedisEventBus: EventBus, Sendable {
         try await publish(message, alsoAdmins: false)
     }
 
-    /// Publishes `messages` in order. A user-scoped event's pair of routes (`BusRoute.user(_:)` then
+    /// Publishes `messages` in order. On one node, a user-scoped event's pair of routes (`BusRoute.user(_:)` then
     /// `BusRoute.admins`, same origin and event) becomes one `PUBLISH` on the user's channel marked as standing
     /// for the admins route too, which subscriptions with interest in the admins route hear through their pattern
-    /// subscription.
+    /// subscription; with sharded pub/sub each route is its own `SPUBLISH`.
     public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
-        if Self.isUserEventPair(messages[...]) {
+        if !client.usesShardedPubSub, Self.isUserEventPair(messages[...]) {
             try await publish(messages[0], alsoAdmins: true)
             return
         }
@@ -216,7 +229,7 @@ public final class RedisEventBus: EventBus, Sendable {
             if client.isConnected { flush() }
             return
         }
-        var command = RedisCommand("PUBLISH", channel)
+        var command = RedisCommand(publishCommandName, channel)
         command.append(bytes: signer.seal(channel: channel, body: body))
         do {
             _ = try await client.send(command, affinity: Self.affinity(channel))
@@ -249,7 +262,7 @@ public final class RedisEventBus: EventBus, Sendable {
         }
         guard let batch else { return }
         let futures = batch.map { item in
-            var command = RedisCommand("PUBLISH", item.channel)
+            var command = RedisCommand(publishCommandName, item.channel)
             command.append(bytes: signer.seal(channel: item.channel, body: item.body))
             return client.sendFuture(command, affinity: Self.affinity(item.channel))
         }

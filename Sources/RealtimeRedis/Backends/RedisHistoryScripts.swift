@@ -13,7 +13,13 @@ enum RedisHistoryScripts {
     /// A meta that is missing while entries exist (the meta was evicted) makes those entries unusable: they are
     /// deleted and the stream starts a new epoch at offset 1. The published message is
     /// `@<epoch>:<offset>[,<epoch>:<offset>]\n<payload>`.
-    static let append = RedisScript(
+    static let append = RedisScript(appendSource(publishing: "PUBLISH"))
+
+    /// ``append`` publishing with `SPUBLISH` (sharded pub/sub, on a Redis Cluster): the channel must carry the
+    /// stream's hash tag, so it is on the script's slot (Redis refuses a script whose channel is elsewhere).
+    static let appendSharded = RedisScript(appendSource(publishing: "SPUBLISH"))
+
+    private static func appendSource(publishing command: String) -> String {
         """
         local positions = {}
         local prefix = {}
@@ -39,11 +45,11 @@ enum RedisHistoryScripts {
           prefix[#prefix + 1] = epoch .. ':' .. id
         end
         if ARGV[2] ~= '' then
-          redis.call('PUBLISH', ARGV[2], '@' .. table.concat(prefix, ',') .. '\\n' .. ARGV[1])
+          redis.call('\(command)', ARGV[2], '@' .. table.concat(prefix, ',') .. '\\n' .. ARGV[1])
         end
         return positions
         """
-    )
+    }
 
     /// Reads a stream's epoch and last offset (creating the epoch of a new stream) and, when the epoch is the
     /// expected one, its entries from an offset on.

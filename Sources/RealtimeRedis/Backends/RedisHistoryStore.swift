@@ -59,6 +59,11 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
         self.now = now
     }
 
+    /// The bus channel of `route`, which entries are sealed for (the bus's ``RedisEventBus/channel(for:)``).
+    func channel(for route: BusRoute) -> String {
+        RedisEventBus.channel(for: route, prefix: prefix, sharded: client.usesShardedPubSub)
+    }
+
     /// The keys of a stream: its entries and its meta, with one hash tag.
     public func keys(of stream: HistoryStream) -> (entries: String, meta: String) {
         let tag: String
@@ -72,7 +77,7 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
 
     public func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
         let stream = try HistoryStream(recording: message)
-        let channel = RedisEventBus.channel(for: message.route, prefix: prefix)
+        let channel = self.channel(for: message.route)
         let payload = signer.seal(channel: channel, body: RedisBusCodec.encode(message, alsoAdmins: false))
         let positions = try await record(payload, in: [stream], publishingOn: nil)
         return positions[0]
@@ -98,7 +103,8 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
         }
         let time = String(now().millisecondsSinceEpoch)
         let retention = String(configuration.retention.milliseconds)
-        let reply = try await RedisHistoryScripts.append.run(on: client, keys: keys, affinity: affinity) { command in
+        let script = client.usesShardedPubSub ? RedisHistoryScripts.appendSharded : RedisHistoryScripts.append
+        let reply = try await script.run(on: client, keys: keys, affinity: affinity) { command in
             command.append(bytes: payload)
             command.append(channel ?? "")
             command.append(time)
@@ -219,7 +225,7 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
     /// user's stream holds that user's messages, everyone's the everyone route's, and the administrators' the
     /// admins route's and the user events published for administrators too (sealed for their user's channel).
     func open(_ payload: [UInt8], in stream: HistoryStream) -> BusMessage? {
-        let expected = Array(RedisEventBus.channel(for: stream.route, prefix: prefix).utf8)
+        let expected = Array(channel(for: stream.route).utf8)
         if let opened = signer.open(channel: expected, payload: payload) {
             guard let decoded = try? RedisBusCodec.decode(opened.body), decoded.message.route == stream.route else {
                 return nil
@@ -231,7 +237,9 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
             let decoded = try? RedisBusCodec.decode(unverified),
             decoded.alsoAdmins, case .user = decoded.message.route,
             signer.open(
-                channel: Array(RedisEventBus.channel(for: decoded.message.route, prefix: prefix).utf8),
+                channel: Array(
+                    channel(for: decoded.message.route).utf8
+                ),
                 payload: payload
             ) != nil
         else { return nil }

@@ -11,12 +11,16 @@ enum ReplyWaiter: Sendable {
     case continuation(UnsafeContinuation<RESPValue, any Error>)
     /// A pipeline of `count` commands resumes once, with every reply.
     case batch(count: Int, UnsafeContinuation<[RESPValue], any Error>)
+    /// A `SUNSUBSCRIBE` of `channel`: on a pub/sub connection its reply looks like the `sunsubscribe` push Redis
+    /// sends unasked when a slot moves, so only a `sunsubscribe` of this channel at the front is taken as its reply.
+    case unsubscribe(channel: [UInt8], EventLoopPromise<RESPValue>)
 
     func fail(_ error: RealtimeError) {
         switch self {
         case .promise(let promise): promise.fail(error)
         case .continuation(let continuation): continuation.resume(throwing: error)
         case .batch(_, let continuation): continuation.resume(throwing: error)
+        case .unsubscribe(_, let promise): promise.fail(error)
         }
     }
 }
@@ -30,8 +34,10 @@ struct RedisOutbound: Sendable {
 /// The channel handler of one Redis connection: writes encoded commands, feeds the bytes read to hiredis's reader,
 /// and completes the waiters in FIFO order (Redis answers pipelined commands in the order it received them).
 ///
-/// On a pub/sub connection, `message` pushes are not replies: they go to `onPush` on the event loop, while
-/// subscribe/unsubscribe confirmations still complete the waiters of the commands that asked for them.
+/// On a pub/sub connection, `message`, `pmessage` and `smessage` pushes are not replies: they go to `onPush` on the
+/// event loop, while subscribe/unsubscribe confirmations still complete the waiters of the commands that asked for
+/// them. A `sunsubscribe` is a reply only when a `SUNSUBSCRIBE` of that channel waits at the front; otherwise it is
+/// Redis telling us, unasked, that the channel's slot left the node (RESP2 gives both the same form), and a push.
 ///
 /// Every waiter is completed exactly once: by its reply, by its timeout (its late reply is then discarded), or
 /// when the connection goes away.
@@ -124,6 +130,14 @@ final class RESPChannelHandler: ChannelDuplexHandler {
             onPush(value)
             return
         }
+        if let onPush, let channel = Self.shardUnsubscribed(value) {
+            var awaited = false
+            if case .unsubscribe(let expected, _) = pending.first?.waiter { awaited = expected == channel }
+            if !awaited {
+                onPush(value)
+                return
+            }
+        }
         guard !pending.isEmpty else {
             // A reply nobody waits for: on a pub/sub connection a push we don't track; otherwise a protocol slip,
             // which we ignore rather than mismatch later replies.
@@ -146,15 +160,26 @@ final class RESPChannelHandler: ChannelDuplexHandler {
         case .promise(let promise): promise.succeed(value)
         case .continuation(let continuation): continuation.resume(returning: value)
         case .batch(_, let continuation): continuation.resume(returning: entry.replies)
+        case .unsubscribe(_, let promise): promise.succeed(value)
         }
     }
 
     private static let messageKind = Array("message".utf8)
     private static let patternMessageKind = Array("pmessage".utf8)
+    private static let shardMessageKind = Array("smessage".utf8)
+    private static let shardUnsubscribeKind = Array("sunsubscribe".utf8)
 
     private static func isPush(_ value: RESPValue) -> Bool {
         guard case .array(let elements) = value, case .bulkString(let kind) = elements.first else { return false }
-        return kind == messageKind || kind == patternMessageKind
+        return kind == messageKind || kind == patternMessageKind || kind == shardMessageKind
+    }
+
+    /// The channel of a `sunsubscribe` (reply or push), nil for anything else.
+    private static func shardUnsubscribed(_ value: RESPValue) -> [UInt8]? {
+        guard case .array(let elements) = value, elements.count == 3, case .bulkString(let kind) = elements[0],
+            kind == shardUnsubscribeKind
+        else { return nil }
+        return elements[1].bytes
     }
 
     private func failExpired() {

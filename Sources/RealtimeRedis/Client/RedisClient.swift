@@ -90,6 +90,10 @@ public final class RedisClient: Sendable {
     /// Whether this client talks to a Redis Cluster.
     public var isCluster: Bool { cluster != nil }
 
+    /// Whether the bus and the history store use sharded pub/sub (``RedisConfiguration/clusterShardedPubSub`` on a
+    /// cluster).
+    var usesShardedPubSub: Bool { cluster != nil && configuration.clusterShardedPubSub }
+
     /// Sends one command and returns its reply.
     ///
     /// - Throws: `RealtimeError.Code.backendUnavailable` if Redis cannot be reached, the connection dropped

@@ -32,6 +32,13 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var clusterRefreshInterval: Duration
     /// TLS to every node (`rediss://`, `REDIS_TLS_*`); plain TCP when nil.
     public var tls: RedisTLSOptions?
+    /// On a cluster, whether the event bus (and the history store, which publishes for it) uses sharded pub/sub
+    /// (`SPUBLISH`/`SSUBSCRIBE` on hash-tagged channels, one subscriber connection per shard;
+    /// `REDIS_CLUSTER_SHARDED_PUBSUB`) instead of classic `PUBLISH`, which every node forwards to every other.
+    /// Off by default: sharded pub/sub keeps one publisher's messages in order per route only, not across routes
+    /// (see Architecture.md, "Sharded pub/sub on a cluster"). Every server of a cluster must use the same setting
+    /// (the channel names differ). Ignored on a single node.
+    public var clusterShardedPubSub = false
 
     public init(
         host: String = "127.0.0.1",

@@ -108,6 +108,14 @@ final class RedisConnection: Sendable {
         return promise.futureResult
     }
 
+    /// Sends `SUNSUBSCRIBE channel` on a pub/sub connection: its reply is told apart from Redis's unasked
+    /// `sunsubscribe` push by the channel (see ``RESPChannelHandler``).
+    func sendShardUnsubscribe(_ channel: String) -> EventLoopFuture<RESPValue> {
+        let promise = eventLoop.makePromise(of: RESPValue.self)
+        enqueue([RedisCommand("SUNSUBSCRIBE", channel)], .unsubscribe(channel: Array(channel.utf8), promise))
+        return promise.futureResult
+    }
+
     /// Sends a command and waits for its reply (which may be an `.error`).
     func execute(_ command: RedisCommand) async throws -> RESPValue {
         try await withUnsafeThrowingContinuation { continuation in

@@ -21,6 +21,9 @@ final class RedisClusterRouter: Sendable {
         var onConnect: (@Sendable () -> Void)?
         var onChange: (@Sendable (Bool) -> Void)?
         var refreshes = 0
+        /// Called after every slot map read (the sharded bus subscribers follow it).
+        var topologyListeners: [Int: @Sendable () -> Void] = [:]
+        var nextListener = 0
     }
 
     let configuration: RedisConfiguration
@@ -55,10 +58,11 @@ final class RedisClusterRouter: Sendable {
             state -> (RedisNodePool?, Bool, (@Sendable () -> Void, @Sendable (Bool) -> Void)?) in
             if let pool = state.pools[address] { return (pool, false, nil) }
             guard !state.shutDown else { return (nil, false, nil) }
-            var node = configuration
-            node.host = address.host
-            node.port = address.port
-            let pool = RedisNodePool(configuration: node, eventLoopGroup: eventLoopGroup, logger: logger)
+            let pool = RedisNodePool(
+                configuration: configuration(of: address),
+                eventLoopGroup: eventLoopGroup,
+                logger: logger
+            )
             state.pools[address] = pool
             let onConnect = state.onConnect ?? {}
             let onChange = state.onChange ?? { _ in }
@@ -337,12 +341,39 @@ final class RedisClusterRouter: Sendable {
             logger.warning("Redis Cluster slot map refresh failed", metadata: ["realtime.redis.error": "\(error)"])
         }
         for waiter in waiters { waiter.succeed() }
+        if case .success = result {
+            for listener in state.withLock({ Array($0.topologyListeners.values) }) { listener() }
+        }
         let loop = eventLoopGroup.any()
         for pool in stale { _ = pool.shutdown(on: loop) }
         if again {
             // Asked again while this one ran (e.g. during a failover): one more, a little later.
             loop.scheduleTask(in: .milliseconds(50)) { self.refresh() }
         }
+    }
+
+    /// Calls `listener` (on an event loop, outside any lock) after every successful slot-map read.
+    func addTopologyListener(_ listener: @escaping @Sendable () -> Void) -> Int {
+        state.withLock { state in
+            defer { state.nextListener += 1 }
+            state.topologyListeners[state.nextListener] = listener
+            return state.nextListener
+        }
+    }
+
+    func removeTopologyListener(_ id: Int) {
+        _ = state.withLock { $0.topologyListeners.removeValue(forKey: id) }
+    }
+
+    /// The current slot map (nil before the first read).
+    var topology: RedisClusterTopology? { state.withLock { $0.topology } }
+
+    /// The configuration of a connection to `address` (the client's, with that host and port).
+    func configuration(of address: RedisNodeAddress) -> RedisConfiguration {
+        var node = configuration
+        node.host = address.host
+        node.port = address.port
+        return node
     }
 
     /// How many slot-map reads have finished (successful or not).
