@@ -276,7 +276,6 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 throw ConfigurationError("REDIS_CLUSTER_NODES: \(error.message)")
             }
-            if nodes.contains("rediss://"), configuration.tls == nil { configuration.tls = RedisTLSOptions() }
         }
         guard let secret = environment["REALTIME_CLUSTER_SECRET"], !secret.isEmpty else {
             throw ConfigurationError(
