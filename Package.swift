@@ -374,6 +374,8 @@ if Context.environment["REALTIMEHUB_BENCHMARKS"] != nil {
             dependencies: [
                 "RealtimeRedis",
                 "RealtimeCore",
+                // The tests' Redis fixture starts the six-node cluster of the `cluster` comparison.
+                "RealtimeRedisTestSupport",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -21,6 +21,11 @@
 //
 // `recovery` measures the replay of 1,000 missed events to one client (`rounds` times, default 9) and a reconnect
 // storm of 1,000 clients each recovering 100 events with live deliveries meanwhile (RecoveryReplay.swift).
+//
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks cluster [seconds-per-measurement] [rounds]
+//
+// `cluster` compares our cluster client with `redis-benchmark --cluster` on a six-node Redis Cluster it starts
+// (`rounds` times, default 5; ClusterThroughput.swift).
 import Foundation
 import RealtimeCore
 import RealtimeRedis
@@ -31,8 +36,9 @@ let pipelinedOnly = mode == "pipelined"
 let historyOnly = mode == "history"
 let historyMemoryOnly = mode == "history-memory"
 let recoveryOnly = mode == "recovery"
+let clusterOnly = mode == "cluster"
 let numbers = CommandLine.arguments.dropFirst(
-    hubLatencyOnly || pipelinedOnly || historyOnly || historyMemoryOnly || recoveryOnly ? 2 : 1
+    hubLatencyOnly || pipelinedOnly || historyOnly || historyMemoryOnly || recoveryOnly || clusterOnly ? 2 : 1
 ).compactMap(Double.init)
 let seconds = numbers.first ?? (hubLatencyOnly ? 5 : 3)
 let rounds = max(1, numbers.dropFirst().first.map { Int($0) } ?? 5)
@@ -119,6 +125,15 @@ func measureCount(
     return (total, ContinuousClock.now - start)
 }
 
+/// The median of `ratios`, as a percentage (`n/a` for none).
+func medianPercent(_ ratios: [Double]) -> String {
+    guard !ratios.isEmpty else { return "n/a" }
+    let sorted = ratios.sorted()
+    let middle = sorted.count / 2
+    let value = sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    return String(format: "%.1f %%", value * 100)
+}
+
 /// Prints a comparison line and returns the ratio (ours / theirs), if there is a reference.
 @discardableResult
 func report(_ name: String, ours: Double, theirs: Double?) -> Double? {
@@ -127,6 +142,11 @@ func report(_ name: String, ours: Double, theirs: Double?) -> Double? {
     let padded = name.padding(toLength: 32, withPad: " ", startingAt: 0)
     print(padded + String(format: " ours %10.0f/s   redis-benchmark %@/s   ratio %@", ours, theirsText, ratio))
     return theirs.map { ours / $0 }
+}
+
+if clusterOnly {
+    try await compareClusterThroughput(seconds: seconds, rounds: rounds)
+    exit(0)
 }
 
 var server: Process?
@@ -235,14 +255,10 @@ if pipelinedOnly {
         if let ratio = ratios.ping { ping.append(ratio) }
         if let ratio = ratios.set { set.append(ratio) }
     }
-    func median(_ values: [Double]) -> String {
-        guard !values.isEmpty else { return "n/a" }
-        let sorted = values.sorted()
-        let middle = sorted.count / 2
-        let value = sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-        return String(format: "%.1f %%", value * 100)
-    }
-    print("median over \(rounds) rounds: PING -P 16 \(median(ping)), SET -P 16 \(median(set)) of redis-benchmark")
+    print(
+        "median over \(rounds) rounds: PING -P 16 \(medianPercent(ping)), SET -P 16 \(medianPercent(set)) of "
+            + "redis-benchmark"
+    )
     await client.shutdown()
     if let server {
         // `exit` skips the `defer` above.

@@ -276,7 +276,6 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 throw ConfigurationError("REDIS_CLUSTER_NODES: \(error.message)")
             }
-            if nodes.contains("rediss://"), configuration.tls == nil { configuration.tls = RedisTLSOptions() }
             configuration.clusterShardedPubSub = try flag("REDIS_CLUSTER_SHARDED_PUBSUB", environment)
         }
         guard let secret = environment["REALTIME_CLUSTER_SECRET"], !secret.isEmpty else {

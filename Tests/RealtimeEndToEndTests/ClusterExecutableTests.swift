@@ -15,15 +15,20 @@ struct ClusterChild {
     let port: Int
 
     static func start(redisURL: String, clusterSecret: String) async throws -> ClusterChild {
+        try await start(redisEnvironment: ["REDIS_URL": redisURL], clusterSecret: clusterSecret)
+    }
+
+    /// Starts one on the Redis that `redisEnvironment` describes (`REDIS_URL`, or `REDIS_CLUSTER_*` and
+    /// `REDIS_TLS_*`).
+    static func start(redisEnvironment: [String: String], clusterSecret: String) async throws -> ClusterChild {
         let child = try Child(
             try ExecutableTests.executable("realtime-server"),
             ["serve", "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"],
             environment: [
-                "REDIS_URL": redisURL,
                 "JWT_SECRET": TestKeys.secret,
                 "JWT_AUDIENCE": TestKeys.audience,
                 "REALTIME_CLUSTER_SECRET": clusterSecret,
-            ]
+            ].merging(redisEnvironment) { $1 }
         )
         do {
             let listening = try await child.line(containing: "listening on http://")
@@ -63,6 +68,24 @@ struct ClusterChild {
         return socket
     }
 
+    /// Publishes `security.high_risk.detected` (score 97) for `userID` through this server's HTTP API and expects it
+    /// on `recipient` (a socket of that user on any server) and no event on `bystander`.
+    func publishHighRiskEvent(userID: String, deliveredTo recipient: TestSocket, notTo bystander: TestSocket)
+        async throws
+    {
+        let published = try await api(
+            "POST",
+            "/api/v1/events",
+            json: #"{"type":"security.high_risk.detected","userId":""# + userID + #"","data":{"score":97}}"#
+        )
+        #expect(published.status == 202, "\(published.text)")
+        #expect(try published.json()["publishedToCluster"]?.boolValue == true)
+        let delivered = try await recipient.nextMessage(type: "event", timeout: .seconds(10))
+        #expect(delivered["payload"]?["type"]?.stringValue == "security.high_risk.detected")
+        #expect(delivered["payload"]?["data"]?["score"]?.intValue == 97)
+        #expect(try await bystander.drainUntilPong().filter { $0["type"]?.stringValue == "event" }.isEmpty)
+    }
+
     func api(_ method: String, _ path: String, json: String? = nil) async throws -> HTTPReply {
         var headers = [("Authorization", "Bearer \(TestKeys.token("ops", admin: true))")]
         if json != nil { headers.append(("Content-Type", "application/json")) }
@@ -99,18 +122,8 @@ struct ClusterExecutableTests {
         }
 
         // Published through A's HTTP API, delivered to alice on B and not to bob.
-        let published = try await a.api(
-            "POST",
-            "/api/v1/events",
-            json: #"{"type":"security.high_risk.detected","userId":"alice","data":{"score":97}}"#
-        )
-        #expect(published.status == 202, "\(published.text)")
-        #expect(try published.json()["publishedToCluster"]?.boolValue == true)
-        let delivered = try await aliceOnB.nextMessage(type: "event", timeout: .seconds(10))
-        #expect(delivered["payload"]?["type"]?.stringValue == "security.high_risk.detected")
-        #expect(delivered["payload"]?["data"]?["score"]?.intValue == 97)
+        try await a.publishHighRiskEvent(userID: "alice", deliveredTo: aliceOnB, notTo: bobOnB)
         _ = try await aliceOnA.nextMessage(type: "event", timeout: .seconds(10))
-        #expect(try await bobOnB.drainUntilPong().filter { $0["type"]?.stringValue == "event" }.isEmpty)
 
         // Stats through B see both processes.
         let stats = try await b.api("GET", "/api/v1/stats")

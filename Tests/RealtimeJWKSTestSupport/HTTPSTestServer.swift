@@ -8,13 +8,20 @@ public import RealtimeJWT
 import Synchronization
 
 /// Certificates made for one test run with the `openssl` command line tool: a CA, a server certificate it signed
-/// for `127.0.0.1` (subjectAltName IP), and a second CA that signed nothing (to test refused certificates).
+/// for `127.0.0.1` (subjectAltName IP), a client certificate it signed (for servers that authenticate clients), and
+/// a second CA with a client certificate of its own (to test refused certificates).
 public struct TestCertificates: Sendable {
     public let directory: URL
     public var caFile: String { directory.appendingPathComponent("ca.pem").path }
     public var otherCAFile: String { directory.appendingPathComponent("other-ca.pem").path }
     public var serverCertificate: String { directory.appendingPathComponent("server.pem").path }
     public var serverKey: String { directory.appendingPathComponent("server-key.pem").path }
+    /// A client certificate (`extendedKeyUsage=clientAuth`) signed by ``caFile``, and its key.
+    public var clientCertificate: String { directory.appendingPathComponent("client.pem").path }
+    public var clientKey: String { directory.appendingPathComponent("client-key.pem").path }
+    /// A client certificate signed by ``otherCAFile`` (which a server trusting ``caFile`` refuses), and its key.
+    public var otherClientCertificate: String { directory.appendingPathComponent("other-client.pem").path }
+    public var otherClientKey: String { directory.appendingPathComponent("other-client-key.pem").path }
 
     /// Made once per process (a few RSA key generations), in a temporary folder.
     public static let shared: Result<TestCertificates, any Error> = Result { try make() }
@@ -58,6 +65,21 @@ public struct TestCertificates: Sendable {
             "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
             "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
         ])
+        try "extendedKeyUsage=clientAuth\n".write(
+            to: directory.appendingPathComponent("client.ext"),
+            atomically: true,
+            encoding: .utf8
+        )
+        for (name, ca) in [("client", "ca"), ("other-client", "other-ca")] {
+            try openssl([
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(name)-key.pem", "-out", "\(name).csr",
+                "-subj", "/CN=RealtimeJWKS test \(name)",
+            ])
+            try openssl([
+                "x509", "-req", "-in", "\(name).csr", "-CA", "\(ca).pem", "-CAkey", "\(ca)-key.pem",
+                "-CAcreateserial", "-out", "\(name).pem", "-days", "2", "-extfile", "client.ext",
+            ])
+        }
         return certificates
     }
 

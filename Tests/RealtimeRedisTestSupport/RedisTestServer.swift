@@ -38,8 +38,11 @@ public final class RedisTestServer: @unchecked Sendable {
     private let extraArguments: [String]
     /// Where the server writes (cluster config, replication files); the working directory is never used.
     private let directory: URL
+    /// For a TLS-only server: how a client reaches it (the CA that signed its certificate, and the client
+    /// certificate when the server authenticates clients).
+    public let tls: RedisTLSOptions?
     /// For a TLS-only server: the CA that signed its certificate (what a client must trust).
-    public let tlsCAFile: String?
+    public var tlsCAFile: String? { tls?.caFile }
     private var process: Process?
 
     public var url: String { "redis://127.0.0.1:\(port)" }
@@ -51,26 +54,26 @@ public final class RedisTestServer: @unchecked Sendable {
             poolSize: 2,
             connectTimeout: .seconds(2),
             commandTimeout: .seconds(2),
-            tls: tlsCAFile.map { RedisTLSOptions(caFile: $0) }
+            tls: tls
         )
     }
 
-    private init(port: Int, extraArguments: [String], directory: URL, tlsCAFile: String?) {
+    private init(port: Int, extraArguments: [String], directory: URL, tls: RedisTLSOptions?) {
         self.port = port
         self.extraArguments = extraArguments
         self.directory = directory
-        self.tlsCAFile = tlsCAFile
+        self.tls = tls
     }
 
     /// Starts a TLS-only server (`--port 0 --tls-port <port>`) with `certificates`' server certificate for
-    /// 127.0.0.1, signed by their CA. Clients need no certificate of their own (`--tls-auth-clients no`).
-    public static func startTLS(certificates: TestCertificates) async throws -> RedisTestServer {
-        try await start(tlsCAFile: certificates.caFile) { port in
-            [
-                "--port", "0", "--tls-port", String(port), "--tls-cert-file", certificates.serverCertificate,
-                "--tls-key-file", certificates.serverKey, "--tls-ca-cert-file", certificates.caFile,
-                "--tls-auth-clients", "no",
-            ]
+    /// 127.0.0.1, signed by their CA. With `requireClientCertificates` (`--tls-auth-clients yes`) a client must
+    /// present a certificate signed by that CA (``configuration`` has theirs); else it needs none.
+    public static func startTLS(
+        certificates: TestCertificates,
+        requireClientCertificates: Bool = false
+    ) async throws -> RedisTestServer {
+        try await start(tls: certificates.clientOptions(withCertificate: requireClientCertificates)) { port in
+            certificates.redisServerArguments(tlsPort: port, requireClientCertificates: requireClientCertificates)
         }
     }
 
@@ -82,6 +85,14 @@ public final class RedisTestServer: @unchecked Sendable {
     /// Starts a server on a free port with arguments that may depend on the port (a cluster node's config file).
     public static func start(
         tlsCAFile: String? = nil,
+        _ extraArguments: (_ port: Int) -> [String]
+    ) async throws -> RedisTestServer {
+        try await start(tls: tlsCAFile.map { RedisTLSOptions(caFile: $0) }, extraArguments)
+    }
+
+    /// Starts a server on a free port with arguments that may depend on the port; `tls` is how clients reach it.
+    public static func start(
+        tls: RedisTLSOptions?,
         _ extraArguments: (_ port: Int) -> [String]
     ) async throws -> RedisTestServer {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
@@ -98,7 +109,7 @@ public final class RedisTestServer: @unchecked Sendable {
                 port: port,
                 extraArguments: extraArguments(port),
                 directory: directory,
-                tlsCAFile: tlsCAFile
+                tls: tls
             )
             do {
                 try await server.launch()
@@ -212,14 +223,19 @@ public final class RedisTestCluster: @unchecked Sendable {
     public static let cli = "/usr/bin/redis-cli"
     public let nodes: [RedisTestServer]
     public let nodeTimeout: Duration
+    /// For a cluster over TLS only (see `RedisTestCluster+TLS.swift`): the certificates of its nodes and clients.
+    public let certificates: TestCertificates?
 
-    private init(nodes: [RedisTestServer], nodeTimeout: Duration) {
+    private init(nodes: [RedisTestServer], nodeTimeout: Duration, certificates: TestCertificates?) {
         self.nodes = nodes
         self.nodeTimeout = nodeTimeout
+        self.certificates = certificates
     }
 
-    /// The seeds (every node), as `REDIS_CLUSTER_NODES` spells them.
-    public var nodeList: String { nodes.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") }
+    /// The seeds (every node), as `REDIS_CLUSTER_NODES` spells them (`rediss://` entries over TLS).
+    public var nodeList: String {
+        nodes.map { (certificates == nil ? "" : "rediss://") + "127.0.0.1:\($0.port)" }.joined(separator: ",")
+    }
 
     /// A cluster client configuration with every node as a seed and a fast slot-map refresh.
     public var configuration: RedisConfiguration {
@@ -233,11 +249,16 @@ public final class RedisTestCluster: @unchecked Sendable {
         configuration.host = "127.0.0.1"
         configuration.port = nodes[0].port
         configuration.clusterRefreshInterval = .milliseconds(500)
+        configuration.tls = nodes[0].tls
         return configuration
     }
 
-    /// Starts six nodes, creates the cluster and waits until it is ready.
-    public static func start(nodeTimeout: Duration = .milliseconds(1000)) async throws -> RedisTestCluster {
+    /// Starts six nodes, creates the cluster and waits until it is ready; over TLS only with `certificates`
+    /// (``startTLS(certificates:nodeTimeout:)``).
+    public static func start(
+        nodeTimeout: Duration = .milliseconds(1000),
+        certificates: TestCertificates? = nil
+    ) async throws -> RedisTestCluster {
         guard FileManager.default.isExecutableFile(atPath: cli) else {
             throw RealtimeError(.backendUnavailable, "redis-cli is not installed (apt-get install redis-tools)")
         }
@@ -245,8 +266,8 @@ public final class RedisTestCluster: @unchecked Sendable {
         do {
             for _ in 0..<6 {
                 nodes.append(
-                    try await RedisTestServer.start { port in
-                        [
+                    try await RedisTestServer.start(tls: certificates?.clientOptions(withCertificate: true)) { port in
+                        (certificates?.redisClusterNodeArguments(tlsPort: port) ?? []) + [
                             // The cluster bus port defaults to port + 10,000, which may be taken or above 65,535.
                             "--cluster-port", String((try? RedisTestServer.freePort()) ?? 0),
                             "--cluster-enabled", "yes", "--cluster-config-file", "nodes-\(port).conf",
@@ -257,7 +278,7 @@ public final class RedisTestCluster: @unchecked Sendable {
                     }
                 )
             }
-            let cluster = RedisTestCluster(nodes: nodes, nodeTimeout: nodeTimeout)
+            let cluster = RedisTestCluster(nodes: nodes, nodeTimeout: nodeTimeout, certificates: certificates)
             try await cluster.run(
                 ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + [
                     "--cluster-replicas", "1", "--cluster-yes",
@@ -271,9 +292,11 @@ public final class RedisTestCluster: @unchecked Sendable {
         }
     }
 
-    /// Runs `redis-cli` with `arguments` and waits (polling, bounded to 60 s) for it to exit successfully. Its
-    /// output goes to a file (read once it exited), so no thread ever blocks on a pipe.
+    /// Runs `redis-cli` with `arguments` (after the TLS options of a TLS cluster) and waits (polling, bounded to
+    /// 60 s, then killed by PID and reported with its output) for it to exit successfully. Its output goes to a
+    /// file (read once it exited), so no thread ever blocks on a pipe.
     public func run(_ arguments: [String]) async throws {
+        let command = (certificates?.redisCLIArguments ?? []) + arguments
         let log = FileManager.default.temporaryDirectory.appendingPathComponent(
             "redis-cli-\(RandomID.hex(bytes: 6)).log"
         )
@@ -283,7 +306,7 @@ public final class RedisTestCluster: @unchecked Sendable {
         defer { try? handle.close() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.cli)
-        process.arguments = arguments
+        process.arguments = command
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
@@ -291,13 +314,18 @@ public final class RedisTestCluster: @unchecked Sendable {
         while process.isRunning {
             guard ContinuousClock.now < deadline else {
                 kill(process.processIdentifier, SIGKILL)
-                throw RealtimeError(.timeout, "redis-cli \(arguments.prefix(2).joined(separator: " ")) did not finish")
+                process.waitUntilExit()
+                let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                throw RealtimeError(
+                    .timeout,
+                    "redis-cli \(command.joined(separator: " ")) did not finish within 60 s (killed): \(text.suffix(500))"
+                )
             }
             try await Task.sleep(for: .milliseconds(20))
         }
         guard process.terminationStatus == 0 else {
             let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            throw RealtimeError(.backendUnavailable, "redis-cli \(arguments.joined(separator: " ")) failed: \(text)")
+            throw RealtimeError(.backendUnavailable, "redis-cli \(command.joined(separator: " ")) failed: \(text)")
         }
     }
 

@@ -29,7 +29,19 @@ extension RedisIntegrationTests {
                     #expect(local.string == "v", "\(key) (slot \(slot ?? -1)) is stored on its slot's primary")
                 }
 
-                try await runBackendConformance(client: client, configuration: configuration)
+                try await Self.runConformance(on: cluster, client: client, peer: peer)
+                await client.shutdown()
+                await peer.shutdown()
+            }
+        }
+
+        /// Every backend's conformance suite (connection store, session store, rate limiter, event bus, history
+        /// store), history recorded by publishing, and `ASK`/`MOVED` during a slot migration, on `cluster` through
+        /// `client` (and `peer`, another server's client). Shared by the plain and the TLS cluster tests.
+        static func runConformance(on cluster: RedisTestCluster, client: RedisClient, peer: RedisClient) async throws {
+            let configuration = cluster.configuration
+            try await runBackendConformance(client: client, configuration: configuration)
+            do {
                 var primaryNodes: [RedisTestServer] = []
                 for node in cluster.nodes where try await cluster.role(of: node).primary { primaryNodes.append(node) }
                 let primaries = primaryNodes.map { RedisClient(configuration: $0.configuration) }
@@ -85,8 +97,6 @@ extension RedisIntegrationTests {
 
                 for primary in primaries { await primary.shutdown() }
                 await subscriberClient.shutdown()
-                await client.shutdown()
-                await peer.shutdown()
             }
         }
 
@@ -100,7 +110,8 @@ extension RedisIntegrationTests {
             let tag = "{mig:\(RandomID.hex(bytes: 4))}"
             let (old, new) = ("\(tag)old", "\(tag)new")
             let limiter = RedisRateLimiter(client: client, prefix: "t\(RandomID.hex(bytes: 4)):\(tag)")
-            let policy = RateLimitPolicy(name: "mig", limit: 100, period: .seconds(60))
+            // An hour's period: no token comes back while the migration runs (a TLS cluster's steps take longer).
+            let policy = RateLimitPolicy(name: "mig", limit: 100, period: .seconds(3600))
             _ = try await client.send(RedisCommand("SET", old, "1"))
             #expect(try await limiter.consume("k", cost: 1, policy: policy).allowed)
             let slot = try #require(try await client.send(RedisCommand("CLUSTER", "KEYSLOT", old)).int)

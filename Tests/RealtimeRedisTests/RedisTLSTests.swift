@@ -46,6 +46,44 @@ extension RedisIntegrationTests {
             await plainClient.shutdown()
         }
 
+        /// `--tls-auth-clients yes`: the client certificate and key (`REDIS_TLS_CERT_FILE`, `REDIS_TLS_KEY_FILE`)
+        /// signed by the CA the server trusts get in; none, or one from another CA, is refused with a clear error.
+        @Test func aServerThatAuthenticatesClientsNeedsTheirCertificate() async throws {
+            let certificates = try TestCertificates.shared.get()
+            let server = try await RedisTestServer.startTLS(certificates: certificates, requireClientCertificates: true)
+            defer { server.stop() }
+            #expect(server.configuration.tls?.certificateFile == certificates.clientCertificate)
+            let client = RedisClient(configuration: server.configuration)
+            try await client.checkReady()
+            let limiter = RedisRateLimiter(client: client, prefix: "t\(RandomID.hex(bytes: 4)):")
+            let policy = RateLimitPolicy(name: "mtls", limit: 2, period: .seconds(60))
+            #expect(try await limiter.consume("k", cost: 2, policy: policy).allowed)
+            #expect(try await !limiter.consume("k", cost: 1, policy: policy).allowed)
+            await client.shutdown()
+
+            func refusal(_ tls: RedisTLSOptions) async -> RealtimeError? {
+                var configuration = server.configuration
+                configuration.tls = tls
+                return await readinessFailure(configuration)
+            }
+            let without = await refusal(certificates.clientOptions(withCertificate: false))
+            #expect(without?.code == .backendUnavailable, "a client without a certificate got in")
+            #expect(
+                without?.message.contains("requires a client certificate (REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE)")
+                    == true,
+                "\(String(describing: without))"
+            )
+            var otherCA = certificates.clientOptions(withCertificate: true)
+            otherCA.certificateFile = certificates.otherClientCertificate
+            otherCA.keyFile = certificates.otherClientKey
+            let refused = await refusal(otherCA)
+            #expect(refused?.code == .backendUnavailable, "a client certificate from an untrusted CA got in")
+            #expect(
+                refused?.message.contains("TLS with Redis at 127.0.0.1:\(server.port) failed") == true,
+                "\(String(describing: refused))"
+            )
+        }
+
         @Test func tlsOptionsAreReadAndChecked() throws {
             let configuration = try RedisConfiguration(url: "rediss://user:secret@redis.example:6380/0")
             #expect(configuration.tls == RedisTLSOptions())

@@ -51,3 +51,17 @@ func runBackendConformance(client: RedisClient, configuration: RedisConfiguratio
     )
     try await RedisIntegrationTests.RedisEventBusTests.runConformance(configuration)
 }
+
+/// The error `checkReady()` of a fresh client on `configuration` fails with (nil if it succeeds); the client is shut
+/// down either way.
+func readinessFailure(_ configuration: RedisConfiguration) async -> RealtimeError? {
+    let client = RedisClient(configuration: configuration)
+    var failure: RealtimeError?
+    do {
+        try await client.checkReady()
+    } catch {
+        failure = error
+    }
+    await client.shutdown()
+    return failure
+}

@@ -71,14 +71,25 @@ public struct RedisConfiguration: Sendable, Hashable {
     }
 
     /// A cluster configuration: the seeds of `nodes` (`REDIS_CLUSTER_NODES`, `host:port,host:port`), with the
-    /// credentials, timeouts and pool size of `base`.
+    /// credentials, timeouts, pool size and TLS options of `base`. TLS applies to every node, the seeds and those
+    /// the cluster names (redirects, the slot map): `rediss://` entries turn it on (with `base`'s
+    /// ``RedisTLSOptions`` if it has some, else verification against the system's roots), and so do TLS options
+    /// in `base` for bare `host:port` entries.
     ///
-    /// - Throws: `RealtimeError.Code.invalidConfiguration` for an empty or malformed list, or a database other
-    ///   than 0 in `base` (Redis Cluster has only database 0).
+    /// - Throws: `RealtimeError.Code.invalidConfiguration` for an empty or malformed list, a list that mixes
+    ///   `redis://` and `rediss://`, `redis://` entries while `base` has TLS options, or a database other than 0 in
+    ///   `base` (Redis Cluster has only database 0).
     public static func cluster(nodes: String, base: RedisConfiguration = RedisConfiguration()) throws(RealtimeError)
         -> RedisConfiguration
     {
-        let seeds = try RedisNodeAddress.list(parsing: nodes)
+        let (seeds, tls) = try RedisNodeAddress.seeds(parsing: nodes)
+        if tls == false, base.tls != nil {
+            throw RealtimeError(
+                .invalidConfiguration,
+                "the Redis cluster node list says redis:// (plain TCP) but TLS is configured (rediss:// or TLS "
+                    + "options): use rediss:// or bare host:port entries"
+            )
+        }
         guard base.database == 0 else {
             throw RealtimeError(
                 .invalidConfiguration,
@@ -86,6 +97,7 @@ public struct RedisConfiguration: Sendable, Hashable {
             )
         }
         var configuration = base
+        if tls == true, configuration.tls == nil { configuration.tls = RedisTLSOptions() }
         configuration.clusterNodes = seeds
         configuration.host = seeds[0].host
         configuration.port = seeds[0].port

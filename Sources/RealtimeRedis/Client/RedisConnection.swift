@@ -58,12 +58,16 @@ final class RedisConnection: Sendable {
                 let connection = RedisConnection(channel: channel)
                 return connection.handshake(configuration).map { connection }.flatMapError { error in
                     channel.close(promise: nil)
-                    if configuration.tls != nil, let failure = error as? RealtimeError, failure.underlying != nil {
+                    // A TLS error, or the server closing the connection during setup (how a server that requires a
+                    // client certificate may refuse one that has none: its alert can come after the close).
+                    if let options = configuration.tls, let failure = error as? RealtimeError,
+                        failure.underlying != nil || failure.message.hasPrefix("Redis connection")
+                    {
                         return channel.eventLoop.makeFailedFuture(
-                            RealtimeError(
-                                .backendUnavailable,
-                                "TLS with Redis at \(configuration.host):\(configuration.port) failed "
-                                    + "(certificate refused, or not a TLS port)",
+                            RedisTLS.setupFailure(
+                                host: configuration.host,
+                                port: configuration.port,
+                                options: options,
                                 underlying: failure.underlying
                             )
                         )

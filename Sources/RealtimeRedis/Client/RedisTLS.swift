@@ -42,6 +42,34 @@ enum RedisTLS {
         }
     #endif
 
+    /// The error of a TLS connection to `host:port` whose setup (handshake, first round trip) failed with
+    /// `underlying`, or was closed by the server (`underlying` nil): it names the node, and says so when the server
+    /// asked for a client certificate that `options` lacks (TLS 1.3's `certificate_required` alert, a handshake
+    /// failure or a close with no certificate configured).
+    static func setupFailure(
+        host: String,
+        port: Int,
+        options: RedisTLSOptions,
+        underlying: (any Error)?
+    ) -> RealtimeError {
+        let text = underlying.map { String(describing: $0) } ?? ""
+        let reason: String
+        if text.contains("CERTIFICATE_REQUIRED")
+            || (options.certificateFile == nil && (underlying == nil || text.contains("HANDSHAKE_FAILURE")))
+        {
+            reason = "the server requires a client certificate (REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE)"
+        } else if underlying == nil {
+            reason = "the server closed the connection: does it trust the client certificate's CA?"
+        } else {
+            reason = "certificate refused, or not a TLS port"
+        }
+        return RealtimeError(
+            .backendUnavailable,
+            "TLS with Redis at \(host):\(port) failed (\(reason))",
+            underlying: underlying
+        )
+    }
+
     /// Adds the TLS client handler to `channel` when `configuration` asks for TLS.
     static func addHandler(
         to channel: any Channel,

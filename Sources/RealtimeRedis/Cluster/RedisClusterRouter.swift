@@ -110,6 +110,8 @@ final class RedisClusterRouter: Sendable {
     }
 
     private func currentTopology() async throws(RealtimeError) -> RedisClusterTopology {
+        // The common case, without a promise: the map is known.
+        if let known = state.withLock({ $0.topology }) { return known }
         let loop = eventLoopGroup.any()
         let promise = loop.makePromise(of: Void.self)
         let known: RedisClusterTopology? = state.withLock { state in
@@ -215,6 +217,18 @@ final class RedisClusterRouter: Sendable {
             pools.append((pool, indices))
         }
         var replies = Array(repeating: RESPValue.null, count: commands.count)
+        if pools.count == 1, let pool = pools.first?.0 {
+            // Every command on one node (one hash tag): one pipeline there, without a task group.
+            do {
+                replies = try await pool.withConnection(affinity: nil) { connection in
+                    try await connection.execute(commands)
+                }
+            } catch {
+                if error.code == .backendUnavailable || error.code == .timeout { refresh() }
+                throw error
+            }
+            return try await followingRedirects(commands, replies)
+        }
         do {
             try await withThrowingTaskGroup(of: ([Int], [RESPValue]).self) { group in
                 for (pool, indices) in pools {
@@ -235,6 +249,15 @@ final class RedisClusterRouter: Sendable {
             if mapped.code == .backendUnavailable || mapped.code == .timeout { refresh() }
             throw mapped
         }
+        return try await followingRedirects(commands, replies)
+    }
+
+    /// `replies` with each redirected one replaced by its command sent again on its own, following the redirect.
+    private func followingRedirects(
+        _ commands: [RedisCommand],
+        _ replies: [RESPValue]
+    ) async throws(RealtimeError) -> [RESPValue] {
+        var replies = replies
         for index in replies.indices where RedisClusterRedirect.decide(replies[index], attempt: 0) != .done {
             replies[index] = try await execute(commands[index], routingKey: commands[index].routingKey, affinity: nil)
         }

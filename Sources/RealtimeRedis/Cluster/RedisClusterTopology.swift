@@ -43,19 +43,44 @@ public struct RedisNodeAddress: Sendable, Hashable, CustomStringConvertible {
     ///
     /// - Throws: `RealtimeError.Code.invalidConfiguration` for an empty list or a bad entry.
     public static func list(parsing text: String) throws(RealtimeError) -> [RedisNodeAddress] {
+        try seeds(parsing: text).nodes
+    }
+
+    /// Reads the list like ``list(parsing:)`` and says whether its entries ask for TLS: `true` when they say
+    /// `rediss://`, `false` when they say `redis://`, nil when none names a scheme (bare entries follow the others).
+    ///
+    /// - Throws: `RealtimeError.Code.invalidConfiguration` for an empty list, a bad entry, credentials in an entry,
+    ///   or a list that mixes `redis://` and `rediss://` (TLS is for every node or none).
+    package static func seeds(parsing text: String) throws(RealtimeError) -> (nodes: [RedisNodeAddress], tls: Bool?) {
         var nodes: [RedisNodeAddress] = []
+        var tls: Bool?
         for entry in text.split(separator: ",", omittingEmptySubsequences: false) {
             var entry = Substring(String(entry).trimmingWhitespace)
-            for scheme in ["redis://", "rediss://"] where entry.hasPrefix(scheme) {
+            for (scheme, secure) in [("redis://", false), ("rediss://", true)] where entry.hasPrefix(scheme) {
                 entry = entry.dropFirst(scheme.count)
+                guard tls == nil || tls == secure else {
+                    throw RealtimeError(
+                        .invalidConfiguration,
+                        "the Redis cluster node list mixes redis:// and rediss:// entries: TLS is for every node or none"
+                    )
+                }
+                tls = secure
             }
             if entry.hasSuffix("/") { entry = entry.dropLast() }
             guard !entry.isEmpty else {
                 throw RealtimeError(.invalidConfiguration, "the Redis cluster node list \"\(text)\" has an empty entry")
             }
+            guard !entry.contains("@") else {
+                // Never echo the entry: it holds a password.
+                throw RealtimeError(
+                    .invalidConfiguration,
+                    "a Redis cluster node entry holds credentials (user:password@): give them in the Redis URL "
+                        + "(REDIS_URL), which every node shares"
+                )
+            }
             nodes.append(try RedisNodeAddress(parsing: entry))
         }
-        return nodes
+        return (nodes, tls)
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
