@@ -21,6 +21,7 @@ extension LoadGenerator {
         guard (1...1_000_000).contains(rate) else { throw ValidationError("--rate must be 1 to 1000000") }
         guard (0...100).contains(userPercent) else { throw ValidationError("--user-percent must be 0 to 100") }
         guard (1...64).contains(publishers) else { throw ValidationError("--publishers must be 1 to 64") }
+        guard (1...100).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 100") }
         guard (1...5000).contains(connectConcurrency) else {
             throw ValidationError("--connect-concurrency must be 1 to 5000")
         }
@@ -45,6 +46,11 @@ extension LoadGenerator {
             guard let nchanChannel, !nchanChannel.isEmpty, nchanChannel.count <= 64,
                 nchanChannel.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
             else { throw ValidationError("--target nchan needs --nchan-channel (1 to 64 letters, digits, - or _)") }
+            guard !modes.contains(.batch) else {
+                throw ValidationError(
+                    "--target nchan: Nchan's publisher takes one message per request (no --mode batch)"
+                )
+            }
             guard admins == 0, userPercent == 0 else {
                 throw ValidationError(
                     "--target nchan: every event goes to every subscriber (--admins 0 --user-percent 0)"

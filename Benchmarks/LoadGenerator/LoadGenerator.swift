@@ -66,7 +66,7 @@ struct LoadGenerator: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Events published per mode.")
     var events = 1000
 
-    @Option(name: .customLong("mode"), help: "Publishing mode, burst or rate; repeatable, run in order.")
+    @Option(name: .customLong("mode"), help: "Publishing mode, burst, rate or batch; repeatable, run in order.")
     var modes: [PublishMode] = [.burst]
 
     @Option(help: "Events per second in rate mode (over all publisher lanes).")
@@ -74,6 +74,9 @@ struct LoadGenerator: AsyncParsableCommand {
 
     @Option(help: "Percent of events addressed to one user (scope user); the rest go to everyone.")
     var userPercent = 50
+
+    @Option(help: "Events per request in batch mode (POST /api/v1/events/batch; 1 to 100).")
+    var batchSize = 20
 
     @Option(help: "HTTP connections publishing in parallel (order is checked per connection).")
     var publishers = 4
@@ -195,45 +198,16 @@ struct LoadGenerator: AsyncParsableCommand {
         }
 
         // Tokens, minted with the server's secret.
-        let signer = try JWTSigner(key: JWTKey.hmac(secret: secret))
-        let issuer = issuer ?? environment["JWT_ISSUER"]
-        let audience =
-            audience
-            ?? environment["JWT_AUDIENCE"]?.split(separator: ",").first.map {
-                String($0).trimmingCharacters(in: " ")
-            }
-        func mint(_ user: String, admin: Bool) throws -> String {
-            let now = Timestamp.now()
-            var claims: JSONObject = [
-                "sub": .string(user),
-                "sid": .string("lgs-\(user)-\(RandomID.hex(bytes: 4))"),
-                "iat": .int(now.secondsSinceEpoch),
-                "exp": .int(now.secondsSinceEpoch + 4 * 3600),
-            ]
-            if admin { claims["roles"] = ["admin"] }
-            if let issuer { claims["iss"] = .string(issuer) }
-            if let audience { claims["aud"] = .string(audience) }
-            return try signer.sign(claims)
-        }
-        var specs: [ClientSpec] = []
-        specs.reserveCapacity(clients + admins)
-        for index in 0..<clients {
-            let user = index % userCount
-            specs.append(
-                ClientSpec(index: index, user: user, isAdmin: false, token: try mint("lg-u\(user)", admin: false))
-            )
-        }
-        for index in 0..<admins {
-            specs.append(
-                ClientSpec(
-                    index: clients + index,
-                    user: -1,
-                    isAdmin: true,
-                    token: try mint("lg-admin\(index)", admin: true)
-                )
-            )
-        }
-        let publisherToken = try mint("lg-publisher", admin: true)
+        let minter = try TokenMinter(
+            secret: secret,
+            issuer: issuer ?? environment["JWT_ISSUER"],
+            audience: audience
+                ?? environment["JWT_AUDIENCE"]?.split(separator: ",").first.map {
+                    String($0).trimmingCharacters(in: " ")
+                }
+        )
+        let specs = try minter.clientSpecs(clients: clients, users: userCount, admins: admins)
+        let publisherToken = try minter.mint("lg-publisher", admin: true)
 
         let address: SocketAddress
         do {
@@ -262,18 +236,10 @@ struct LoadGenerator: AsyncParsableCommand {
         let ownCPUStart = SystemInfo.ownCPUSeconds()
 
         // Server memory before anything connects.
+        let server = ServerProcesses(pids: serverPID)
         let pids = serverPID
-        func sum<Value: AdditiveArithmetic>(_ read: (Int32) -> Value?) -> Value? {
-            guard !pids.isEmpty else { return nil }
-            var total = Value.zero
-            for pid in pids {
-                guard let value = read(pid) else { return nil }
-                total += value
-            }
-            return total
-        }
-        func rss() -> Int? { sum { SystemInfo.statusKiB(pid: $0, field: "VmRSS") } }
-        func serverCPU() -> Double? { sum { SystemInfo.cpuSeconds(pid: $0) } }
+        func rss() -> Int? { server.rssKiB() }
+        func serverCPU() -> Double? { server.cpuSeconds() }
         for pid in pids where !SystemInfo.processExists(pid) {
             print("FAILED: no process \(pid) (--server-pid)")
             throw ExitCode(1)
@@ -375,7 +341,8 @@ struct LoadGenerator: AsyncParsableCommand {
                         apiPrefix: apiPrefix,
                         token: publisherToken,
                         plan: plan,
-                        lane: lane
+                        lane: lane,
+                        batchSize: batchSize
                     )
                     let rate = self.rate
                     group.addTask { await publisher.run(phase: phase, rate: rate, start: start, deadline: deadline) }
@@ -488,37 +455,11 @@ struct LoadGenerator: AsyncParsableCommand {
             }.get()
             totals.add(part)
         }
-        report.line(
-            "verdict over \(totals.clients) ready clients: lost \(totals.lost) (in \(totals.clientsWithLoss) clients), "
-                + "duplicated \(totals.duplicates), out of order \(totals.outOfOrder), unexpected \(totals.unexpected); "
-                + "closed by the server \(shared.unexpectedCloses.load(ordering: .relaxed))"
-                + (totals.closeCodes.isEmpty
-                    ? ""
-                    : " (codes "
-                        + totals.closeCodes.sorted { $0.key < $1.key }.map { "\($0)×\($1)" }.joined(separator: ", ")
-                        + ")")
-        )
-        report.line(
-            "  other messages: gaps \(totals.gaps), errors \(totals.errors), pings answered \(totals.pings), "
-                + "foreign events \(totals.foreignEvents)"
-                + (totals.other.isEmpty
-                    ? "" : ", " + totals.other.sorted { $0.key < $1.key }.map { "\($0) \($1)" }.joined(separator: ", "))
-        )
-        if !totals.errorSamples.isEmpty {
-            report.line("  first errors: " + totals.errorSamples.prefix(3).joined(separator: " | "))
-        }
-        if totals.lost > 0 { failures.append("\(totals.lost) messages lost") }
-        if totals.duplicates > 0 { failures.append("\(totals.duplicates) messages duplicated") }
-        if totals.outOfOrder > 0 { failures.append("\(totals.outOfOrder) messages out of order") }
-        if totals.unexpected > 0 {
-            failures.append("\(totals.unexpected) messages delivered to clients that may not see them")
-        }
-        if shared.unexpectedCloses.load(ordering: .relaxed) > 0 {
-            failures.append("\(shared.unexpectedCloses.load(ordering: .relaxed)) connections closed by the server")
-        }
+        let closedByServer = shared.unexpectedCloses.load(ordering: .relaxed)
+        failures += totals.report(closedByServer: closedByServer, into: &report)
 
         let rssAfter = rss()
-        let hwm = sum { SystemInfo.statusKiB(pid: $0, field: "VmHWM") }
+        let hwm = server.peakRSSKiB()
         if let rssAfter {
             report.line("server RSS after the run: \(rssAfter) KiB (peak \(hwm ?? 0) KiB)")
         }
