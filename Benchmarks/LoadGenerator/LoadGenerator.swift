@@ -66,7 +66,7 @@ struct LoadGenerator: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Events published per mode.")
     var events = 1000
 
-    @Option(name: .customLong("mode"), help: "Publishing mode, burst or rate; repeatable, run in order.")
+    @Option(name: .customLong("mode"), help: "Publishing mode, burst, rate or batch; repeatable, run in order.")
     var modes: [PublishMode] = [.burst]
 
     @Option(help: "Events per second in rate mode (over all publisher lanes).")
@@ -74,6 +74,9 @@ struct LoadGenerator: AsyncParsableCommand {
 
     @Option(help: "Percent of events addressed to one user (scope user); the rest go to everyone.")
     var userPercent = 50
+
+    @Option(help: "Events per request in batch mode (POST /api/v1/events/batch; 1 to 100).")
+    var batchSize = 20
 
     @Option(help: "HTTP connections publishing in parallel (order is checked per connection).")
     var publishers = 4
@@ -129,54 +132,6 @@ struct LoadGenerator: AsyncParsableCommand {
             """
     )
     var inProcessHub = false
-
-    func validate() throws {
-        guard ["127.0.0.1", "::1", "localhost"].contains(host) else {
-            throw ValidationError("--host must be 127.0.0.1, ::1 or localhost: this tool only drives loopback servers")
-        }
-        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535") }
-        guard (1...10_000).contains(clients) else { throw ValidationError("--clients must be 1 to 10000") }
-        guard (0...100).contains(admins) else { throw ValidationError("--admins must be 0 to 100") }
-        if let users, !(1...clients).contains(users) { throw ValidationError("--users must be 1 to --clients") }
-        guard (0...1_000_000).contains(events) else { throw ValidationError("--events must be 0 to 1000000") }
-        guard (clients + admins) * events * modes.count <= 4_000_000_000 else {
-            throw ValidationError("--clients × --events × modes is too large to track (at most 4e9)")
-        }
-        guard !modes.isEmpty, modes.count <= 4 else { throw ValidationError("give 1 to 4 --mode") }
-        guard (1...1_000_000).contains(rate) else { throw ValidationError("--rate must be 1 to 1000000") }
-        guard (0...100).contains(userPercent) else { throw ValidationError("--user-percent must be 0 to 100") }
-        guard (1...64).contains(publishers) else { throw ValidationError("--publishers must be 1 to 64") }
-        guard (1...5000).contains(connectConcurrency) else {
-            throw ValidationError("--connect-concurrency must be 1 to 5000")
-        }
-        guard (0...10_000).contains(tcpReference) else { throw ValidationError("--tcp-reference must be 0 to 10000") }
-        guard (0...600).contains(settle), (1...600).contains(drainTimeout), (1...3600).contains(duration) else {
-            throw ValidationError("--settle 0…600, --drain-timeout 1…600, --duration 1…3600 seconds")
-        }
-        if let threads, !(1...64).contains(threads) { throw ValidationError("--threads must be 1 to 64") }
-        guard !patterns.isEmpty, patterns.count <= 50 else { throw ValidationError("give 1 to 50 --pattern") }
-        for pattern in patterns {
-            do { _ = try EventPattern(validating: pattern) } catch {
-                throw ValidationError("--pattern '\(pattern)' is not a valid pattern")
-            }
-        }
-        guard EventType.isWellFormed(eventType) else { throw ValidationError("--event-type is not well-formed") }
-        guard (0...65536).contains(frameBytes) else { throw ValidationError("--frame-bytes must be 0 to 65536") }
-        guard serverPID.count <= 64 else { throw ValidationError("give at most 64 --server-pid") }
-        guard !label.isEmpty, label.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
-            throw ValidationError("--label: letters, digits, '-', '_' and '.' only")
-        }
-        if target == .nchan {
-            guard let nchanChannel, !nchanChannel.isEmpty, nchanChannel.count <= 64,
-                nchanChannel.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
-            else { throw ValidationError("--target nchan needs --nchan-channel (1 to 64 letters, digits, - or _)") }
-            guard admins == 0, userPercent == 0 else {
-                throw ValidationError(
-                    "--target nchan: every event goes to every subscriber (--admins 0 --user-percent 0)"
-                )
-            }
-        }
-    }
 
     func run() async throws {
         let started = ContinuousClock.now
@@ -243,45 +198,16 @@ struct LoadGenerator: AsyncParsableCommand {
         }
 
         // Tokens, minted with the server's secret.
-        let signer = try JWTSigner(key: JWTKey.hmac(secret: secret))
-        let issuer = issuer ?? environment["JWT_ISSUER"]
-        let audience =
-            audience
-            ?? environment["JWT_AUDIENCE"]?.split(separator: ",").first.map {
-                String($0).trimmingCharacters(in: " ")
-            }
-        func mint(_ user: String, admin: Bool) throws -> String {
-            let now = Timestamp.now()
-            var claims: JSONObject = [
-                "sub": .string(user),
-                "sid": .string("lgs-\(user)-\(RandomID.hex(bytes: 4))"),
-                "iat": .int(now.secondsSinceEpoch),
-                "exp": .int(now.secondsSinceEpoch + 4 * 3600),
-            ]
-            if admin { claims["roles"] = ["admin"] }
-            if let issuer { claims["iss"] = .string(issuer) }
-            if let audience { claims["aud"] = .string(audience) }
-            return try signer.sign(claims)
-        }
-        var specs: [ClientSpec] = []
-        specs.reserveCapacity(clients + admins)
-        for index in 0..<clients {
-            let user = index % userCount
-            specs.append(
-                ClientSpec(index: index, user: user, isAdmin: false, token: try mint("lg-u\(user)", admin: false))
-            )
-        }
-        for index in 0..<admins {
-            specs.append(
-                ClientSpec(
-                    index: clients + index,
-                    user: -1,
-                    isAdmin: true,
-                    token: try mint("lg-admin\(index)", admin: true)
-                )
-            )
-        }
-        let publisherToken = try mint("lg-publisher", admin: true)
+        let minter = try TokenMinter(
+            secret: secret,
+            issuer: issuer ?? environment["JWT_ISSUER"],
+            audience: audience
+                ?? environment["JWT_AUDIENCE"]?.split(separator: ",").first.map {
+                    String($0).trimmingCharacters(in: " ")
+                }
+        )
+        let specs = try minter.clientSpecs(clients: clients, users: userCount, admins: admins)
+        let publisherToken = try minter.mint("lg-publisher", admin: true)
 
         let address: SocketAddress
         do {
@@ -310,18 +236,10 @@ struct LoadGenerator: AsyncParsableCommand {
         let ownCPUStart = SystemInfo.ownCPUSeconds()
 
         // Server memory before anything connects.
+        let server = ServerProcesses(pids: serverPID)
         let pids = serverPID
-        func sum<Value: AdditiveArithmetic>(_ read: (Int32) -> Value?) -> Value? {
-            guard !pids.isEmpty else { return nil }
-            var total = Value.zero
-            for pid in pids {
-                guard let value = read(pid) else { return nil }
-                total += value
-            }
-            return total
-        }
-        func rss() -> Int? { sum { SystemInfo.statusKiB(pid: $0, field: "VmRSS") } }
-        func serverCPU() -> Double? { sum { SystemInfo.cpuSeconds(pid: $0) } }
+        func rss() -> Int? { server.rssKiB() }
+        func serverCPU() -> Double? { server.cpuSeconds() }
         for pid in pids where !SystemInfo.processExists(pid) {
             print("FAILED: no process \(pid) (--server-pid)")
             throw ExitCode(1)
@@ -423,7 +341,8 @@ struct LoadGenerator: AsyncParsableCommand {
                         apiPrefix: apiPrefix,
                         token: publisherToken,
                         plan: plan,
-                        lane: lane
+                        lane: lane,
+                        batchSize: batchSize
                     )
                     let rate = self.rate
                     group.addTask { await publisher.run(phase: phase, rate: rate, start: start, deadline: deadline) }
@@ -536,37 +455,11 @@ struct LoadGenerator: AsyncParsableCommand {
             }.get()
             totals.add(part)
         }
-        report.line(
-            "verdict over \(totals.clients) ready clients: lost \(totals.lost) (in \(totals.clientsWithLoss) clients), "
-                + "duplicated \(totals.duplicates), out of order \(totals.outOfOrder), unexpected \(totals.unexpected); "
-                + "closed by the server \(shared.unexpectedCloses.load(ordering: .relaxed))"
-                + (totals.closeCodes.isEmpty
-                    ? ""
-                    : " (codes "
-                        + totals.closeCodes.sorted { $0.key < $1.key }.map { "\($0)×\($1)" }.joined(separator: ", ")
-                        + ")")
-        )
-        report.line(
-            "  other messages: gaps \(totals.gaps), errors \(totals.errors), pings answered \(totals.pings), "
-                + "foreign events \(totals.foreignEvents)"
-                + (totals.other.isEmpty
-                    ? "" : ", " + totals.other.sorted { $0.key < $1.key }.map { "\($0) \($1)" }.joined(separator: ", "))
-        )
-        if !totals.errorSamples.isEmpty {
-            report.line("  first errors: " + totals.errorSamples.prefix(3).joined(separator: " | "))
-        }
-        if totals.lost > 0 { failures.append("\(totals.lost) messages lost") }
-        if totals.duplicates > 0 { failures.append("\(totals.duplicates) messages duplicated") }
-        if totals.outOfOrder > 0 { failures.append("\(totals.outOfOrder) messages out of order") }
-        if totals.unexpected > 0 {
-            failures.append("\(totals.unexpected) messages delivered to clients that may not see them")
-        }
-        if shared.unexpectedCloses.load(ordering: .relaxed) > 0 {
-            failures.append("\(shared.unexpectedCloses.load(ordering: .relaxed)) connections closed by the server")
-        }
+        let closedByServer = shared.unexpectedCloses.load(ordering: .relaxed)
+        failures += totals.report(closedByServer: closedByServer, into: &report)
 
         let rssAfter = rss()
-        let hwm = sum { SystemInfo.statusKiB(pid: $0, field: "VmHWM") }
+        let hwm = server.peakRSSKiB()
         if let rssAfter {
             report.line("server RSS after the run: \(rssAfter) KiB (peak \(hwm ?? 0) KiB)")
         }
@@ -609,32 +502,5 @@ struct LoadGenerator: AsyncParsableCommand {
         var words = [UInt64](repeating: 0, count: (flags.count + 63) / 64)
         for (index, flag) in flags.enumerated() where flag { words[index >> 6] |= UInt64(1) << UInt64(index & 63) }
         return words
-    }
-}
-
-/// Reads the environment without Foundation.
-enum Environment {
-    static var current: [String: String] {
-        var result: [String: String] = [:]
-        guard var pointer = Optional(environ) else { return result }
-        var count = 0
-        while let entry = pointer.pointee, count < 100_000 {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            pointer += 1
-            count += 1
-        }
-        return result
-    }
-}
-
-extension String {
-    func trimmingCharacters(in character: Character) -> String {
-        var text = Substring(self)
-        while text.first == character { text.removeFirst() }
-        while text.last == character { text.removeLast() }
-        return String(text)
     }
 }

@@ -8,6 +8,9 @@ enum PublishMode: String, Sendable, CaseIterable {
     case burst
     /// Events are due at a fixed rate (`--rate` per second) across all lanes.
     case rate
+    /// Like `burst`, but every request carries `--batch-size` events through `POST /api/v1/events/batch`
+    /// (realtime-server only: Nchan's HTTP publisher takes one message per request).
+    case batch
 }
 
 /// Which server the generator drives: the same clients, the same plan and the same verdict for both.

@@ -32,6 +32,8 @@ struct PublisherLane: Sendable {
     let token: String
     let plan: Plan
     let lane: Int
+    /// Events per request in `batch` mode.
+    var batchSize = 1
 
     /// Publishes this lane's share of `phase`. In `rate` mode event `k` of the phase is due `k / rate` seconds after
     /// `start`.
@@ -40,6 +42,11 @@ struct PublisherLane: Sendable {
     {
         var result = LaneResult()
         let sequences = Array(stride(from: phase.range.lowerBound + lane, to: phase.range.upperBound, by: plan.lanes))
+        // One request per event, or per `batchSize` events in batch mode.
+        let perRequest = phase.mode == .batch ? max(batchSize, 1) : 1
+        let requests = stride(from: 0, to: sequences.count, by: perRequest).map {
+            sequences[$0..<min($0 + perRequest, sequences.count)]
+        }
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
             channel = try await ClientBootstrap(group: group)
@@ -59,7 +66,8 @@ struct PublisherLane: Sendable {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var responses = inbound.makeAsyncIterator()
-                for sequence in sequences {
+                for batch in requests {
+                    let sequence = batch.first ?? 0
                     let now = ContinuousClock.now
                     if now >= deadline {
                         result.stoppedByDeadline = true
@@ -81,7 +89,9 @@ struct PublisherLane: Sendable {
                     let sent = NIODeadline.now().uptimeNanoseconds
                     result.firstSend = min(result.firstSend, sent)
                     result.lastSend = sent
-                    let body = requestBody(sequence: sequence, sent: sent)
+                    let body =
+                        phase.mode == .batch
+                        ? batchBody(batch, sent: sent) : requestBody(sequence: sequence, sent: sent)
                     var headers = HTTPHeaders()
                     headers.add(name: "Host", value: hostHeader)
                     headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -89,7 +99,7 @@ struct PublisherLane: Sendable {
                     headers.add(name: "Content-Length", value: String(body.readableBytes))
                     let uri =
                         switch plan.target {
-                        case .realtime: apiPrefix + "/events"
+                        case .realtime: apiPrefix + (phase.mode == .batch ? "/events/batch" : "/events")
                         case .nchan: "/pub?id=" + plan.nchanChannel
                         }
                     let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: uri, headers: headers)
@@ -106,17 +116,20 @@ struct PublisherLane: Sendable {
                         }
                     }
                     guard complete else {
-                        result.failures.append((sequence, 0, "connection closed before the response"))
+                        for sequence in batch {
+                            result.failures.append((sequence, 0, "connection closed before the response"))
+                        }
                         break
                     }
                     let done = NIODeadline.now().uptimeNanoseconds
                     _ = result.roundTrip.record(done >= sent ? done - sent : 0)
                     // realtime-server answers 202; Nchan 201 (delivered to subscribers) or 202 (none yet).
                     if plan.target == .realtime ? status == 202 : (200..<300).contains(status) {
-                        result.accepted.append(sequence)
+                        result.accepted += batch
                         result.serverDeliveries += Self.localDeliveries(responseBody)
                     } else {
-                        result.failures.append((sequence, status, String(buffer: responseBody).prefix(200).description))
+                        let reason = String(buffer: responseBody).prefix(200).description
+                        for sequence in batch { result.failures.append((sequence, status, reason)) }
                     }
                 }
             }
@@ -134,21 +147,32 @@ struct PublisherLane: Sendable {
         case .nchan:
             return ByteBuffer(string: RealtimeHub.encodeForBenchmark(event))
         case .realtime:
-            var text = #"{"type":""# + plan.eventType + "\","
-            if let userID = event.userID {
-                text += #""scope":"user","userId":""# + userID + "\","
-            } else {
-                text += #""scope":"everyone","#
-            }
-            text += #""data":"# + JSONWriter.string(.object(event.data)) + "}"
-            return ByteBuffer(string: text)
+            return ByteBuffer(string: publishedEvent(event))
         }
     }
 
+    /// `POST /events/batch`'s body: `{"events":[…]}` with the events of `sequences`, sent at the same instant.
+    private func batchBody(_ sequences: ArraySlice<Int>, sent: UInt64) -> ByteBuffer {
+        let events = sequences.map { publishedEvent(plan.event(sequence: $0, lane: lane, sentNanos: sent)) }
+        return ByteBuffer(string: #"{"events":["# + events.joined(separator: ",") + "]}")
+    }
+
+    /// The publishing API's event object for `event`.
+    private func publishedEvent(_ event: RealtimeEvent) -> String {
+        var text = #"{"type":""# + plan.eventType + "\","
+        if let userID = event.userID {
+            text += #""scope":"user","userId":""# + userID + "\","
+        } else {
+            text += #""scope":"everyone","#
+        }
+        return text + #""data":"# + JSONWriter.string(.object(event.data)) + "}"
+    }
+
+    /// `localDeliveries` of the receipt, or summed over a batch's receipts.
     private static func localDeliveries(_ body: ByteBuffer) -> Int {
-        guard let value = try? JSONParser().parse(Array(body.readableBytesView)),
-            let count = value["localDeliveries"]?.intValue
-        else { return 0 }
-        return Int(count)
+        guard let value = try? JSONParser().parse(Array(body.readableBytesView)) else { return 0 }
+        if let count = value["localDeliveries"]?.intValue { return Int(count) }
+        guard case .array(let receipts)? = value["receipts"] else { return 0 }
+        return receipts.reduce(0) { $0 + Int($1["localDeliveries"]?.intValue ?? 0) }
     }
 }

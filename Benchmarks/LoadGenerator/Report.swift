@@ -89,6 +89,36 @@ struct ClientTotals: Sendable {
     var other: [String: Int] = [:]
     var errorSamples: [String] = []
 
+    /// Reports the verdict; returns the failures it found (losses, duplicates, reordering, leaks, closes).
+    func report(closedByServer: Int, into report: inout Report) -> [String] {
+        report.line(
+            "verdict over \(clients) ready clients: lost \(lost) (in \(clientsWithLoss) clients), "
+                + "duplicated \(duplicates), out of order \(outOfOrder), unexpected \(unexpected); "
+                + "closed by the server \(closedByServer)"
+                + (closeCodes.isEmpty
+                    ? ""
+                    : " (codes "
+                        + closeCodes.sorted { $0.key < $1.key }.map { "\($0)×\($1)" }.joined(separator: ", ")
+                        + ")")
+        )
+        report.line(
+            "  other messages: gaps \(gaps), errors \(errors), pings answered \(pings), "
+                + "foreign events \(foreignEvents)"
+                + (other.isEmpty
+                    ? "" : ", " + other.sorted { $0.key < $1.key }.map { "\($0) \($1)" }.joined(separator: ", "))
+        )
+        if !errorSamples.isEmpty {
+            report.line("  first errors: " + errorSamples.prefix(3).joined(separator: " | "))
+        }
+        var failures: [String] = []
+        if lost > 0 { failures.append("\(lost) messages lost") }
+        if duplicates > 0 { failures.append("\(duplicates) messages duplicated") }
+        if outOfOrder > 0 { failures.append("\(outOfOrder) messages out of order") }
+        if unexpected > 0 { failures.append("\(unexpected) messages delivered to clients that may not see them") }
+        if closedByServer > 0 { failures.append("\(closedByServer) connections closed by the server") }
+        return failures
+    }
+
     mutating func add(_ part: ClientTotals) {
         clients += part.clients
         lost += part.lost

@@ -90,3 +90,24 @@ enum SystemInfo {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+/// The server's processes (`--server-pid`, every nginx process for Nchan): figures summed over all of them, `nil`
+/// when no PID was given or one of them cannot be read.
+struct ServerProcesses {
+    let pids: [Int32]
+
+    func rssKiB() -> Int? { sum { SystemInfo.statusKiB(pid: $0, field: "VmRSS") } }
+    func peakRSSKiB() -> Int? { sum { SystemInfo.statusKiB(pid: $0, field: "VmHWM") } }
+    /// User + system CPU time.
+    func cpuSeconds() -> Double? { sum { SystemInfo.cpuSeconds(pid: $0) } }
+
+    private func sum<Value: AdditiveArithmetic>(_ read: (Int32) -> Value?) -> Value? {
+        guard !pids.isEmpty else { return nil }
+        var total = Value.zero
+        for pid in pids {
+            guard let value = read(pid) else { return nil }
+            total += value
+        }
+        return total
+    }
+}

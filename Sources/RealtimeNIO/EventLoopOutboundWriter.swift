@@ -6,58 +6,87 @@ import RealtimeCore
 
 /// What every `RealtimeWebSocketHandler` on one event loop shares for writing: the loop's
 /// `OutboundWakeCoalescer` (a fan-out schedules one job on the loop, not one task per connection) and the byte
-/// buffers of the shared frames it writes (an event's WebSocket frame becomes a `ByteBuffer` once per loop, and
-/// every connection of the loop writes that same buffer).
+/// buffers of the shared frames it writes (an event's WebSocket frame becomes a `ByteBuffer` once per loop, a run of
+/// frames drained together one joined `ByteBuffer` once per loop, and every connection of the loop writes those same
+/// buffers: see `SharedFrameBuffers`).
 ///
-/// Created once per event loop by ``forEventLoop(_:)``; used only on its loop.
+/// One per event loop while the loop has handlers (``attach(to:)``, ``detach()``); used only on its loop.
 final class EventLoopOutboundWriter {
     let coalescer: OutboundWakeCoalescer
-    /// Buffers of recently written shared frames, by frame identity (the entry keeps the frame alive, so the
-    /// identity cannot be reused while it is cached). Bounded: emptied when full.
-    private var buffers: [ObjectIdentifier: (frame: EncodedTextFrame, buffer: ByteBuffer)] = [:]
-    static let maxCachedBuffers = 256
+    /// The loop's buffers of shared frames and of runs of them.
+    private var sharedBuffers = SharedFrameBuffers()
+    /// The array a drain pass collects its frames in, lent to one connection at a time (its capacity is kept).
+    private var scratchPass: [OutboundFrame] = []
+
+    private let eventLoop: any EventLoop
 
     private init(eventLoop: any EventLoop) {
-        // Weak: the registry below must not keep event loops alive; a job for a loop that is gone has no one to
-        // wake.
-        self.coalescer = OutboundWakeCoalescer { [weak eventLoop] job in eventLoop?.execute(job) }
+        // Strong: nothing holds a weak reference to an event loop, or to this writer. (A weakly referenced object
+        // keeps its reference count in a side table, and every retain of it then takes the runtime's slow path; NIO
+        // retains the loop all along each write.)
+        self.eventLoop = eventLoop
+        self.coalescer = OutboundWakeCoalescer { job in eventLoop.execute(job) }
     }
 
     /// The `ByteBuffer` of a shared frame, made on this loop's first write of it.
     func buffer(for frame: EncodedTextFrame, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let key = ObjectIdentifier(frame)
-        if let cached = buffers[key] { return cached.buffer }
-        if buffers.count >= Self.maxCachedBuffers { buffers.removeAll(keepingCapacity: true) }
-        let buffer = frame.webSocketFrame.withUnsafeBytes { bytes in
-            var buffer = allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            return buffer
-        }
-        buffers[key] = (frame, buffer)
-        return buffer
+        sharedBuffers.buffer(for: frame, allocator: allocator)
+    }
+
+    /// One buffer holding a drain pass's shared frames back to back, made once per loop for each run of frames;
+    /// `nil` when the pass is one frame, holds a frame that is not shared, or is too large to join.
+    func joinedBuffer(for pass: [OutboundFrame], allocator: ByteBufferAllocator) -> ByteBuffer? {
+        sharedBuffers.joinedBuffer(for: pass, allocator: allocator)
+    }
+
+    /// Lends the loop's (empty) pass array; give it back with ``returnPass(_:)``. Lent again before it came back
+    /// (it cannot: drains do not nest across connections, wake-ups are always scheduled), it is a new array.
+    func borrowPass() -> [OutboundFrame] {
+        var pass: [OutboundFrame] = []
+        swap(&pass, &scratchPass)
+        return pass
+    }
+
+    /// Takes the pass array back, emptied, keeping its capacity.
+    func returnPass(_ pass: inout [OutboundFrame]) {
+        pass.removeAll(keepingCapacity: true)
+        swap(&pass, &scratchPass)
     }
 
     // MARK: One writer per event loop
 
-    /// The registry: by event loop identity, the loop held weakly (a dead loop's entry is replaced).
-    private struct Entry {
-        weak var eventLoop: (any EventLoop)?
-        let writer: NIOLoopBound<EventLoopOutboundWriter>
-    }
-    private static let registry = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
+    /// Handlers of the loop using this writer (``attach(to:)`` minus ``detach()``); loop-confined.
+    private var users = 0
 
-    /// The writer of `eventLoop`, created on first use. Call it on `eventLoop`.
-    static func forEventLoop(_ eventLoop: any EventLoop) -> EventLoopOutboundWriter {
+    /// The registry: by event loop identity, the writer of each loop that has handlers. No weak reference: a writer
+    /// keeps its loop alive (its coalescer schedules on it), so the loop's identity cannot be reused while its
+    /// entry is there, and the entry goes when the loop's last handler detaches.
+    private static let registry = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<EventLoopOutboundWriter>]>([:])
+
+    /// The writer of `eventLoop`, created when its first handler attaches. Call it on `eventLoop`, and
+    /// ``detach()`` once when the handler is done with it.
+    static func attach(to eventLoop: any EventLoop) -> EventLoopOutboundWriter {
         eventLoop.preconditionInEventLoop()
-        let key = ObjectIdentifier(eventLoop)
-        return registry.withLockedValue { entries in
-            if let entry = entries[key], entry.eventLoop === eventLoop { return entry.writer.value }
-            // Drop entries of loops that are gone (a process that makes many event loop groups, such as a test
-            // suite, keeps no dead ones).
-            entries = entries.filter { $0.value.eventLoop != nil }
+        let writer = registry.withLockedValue { entries in
+            let key = ObjectIdentifier(eventLoop)
+            if let entry = entries[key] { return entry.value }
             let writer = EventLoopOutboundWriter(eventLoop: eventLoop)
-            entries[key] = Entry(eventLoop: eventLoop, writer: NIOLoopBound(writer, eventLoop: eventLoop))
+            entries[key] = NIOLoopBound(writer, eventLoop: eventLoop)
             return writer
+        }
+        writer.users += 1
+        return writer
+    }
+
+    /// A handler is done with the writer (on its loop). The last one removes it from the registry, so a process
+    /// that makes many event loop groups (a test suite) keeps no writer, and no loop, of a group that is gone.
+    func detach() {
+        eventLoop.preconditionInEventLoop()
+        users -= 1
+        guard users == 0 else { return }
+        let key = ObjectIdentifier(eventLoop)
+        Self.registry.withLockedValue { entries in
+            if entries[key]?.value === self { entries[key] = nil }
         }
     }
 }

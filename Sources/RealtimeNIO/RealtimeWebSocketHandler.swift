@@ -69,6 +69,12 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     private var stallTimer: Scheduled<Void>?
     /// The text or binary message being assembled from fragments.
     private var message: (opcode: WebSocketOpcode, bytes: ByteBuffer)?
+    /// Whether the channel takes more writes. It follows `channelWritabilityChanged`, which NIO fires synchronously
+    /// when a write crosses the high-water mark and when a flush falls below the low one, so the drain reads a
+    /// stored flag instead of asking the channel before every pass.
+    private var isWritable = true
+    /// The channel's allocator (read once: the write path does not go through the channel for it).
+    private var allocator = ByteBufferAllocator()
 
     /// Creates the handler for one accepted upgrade.
     ///
@@ -100,8 +106,10 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.isWritable = context.channel.isWritable
+        self.allocator = context.channel.allocator
         self.encodedFrameOutput = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
-        self.loopWriter = EventLoopOutboundWriter.forEventLoop(context.eventLoop)
+        self.loopWriter = EventLoopOutboundWriter.attach(to: context.eventLoop)
         let eventLoop = context.eventLoop
         let this = NIOLoopBound(self, eventLoop: eventLoop)
         let (hub, ticket, logger) = (self.hub, self.ticket, self.logger)
@@ -123,6 +131,8 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         finish()
         self.context = nil
         self.encodedFrameOutput = nil
+        loopWriter?.detach()
+        loopWriter = nil
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -159,7 +169,8 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             // job is always scheduled, even from this event loop: the wake-up may come from inside the hub's
             // fan-out (for example a bus delivery handled on this loop), which must not write while it routes.
             connection.onOutboundReady(coalescedBy: loopWriter.coalescer) {
-                this.value.perform(this.value.state.outboundReady())
+                let handler = this.value
+                handler.perform(handler.state.outboundReady())
             }
         case .drain:
             guard let context, let connection else { return }
@@ -221,10 +232,13 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         repeat {
             result = .more
             var wrote = false
-            while result == .more && context.channel.isWritable {
-                result = connection.drainOutbound(maxFrames: Self.framesPerDrain) { frame in
-                    wrote = write(frame, context: context) || wrote
-                }
+            while result == .more && isWritable {
+                // The pass's frames are taken from the queue, then written. The array is the loop's (no allocation
+                // per pass, no buffer kept per connection).
+                var pass = loopWriter?.borrowPass() ?? []
+                result = connection.drainOutbound(maxFrames: Self.framesPerDrain) { pass.append($0) }
+                wrote = write(pass, context: context) || wrote
+                loopWriter?.returnPass(&pass)
             }
             // The flush can make the channel writable again, which re-enters `channelWritabilityChanged` while
             // this loop still runs: the state machine then asks for another pass.
@@ -233,11 +247,26 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         perform(state.drainEnded(result))
     }
 
+    /// Writes the frames of a pass, in order, without flushing. Returns whether anything was written. Two or more
+    /// shared frames go out as one buffer that every connection of the loop draining the same frames shares (one
+    /// NIO write, not one per frame).
+    private func write(_ pass: [OutboundFrame], context: ChannelHandlerContext) -> Bool {
+        if pass.count > 1, let encodedFrameOutput, let loopWriter,
+            let joined = loopWriter.joinedBuffer(for: pass, allocator: allocator)
+        {
+            encodedFrameOutput.write(NIOAny(joined), promise: nil)
+            return true
+        }
+        var wrote = false
+        for frame in pass { wrote = write(frame, context: context) || wrote }
+        return wrote
+    }
+
     /// Writes one frame without flushing. Returns whether anything was written.
     private func write(_ frame: OutboundFrame, context: ChannelHandlerContext) -> Bool {
         switch frame {
         case .text(let text):
-            var buffer = context.channel.allocator.buffer(capacity: Self.headerRoom + text.utf8.count)
+            var buffer = allocator.buffer(capacity: Self.headerRoom + text.utf8.count)
             buffer.moveWriterIndex(forwardBy: Self.headerRoom)
             buffer.moveReaderIndex(forwardBy: Self.headerRoom)
             buffer.writeString(text)
@@ -246,7 +275,6 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         case .encodedText(let frame):
             // The frame is encoded once per event and its buffer made once per event loop: every connection writes
             // the same buffer (a reference, not a copy).
-            let allocator = context.channel.allocator
             let buffer =
                 loopWriter?.buffer(for: frame, allocator: allocator) ?? allocator.buffer(bytes: frame.webSocketFrame)
             if let encodedFrameOutput {
@@ -258,7 +286,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             }
             return true
         case .ping:
-            let data = context.channel.allocator.buffer(string: pingPayload)
+            let data = allocator.buffer(string: pingPayload)
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: data)), promise: nil)
             return true
         case .close(let code, let reason):
@@ -269,7 +297,8 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        perform(state.writabilityChanged(isWritable: context.channel.isWritable))
+        isWritable = context.channel.isWritable
+        perform(state.writabilityChanged(isWritable: isWritable))
         context.fireChannelWritabilityChanged()
     }
 
