@@ -189,6 +189,10 @@ final class RedisShardedSubscriber: Sendable {
                 let channel = parts[1].bytes
             else { return }
             if kind.elementsEqual("smessage".utf8), let payload = parts[2].bytes {
+                // `unsubscribe` does not wait for `SUNSUBSCRIBE`'s reply: a message the node sent before it is
+                // dropped here, so a removed interest is not heard (as with classic pub/sub, which waits).
+                let name = String(decoding: channel, as: UTF8.self)
+                guard let self, self.state.withLock({ $0.machine.wants(name) }) else { return }
                 onMessage(channel, payload, false)
             } else if kind.elementsEqual("sunsubscribe".utf8), let self {
                 let name = String(decoding: channel, as: UTF8.self)
