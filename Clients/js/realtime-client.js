@@ -509,6 +509,8 @@ export class RealtimeClient {
       return;
     }
     if (FORWARDED_MESSAGES.has(message.type)) {
+      // Administrators' and everyone's notifications take a place in their stream, like events.
+      if (message.type === 'notification' && payload.position !== undefined) this._notePosition(payload.position);
       this._emit(message.type, payload);
       return;
     }

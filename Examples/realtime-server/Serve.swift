@@ -152,6 +152,7 @@ struct Serve: AsyncParsableCommand {
                 developmentMode: developmentMode,
                 verifier: verifier,
                 history: hubConfiguration.history,
+                offlineNotifications: hubConfiguration.offlineNotifications,
                 sessionMode: hubConfiguration.sessionMode,
                 logger: logger
             )
@@ -173,8 +174,9 @@ struct Serve: AsyncParsableCommand {
                 sessionStore: InMemorySessionStore(mode: hubConfiguration.sessionMode),
                 historyStore: hubConfiguration.history.enabled
                     ? try InMemoryHistoryStore(configuration: hubConfiguration.history) : nil,
-                // One process: the in-memory queue is cluster-wide. (No Redis queue yet: see the CHANGELOG.)
-                offlineNotifications: InMemoryOfflineNotificationStore()
+                // One process: the in-memory queue is cluster-wide.
+                offlineNotifications: hubConfiguration.offlineNotifications.enabled
+                    ? try InMemoryOfflineNotificationStore(limits: hubConfiguration.offlineNotifications) : nil
             )
         }
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
@@ -255,6 +257,7 @@ struct Serve: AsyncParsableCommand {
         developmentMode: Bool,
         verifier: any TokenVerifier,
         history: HistoryConfiguration,
+        offlineNotifications: OfflineNotificationLimits,
         sessionMode: SessionStoreMode,
         logger: Logger
     ) throws -> (client: RedisClient, backends: HubBackends) {
@@ -298,7 +301,14 @@ struct Serve: AsyncParsableCommand {
             rateLimiter: RedisRateLimiter(client: client, fallback: InMemoryRateLimiter()),
             sessionStore: RedisSessionStore(client: client, mode: sessionMode),
             historyStore: history.enabled
-                ? try RedisHistoryStore(client: client, clusterSecret: Array(secret.utf8), configuration: history) : nil
+                ? try RedisHistoryStore(client: client, clusterSecret: Array(secret.utf8), configuration: history)
+                : nil,
+            offlineNotifications: offlineNotifications.enabled
+                ? try RedisOfflineNotificationStore(
+                    client: client,
+                    clusterSecret: Array(secret.utf8),
+                    limits: offlineNotifications
+                ) : nil
         )
         return (client, backends)
     }

@@ -12,17 +12,20 @@ extension HubClusterScenarios {
 
     /// The `n` in the data of every event up to the `recovered` message, and that message.
     static func replayed(_ client: TestClient) async throws -> (numbers: [Int64], recovered: JSONValue) {
-        var numbers: [Int64] = []
+        let (messages, recovered) = try await untilRecovered(client)
+        let numbers = messages.compactMap { message in
+            message["type"] == "event" ? message["payload"]?["data"]?["n"]?.intValue : nil
+        }
+        return (numbers, recovered)
+    }
+
+    /// Every message a client received up to its `recovered` message, and that message.
+    static func untilRecovered(_ client: TestClient) async throws -> (messages: [JSONValue], recovered: JSONValue) {
+        var messages: [JSONValue] = []
         while true {
             let message = try await client.next()
-            switch message["type"]?.stringValue {
-            case "event":
-                if let n = message["payload"]?["data"]?["n"]?.intValue { numbers.append(n) }
-            case "recovered":
-                return (numbers, message)
-            default:
-                continue
-            }
+            if message["type"] == "recovered" { return (messages, message) }
+            messages.append(message)
         }
     }
 

@@ -9,8 +9,18 @@ import Testing
         func advance(_ duration: Duration) { now.withLock { $0 = $0 + duration } }
     }
 
-    static func notification(_ title: String) -> RealtimeNotification {
-        RealtimeNotification(level: .info, title: title, message: "", target: .user("alice"))
+    static func notification(_ title: String, for user: String = "alice") -> RealtimeNotification {
+        RealtimeNotification(level: .info, title: title, message: "", target: .user(user))
+    }
+
+    /// The shared contract; hubs of one process share one store, so a "peer" is the same store.
+    @Test func conformsToTheOfflineNotificationStoreContract() async throws {
+        try await OfflineNotificationStoreConformance.run(
+            OfflineNotificationStoreConformance.Backend(
+                makeStore: { limits, now in try InMemoryOfflineNotificationStore(limits: limits, now: now) },
+                makePeer: { store, _ in store }
+            )
+        )
     }
 
     @Test func theStoreBoundsPerUserExpiresAndHandsOverOnce() async throws {
@@ -18,9 +28,9 @@ import Testing
         var limits = OfflineNotificationLimits()
         limits.maxPerUser = 3
         limits.retention = .seconds(60)
-        let store = InMemoryOfflineNotificationStore(limits: limits) { clock.now.withLock { $0 } }
+        let store = try InMemoryOfflineNotificationStore(limits: limits) { clock.now.withLock { $0 } }
         for index in 1...5 { _ = try await store.enqueue(Self.notification("n\(index)"), for: "alice") }
-        _ = try await store.enqueue(Self.notification("b"), for: "bob")
+        _ = try await store.enqueue(Self.notification("b", for: "bob"), for: "bob")
         #expect(try await store.queueLength() == 4, "3 kept for alice (oldest dropped), 1 for bob")
         #expect(try await store.take(for: "alice").map(\.title) == ["n3", "n4", "n5"])
         #expect(try await store.take(for: "alice").isEmpty, "handed over once")
@@ -29,49 +39,31 @@ import Testing
         #expect(try await store.take(for: "bob").isEmpty)
     }
 
-    /// A notification for a user with no connection on either server is delivered once, to the user's next
-    /// connection, whichever server it reaches; the stats count it while it waits.
-    @Test func anOfflineUsersNotificationIsDeliveredOnceOnTheNextConnection() async throws {
-        let offline = InMemoryOfflineNotificationStore()
-        let fixture = HubFixture()
-        func hub() throws -> RealtimeHub {
-            try RealtimeHub(
-                configuration: HubConfiguration.testing(),
-                backends: .inMemory(
-                    tokenVerifier: fixture.tokens,
-                    connectionStore: fixture.store,
-                    eventBus: fixture.bus,
-                    rateLimiter: fixture.limiter,
-                    sessionStore: fixture.sessions,
-                    offlineNotifications: offline
-                )
-            )
-        }
-        let hubA = try hub()
-        let hubB = try hub()
-        try await hubA.running {
-            try await hubB.running {
-                let receipt = await hubA.sendUserNotification(
-                    userID: "alice",
-                    level: .warning,
-                    title: "MFA",
-                    message: ""
-                )
-                #expect(receipt.localDeliveries == 0)
-                #expect(await hubA.stats().queueLength == 1)
-                #expect(await hubB.stats().jsonObject["notifications"]?["queueLength"] == 1)
-                let onB = try await hubB.connectClient(token: "alice-token")
-                _ = try await onB.next(type: "connected")
-                #expect(try await onB.next(type: "notification")["payload"]?["title"] == "MFA")
-                let onA = try await hubA.connectClient(token: "alice-token-2")
-                _ = try await onA.next(type: "connected")
-                #expect(try await onA.drainUntilPong().filter { $0["type"] == "notification" }.isEmpty, "once")
-                #expect(await hubA.stats().queueLength == 0)
-                // Online now: delivered live, not queued.
-                await hubB.sendUserNotification(userID: "alice", level: .info, title: "live", message: "")
-                #expect(try await onA.next(type: "notification")["payload"]?["title"] == "live")
-                #expect(try await offline.queueLength() == 0)
-            }
+    @Test func limitsComeFromTheEnvironment() throws {
+        let defaults = HubConfiguration().offlineNotifications
+        #expect(defaults.maxPerUser == 100)
+        #expect(defaults.retention == .seconds(7 * 86_400))
+        #expect(defaults.enabled)
+        let configuration = try HubConfiguration(environment: [
+            "WEBSOCKET_OFFLINE_NOTIFICATIONS": "20",
+            "WEBSOCKET_OFFLINE_NOTIFICATION_TTL": "3600000",
+            "WEBSOCKET_OFFLINE_NOTIFICATION_MAX_BYTES": "2048",
+        ])
+        #expect(configuration.offlineNotifications.maxPerUser == 20)
+        #expect(configuration.offlineNotifications.retention == .seconds(3600))
+        #expect(configuration.offlineNotifications.maxNotificationBytes == 2048)
+        try configuration.validate()
+        let off = try HubConfiguration(environment: ["WEBSOCKET_OFFLINE_NOTIFICATIONS": "0"])
+        #expect(!off.offlineNotifications.enabled)
+        try off.validate()
+    }
+
+    @Test func oversizedLimitsAreRefusedByValidation() {
+        var configuration = HubConfiguration()
+        configuration.offlineNotifications.maxNotificationBytes = 1 << 20
+        #expect(throws: RealtimeError.self) { try configuration.validate() }
+        #expect(throws: RealtimeError.self) {
+            try InMemoryOfflineNotificationStore(limits: configuration.offlineNotifications)
         }
     }
 }

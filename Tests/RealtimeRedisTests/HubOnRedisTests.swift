@@ -19,8 +19,14 @@ final class RedisHubCluster: Sendable {
     let store: RedisConnectionStore
     /// What each hub's `RedisHistoryStore` keeps; `nil`: the hubs keep no history.
     let history: HistoryConfiguration?
+    /// What each hub's `RedisOfflineNotificationStore` keeps; `nil`: the hubs keep no offline notifications.
+    let offlineNotifications: OfflineNotificationLimits?
 
-    init(_ configuration: RedisConfiguration, history: HistoryConfiguration? = nil) {
+    init(
+        _ configuration: RedisConfiguration,
+        history: HistoryConfiguration? = nil,
+        offlineNotifications: OfflineNotificationLimits? = nil
+    ) {
         var redis = configuration
         // Quick recovery after a restart, so waits for it stay short.
         redis.initialReconnectDelay = .milliseconds(20)
@@ -29,6 +35,7 @@ final class RedisHubCluster: Sendable {
         client = RedisClient(configuration: redis)
         store = RedisConnectionStore(client: client, prefix: prefix)
         self.history = history
+        self.offlineNotifications = offlineNotifications
         tokens.add("carol-no-session", VerifiedIdentity(userID: "carol"))
     }
 
@@ -80,6 +87,14 @@ final class RedisHubCluster: Sendable {
             sessionStore: RedisSessionStore(client: client, prefix: prefix),
             historyStore: try history.map {
                 try RedisHistoryStore(client: client, clusterSecret: Self.secret, prefix: prefix, configuration: $0)
+            },
+            offlineNotifications: try offlineNotifications.map {
+                try RedisOfflineNotificationStore(
+                    client: client,
+                    clusterSecret: Self.secret,
+                    prefix: prefix,
+                    limits: $0
+                )
             }
         )
     }

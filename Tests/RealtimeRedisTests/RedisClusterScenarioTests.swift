@@ -69,5 +69,37 @@ extension RedisIntegrationTests {
         @Test func aClientThatMissedTooMuchIsToldToResynchronise() async throws {
             try await run(HubClusterScenarios.aClientThatMissedTooMuchIsToldToResynchronise)
         }
+
+        @Test func adminAndBroadcastNotificationsAreRecoveredLikeEvents() async throws {
+            try await run(HubClusterScenarios.adminAndBroadcastNotificationsAreRecoveredLikeEvents)
+        }
+
+        @Test func aClientRecoversFromTheUpgradeQuery() async throws {
+            try await run(HubClusterScenarios.aClientRecoversFromTheUpgradeQuery)
+        }
+
+        @Test func aForgedRecoverQueryGetsAClearErrorAndNoData() async throws {
+            try await run(HubClusterScenarios.aForgedRecoverQueryGetsAClearErrorAndNoData)
+        }
+    }
+
+    /// The offline notification scenarios on Redis: each hub with its own client and a
+    /// `RedisOfflineNotificationStore` on the same namespace.
+    @Suite(.timeLimit(.minutes(1))) struct RedisOfflineNotificationScenarioTests {
+        func run(_ scenario: (HubClusterScenarios.Cluster) async throws -> Void) async throws {
+            try await withRedis { configuration, _ in
+                try await scenario(
+                    RedisHubCluster(configuration, offlineNotifications: OfflineNotificationLimits()).scenarioCluster
+                )
+            }
+        }
+
+        @Test func anOfflineUsersNotificationIsDeliveredOnceOnEitherServer() async throws {
+            try await run(HubClusterScenarios.anOfflineUsersNotificationIsDeliveredOnceOnEitherServer)
+        }
+
+        @Test func anOfflineUserConnectingToBothServersAtOnceGetsEachNotificationOnce() async throws {
+            try await run(HubClusterScenarios.anOfflineUserConnectingToBothServersAtOnceGetsEachNotificationOnce)
+        }
     }
 }

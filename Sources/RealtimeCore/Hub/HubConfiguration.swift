@@ -64,6 +64,9 @@ public struct HubConfiguration: Sendable {
     /// The history kept for reconnecting clients (``HistoryConfiguration``): what hosts build the
     /// ``HubBackends/historyStore`` with.
     public var history = HistoryConfiguration()
+    /// What user notifications are kept while their user has no connection (``OfflineNotificationLimits``): what
+    /// hosts build the ``HubBackends/offlineNotifications`` store with.
+    public var offlineNotifications = OfflineNotificationLimits()
 
     /// Size and count bounds.
     public struct Limits: Sendable, Hashable {
@@ -163,7 +166,8 @@ public struct HubConfiguration: Sendable {
 
 extension HubConfiguration {
     /// The environment variables ``init(environment:)`` reads, with what each sets (and
-    /// ``HistoryConfiguration/environmentVariables`` for ``history``).
+    /// ``HistoryConfiguration/environmentVariables`` for ``history``, ``OfflineNotificationLimits/environmentVariables``
+    /// for ``offlineNotifications``).
     public static let environmentVariables: [(name: String, meaning: String)] = [
         ("WEBSOCKET_SERVER_ID", "this server's id (default: random srv_…)"),
         ("WEBSOCKET_DEVELOPMENT_MODE", "true/false: allow localhost origins"),
@@ -219,7 +223,10 @@ extension HubConfiguration {
     /// unknown `WEBSOCKET_*` variable (a typo would otherwise be silently ignored).
     public init(environment: [String: String]) throws(RealtimeError) {
         self.init()
-        let known = Set((Self.environmentVariables + HistoryConfiguration.environmentVariables).map(\.name))
+        let known = Set(
+            (Self.environmentVariables + HistoryConfiguration.environmentVariables
+                + OfflineNotificationLimits.environmentVariables).map(\.name)
+        )
         for name in environment.keys.sorted() where name.hasPrefix("WEBSOCKET_") && !known.contains(name) {
             throw RealtimeError(
                 .invalidConfiguration,
@@ -337,6 +344,7 @@ extension HubConfiguration {
             )
         }
         try history.apply(reader)
+        try offlineNotifications.apply(reader)
     }
 
     /// Checks values that cannot be expressed by types alone. The hub calls it in its initializer.
@@ -360,6 +368,7 @@ extension HubConfiguration {
             http.headerReadTimeout > .zero
         else { throw fail("http limits must be positive") }
         if history.enabled { try history.validate() }
+        if offlineNotifications.enabled { try offlineNotifications.validate() }
     }
 }
 

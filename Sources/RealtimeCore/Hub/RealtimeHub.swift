@@ -166,6 +166,7 @@ public final class RealtimeHub: Service, Sendable {
         metadata.debug("connection opened", metadata: ["realtime.endpoint": "\(core.endpoint.rawValue)"])
         // Hear this user's (and, for admins, the admins') events from other servers before returning.
         await interest.waitUntilApplied(generation, whileRunning: runtime.withLock { $0.subscribed })
+        applyRecoverQuery(to: core, userID: identity.userID)
         await deliverOfflineNotifications(to: core, userID: identity.userID)
         if userConnections == 1 {
             await publishResolvedEvent(

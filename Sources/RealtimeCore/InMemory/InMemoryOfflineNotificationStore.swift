@@ -2,6 +2,9 @@ import DequeModule
 import Synchronization
 
 /// An ``OfflineNotificationStore`` in this process (one server, or hubs of one process sharing it).
+///
+/// One `Mutex` over a `Deque` per user; memory is bounded by ``OfflineNotificationLimits/maxPerUser`` notifications
+/// of at most ``OfflineNotificationLimits/maxNotificationBytes`` per user, for as many users as were sent one.
 public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
     private struct Queued: Sendable {
         var notification: RealtimeNotification
@@ -30,19 +33,26 @@ public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
     /// - Parameters:
     ///   - limits: per user bound and retention.
     ///   - now: the wall clock deciding expiry (tests pass a manual clock).
-    public init(limits: OfflineNotificationLimits = .init(), now: @escaping @Sendable () -> Timestamp = Timestamp.now) {
+    /// - Throws: ``RealtimeError/Code/invalidConfiguration`` for invalid limits
+    ///   (``OfflineNotificationLimits/validate()``).
+    public init(
+        limits: OfflineNotificationLimits = .init(),
+        now: @escaping @Sendable () -> Timestamp = Timestamp.now
+    ) throws(RealtimeError) {
+        try limits.validate()
         self.limits = limits
         self.now = now
     }
 
     public func enqueue(_ notification: RealtimeNotification, for userID: String) async throws(RealtimeError) -> Int {
+        _ = try limits.check(notification, for: userID)
         let now = self.now()
         return state.withLock { state in
             state.expire(userID, now: now)
             var queue = state.queues[userID] ?? []
             queue.append(Queued(notification: notification, expiresAt: now + limits.retention))
             state.count += 1
-            while queue.count > max(1, limits.maxPerUser) {
+            while queue.count > limits.maxPerUser {
                 queue.removeFirst()
                 state.count -= 1
             }
@@ -52,6 +62,7 @@ public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
     }
 
     public func take(for userID: String) async throws(RealtimeError) -> [RealtimeNotification] {
+        try OfflineNotificationLimits.check(userID: userID)
         let now = self.now()
         return state.withLock { state in
             state.expire(userID, now: now)

@@ -5,7 +5,10 @@ import Testing
 /// The two-server scenarios every backend set shares (`HubClusterScenarios`), on in-memory backends: hubs sharing
 /// one store, bus, rate limiter and session store.
 @Suite struct InMemoryClusterScenarioTests {
-    static func cluster(history: (any HistoryStore)? = nil) -> HubClusterScenarios.Cluster {
+    static func cluster(
+        history: (any HistoryStore)? = nil,
+        offlineNotifications: (any OfflineNotificationStore)? = nil
+    ) -> HubClusterScenarios.Cluster {
         let fixture = HubFixture()
         return HubClusterScenarios.Cluster(
             makeBackends: { tokens in
@@ -15,7 +18,8 @@ import Testing
                     eventBus: fixture.bus,
                     rateLimiter: fixture.limiter,
                     sessionStore: fixture.sessions,
-                    historyStore: history
+                    historyStore: history,
+                    offlineNotifications: offlineNotifications
                 )
             },
             registry: fixture.store
@@ -73,5 +77,34 @@ import Testing
 
     @Test func aClientThatMissedTooMuchIsToldToResynchronise() async throws {
         try await HubClusterScenarios.aClientThatMissedTooMuchIsToldToResynchronise(Self.cluster())
+    }
+
+    @Test func adminAndBroadcastNotificationsAreRecoveredLikeEvents() async throws {
+        try await HubClusterScenarios.adminAndBroadcastNotificationsAreRecoveredLikeEvents(Self.cluster())
+    }
+
+    @Test func aClientRecoversFromTheUpgradeQuery() async throws {
+        try await HubClusterScenarios.aClientRecoversFromTheUpgradeQuery(Self.cluster())
+    }
+
+    @Test func aForgedRecoverQueryGetsAClearErrorAndNoData() async throws {
+        try await HubClusterScenarios.aForgedRecoverQueryGetsAClearErrorAndNoData(Self.cluster())
+    }
+}
+
+/// The offline notification scenarios on in-memory backends: hubs sharing one store, bus and offline queue.
+@Suite struct InMemoryOfflineNotificationScenarioTests {
+    static func cluster() throws -> HubClusterScenarios.Cluster {
+        InMemoryClusterScenarioTests.cluster(offlineNotifications: try InMemoryOfflineNotificationStore())
+    }
+
+    @Test func anOfflineUsersNotificationIsDeliveredOnceOnEitherServer() async throws {
+        try await HubClusterScenarios.anOfflineUsersNotificationIsDeliveredOnceOnEitherServer(Self.cluster())
+    }
+
+    @Test func anOfflineUserConnectingToBothServersAtOnceGetsEachNotificationOnce() async throws {
+        try await HubClusterScenarios.anOfflineUserConnectingToBothServersAtOnceGetsEachNotificationOnce(
+            Self.cluster()
+        )
     }
 }

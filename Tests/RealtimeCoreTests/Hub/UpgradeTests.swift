@@ -290,6 +290,11 @@ import Testing
         ("WEBSOCKET_SESSION_MODE", "sessions"),
         ("WEBSOCKET_REVOCATION_RETENTION", "0"),
         ("WEBSOCKET_REVOCATION_RETENTION", "a day"),
+        ("WEBSOCKET_OFFLINE_NOTIFICATIONS", "-1"),
+        ("WEBSOCKET_OFFLINE_NOTIFICATIONS", "10001"),
+        ("WEBSOCKET_OFFLINE_NOTIFICATION_TTL", "0"),
+        ("WEBSOCKET_OFFLINE_NOTIFICATION_TTL", "a week"),
+        ("WEBSOCKET_OFFLINE_NOTIFICATION_MAX_BYTES", "10"),
     ])
     func invalidValuesAreNamedInTheError(_ name: String, _ value: String) {
         do {

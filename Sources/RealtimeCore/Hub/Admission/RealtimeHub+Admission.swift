@@ -16,6 +16,10 @@ extension RealtimeHub {
             return .reject(rejection)
         case .success(let admitted):
             guard let core = admitted.connection else { return .reject(.init(.badRemoteAddress)) }
+            if let recover = request.query(RecoverQuery.parameter) {
+                // At most one byte past the limit is kept: enough to refuse it as too long.
+                core.state.withLock { $0.recoverQuery = String(recover.prefix(RecoverQuery.maxBytes + 1)) }
+            }
             return .accept(
                 UpgradeTicket(
                     connectionID: core.id,

@@ -63,6 +63,10 @@ final class ConnectionCore: Sendable {
         var recoveryRequested = false
         /// The connection was told its streams' positions (in its first `subscribed` reply or `recovered`).
         var positionsSent = false
+        /// The `recover` query parameter of the upgrade, until activation checks it (bounded: see `RecoverQuery`).
+        var recoverQuery: String?
+        /// The upgrade's checked `recover`, for the connection's first `subscribe` (see `RecoverQuery`).
+        var pendingRecover: JSONObject?
     }
 
     let id: ConnectionID

@@ -175,9 +175,14 @@ extension RealtimeHub {
                 return
             }
         }
+        // The upgrade's `recover` parameter serves the first subscribe (one with its own `recover` replaces it).
+        let fromUpgrade = core.state.withLock { state -> JSONObject? in
+            defer { state.pendingRecover = nil }
+            return state.pendingRecover
+        }
         // Recovery: checked before anything is subscribed or read, so a refused request changes nothing.
         var request: RecoveryRequest?
-        if let recover {
+        if let recover = recover ?? fromUpgrade {
             do {
                 request = try RecoveryRequest(recover, endpoint: core.endpoint, userID: identity.userID, id: id)
             } catch {

@@ -140,24 +140,23 @@ extension RealtimeHub {
                 }
             }
             // Encoded outside the lock; filtered and queued under it, in offset order.
-            let frames: [(position: StreamPosition, event: RealtimeEvent?, route: BusRoute, frame: String?)] =
-                page.entries.map { entry in
-                    guard case .event(let event) = entry.message.payload,
-                        Self.scope(event.scope, allows: entry.message.route),
-                        entry.message.route == stream.route
-                    else { return (entry.position, nil, entry.message.route, nil) }
-                    return (
-                        entry.position, event, entry.message.route, WireProtocol.eventFrame(for: entry.message, event)
-                    )
-                }
+            let frames = page.entries.map { entry in Self.replayFrame(entry, of: stream) }
             var bytes = 0
             let delivered = state.withLock { state -> Int in
                 var delivered = 0
                 for item in frames {
                     guard state.withSeam(core.id, { $0.replay(stream, item.position) }) == true,
-                        let event = item.event, let frame = item.frame,
-                        state.wouldDeliver(event, key: state.matchKey(event.type), route: item.route, to: core.id)
+                        let frame = item.frame
                     else { continue }
+                    switch item.entry {
+                    case .event(let event):
+                        guard state.wouldDeliver(event, key: state.matchKey(event.type), route: item.route, to: core.id)
+                        else { continue }
+                    case .notification:
+                        guard state.wouldDeliverNotification(route: item.route, to: core.id) else { continue }
+                    case nil:
+                        continue
+                    }
                     if core.queue.enqueue(.text(frame), force: true) == .queued {
                         delivered += 1
                         bytes += frame.utf8.count
@@ -177,6 +176,31 @@ extension RealtimeHub {
                 return outcome
             }
             after = last.position
+        }
+    }
+
+    /// What a replayed history entry is: an event, or an administrators' or everyone's notification.
+    enum ReplayedEntry {
+        case event(RealtimeEvent)
+        case notification
+    }
+
+    /// A history entry of `stream` with the frame a client receives for it, or no frame when it is nothing the
+    /// stream may hold (an event on a route its scope does not allow, a notification outside its target's stream).
+    static func replayFrame(
+        _ entry: HistoryEntry,
+        of stream: HistoryStream
+    ) -> (position: StreamPosition, entry: ReplayedEntry?, route: BusRoute, frame: String?) {
+        let route = entry.message.route
+        guard route == stream.route else { return (entry.position, nil, route, nil) }
+        switch entry.message.payload {
+        case .event(let event) where scope(event.scope, allows: route):
+            return (entry.position, .event(event), route, WireProtocol.eventFrame(for: entry.message, event))
+        case .notification(let notification) where routes(for: notification.target)[0] == route:
+            let frame = WireProtocol.notificationFrame(notification, position: entry.position)
+            return (entry.position, .notification, route, frame)
+        default:
+            return (entry.position, nil, route, nil)
         }
     }
 }

@@ -272,17 +272,25 @@ enum WireProtocol {
         ]
     }
 
-    static func notification(_ notification: RealtimeNotification) -> String {
-        message(
-            "notification",
-            payload: [
-                "id": .string(notification.id),
-                "level": .string(notification.level.rawValue),
-                "title": .string(notification.title),
-                "message": .string(notification.message),
-                "data": .object(notification.data),
-                "timestamp": .string(notification.timestamp.iso8601),
-            ]
-        )
+    /// The `notification` message a client receives, with `position` in its payload when the notification was
+    /// recorded in its target's stream (administrators' or everyone's).
+    static func notificationFrame(_ notification: RealtimeNotification, position: StreamPosition?) -> String {
+        guard let position, let stream = HistoryStream(RealtimeHub.routes(for: notification.target)[0]) else {
+            return self.notification(notification)
+        }
+        return self.notification(notification, extra: ["position": positionValue(position, in: stream)])
+    }
+
+    static func notification(_ notification: RealtimeNotification, extra: JSONObject = [:]) -> String {
+        var payload: JSONObject = [
+            "id": .string(notification.id),
+            "level": .string(notification.level.rawValue),
+            "title": .string(notification.title),
+            "message": .string(notification.message),
+            "data": .object(notification.data),
+            "timestamp": .string(notification.timestamp.iso8601),
+        ]
+        for (key, value) in extra { payload[key] = value }
+        return message("notification", payload: payload)
     }
 }

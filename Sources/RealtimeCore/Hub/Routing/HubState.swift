@@ -375,25 +375,47 @@ struct HubState: Sendable {
         }
     }
 
-    /// Queues a notification for every connection its target reaches (no subscription needed).
-    func deliver(notification frame: OutboundFrame, target: EventScope, effects: inout FanOutEffects) -> Int {
-        let cores: [ConnectionCore]
-        switch target {
-        case .user(let userID): cores = self.cores(ofUser: userID)
-        case .admins: cores = adminCores
-        case .everyone: cores = allCores
-        }
+    /// Queues a notification for every connection its target reaches (no subscription needed). With a
+    /// `position` (an administrators' or everyone's notification recorded in its stream), a recovering
+    /// connection's seam holds it like an event, so the replay and live delivery never both deliver it.
+    mutating func deliver(
+        notification frame: OutboundFrame,
+        target: EventScope,
+        position: StreamPosition? = nil,
+        effects: inout FanOutEffects
+    ) -> Int {
+        stamp &+= 1
+        let stamp = self.stamp
+        let recorded: (stream: HistoryStream?, position: StreamPosition)?
         var delivered = 0
-        for core in cores {
-            switch core.queue.enqueueDeferringWake(frame) {
-            case .queued: delivered += 1
-            case .queuedConsumerToWake:
-                delivered += 1
-                effects.consumersToWake.append(core.queue)
-            case .overflow: effects.overflowed.append(core)
-            case .closed: break
+        switch target {
+        case .user(let userID):
+            recorded = position.map { (.user(userID), $0) }
+            for index in userSlots[userID] ?? [] {
+                delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
+            }
+        case .admins:
+            recorded = position.map { (.admins, $0) }
+            for index in adminSlots {
+                delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
+            }
+        case .everyone:
+            recorded = position.map { (.everyone, $0) }
+            for index in slotByID.values {
+                delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
             }
         }
         return delivered
+    }
+
+    /// Whether a notification recorded on `route` reaches connection `id` (``deliver(notification:target:position:effects:)``'s
+    /// rule for one connection, for a replay): the administrators' to administrator connections, everyone's to all.
+    func wouldDeliverNotification(route: BusRoute, to id: ConnectionID) -> Bool {
+        guard let index = slotByID[id], slots[index] != nil else { return false }
+        switch route {
+        case .admins: return fanOutEntries[index].isAdmin
+        case .everyone: return true
+        case .user, .control, .server: return false
+        }
     }
 }

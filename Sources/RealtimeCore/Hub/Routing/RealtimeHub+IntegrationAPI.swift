@@ -78,30 +78,55 @@ extension RealtimeHub {
     }
 
     /// Sends a notification (no subscription needed).
+    ///
+    /// With a history store, a notification to administrators or to everyone follows the history rules of events:
+    /// it is recorded in the `admins` or `everyone` stream before it is delivered, carries its `position`, and a
+    /// reconnecting client recovers it. A user notification is not recorded: when the user has no connection
+    /// anywhere, it waits in ``HubBackends/offlineNotifications`` for the user's next connection.
     @discardableResult
     public func send(_ notification: RealtimeNotification) async -> PublishReceipt {
         counters.notificationsSent.add(1, ordering: .relaxed)
-        let local = deliverLocally(notification)
-        let route: BusRoute
-        switch notification.target {
-        case .user(let userID): route = .user(userID)
-        case .admins: route = .admins
-        case .everyone: route = .everyone
-        }
+        let message = BusMessage(
+            origin: serverID,
+            route: Self.routes(for: notification.target)[0],
+            payload: .notification(notification)
+        )
+        let local: Int
         var published = true
-        do {
-            try await backends.eventBus.publish(
-                BusMessage(origin: serverID, route: route, payload: .notification(notification))
-            )
-        } catch {
-            published = false
-            counters.busPublishFailures.add(1, ordering: .relaxed)
-            logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
+        let recordable = message.route == .admins || message.route == .everyone
+        if let history = backends.historyStore, recordable {
+            do {
+                let recorded = try await backends.eventBus.publish([message], recordingIn: history)
+                local = deliverLocally(notification, position: recorded.count == 1 ? recorded[0].position : nil)
+            } catch {
+                counters.historyFailures.add(1, ordering: .relaxed)
+                logger.warning(
+                    "history record failed; sending the notification without a position",
+                    metadata: ["realtime.error": "\(error)"]
+                )
+                local = deliverLocally(notification)
+                published = await publishNotification(message)
+            }
+        } else {
+            local = deliverLocally(notification)
+            published = await publishNotification(message)
         }
         if case .user(let userID) = notification.target, local == 0, let offline = backends.offlineNotifications {
             await keepIfOffline(notification, for: userID, in: offline)
         }
         return PublishReceipt(id: notification.id, localDeliveries: local, publishedToCluster: published)
+    }
+
+    /// Hands a notification to the bus; false (counted, logged) when it failed.
+    private func publishNotification(_ message: BusMessage) async -> Bool {
+        do {
+            try await backends.eventBus.publish(message)
+            return true
+        } catch {
+            counters.busPublishFailures.add(1, ordering: .relaxed)
+            logger.warning("bus publish failed", metadata: ["realtime.error": "\(error)"])
+            return false
+        }
     }
 
     /// Queues a user notification when the user has no connection anywhere (checked after the live publish, so a

@@ -261,11 +261,15 @@ extension RealtimeHub {
         }
     }
 
-    func deliverLocally(_ notification: RealtimeNotification) -> Int {
-        let frame = OutboundFrame.encodedText(EncodedTextFrame(text: WireProtocol.notification(notification)))
+    /// Delivers a notification to this server's connections; `position` is its place in the stream of its target
+    /// (administrators' and everyone's notifications, when recorded), carried in its frame.
+    func deliverLocally(_ notification: RealtimeNotification, position: StreamPosition? = nil) -> Int {
+        let frame = OutboundFrame.encodedText(
+            EncodedTextFrame(text: WireProtocol.notificationFrame(notification, position: position))
+        )
         var effects = HubState.FanOutEffects()
         let delivered = state.withLock {
-            $0.deliver(notification: frame, target: notification.target, effects: &effects)
+            $0.deliver(notification: frame, target: notification.target, position: position, effects: &effects)
         }
         finishFanOut(delivered: delivered, effects: effects)
         return delivered
@@ -310,7 +314,9 @@ extension RealtimeHub {
                 let latency = Timestamp.now() - event.timestamp
                 if latency >= .zero { counters.deliveryLatency.recordNanoseconds(latency.milliseconds * 1_000_000) }
             case .notification(let notification):
-                _ = deliverLocally(notification)
+                // A position only counts on the route of the notification's own stream.
+                let onItsRoute = Self.routes(for: notification.target).first == message.route
+                _ = deliverLocally(notification, position: onItsRoute ? message.position : nil)
             case .control(let command):
                 applyControl(command)
             }
