@@ -34,7 +34,8 @@ private final class RecoveryConsumer: Sendable {
 
     func consume(_ connection: HubConnection) async {
         for await frame in connection.outbound {
-            guard case .text(let text) = frame else {
+            // Events arrive as shared encoded frames (`.encodedText`), control messages as `.text`: both have text.
+            guard let text = frame.text else {
                 // A host answers pings with pongs (the client's); without, the hub closes idle connections.
                 if case .ping = frame { connection.receivedPong() }
                 if case .close = frame { state.withLock { $0.closed = true } }

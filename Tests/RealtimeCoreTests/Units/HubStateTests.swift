@@ -59,7 +59,7 @@ import Testing
         func received(_ core: ConnectionCore) -> [String] {
             var texts: [String] = []
             _ = core.queue.drain(maxFrames: .max) { frame in
-                if case .text(let text) = frame { texts.append(text) }
+                if let text = frame.text { texts.append(text) }
             }
             return texts
         }
