@@ -138,13 +138,20 @@ final class RedisConnection: Sendable {
     }
 
     private func enqueue(_ commands: [RedisCommand], _ waiter: ReplyWaiter) {
-        // Encoded straight into the batch of the next flush: no buffer or waiter array of its own per call, and
-        // nothing to merge on the event loop. An estimate in O(1) per command (the exact size takes a pass over its
-        // lengths); the buffer grows if short.
-        let estimate = commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count }
+        // Encoded outside the lock (a caller preempted while holding it would stall the others), then added to the
+        // batch of the next flush: the first caller's buffer becomes the batch's, later ones are appended to it, so
+        // there is no waiter array per call and nothing to merge on the event loop. An estimate in O(1) per command
+        // (the exact size takes a pass over its lengths); the buffer grows if short.
+        var encoded = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count })
+        for command in commands { RESPEncoder.encode(command, into: &encoded) }
         let schedule = outbox.withLock { box in
-            if box.bytes == nil { box.bytes = channel.allocator.buffer(capacity: max(estimate, 1024)) }
-            for command in commands { RESPEncoder.encode(command, into: &box.bytes!) }
+            if box.bytes == nil {
+                // Moved, not shared: the batch's buffer must stay unique for the next append not to copy it.
+                box.bytes = encoded
+                encoded = ByteBuffer()
+            } else {
+                box.bytes!.writeBuffer(&encoded)
+            }
             box.waiters.append(waiter)
             if box.flushScheduled { return false }
             box.flushScheduled = true
