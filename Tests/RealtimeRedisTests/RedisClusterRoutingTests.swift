@@ -24,6 +24,9 @@ import Testing
         #expect(
             RedisHashSlot.slot(of: "no-close{tag") == Int(RedisHashSlot.crc16(Array("no-close{tag".utf8)[...]) % 16384)
         )
+        // Any collection of bytes, contiguous or not, hashes the same.
+        #expect(RedisHashSlot.slot(of: "x{u:bob}y".utf8) == RedisHashSlot.slot(of: "u:bob"))
+        #expect(RedisHashSlot.slot(of: Array("oof".utf8).reversed()) == RedisHashSlot.slot(of: "foo"))
     }
 
     @Test func commandsAreRoutedByTheirKey() {
@@ -34,6 +37,11 @@ import Testing
         #expect(RedisCommand("PUBLISH", "chan", "x").routingKey == nil)
         #expect(RedisCommand("script", "LOAD", "return 1").routingKey == nil)
         #expect(RedisCommand("PING").routingKey == nil)
+        // Command names in any case; a name that only starts like a keyless one is routed by its key.
+        #expect(RedisCommand("get", "k").routingKey.map(Array.init) == Array("k".utf8))
+        #expect(RedisCommand("EvalSha", "abc", "1", "k1", "arg").routingKey.map(Array.init) == Array("k1".utf8))
+        #expect(RedisCommand("publish", "chan", "x").routingKey == nil)
+        #expect(RedisCommand("PINGX", "k").routingKey.map(Array.init) == Array("k".utf8))
     }
 
     static func slotsReply(_ ranges: [(Int, Int, String, Int)]) -> RESPValue {

@@ -51,11 +51,13 @@ final class RESPChannelHandler: ChannelDuplexHandler {
     private struct Pending {
         var waiter: ReplyWaiter
         var deadline: NIODeadline
-        var replies: [RESPValue] = []
     }
 
     private let parser = RESPParser()
     private var pending = Deque<Pending>()
+    /// The replies collected so far for the batch at the front of `pending` (kept here rather than in its entry,
+    /// so that adding one neither copies nor writes back an element of the deque).
+    private var frontReplies: [RESPValue] = []
     /// How many entries at the front of `pending` already failed with a timeout; their replies are discarded.
     private var expiredAtFront = 0
     private let commandTimeout: TimeAmount
@@ -145,11 +147,13 @@ final class RESPChannelHandler: ChannelDuplexHandler {
             return
         }
         let expired = expiredAtFront > 0
+        var replies: [RESPValue] = []
         if case .batch(let count, _) = pending[0].waiter {
             // A batch (even of one command) collects its replies and leaves the FIFO only with its last one.
-            if pending[0].replies.isEmpty { pending[0].replies.reserveCapacity(count) }
-            pending[0].replies.append(expired ? .null : value)
-            guard pending[0].replies.count == count else { return }
+            if frontReplies.isEmpty { frontReplies.reserveCapacity(count) }
+            frontReplies.append(expired ? .null : value)
+            guard frontReplies.count == count else { return }
+            swap(&replies, &frontReplies)
         }
         let entry = pending.removeFirst()
         if expired {
@@ -159,7 +163,7 @@ final class RESPChannelHandler: ChannelDuplexHandler {
         switch entry.waiter {
         case .promise(let promise): promise.succeed(value)
         case .continuation(let continuation): continuation.resume(returning: value)
-        case .batch(_, let continuation): continuation.resume(returning: entry.replies)
+        case .batch(_, let continuation): continuation.resume(returning: replies)
         case .unsubscribe(_, let promise): promise.succeed(value)
         }
     }
@@ -204,6 +208,7 @@ final class RESPChannelHandler: ChannelDuplexHandler {
         let failed = pending
         let expired = expiredAtFront
         pending.removeAll()
+        frontReplies = []
         expiredAtFront = 0
         for (index, entry) in failed.enumerated() where index >= expired {
             entry.waiter.fail(error)

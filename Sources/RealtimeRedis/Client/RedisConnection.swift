@@ -12,8 +12,10 @@ final class RedisConnection: Sendable {
     let channel: any Channel
     private let outbox = Mutex<Outbox>(Outbox())
 
+    /// Commands encoded back to back and, in the same order, who waits for their replies, until the next flush.
     private struct Outbox: ~Copyable {
-        var items: [RedisOutbound] = []
+        var bytes: ByteBuffer?
+        var waiters: [ReplyWaiter] = []
         var flushScheduled = false
     }
 
@@ -136,42 +138,45 @@ final class RedisConnection: Sendable {
     }
 
     private func enqueue(_ commands: [RedisCommand], _ waiter: ReplyWaiter) {
-        // An estimate in O(1) per command (the exact size takes a pass over its lengths); the buffer grows if short.
-        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count })
-        for command in commands { RESPEncoder.encode(command, into: &bytes) }
+        // Encoded outside the lock (a caller preempted while holding it would stall the others), then added to the
+        // batch of the next flush: the first caller's buffer becomes the batch's, later ones are appended to it, so
+        // there is no waiter array per call and nothing to merge on the event loop. An estimate in O(1) per command
+        // (the exact size takes a pass over its lengths); the buffer grows if short.
+        var encoded = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count })
+        for command in commands { RESPEncoder.encode(command, into: &encoded) }
         let schedule = outbox.withLock { box in
-            box.items.append(RedisOutbound(bytes: bytes, waiters: [waiter]))
+            if box.bytes == nil {
+                // Moved, not shared: the batch's buffer must stay unique for the next append not to copy it.
+                box.bytes = encoded
+                encoded = ByteBuffer()
+            } else {
+                box.bytes!.writeBuffer(&encoded)
+            }
+            box.waiters.append(waiter)
             if box.flushScheduled { return false }
             box.flushScheduled = true
             return true
         }
         guard schedule else { return }
         eventLoop.execute { [self] in
-            let batch = outbox.withLock { box in
+            let (bytes, waiters) = outbox.withLock { box in
                 box.flushScheduled = false
-                let items = box.items
-                box.items = []
-                return items
+                defer {
+                    box.bytes = nil
+                    box.waiters = []
+                }
+                return (box.bytes, box.waiters)
             }
+            guard let bytes, !waiters.isEmpty else { return }
             // Closing happens on this event loop, so a channel active here still has its handler, which fails
             // every pending waiter when it goes away: no waiter can be left hanging.
             guard channel.isActive else {
                 let error = RealtimeError(.backendUnavailable, "Redis connection lost")
-                for item in batch { for waiter in item.waiters { waiter.fail(error) } }
+                for waiter in waiters { waiter.fail(error) }
                 return
             }
             // One write for the whole batch: its bytes back to back and its waiters in the same order.
-            var merged = batch[0]
-            if batch.count > 1 {
-                merged.bytes.reserveCapacity(batch.reduce(0) { $0 + $1.bytes.readableBytes })
-                merged.waiters.reserveCapacity(batch.count)
-                for item in batch.dropFirst() {
-                    var bytes = item.bytes
-                    merged.bytes.writeBuffer(&bytes)
-                    merged.waiters.append(contentsOf: item.waiters)
-                }
-            }
-            channel.writeAndFlush(merged, promise: nil)
+            channel.writeAndFlush(RedisOutbound(bytes: bytes, waiters: waiters), promise: nil)
         }
     }
 

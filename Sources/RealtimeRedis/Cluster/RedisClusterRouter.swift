@@ -204,21 +204,23 @@ final class RedisClusterRouter: Sendable {
     /// replies in order; a redirected reply is sent again on its own (following the redirect).
     func pipeline(_ commands: [RedisCommand]) async throws(RealtimeError) -> [RESPValue] {
         let topology = try await currentTopology()
-        var groups: [RedisNodeAddress: [Int]] = [:]
-        let fallback = anyPrimary(topology)
+        // The owner of each command's slot, as an index into `topology.primaries` (-1: no key or no owner, any
+        // primary).
+        var owners = [Int](repeating: -1, count: commands.count)
+        var sameOwner = true
         for (index, command) in commands.enumerated() {
-            let address = command.routingKey.flatMap { topology.owner(of: RedisHashSlot.slot(of: $0)) } ?? fallback
+            // A slot no node serves goes to any primary too, whose redirect or error is then followed.
+            if let key = command.routingKey { owners[index] = topology.ownerIndex(of: RedisHashSlot.slot(of: key)) }
+            if owners[index] != owners[0] { sameOwner = false }
+        }
+        if sameOwner {
+            // Every command on one node (one hash tag): one pipeline there, without grouping or a task group.
+            let address = owners[0] >= 0 ? topology.primaries[owners[0]] : anyPrimary(topology)
             guard let address else { throw RealtimeError(.backendUnavailable, "the Redis Cluster has no primary") }
-            groups[address, default: []].append(index)
-        }
-        var pools: [(RedisNodePool, [Int])] = []
-        for (address, indices) in groups {
-            guard let pool = pool(at: address) else { throw RealtimeError(.shutDown, "the Redis client was shut down") }
-            pools.append((pool, indices))
-        }
-        var replies = Array(repeating: RESPValue.null, count: commands.count)
-        if pools.count == 1, let pool = pools.first?.0 {
-            // Every command on one node (one hash tag): one pipeline there, without a task group.
+            guard let pool = pool(at: address) else {
+                throw RealtimeError(.shutDown, "the Redis client was shut down")
+            }
+            let replies: [RESPValue]
             do {
                 replies = try await pool.withConnection(affinity: nil) { connection in
                     try await connection.execute(commands)
@@ -229,6 +231,19 @@ final class RedisClusterRouter: Sendable {
             }
             return try await followingRedirects(commands, replies)
         }
+        let fallback = owners.contains(-1) ? anyPrimary(topology) : nil
+        var groups: [RedisNodeAddress: [Int]] = [:]
+        for (index, owner) in owners.enumerated() {
+            let address = owner >= 0 ? topology.primaries[owner] : fallback
+            guard let address else { throw RealtimeError(.backendUnavailable, "the Redis Cluster has no primary") }
+            groups[address, default: []].append(index)
+        }
+        var pools: [(RedisNodePool, [Int])] = []
+        for (address, indices) in groups {
+            guard let pool = pool(at: address) else { throw RealtimeError(.shutDown, "the Redis client was shut down") }
+            pools.append((pool, indices))
+        }
+        var replies = Array(repeating: RESPValue.null, count: commands.count)
         do {
             try await withThrowingTaskGroup(of: ([Int], [RESPValue]).self) { group in
                 for (pool, indices) in pools {
@@ -257,6 +272,8 @@ final class RedisClusterRouter: Sendable {
         _ commands: [RedisCommand],
         _ replies: [RESPValue]
     ) async throws(RealtimeError) -> [RESPValue] {
+        // The common case, no error reply at all, without parsing any.
+        guard replies.contains(where: { if case .error = $0 { true } else { false } }) else { return replies }
         var replies = replies
         for index in replies.indices where RedisClusterRedirect.decide(replies[index], attempt: 0) != .done {
             replies[index] = try await execute(commands[index], routingKey: commands[index].routingKey, affinity: nil)

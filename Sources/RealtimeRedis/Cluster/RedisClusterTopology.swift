@@ -132,6 +132,9 @@ package struct RedisClusterTopology: Sendable, Hashable {
         return primaries.count - 1
     }
 
+    /// The index in ``primaries`` of the node serving `slot`, or -1 when none does.
+    package func ownerIndex(of slot: Int) -> Int { Int(owners[slot]) }
+
     /// The primary serving `slot`, if any.
     package func owner(of slot: Int) -> RedisNodeAddress? {
         let index = owners[slot]
