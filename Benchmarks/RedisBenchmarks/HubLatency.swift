@@ -40,6 +40,17 @@ func processCPUTime() -> Duration {
     return .microseconds(micros)
 }
 
+/// User + system CPU time of every server in `clients` (one client per redis-server, each a single node), summed;
+/// nil if one of them did not answer.
+func redisCPUTime(_ clients: [RedisClient]) async -> Duration? {
+    var total = Duration.zero
+    for client in clients {
+        guard let time = await redisCPUTime(client) else { return nil }
+        total += time
+    }
+    return total
+}
+
 /// User + system CPU time of redis-server (its main and I/O threads), from `INFO cpu`.
 func redisCPUTime(_ client: RedisClient) async -> Duration? {
     guard let info = try? await client.send(RedisCommand("INFO", "cpu")).string else { return nil }
@@ -109,8 +120,10 @@ private func nanoseconds(_ duration: Duration) -> Int64 {
     duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
 }
 
-/// Runs two hubs on `configuration`'s Redis and measures publish-to-deliver latency at `rate` events/s for
-/// `seconds`, after a one-second warm-up at the same rate.
+/// Runs two hubs on `configuration`'s Redis (one node, or a cluster when it names cluster nodes) and measures
+/// publish-to-deliver latency at `rate` events/s for `seconds`, after a one-second warm-up at the same rate.
+/// Redis's CPU time is the sum over `redisServers` (each one node, e.g. every node of a cluster); without them it is
+/// that of `configuration`'s one node.
 ///
 /// `hub.publish` returns once Redis has answered (a user-scoped event is one PUBLISH per route: the user's and
 /// the admins'), so one publishing task manages a few thousand events/s at most; the rate is split over
@@ -119,7 +132,8 @@ func measureHubLatency(
     configuration: RedisConfiguration,
     rate: Int,
     seconds: Double,
-    publishers: Int? = nil
+    publishers: Int? = nil,
+    redisServers: [RedisConfiguration]? = nil
 ) async throws -> HubLatencyResult {
     let publishers = publishers ?? max(4, rate / 250)
     var logger = Logger(label: "bench")
@@ -141,6 +155,8 @@ func measureHubLatency(
             logger: logger
         )
     }
+    // Direct clients of each redis-server, only for `INFO cpu` (a cluster client would route it to one node).
+    let cpuClients = (redisServers ?? [configuration]).map { RedisClient(configuration: $0, logger: logger) }
     let hubA = try makeHub()
     let hubB = try makeHub()
     let base = ContinuousClock.now
@@ -223,10 +239,10 @@ func measureHubLatency(
         try await waitForDelivery(of: warm)
         receiver.reset()
         receiver.startRecording()
-        let (cpuBefore, redisBefore) = (processCPUTime(), await redisCPUTime(clients[0]))
+        let (cpuBefore, redisBefore) = (processCPUTime(), await redisCPUTime(cpuClients))
         let (sent, elapsed, lag) = try await publish(for: .milliseconds(Int64(seconds * 1000)))
         try await waitForDelivery(of: sent)
-        let (cpuAfter, redisAfter) = (processCPUTime(), await redisCPUTime(clients[0]))
+        let (cpuAfter, redisAfter) = (processCPUTime(), await redisCPUTime(cpuClients))
         let delivered = max(1, receiver.received)
         await connection.closed()
         return HubLatencyResult(
@@ -241,7 +257,7 @@ func measureHubLatency(
             redisCPUPerEvent: redisBefore.flatMap { before in redisAfter.map { ($0 - before) / delivered } }
         )
     }
-    for client in clients { await client.shutdown() }
+    for client in clients + cpuClients { await client.shutdown() }
     return result
 }
 
