@@ -34,6 +34,20 @@ private func micros(_ result: HubLatencyResult, _ percentile: Double) -> Double 
     Double(result.histogram.valueAtPercentile(percentile)) / 1000
 }
 
+/// `cluster_stats_messages_publish_received` of each node (`CLUSTER INFO`): the `PUBLISH`es it got over the cluster
+/// bus from the node a client published on.
+private func clusterBusPublishes(_ cluster: RedisTestCluster) async -> [Int] {
+    var counts: [Int] = []
+    for node in cluster.nodes {
+        let info = (try? await cluster.send(RedisCommand("CLUSTER", "INFO"), to: node).string) ?? ""
+        let line = info.split(whereSeparator: \.isNewline).first {
+            $0.hasPrefix("cluster_stats_messages_publish_received:")
+        }
+        counts.append(line.flatMap { Int($0.split(separator: ":").last ?? "") } ?? 0)
+    }
+    return counts
+}
+
 func compareClusterLatency(rate: Int, seconds: Double, rounds: Int) async throws {
     let single = try await RedisTestServer.start()
     defer { single.stop() }
@@ -64,6 +78,7 @@ func compareClusterLatency(rate: Int, seconds: Double, rounds: Int) async throws
         for step in 0..<setups.count {
             let index = (round + step) % setups.count
             print("  \(setups[index].name):")
+            let busBefore = await clusterBusPublishes(cluster)
             let result = try await measureHubLatency(
                 configuration: setups[index].configuration,
                 rate: rate,
@@ -71,6 +86,12 @@ func compareClusterLatency(rate: Int, seconds: Double, rounds: Int) async throws
                 redisServers: setups[index].servers
             )
             reportHubLatency(result)
+            if index == 2 {
+                // Classic pub/sub crosses the cluster bus: did every node get every PUBLISH (warm-up included)?
+                let busAfter = await clusterBusPublishes(cluster)
+                let received = zip(busAfter, busBefore).map { $0 - $1 }
+                print("    PUBLISH received over the cluster bus, per node: \(received)")
+            }
             setups[index].results.append(result)
         }
     }
