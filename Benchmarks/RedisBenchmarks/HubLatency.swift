@@ -28,6 +28,8 @@ struct HubLatencyResult {
     /// redis-server, during the measured part.
     var processCPUPerEvent: Duration
     var redisCPUPerEvent: Duration?
+    /// `gap` notices hub B sent the connection (its bus subscription lost messages), warm-up included.
+    var gaps: Int
 }
 
 /// User + system CPU time of this process.
@@ -73,6 +75,7 @@ private final class Receiver: Sendable {
             numberOfSignificantValueDigits: .three
         )
         var received = 0
+        var gaps = 0
         var subscribed = false
         var recording = false
     }
@@ -81,6 +84,7 @@ private final class Receiver: Sendable {
 
     var subscribed: Bool { state.withLock { $0.subscribed } }
     var received: Int { state.withLock { $0.received } }
+    var gaps: Int { state.withLock { $0.gaps } }
 
     func startRecording() { state.withLock { $0.recording = true } }
 
@@ -101,6 +105,10 @@ private final class Receiver: Sendable {
             guard let message = try? JSONParser().parse(text) else { continue }
             if message["type"] == "subscribed" {
                 state.withLock { $0.subscribed = true }
+                continue
+            }
+            if message["type"] == "gap" {
+                state.withLock { $0.gaps += 1 }
                 continue
             }
             guard message["type"] == "event", let sent = message["payload"]?["data"]?["t"]?.intValue else { continue }
@@ -254,7 +262,8 @@ func measureHubLatency(
             maximumLag: lag,
             histogram: receiver.histogram,
             processCPUPerEvent: (cpuAfter - cpuBefore) / delivered,
-            redisCPUPerEvent: redisBefore.flatMap { before in redisAfter.map { ($0 - before) / delivered } }
+            redisCPUPerEvent: redisBefore.flatMap { before in redisAfter.map { ($0 - before) / delivered } },
+            gaps: receiver.gaps
         )
     }
     for client in clients + cpuClients { await client.shutdown() }
@@ -267,13 +276,14 @@ func reportHubLatency(_ result: HubLatencyResult) {
     print(
         String(
             format:
-                "hub A → Redis → hub B at %5d events/s for %.0f s: sent %d, delivered %d, achieved %.0f/s, worst publisher lag %.1f ms",
+                "hub A → Redis → hub B at %5d events/s for %.0f s: sent %d, delivered %d, achieved %.0f/s, worst publisher lag %.1f ms, gap notices %d",
             result.rate,
             result.seconds,
             result.sent,
             result.received,
             result.achievedRate,
-            result.maximumLag.seconds * 1000
+            result.maximumLag.seconds * 1000,
+            result.gaps
         )
     )
     print(
