@@ -28,6 +28,8 @@ struct HubLatencyResult {
     /// redis-server, during the measured part.
     var processCPUPerEvent: Duration
     var redisCPUPerEvent: Duration?
+    /// `gap` notices hub B sent the connection (its bus subscription lost messages), warm-up included.
+    var gaps: Int
 }
 
 /// User + system CPU time of this process.
@@ -38,6 +40,17 @@ func processCPUTime() -> Duration {
         Int64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
         + Int64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
     return .microseconds(micros)
+}
+
+/// User + system CPU time of every server in `clients` (one client per redis-server, each a single node), summed;
+/// nil if one of them did not answer.
+func redisCPUTime(_ clients: [RedisClient]) async -> Duration? {
+    var total = Duration.zero
+    for client in clients {
+        guard let time = await redisCPUTime(client) else { return nil }
+        total += time
+    }
+    return total
 }
 
 /// User + system CPU time of redis-server (its main and I/O threads), from `INFO cpu`.
@@ -62,6 +75,7 @@ private final class Receiver: Sendable {
             numberOfSignificantValueDigits: .three
         )
         var received = 0
+        var gaps = 0
         var subscribed = false
         var recording = false
     }
@@ -70,6 +84,7 @@ private final class Receiver: Sendable {
 
     var subscribed: Bool { state.withLock { $0.subscribed } }
     var received: Int { state.withLock { $0.received } }
+    var gaps: Int { state.withLock { $0.gaps } }
 
     func startRecording() { state.withLock { $0.recording = true } }
 
@@ -92,6 +107,10 @@ private final class Receiver: Sendable {
                 state.withLock { $0.subscribed = true }
                 continue
             }
+            if message["type"] == "gap" {
+                state.withLock { $0.gaps += 1 }
+                continue
+            }
             guard message["type"] == "event", let sent = message["payload"]?["data"]?["t"]?.intValue else { continue }
             let latency = (arrived - base) - .nanoseconds(sent)
             let nanoseconds = UInt64(
@@ -109,8 +128,10 @@ private func nanoseconds(_ duration: Duration) -> Int64 {
     duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
 }
 
-/// Runs two hubs on `configuration`'s Redis and measures publish-to-deliver latency at `rate` events/s for
-/// `seconds`, after a one-second warm-up at the same rate.
+/// Runs two hubs on `configuration`'s Redis (one node, or a cluster when it names cluster nodes) and measures
+/// publish-to-deliver latency at `rate` events/s for `seconds`, after a one-second warm-up at the same rate.
+/// Redis's CPU time is the sum over `redisServers` (each one node, e.g. every node of a cluster); without them it is
+/// that of `configuration`'s one node.
 ///
 /// `hub.publish` returns once Redis has answered (a user-scoped event is one PUBLISH per route: the user's and
 /// the admins'), so one publishing task manages a few thousand events/s at most; the rate is split over
@@ -119,7 +140,8 @@ func measureHubLatency(
     configuration: RedisConfiguration,
     rate: Int,
     seconds: Double,
-    publishers: Int? = nil
+    publishers: Int? = nil,
+    redisServers: [RedisConfiguration]? = nil
 ) async throws -> HubLatencyResult {
     let publishers = publishers ?? max(4, rate / 250)
     var logger = Logger(label: "bench")
@@ -141,6 +163,8 @@ func measureHubLatency(
             logger: logger
         )
     }
+    // Direct clients of each redis-server, only for `INFO cpu` (a cluster client would route it to one node).
+    let cpuClients = (redisServers ?? [configuration]).map { RedisClient(configuration: $0, logger: logger) }
     let hubA = try makeHub()
     let hubB = try makeHub()
     let base = ContinuousClock.now
@@ -223,10 +247,10 @@ func measureHubLatency(
         try await waitForDelivery(of: warm)
         receiver.reset()
         receiver.startRecording()
-        let (cpuBefore, redisBefore) = (processCPUTime(), await redisCPUTime(clients[0]))
+        let (cpuBefore, redisBefore) = (processCPUTime(), await redisCPUTime(cpuClients))
         let (sent, elapsed, lag) = try await publish(for: .milliseconds(Int64(seconds * 1000)))
         try await waitForDelivery(of: sent)
-        let (cpuAfter, redisAfter) = (processCPUTime(), await redisCPUTime(clients[0]))
+        let (cpuAfter, redisAfter) = (processCPUTime(), await redisCPUTime(cpuClients))
         let delivered = max(1, receiver.received)
         await connection.closed()
         return HubLatencyResult(
@@ -238,10 +262,11 @@ func measureHubLatency(
             maximumLag: lag,
             histogram: receiver.histogram,
             processCPUPerEvent: (cpuAfter - cpuBefore) / delivered,
-            redisCPUPerEvent: redisBefore.flatMap { before in redisAfter.map { ($0 - before) / delivered } }
+            redisCPUPerEvent: redisBefore.flatMap { before in redisAfter.map { ($0 - before) / delivered } },
+            gaps: receiver.gaps
         )
     }
-    for client in clients { await client.shutdown() }
+    for client in clients + cpuClients { await client.shutdown() }
     return result
 }
 
@@ -251,13 +276,14 @@ func reportHubLatency(_ result: HubLatencyResult) {
     print(
         String(
             format:
-                "hub A → Redis → hub B at %5d events/s for %.0f s: sent %d, delivered %d, achieved %.0f/s, worst publisher lag %.1f ms",
+                "hub A → Redis → hub B at %5d events/s for %.0f s: sent %d, delivered %d, achieved %.0f/s, worst publisher lag %.1f ms, gap notices %d",
             result.rate,
             result.seconds,
             result.sent,
             result.received,
             result.achievedRate,
-            result.maximumLag.seconds * 1000
+            result.maximumLag.seconds * 1000,
+            result.gaps
         )
     )
     print(

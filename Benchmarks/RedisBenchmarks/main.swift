@@ -26,6 +26,13 @@
 //
 // `cluster` compares our cluster client with `redis-benchmark --cluster` on a six-node Redis Cluster it starts
 // (`rounds` times, default 5; ClusterThroughput.swift).
+//
+//     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks latency-cluster [rate] [seconds] [rounds]
+//
+// `latency-cluster` measures the hub-to-hub latency of `hub-latency` at `rate` events/s (default 10,000) on one
+// redis-server and on a six-node cluster with sharded and with classic pub/sub, alternating, `rounds` times
+// (default 3), `seconds` per measurement (default 5), and prints the cluster/single-node ratios
+// (ClusterLatency.swift).
 import Foundation
 import RealtimeCore
 import RealtimeRedis
@@ -37,8 +44,10 @@ let historyOnly = mode == "history"
 let historyMemoryOnly = mode == "history-memory"
 let recoveryOnly = mode == "recovery"
 let clusterOnly = mode == "cluster"
+let clusterLatencyOnly = mode == "latency-cluster"
 let numbers = CommandLine.arguments.dropFirst(
-    hubLatencyOnly || pipelinedOnly || historyOnly || historyMemoryOnly || recoveryOnly || clusterOnly ? 2 : 1
+    hubLatencyOnly || pipelinedOnly || historyOnly || historyMemoryOnly || recoveryOnly || clusterOnly
+        || clusterLatencyOnly ? 2 : 1
 ).compactMap(Double.init)
 let seconds = numbers.first ?? (hubLatencyOnly ? 5 : 3)
 let rounds = max(1, numbers.dropFirst().first.map { Int($0) } ?? 5)
@@ -146,6 +155,16 @@ func report(_ name: String, ours: Double, theirs: Double?) -> Double? {
 
 if clusterOnly {
     try await compareClusterThroughput(seconds: seconds, rounds: rounds)
+    exit(0)
+}
+
+if clusterLatencyOnly {
+    // Arguments: rate, seconds per measurement, rounds.
+    try await compareClusterLatency(
+        rate: max(1, numbers.first.map { Int($0) } ?? 10_000),
+        seconds: max(1, numbers.dropFirst().first ?? 5),
+        rounds: max(1, numbers.dropFirst(2).first.map { Int($0) } ?? 3)
+    )
     exit(0)
 }
 
