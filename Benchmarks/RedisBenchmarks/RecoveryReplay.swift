@@ -43,11 +43,11 @@ private final class RecoveryConsumer: Sendable {
             }
             if text.hasPrefix(#"{"type":"event""#) {
                 state.withLock { $0.events += 1 }
-            } else if text.hasPrefix(#"{"type":"recovered""#) {
-                let message = try? JSONParser().parse(text)
+            } else if let message = try? JSONParser().parse(text), message["type"]?.stringValue == "recovered" {
+                // Parsed, not matched by prefix: a control message's members come in no fixed order.
                 let waiters = state.withLock { state in
-                    state.recovered = message?["payload"]?["recovered"]?.boolValue
-                    state.replayed = Int(message?["payload"]?["replayed"]?.intValue ?? -1)
+                    state.recovered = message["payload"]?["recovered"]?.boolValue
+                    state.replayed = Int(message["payload"]?["replayed"]?.intValue ?? -1)
                     defer { state.waiters = [] }
                     return state.waiters
                 }
