@@ -99,11 +99,13 @@ final class RedisShardedSubscriber: Sendable {
         timeout.cancel()
     }
 
-    /// Removes one interest in each channel; the last one sends `SUNSUBSCRIBE`.
+    /// Removes one interest in each channel; the last one sends `SUNSUBSCRIBE`. Returns once each is confirmed (as
+    /// ``RedisSubscriber/unsubscribe(_:)`` does), so nothing published afterwards on the channel is heard.
     func unsubscribe(_ channels: [String]) async {
-        let _: [EventLoopFuture<Void>] = apply { state in
-            channels.flatMap { state.machine.removeInterest($0) }
-        }
+        let actions = state.withLock { state in channels.flatMap { state.machine.removeInterest($0) } }
+        let confirmations = perform(actions)
+        settleWaiters(all: false)
+        for confirmation in confirmations { _ = try? await confirmation.get() }
     }
 
     /// Drops every connection so that each reconnects and re-subscribes (a canary stopped coming back).
@@ -138,7 +140,10 @@ final class RedisShardedSubscriber: Sendable {
         return waits
     }
 
-    private func perform(_ actions: [ShardedSubscriptions.Action]) {
+    /// Applies `actions`; returns the replies to the `SUNSUBSCRIBE`s it sent.
+    @discardableResult
+    private func perform(_ actions: [ShardedSubscriptions.Action]) -> [EventLoopFuture<RESPValue>] {
+        var confirmations: [EventLoopFuture<RESPValue>] = []
         for action in actions {
             switch action {
             case .connect(let node): connect(node)
@@ -147,7 +152,7 @@ final class RedisShardedSubscriber: Sendable {
                 for channel in channels { subscribe(channel, on: node, generation, connection) }
             case .unsubscribe(let node, let generation, let channels):
                 guard let connection = connection(node, generation) else { continue }
-                for channel in channels { _ = connection.sendShardUnsubscribe(channel) }
+                for channel in channels { confirmations.append(connection.sendShardUnsubscribe(channel)) }
             case .close(let node, let generation):
                 let connection: RedisConnection? = state.withLock { state in
                     guard let current = state.connections[node], current.generation == generation else { return nil }
@@ -172,6 +177,7 @@ final class RedisShardedSubscriber: Sendable {
                 onResubscribed(from, to)
             }
         }
+        return confirmations
     }
 
     private func connection(_ node: Node, _ generation: Int) -> RedisConnection? {
@@ -189,10 +195,6 @@ final class RedisShardedSubscriber: Sendable {
                 let channel = parts[1].bytes
             else { return }
             if kind.elementsEqual("smessage".utf8), let payload = parts[2].bytes {
-                // `unsubscribe` does not wait for `SUNSUBSCRIBE`'s reply: a message the node sent before it is
-                // dropped here, so a removed interest is not heard (as with classic pub/sub, which waits).
-                let name = String(decoding: channel, as: UTF8.self)
-                guard let self, self.state.withLock({ $0.machine.wants(name) }) else { return }
                 onMessage(channel, payload, false)
             } else if kind.elementsEqual("sunsubscribe".utf8), let self {
                 let name = String(decoding: channel, as: UTF8.self)

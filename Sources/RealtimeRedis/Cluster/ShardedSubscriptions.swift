@@ -84,9 +84,6 @@ struct ShardedSubscriptions: Sendable {
 
     // MARK: Interest
 
-    /// Whether some interest in `channel` is held: a message on a channel no longer wanted is not delivered.
-    func wants(_ channel: String) -> Bool { !closed && interest[channel] != nil }
-
     /// One more interest in `channel`, whose slot `owner` serves in the current map (`nil`: unknown).
     mutating func addInterest(_ channel: String, owner: Node?) -> [Action] {
         guard !closed else { return [] }
