@@ -15,7 +15,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     private let serverChannelBytes: [UInt8]
     private let subscriber: Subscriber
     private let delivery = Mutex<DeliveryState>(DeliveryState())
-    private let canary = Mutex<CanaryState>(CanaryState())
+    private let canary: Mutex<CanaryState>
     /// Refuses stale and replayed messages (the read path runs on one event loop; the lock is uncontended).
     private let replayGuard: Mutex<BusReplayGuard>
     /// When set, deliveries go to it on the subscriber's event loop instead of the buffer.
@@ -29,15 +29,7 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
 
     private struct CanaryState {
         var task: RepeatedTask?
-        var sequence: UInt64 = 0
-        /// The canary in flight: its sequence number and when it was sent.
-        var outstanding: (sequence: UInt64, sentAt: NIODeadline)?
-        var lastRoundTrip: Duration?
-        var lastReceived: NIODeadline?
-        var startedAt = NIODeadline.now()
-        /// Set when a canary did not come back (or Redis said nobody listens); cleared by the next good canary.
-        var stalled = false
-        var stalls = 0
+        var machine: BusCanary
     }
 
     private static let canaryPrefix = Array("canary:".utf8)
@@ -47,6 +39,18 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
         self.server = server
         self.handler = handler
         replayGuard = Mutex(BusReplayGuard(limits: bus.options.replayLimits))
+        // A publish's receiver count covers our subscriber on one node and with sharded pub/sub, not with classic
+        // pub/sub on a cluster (see `BusCanary`).
+        let client = bus.client
+        canary = Mutex(
+            CanaryState(
+                machine: BusCanary(
+                    timeout: .milliseconds(max(1, bus.options.canaryTimeout.milliseconds)),
+                    repliesCountEveryListener: client.cluster == nil || client.usesShardedPubSub,
+                    now: .now()
+                )
+            )
+        )
         serverChannel = bus.channel(for: .server(server))
         serverChannelBytes = Array(serverChannel.utf8)
         (deliveries, continuation) = AsyncStream.makeStream(
@@ -59,7 +63,6 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             box.value?.received(channel: channel, payload: payload, viaPattern: viaPattern)
         }
         let onResubscribed: RedisSubscriber.GapHandler = { from, to in box.value?.yield(.gap(from: from, to: to)) }
-        let client = bus.client
         if let router = client.cluster, client.usesShardedPubSub {
             subscriber = .sharded(
                 RedisShardedSubscriber(
@@ -222,78 +225,54 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
     // MARK: Canary
 
     private func probe() {
-        let now = NIODeadline.now()
-        let timeout = TimeAmount.milliseconds(max(1, bus.options.canaryTimeout.milliseconds))
-        let (sequence, stalledNow): (UInt64, Bool) = canary.withLock { state in
-            var stalledNow = false
-            if let outstanding = state.outstanding, now - outstanding.sentAt > timeout {
-                state.outstanding = nil
-                state.stalled = true
-                state.stalls += 1
-                stalledNow = true
-            }
-            if state.outstanding != nil { return (0, stalledNow) }
-            state.sequence += 1
-            state.outstanding = (state.sequence, now)
-            return (state.sequence, stalledNow)
+        let subscriberConnected = subscriber.isConnected
+        let actions = canary.withLock { state in
+            state.machine.tick(
+                now: .now(),
+                subscriberConnected: subscriberConnected,
+                publisherConnected: bus.client.isConnected
+            )
         }
-        if stalledNow, subscriber.isConnected {
+        if actions.resubscribe {
             bus.client.logger.warning("Redis pub/sub canary did not return; re-subscribing")
             subscriber.forceResubscribe()
         }
-        guard sequence > 0 else { return }
-        guard subscriber.isConnected, bus.client.isConnected else {
-            // Nothing to probe while disconnected; the reconnect path reports the outage.
-            canary.withLock { $0.outstanding = nil }
-            return
-        }
+        guard let sequence = actions.send else { return }
         var command = RedisCommand(bus.publishCommandName, serverChannel)
         command.append(
             bytes: bus.signer.seal(channel: serverChannel, body: Self.canaryPrefix + Array(String(sequence).utf8))
         )
         bus.client.sendFuture(command).whenComplete { [weak self] result in
             guard let self else { return }
+            let reply: BusCanary.PublishReply
             switch result {
-            case .success(.integer(0)):
-                // Redis says nobody listens on our own server channel although we think we do.
-                if self.subscriber.isConnected {
-                    self.canary.withLock { state in
-                        state.outstanding = nil
-                        state.stalled = true
-                        state.stalls += 1
-                    }
-                    self.subscriber.forceResubscribe()
-                }
-            case .success:
-                break
-            case .failure:
-                self.canary.withLock { state in
-                    if state.outstanding?.sequence == sequence { state.outstanding = nil }
-                }
+            case .success(.integer(let count)): reply = .receivers(Int(count))
+            case .success, .failure: reply = .failed
+            }
+            let connected = self.subscriber.isConnected
+            let resubscribe = self.canary.withLock { state in
+                state.machine.published(sequence, reply: reply, subscriberConnected: connected)
+            }
+            if resubscribe {
+                self.bus.client.logger.warning("Redis says nobody listens on this server's bus channel; re-subscribing")
+                self.subscriber.forceResubscribe()
             }
         }
     }
 
     private func canaryReturned(_ body: ArraySlice<UInt8>) {
         guard let sequence = UInt64(String(decoding: body, as: UTF8.self)) else { return }
-        let now = NIODeadline.now()
-        canary.withLock { state in
-            guard let outstanding = state.outstanding, outstanding.sequence == sequence else { return }
-            state.outstanding = nil
-            state.lastRoundTrip = .nanoseconds((now - outstanding.sentAt).nanoseconds)
-            bus.client.metrics.canaryRoundTrip.recordNanoseconds((now - outstanding.sentAt).nanoseconds)
-            state.lastReceived = now
-            state.stalled = false
-        }
+        let roundTrip = canary.withLock { $0.machine.returned(sequence, now: .now()) }
+        if let roundTrip { bus.client.metrics.canaryRoundTrip.recordNanoseconds(roundTrip.nanoseconds) }
     }
 
     /// This subscription's health: unhealthy while disconnected or stalled.
     func health() -> ComponentHealth {
         let now = NIODeadline.now()
-        let state = canary.withLock { state in
-            (state.lastRoundTrip, state.lastReceived, state.stalled, state.stalls, state.startedAt)
-        }
-        let (roundTrip, lastReceived, stalled, stalls, startedAt) = state
+        let machine = canary.withLock { $0.machine }
+        let (roundTrip, lastReceived, stalled, stalls) = (
+            machine.lastRoundTrip, machine.lastReceived, machine.stalled, machine.stalls
+        )
         let connected = subscriber.isConnected
         var details: JSONObject = [
             "server": .string(server.rawValue),
@@ -309,8 +288,8 @@ final class RedisBusSubscription: EventBusSubscription, Sendable {
             details["shards"] = .int(Int64(nodes.total))
             partlyConnected = nodes.connected > 0
         }
-        if let roundTrip { details["canaryRoundTripMs"] = .double(roundTrip.seconds * 1000) }
-        let age = now - (lastReceived ?? startedAt)
+        if let roundTrip { details["canaryRoundTripMs"] = .double(Double(roundTrip.nanoseconds) / 1_000_000) }
+        let age = now - (lastReceived ?? machine.startedAt)
         if lastReceived != nil { details["canaryAgeMs"] = .int(age.nanoseconds / 1_000_000) }
         let timeout = TimeAmount.milliseconds(bus.options.canaryTimeout.milliseconds)
         let intervalAndTimeout = timeout + .milliseconds(bus.options.canaryInterval.milliseconds)
