@@ -30,6 +30,11 @@ struct HubLatencyResult {
     var redisCPUPerEvent: Duration?
     /// `gap` notices hub B sent the connection (its bus subscription lost messages), warm-up included.
     var gaps: Int
+    /// Hub B's bus subscription since it started: re-subscribes, canary stalls and refused messages (what explains
+    /// a loss: a lost or forced pub/sub reconnect, or the bus's freshness and replay checks).
+    var busResubscribes: Int
+    var busCanaryStalls: Int
+    var busRefused: Int
 }
 
 /// User + system CPU time of this process.
@@ -252,6 +257,8 @@ func measureHubLatency(
         try await waitForDelivery(of: sent)
         let (cpuAfter, redisAfter) = (processCPUTime(), await redisCPUTime(cpuClients))
         let delivered = max(1, receiver.received)
+        let bus = await hubB.healthCheck().components["eventBus"]?.details
+        let subscription = bus?["subscriptions"]?.arrayValue?.first
         await connection.closed()
         return HubLatencyResult(
             rate: rate,
@@ -263,7 +270,10 @@ func measureHubLatency(
             histogram: receiver.histogram,
             processCPUPerEvent: (cpuAfter - cpuBefore) / delivered,
             redisCPUPerEvent: redisBefore.flatMap { before in redisAfter.map { ($0 - before) / delivered } },
-            gaps: receiver.gaps
+            gaps: receiver.gaps,
+            busResubscribes: subscription?["resubscribes"]?.intValue.map { Int($0) } ?? -1,
+            busCanaryStalls: subscription?["canaryStalls"]?.intValue.map { Int($0) } ?? -1,
+            busRefused: bus?["refusedMessages"]?.intValue.map { Int($0) } ?? -1
         )
     }
     for client in clients + cpuClients { await client.shutdown() }
@@ -276,14 +286,17 @@ func reportHubLatency(_ result: HubLatencyResult) {
     print(
         String(
             format:
-                "hub A → Redis → hub B at %5d events/s for %.0f s: sent %d, delivered %d, achieved %.0f/s, worst publisher lag %.1f ms, gap notices %d",
+                "hub A → Redis → hub B at %5d events/s for %.0f s: sent %d, delivered %d, achieved %.0f/s, worst publisher lag %.1f ms, gap notices %d; hub B's bus: %d re-subscribes, %d canary stalls, %d refused",
             result.rate,
             result.seconds,
             result.sent,
             result.received,
             result.achievedRate,
             result.maximumLag.seconds * 1000,
-            result.gaps
+            result.gaps,
+            result.busResubscribes,
+            result.busCanaryStalls,
+            result.busRefused
         )
     )
     print(
