@@ -36,9 +36,9 @@ static inline int chiredis_reader_feed(redisReader *reader, const void *bytes, s
 static inline const char *chiredis_reader_error(const redisReader *reader) { return reader->errstr; }
 
 // A reader that builds no reply objects: hiredis's parser calls the functions below, which append each reply
-// element to one growing byte tape instead of allocating a `redisReply` (and its string) per element. Swift walks
-// the tape of a complete reply, then clears it. Elements arrive in pre-order (an array before its elements), so
-// the tape needs no pointers. Record: type (a REDIS_REPLY_* value, 1 byte), value (8 bytes, native order: the
+// element to one growing byte tape instead of allocating a `redisReply` (and its string) per element. Swift copies
+// the records of the complete replies, then drops them from the tape. Elements arrive in pre-order (an array
+// before its elements), so the tape needs no pointers. Record: type (a REDIS_REPLY_* value, 1 byte), value (8 bytes, native order: the
 // length of a string, the element count of an array, the integer), then a string's bytes.
 
 enum { CHIREDIS_TAPE_HEADER = 9 };
@@ -118,10 +118,15 @@ static inline chiredis_tape *chiredis_reader_tape(const redisReader *reader) {
     return (chiredis_tape *)reader->privdata;
 }
 
-/// Clears the tape after its reply was read; gives memory back after an unusually large reply.
-static inline void chiredis_tape_clear(chiredis_tape *tape, size_t keep) {
-    tape->count = 0;
-    if (tape->capacity > keep) {
+/// Drops the first `prefix` bytes of the tape (the complete replies just read) and keeps what follows them: the
+/// elements hiredis already parsed of a reply that is not complete yet. Gives the memory back when nothing follows
+/// and the tape grew past `keep` bytes (an unusually large batch).
+static inline void chiredis_tape_drop(chiredis_tape *tape, size_t prefix, size_t keep) {
+    if (prefix > tape->count) prefix = tape->count;
+    size_t rest = tape->count - prefix;
+    if (rest > 0 && prefix > 0) memmove(tape->bytes, tape->bytes + prefix, rest);
+    tape->count = rest;
+    if (rest == 0 && tape->capacity > keep) {
         free(tape->bytes);
         tape->bytes = NULL;
         tape->capacity = 0;
@@ -137,8 +142,9 @@ static inline void chiredis_tape_reader_free(redisReader *reader) {
     }
 }
 
-/// Takes the next complete reply into the tape: 1 when there is one (read it, then `chiredis_tape_clear`), 0 when
-/// more bytes are needed, -1 on a protocol error (see `chiredis_reader_error`).
+/// Takes the next complete reply onto the tape, after those already there: 1 when there is one, 0 when more bytes
+/// are needed (the tape may then end with elements of the incomplete reply), -1 on a protocol error (see
+/// `chiredis_reader_error`). Read the complete replies, then `chiredis_tape_drop` them.
 static inline int chiredis_tape_reader_next(redisReader *reader) {
     void *object = NULL;
     if (redisReaderGetReply(reader, &object) != REDIS_OK) return -1;

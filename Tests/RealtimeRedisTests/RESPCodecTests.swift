@@ -25,9 +25,10 @@ import Testing
         )
         #expect(
             values == [
-                .simpleString("OK"), .error("ERR unknown command"), .integer(-42), .bulkString(Array("hello".utf8)),
-                .bulkString([]), .null, .null, .array([]),
-                .array([.integer(1), .array([.bulkString([UInt8(ascii: "a")]), .null]), .simpleString("x")]),
+                .simpleString("OK"), .error("ERR unknown command"), .integer(-42),
+                .bulkString(ByteBuffer(string: "hello")),
+                .bulkString(ByteBuffer()), .null, .null, .array([]),
+                .array([.integer(1), .array([.bulkString(ByteBuffer(string: "a")), .null]), .simpleString("x")]),
             ]
         )
     }
@@ -35,7 +36,9 @@ import Testing
     @Test func parsesRepliesSplitAcrossReads() throws {
         let text = "*2\r\n$12\r\nline\r\nbreak!\r\n:7\r\n+PONG\r\n"
         let whole = try parse(text)
-        #expect(whole == [.array([.bulkString(Array("line\r\nbreak!".utf8)), .integer(7)]), .simpleString("PONG")])
+        #expect(
+            whole == [.array([.bulkString(ByteBuffer(string: "line\r\nbreak!")), .integer(7)]), .simpleString("PONG")]
+        )
         #expect(try parse(text, chunk: 1) == whole)
         #expect(try parse(text, chunk: 5) == whole)
     }
@@ -44,14 +47,14 @@ import Testing
     /// keeps between replies (given back, then grown again), and many replies in one read.
     @Test func parsesNestedLargeAndManyReplies() throws {
         let nested = "*2\r\n*2\r\n*1\r\n*0\r\n*-1\r\n$0\r\n\r\n"
-        #expect(try parse(nested) == [.array([.array([.array([.array([])]), .null]), .bulkString([])])])
+        #expect(try parse(nested) == [.array([.array([.array([.array([])]), .null]), .bulkString(ByteBuffer())])])
         let large = [UInt8](repeating: UInt8(ascii: "x"), count: 3 << 20)
         let text =
             "*3\r\n:1\r\n$\(large.count)\r\n" + String(decoding: large, as: UTF8.self) + "\r\n-ERR e\r\n"
             + "+OK\r\n" + String(repeating: ":5\r\n", count: 1000)
         let values = try parse(text, chunk: 64 << 10)
         #expect(values.count == 1002)
-        #expect(values.first == .array([.integer(1), .bulkString(large), .error("ERR e")]))
+        #expect(values.first == .array([.integer(1), .bulkString(ByteBuffer(bytes: large)), .error("ERR e")]))
         #expect(values[1] == .simpleString("OK"))
         #expect(values.dropFirst(2).allSatisfy { $0 == .integer(5) })
     }
@@ -62,6 +65,80 @@ import Testing
         } throws: { error in
             (error as? RealtimeError)?.code == .protocolViolation
         }
+    }
+
+    /// The replies of one read are taken off hiredis's tape together; a reply still incomplete at the end of a read
+    /// keeps the elements hiredis already parsed. Every split point of a stream of mixed replies (nested arrays,
+    /// nulls, errors, binary bulk strings with CR LF inside) gives the same replies as the whole stream.
+    @Test func parsesEverySplitOfMixedReplies() throws {
+        let text =
+            "+OK\r\n*3\r\n:1\r\n*2\r\n$4\r\na\r\nb\r\n$-1\r\n-ERR x y\r\n$3\r\nxxx\r\n*-1\r\n:-9\r\n"
+            + "*2\r\n*0\r\n$0\r\n\r\n$1\r\nz\r\n"
+        let expected: [RESPValue] = [
+            .simpleString("OK"),
+            .array([
+                .integer(1), .array([.bulkString(ByteBuffer(string: "a\r\nb")), .null]), .error("ERR x y"),
+            ]),
+            .bulkString(ByteBuffer(string: "xxx")), .null, .integer(-9),
+            .array([.array([]), .bulkString(ByteBuffer())]),
+            .bulkString(ByteBuffer(string: "z")),
+        ]
+        #expect(try parse(text) == expected)
+        let bytes = Array(text.utf8)
+        for split in 1..<bytes.count {
+            let parser = RESPParser()
+            var values: [RESPValue] = []
+            for part in [bytes[..<split], bytes[split...]] {
+                try part.withUnsafeBytes { try parser.feed($0) }
+                while let value = try parser.next() { values.append(value) }
+            }
+            #expect(values == expected, "split at \(split)")
+        }
+    }
+
+    /// Bulk strings are slices of one buffer per batch, which the parser reuses for the next batch only when no
+    /// reply holds a slice of it: replies kept across batches keep their bytes.
+    @Test func repliesKeptAcrossBatchesKeepTheirBytes() throws {
+        let parser = RESPParser()
+        var kept: [RESPValue] = []
+        for round in 0..<50 {
+            let text = "$6\r\nv\(10_000 + round)\r\n*1\r\n$2\r\nab\r\n"
+            try Array(text.utf8).withUnsafeBytes { try parser.feed($0) }
+            var batch: [RESPValue] = []
+            while let value = try parser.next() { batch.append(value) }
+            #expect(batch.count == 2)
+            #expect(batch.last == .array([.bulkString(ByteBuffer(string: "ab"))]))
+            // Keep every other round's first reply; drop the rest, so the buffer is sometimes free for reuse.
+            if round.isMultiple(of: 2) { kept.append(batch[0]) }
+        }
+        #expect(kept.map(\.string) == stride(from: 0, to: 50, by: 2).map { "v\(10_000 + $0)" })
+    }
+
+    /// Replies complete before a malformed one are returned first; then the protocol error, and again on the next
+    /// call (the stream cannot be resynchronised).
+    @Test func repliesBeforeAMalformedOneAreReturnedFirst() throws {
+        let parser = RESPParser()
+        try Array("+OK\r\n$1\r\nx\r\n?what\r\n".utf8).withUnsafeBytes { try parser.feed($0) }
+        #expect(try parser.next() == .simpleString("OK"))
+        #expect(try parser.next() == .bulkString(ByteBuffer(string: "x")))
+        for _ in 0..<2 {
+            #expect {
+                _ = try parser.next()
+            } throws: { error in
+                (error as? RealtimeError)?.code == .protocolViolation
+            }
+        }
+    }
+
+    /// The value's accessors over a bulk string: a copy as bytes or text, the slice itself as a buffer.
+    @Test func bulkStringAccessors() {
+        let value = RESPValue.bulkString(ByteBuffer(bytes: [0x34, 0x32]))
+        #expect(value.bytes == [0x34, 0x32])
+        #expect(value.string == "42")
+        #expect(value.int == 42)
+        #expect(value.buffer == ByteBuffer(string: "42"))
+        #expect(RESPValue.simpleString("OK").buffer == nil)
+        #expect(RESPValue.bulkString(ByteBuffer()).bytes == [])
     }
 
     @Test func encodesCommandsAsRESPArrays() throws {

@@ -1,3 +1,4 @@
+import NIOCore
 import RealtimeCore
 import Testing
 
@@ -49,8 +50,11 @@ import Testing
             ranges.map { start, end, host, port in
                 .array([
                     .integer(Int64(start)), .integer(Int64(end)),
-                    .array([.bulkString(Array(host.utf8)), .integer(Int64(port)), .bulkString(Array("id".utf8))]),
-                    .array([.bulkString(Array(host.utf8)), .integer(Int64(port + 1000))]),
+                    .array([
+                        .bulkString(ByteBuffer(string: host)), .integer(Int64(port)),
+                        .bulkString(ByteBuffer(string: "id")),
+                    ]),
+                    .array([.bulkString(ByteBuffer(string: host)), .integer(Int64(port + 1000))]),
                 ])
             }
         )
@@ -81,9 +85,11 @@ import Testing
         let seed = RedisNodeAddress(host: "127.0.0.1", port: 7000)
         for reply: RESPValue in [
             .error("ERR This instance has cluster support disabled"),
-            .array([.array([.integer(5), .integer(2), .array([.bulkString(Array("h".utf8)), .integer(1)])])]),
-            .array([.array([.integer(0), .integer(20000), .array([.bulkString(Array("h".utf8)), .integer(1)])])]),
-            .array([.array([.integer(0), .integer(1), .array([.bulkString(Array("h".utf8)), .integer(0)])])]),
+            .array([.array([.integer(5), .integer(2), .array([.bulkString(ByteBuffer(string: "h")), .integer(1)])])]),
+            .array([
+                .array([.integer(0), .integer(20000), .array([.bulkString(ByteBuffer(string: "h")), .integer(1)])])
+            ]),
+            .array([.array([.integer(0), .integer(1), .array([.bulkString(ByteBuffer(string: "h")), .integer(0)])])]),
             .array([.integer(1)]),
         ] {
             #expect(throws: RealtimeError.self) { try RedisClusterTopology(clusterSlots: reply, answeredBy: seed) }

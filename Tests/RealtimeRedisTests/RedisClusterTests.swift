@@ -1,3 +1,4 @@
+import NIOCore
 import RealtimeCore
 import RealtimeRedis
 import RealtimeRedisTestSupport
@@ -166,7 +167,7 @@ extension RedisIntegrationTests {
             #expect(try await limiter.consume("k", cost: 1, policy: policy).remaining == 98)
             #expect(
                 try await client.pipeline([RedisCommand("GET", old), RedisCommand("GET", new)]) == [
-                    .bulkString(Array("1".utf8)), .bulkString(Array("2".utf8)),
+                    .bulkString(ByteBuffer(string: "1")), .bulkString(ByteBuffer(string: "2")),
                 ]
             )
         }

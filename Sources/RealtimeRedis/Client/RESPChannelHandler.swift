@@ -175,13 +175,15 @@ final class RESPChannelHandler: ChannelDuplexHandler {
 
     private static func isPush(_ value: RESPValue) -> Bool {
         guard case .array(let elements) = value, case .bulkString(let kind) = elements.first else { return false }
-        return kind == messageKind || kind == patternMessageKind || kind == shardMessageKind
+        let bytes = kind.readableBytesView
+        return bytes.elementsEqual(messageKind) || bytes.elementsEqual(patternMessageKind)
+            || bytes.elementsEqual(shardMessageKind)
     }
 
     /// The channel of a `sunsubscribe` (reply or push), nil for anything else.
     private static func shardUnsubscribed(_ value: RESPValue) -> [UInt8]? {
         guard case .array(let elements) = value, elements.count == 3, case .bulkString(let kind) = elements[0],
-            kind == shardUnsubscribeKind
+            kind.readableBytesView.elementsEqual(shardUnsubscribeKind)
         else { return nil }
         return elements[1].bytes
     }

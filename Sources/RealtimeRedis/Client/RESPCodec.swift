@@ -89,15 +89,26 @@ package enum RESPEncoder {
 /// into a ``RESPValue``.
 ///
 /// The reader is created with hiredis's object-function hooks pointed at a byte tape (see `shim.h`): hiredis's
-/// parser appends each element of a reply there instead of allocating a `redisReply` and a string per element,
-/// and the tape is decoded once the reply is complete. No C object outlives the read path.
+/// parser appends each element of a reply there instead of allocating a `redisReply` and a string per element.
+/// When asked for a reply and none is queued, the parser takes every complete reply the fed bytes hold, copies their
+/// records into one `ByteBuffer` and drops them from the tape (keeping the elements of a reply not complete yet);
+/// `next()` then decodes them one by one, each bulk string a slice of that buffer. So the replies of one read share
+/// one allocation instead of one array per bulk string, and no C object outlives the read path. The buffer is
+/// reused once no reply of the previous batch holds a slice of it.
 ///
 /// Not `Sendable`: owned by one channel handler and used only on its event loop.
 package final class RESPParser {
     private let reader: UnsafeMutablePointer<redisReader>
     private let tape: UnsafeMutablePointer<chiredis_tape>
+    /// The records of the replies taken off the tape and not decoded yet (all of them complete).
+    private var records = ByteBuffer()
+    /// How many replies `records` still holds.
+    private var queued = 0
+    /// The reader's error, thrown once the replies complete before it are read.
+    private var failure: RealtimeError?
 
-    /// The tape's memory is kept between replies up to this size; a larger reply's is given back.
+    /// The tape's memory, and the records buffer's, are kept between batches up to this size; a larger batch's is
+    /// given back.
     private static let keptTapeBytes = 1 << 20
 
     package init() {
@@ -121,24 +132,51 @@ package final class RESPParser {
         }
     }
 
-    /// The next complete reply, or `nil` if more bytes are needed.
+    /// The next complete reply, or `nil` if more bytes are needed. After a malformed reply, throws once the replies
+    /// before it were returned.
     package func next() throws(RealtimeError) -> RESPValue? {
-        switch chiredis_tape_reader_next(reader) {
-        case 1:
-            defer { chiredis_tape_clear(tape, Self.keptTapeBytes) }
-            guard let base = tape.pointee.bytes else { throw protocolError() }
-            let records = UnsafeRawBufferPointer(start: base, count: tape.pointee.count)
-            var offset = 0
-            let value = Self.decode(records, at: &offset)
-            guard offset == records.count else {
-                throw RealtimeError(.protocolViolation, "malformed Redis reply: inconsistent reply tape")
+        if queued == 0 {
+            if let failure { throw failure }
+            try collect()
+            if queued == 0 {
+                if let failure { throw failure }
+                return nil
             }
-            return value
-        case 0:
-            return nil
-        default:
-            throw protocolError()
         }
+        queued -= 1
+        guard let value = Self.decode(&records), queued > 0 || records.readableBytes == 0 else {
+            queued = 0
+            throw RealtimeError(.protocolViolation, "malformed Redis reply: inconsistent reply tape")
+        }
+        return value
+    }
+
+    /// Moves every complete reply from the tape into `records`.
+    private func collect() throws(RealtimeError) {
+        var complete = 0
+        var end = 0
+        parsing: while true {
+            switch chiredis_tape_reader_next(reader) {
+            case 1:
+                complete += 1
+                end = tape.pointee.count
+            case 0:
+                break parsing
+            default:
+                failure = protocolError()
+                break parsing
+            }
+        }
+        guard complete > 0 else { return }
+        guard let base = tape.pointee.bytes else {
+            throw RealtimeError(.protocolViolation, "malformed Redis reply: inconsistent reply tape")
+        }
+        if records.capacity > Self.keptTapeBytes { records = ByteBuffer() }
+        // Allocates only if a reply of the last batch still holds a slice of the buffer (or it is too small).
+        records.clear(minimumCapacity: end)
+        records.writeBytes(UnsafeRawBufferPointer(start: base, count: end))
+        chiredis_tape_drop(tape, end, Self.keptTapeBytes)
+        queued = complete
     }
 
     private func protocolError() -> RealtimeError {
@@ -146,47 +184,40 @@ package final class RESPParser {
         return RealtimeError(.protocolViolation, "malformed Redis reply: \(detail)")
     }
 
-    /// Decodes the element whose record starts at `offset` (and, for an array, its elements after it), moving
-    /// `offset` past them. The tape was written by hiredis's parser for one complete reply, so every record is
-    /// whole; the bounds are still checked (a record that does not fit decodes as `.null` and ends the walk).
-    private static func decode(_ records: UnsafeRawBufferPointer, at offset: inout Int) -> RESPValue {
+    /// Decodes the element whose record starts at the reader index of `records` (and, for an array, its elements
+    /// after it), moving the reader index past them. The records were written by hiredis's parser for complete
+    /// replies, so every record is whole; the bounds are still checked (`nil` when a record does not fit).
+    private static func decode(_ records: inout ByteBuffer) -> RESPValue? {
         let header = Int(CHIREDIS_TAPE_HEADER)
-        guard offset + header <= records.count else {
-            offset = records.count + 1
-            return .null
-        }
-        let type = Int32(records[offset])
-        let value = records.loadUnaligned(fromByteOffset: offset + 1, as: Int64.self)
-        offset += header
-        switch type {
-        case REDIS_REPLY_STRING, REDIS_REPLY_STATUS, REDIS_REPLY_ERROR:
-            let length = Int(value)
-            guard length >= 0, length <= records.count - offset else {
-                offset = records.count + 1
-                return .null
-            }
-            let bytes = UnsafeRawBufferPointer(rebasing: records[offset..<(offset + length)])
-            offset += length
-            switch type {
-            case REDIS_REPLY_STRING: return .bulkString(Array(bytes))
-            case REDIS_REPLY_STATUS: return .simpleString(String(decoding: bytes, as: UTF8.self))
-            default: return .error(String(decoding: bytes, as: UTF8.self))
-            }
+        guard let type = records.readInteger(as: UInt8.self),
+            let value = records.readInteger(endianness: .host, as: Int64.self)
+        else { return nil }
+        switch Int32(type) {
+        case REDIS_REPLY_STRING:
+            guard value >= 0, value <= records.readableBytes else { return nil }
+            return records.readSlice(length: Int(value)).map { .bulkString($0) }
+        case REDIS_REPLY_STATUS:
+            guard value >= 0, value <= records.readableBytes else { return nil }
+            return records.readString(length: Int(value)).map { .simpleString($0) }
+        case REDIS_REPLY_ERROR:
+            guard value >= 0, value <= records.readableBytes else { return nil }
+            return records.readString(length: Int(value)).map { .error($0) }
         case REDIS_REPLY_INTEGER:
             return .integer(value)
+        case REDIS_REPLY_NIL:
+            return .null
         case REDIS_REPLY_ARRAY:
-            // Each element takes at least a header, which bounds the count by what the tape holds.
-            let count = Int(value)
-            guard count >= 0, count <= (records.count - offset) / header else {
-                offset = records.count + 1
-                return .null
-            }
+            // Each element takes at least a header, which bounds the count by what the buffer holds.
+            guard value >= 0, value <= records.readableBytes / header else { return nil }
             var elements = [RESPValue]()
-            elements.reserveCapacity(count)
-            for _ in 0..<count { elements.append(decode(records, at: &offset)) }
+            elements.reserveCapacity(Int(value))
+            for _ in 0..<Int(value) {
+                guard let element = decode(&records) else { return nil }
+                elements.append(element)
+            }
             return .array(elements)
         default:
-            return .null
+            return nil
         }
     }
 }

@@ -1,3 +1,5 @@
+public import NIOCore
+
 /// A Redis reply (RESP2, which is what Redis speaks to hiredis 0.14).
 ///
 /// hiredis's reader parses the bytes; every reply tree is converted into this enum at once and the C objects are
@@ -8,8 +10,11 @@ public enum RESPValue: Sendable, Hashable {
     /// An error reply such as `-ERR unknown command`.
     case error(String)
     case integer(Int64)
-    /// A bulk string (binary-safe).
-    case bulkString([UInt8])
+    /// A bulk string (binary-safe): its bytes are the buffer's readable bytes.
+    ///
+    /// The buffer is a slice of one buffer shared by the replies that arrived in the same read (no copy per reply);
+    /// keeping it keeps that buffer. ``bytes`` and ``string`` copy it out.
+    case bulkString(ByteBuffer)
     /// A null bulk string or a null array.
     case null
     case array([RESPValue])
@@ -18,7 +23,7 @@ public enum RESPValue: Sendable, Hashable {
     public var string: String? {
         switch self {
         case .simpleString(let text): return text
-        case .bulkString(let bytes): return String(decoding: bytes, as: UTF8.self)
+        case .bulkString(let buffer): return String(buffer: buffer)
         case .integer(let value): return String(value)
         case .error, .null, .array: return nil
         }
@@ -39,13 +44,19 @@ public enum RESPValue: Sendable, Hashable {
         return nil
     }
 
-    /// The bytes of a bulk or simple string.
+    /// The bytes of a bulk or simple string (a copy).
     public var bytes: [UInt8]? {
         switch self {
-        case .bulkString(let bytes): return bytes
+        case .bulkString(let buffer): return Array(buffer.readableBytesView)
         case .simpleString(let text): return Array(text.utf8)
         case .error, .integer, .null, .array: return nil
         }
+    }
+
+    /// The bytes of a bulk string, without a copy.
+    public var buffer: ByteBuffer? {
+        if case .bulkString(let buffer) = self { return buffer }
+        return nil
     }
 
     /// Whether this is the null reply.

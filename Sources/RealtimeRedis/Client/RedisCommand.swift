@@ -10,16 +10,28 @@ public struct RedisCommand: Sendable, Hashable {
 
     /// A command from text arguments, the first being the command name.
     public init(_ name: String, _ arguments: String...) {
-        self.init([name] + arguments)
+        self.init(reservingBytes: name.utf8.count + Self.byteCount(arguments), arguments: 1 + arguments.count)
+        append(name)
+        for argument in arguments { append(argument) }
     }
 
     /// A command from text arguments, the first being the command name.
     public init(_ arguments: [String]) {
         precondition(!arguments.isEmpty, "a Redis command needs a name")
-        storage = []
-        lengths = []
-        lengths.reserveCapacity(arguments.count)
+        self.init(reservingBytes: Self.byteCount(arguments), arguments: arguments.count)
         for argument in arguments { append(argument) }
+    }
+
+    /// An empty command with room for its arguments, so that appending them allocates each array once.
+    private init(reservingBytes bytes: Int, arguments: Int) {
+        storage = []
+        storage.reserveCapacity(bytes)
+        lengths = []
+        lengths.reserveCapacity(arguments)
+    }
+
+    private static func byteCount(_ arguments: [String]) -> Int {
+        arguments.reduce(0) { $0 + $1.utf8.count }
     }
 
     /// Appends a text argument.

@@ -149,6 +149,8 @@ final class RedisConnection: Sendable {
                 // Moved, not shared: the batch's buffer must stay unique for the next append not to copy it.
                 box.bytes = encoded
                 encoded = ByteBuffer()
+                // Room for a few callers' waiters at once, rather than growing the array one by one.
+                box.waiters.reserveCapacity(8)
             } else {
                 box.bytes!.writeBuffer(&encoded)
             }

@@ -191,7 +191,7 @@ final class RedisShardedSubscriber: Sendable {
         let generation = GenerationBox()
         let onMessage = self.onMessage
         let push: @Sendable (RESPValue) -> Void = { [weak self] value in
-            guard case .array(let parts) = value, parts.count == 3, let kind = parts[0].bytes,
+            guard case .array(let parts) = value, parts.count == 3, let kind = parts[0].buffer?.readableBytesView,
                 let channel = parts[1].bytes
             else { return }
             if kind.elementsEqual("smessage".utf8), let payload = parts[2].bytes {

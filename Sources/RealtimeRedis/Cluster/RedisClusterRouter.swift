@@ -204,18 +204,18 @@ final class RedisClusterRouter: Sendable {
     /// replies in order; a redirected reply is sent again on its own (following the redirect).
     func pipeline(_ commands: [RedisCommand]) async throws(RealtimeError) -> [RESPValue] {
         let topology = try await currentTopology()
-        // The owner of each command's slot, as an index into `topology.primaries` (-1: no key or no owner, any
-        // primary).
-        var owners = [Int](repeating: -1, count: commands.count)
-        var sameOwner = true
-        for (index, command) in commands.enumerated() {
-            // A slot no node serves goes to any primary too, whose redirect or error is then followed.
-            if let key = command.routingKey { owners[index] = topology.ownerIndex(of: RedisHashSlot.slot(of: key)) }
-            if owners[index] != owners[0] { sameOwner = false }
+        // The owner of a command's slot, as an index into `topology.primaries` (-1: no key or no owner, any
+        // primary). A slot no node serves goes to any primary too, whose redirect or error is then followed.
+        func ownerIndex(_ command: RedisCommand) -> Int {
+            guard let key = command.routingKey else { return -1 }
+            return topology.ownerIndex(of: RedisHashSlot.slot(of: key))
         }
-        if sameOwner {
+        guard let head = commands.first else { return [] }
+        let first = ownerIndex(head)
+        // Checked without an array of owners: the common case (one hash tag) allocates nothing for it.
+        if commands.dropFirst().allSatisfy({ ownerIndex($0) == first }) {
             // Every command on one node (one hash tag): one pipeline there, without grouping or a task group.
-            let address = owners[0] >= 0 ? topology.primaries[owners[0]] : anyPrimary(topology)
+            let address = first >= 0 ? topology.primaries[first] : anyPrimary(topology)
             guard let address else { throw RealtimeError(.backendUnavailable, "the Redis Cluster has no primary") }
             guard let pool = pool(at: address) else {
                 throw RealtimeError(.shutDown, "the Redis client was shut down")
@@ -231,6 +231,7 @@ final class RedisClusterRouter: Sendable {
             }
             return try await followingRedirects(commands, replies)
         }
+        let owners = commands.map(ownerIndex)
         let fallback = owners.contains(-1) ? anyPrimary(topology) : nil
         var groups: [RedisNodeAddress: [Int]] = [:]
         for (index, owner) in owners.enumerated() {
