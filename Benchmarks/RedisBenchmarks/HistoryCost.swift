@@ -70,6 +70,9 @@ private struct Cost {
     var rate: Double
     var processCPU: Duration
     var redisCPU: Duration?
+
+    /// CPU per publish of this process and redis-server together, in µs.
+    var totalCPU: Double { (processCPU + (redisCPU ?? .zero)).seconds * 1e6 }
 }
 
 private func cost(
@@ -149,6 +152,10 @@ func compareHistoryCost(configuration: RedisConfiguration, seconds: Double, roun
 
     var redisRatios: [Double] = []
     var memoryRatios: [Double] = []
+    // CPU per publish (this process plus redis-server) with/without history: steadier than the rates on a shared
+    // machine, where the rates follow what else runs.
+    var redisCPURatios: [Double] = []
+    var memoryCPURatios: [Double] = []
     for round in 1...rounds {
         print("round \(round) of \(rounds)")
         let plain = try await cost(client) { index in try await bus.publish(messages[index % users]) }
@@ -158,6 +165,7 @@ func compareHistoryCost(configuration: RedisConfiguration, seconds: Double, roun
         print(describe("  Redis, without history", plain))
         print(describe("  Redis, with history", recorded))
         redisRatios.append(plain.rate / recorded.rate)
+        redisCPURatios.append(recorded.totalCPU / plain.totalCPU)
         let memoryPlain = try await cost(nil) { index in try await memoryBus.publish(messages[index % users]) }
         let memoryRecorded = try await cost(nil) { index in
             _ = try await memoryBus.publish(messages[index % users], recordingIn: memoryStore)
@@ -169,11 +177,15 @@ func compareHistoryCost(configuration: RedisConfiguration, seconds: Double, roun
         print(describe("  in memory, with history", memoryRecorded))
         print(describe("  in memory, with history, evicting", memoryEvicting))
         memoryRatios.append(memoryPlain.rate / memoryRecorded.rate)
+        memoryCPURatios.append(memoryRecorded.totalCPU / memoryPlain.totalCPU)
         print(
             String(
-                format: "  time per publish with/without history: Redis %.2f×, in memory %.2f×",
+                format: "  time per publish with/without history: Redis %.2f×, in memory %.2f×; "
+                    + "CPU per publish: Redis %.2f×, in memory %.2f×",
                 redisRatios.last ?? .nan,
-                memoryRatios.last ?? .nan
+                memoryRatios.last ?? .nan,
+                redisCPURatios.last ?? .nan,
+                memoryCPURatios.last ?? .nan
             )
         )
     }
@@ -185,6 +197,15 @@ func compareHistoryCost(configuration: RedisConfiguration, seconds: Double, roun
             median(redisRatios),
             median(memoryRatios),
             drain.heard.load(ordering: .relaxed)
+        )
+    )
+    print(
+        String(
+            format: "median over %d rounds, CPU per publish (this process + redis-server) with/without history: "
+                + "Redis %.2f×, in memory %.2f×",
+            rounds,
+            median(redisCPURatios),
+            median(memoryCPURatios)
         )
     )
     await subscription.close()

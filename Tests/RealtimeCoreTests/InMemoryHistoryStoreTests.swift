@@ -203,3 +203,62 @@ private struct ForwardingHistoryStore: HistoryStore {
         #expect(await without.healthCheck().components["historyStore"] == nil)
     }
 }
+
+/// ``InMemoryHistoryStore/record(_:)-([BusMessage])``, the bus's single step: several messages under one lock.
+@Suite(.timeLimit(.minutes(1))) struct InMemoryHistoryBatchTests {
+    static func admins(_ message: BusMessage) -> BusMessage {
+        var forAdmins = message
+        forAdmins.route = .admins
+        return forAdmins
+    }
+
+    @Test func recordsEveryMessageWithAStreamAndPositionsThem() async throws {
+        let store = try InMemoryHistoryStore()
+        let event = HistoryStoreConformance.event("u1", 1)
+        var control = BusMessage(
+            origin: "srv-a",
+            route: .control,
+            payload: .control(.disconnectUser(userID: "u1", reason: "r"))
+        )
+        control.position = StreamPosition(epoch: "forged", offset: 7)
+        var batch = [event, Self.admins(event), control, HistoryStoreConformance.event("u2", 1)]
+        try store.record(&batch)
+        #expect(batch.map { $0.position?.offset } == [1, 1, nil, 1], "a route without history gets no position")
+        var again = [HistoryStoreConformance.event("u1", 2), Self.admins(HistoryStoreConformance.event("u1", 2))]
+        try store.record(&again)
+        #expect(again.map { $0.position?.offset } == [2, 2])
+        #expect(again[0].position?.epoch == batch[0].position?.epoch)
+        #expect(store.statistics.entries == 5)
+        // The administrators' stream holds both administrators' copies, at the positions they were given.
+        let read = try await store.read(
+            .admins,
+            after: StreamPosition(epoch: try #require(batch[1].position?.epoch), offset: 0),
+            limit: .init()
+        )
+        guard case .page(let page) = read else { throw RealtimeError(.internalError, "no page: \(read)") }
+        #expect(page.entries.map(\.position) == [batch[1].position, again[1].position].compactMap { $0 })
+    }
+
+    @Test func stopsAtTheFirstMessageItCannotRecord() async throws {
+        var configuration = HistoryConfiguration()
+        configuration.maxEntryBytes = 1024
+        let store = try InMemoryHistoryStore(configuration: configuration)
+        var batch = [
+            HistoryStoreConformance.event("u1", 1), HistoryStoreConformance.event("u1", 2, bytes: 2000),
+            HistoryStoreConformance.event("u2", 1),
+        ]
+        let error = #expect(throws: RealtimeError.self) { try store.record(&batch) }
+        #expect(error?.code == .limitExceeded)
+        #expect(batch.map { $0.position?.offset } == [1, nil, nil])
+        #expect(try await store.position(of: .user("u1")).offset == 1, "the message before it stays recorded")
+        #expect(try await store.position(of: .user("u2")).offset == 0, "none after it is recorded")
+        let controlOnAUserRoute = BusMessage(
+            origin: "srv-a",
+            route: .user("u3"),
+            payload: .control(.disconnectUser(userID: "u3", reason: "r"))
+        )
+        var refused = [controlOnAUserRoute]
+        #expect(throws: RealtimeError.self) { try store.record(&refused) }
+        #expect(try await store.position(of: .user("u3")).offset == 0)
+    }
+}

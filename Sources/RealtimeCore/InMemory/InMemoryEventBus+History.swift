@@ -6,8 +6,8 @@ extension InMemoryEventBus: HistoryRecordingEventBus {
         in history: any HistoryStore
     ) async throws(RealtimeError) -> [BusMessage]? {
         guard let store = history as? InMemoryHistoryStore else { return nil }
-        return try publish(messages) { message throws(RealtimeError) in
-            HistoryStream(message.route) == nil ? nil : try store.record(message)
+        return try publish(messages) { (messages: inout [BusMessage]) throws(RealtimeError) in
+            try store.record(&messages)
         }
     }
 }

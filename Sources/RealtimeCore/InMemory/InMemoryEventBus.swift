@@ -38,22 +38,50 @@ public final class InMemoryEventBus: EventBus {
 
     public func publish(_ message: BusMessage) async throws(RealtimeError) {
         let now = self.now()
-        state.withLock { $0.deliver(message, at: now) }
+        let handoffs = state.withLock { state in
+            var handoffs: [Handoff] = []
+            state.deliver(message, at: now, handingOff: &handoffs)
+            return handoffs
+        }
+        Self.resume(handoffs)
     }
 
-    /// Publishes `messages` after `record` gave each its position, all under the bus's lock, so every subscription
-    /// hears a stream's messages in the order of their offsets. Nothing is published if `record` throws.
+    /// Publishes `messages` in order under one acquisition of the bus's lock (a user-scoped event's two routes are
+    /// one call): every subscription hears them in this order, with no other publish between them.
+    public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
+        let now = self.now()
+        let handoffs = state.withLock { state in
+            var handoffs: [Handoff] = []
+            for index in messages.indices { state.deliver(messages[index], at: now, handingOff: &handoffs) }
+            return handoffs
+        }
+        Self.resume(handoffs)
+    }
+
+    /// Wakes the consumers that were waiting for the deliveries handed to them, after the bus's lock is released
+    /// (resuming a task schedules it, which the lock need not cover). Each consumer's deliveries stay in order:
+    /// the one handed off was taken from its buffer first, and the consumer takes the rest after it.
+    private static func resume(_ handoffs: [Handoff]) {
+        for (waiter, delivery) in handoffs { waiter.resume(returning: delivery) }
+    }
+
+    /// Publishes `messages` after `record` gave them their positions, all under the bus's lock, so every
+    /// subscription hears a stream's messages in the order of their offsets. Nothing is published if `record`
+    /// throws.
     func publish(
         _ messages: [BusMessage],
-        recordingWith record: (BusMessage) throws(RealtimeError) -> StreamPosition?
+        recordingWith record: (inout [BusMessage]) throws(RealtimeError) -> Void
     ) throws(RealtimeError) -> [BusMessage] {
         let now = self.now()
-        return try state.withLock { state throws(RealtimeError) in
+        let (recorded, handoffs) = try state.withLock { state throws(RealtimeError) in
             var recorded = messages
-            for index in recorded.indices { recorded[index].position = try record(recorded[index]) }
-            for message in recorded { state.deliver(message, at: now) }
-            return recorded
+            try record(&recorded)
+            var handoffs: [Handoff] = []
+            for index in recorded.indices { state.deliver(recorded[index], at: now, handingOff: &handoffs) }
+            return (recorded, handoffs)
         }
+        Self.resume(handoffs)
+        return recorded
     }
 
     public func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription {
@@ -109,11 +137,10 @@ public final class InMemoryEventBus: EventBus {
             let count = max(0, (state.interestCounts[key] ?? 0) + delta)
             if count == 0 {
                 state.interestCounts[key] = nil
-                state.interested[route]?.remove(subscription.id)
-                if state.interested[route]?.isEmpty == true { state.interested[route] = nil }
+                state.removeInterest(of: subscription.id, in: route)
             } else {
                 state.interestCounts[key] = count
-                state.interested[route, default: []].insert(subscription.id)
+                state.addInterest(of: subscription, in: route)
             }
         }
     }
@@ -126,12 +153,15 @@ public final class InMemoryEventBus: EventBus {
             let routes = state.interestCounts.keys.filter { $0.subscription == subscription.id }
             for key in routes {
                 state.interestCounts[key] = nil
-                state.interested[key.route]?.remove(subscription.id)
-                if state.interested[key.route]?.isEmpty == true { state.interested[key.route] = nil }
+                state.removeInterest(of: subscription.id, in: key.route)
             }
         }
     }
 }
+
+/// A consumer that was waiting, with the delivery taken for it from its buffer: resumed once the bus's lock is
+/// released.
+private typealias Handoff = (waiter: CheckedContinuation<BusDelivery?, Never>, delivery: BusDelivery)
 
 private struct RouteInterest: Hashable {
     var subscription: UInt64
@@ -143,15 +173,24 @@ private struct BusState {
     var published = 0
     var subscriptions: [UInt64: InMemoryEventBusSubscription] = [:]
     var byServer: [ServerID: Set<UInt64>] = [:]
-    /// Subscriptions with a counted interest in a route.
-    var interested: [BusRoute: Set<UInt64>] = [:]
+    /// Subscriptions with a counted interest in a route, in subscription order: kept sorted when interest changes
+    /// (rare), so a publish (frequent) walks them without building a set or sorting.
+    var interested: [BusRoute: [InMemoryEventBusSubscription]] = [:]
     var interestCounts: [RouteInterest: Int] = [:]
 
-    /// Hands `message` to every subscription hearing its route.
-    mutating func deliver(_ message: BusMessage, at time: Timestamp) {
+    /// Hands `message` to every subscription hearing its route; adds to `handoffs` the consumers to wake.
+    mutating func deliver(_ message: BusMessage, at time: Timestamp, handingOff handoffs: inout [Handoff]) {
         published += 1
-        for subscription in subscribers(of: message.route) {
-            subscription.enqueue(message, at: time)
+        switch message.route {
+        case .user, .admins:
+            guard let listeners = interested[message.route] else { return }
+            for subscription in listeners {
+                if let handoff = subscription.enqueue(message, at: time) { handoffs.append(handoff) }
+            }
+        case .everyone, .control, .server:
+            for subscription in subscribers(of: message.route) {
+                if let handoff = subscription.enqueue(message, at: time) { handoffs.append(handoff) }
+            }
         }
     }
 
@@ -163,11 +202,28 @@ private struct BusState {
             ids = Set(subscriptions.keys)
         case .server(let server):
             ids = byServer[server] ?? []
-            ids.formUnion(interested[route] ?? [])
+            ids.formUnion((interested[route] ?? []).lazy.map(\.id))
         case .user, .admins:
-            ids = interested[route] ?? []
+            return interested[route] ?? []
         }
         return ids.sorted().compactMap { subscriptions[$0] }
+    }
+
+    /// Adds `subscription` to the route's listeners, keeping them in subscription order (nothing if present).
+    mutating func addInterest(of subscription: InMemoryEventBusSubscription, in route: BusRoute) {
+        var listeners = interested.removeValue(forKey: route) ?? []
+        let index = listeners.firstIndex { $0.id >= subscription.id } ?? listeners.endIndex
+        if index == listeners.endIndex || listeners[index].id != subscription.id {
+            listeners.insert(subscription, at: index)
+        }
+        interested[route] = listeners
+    }
+
+    /// Removes the subscription `id` from the route's listeners, and the route once it has none.
+    mutating func removeInterest(of id: UInt64, in route: BusRoute) {
+        guard var listeners = interested.removeValue(forKey: route) else { return }
+        listeners.removeAll { $0.id == id }
+        if !listeners.isEmpty { interested[route] = listeners }
     }
 }
 
@@ -223,9 +279,9 @@ public final class InMemoryEventBusSubscription: EventBusSubscription {
     /// Deliveries waiting in the buffer.
     package var bufferedCount: Int { queue.buffer.withLock { $0.queue.count } }
 
-    fileprivate func enqueue(_ message: BusMessage, at time: Timestamp) {
-        let handoff = queue.buffer.withLock { $0.enqueue(message, at: time) }
-        if let (waiter, delivery) = handoff { waiter.resume(returning: delivery) }
+    /// Buffers `message`; returns the waiting consumer and the delivery taken for it, for the caller to resume.
+    fileprivate func enqueue(_ message: BusMessage, at time: Timestamp) -> Handoff? {
+        queue.buffer.withLock { $0.enqueue(message, at: time) }
     }
 }
 
@@ -281,7 +337,7 @@ private struct DeliveryBuffer {
     mutating func enqueue(
         _ message: BusMessage,
         at time: Timestamp
-    ) -> (CheckedContinuation<BusDelivery?, Never>, BusDelivery)? {
+    ) -> Handoff? {
         guard !closed else { return nil }
         if var gap = pendingGap {
             // A gap marker must precede the next message: both need room.

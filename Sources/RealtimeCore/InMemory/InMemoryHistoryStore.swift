@@ -21,6 +21,10 @@ public final class InMemoryHistoryStore: HistoryStore {
     private let now: @Sendable () -> Timestamp
     private let state = Mutex(HistoryState())
 
+    deinit {
+        state.withLock { $0.unlinkAll() }
+    }
+
     /// Creates an empty store.
     /// - Parameters:
     ///   - configuration: limits per stream and in all.
@@ -39,17 +43,38 @@ public final class InMemoryHistoryStore: HistoryStore {
         try record(message)
     }
 
-    /// Appends `message` to its stream at once (``append(_:)`` without suspending), for the bus's single step.
+    /// Appends `message` to its stream at once (``append(_:)`` without suspending).
     package func record(_ message: BusMessage) throws(RealtimeError) -> StreamPosition {
-        let stream = try HistoryStream(recording: message)
-        let bytes = try Self.encodedSize(of: message)
-        guard bytes <= configuration.maxEntryBytes else {
-            throw RealtimeError(
-                .limitExceeded,
-                "a history entry of \(bytes) bytes exceeds the limit of \(configuration.maxEntryBytes)"
-            )
+        var messages = [message]
+        try record(&messages)
+        guard let position = messages[0].position else {
+            throw RealtimeError(.invalidArgument, "the \(message.route) route keeps no history")
         }
-        return using(stream) { state, window in state.append(message, bytes: bytes, to: stream, window: window) }
+        return position
+    }
+
+    /// Appends, in order and under one acquisition of the store's lock, every message of `messages` whose route has
+    /// a ``HistoryStream``, setting its ``BusMessage/position`` (the others get none): the bus's single step. Each append is what ``append(_:)`` does (old entries past their age removed, the memory bound enforced
+    /// sparing the stream appended to).
+    ///
+    /// - Throws: when a message cannot be recorded (a control command, an entry over
+    ///   ``HistoryConfiguration/maxEntryBytes``); the messages before it stay recorded, none after it is.
+    package func record(_ messages: inout [BusMessage]) throws(RealtimeError) {
+        let now = self.now()
+        let configuration = self.configuration
+        try state.withLock { state throws(RealtimeError) in
+            state.sweep(now: now, retention: configuration.retention)
+            for index in messages.indices {
+                guard let stream = HistoryStream(messages[index].route) else {
+                    messages[index].position = nil
+                    continue
+                }
+                let bytes = try Self.checkedSize(of: messages[index], limit: configuration.maxEntryBytes)
+                let window = HistoryWindow(limits: configuration.limits(for: stream), now: now)
+                state.append(&messages[index], bytes: bytes, to: stream, window: window)
+                state.evict(toFit: configuration.memoryLimitBytes, sparing: stream)
+            }
+        }
     }
 
     public func read(
@@ -136,11 +161,22 @@ public final class InMemoryHistoryStore: HistoryStore {
 
     /// The size of the frame a client receives for `message`.
     static func encodedSize(of message: BusMessage) throws(RealtimeError) -> Int {
+        // The event's frame, when the message carries it, without copying the event out of the payload.
+        if let frame = message.eventFrame, case .event = message.payload { return frame.utf8.count }
         switch message.payload {
-        case .event(let event): return (message.eventFrame ?? WireProtocol.event(event)).utf8.count
+        case .event(let event): return WireProtocol.event(event).utf8.count
         case .notification(let notification): return WireProtocol.notification(notification).utf8.count
         case .control: throw RealtimeError(.invalidArgument, "control commands are not recorded in history")
         }
+    }
+
+    /// ``encodedSize(of:)``, refused over `limit`.
+    private static func checkedSize(of message: BusMessage, limit: Int) throws(RealtimeError) -> Int {
+        let bytes = try encodedSize(of: message)
+        guard bytes <= limit else {
+            throw RealtimeError(.limitExceeded, "a history entry of \(bytes) bytes exceeds the limit of \(limit)")
+        }
+        return bytes
     }
 }
 
@@ -153,24 +189,30 @@ private struct StoredEntry {
     var bytes: Int
     /// The estimated memory it takes (what the memory bound counts): its slot in the ring buffer, the encoded
     /// frame and the decoded message (about as large again), and their allocations' headers.
-    var footprint: Int { MemoryLayout<StoredEntry>.stride + 2 * bytes + 96 }
+    var footprint: Int { Self.footprint(bytes: bytes) }
+
+    static func footprint(bytes: Int) -> Int { MemoryLayout<StoredEntry>.stride + 2 * bytes + 96 }
 }
 
 /// One in-memory stream, linked into the store's use order. A class, so one dictionary lookup reaches it and every
 /// change is made in place; only the state's lock reaches it.
 private final class StoredStream {
+    /// Its key in the state's dictionary.
+    let stream: HistoryStream
     let epoch: String
     var last: Int64 = 0
     var entries = Deque<StoredEntry>()
     /// Estimated memory of the stream and its entries.
     var footprint: Int
     var lastUsed: Timestamp
-    /// Neighbours in use order (keys, so the dictionary alone owns the streams): `older` toward the least
-    /// recently used stream.
-    var older: HistoryStream?
-    var newer: HistoryStream?
+    /// Neighbours in use order, `older` toward the least recently used stream: references, so moving a stream in
+    /// the order takes no dictionary lookup. They form cycles that ``HistoryState/forget(_:)`` and
+    /// ``HistoryState/unlinkAll()`` (when the store goes away) break.
+    var older: StoredStream?
+    var newer: StoredStream?
 
-    init(epoch: String, footprint: Int, lastUsed: Timestamp) {
+    init(stream: HistoryStream, epoch: String, footprint: Int, lastUsed: Timestamp) {
+        self.stream = stream
         self.epoch = epoch
         self.footprint = footprint
         self.lastUsed = lastUsed
@@ -186,8 +228,8 @@ private final class StoredStream {
 /// Every stream, in use order (a doubly linked list through the dictionary's values), with the memory they take.
 private struct HistoryState {
     var streams: [HistoryStream: StoredStream] = [:]
-    var oldest: HistoryStream?
-    var newest: HistoryStream?
+    var oldest: StoredStream?
+    var newest: StoredStream?
     var totalBytes = 0
     var entryCount = 0
     var evictedEntries = 0
@@ -199,17 +241,22 @@ private struct HistoryState {
         let record: StoredStream
         if let known = streams[stream] {
             record = known
-            if newest != stream {
-                unlink(stream, record)
-                link(stream, record)
+            if newest !== record {
+                unlink(record)
+                link(record)
             }
             record.lastUsed = window.now
         } else {
             let overhead = StoredStream.overhead(stream)
-            record = StoredStream(epoch: RandomID.hex(bytes: 8), footprint: overhead, lastUsed: window.now)
+            record = StoredStream(
+                stream: stream,
+                epoch: RandomID.hex(bytes: 8),
+                footprint: overhead,
+                lastUsed: window.now
+            )
             streams[stream] = record
             totalBytes += overhead
-            link(stream, record)
+            link(record)
         }
         while let first = record.entries.first, window.isExpired(first.timestamp) {
             removeFirstEntry(of: record)
@@ -217,24 +264,23 @@ private struct HistoryState {
         return record
     }
 
+    /// Appends `message` to `stream`, setting its position.
     mutating func append(
-        _ message: BusMessage,
+        _ message: inout BusMessage,
         bytes: Int,
         to stream: HistoryStream,
         window: HistoryWindow
-    ) -> StreamPosition {
+    ) {
         let record = use(stream, window: window)
-        let position = StreamPosition(epoch: record.epoch, offset: record.last + 1)
-        var recorded = message
-        recorded.position = position
-        let entry = StoredEntry(offset: position.offset, timestamp: window.now, message: recorded, bytes: bytes)
-        record.entries.append(entry)
-        record.last = position.offset
-        record.footprint += entry.footprint
-        totalBytes += entry.footprint
+        let offset = record.last + 1
+        message.position = StreamPosition(epoch: record.epoch, offset: offset)
+        record.entries.append(StoredEntry(offset: offset, timestamp: window.now, message: message, bytes: bytes))
+        let footprint = StoredEntry.footprint(bytes: bytes)
+        record.last = offset
+        record.footprint += footprint
+        totalBytes += footprint
         entryCount += 1
         while record.entries.count > window.limits.maxEntries { removeFirstEntry(of: record) }
-        return position
     }
 
     /// Up to `count` entries of `record` from `offset + 1` on (its offsets are contiguous: removals take its
@@ -259,16 +305,16 @@ private struct HistoryState {
 
     /// Forgets the streams unused for `retention`, least recently used first.
     mutating func sweep(now: Timestamp, retention: Duration) {
-        while let stream = oldest, let record = streams[stream], record.lastUsed + retention <= now {
-            forget(stream)
+        while let record = oldest, record.lastUsed + retention <= now {
+            forget(record)
         }
     }
 
     /// Removes entries, then streams, least recently used first, until the estimate fits `limit`. The entries of
     /// `spared` (the stream just used) go last, and its newest entry stays.
     mutating func evict(toFit limit: Int, sparing spared: HistoryStream) {
-        while totalBytes > limit, let victim = oldest, let record = streams[victim] {
-            if victim == spared {
+        while totalBytes > limit, let record = oldest {
+            if record.stream == spared {
                 // Only the stream in use is left.
                 guard record.entries.count > 1 else { return }
                 removeFirstEntry(of: record)
@@ -277,7 +323,7 @@ private struct HistoryState {
                 removeFirstEntry(of: record)
                 evictedEntries += 1
             } else {
-                forget(victim)
+                forget(record)
             }
         }
     }
@@ -289,26 +335,38 @@ private struct HistoryState {
         entryCount -= 1
     }
 
-    private mutating func forget(_ stream: HistoryStream) {
-        guard let record = streams.removeValue(forKey: stream) else { return }
-        unlink(stream, record)
+    private mutating func forget(_ record: StoredStream) {
+        guard streams.removeValue(forKey: record.stream) != nil else { return }
+        unlink(record)
         totalBytes -= record.footprint
         entryCount -= record.entries.count
         forgottenStreams += 1
     }
 
-    /// Makes `record` (of `stream`) the most recently used.
-    private mutating func link(_ stream: HistoryStream, _ record: StoredStream) {
+    /// Makes `record` the most recently used.
+    private mutating func link(_ record: StoredStream) {
         record.older = newest
         record.newer = nil
-        if let newest { streams[newest]?.newer = stream } else { oldest = stream }
-        newest = stream
+        if let newest { newest.newer = record } else { oldest = record }
+        newest = record
     }
 
-    private mutating func unlink(_ stream: HistoryStream, _ record: StoredStream) {
-        if let older = record.older { streams[older]?.newer = record.newer } else { oldest = record.newer }
-        if let newer = record.newer { streams[newer]?.older = record.older } else { newest = record.older }
+    private mutating func unlink(_ record: StoredStream) {
+        if let older = record.older { older.newer = record.newer } else { oldest = record.newer }
+        if let newer = record.newer { newer.older = record.older } else { newest = record.older }
         record.older = nil
         record.newer = nil
+    }
+
+    /// Breaks every link between streams (their reference cycles), for the store's deinitialisation.
+    mutating func unlinkAll() {
+        var next = oldest
+        while let record = next {
+            next = record.newer
+            record.older = nil
+            record.newer = nil
+        }
+        oldest = nil
+        newest = nil
     }
 }

@@ -36,8 +36,7 @@ extension RedisEventBus: HistoryRecordingEventBus {
         in history: any HistoryStore
     ) async throws(RealtimeError) -> [BusMessage]? {
         guard let store = history as? RedisHistoryStore, store.client === client,
-            store.signer.fingerprint == signer.fingerprint, store.prefix == prefix,
-            statistics.queuedPublishes == 0
+            store.signer.fingerprint == signer.fingerprint, store.prefix == prefix, !hasQueuedPublishes
         else { return nil }
         var published: [BusMessage] = []
         published.reserveCapacity(messages.count)

@@ -353,6 +353,9 @@ public final class RedisEventBus: EventBus, Sendable {
         )
     }
 
+    /// Whether publishes wait for Redis to come back (``statistics``' `queuedPublishes` is not zero), under one lock.
+    var hasQueuedPublishes: Bool { queue.withLock { !$0.items.isEmpty } }
+
     /// Counters since the bus was created.
     package var statistics:
         (

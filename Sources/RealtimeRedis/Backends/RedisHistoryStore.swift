@@ -32,6 +32,11 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
     /// Fresh epochs are this store's random token and a count: unique without a system call per append.
     private let epochToken = RandomID.hex(bytes: 8)
     private let epochCount = Atomic<UInt64>(0)
+    /// The append script's fixed arguments, formatted once: per kind of stream its entries kept and maximum age in
+    /// ms, and the retention in ms.
+    private let userArguments: (maxEntries: String, maxAge: String)
+    private let sharedArguments: (maxEntries: String, maxAge: String)
+    private let retentionArgument: String
 
     /// - Parameters:
     ///   - client: the Redis client.
@@ -57,6 +62,12 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
         self.prefix = prefix
         self.configuration = configuration
         self.now = now
+        func arguments(_ limits: HistoryLimits) -> (maxEntries: String, maxAge: String) {
+            (String(limits.maxEntries), String(max(1, limits.maxAge.milliseconds)))
+        }
+        userArguments = arguments(configuration.userStreams)
+        sharedArguments = arguments(configuration.sharedStreams)
+        retentionArgument = String(configuration.retention.milliseconds)
     }
 
     /// The bus channel of `route`, which entries are sealed for (the bus's ``RedisEventBus/channel(for:)``).
@@ -97,22 +108,24 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
                 "a history entry of \(payload.count) bytes exceeds the limit of \(configuration.maxEntryBytes)"
             )
         }
-        let keys = streams.flatMap { stream in
-            let keys = self.keys(of: stream)
-            return [keys.entries, keys.meta]
+        var keys: [String] = []
+        keys.reserveCapacity(2 * streams.count)
+        for stream in streams {
+            let (entries, meta) = self.keys(of: stream)
+            keys.append(entries)
+            keys.append(meta)
         }
-        let time = String(now().millisecondsSinceEpoch)
-        let retention = String(configuration.retention.milliseconds)
+        let time = now().millisecondsSinceEpoch
         let script = client.usesShardedPubSub ? RedisHistoryScripts.appendSharded : RedisHistoryScripts.append
         let reply = try await script.run(on: client, keys: keys, affinity: affinity) { command in
             command.append(bytes: payload)
             command.append(channel ?? "")
             command.append(time)
             for stream in streams {
-                let limits = configuration.limits(for: stream)
-                command.append(Int64(limits.maxEntries))
-                command.append(max(1, limits.maxAge.milliseconds))
-                command.append(retention)
+                let limits = stream.isShared ? sharedArguments : userArguments
+                command.append(limits.maxEntries)
+                command.append(limits.maxAge)
+                command.append(retentionArgument)
                 command.append(freshEpoch())
             }
         }
