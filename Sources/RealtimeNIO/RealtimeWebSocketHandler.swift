@@ -14,7 +14,8 @@ public import RealtimeCore
 /// it activates the hub's `UpgradeTicket` with `RealtimeHub.connect(_:)`, then:
 /// - writes what the hub queues for the connection (`HubConnection.onOutboundReady(coalescedBy:_:)` +
 ///   `HubConnection.drainOutbound(maxFrames:_:)`): the wake-ups of every connection on one event loop are
-///   coalesced into one job on the loop, and every wake-up writes the queued frames as a batch with one flush
+///   coalesced into one job on the loop (which, while the loop is busy writing, starts up to 1 ms after the last
+///   one so a burst's frames share writes), and every wake-up writes the queued frames as a batch with one flush
 ///   (one gathering write), only while the channel is writable — frames a slow client does not take stay in the
 ///   hub's bounded queue, which closes the connection as a slow consumer when it overflows. Shared frames
 ///   (`OutboundFrame.encodedText(_:)`, events and notifications) are written as they were encoded, once per
