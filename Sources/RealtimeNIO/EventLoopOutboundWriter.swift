@@ -20,12 +20,16 @@ final class EventLoopOutboundWriter {
 
     private let eventLoop: any EventLoop
 
+    /// How long a write job waits for more wake-ups when the loop is writing a burst (see `WriteCoalescingWindow`).
+    static let coalescingWindow = TimeAmount.milliseconds(1)
+
     private init(eventLoop: any EventLoop) {
         // Strong: nothing holds a weak reference to an event loop, or to this writer. (A weakly referenced object
         // keeps its reference count in a side table, and every retain of it then takes the runtime's slow path; NIO
         // retains the loop all along each write.)
         self.eventLoop = eventLoop
-        self.coalescer = OutboundWakeCoalescer { job in eventLoop.execute(job) }
+        let window = WriteCoalescingWindow(window: Self.coalescingWindow)
+        self.coalescer = OutboundWakeCoalescer { job in window.schedule(job, on: eventLoop) }
     }
 
     /// The `ByteBuffer` of a shared frame, made on this loop's first write of it.

@@ -14,7 +14,8 @@ public import RealtimeCore
 /// it activates the hub's `UpgradeTicket` with `RealtimeHub.connect(_:)`, then:
 /// - writes what the hub queues for the connection (`HubConnection.onOutboundReady(coalescedBy:_:)` +
 ///   `HubConnection.drainOutbound(maxFrames:_:)`): the wake-ups of every connection on one event loop are
-///   coalesced into one job on the loop, and every wake-up writes the queued frames as a batch with one flush
+///   coalesced into one job on the loop (which, while the loop is busy writing, starts up to 1 ms after the last
+///   one so a burst's frames share writes), and every wake-up writes the queued frames as a batch with one flush
 ///   (one gathering write), only while the channel is writable — frames a slow client does not take stay in the
 ///   hub's bounded queue, which closes the connection as a slow consumer when it overflows. Shared frames
 ///   (`OutboundFrame.encodedText(_:)`, events and notifications) are written as they were encoded, once per
@@ -231,39 +232,60 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         var result: OutboundDrainResult
         repeat {
             result = .more
-            var wrote = false
+            var written = Written.nothing
             while result == .more && isWritable {
-                // The pass's frames are taken from the queue, then written. The array is the loop's (no allocation
-                // per pass, no buffer kept per connection).
+                // The pass's frames are taken from the queue under one lock, then written. The array is the loop's
+                // (no allocation per pass, no buffer kept per connection).
                 var pass = loopWriter?.borrowPass() ?? []
-                result = connection.drainOutbound(maxFrames: Self.framesPerDrain) { pass.append($0) }
-                wrote = write(pass, context: context) || wrote
+                result = connection.drainOutbound(maxFrames: Self.framesPerDrain, into: &pass)
+                written.add(write(pass, context: context))
                 loopWriter?.returnPass(&pass)
             }
             // The flush can make the channel writable again, which re-enters `channelWritabilityChanged` while
             // this loop still runs: the state machine then asks for another pass.
-            if wrote { context.flush() }
+            switch written {
+            case .nothing: break
+            // Only shared frames, written below NIO's frame encoder: flushed from there as well (the encoder
+            // keeps nothing to flush), which skips the pipeline hops between this handler and the encoder.
+            case .encodedFrames: encodedFrameOutput?.flush()
+            case .throughPipeline: context.flush()
+            }
         } while state.drainPassEnded(result)
         perform(state.drainEnded(result))
     }
 
-    /// Writes the frames of a pass, in order, without flushing. Returns whether anything was written. Two or more
-    /// shared frames go out as one buffer that every connection of the loop draining the same frames shares (one
-    /// NIO write, not one per frame).
-    private func write(_ pass: [OutboundFrame], context: ChannelHandlerContext) -> Bool {
+    /// What a pass wrote, and so where its flush starts.
+    enum Written {
+        case nothing
+        /// Only shared frames, from the context of NIO's `WebSocketFrameEncoder`.
+        case encodedFrames
+        /// Something went through this handler's context (replies, pings, the close frame).
+        case throughPipeline
+
+        mutating func add(_ other: Written) {
+            switch (self, other) {
+            case (_, .nothing), (.throughPipeline, _): break
+            default: self = other
+            }
+        }
+    }
+
+    /// Writes the frames of a pass, in order, without flushing. Two or more shared frames go out as one buffer that
+    /// every connection of the loop draining the same frames shares (one NIO write, not one per frame).
+    private func write(_ pass: [OutboundFrame], context: ChannelHandlerContext) -> Written {
         if pass.count > 1, let encodedFrameOutput, let loopWriter,
             let joined = loopWriter.joinedBuffer(for: pass, allocator: allocator)
         {
             encodedFrameOutput.write(NIOAny(joined), promise: nil)
-            return true
+            return .encodedFrames
         }
-        var wrote = false
-        for frame in pass { wrote = write(frame, context: context) || wrote }
-        return wrote
+        var written = Written.nothing
+        for frame in pass { written.add(write(frame, context: context)) }
+        return written
     }
 
-    /// Writes one frame without flushing. Returns whether anything was written.
-    private func write(_ frame: OutboundFrame, context: ChannelHandlerContext) -> Bool {
+    /// Writes one frame without flushing.
+    private func write(_ frame: OutboundFrame, context: ChannelHandlerContext) -> Written {
         switch frame {
         case .text(let text):
             var buffer = allocator.buffer(capacity: Self.headerRoom + text.utf8.count)
@@ -271,7 +293,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             buffer.moveReaderIndex(forwardBy: Self.headerRoom)
             buffer.writeString(text)
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
-            return true
+            return .throughPipeline
         case .encodedText(let frame):
             // The frame is encoded once per event and its buffer made once per event loop: every connection writes
             // the same buffer (a reference, not a copy).
@@ -279,20 +301,20 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
                 loopWriter?.buffer(for: frame, allocator: allocator) ?? allocator.buffer(bytes: frame.webSocketFrame)
             if let encodedFrameOutput {
                 encodedFrameOutput.write(NIOAny(buffer), promise: nil)
-            } else {
-                // No NIO frame encoder in this pipeline: hand the payload to whatever encodes frames here.
-                let payload = buffer.getSlice(at: frame.payloadOffset, length: frame.payloadByteCount) ?? ByteBuffer()
-                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: payload)), promise: nil)
+                return .encodedFrames
             }
-            return true
+            // No NIO frame encoder in this pipeline: hand the payload to whatever encodes frames here.
+            let payload = buffer.getSlice(at: frame.payloadOffset, length: frame.payloadByteCount) ?? ByteBuffer()
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: payload)), promise: nil)
+            return .throughPipeline
         case .ping:
             let data = allocator.buffer(string: pingPayload)
             context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: data)), promise: nil)
-            return true
+            return .throughPipeline
         case .close(let code, let reason):
             let actions = state.closeRequestedByHub(code, reason: reason)
             perform(actions)
-            return !actions.isEmpty
+            return actions.isEmpty ? .nothing : .throughPipeline
         }
     }
 

@@ -57,7 +57,10 @@ import Testing
         #expect(!queue.isTerminated)
         #expect(queue.enqueue(.text("late")) == .closed)
         #expect(queue.enqueue(.text("forced"), force: true) == .closed)
+        // The close frame counts like any frame (its reason's bytes), and draining it leaves nothing counted.
+        #expect(queue.depth == (1, 4))
         #expect(drained(queue) == ([.close(.slowConsumer, reason: "slow")], .finished))
+        #expect(queue.depth == (0, 0))
         #expect(drained(queue) == ([], .finished))
     }
 
@@ -161,5 +164,59 @@ import Testing
         #expect(queue.enqueueDeferringWake(.text("d")) == .queuedConsumerToWake)
         queue.close(.normal, reason: "bye")
         #expect(queue.enqueueDeferringWake(.text("e")) == .closed)
+    }
+    /// The batch drain (one lock per pass) takes the frames the per-frame drain hands over, reports the same result
+    /// and re-arms the ready handler the same way, step for step.
+    @Test(arguments: [1, 2, 3, 64])
+    func theBatchDrainMatchesThePerFrameDrain(maxFrames: Int) {
+        let perFrame = OutboundQueue(maxFrames: 10, maxBytes: 1000)
+        let batch = OutboundQueue(maxFrames: 10, maxBytes: 1000)
+        let perFrameCalls = Calls()
+        let batchCalls = Calls()
+        perFrame.onReady { perFrameCalls.record() }
+        batch.onReady { batchCalls.record() }
+        var taken: [OutboundFrame] = [.text("already there")]
+        var perFrameTaken: [OutboundFrame] = []
+        func step(_ enqueue: [OutboundFrame], close: Bool = false) {
+            for frame in enqueue {
+                #expect(perFrame.enqueue(frame) == batch.enqueue(frame))
+            }
+            if close {
+                #expect(perFrame.close(.normal, reason: "bye", flush: true))
+                #expect(batch.close(.normal, reason: "bye", flush: true))
+            }
+            while true {
+                let (frames, expected) = drained(perFrame, maxFrames: maxFrames)
+                perFrameTaken += frames
+                let result = batch.drain(maxFrames: maxFrames, into: &taken)
+                #expect(result == expected)
+                #expect(batch.depth == perFrame.depth)
+                #expect(batchCalls.value == perFrameCalls.value)
+                if result != .more { break }
+            }
+        }
+        step([.text("a")])
+        step([.text("b"), .ping, .text("c"), .text("d")])
+        step([])
+        step([.text("e"), .text("f")], close: true)
+        #expect(taken == [.text("already there")] + perFrameTaken)
+        #expect(perFrameTaken.last == .close(.normal, reason: "bye"))
+        #expect(batch.depth == (0, 0))
+        #expect(batch.drain(maxFrames: maxFrames, into: &taken) == .finished)
+    }
+
+    @Test func theBatchDrainFreesTheBoundsOfWhatItTook() {
+        let queue = OutboundQueue(maxFrames: 2, maxBytes: 1000)
+        _ = queue.enqueue(.text("abc"))
+        _ = queue.enqueue(.text("de"))
+        #expect(queue.enqueue(.text("f")) == .overflow)
+        var taken: [OutboundFrame] = []
+        #expect(queue.drain(maxFrames: 1, into: &taken) == .more)
+        #expect(queue.depth == (1, 2))
+        #expect(queue.enqueue(.text("f")) == .queued)
+        #expect(queue.drain(maxFrames: 0, into: &taken) == .more)
+        #expect(queue.drain(maxFrames: .max, into: &taken) == .idle)
+        #expect(taken == [.text("abc"), .text("de"), .text("f")])
+        #expect(queue.depth == (0, 0))
     }
 }

@@ -58,6 +58,14 @@ public final class HubConnection: Sendable {
         try core.queue.drain(maxFrames: maxFrames, body)
     }
 
+    /// Moves queued frames to the end of `frames`, in order, at most `maxFrames` of them, taking the queue's lock
+    /// once for all of them, and reports what is left, as ``drainOutbound(maxFrames:_:)`` does. The frames are out
+    /// of the queue when this returns: write every one of them. For an event-loop writer that collects a pass's
+    /// frames before writing them (one lock and no closure per frame).
+    public func drainOutbound(maxFrames: Int = .max, into frames: inout [OutboundFrame]) -> OutboundDrainResult {
+        core.queue.drain(maxFrames: maxFrames, into: &frames)
+    }
+
     /// Handles one inbound text frame. Never throws: every problem is answered with an `error` message or,
     /// where a documented limit says so, a close frame on ``outbound``.
     public func receive(text: String) async {

@@ -125,6 +125,8 @@ final class OutboundQueue: Sendable {
                 return (true, waiter, false)
             }
             state.frames.append(frame)
+            // Counted like every frame, so draining it brings the bytes back to zero.
+            state.bytes += frame.byteCount
             return (true, nil, state.disarm())
         }
         waiter?.resume(returning: frame)
@@ -204,6 +206,26 @@ final class OutboundQueue: Sendable {
             case .stop(let result):
                 return result
             }
+        }
+    }
+
+    /// Moves up to `maxFrames` queued frames, in order, to the end of `frames` under one lock (not one lock per
+    /// frame), and reports what is left, as ``drain(maxFrames:_:)`` does. The frames are out of the queue (and off
+    /// its bounds) when this returns: the caller writes all of them.
+    func drain(maxFrames: Int, into frames: inout [OutboundFrame]) -> OutboundDrainResult {
+        state.withLock { state in
+            var taken = 0
+            while taken < maxFrames, let frame = state.frames.popFirst() {
+                state.bytes -= frame.byteCount
+                frames.append(frame)
+                taken += 1
+            }
+            if state.frames.isEmpty {
+                if state.closed { return .finished }
+                state.armed = true
+                return .idle
+            }
+            return .more
         }
     }
 
