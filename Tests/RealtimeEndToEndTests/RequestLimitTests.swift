@@ -133,16 +133,20 @@ struct RequestLimitTests {
 
     @Test("a trickled head is cut off with 408 and counts toward the address's violations until it is blocked")
     func trickledHead() async throws {
+        // The deadline counts from the connection's start: 2 s leaves a loaded machine time to send the first
+        // byte (with 300 ms, a test task scheduled late made it an idle connection, closed without a reply). The
+        // deadline itself is tested on a manual clock in `HTTPHeadLimitHandlerTests`.
         try await TestServer.with({
-            $0.http.headerReadTimeout = .milliseconds(300)
+            $0.http.headerReadTimeout = .seconds(2)
             $0.rateLimits.violationsBeforeBlock = 2
         }) { server in
             for _ in 0..<2 {
                 let socket = try await TestSocket.connect(port: server.port)
-                // One byte at a time, each well inside the timeout, never finishing the head.
+                // One byte at a time, each well inside the timeout, never finishing the head (at most 12 s).
                 let reply = try await withThrowingTaskGroup(of: HTTPReply?.self) { group in
                     group.addTask {
-                        for byte in "GET /ws/health HTTP/1.1\r\nHost: slow\r\nX-Slow: ".utf8 {
+                        let head = "GET /ws/health HTTP/1.1\r\nHost: slow\r\nX-Slow: ".utf8
+                        for byte in head + Array(repeating: UInt8(ascii: "s"), count: 600 - head.count) {
                             try? await socket.write([byte])
                             try await Task.sleep(for: .milliseconds(20))
                         }

@@ -1,0 +1,114 @@
+import NIOCore
+import NIOEmbedded
+import RealtimeCore
+import Synchronization
+import Testing
+
+@testable import RealtimeNIO
+
+/// `HTTPHeadLimitHandler`'s header-read timeout and refusals on an `EmbeddedEventLoop`, whose clock moves only when
+/// the test says. (`EmbeddedChannel` closes fully on `close(mode: .output)`, so the lingering close after a refusal
+/// is left to the socket tests in `RequestLimitTests`.)
+@Suite struct HTTPHeadLimitHandlerTests {
+    /// A connected channel with the handler, its loop and the violations it reported.
+    final class Harness {
+        let loop = EmbeddedEventLoop()
+        let channel: EmbeddedChannel
+        let violations = Violations()
+
+        /// The reasons the handler reported, in order.
+        final class Violations: Sendable {
+            let reasons = Mutex<[String]>([])
+        }
+
+        var reports: [String] { violations.reasons.withLock { $0 } }
+
+        init(timeout: Duration = .milliseconds(300), maxHeaderFieldBytes: Int = 8 * 1024) throws {
+            var limits = HubConfiguration.HTTPLimits()
+            limits.headerReadTimeout = timeout
+            limits.maxHeaderFieldBytes = maxHeaderFieldBytes
+            channel = EmbeddedChannel(loop: loop)
+            let violations = self.violations
+            try channel.pipeline.syncOperations.addHandler(
+                HTTPHeadLimitHandler(limits: limits) { reason, _ in violations.reasons.withLock { $0.append(reason) } }
+            )
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        }
+
+        func send(_ text: String) throws {
+            try channel.writeInbound(channel.allocator.buffer(string: text))
+        }
+
+        /// What the handler wrote back, as text (nil when it wrote nothing).
+        func reply() throws -> String? {
+            try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) }
+        }
+
+        func advance(_ milliseconds: Int64) { loop.advanceTime(by: .milliseconds(milliseconds)) }
+    }
+
+    @Test func aConnectionThatSendsNothingIsClosedQuietlyAtTheTimeout() throws {
+        let harness = try Harness()
+        harness.advance(299)
+        #expect(harness.channel.isActive)
+        harness.advance(1)
+        #expect(!harness.channel.isActive)
+        #expect(try harness.reply() == nil)
+        #expect(harness.reports.isEmpty)
+    }
+
+    /// The flaky socket test's case, without the race: bytes that keep coming do not extend the deadline of the
+    /// first request, counted from the connection's start.
+    @Test func aTrickledHeadGets408AtTheTimeoutAndIsReported() throws {
+        let harness = try Harness()
+        for byte in "GET /ws/health HTTP/1.1\r\nHost: slow\r\nX-Slow: ".utf8.prefix(14) {
+            try harness.send(String(UnicodeScalar(byte)))
+            harness.advance(20)
+        }
+        // 280 ms in: still reading.
+        #expect(try harness.reply() == nil)
+        harness.advance(19)
+        #expect(try harness.reply() == nil)
+        harness.advance(1)
+        let reply = try #require(try harness.reply())
+        #expect(reply.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
+        #expect(reply.contains("Connection: close\r\n"))
+        #expect(reply.contains(#""code":"request_timeout""#))
+        #expect(reply.contains("the request head did not arrive within 300 ms"))
+        #expect(harness.reports == ["header_timeout"])
+        // Nothing the client still sends reaches the HTTP parser (what came before the refusal did, as it came).
+        var passed = ""
+        while let buffer = try harness.channel.readInbound(as: ByteBuffer.self) { passed += String(buffer: buffer) }
+        #expect(passed == "GET /ws/health")
+        try? harness.send("more")
+        #expect(try harness.channel.readInbound(as: ByteBuffer.self) == nil)
+    }
+
+    @Test func aHeadThatCompletesInTimeIsPassedOnAndTheTimerStops() throws {
+        let harness = try Harness()
+        try harness.send("GET /ws/health HTTP/1.1\r\n")
+        harness.advance(200)
+        try harness.send("Host: a\r\n\r\n")
+        harness.advance(1_000)
+        #expect(harness.channel.isActive)
+        #expect(try harness.reply() == nil)
+        var passed = ""
+        while let buffer = try harness.channel.readInbound(as: ByteBuffer.self) { passed += String(buffer: buffer) }
+        #expect(passed == "GET /ws/health HTTP/1.1\r\nHost: a\r\n\r\n")
+        // The next request's head has its own deadline, from its first byte.
+        try harness.send("GET /ws/health HTTP/1.1\r\n")
+        harness.advance(299)
+        #expect(try harness.reply() == nil)
+        harness.advance(1)
+        #expect(try harness.reply()?.hasPrefix("HTTP/1.1 408 ") == true)
+    }
+
+    @Test func aHeaderLineOverItsLimitGets431AtOnce() throws {
+        let harness = try Harness(maxHeaderFieldBytes: 64)
+        try harness.send("GET / HTTP/1.1\r\nX-Big: " + String(repeating: "b", count: 100))
+        let reply = try #require(try harness.reply())
+        #expect(reply.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+        #expect(reply.contains(#""code":"header_too_large""#))
+        #expect(harness.reports == ["header_too_large"])
+    }
+}
