@@ -181,16 +181,8 @@ private struct BusState {
     /// Hands `message` to every subscription hearing its route; adds to `handoffs` the consumers to wake.
     mutating func deliver(_ message: BusMessage, at time: Timestamp, handingOff handoffs: inout [Handoff]) {
         published += 1
-        switch message.route {
-        case .user, .admins:
-            guard let listeners = interested[message.route] else { return }
-            for subscription in listeners {
-                if let handoff = subscription.enqueue(message, at: time) { handoffs.append(handoff) }
-            }
-        case .everyone, .control, .server:
-            for subscription in subscribers(of: message.route) {
-                if let handoff = subscription.enqueue(message, at: time) { handoffs.append(handoff) }
-            }
+        for subscription in subscribers(of: message.route) {
+            if let handoff = subscription.enqueue(message, at: time) { handoffs.append(handoff) }
         }
     }
 

@@ -30,22 +30,18 @@ package enum RedisHashSlot {
         {
             hashed = bytes[(open + 1)..<close]
         }
-        return table.withUnsafeBufferPointer { table in
-            var crc: UInt16 = 0
-            for byte in hashed {
-                crc = (crc << 8) ^ table[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)]
-            }
-            return Int(crc % UInt16(count))
-        }
+        return Int(crc16(hashed) % UInt16(count))
     }
 
     /// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as in the Redis Cluster specification.
-    package static func crc16(_ bytes: ArraySlice<UInt8>) -> UInt16 {
-        var crc: UInt16 = 0
-        for byte in bytes {
-            crc = (crc << 8) ^ table[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)]
+    package static func crc16(_ bytes: some Sequence<UInt8>) -> UInt16 {
+        table.withUnsafeBufferPointer { table in
+            var crc: UInt16 = 0
+            for byte in bytes {
+                crc = (crc << 8) ^ table[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)]
+            }
+            return crc
         }
-        return crc
     }
 
     private static let table: [UInt16] = (0..<256).map { index in
