@@ -34,6 +34,20 @@ import Testing
                 route: .control,
                 payload: .control(.revokeUser(userID: "u1", issuedBefore: Self.stamp, reason: "r"))
             ),
+            BusMessage(
+                origin: "srv_b",
+                route: .control,
+                payload: .control(
+                    .disconnectSession(sessionID: "s", reason: "r", notices: [Self.notice("u1"), Self.notice("u2")])
+                )
+            ),
+            BusMessage(
+                origin: "srv_b",
+                route: .control,
+                payload: .control(
+                    .revokeUser(userID: "u1", issuedBefore: Self.stamp, reason: "r", notice: Self.notice("u1"))
+                )
+            ),
         ]
         for message in messages {
             #expect(try RedisBusCodec.decode(RedisBusCodec.encode(message, alsoAdmins: false)).message == message)
@@ -41,6 +55,43 @@ import Testing
     }
 
     static let stamp = Timestamp(millisecondsSinceEpoch: 1_795_940_572_123)
+
+    static func notice(_ userID: String) -> RevocationNotice {
+        RevocationNotice(
+            event: RealtimeEvent(
+                type: .sessionRevoked,
+                userID: userID,
+                sessionID: "s",
+                timestamp: stamp,
+                data: ["reason": "r"]
+            ),
+            userStreamPosition: StreamPosition(epoch: "e1", offset: 41),
+            adminsStreamPosition: userID == "u1" ? StreamPosition(epoch: "e2", offset: 9) : nil
+        )
+    }
+
+    /// A control command whose notices are not what a server sends is refused as a whole, not half applied.
+    @Test func controlCommandsWithMalformedNoticesAreRefused() throws {
+        func body(_ content: String) -> [UInt8] { Array((#"[2,"srv_b","control","control"]"# + "\n" + content).utf8) }
+        let event = #""event":{"id":"evt_1","type":"session.revoked","timestamp":1,"scope":"user:u1","data":{}}"#
+        #expect(
+            (try? RedisBusCodec.decode(
+                body(#"{"command":"disconnect_session","sessionId":"s","reason":"r","notices":[{\#(event)}]}"#)
+            ))
+                != nil
+        )
+        let refused = [
+            // A position with a negative offset, a notice that is not an object, a scope that is no scope, too many.
+            #"{"command":"disconnect_session","sessionId":"s","reason":"r","notices":[{\#(event),"userPosition":{"epoch":"e","offset":-1}}]}"#,
+            #"{"command":"disconnect_session","sessionId":"s","reason":"r","notices":["x"]}"#,
+            #"{"command":"revoke_user","userId":"u1","issuedBefore":1,"reason":"r","notice":{"event":{"id":"evt_1","type":"session.revoked","timestamp":1,"scope":"nobody","data":{}}}}"#,
+            #"{"command":"disconnect_session","sessionId":"s","reason":"r","notices":["#
+                + Array(repeating: "{\(event)}", count: ControlCommand.maxNotices + 1).joined(separator: ",") + "]}",
+        ]
+        for content in refused {
+            #expect(throws: RealtimeError.self) { try RedisBusCodec.decode(body(content)) }
+        }
+    }
 
     @Test func busEventsCarryTheClientFrameVerbatim() throws {
         let event = RealtimeEvent(

@@ -154,26 +154,34 @@ extension RealtimeNotification {
 }
 
 extension ControlCommand {
-    /// The command as a JSON object (how the bus carries it).
+    /// The command as a JSON object (how the bus carries it). A revocation's notices are carried in `notices`
+    /// (`disconnect_session`) or `notice` (`revoke_user`), only when there are any.
     public var jsonObject: JSONObject {
         switch self {
         case .disconnectUser(let userID, let reason):
             return ["command": "disconnect_user", "userId": .string(userID), "reason": .string(reason)]
-        case .disconnectSession(let sessionID, let reason):
-            return ["command": "disconnect_session", "sessionId": .string(sessionID), "reason": .string(reason)]
+        case .disconnectSession(let sessionID, let reason, let notices):
+            var object: JSONObject = [
+                "command": "disconnect_session", "sessionId": .string(sessionID), "reason": .string(reason),
+            ]
+            if !notices.isEmpty { object["notices"] = .array(notices.map { .object($0.jsonObject) }) }
+            return object
         case .disconnectConnection(let id, let reason):
             return [
                 "command": "disconnect_connection", "connectionId": .string(id.rawValue), "reason": .string(reason),
             ]
-        case .revokeUser(let userID, let issuedBefore, let reason):
-            return [
+        case .revokeUser(let userID, let issuedBefore, let reason, let notice):
+            var object: JSONObject = [
                 "command": "revoke_user", "userId": .string(userID),
                 "issuedBefore": .int(issuedBefore.millisecondsSinceEpoch), "reason": .string(reason),
             ]
+            if let notice { object["notice"] = .object(notice.jsonObject) }
+            return object
         }
     }
 
-    /// Decodes ``jsonObject``; `nil` if a member is missing or has the wrong type.
+    /// Decodes ``jsonObject``; `nil` if a member is missing or has the wrong type, or for more than
+    /// ``maxNotices`` notices.
     public init?(jsonObject object: JSONObject) {
         guard let reason = object["reason"]?.stringValue else { return nil }
         switch object["command"]?.stringValue {
@@ -182,7 +190,17 @@ extension ControlCommand {
             self = .disconnectUser(userID: id, reason: reason)
         case "disconnect_session":
             guard let id = object["sessionId"]?.stringValue else { return nil }
-            self = .disconnectSession(sessionID: id, reason: reason)
+            var notices: [RevocationNotice] = []
+            if let value = object["notices"] {
+                guard case .array(let items) = value, items.count <= Self.maxNotices else { return nil }
+                for item in items {
+                    guard let notice = item.objectValue.flatMap(RevocationNotice.init(jsonObject:)) else {
+                        return nil
+                    }
+                    notices.append(notice)
+                }
+            }
+            self = .disconnectSession(sessionID: id, reason: reason, notices: notices)
         case "disconnect_connection":
             guard let id = object["connectionId"]?.stringValue else { return nil }
             self = .disconnectConnection(ConnectionID(id), reason: reason)
@@ -190,9 +208,85 @@ extension ControlCommand {
             guard let id = object["userId"]?.stringValue, case .int(let before)? = object["issuedBefore"] else {
                 return nil
             }
-            self = .revokeUser(userID: id, issuedBefore: Timestamp(millisecondsSinceEpoch: before), reason: reason)
+            var notice: RevocationNotice?
+            if let value = object["notice"] {
+                guard let decoded = value.objectValue.flatMap(RevocationNotice.init(jsonObject:)) else { return nil }
+                notice = decoded
+            }
+            self = .revokeUser(
+                userID: id,
+                issuedBefore: Timestamp(millisecondsSinceEpoch: before),
+                reason: reason,
+                notice: notice
+            )
         default:
             return nil
         }
+    }
+}
+
+extension RevocationNotice {
+    /// The notice as a JSON object: `event` (`id`, `type`, `userId`, `sessionId`, `timestamp` in milliseconds,
+    /// `scope`, `data`) and, when recorded, `userPosition` / `adminsPosition` (`epoch`, `offset`).
+    var jsonObject: JSONObject {
+        var event: JSONObject = [
+            "id": .string(self.event.id), "type": .string(self.event.type.rawValue),
+            "timestamp": .int(self.event.timestamp.millisecondsSinceEpoch),
+            "scope": .string(self.event.scope.description), "data": .object(self.event.data),
+        ]
+        if let userID = self.event.userID { event["userId"] = .string(userID) }
+        if let sessionID = self.event.sessionID { event["sessionId"] = .string(sessionID) }
+        var object: JSONObject = ["event": .object(event)]
+        if let position = userStreamPosition { object["userPosition"] = Self.json(position) }
+        if let position = adminsStreamPosition { object["adminsPosition"] = Self.json(position) }
+        return object
+    }
+
+    /// Decodes ``jsonObject``; `nil` if a member is missing or has the wrong type, or a position is invalid.
+    init?(jsonObject object: JSONObject) {
+        guard let event = object["event"]?.objectValue, let id = event["id"]?.stringValue,
+            let type = event["type"]?.stringValue.flatMap(EventType.init(validating:)),
+            case .int(let millis)? = event["timestamp"],
+            let scope = event["scope"]?.stringValue.flatMap(EventScope.init(_:)),
+            let data = event["data"]?.objectValue
+        else { return nil }
+        var userID: String?
+        if let value = event["userId"] {
+            guard let text = value.stringValue else { return nil }
+            userID = text
+        }
+        var sessionID: String?
+        if let value = event["sessionId"] {
+            guard let text = value.stringValue else { return nil }
+            sessionID = text
+        }
+        var positions: [StreamPosition?] = []
+        for name in ["userPosition", "adminsPosition"] {
+            guard let value = object[name] else {
+                positions.append(nil)
+                continue
+            }
+            guard let epoch = value["epoch"]?.stringValue, case .int(let offset)? = value["offset"] else { return nil }
+            let position = StreamPosition(epoch: epoch, offset: offset)
+            guard (try? position.validate()) != nil else { return nil }
+            positions.append(position)
+        }
+        self.init(
+            event: RealtimeEvent(
+                id: id,
+                type: type,
+                userID: userID,
+                sessionID: sessionID,
+                timestamp: Timestamp(millisecondsSinceEpoch: millis),
+                data: data,
+                scope: scope
+            ),
+            userStreamPosition: positions[0],
+            adminsStreamPosition: positions[1]
+        )
+    }
+
+    private static func json(_ position: StreamPosition) -> JSONValue {
+        ["epoch": .string(position.epoch), "offset": .int(position.offset)]
     }
 }

@@ -117,14 +117,46 @@ public struct RealtimeNotification: Sendable, Hashable {
 }
 
 /// A cluster-wide command carried on the bus's control channel (or to one server).
+///
+/// A revocation's command carries its `session.revoked` event (``RevocationNotice``): each server queues it for
+/// the connections it closes, right before their close frame, unless the event already reached them on its own
+/// route. So a closed connection receives the event exactly once and before its close, whichever of the two
+/// messages arrives first (with sharded pub/sub on a Redis Cluster they travel through different shards).
 public enum ControlCommand: Sendable, Hashable {
     /// Close every connection of a user.
     case disconnectUser(userID: String, reason: String)
-    /// Close every connection of a session (after revocation).
-    case disconnectSession(sessionID: String, reason: String)
+    /// Close every connection of a session; after a revocation, with the `session.revoked` event of each of its
+    /// users (at most ``maxNotices``).
+    case disconnectSession(sessionID: String, reason: String, notices: [RevocationNotice] = [])
     /// Close one connection.
     case disconnectConnection(ConnectionID, reason: String)
     /// Close (4009) every connection of a user whose token was issued before `issuedBefore` or does not say when
-    /// it was issued (after a user-wide revocation).
-    case revokeUser(userID: String, issuedBefore: Timestamp, reason: String)
+    /// it was issued (after a user-wide revocation), with the user's `session.revoked` event.
+    case revokeUser(userID: String, issuedBefore: Timestamp, reason: String, notice: RevocationNotice? = nil)
+
+    /// The most notices a command carries (a session of more users closes all of them; the users beyond this many
+    /// get the event on their route only).
+    public static let maxNotices = 16
+}
+
+/// The `session.revoked` event that a revocation's ``ControlCommand`` carries, with where it was recorded in the
+/// user's stream and in the administrators' stream (so the copy a server queues before a close carries the same
+/// position as the copy on the event's route).
+public struct RevocationNotice: Sendable, Hashable {
+    /// The event, as published on its routes (a user-scoped `session.revoked`).
+    public var event: RealtimeEvent
+    /// Its position in its user's stream, when history recorded it.
+    public var userStreamPosition: StreamPosition?
+    /// Its position in the administrators' stream, when history recorded it.
+    public var adminsStreamPosition: StreamPosition?
+
+    public init(
+        event: RealtimeEvent,
+        userStreamPosition: StreamPosition? = nil,
+        adminsStreamPosition: StreamPosition? = nil
+    ) {
+        self.event = event
+        self.userStreamPosition = userStreamPosition
+        self.adminsStreamPosition = adminsStreamPosition
+    }
 }

@@ -60,17 +60,17 @@ extension RealtimeHub {
         if users.isEmpty, let records = try? await backends.connectionStore.connections(ofSession: sessionID) {
             users.formUnion(records.map(\.userID))
         }
-        for user in users.sorted() {
-            await publishResolvedEvent(
-                RealtimeEvent(
-                    type: .sessionRevoked,
-                    userID: user,
-                    sessionID: sessionID,
-                    data: ["reason": .string(reason)]
-                )
-            )
+        let events = users.sorted().map { user in
+            RealtimeEvent(type: .sessionRevoked, userID: user, sessionID: sessionID, data: ["reason": .string(reason)])
         }
-        try await disconnect(sessionID: sessionID, reason: reason)
+        var notices: [RevocationNotice] = []
+        for event in events {
+            let recorded = await publishResolvedEventsKeepingMessages(CollectionOfOne(event)).messages
+            if notices.count < ControlCommand.maxNotices { notices.append(Self.notice(event, recorded)) }
+        }
+        // The close carries the events: a server whose connection did not get its event on the user's route yet
+        // (routes may travel apart, e.g. sharded pub/sub) queues it right before the close frame.
+        try await applyEverywhere(.disconnectSession(sessionID: sessionID, reason: reason, notices: notices))
         return wasActive
     }
 
@@ -95,16 +95,20 @@ extension RealtimeHub {
             issuedBefore: issuedBefore,
             retainUntil: issuedBefore + configuration.revocationRetention
         )
-        await publishResolvedEvent(
-            RealtimeEvent(
-                type: .sessionRevoked,
+        let event = RealtimeEvent(
+            type: .sessionRevoked,
+            userID: userID,
+            data: ["reason": .string(reason), "scope": "user", "issuedBefore": .string(issuedBefore.iso8601)]
+        )
+        let recorded = await publishResolvedEventsKeepingMessages(CollectionOfOne(event)).messages
+        try await applyEverywhere(
+            .revokeUser(
                 userID: userID,
-                data: [
-                    "reason": .string(reason), "scope": "user", "issuedBefore": .string(issuedBefore.iso8601),
-                ]
+                issuedBefore: issuedBefore,
+                reason: reason,
+                notice: Self.notice(event, recorded)
             )
         )
-        try await applyEverywhere(.revokeUser(userID: userID, issuedBefore: issuedBefore, reason: reason))
         return issuedBefore
     }
 
@@ -152,22 +156,41 @@ extension RealtimeHub {
         try await backends.eventBus.publish(BusMessage(origin: serverID, route: .control, payload: .control(command)))
     }
 
+    /// The notice of a published `session.revoked` event, with its positions from the messages that carried it.
+    private static func notice(_ event: RealtimeEvent, _ messages: [BusMessage]) -> RevocationNotice {
+        var notice = RevocationNotice(event: event)
+        for message in messages {
+            switch message.route {
+            case .user: notice.userStreamPosition = message.position
+            case .admins: notice.adminsStreamPosition = message.position
+            case .everyone, .control, .server: break
+            }
+        }
+        return notice
+    }
+
     /// Carries out a control command on this server. Returns how many connections it closed.
+    ///
+    /// A revocation's notices are queued first for the connections it closes (those that did not get the event on
+    /// its route yet and may see it), and those connections are closed after their queued frames, so the event
+    /// reaches them before the close frame (unless the queue overflowed: then the close drops the backlog).
     @discardableResult
     func applyControl(_ command: ControlCommand) -> Int {
         let targets: [ConnectionCore]
         let code: CloseCode
         let reason: String
+        var notices: [RevocationNotice] = []
         switch command {
         case .disconnectUser(let userID, let why):
             targets = state.withLock { $0.cores(ofUser: userID) }
             code = .disconnected
             reason = why
-        case .disconnectSession(let sessionID, let why):
+        case .disconnectSession(let sessionID, let why, let carried):
             targets = state.withLock { $0.cores(ofSession: sessionID) }
             code = .sessionRevoked
             reason = why
-        case .revokeUser(let userID, let issuedBefore, let why):
+            notices = carried
+        case .revokeUser(let userID, let issuedBefore, let why, let carried):
             let until = ContinuousClock.now + configuration.upgradeTicketTimeout * 2
             targets = state.withLock { state in
                 // Under the lock of the indexes: a connection activated after this is refused at activation.
@@ -178,6 +201,8 @@ extension RealtimeHub {
             }
             code = .sessionRevoked
             reason = why
+            // Only a notice about this user is delivered to this user's connections.
+            if let carried, carried.event.scope == .user(userID) { notices = [carried] }
         case .disconnectConnection(let id, let why):
             targets = state.withLock { state in
                 state.slot(id).map { [$0.core] } ?? state.awaitingAuth[id].map { [$0] } ?? []
@@ -185,7 +210,39 @@ extension RealtimeHub {
             code = .disconnected
             reason = why
         }
-        for core in targets { close(core, code, reason: reason) }
+        guard !notices.isEmpty, !targets.isEmpty else {
+            for core in targets { close(core, code, reason: reason) }
+            return targets.count
+        }
+        // Encoded before the lock, one frame per route, as for a live fan-out.
+        let framed = notices.compactMap { notice -> (RevocationNotice, HubState.NoticeFrames)? in
+            guard case .user(let userID) = notice.event.scope, notice.event.type == .sessionRevoked else { return nil }
+            func frame(_ route: BusRoute, _ position: StreamPosition?) -> OutboundFrame {
+                var message = BusMessage(origin: serverID, route: route, payload: .event(notice.event))
+                message.position = position
+                return .encodedText(EncodedTextFrame(text: WireProtocol.eventFrame(for: message, notice.event)))
+            }
+            return (
+                notice,
+                HubState.NoticeFrames(
+                    userFrame: frame(.user(userID), notice.userStreamPosition),
+                    adminsFrame: frame(.admins, notice.adminsStreamPosition)
+                )
+            )
+        }
+        var effects = HubState.FanOutEffects()
+        let delivered = state.withLock { state in
+            framed.reduce(0) { sum, item in
+                sum + state.deliverNotice(item.0, frames: item.1, to: targets, effects: &effects)
+            }
+        }
+        for queue in effects.consumersToWake { queue.wakeConsumer() }
+        account(delivered: delivered, overflowed: [])
+        let overflowed = Set(effects.overflowed.map(\.id))
+        for core in targets {
+            // After the queue (with the notice), unless it overflowed: then the backlog is dropped.
+            close(core, code, reason: reason, flush: !overflowed.contains(core.id))
+        }
         return targets.count
     }
 }

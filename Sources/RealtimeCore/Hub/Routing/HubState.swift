@@ -7,6 +7,9 @@ struct HubState: Sendable {
         let sessionID: String?
         let isAdmin: Bool
         var patterns = ConnectionPatterns()
+        /// The id of the last `session.revoked` event queued for the connection, so a revocation's close does not
+        /// queue its notice a second time (see ``HubState/deliverNotice(_:frames:to:effects:)``).
+        var lastRevocationNotice: String?
     }
 
     private(set) var slots: [Slot?] = []
@@ -244,6 +247,8 @@ struct HubState: Sendable {
         let stamp = self.stamp
         let visibility = Visibility(event)
         let recorded = position.map { (stream: HistoryStream(route), position: $0) }
+        // A revocation's event is remembered per recipient, for the close that follows it (rare: one check per event).
+        let notice = event.type == .sessionRevoked ? event.id : nil
         var delivered = 0
         switch route {
         case .user(let userID):
@@ -253,12 +258,16 @@ struct HubState: Sendable {
                 guard !fanOutEntries[index].isAdmin, slots[index]?.patterns.matches(key) == true,
                     mayReceive(index, visibility)
                 else { continue }
-                delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
+                let queued = enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
+                if queued > 0, let notice { slots[index]?.lastRevocationNotice = notice }
+                delivered += queued
             }
         case .admins:
             adminIndex.forEachMatch(key) { set in
                 for index in set {
-                    delivered += enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
+                    let queued = enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
+                    if queued > 0, let notice { slots[index]?.lastRevocationNotice = notice }
+                    delivered += queued
                 }
             }
         case .everyone:
@@ -326,6 +335,49 @@ struct HubState: Sendable {
         case .everyone: return mayReceive(index, visibility)
         case .control, .server: return false
         }
+    }
+
+    /// The frames of a ``RevocationNotice``: its event on the user's route and on the administrators' route, each
+    /// with its position in that route's stream (when recorded).
+    struct NoticeFrames {
+        let userFrame: OutboundFrame
+        let adminsFrame: OutboundFrame
+    }
+
+    /// Queues a revocation's `session.revoked` event for connections its close is about to end, right before the
+    /// close: for each of `cores` that live delivery would have given the event (``wouldDeliver(_:key:route:to:)``
+    /// on the user's route, or the administrators' route for an administrator connection) and that has not been
+    /// given it already (the event's own route may have arrived first). Returns how many were queued; a queue that
+    /// overflowed is in `effects.overflowed`.
+    mutating func deliverNotice(
+        _ notice: RevocationNotice,
+        frames: NoticeFrames,
+        to cores: [ConnectionCore],
+        effects: inout FanOutEffects
+    ) -> Int {
+        guard case .user(let userID) = notice.event.scope else { return 0 }
+        let key = matchKey(notice.event.type)
+        stamp &+= 1
+        let stamp = self.stamp
+        var delivered = 0
+        for core in cores {
+            guard let index = slotByID[core.id], let slot = slots[index],
+                slot.lastRevocationNotice != notice.event.id
+            else { continue }
+            let route: BusRoute = slot.isAdmin ? .admins : .user(userID)
+            guard wouldDeliver(notice.event, key: key, route: route, to: core.id) else { continue }
+            let position = slot.isAdmin ? notice.adminsStreamPosition : notice.userStreamPosition
+            let queued = enqueue(
+                slot.isAdmin ? frames.adminsFrame : frames.userFrame,
+                at: index,
+                stamp: stamp,
+                recorded: position.map { (stream: HistoryStream(route), position: $0) },
+                effects: &effects
+            )
+            if queued > 0 { slots[index]?.lastRevocationNotice = notice.event.id }
+            delivered += queued
+        }
+        return delivered
     }
 
     /// Starts holding the connection's live frames in a seam. False when it is not active or already recovering.

@@ -117,6 +117,14 @@ extension RealtimeHub {
     /// With a history store the messages are recorded first (``EventBus/publish(_:recordingIn:)``), so every
     /// frame — this server's connections' too — carries its stream position; then they are delivered locally.
     func publishResolvedEvents(_ events: some Collection<RealtimeEvent>) async -> [PublishReceipt] {
+        await publishResolvedEventsKeepingMessages(events).receipts
+    }
+
+    /// ``publishResolvedEvents(_:)``, also returning the bus messages it published (one per route of each event,
+    /// in order, with their stream positions when history recorded them).
+    func publishResolvedEventsKeepingMessages(
+        _ events: some Collection<RealtimeEvent>
+    ) async -> (receipts: [PublishReceipt], messages: [BusMessage]) {
         counters.eventsPublished.add(events.count, ordering: .relaxed)
         counters.publishedCounter.increment(by: Int64(events.count))
         var messages: [BusMessage] = []
@@ -152,9 +160,10 @@ extension RealtimeHub {
             local = deliverLocally(Self.fanOuts(events, messages, routeCounts))
             published = await publishToBus(messages, events: events.count)
         }
-        return zip(events, local).map { event, deliveries in
+        let receipts = zip(events, local).map { event, deliveries in
             PublishReceipt(id: event.id, localDeliveries: deliveries, publishedToCluster: published)
         }
+        return (receipts, messages)
     }
 
     /// Each event with its messages (one per route), cut from `messages` by `routeCounts`.
