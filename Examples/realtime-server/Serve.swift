@@ -279,7 +279,7 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 throw ConfigurationError("REDIS_CLUSTER_NODES: \(error.message)")
             }
-            configuration.clusterShardedPubSub = try flag("REDIS_CLUSTER_SHARDED_PUBSUB", environment)
+            configuration.clusterShardedPubSub = try flag("REDIS_CLUSTER_SHARDED_PUBSUB", environment, default: true)
         }
         guard let secret = environment["REALTIME_CLUSTER_SECRET"], !secret.isEmpty else {
             throw ConfigurationError(
@@ -319,8 +319,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     /// A boolean variable: `true`/`1`/`yes` or `false`/`0`/`no`, false when unset or empty.
-    static func flag(_ name: String, _ environment: [String: String]) throws -> Bool {
-        guard let value = environment[name], !value.isEmpty else { return false }
+    static func flag(_ name: String, _ environment: [String: String], default: Bool = false) throws -> Bool {
+        guard let value = environment[name], !value.isEmpty else { return `default` }
         switch value.lowercased() {
         case "1", "true", "yes": return true
         case "0", "false", "no": return false

@@ -11,7 +11,8 @@ extension RedisIntegrationTests {
     @Suite(.timeLimit(.minutes(6))) struct RedisShardedPubSubTests {
         static let secret = Array("cluster-secret-for-tests-0123456789".utf8)
 
-        /// The cluster's configuration with sharded pub/sub on.
+        /// The cluster's configuration with sharded pub/sub on (the default on a cluster; set here so the suite keeps
+        /// testing it whatever the default).
         static func sharded(_ cluster: RedisTestCluster) -> RedisConfiguration {
             var configuration = cluster.configuration
             configuration.clusterShardedPubSub = true
@@ -21,7 +22,8 @@ extension RedisIntegrationTests {
         @Test func theBusUsesShardedPubSubAndHubsDeliverAcrossServers() async throws {
             try await withRedisCluster { cluster in
                 try await Self.busIsSharded(cluster)
-                try await Self.runConformance(Self.sharded(cluster))
+                try await Self.refusesAClusterThatRefusesSPUBLISH(cluster)
+                try await RedisEventBusTests.runConformance(Self.sharded(cluster))
                 try await Self.recordingPublishesInTheStreamsSlot(Self.sharded(cluster))
                 let scenarios: [(HubClusterScenarios.Cluster) async throws -> Void] = [
                     HubClusterScenarios.eventsAndNotificationsCrossServersByScope,
@@ -36,30 +38,34 @@ extension RedisIntegrationTests {
             }
         }
 
-        /// The event bus conformance checks with sharded pub/sub, in both subscription modes, except
-        /// `keepsPublishOrderPerPublisher`: it requires one publisher's order across routes (`everyone` interleaved
-        /// with a user's), which sharded pub/sub does not keep (different shards; see Architecture.md). Order per
-        /// route is checked by `publishesABatchAsOneMessagePerRoute` and the two-hub ordering scenarios.
-        static func runConformance(_ configuration: RedisConfiguration) async throws {
-            let clients = ClientList()
-            let makeCluster: EventBusConformance.MakeCluster = { count in
-                let prefix = "t\(RandomID.hex(bytes: 4)):"
-                return try (0..<count).map { _ in
-                    let client = RedisClient(configuration: configuration)
-                    clients.append(client)
-                    return try RedisEventBus(client: client, clusterSecret: Self.secret, prefix: prefix)
-                }
-            }
-            for mode in EventBusConformance.SubscriptionMode.allCases {
-                try await EventBusConformance.alwaysHearsEveryoneControlAndOwnServer(
-                    makeCluster: makeCluster,
-                    mode: mode
+        /// A cluster that refuses `SPUBLISH` (Redis before 7 answers "unknown command"; here an ACL user without the
+        /// permission) fails the start-up check with an error that names sharded pub/sub and the way out, instead of a
+        /// bus whose subscriptions keep being refused. The same user with classic pub/sub passes.
+        static func refusesAClusterThatRefusesSPUBLISH(_ cluster: RedisTestCluster) async throws {
+            let user = "nospublish\(RandomID.hex(bytes: 3))"
+            for node in cluster.nodes {
+                _ = try await cluster.send(
+                    RedisCommand("ACL", "SETUSER", user, "on", ">pw-\(user)", "~*", "&*", "+@all", "-spublish"),
+                    to: node
                 )
-                try await EventBusConformance.routesUserAndAdminsByCountedInterest(makeCluster: makeCluster, mode: mode)
-                try await EventBusConformance.publishesABatchAsOneMessagePerRoute(makeCluster: makeCluster, mode: mode)
-                try await EventBusConformance.closeFinishesDeliveries(makeCluster: makeCluster, mode: mode)
             }
-            for client in clients.all { await client.shutdown() }
+            var configuration = sharded(cluster)
+            configuration.username = user
+            configuration.password = "pw-\(user)"
+            let client = RedisClient(configuration: configuration)
+            let refusal = await #expect(throws: RealtimeError.self) { try await client.checkReady() }
+            #expect(refusal?.code == .backendUnavailable)
+            #expect(refusal?.message.contains("REDIS_CLUSTER_SHARDED_PUBSUB") == true, "\(String(describing: refusal))")
+            await client.shutdown()
+            configuration.clusterShardedPubSub = false
+            let classic = RedisClient(configuration: configuration)
+            try await classic.checkReady()
+            #expect(try RedisEventBus(client: classic, clusterSecret: secret).ordersAcrossRoutes)
+            let shardedClient = RedisClient(configuration: sharded(cluster))
+            #expect(try !RedisEventBus(client: shardedClient, clusterSecret: secret).ordersAcrossRoutes)
+            await shardedClient.shutdown()
+            await classic.shutdown()
+            for node in cluster.nodes { _ = try await cluster.send(RedisCommand("ACL", "DELUSER", user), to: node) }
         }
 
         /// Publishing through the bus with history: each route's script appends to its stream and `SPUBLISH`es on

@@ -52,10 +52,20 @@ public protocol EventBus: Sendable {
 
     /// The backend's health.
     func healthCheck() async -> ComponentHealth
+
+    /// Whether one publisher's messages reach a subscription in publish order across routes (`true`), or only
+    /// within each route (`false`: sharded pub/sub on a Redis Cluster, where routes live on different shards read
+    /// independently). Every bus keeps one publisher's order within a route. The hub needs no more than that:
+    /// each history stream is one route, and a revocation's close carries its own `session.revoked` event
+    /// (``RevocationNotice``). `EventBusConformance.keepsPublishOrderPerPublisher` checks the order a bus claims.
+    /// Default: `true`.
+    var ordersAcrossRoutes: Bool { get }
 }
 
 extension EventBus {
     public func healthCheck() async -> ComponentHealth { .healthy }
+
+    public var ordersAcrossRoutes: Bool { true }
 
     /// Opens ``subscribe(server:)`` and hands its deliveries to `handler` while the returned subscription's
     /// ``EventBusSubscription/deliveries`` is iterated (see ``subscribe(server:handler:)``).

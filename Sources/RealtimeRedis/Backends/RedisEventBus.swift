@@ -167,6 +167,10 @@ public final class RedisEventBus: EventBus, Sendable {
     /// `SPUBLISH` on a cluster (sharded pub/sub), `PUBLISH` on one node.
     var publishCommandName: String { client.usesShardedPubSub ? "SPUBLISH" : "PUBLISH" }
 
+    /// `false` with sharded pub/sub (each route's channel lives on its own shard, read independently): one
+    /// publisher's messages stay in order within a route only. `true` on one node and with classic pub/sub.
+    public var ordersAcrossRoutes: Bool { !client.usesShardedPubSub }
+
     /// The glob pattern (`PSUBSCRIBE`) of every user's channel, with the prefix's glob characters escaped.
     var userChannelPattern: String {
         var pattern = ""

@@ -189,9 +189,26 @@ public final class RedisClient: Sendable {
     public func checkReady() async throws(RealtimeError) {
         if let cluster {
             try await cluster.checkReady()
+            if usesShardedPubSub { try await checkShardedPubSub() }
             return
         }
         _ = try await send(RedisCommand("PING"))
+    }
+
+    /// Sharded pub/sub needs Redis 7: an `SPUBLISH` to a channel nobody hears tells, before a bus depends on it, rather
+    /// than a subscription that keeps being refused.
+    private func checkShardedPubSub() async throws(RealtimeError) {
+        do throws(RealtimeError) {
+            _ = try await send(RedisCommand("SPUBLISH", "{realtimehub}:probe", ""))
+        } catch  where error.underlying is RedisServerError {
+            throw RealtimeError(
+                .backendUnavailable,
+                "the cluster refused SPUBLISH: sharded pub/sub (REDIS_CLUSTER_SHARDED_PUBSUB, on by default on a "
+                    + "cluster) needs Redis 7 or later and an ACL that allows SPUBLISH and SSUBSCRIBE; set it to false "
+                    + "for classic pub/sub",
+                underlying: error
+            )
+        }
     }
 
     /// The configuration of a pub/sub connection: the node itself, or on a cluster a primary from the current

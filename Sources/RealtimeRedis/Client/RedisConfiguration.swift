@@ -35,10 +35,11 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// On a cluster, whether the event bus (and the history store, which publishes for it) uses sharded pub/sub
     /// (`SPUBLISH`/`SSUBSCRIBE` on hash-tagged channels, one subscriber connection per shard;
     /// `REDIS_CLUSTER_SHARDED_PUBSUB`) instead of classic `PUBLISH`, which every node forwards to every other.
-    /// Off by default: sharded pub/sub keeps one publisher's messages in order per route only, not across routes
-    /// (see Architecture.md, "Sharded pub/sub on a cluster"). Every server of a cluster must use the same setting
-    /// (the channel names differ). Ignored on a single node.
-    public var clusterShardedPubSub = false
+    /// On by default (needs Redis 7; ``RedisClient/checkReady()`` says so on an older cluster): it spreads the
+    /// pub/sub traffic over the shards. It keeps one publisher's messages in order per route, not across routes
+    /// (``RedisEventBus/ordersAcrossRoutes``; see Architecture.md, "Sharded pub/sub on a cluster"). Every server of
+    /// a cluster must use the same setting (the channel names differ). Ignored on a single node.
+    public var clusterShardedPubSub = true
 
     public init(
         host: String = "127.0.0.1",
