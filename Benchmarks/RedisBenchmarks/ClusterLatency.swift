@@ -60,6 +60,7 @@ func compareClusterLatency(rate: Int, seconds: Double, rounds: Int) async throws
     let singleConfiguration = RedisConfiguration(port: single.port)
     var classic = RedisConfiguration(port: cluster.nodes[0].port)
     classic.clusterNodes = cluster.configuration.clusterNodes
+    classic.clusterShardedPubSub = false
     var sharded = classic
     sharded.clusterShardedPubSub = true
     let nodes = cluster.nodes.map { RedisConfiguration(port: $0.port, poolSize: 1) }
