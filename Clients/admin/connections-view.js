@@ -85,12 +85,12 @@ export class ConnectionsView {
       await this.api.disconnectUser(user);
       setTimeout(() => this.load(), 300);
       return `Disconnected every connection of ${user} (close code 4011).`;
-    });
+    }, `disconnect-user:${user}`);
     const revokeAll = confirmButton('Revoke all tokens', 'Confirm revoke all', async () => {
       await this.api.revokeUser(user);
       setTimeout(() => this.load(), 300);
       return `Revoked every token of ${user} issued until now: its connections close with 4009 and cannot reconnect with them.`;
-    });
+    }, `revoke-user:${user}`);
     const header = el('div', { class: 'group-head' }, [
       el('h3', { text: user }),
       el('p', { class: 'muted summary', text: summary }),
@@ -111,7 +111,7 @@ export class ConnectionsView {
             await this.api.revokeSession(record.sessionId, record.userId);
             setTimeout(() => this.load(), 300);
             return `Revoked session ${record.sessionId} of ${record.userId}: its connections close with 4009.`;
-          }),
+          }, `revoke-session:${record.connectionId}`),
         );
       }
       cells.push(actions);

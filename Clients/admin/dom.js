@@ -41,30 +41,53 @@ export function toast(text, kind = 'ok') {
   setTimeout(() => item.remove(), kind === 'error' ? 10000 : 6000);
 }
 
+/** How long a first click keeps a button armed. */
+const ARMED_MS = 5000;
+
+/** @type {Map<string, number>} key → when its arming ends (ms since the epoch). Bounded: one entry per armed button. */
+const armedUntil = new Map();
+
 /**
  * A button that asks for a second click before acting (no browser dialog): the first click turns it into
  * "Confirm …" for a few seconds, the second runs `action`, and its outcome is shown with `toast`.
+ *
+ * The armed state belongs to `key` (what the button acts on, e.g. `revoke-session:<id>`), not to the element: a
+ * live refresh that rebuilds the list while the button is armed gives the new button the same state, so the
+ * administrator's second click confirms instead of landing on a fresh, unarmed button.
  * @param {string} label
  * @param {string} confirmLabel
  * @param {() => Promise<string>} action resolves with the success message.
+ * @param {string} key identifies the action and its target.
  * @returns {HTMLButtonElement}
  */
-export function confirmButton(label, confirmLabel, action) {
+export function confirmButton(label, confirmLabel, action, key) {
   const button = /** @type {HTMLButtonElement} */ (el('button', { class: 'small danger', text: label, attrs: { type: 'button' } }));
   let timer = null;
-  button.addEventListener('click', async () => {
-    if (!button.classList.contains('confirming')) {
-      button.classList.add('confirming');
-      button.textContent = confirmLabel;
-      timer = setTimeout(() => {
-        button.classList.remove('confirming');
-        button.textContent = label;
-      }, 5000);
-      return;
-    }
+  const disarm = () => {
     clearTimeout(timer);
+    armedUntil.delete(key);
     button.classList.remove('confirming');
     button.textContent = label;
+  };
+  const arm = (until) => {
+    armedUntil.set(key, until);
+    button.classList.add('confirming');
+    button.textContent = confirmLabel;
+    timer = setTimeout(() => {
+      // A newer button for the same key may have re-armed it: only the arming this timer belongs to ends here.
+      if (armedUntil.get(key) === until) armedUntil.delete(key);
+      button.classList.remove('confirming');
+      button.textContent = label;
+    }, Math.max(0, until - Date.now()));
+  };
+  const until = armedUntil.get(key);
+  if (until !== undefined && until > Date.now()) arm(until);
+  button.addEventListener('click', async () => {
+    if (!button.classList.contains('confirming')) {
+      arm(Date.now() + ARMED_MS);
+      return;
+    }
+    disarm();
     button.disabled = true;
     try {
       toast(await action(), 'ok');

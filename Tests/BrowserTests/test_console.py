@@ -151,6 +151,13 @@ class ConsoleTests(BrowserTestCase):
         confirm = group.get_by_role("button", name="Confirm revoke")
         expect(confirm).to_be_visible()
         self.assertEqual(victim.evaluate("window.log.victim.disconnected.length"), 0)
+        # A refresh of the list while the button is armed (as a live connection event triggers) rebuilds the rows:
+        # the new button is still armed, so the second click confirms.
+        armed = confirm.element_handle()
+        page.click("#connection-filter button[type=submit]")
+        page.wait_for_function("(button) => !button.isConnected", arg=armed)
+        expect(confirm).to_be_visible()
+        self.assertEqual(victim.evaluate("window.log.victim.disconnected.length"), 0)
         confirm.click()
         expect(page.locator("#toasts")).to_contain_text("Revoked session s-victim of victim")
         victim.wait_for_function("() => window.log.victim.disconnected.length === 1")
