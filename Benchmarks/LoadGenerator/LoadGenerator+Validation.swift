@@ -20,6 +20,10 @@ extension LoadGenerator {
         guard !modes.isEmpty, modes.count <= 4 else { throw ValidationError("give 1 to 4 --mode") }
         guard (1...1_000_000).contains(rate) else { throw ValidationError("--rate must be 1 to 1000000") }
         guard (0...100).contains(userPercent) else { throw ValidationError("--user-percent must be 0 to 100") }
+        if let publishPort, !(1...65535).contains(publishPort) {
+            throw ValidationError("--publish-port must be 1 to 65535")
+        }
+        if publishPort != nil, target == .nchan { throw ValidationError("--publish-port is for --target realtime") }
         guard (1...64).contains(publishers) else { throw ValidationError("--publishers must be 1 to 64") }
         guard (1...100).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 100") }
         guard (1...5000).contains(connectConcurrency) else {

@@ -39,6 +39,14 @@ struct LoadGenerator: AsyncParsableCommand {
     @Option(help: "Server port.")
     var port = 3000
 
+    @Option(
+        help: """
+            Port of the server the events are published to (default: --port). Another server of the same cluster \
+            measures the cross-server path: publish on A, clients on B (--port), --server-pid B.
+            """
+    )
+    var publishPort: Int?
+
     @Option(help: "HMAC secret of the server's tokens (default: env JWT_SECRET).")
     var secret: String?
 
@@ -216,6 +224,16 @@ struct LoadGenerator: AsyncParsableCommand {
             throw ValidationError("cannot use \(host):\(port): \(error)")
         }
         let hostHeader = (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
+        let publishAddress: SocketAddress
+        do {
+            publishAddress = try SocketAddress(
+                ipAddress: host == "localhost" ? "127.0.0.1" : host,
+                port: publishPort ?? port
+            )
+        } catch {
+            throw ValidationError("cannot use \(host):\(publishPort ?? port): \(error)")
+        }
+        let publishHostHeader = (host.contains(":") ? "[\(host)]" : host) + ":\(publishPort ?? port)"
         let threadCount = threads ?? System.coreCount
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threadCount)
         let loops = Array(group.makeIterator())
@@ -336,8 +354,8 @@ struct LoadGenerator: AsyncParsableCommand {
                 for lane in 0..<publishers {
                     let publisher = PublisherLane(
                         group: loops[lane % loops.count],
-                        address: address,
-                        hostHeader: hostHeader,
+                        address: publishAddress,
+                        hostHeader: publishHostHeader,
                         apiPrefix: apiPrefix,
                         token: publisherToken,
                         plan: plan,
