@@ -27,10 +27,12 @@ struct HubFixture {
     /// - Parameters:
     ///   - connectionStore: the hub's store when not ``store`` itself (a wrapper around it).
     ///   - eventBus: the hub's bus when not ``bus`` itself (a wrapper around it).
+    ///   - historyStore: a history store (none by default).
     func hub(
         metrics: (any MetricsFactory)? = nil,
         connectionStore: (any ConnectionStore)? = nil,
         eventBus: (any EventBus)? = nil,
+        historyStore: (any HistoryStore)? = nil,
         _ adjust: (inout HubConfiguration) -> Void = { _ in }
     ) throws -> RealtimeHub {
         var logger = Logger(label: "realtime-hub-test")
@@ -42,7 +44,8 @@ struct HubFixture {
                 connectionStore: connectionStore ?? store,
                 eventBus: eventBus ?? bus,
                 rateLimiter: limiter,
-                sessionStore: sessions
+                sessionStore: sessions,
+                historyStore: historyStore
             ),
             logger: logger,
             metricsFactory: metrics ?? MetricsSystem.factory

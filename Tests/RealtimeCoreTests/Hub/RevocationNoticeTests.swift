@@ -1,12 +1,13 @@
 import RealtimeCore
 import RealtimeTesting
+import Synchronization
 import Testing
 
 /// A revocation's close carries its `session.revoked` event (``RevocationNotice``): a connection the close ends gets
 /// the event exactly once and before its close frame, whichever of the route copy and the control command arrives
 /// first (with sharded pub/sub on a Redis Cluster they travel through different shards). Simulated here by
 /// publishing both, in either order, as another server on the in-memory bus.
-@Suite struct RevocationNoticeTests {
+@Suite(.timeLimit(.minutes(1))) struct RevocationNoticeTests {
     let fixture = HubFixture()
 
     /// Every frame a client receives up to and including its close frame.
@@ -194,5 +195,121 @@ import Testing
             #expect(closeCode == .sessionRevoked)
             #expect(texts.filter { $0.contains("\"session.revoked\"") }.count == 1)
         }
+    }
+
+    @Test func aConnectionClosedDuringItsRecoveryGetsTheNoticeWithoutPositionThenTheClose() async throws {
+        let history = GatedHistoryStore(inner: try InMemoryHistoryStore())
+        let hub = try fixture.hub(historyStore: history)
+        try await hub.running {
+            let subscribe = #"{"type":"subscribe","payload":{"eventTypes":["session.*","security.*"]"#
+            let first = try await hub.connectClient(token: "alice-token")
+            _ = try await first.next(type: "connected")
+            await first.send(subscribe + "}}")
+            let start = try #require(try await first.next(type: "subscribed")["payload"]?["positions"]?["user:alice"])
+            await first.close()
+            for n in 1...3 {
+                try await hub.publishSecurityEvent("security.test.missed", userID: "alice", data: ["n": .int(Int64(n))])
+            }
+
+            // Alice reconnects and recovers; her recovery waits on its history read.
+            let alice = try await hub.connectClient(token: "alice-token")
+            _ = try await alice.next(type: "connected")
+            var reading = history.reading.makeAsyncIterator()
+            // Handling the subscribe includes the replay: it returns once the gate opens.
+            let recover = subscribe + #","recover":{"user:alice":\#(JSONWriter.string(start))}}}"#
+            async let subscribed: Void = alice.send(recover)
+            _ = await reading.next()
+
+            // Her session is revoked meanwhile, as another server publishes it: the route copy (held in her seam),
+            // then the control command that closes her connection.
+            let (event, _) = revocation()
+            let notice = RevocationNotice(event: event, userStreamPosition: StreamPosition(epoch: "e-late", offset: 99))
+            try await fixture.bus.publish(
+                BusMessage(origin: "srv_other", route: .user("alice"), payload: .event(event))
+            )
+            try await fixture.bus.publish(
+                BusMessage(
+                    origin: "srv_other",
+                    route: .control,
+                    payload: .control(.disconnectSession(sessionID: "s-alice", reason: "r", notices: [notice]))
+                )
+            )
+            var messages: [JSONValue] = []
+            var close: CloseCode?
+            while close == nil {
+                switch try await alice.nextFrame() {
+                case .close(let code, _): close = code
+                case let frame:
+                    if let text = frame.text { messages.append(try JSONParser().parse(text)) }
+                }
+            }
+            history.open()
+            await subscribed
+
+            #expect(close == .sessionRevoked)
+            let events = messages.filter { $0["type"] == "event" }
+            #expect(
+                events.map { $0["payload"]?["id"]?.stringValue } == [event.id],
+                "the notice, once, before the close"
+            )
+            // Without its position: the replay never reached offset 99, the client must not store it.
+            #expect(events.first?["payload"]?["position"] == nil, "\(events)")
+            #expect(!messages.contains { $0["type"] == "recovered" }, "no answer for a recovery that did not finish")
+        }
+    }
+}
+
+/// A history store whose reads of entries (a recovery's) wait until ``open()``; ``reading`` yields when one starts
+/// waiting.
+private final class GatedHistoryStore: HistoryStore {
+    let inner: InMemoryHistoryStore
+    let reading: AsyncStream<Void>
+    private let readingContinuation: AsyncStream<Void>.Continuation
+    private let gate = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    init(inner: InMemoryHistoryStore) {
+        self.inner = inner
+        (reading, readingContinuation) = AsyncStream.makeStream()
+    }
+
+    func open() {
+        let waiting = gate.withLock { state in
+            state.open = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
+        try await inner.append(message)
+    }
+
+    func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
+        async throws(RealtimeError) -> HistoryRead
+    {
+        if limit.maxEntries > 0 {
+            await withCheckedContinuation { continuation in
+                let now = gate.withLock { state in
+                    if state.open { return true }
+                    state.waiting.append(continuation)
+                    return false
+                }
+                if now {
+                    continuation.resume()
+                } else {
+                    readingContinuation.yield()
+                }
+            }
+        }
+        return try await inner.read(stream, after: position, limit: limit)
+    }
+
+    func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
+        try await inner.position(of: stream)
+    }
+
+    func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
+        try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
     }
 }

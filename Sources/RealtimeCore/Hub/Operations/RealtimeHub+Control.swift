@@ -222,11 +222,15 @@ extension RealtimeHub {
                 message.position = position
                 return .encodedText(EncodedTextFrame(text: WireProtocol.eventFrame(for: message, notice.event)))
             }
+            let userFrame = frame(.user(userID), notice.userStreamPosition)
+            let adminsFrame = frame(.admins, notice.adminsStreamPosition)
             return (
                 notice,
                 HubState.NoticeFrames(
-                    userFrame: frame(.user(userID), notice.userStreamPosition),
-                    adminsFrame: frame(.admins, notice.adminsStreamPosition)
+                    userFrame: userFrame,
+                    adminsFrame: adminsFrame,
+                    userFrameWithoutPosition: notice.userStreamPosition == nil ? userFrame : frame(.user(userID), nil),
+                    adminsFrameWithoutPosition: notice.adminsStreamPosition == nil ? adminsFrame : frame(.admins, nil)
                 )
             )
         }

@@ -74,11 +74,16 @@ extension RealtimeHub {
                 "positions": .object(positions),
             ]
         )
-        state.withLock { state in
+        let answered = state.withLock { state in
             // Under the lock: no live frame can slip between the held ones and the answer.
-            for frame in state.endRecovery(core.id) { _ = core.queue.enqueue(frame, force: true) }
+            guard let held = state.endRecovery(core.id) else { return false }
+            for frame in held { _ = core.queue.enqueue(frame, force: true) }
             _ = core.queue.enqueue(.text(answer), force: true)
+            return true
         }
+        // Closed during the replay (a revocation's close ended the seam): no answer, which would claim a recovery
+        // that did not reach the client.
+        guard answered else { return }
         counters.recoveries.add(1, ordering: .relaxed)
         if !recovered { counters.recoveriesFailed.add(1, ordering: .relaxed) }
         counters.eventsReplayed.add(replayed, ordering: .relaxed)
@@ -158,6 +163,7 @@ extension RealtimeHub {
                         continue
                     }
                     if core.queue.enqueue(.text(frame), force: true) == .queued {
+                        if case .event(let event) = item.entry { state.replayed(event, to: core.id) }
                         delivered += 1
                         bytes += frame.utf8.count
                     }

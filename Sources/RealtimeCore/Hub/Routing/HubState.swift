@@ -7,9 +7,16 @@ struct HubState: Sendable {
         let sessionID: String?
         let isAdmin: Bool
         var patterns = ConnectionPatterns()
-        /// The id of the last `session.revoked` event queued for the connection, so a revocation's close does not
-        /// queue its notice a second time (see ``HubState/deliverNotice(_:frames:to:effects:)``).
-        var lastRevocationNotice: String?
+        /// The last `session.revoked` event given to the connection, so a revocation's close does not queue its
+        /// notice a second time (see ``HubState/deliverNotice(_:frames:to:effects:)``).
+        var lastRevocationNotice: NoticeMark?
+    }
+
+    /// A `session.revoked` event given to a connection: queued, or held in its recovery seam (`held`), where it is
+    /// not sent yet and is lost if the connection is closed before the recovery ends.
+    struct NoticeMark: Sendable, Equatable {
+        let eventID: String
+        var held: Bool
     }
 
     private(set) var slots: [Slot?] = []
@@ -259,14 +266,14 @@ struct HubState: Sendable {
                     mayReceive(index, visibility)
                 else { continue }
                 let queued = enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
-                if queued > 0, let notice { slots[index]?.lastRevocationNotice = notice }
+                if queued > 0, let notice { markNotice(notice, at: index) }
                 delivered += queued
             }
         case .admins:
             adminIndex.forEachMatch(key) { set in
                 for index in set {
                     let queued = enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
-                    if queued > 0, let notice { slots[index]?.lastRevocationNotice = notice }
+                    if queued > 0, let notice { markNotice(notice, at: index) }
                     delivered += queued
                 }
             }
@@ -294,19 +301,35 @@ struct HubState: Sendable {
         }
     }
 
+    /// Remembers that the `session.revoked` event `eventID` was given to the connection at `index` (held, if it is
+    /// recovering).
+    private mutating func markNotice(_ eventID: String, at index: Int) {
+        slots[index]?.lastRevocationNotice = NoticeMark(eventID: eventID, held: fanOutEntries[index].recovering)
+    }
+
+    /// A replayed event was queued for connection `id`: a `session.revoked` one counts as given (see
+    /// ``deliverNotice(_:frames:to:effects:)``).
+    mutating func replayed(_ event: RealtimeEvent, to id: ConnectionID) {
+        guard event.type == .sessionRevoked, let index = slotByID[id] else { return }
+        slots[index]?.lastRevocationNotice = NoticeMark(eventID: event.id, held: false)
+    }
+
+    /// Queues `frame` for the connection at `index` once per `stamp`; a recovering connection's seam holds it
+    /// instead, unless `bypassingSeam`.
     @inline(__always)
     private mutating func enqueue(
         _ frame: OutboundFrame,
         at index: Int,
         stamp: UInt64,
         recorded: (stream: HistoryStream?, position: StreamPosition)?,
+        bypassingSeam: Bool = false,
         effects: inout FanOutEffects
     )
         -> Int
     {
         guard fanOutEntries[index].stamp != stamp, let queue = fanOutEntries[index].queue else { return 0 }
         fanOutEntries[index].stamp = stamp
-        if fanOutEntries[index].recovering {
+        if fanOutEntries[index].recovering && !bypassingSeam {
             return hold(frame, at: index, recorded: recorded, effects: &effects)
         }
         switch queue.enqueueDeferringWake(frame) {
@@ -338,10 +361,13 @@ struct HubState: Sendable {
     }
 
     /// The frames of a ``RevocationNotice``: its event on the user's route and on the administrators' route, each
-    /// with its position in that route's stream (when recorded).
+    /// with its position in that route's stream (when recorded), and the same without a position (for a connection
+    /// whose recovery the close cuts short).
     struct NoticeFrames {
         let userFrame: OutboundFrame
         let adminsFrame: OutboundFrame
+        let userFrameWithoutPosition: OutboundFrame
+        let adminsFrameWithoutPosition: OutboundFrame
     }
 
     /// Queues a revocation's `session.revoked` event for connections its close is about to end, right before the
@@ -349,6 +375,11 @@ struct HubState: Sendable {
     /// on the user's route, or the administrators' route for an administrator connection) and that has not been
     /// given it already (the event's own route may have arrived first). Returns how many were queued; a queue that
     /// overflowed is in `effects.overflowed`.
+    ///
+    /// A connection still recovering is closed before its replay ends: its seam is ended (its held frames, a held
+    /// copy of this event among them, will not be sent, and the recovery sends no `recovered` answer), and the event
+    /// goes straight to its queue without a position, so the client's stored position does not move past events the
+    /// unfinished replay never delivered.
     mutating func deliverNotice(
         _ notice: RevocationNotice,
         frames: NoticeFrames,
@@ -361,20 +392,33 @@ struct HubState: Sendable {
         let stamp = self.stamp
         var delivered = 0
         for core in cores {
-            guard let index = slotByID[core.id], let slot = slots[index],
-                slot.lastRevocationNotice != notice.event.id
-            else { continue }
+            guard let index = slotByID[core.id], let slot = slots[index] else { continue }
+            // Given already, and not merely held in a seam: once is enough.
+            if let mark = slot.lastRevocationNotice, mark.eventID == notice.event.id, !mark.held { continue }
             let route: BusRoute = slot.isAdmin ? .admins : .user(userID)
             guard wouldDeliver(notice.event, key: key, route: route, to: core.id) else { continue }
-            let position = slot.isAdmin ? notice.adminsStreamPosition : notice.userStreamPosition
-            let queued = enqueue(
-                slot.isAdmin ? frames.adminsFrame : frames.userFrame,
-                at: index,
-                stamp: stamp,
-                recorded: position.map { (stream: HistoryStream(route), position: $0) },
-                effects: &effects
-            )
-            if queued > 0 { slots[index]?.lastRevocationNotice = notice.event.id }
+            let queued: Int
+            if fanOutEntries[index].recovering {
+                seams[index]?.end()
+                queued = enqueue(
+                    slot.isAdmin ? frames.adminsFrameWithoutPosition : frames.userFrameWithoutPosition,
+                    at: index,
+                    stamp: stamp,
+                    recorded: nil,
+                    bypassingSeam: true,
+                    effects: &effects
+                )
+            } else {
+                let position = slot.isAdmin ? notice.adminsStreamPosition : notice.userStreamPosition
+                queued = enqueue(
+                    slot.isAdmin ? frames.adminsFrame : frames.userFrame,
+                    at: index,
+                    stamp: stamp,
+                    recorded: position.map { (stream: HistoryStream(route), position: $0) },
+                    effects: &effects
+                )
+            }
+            if queued > 0 { slots[index]?.lastRevocationNotice = NoticeMark(eventID: notice.event.id, held: false) }
             delivered += queued
         }
         return delivered
@@ -402,11 +446,14 @@ struct HubState: Sendable {
     }
 
     /// Ends the recovery: the held frames to deliver (queue them before releasing the lock), and live delivery
-    /// goes straight to the queue again.
-    mutating func endRecovery(_ id: ConnectionID) -> [OutboundFrame] {
-        guard let index = slotByID[id], var seam = seams.removeValue(forKey: index) else { return [] }
+    /// goes straight to the queue again. `nil` when there is nothing to answer: the connection is gone, or a close
+    /// ended its seam first (``RecoverySeam/end()``).
+    mutating func endRecovery(_ id: ConnectionID) -> [OutboundFrame]? {
+        guard let index = slotByID[id], var seam = seams.removeValue(forKey: index) else { return nil }
         fanOutEntries[index].recovering = false
-        return seam.finish()
+        // What the seam held is released now (or was replayed): no longer merely held.
+        slots[index]?.lastRevocationNotice?.held = false
+        return seam.isEnded ? nil : seam.finish()
     }
 
     /// A live frame for a recovering connection: held in its seam.
@@ -421,6 +468,7 @@ struct HubState: Sendable {
         seams[index] = seam
         switch action {
         case .held: return 1
+        case .dropped: return 0
         case .overflow:
             if let core = slots[index]?.core { effects.overflowed.append(core) }
             return 0

@@ -8,8 +8,8 @@
 /// above the last one replayed or skipped).
 ///
 /// A value living in the hub's `HubState` (under its lock, like all fan-out), driven by the recovery: ``live(_:)``
-/// from fan-out, ``replay(_:)`` for each history entry in offset order, ``abandon(_:)`` for a stream whose history
-/// could not be read, ``finish()`` at the end.
+/// from fan-out, ``replay(_:_:)`` for each history entry in offset order, ``abandon(_:)`` for a stream whose history
+/// could not be read, ``finish()`` at the end, or ``end()`` when the connection is being closed first.
 struct RecoverySeam: Sendable {
     /// A live frame held during the replay.
     struct Held: Sendable {
@@ -23,6 +23,8 @@ struct RecoverySeam: Sendable {
         case held
         /// The hold bound was reached: the connection is a slow consumer (as when its outbound queue overflows).
         case overflow
+        /// The seam was ended (``end()``): the connection is being closed, nothing more is held or delivered.
+        case dropped
     }
 
     /// The last position replayed or skipped per stream under recovery.
@@ -31,6 +33,8 @@ struct RecoverySeam: Sendable {
     private var heldBytes = 0
     private let maxFrames: Int
     private let maxBytes: Int
+    /// ``end()`` was called.
+    private(set) var isEnded = false
 
     /// - Parameters:
     ///   - positions: the client's last position per stream to recover.
@@ -44,6 +48,7 @@ struct RecoverySeam: Sendable {
     /// A live frame for the connection (already filtered by its patterns and visibility), with its stream and
     /// position when it was recorded.
     mutating func live(_ held: Held) -> LiveAction {
+        guard !isEnded else { return .dropped }
         let bytes = held.frame.byteCount
         guard self.held.count < maxFrames, heldBytes + bytes <= maxBytes else { return .overflow }
         self.held.append(held)
@@ -55,7 +60,8 @@ struct RecoverySeam: Sendable {
     /// stream's last position replayed (offset order, no repeat). Advances the stream's position either way
     /// when the entry is the next one, so an entry the connection may not see still counts as replayed.
     mutating func replay(_ stream: HistoryStream, _ position: StreamPosition) -> Bool {
-        guard let last = reached[stream], last.epoch == position.epoch, position.offset == last.offset + 1 else {
+        guard !isEnded, let last = reached[stream], last.epoch == position.epoch, position.offset == last.offset + 1
+        else {
             return false
         }
         reached[stream] = position
@@ -65,6 +71,15 @@ struct RecoverySeam: Sendable {
     /// The stream's history could not be read: its held frames are all delivered (nothing of it was replayed).
     mutating func abandon(_ stream: HistoryStream) {
         reached[stream] = nil
+    }
+
+    /// The connection is being closed before its recovery finished: the held frames are dropped (they would follow
+    /// a replay that will not complete), and from now on nothing is held (``live(_:)`` answers ``LiveAction/dropped``)
+    /// nor replayed (``replay(_:_:)`` answers false). Recovery then ends without its `recovered` answer.
+    mutating func end() {
+        isEnded = true
+        held = []
+        heldBytes = 0
     }
 
     /// The held frames to deliver after the replay, in arrival order, without those the replay delivered.
