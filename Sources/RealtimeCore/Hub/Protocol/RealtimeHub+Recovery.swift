@@ -81,12 +81,13 @@ extension RealtimeHub {
             _ = core.queue.enqueue(.text(answer), force: true)
             return true
         }
+        // What was replayed was queued, answered or not.
+        counters.eventsReplayed.add(replayed, ordering: .relaxed)
         // Closed during the replay (a revocation's close ended the seam): no answer, which would claim a recovery
         // that did not reach the client.
         guard answered else { return }
         counters.recoveries.add(1, ordering: .relaxed)
         if !recovered { counters.recoveriesFailed.add(1, ordering: .relaxed) }
-        counters.eventsReplayed.add(replayed, ordering: .relaxed)
         logger.debug(
             "recovery",
             metadata: [
