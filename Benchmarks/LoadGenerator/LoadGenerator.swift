@@ -217,23 +217,17 @@ struct LoadGenerator: AsyncParsableCommand {
         let specs = try minter.clientSpecs(clients: clients, users: userCount, admins: admins)
         let publisherToken = try minter.mint("lg-publisher", admin: true)
 
-        let address: SocketAddress
-        do {
-            address = try SocketAddress(ipAddress: host == "localhost" ? "127.0.0.1" : host, port: port)
-        } catch {
-            throw ValidationError("cannot use \(host):\(port): \(error)")
+        /// The server's address and `Host` header at `port`.
+        func endpoint(_ port: Int) throws -> (address: SocketAddress, hostHeader: String) {
+            do {
+                let address = try SocketAddress(ipAddress: host == "localhost" ? "127.0.0.1" : host, port: port)
+                return (address, (host.contains(":") ? "[\(host)]" : host) + ":\(port)")
+            } catch {
+                throw ValidationError("cannot use \(host):\(port): \(error)")
+            }
         }
-        let hostHeader = (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
-        let publishAddress: SocketAddress
-        do {
-            publishAddress = try SocketAddress(
-                ipAddress: host == "localhost" ? "127.0.0.1" : host,
-                port: publishPort ?? port
-            )
-        } catch {
-            throw ValidationError("cannot use \(host):\(publishPort ?? port): \(error)")
-        }
-        let publishHostHeader = (host.contains(":") ? "[\(host)]" : host) + ":\(publishPort ?? port)"
+        let (address, hostHeader) = try endpoint(port)
+        let (publishAddress, publishHostHeader) = try endpoint(publishPort ?? port)
         let threadCount = threads ?? System.coreCount
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threadCount)
         let loops = Array(group.makeIterator())

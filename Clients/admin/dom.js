@@ -63,9 +63,10 @@ const armedUntil = new Map();
 export function confirmButton(label, confirmLabel, action, key) {
   const button = /** @type {HTMLButtonElement} */ (el('button', { class: 'small danger', text: label, attrs: { type: 'button' } }));
   let timer = null;
-  const disarm = () => {
+  /** Ends the arming `until` (a newer button for the same key may have re-armed it: that arming stays). */
+  const disarm = (until) => {
     clearTimeout(timer);
-    armedUntil.delete(key);
+    if (armedUntil.get(key) === until) armedUntil.delete(key);
     button.classList.remove('confirming');
     button.textContent = label;
   };
@@ -73,12 +74,7 @@ export function confirmButton(label, confirmLabel, action, key) {
     armedUntil.set(key, until);
     button.classList.add('confirming');
     button.textContent = confirmLabel;
-    timer = setTimeout(() => {
-      // A newer button for the same key may have re-armed it: only the arming this timer belongs to ends here.
-      if (armedUntil.get(key) === until) armedUntil.delete(key);
-      button.classList.remove('confirming');
-      button.textContent = label;
-    }, Math.max(0, until - Date.now()));
+    timer = setTimeout(() => disarm(until), Math.max(0, until - Date.now()));
   };
   const until = armedUntil.get(key);
   if (until !== undefined && until > Date.now()) arm(until);
@@ -87,7 +83,7 @@ export function confirmButton(label, confirmLabel, action, key) {
       arm(Date.now() + ARMED_MS);
       return;
     }
-    disarm();
+    disarm(armedUntil.get(key));
     button.disabled = true;
     try {
       toast(await action(), 'ok');

@@ -117,25 +117,6 @@ import Testing
     }
 }
 
-/// A store that is no ``InMemoryHistoryStore`` (so no bus records with it in one step), forwarding to one.
-private struct ForwardingHistoryStore: HistoryStore {
-    let inner: InMemoryHistoryStore
-    func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
-        try await inner.append(message)
-    }
-    func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
-        async throws(RealtimeError) -> HistoryRead
-    {
-        try await inner.read(stream, after: position, limit: limit)
-    }
-    func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
-        try await inner.position(of: stream)
-    }
-    func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
-        try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
-    }
-}
-
 @Suite(.timeLimit(.minutes(1))) struct HistoryPublishingTests {
     @Test func theDefaultAppendsThenPublishesWithPositions() async throws {
         let bus = InMemoryEventBus()

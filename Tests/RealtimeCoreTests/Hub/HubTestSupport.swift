@@ -64,3 +64,26 @@ extension RealtimeHub {
         return try await connect(ticket)
     }
 }
+
+/// A store that is no ``InMemoryHistoryStore`` (so no bus records with it in one step), forwarding to one; with
+/// `beforeReading`, each read first awaits it (a test holding a recovery's read).
+struct ForwardingHistoryStore: HistoryStore {
+    let inner: InMemoryHistoryStore
+    var beforeReading: (@Sendable (HistoryReadLimit) async -> Void)? = nil
+
+    func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
+        try await inner.append(message)
+    }
+    func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
+        async throws(RealtimeError) -> HistoryRead
+    {
+        await beforeReading?(limit)
+        return try await inner.read(stream, after: position, limit: limit)
+    }
+    func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
+        try await inner.position(of: stream)
+    }
+    func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
+        try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
+    }
+}

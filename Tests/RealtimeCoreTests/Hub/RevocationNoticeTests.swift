@@ -198,7 +198,8 @@ import Testing
     }
 
     @Test func aConnectionClosedDuringItsRecoveryGetsTheNoticeWithoutPositionThenTheClose() async throws {
-        let history = GatedHistoryStore(inner: try InMemoryHistoryStore())
+        let gate = ReadGate()
+        let history = ForwardingHistoryStore(inner: try InMemoryHistoryStore(), beforeReading: gate.pass)
         let hub = try fixture.hub(historyStore: history)
         try await hub.running {
             let subscribe = #"{"type":"subscribe","payload":{"eventTypes":["session.*","security.*"]"#
@@ -214,7 +215,7 @@ import Testing
             // Alice reconnects and recovers; her recovery waits on its history read.
             let alice = try await hub.connectClient(token: "alice-token")
             _ = try await alice.next(type: "connected")
-            var reading = history.reading.makeAsyncIterator()
+            var reading = gate.reading.makeAsyncIterator()
             // Handling the subscribe includes the replay: it returns once the gate opens.
             let recover = subscribe + #","recover":{"user:alice":\#(JSONWriter.string(start))}}}"#
             async let subscribed: Void = alice.send(recover)
@@ -243,7 +244,7 @@ import Testing
                     if let text = frame.text { messages.append(try JSONParser().parse(text)) }
                 }
             }
-            history.open()
+            gate.open()
             await subscribed
 
             #expect(close == .sessionRevoked)
@@ -259,16 +260,13 @@ import Testing
     }
 }
 
-/// A history store whose reads of entries (a recovery's) wait until ``open()``; ``reading`` yields when one starts
-/// waiting.
-private final class GatedHistoryStore: HistoryStore {
-    let inner: InMemoryHistoryStore
+/// Holds the reads of entries (a recovery's) until ``open()``; ``reading`` yields when one starts waiting.
+private final class ReadGate: Sendable {
     let reading: AsyncStream<Void>
     private let readingContinuation: AsyncStream<Void>.Continuation
     private let gate = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
 
-    init(inner: InMemoryHistoryStore) {
-        self.inner = inner
+    init() {
         (reading, readingContinuation) = AsyncStream.makeStream()
     }
 
@@ -281,35 +279,19 @@ private final class GatedHistoryStore: HistoryStore {
         for continuation in waiting { continuation.resume() }
     }
 
-    func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
-        try await inner.append(message)
-    }
-
-    func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
-        async throws(RealtimeError) -> HistoryRead
-    {
-        if limit.maxEntries > 0 {
-            await withCheckedContinuation { continuation in
-                let now = gate.withLock { state in
-                    if state.open { return true }
-                    state.waiting.append(continuation)
-                    return false
-                }
-                if now {
-                    continuation.resume()
-                } else {
-                    readingContinuation.yield()
-                }
+    func pass(_ limit: HistoryReadLimit) async {
+        guard limit.maxEntries > 0 else { return }
+        await withCheckedContinuation { continuation in
+            let now = gate.withLock { state in
+                if state.open { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if now {
+                continuation.resume()
+            } else {
+                readingContinuation.yield()
             }
         }
-        return try await inner.read(stream, after: position, limit: limit)
-    }
-
-    func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
-        try await inner.position(of: stream)
-    }
-
-    func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
-        try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
     }
 }

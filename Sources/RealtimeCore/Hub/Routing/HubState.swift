@@ -12,17 +12,10 @@ struct HubState: Sendable {
         var lastRevocationNotice: NoticeMark?
     }
 
-    /// A `session.revoked` event given to a connection: queued, or held in its recovery seam (`held`), where it is
-    /// not sent yet and is lost if the connection is closed before the recovery ends.
-    struct NoticeMark: Sendable, Equatable {
-        let eventID: String
-        var held: Bool
-    }
-
     private(set) var slots: [Slot?] = []
     /// What fan-out reads per recipient, in a dense array parallel to `slots` (reading a whole `Slot` would
     /// retain and release a dozen references per delivery).
-    private var fanOutEntries: [FanOutEntry] = []
+    private(set) var fanOutEntries: [FanOutEntry] = []
 
     struct FanOutEntry: Sendable {
         var stamp: UInt64 = 0
@@ -250,8 +243,7 @@ struct HubState: Sendable {
         position: StreamPosition? = nil,
         effects: inout FanOutEffects
     ) -> Int {
-        stamp &+= 1
-        let stamp = self.stamp
+        let stamp = nextStamp()
         let visibility = Visibility(event)
         let recorded = position.map { (stream: HistoryStream(route), position: $0) }
         // A revocation's event is remembered per recipient, for the close that follows it (rare: one check per event).
@@ -266,14 +258,14 @@ struct HubState: Sendable {
                     mayReceive(index, visibility)
                 else { continue }
                 let queued = enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
-                if queued > 0, let notice { markNotice(notice, at: index) }
+                if queued > 0, let notice { markNotice(notice, at: index, held: fanOutEntries[index].recovering) }
                 delivered += queued
             }
         case .admins:
             adminIndex.forEachMatch(key) { set in
                 for index in set {
                     let queued = enqueue(frame, at: index, stamp: stamp, recorded: recorded, effects: &effects)
-                    if queued > 0, let notice { markNotice(notice, at: index) }
+                    if queued > 0, let notice { markNotice(notice, at: index, held: fanOutEntries[index].recovering) }
                     delivered += queued
                 }
             }
@@ -289,6 +281,12 @@ struct HubState: Sendable {
         return delivered
     }
 
+    /// A new fan-out's stamp: a connection reached twice in one fan-out (several routes or patterns) is queued once.
+    mutating func nextStamp() -> UInt64 {
+        stamp &+= 1
+        return stamp
+    }
+
     /// Whether a connection may receive an event: checked for every delivery, not only when a pattern was accepted,
     /// so a wildcard granted earlier can never leak a type or a scope the connection may not see.
     @inline(__always)
@@ -301,23 +299,16 @@ struct HubState: Sendable {
         }
     }
 
-    /// Remembers that the `session.revoked` event `eventID` was given to the connection at `index` (held, if it is
-    /// recovering).
-    private mutating func markNotice(_ eventID: String, at index: Int) {
-        slots[index]?.lastRevocationNotice = NoticeMark(eventID: eventID, held: fanOutEntries[index].recovering)
-    }
-
-    /// A replayed event was queued for connection `id`: a `session.revoked` one counts as given (see
-    /// ``deliverNotice(_:frames:to:effects:)``).
-    mutating func replayed(_ event: RealtimeEvent, to id: ConnectionID) {
-        guard event.type == .sessionRevoked, let index = slotByID[id] else { return }
-        slots[index]?.lastRevocationNotice = NoticeMark(eventID: event.id, held: false)
+    /// Remembers that the `session.revoked` event `eventID` was given to the connection at `index`: queued, or only
+    /// `held` in its recovery seam.
+    mutating func markNotice(_ eventID: String, at index: Int, held: Bool) {
+        slots[index]?.lastRevocationNotice = NoticeMark(eventID: eventID, held: held)
     }
 
     /// Queues `frame` for the connection at `index` once per `stamp`; a recovering connection's seam holds it
     /// instead, unless `bypassingSeam`.
     @inline(__always)
-    private mutating func enqueue(
+    mutating func enqueue(
         _ frame: OutboundFrame,
         at index: Int,
         stamp: UInt64,
@@ -360,70 +351,6 @@ struct HubState: Sendable {
         }
     }
 
-    /// The frames of a ``RevocationNotice``: its event on the user's route and on the administrators' route, each
-    /// with its position in that route's stream (when recorded), and the same without a position (for a connection
-    /// whose recovery the close cuts short).
-    struct NoticeFrames {
-        let userFrame: OutboundFrame
-        let adminsFrame: OutboundFrame
-        let userFrameWithoutPosition: OutboundFrame
-        let adminsFrameWithoutPosition: OutboundFrame
-    }
-
-    /// Queues a revocation's `session.revoked` event for connections its close is about to end, right before the
-    /// close: for each of `cores` that live delivery would have given the event (``wouldDeliver(_:key:route:to:)``
-    /// on the user's route, or the administrators' route for an administrator connection) and that has not been
-    /// given it already (the event's own route may have arrived first). Returns how many were queued; a queue that
-    /// overflowed is in `effects.overflowed`.
-    ///
-    /// A connection still recovering is closed before its replay ends: its seam is ended (its held frames, a held
-    /// copy of this event among them, will not be sent, and the recovery sends no `recovered` answer), and the event
-    /// goes straight to its queue without a position, so the client's stored position does not move past events the
-    /// unfinished replay never delivered.
-    mutating func deliverNotice(
-        _ notice: RevocationNotice,
-        frames: NoticeFrames,
-        to cores: [ConnectionCore],
-        effects: inout FanOutEffects
-    ) -> Int {
-        guard case .user(let userID) = notice.event.scope else { return 0 }
-        let key = matchKey(notice.event.type)
-        stamp &+= 1
-        let stamp = self.stamp
-        var delivered = 0
-        for core in cores {
-            guard let index = slotByID[core.id], let slot = slots[index] else { continue }
-            // Given already, and not merely held in a seam: once is enough.
-            if let mark = slot.lastRevocationNotice, mark.eventID == notice.event.id, !mark.held { continue }
-            let route: BusRoute = slot.isAdmin ? .admins : .user(userID)
-            guard wouldDeliver(notice.event, key: key, route: route, to: core.id) else { continue }
-            let queued: Int
-            if fanOutEntries[index].recovering {
-                seams[index]?.end()
-                queued = enqueue(
-                    slot.isAdmin ? frames.adminsFrameWithoutPosition : frames.userFrameWithoutPosition,
-                    at: index,
-                    stamp: stamp,
-                    recorded: nil,
-                    bypassingSeam: true,
-                    effects: &effects
-                )
-            } else {
-                let position = slot.isAdmin ? notice.adminsStreamPosition : notice.userStreamPosition
-                queued = enqueue(
-                    slot.isAdmin ? frames.adminsFrame : frames.userFrame,
-                    at: index,
-                    stamp: stamp,
-                    recorded: position.map { (stream: HistoryStream(route), position: $0) },
-                    effects: &effects
-                )
-            }
-            if queued > 0 { slots[index]?.lastRevocationNotice = NoticeMark(eventID: notice.event.id, held: false) }
-            delivered += queued
-        }
-        return delivered
-    }
-
     /// Starts holding the connection's live frames in a seam. False when it is not active or already recovering.
     mutating func beginRecovery(
         _ id: ConnectionID,
@@ -435,6 +362,11 @@ struct HubState: Sendable {
         fanOutEntries[index].recovering = true
         seams[index] = RecoverySeam(from: positions, maxFrames: maxFrames, maxBytes: maxBytes)
         return true
+    }
+
+    /// Cuts the recovery of the connection at `index` short, as its close is about to end it (``RecoverySeam/end()``).
+    mutating func endSeam(at index: Int) {
+        seams[index]?.end()
     }
 
     /// Runs `body` on the connection's seam; `nil` when it is no longer recovering (closed).
@@ -484,8 +416,7 @@ struct HubState: Sendable {
         position: StreamPosition? = nil,
         effects: inout FanOutEffects
     ) -> Int {
-        stamp &+= 1
-        let stamp = self.stamp
+        let stamp = nextStamp()
         let recorded: (stream: HistoryStream?, position: StreamPosition)?
         var delivered = 0
         switch target {
