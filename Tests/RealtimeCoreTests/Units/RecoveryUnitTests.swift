@@ -233,3 +233,61 @@ import Testing
         }
     }
 }
+
+/// After a recovery, the bus may bring this server live copies of messages the replay already read from history
+/// (history is written at publish time, live delivery follows the bus): they must not reach the client twice.
+@Suite struct RecoveryTrailTests {
+    let connections = HubStateTests.Connections()
+
+    init() throws {
+        try connections.subscribe(connections.alice, ["security.*"])
+    }
+
+    func live(_ offset: Int64, epoch: String = "e1") -> Int {
+        var effects = HubState.FanOutEffects()
+        let event = RealtimeEvent(id: "n\(offset)", type: "security.alert", userID: "alice")
+        return connections.state.deliver(
+            event,
+            key: connections.state.matchKey(event.type),
+            frame: .text("\(epoch):\(offset)"),
+            route: .user("alice"),
+            position: StreamPosition(epoch: epoch, offset: offset),
+            effects: &effects
+        )
+    }
+
+    /// Alice comes back at offset 2 and the replay delivers 3…5 before the bus brought them to this server.
+    func recover() {
+        let alice = connections.alice.id
+        let start = StreamPosition(epoch: "e1", offset: 2)
+        let began = connections.state.beginRecovery(
+            alice,
+            from: [.user("alice"): start],
+            maxFrames: 100,
+            maxBytes: 1 << 20
+        )
+        #expect(began)
+        for offset in Int64(3)...5 {
+            let next = StreamPosition(epoch: "e1", offset: offset)
+            let replayed = connections.state.withSeam(alice) { $0.replay(.user("alice"), next) }
+            #expect(replayed == true)
+        }
+        let held = connections.state.endRecovery(alice)
+        #expect(held == [])
+    }
+
+    @Test func lateLiveCopiesOfWhatTheReplayDeliveredAreDroppedUntilLiveOvertakesIt() {
+        recover()
+        #expect(live(4) == 0)
+        #expect(live(5) == 0)
+        #expect(live(6) == 1)
+        #expect(live(7) == 1)
+        #expect(connections.received(connections.alice) == ["e1:6", "e1:7"])
+    }
+
+    @Test func aNewEpochIsNeverALateCopy() {
+        recover()
+        #expect(live(1, epoch: "e2") == 1)
+        #expect(connections.received(connections.alice) == ["e2:1"])
+    }
+}

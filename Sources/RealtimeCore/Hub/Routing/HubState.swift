@@ -24,6 +24,9 @@ struct HubState: Sendable {
         var queue: OutboundQueue?
         /// The connection is recovering: its live frames go to its seam in ``HubState/seams``.
         var recovering = false
+        /// The connection recovered and may still hear, late, live copies of what its replay delivered: they are
+        /// dropped by position (``HubState/trails``).
+        var trailing = false
     }
 
     /// Who may see one event, decided once per event rather than once per recipient.
@@ -54,6 +57,12 @@ struct HubState: Sendable {
     private var stamp: UInt64 = 0
     /// The seams of recovering connections, by slot index (see ``RecoverySeam``).
     private var seams: [Int: RecoverySeam] = [:]
+    /// After a recovery, by slot index: per stream, the last position its replay reached. The bus may deliver a
+    /// message to this server after the replay read it from history (history is written when a message is
+    /// published, live delivery follows the bus): such a late copy, at or below the position, was delivered
+    /// already. A stream's entry goes with its first live message past it (the bus delivers a stream in offset
+    /// order).
+    private var trails: [Int: [HistoryStream: StreamPosition]] = [:]
     /// Match keys of recently delivered event types (building one allocates its segments and prefixes), bounded.
     private var matchKeys: [EventType: MatchKey] = [:]
 
@@ -155,6 +164,7 @@ struct HubState: Sendable {
         slots[index] = nil
         fanOutEntries[index] = FanOutEntry()
         seams[index] = nil
+        trails[index] = nil
         freeSlots.append(index)
         return slot.core
     }
@@ -323,6 +333,7 @@ struct HubState: Sendable {
         if fanOutEntries[index].recovering && !bypassingSeam {
             return hold(frame, at: index, recorded: recorded, effects: &effects)
         }
+        if fanOutEntries[index].trailing, let recorded, !passesTrail(at: index, recorded) { return 0 }
         switch queue.enqueueDeferringWake(frame) {
         case .queued: return 1
         case .queuedConsumerToWake:
@@ -385,7 +396,28 @@ struct HubState: Sendable {
         fanOutEntries[index].recovering = false
         // What the seam held is released now (or was replayed): no longer merely held.
         slots[index]?.lastRevocationNotice?.held = false
-        return seam.isEnded ? nil : seam.finish()
+        guard !seam.isEnded else { return nil }
+        let held = seam.finish()
+        if !seam.reached.isEmpty {
+            trails[index] = seam.reached
+            fanOutEntries[index].trailing = true
+        }
+        return held
+    }
+
+    /// Whether a live message at `recorded` is new to a connection that recovered: false for a late copy of what
+    /// its replay delivered (same stream and epoch, offset not above the replay's); the first message past the
+    /// replay ends the stream's trail.
+    private mutating func passesTrail(
+        at index: Int,
+        _ recorded: (stream: HistoryStream?, position: StreamPosition)
+    ) -> Bool {
+        guard let stream = recorded.stream, var floors = trails[index], let floor = floors[stream] else { return true }
+        if floor.epoch == recorded.position.epoch && recorded.position.offset <= floor.offset { return false }
+        floors[stream] = nil
+        trails[index] = floors.isEmpty ? nil : floors
+        fanOutEntries[index].trailing = !floors.isEmpty
+        return true
     }
 
     /// A live frame for a recovering connection: held in its seam.
