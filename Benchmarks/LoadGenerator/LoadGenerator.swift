@@ -251,7 +251,7 @@ struct LoadGenerator: AsyncParsableCommand {
         let server = ServerProcesses(pids: serverPID)
         let pids = serverPID
         func rss() -> Int? { server.rssKiB() }
-        func serverCPU() -> Double? { server.cpuSeconds() }
+        func serverCPU() -> Double? { server.cpuTimes()?.total }
         for pid in pids where !SystemInfo.processExists(pid) {
             print("FAILED: no process \(pid) (--server-pid)")
             throw ExitCode(1)
@@ -340,7 +340,7 @@ struct LoadGenerator: AsyncParsableCommand {
         var accepted: [Bool] = Array(repeating: false, count: plan.eventCount)
         for (phaseIndex, phase) in plan.phases.enumerated() where !phase.range.isEmpty {
             if ContinuousClock.now >= deadline { break }
-            let serverCPUStart = serverCPU()
+            let serverCPUStart = server.cpuTimes()
             let ownCPUStart = SystemInfo.ownCPUSeconds()
             let start = ContinuousClock.now
             let startNanos = NIODeadline.now().uptimeNanoseconds
@@ -395,7 +395,8 @@ struct LoadGenerator: AsyncParsableCommand {
             {
                 try await Task.sleep(for: .milliseconds(5))
             }
-            let serverCPUPhase = Self.difference(serverCPU(), serverCPUStart)
+            let serverCPUTimes = server.cpuTimes().flatMap { end in serverCPUStart.map { end - $0 } }
+            let serverCPUPhase = serverCPUTimes?.total
             let ownCPUPhase = SystemInfo.ownCPUSeconds() - ownCPUStart
             var latency = Histogram<UInt64>(
                 highestTrackableValue: 120_000_000_000,
@@ -434,15 +435,19 @@ struct LoadGenerator: AsyncParsableCommand {
                     + "max \(Report.duration(latency.max))"
             )
             report.line(
-                "  CPU: server \(serverCPUPhase.map { Report.seconds($0) } ?? "n/a"), "
+                "  CPU: server \(serverCPUTimes.map { "\(Report.seconds($0.total)) (system \(Report.seconds($0.system)))" } ?? "n/a"), "
                     + "generator \(Report.seconds(ownCPUPhase)); load average \(SystemInfo.loadAverage())"
             )
             let cpuPerDelivery = serverCPUPhase.map { receipts > 0 ? $0 * 1e6 / Double(receipts) : 0 }
+            // The kernel's share (system time): the sockets' system calls and, on loopback, the receive work charged
+            // to the sender; about the same for any server writing the same frames, so the rest tells servers apart.
+            let systemPerDelivery = serverCPUTimes.map { receipts > 0 ? $0.system * 1e6 / Double(receipts) : 0 }
             results.append(
                 "RESULT label=\(label) mode=\(phase.mode) clients=\(setup.ready) delivered=\(receipts) "
                     + "expected=\(phaseExpected) "
                     + "deliveries_per_s=\(Report.plain(Double(receipts) / max(deliverySeconds, 1e-9))) "
                     + "cpu_us_per_delivery=\(cpuPerDelivery.map { Report.plain($0) } ?? "nan") "
+                    + "cpu_sys_us_per_delivery=\(systemPerDelivery.map { Report.plain($0) } ?? "nan") "
                     + "publishes_per_s=\(Report.plain(Double(acceptedCount) / max(publishSeconds, 1e-9))) "
                     + "p50_ms=\(Report.plain(Double(latency.valueAtPercentile(50)) / 1e6)) "
                     + "p99_ms=\(Report.plain(Double(latency.valueAtPercentile(99)) / 1e6)) "

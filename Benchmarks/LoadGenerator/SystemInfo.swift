@@ -44,13 +44,14 @@ enum SystemInfo {
         return nil
     }
 
-    /// User plus system CPU seconds of a process, from `/proc/PID/stat`.
-    static func cpuSeconds(pid: Int32) -> Double? {
+    /// User and system CPU seconds of a process, from `/proc/PID/stat`.
+    static func cpuTimes(pid: Int32) -> CPUTimes? {
         guard let text = readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // After the command: state is field 3, utime field 14, stime field 15 (1-based over the whole line).
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return CPUTimes(user: user / ticks, system: system / ticks)
     }
 
     /// This process's user plus system CPU seconds.
@@ -98,8 +99,8 @@ struct ServerProcesses {
 
     func rssKiB() -> Int? { sum { SystemInfo.statusKiB(pid: $0, field: "VmRSS") } }
     func peakRSSKiB() -> Int? { sum { SystemInfo.statusKiB(pid: $0, field: "VmHWM") } }
-    /// User + system CPU time.
-    func cpuSeconds() -> Double? { sum { SystemInfo.cpuSeconds(pid: $0) } }
+    /// User and system CPU time.
+    func cpuTimes() -> CPUTimes? { sum { SystemInfo.cpuTimes(pid: $0) } }
 
     private func sum<Value: AdditiveArithmetic>(_ read: (Int32) -> Value?) -> Value? {
         guard !pids.isEmpty else { return nil }
@@ -109,5 +110,24 @@ struct ServerProcesses {
             total += value
         }
         return total
+    }
+}
+
+/// CPU seconds of a process (or several), in user space and in the kernel on its behalf (system calls, and the
+/// loopback receive work charged to the sender).
+struct CPUTimes: AdditiveArithmetic {
+    var user: Double
+    var system: Double
+
+    var total: Double { user + system }
+
+    static let zero = CPUTimes(user: 0, system: 0)
+
+    static func + (lhs: CPUTimes, rhs: CPUTimes) -> CPUTimes {
+        CPUTimes(user: lhs.user + rhs.user, system: lhs.system + rhs.system)
+    }
+
+    static func - (lhs: CPUTimes, rhs: CPUTimes) -> CPUTimes {
+        CPUTimes(user: lhs.user - rhs.user, system: lhs.system - rhs.system)
     }
 }
