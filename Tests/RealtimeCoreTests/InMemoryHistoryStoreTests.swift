@@ -27,6 +27,51 @@ import Testing
         )
     }
 
+    /// An event that carries its frame (as every event a hub publishes does) is kept as that frame, counted once
+    /// against the memory bound instead of twice, and read back as the same message with the same bytes.
+    @Test func eventsAreKeptAsTheirFramesAndDecodedOnRead() async throws {
+        let store = try InMemoryHistoryStore()
+        let framed = HistoryStoreConformance.event("u1", 1, bytes: 300).encodingEventFrame()
+        let frame = try #require(framed.eventFrame)
+        let position = try await store.append(framed)
+        let oneStream = store.statistics.bytes
+        // The same event without its frame, in a stream with an id of the same length: kept decoded.
+        _ = try await store.append(HistoryStoreConformance.event("u2", 1, bytes: 300))
+        let kept = store.statistics.bytes - oneStream
+        // Counted about once instead of twice: at least half a frame less (the rest is the estimate's overheads).
+        #expect(kept - oneStream >= frame.utf8.count / 2, "framed: \(oneStream) bytes, decoded: \(kept) bytes")
+
+        let read = try await store.read(
+            .user("u1"),
+            after: StreamPosition(epoch: position.epoch, offset: 0),
+            limit: .init()
+        )
+        guard case .page(let page) = read else { throw RealtimeError(.internalError, "not read: \(read)") }
+        #expect(page.entries.map(\.message) == [framed])
+        #expect(page.entries.first?.message.eventFrame == frame)
+        #expect(page.entries.first?.message.position == position)
+    }
+
+    /// A stored frame nested deeper than the store decodes reads as unreadable (a recovery answers `false`), never
+    /// as a page with a gap.
+    @Test func aFrameTooDeepToDecodeAgainReadsAsUnreadable() async throws {
+        var data = JSONValue.string("leaf")
+        for _ in 0..<130 { data = .object(["d": data]) }
+        let event = RealtimeEvent(type: "history.test", userID: "u1", data: ["d": data], scope: .user("u1"))
+        let message = BusMessage(origin: "srv-a", route: .user("u1"), payload: .event(event)).encodingEventFrame()
+        let store = try InMemoryHistoryStore()
+        let position = try await store.append(message)
+        let read = try await store.read(
+            .user("u1"),
+            after: StreamPosition(epoch: position.epoch, offset: 0),
+            limit: .init()
+        )
+        guard case .unavailable(.unreadable, let current) = read else {
+            throw RealtimeError(.internalError, "expected unreadable, got \(read)")
+        }
+        #expect(current == position)
+    }
+
     @Test func theMemoryBoundEvictsTheLeastRecentlyUsedStreamsFirst() async throws {
         let clock = ManualClock()
         var configuration = HistoryConfiguration()

@@ -7,9 +7,10 @@ import Synchronization
 /// - Each stream keeps its newest ``HistoryLimits/maxEntries`` entries; entries past ``HistoryLimits/maxAge`` are
 ///   invisible at once and removed on the stream's next use.
 /// - All streams together stay under ``HistoryConfiguration/memoryLimitBytes``, counted as an estimate (per entry
-///   its slot in the ring buffer, twice its encoded size since the store keeps the decoded message and its
-///   encoding, and allocation headers; a fixed overhead per stream): past it, the least recently used stream loses
-///   its oldest entries first, and is forgotten once it has none.
+///   its slot in the ring buffer, its encoded size and allocation headers — an event is kept as its encoded frame
+///   and decoded again on read; a notification is kept decoded too, counted twice its encoded size; a fixed
+///   overhead per stream): past it, the least recently used stream loses its oldest entries first, and is
+///   forgotten once it has none.
 /// - A stream neither appended to nor read for ``HistoryConfiguration/retention`` is forgotten.
 /// - Every stream gets a random epoch when it is created, so a position from a forgotten stream or from an
 ///   earlier process (the store restarted) reads as ``HistoryUnavailableReason/epochChanged``.
@@ -84,12 +85,22 @@ public final class InMemoryHistoryStore: HistoryStore {
     ) async throws(RealtimeError) -> HistoryRead {
         try position.validate()
         try limit.validate()
-        return using(stream) { state, window in
+        let (window, current, entries) = using(stream) { state, window in
             let record = state.use(stream, window: window)
             let current = StreamPosition(epoch: record.epoch, offset: record.last)
-            let candidates = state.candidates(of: record, after: position.offset, count: limit.maxEntries)
-            return window.read(after: position, current: current, limit: limit, candidates: candidates)
+            return (window, current, state.entries(of: record, after: position.offset, count: limit.maxEntries))
         }
+        // Events are decoded from their frames here, outside the store's lock, and only as far as the read goes.
+        let parser = JSONParser(limits: .init(maxBytes: configuration.maxEntryBytes, maxDepth: StoredContent.maxDepth))
+        let candidates = entries.lazy.map { entry in
+            HistoryWindow.Candidate(
+                offset: entry.offset,
+                timestamp: entry.timestamp,
+                bytes: entry.bytes,
+                message: entry.content.message(parser: parser)
+            )
+        }
+        return window.read(after: position, current: current, limit: limit, candidates: candidates)
     }
 
     public func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
@@ -180,18 +191,77 @@ public final class InMemoryHistoryStore: HistoryStore {
     }
 }
 
+/// What an entry keeps of its message.
+///
+/// An event that carries its encoded frame (every event a hub publishes does) is kept as that frame and the fields
+/// around it; the decoded event is rebuilt on read, as the Redis store rebuilds it from its entries. So a recorded
+/// event holds one allocation, the frame its connections were sent, instead of the decoded event (its data's
+/// dictionaries and strings) for as long as the stream keeps it: half the memory, and a heap that does not fill
+/// with small long-lived allocations. Anything else (a notification, an event without a valid frame) is kept as the
+/// message.
+private enum StoredContent {
+    case event(origin: ServerID, route: BusRoute, scope: EventScope, timestamp: Timestamp, frame: String)
+    case message(BusMessage)
+
+    /// The deepest nesting a stored frame is decoded with (an event's data may nest as deep as its publisher made
+    /// it; the publishing API accepts 16 levels). A deeper one reads as unreadable: the recovery answers `false`.
+    static let maxDepth = 128
+
+    init(_ message: BusMessage) {
+        if case .event(let event) = message.payload, let frame = message.eventFrame, WireProtocol.isEventFrame(frame) {
+            self = .event(
+                origin: message.origin,
+                route: message.route,
+                scope: event.scope,
+                timestamp: event.timestamp,
+                frame: frame
+            )
+        } else {
+            self = .message(message)
+        }
+    }
+
+    /// The message, decoded from the frame for an event (`nil` if it does not decode: the read then stops there).
+    func message(parser: JSONParser) -> BusMessage? {
+        switch self {
+        case .message(let message):
+            return message
+        case .event(let origin, let route, let scope, let timestamp, let frame):
+            var text = frame
+            let event = text.withUTF8 { bytes -> RealtimeEvent? in
+                // The payload object: the frame without its `{"type":"event","payload":` prefix and final `}`.
+                let payload = UnsafeBufferPointer(
+                    rebasing: bytes[WireProtocol.eventFramePrefixLength..<(bytes.count - 1)]
+                )
+                guard let members = try? parser.parseObjectMembers(payload) else { return nil }
+                return RealtimeEvent(payloadMembers: members, timestamp: timestamp, scope: scope)
+            }
+            guard let event else { return nil }
+            return BusMessage(origin: origin, route: route, payload: .event(event), eventFrame: frame)
+        }
+    }
+
+    /// Whether the entry keeps only the encoded frame.
+    var isFrame: Bool {
+        if case .event = self { return true }
+        return false
+    }
+}
+
 /// One entry of an in-memory stream.
 private struct StoredEntry {
     var offset: Int64
     var timestamp: Timestamp
-    var message: BusMessage
+    var content: StoredContent
     /// The encoded size (what reads count).
     var bytes: Int
     /// The estimated memory it takes (what the memory bound counts): its slot in the ring buffer, the encoded
-    /// frame and the decoded message (about as large again), and their allocations' headers.
-    var footprint: Int { Self.footprint(bytes: bytes) }
+    /// frame, the decoded message when it is kept too (about as large again), and their allocations' headers.
+    var footprint: Int { Self.footprint(bytes: bytes, frameOnly: content.isFrame) }
 
-    static func footprint(bytes: Int) -> Int { MemoryLayout<StoredEntry>.stride + 2 * bytes + 96 }
+    static func footprint(bytes: Int, frameOnly: Bool) -> Int {
+        frameOnly ? MemoryLayout<StoredEntry>.stride + bytes + 128 : MemoryLayout<StoredEntry>.stride + 2 * bytes + 96
+    }
 }
 
 /// One in-memory stream, linked into the store's use order. A class, so one dictionary lookup reaches it and every
@@ -274,8 +344,9 @@ private struct HistoryState {
         let record = use(stream, window: window)
         let offset = record.last + 1
         message.position = StreamPosition(epoch: record.epoch, offset: offset)
-        record.entries.append(StoredEntry(offset: offset, timestamp: window.now, message: message, bytes: bytes))
-        let footprint = StoredEntry.footprint(bytes: bytes)
+        let entry = StoredEntry(offset: offset, timestamp: window.now, content: StoredContent(message), bytes: bytes)
+        let footprint = entry.footprint
+        record.entries.append(entry)
         record.last = offset
         record.footprint += footprint
         totalBytes += footprint
@@ -285,13 +356,11 @@ private struct HistoryState {
 
     /// Up to `count` entries of `record` from `offset + 1` on (its offsets are contiguous: removals take its
     /// oldest).
-    func candidates(of record: StoredStream, after offset: Int64, count: Int) -> [HistoryWindow.Candidate] {
+    func entries(of record: StoredStream, after offset: Int64, count: Int) -> [StoredEntry] {
         guard let first = record.entries.first?.offset else { return [] }
         let start = Int(clamping: max(0, offset + 1 - first))
         guard start < record.entries.count else { return [] }
-        return record.entries[start..<min(record.entries.count, start + count)].map {
-            HistoryWindow.Candidate(offset: $0.offset, timestamp: $0.timestamp, bytes: $0.bytes, message: $0.message)
-        }
+        return Array(record.entries[start..<min(record.entries.count, start + count)])
     }
 
     mutating func trim(_ stream: HistoryStream, keeping maxEntries: Int?, removingUpTo cutoff: Timestamp?) {

@@ -24,6 +24,15 @@ extension BusMessage {
         }
     }
 
+    /// The message with its event's frame encoded (``eventFrame``), as a publishing hub hands it to the bus and the
+    /// history; itself when it is no event or already carries a frame.
+    package func encodingEventFrame() -> BusMessage {
+        guard eventFrame == nil, case .event(let event) = payload else { return self }
+        var message = self
+        message.eventFrame = WireProtocol.event(event)
+        return message
+    }
+
     /// An event message decoded from the `payload` object of the client's `event` message (see above), carrying
     /// that object as its ``eventFrame`` so the receiving hub delivers it without encoding.
     ///
