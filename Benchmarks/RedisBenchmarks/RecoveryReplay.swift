@@ -2,6 +2,9 @@
 //
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks recovery [rounds]
 //
+// Both measurements run on Redis, then again on the in-memory backends (an `InMemoryHistoryStore`, which keeps
+// events as their frames and decodes them on read).
+//
 // 1. Replay: one client reconnects having missed 1,000 events of its user stream; measured from the `subscribe`
 //    with `recover` until the client's consumer has read the `recovered` message (after the 1,000 events): the
 //    history reads (Redis `XRANGE` pages through the read script), seal checks, decoding, filtering and queueing.
@@ -75,12 +78,14 @@ private final class RecoveryConsumer: Sendable {
     }
 }
 
-private func makeRecoveryHub(_ configuration: RedisConfiguration, prefix: String, tokens: StaticTokenVerifier) throws
-    -> (RealtimeHub, RedisClient, RedisHistoryStore)
-{
+private func makeRecoveryHub(
+    _ configuration: RedisConfiguration,
+    prefix: String,
+    tokens: StaticTokenVerifier,
+    inMemory: Bool
+) throws -> (RealtimeHub, RedisClient?, any HistoryStore) {
     var logger = Logger(label: "bench")
     logger.logLevel = .critical
-    let client = RedisClient(configuration: configuration, logger: logger)
     var history = HistoryConfiguration()
     history.userStreams.maxEntries = 2000
     var hubConfiguration = HubConfiguration()
@@ -93,6 +98,16 @@ private func makeRecoveryHub(_ configuration: RedisConfiguration, prefix: String
         limit: 100_000,
         period: .seconds(1)
     )
+    if inMemory {
+        let store = try InMemoryHistoryStore(configuration: history)
+        let hub = try RealtimeHub(
+            configuration: hubConfiguration,
+            backends: .inMemory(tokenVerifier: tokens, historyStore: store),
+            logger: logger
+        )
+        return (hub, nil, store)
+    }
+    let client = RedisClient(configuration: configuration, logger: logger)
     let store = try RedisHistoryStore(
         client: client,
         clusterSecret: benchmarkClusterSecret,
@@ -124,7 +139,8 @@ private func milliseconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
 }
 
-func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throws {
+func measureRecovery(configuration: RedisConfiguration, rounds: Int, inMemory: Bool = false) async throws {
+    let backend = inMemory ? "in memory" : "Redis"
     let tokens = StaticTokenVerifier()
     tokens.add("replay-token", VerifiedIdentity(userID: "replay"))
     tokens.add("live-token", VerifiedIdentity(userID: "live"))
@@ -132,7 +148,8 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
     let (hub, client, store) = try makeRecoveryHub(
         configuration,
         prefix: "rec\(RandomID.hex(bytes: 3)):",
-        tokens: tokens
+        tokens: tokens,
+        inMemory: inMemory
     )
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await hub.run() }
@@ -170,7 +187,8 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
         print(
             String(
                 format:
-                    "replay of 1,000 missed events, %d rounds: median %.1f ms, min %.1f ms, max %.1f ms (goal < 50 ms)",
+                    "%@: replay of 1,000 missed events, %d rounds: median %.1f ms, min %.1f ms, max %.1f ms (goal < 50 ms)",
+                backend,
                 sorted.count,
                 sorted[sorted.count / 2],
                 sorted[0],
@@ -247,7 +265,8 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
         print(
             String(
                 format:
-                    "reconnect storm: 1,000 clients × 100 missed events in %.0f ms; %d recovered all 100; live: %d sent, %d received; slow-consumer closes %d, dropped %d",
+                    "%@: reconnect storm: 1,000 clients × 100 missed events in %.0f ms; %d recovered all 100; live: %d sent, %d received; slow-consumer closes %d, dropped %d",
+                backend,
                 milliseconds(duration),
                 recoveredAll.count,
                 sent,
@@ -264,5 +283,5 @@ func measureRecovery(configuration: RedisConfiguration, rounds: Int) async throw
         await liveReading.value
         group.cancelAll()
     }
-    await client.shutdown()
+    await client?.shutdown()
 }

@@ -20,7 +20,8 @@
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks recovery [rounds]
 //
 // `recovery` measures the replay of 1,000 missed events to one client (`rounds` times, default 9) and a reconnect
-// storm of 1,000 clients each recovering 100 events with live deliveries meanwhile (RecoveryReplay.swift).
+// storm of 1,000 clients each recovering 100 events with live deliveries meanwhile (RecoveryReplay.swift), on Redis
+// and then on the in-memory backends.
 //
 //     REALTIMEHUB_BENCHMARKS=1 swift run -c release RedisBenchmarks cluster [seconds-per-measurement] [rounds]
 //
@@ -200,6 +201,7 @@ func hubLatencies() async throws {
 
 if recoveryOnly {
     try await measureRecovery(configuration: configuration, rounds: numbers.first.map { Int($0) } ?? 9)
+    try await measureRecovery(configuration: configuration, rounds: numbers.first.map { Int($0) } ?? 9, inMemory: true)
     if let server {
         // `exit` skips the `defer` above.
         kill(server.processIdentifier, SIGTERM)
