@@ -395,7 +395,7 @@ struct LoadGenerator: AsyncParsableCommand {
             {
                 try await Task.sleep(for: .milliseconds(5))
             }
-            let serverCPUTimes = server.cpuTimes().flatMap { end in serverCPUStart.map { end - $0 } }
+            let serverCPUTimes = Self.difference(server.cpuTimes(), serverCPUStart)
             let serverCPUPhase = serverCPUTimes?.total
             let ownCPUPhase = SystemInfo.ownCPUSeconds() - ownCPUStart
             var latency = Histogram<UInt64>(
@@ -510,7 +510,7 @@ struct LoadGenerator: AsyncParsableCommand {
         }
     }
 
-    static func difference(_ later: Double?, _ earlier: Double?) -> Double? {
+    static func difference<Value: AdditiveArithmetic>(_ later: Value?, _ earlier: Value?) -> Value? {
         guard let later, let earlier else { return nil }
         return later - earlier
     }

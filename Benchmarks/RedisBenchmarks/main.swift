@@ -200,8 +200,10 @@ func hubLatencies() async throws {
 }
 
 if recoveryOnly {
-    try await measureRecovery(configuration: configuration, rounds: numbers.first.map { Int($0) } ?? 9)
-    try await measureRecovery(configuration: configuration, rounds: numbers.first.map { Int($0) } ?? 9, inMemory: true)
+    let recoveryRounds = numbers.first.map { Int($0) } ?? 9
+    for inMemory in [false, true] {
+        try await measureRecovery(configuration: configuration, rounds: recoveryRounds, inMemory: inMemory)
+    }
     if let server {
         // `exit` skips the `defer` above.
         kill(server.processIdentifier, SIGTERM)

@@ -227,25 +227,17 @@ private enum StoredContent {
         case .message(let message):
             return message
         case .event(let origin, let route, let scope, let timestamp, let frame):
-            var text = frame
-            let event = text.withUTF8 { bytes -> RealtimeEvent? in
-                // The payload object: the frame without its `{"type":"event","payload":` prefix and final `}`.
-                let payload = UnsafeBufferPointer(
-                    rebasing: bytes[WireProtocol.eventFramePrefixLength..<(bytes.count - 1)]
-                )
-                guard let members = try? parser.parseObjectMembers(payload) else { return nil }
-                return RealtimeEvent(payloadMembers: members, timestamp: timestamp, scope: scope)
-            }
-            guard let event else { return nil }
-            return BusMessage(origin: origin, route: route, payload: .event(event), eventFrame: frame)
+            return BusMessage(
+                origin: origin,
+                route: route,
+                scope: scope,
+                timestamp: timestamp,
+                eventFrame: frame,
+                parser: parser
+            )
         }
     }
 
-    /// Whether the entry keeps only the encoded frame.
-    var isFrame: Bool {
-        if case .event = self { return true }
-        return false
-    }
 }
 
 /// One entry of an in-memory stream.
@@ -257,10 +249,11 @@ private struct StoredEntry {
     var bytes: Int
     /// The estimated memory it takes (what the memory bound counts): its slot in the ring buffer, the encoded
     /// frame, the decoded message when it is kept too (about as large again), and their allocations' headers.
-    var footprint: Int { Self.footprint(bytes: bytes, frameOnly: content.isFrame) }
-
-    static func footprint(bytes: Int, frameOnly: Bool) -> Int {
-        frameOnly ? MemoryLayout<StoredEntry>.stride + bytes + 128 : MemoryLayout<StoredEntry>.stride + 2 * bytes + 96
+    var footprint: Int {
+        switch content {
+        case .event: MemoryLayout<StoredEntry>.stride + bytes + 128
+        case .message: MemoryLayout<StoredEntry>.stride + 2 * bytes + 96
+        }
     }
 }
 

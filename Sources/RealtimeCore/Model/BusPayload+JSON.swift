@@ -16,12 +16,7 @@ extension BusMessage {
         guard case .event(let event) = payload else { return }
         var frame = eventFrame ?? WireProtocol.event(event)
         if !WireProtocol.isEventFrame(frame) { frame = WireProtocol.event(event) }
-        frame.withUTF8 { bytes in
-            // The payload object: the frame without its `{"type":"event","payload":` prefix and final `}`.
-            writer.writeRaw(
-                UnsafeBufferPointer(rebasing: bytes[WireProtocol.eventFramePrefixLength..<(bytes.count - 1)])
-            )
-        }
+        frame.withUTF8 { bytes in writer.writeRaw(WireProtocol.eventPayload(of: bytes)) }
     }
 
     /// The message with its event's frame encoded (``eventFrame``), as a publishing hub hands it to the bus and the
@@ -47,8 +42,7 @@ extension BusMessage {
         eventPayload: UnsafeBufferPointer<UInt8>,
         parser: JSONParser
     ) throws(JSONParseError) {
-        guard let members = try parser.parseObjectMembers(eventPayload),
-            let event = RealtimeEvent(payloadMembers: members, timestamp: timestamp, scope: scope)
+        guard let event = try RealtimeEvent(payload: eventPayload, timestamp: timestamp, scope: scope, parser: parser)
         else { return nil }
         self.init(
             origin: origin,
@@ -57,9 +51,44 @@ extension BusMessage {
             eventFrame: WireProtocol.eventFrame(payload: eventPayload)
         )
     }
+
+    /// An event message decoded from a whole client `event` message (an ``eventFrame`` kept earlier, e.g. by a
+    /// history store), carrying that same frame. `nil` if it is no event frame or its payload does not decode.
+    package init?(
+        origin: ServerID,
+        route: BusRoute,
+        scope: EventScope,
+        timestamp: Timestamp,
+        eventFrame frame: String,
+        parser: JSONParser
+    ) {
+        guard WireProtocol.isEventFrame(frame) else { return nil }
+        var text = frame
+        let decoded = text.withUTF8 { bytes in
+            try? RealtimeEvent(
+                payload: WireProtocol.eventPayload(of: bytes),
+                timestamp: timestamp,
+                scope: scope,
+                parser: parser
+            )
+        }
+        guard let event = decoded ?? nil else { return nil }
+        self.init(origin: origin, route: route, payload: .event(event), eventFrame: frame)
+    }
 }
 
 extension RealtimeEvent {
+    /// Decodes the `payload` object of an `event` message (see ``init(payloadMembers:timestamp:scope:)``).
+    init?(
+        payload: UnsafeBufferPointer<UInt8>,
+        timestamp: Timestamp,
+        scope: EventScope,
+        parser: JSONParser
+    ) throws(JSONParseError) {
+        guard let members = try parser.parseObjectMembers(payload) else { return nil }
+        self.init(payloadMembers: members, timestamp: timestamp, scope: scope)
+    }
+
     /// Decodes the `payload` object of an `event` message (members in ``WireProtocol/event(_:)``'s order, nothing
     /// else); `nil` if a member is missing, misplaced, of the wrong type, or the timestamp is not `timestamp`'s.
     init?(payloadMembers members: [JSONMember], timestamp: Timestamp, scope: EventScope) {

@@ -192,6 +192,12 @@ enum WireProtocol {
         }
     }
 
+    /// The payload object of an event frame (``isEventFrame(_:)``): the frame without its prefix and final `}`; the
+    /// inverse of ``eventFrame(payload:)``.
+    static func eventPayload(of frame: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: frame[eventFramePrefixLength..<(frame.count - 1)])
+    }
+
     /// `{"type":"event","payload":{…}}`, written directly (this runs once per published event).
     static func event(_ event: RealtimeEvent) -> String {
         var writer = JSONWriter(reservingCapacity: 192)
