@@ -103,18 +103,29 @@ public final class RealtimeHub: Service, Sendable {
         counters.connectionsOpened.add(1, ordering: .relaxed)
         let connection = HubConnection(hub: self, core: core)
         if let identity = ticket.identity {
-            await activate(core, identity: identity, userConnections: ticket.userConnections ?? 1)
+            await activate(
+                core,
+                identity: identity,
+                userConnections: ticket.userConnections ?? 1,
+                admissionStarted: ticket.admissionStarted
+            )
         } else {
             core.state.withLock { $0.authDeadline = .now + configuration.authenticationTimeout }
         }
         return connection
     }
 
-    /// Puts an authenticated connection into the routing indexes and greets it.
-    func activate(_ core: ConnectionCore, identity: VerifiedIdentity, userConnections: Int) async {
+    /// Puts an authenticated connection into the routing indexes and greets it, unless a revocation this server
+    /// applied after its admission started refuses it.
+    func activate(
+        _ core: ConnectionCore,
+        identity: VerifiedIdentity,
+        userConnections: Int,
+        admissionStarted: ContinuousClock.Instant
+    ) async {
         enum Activation {
             case closed
-            case revoked
+            case refused(RecentRevocations.Refusal)
             case active(generation: UInt64)
         }
         let activation = state.withLock { state -> Activation in
@@ -123,8 +134,10 @@ public final class RealtimeHub: Service, Sendable {
             // A close that came first (its `forget` found nothing to remove) must not be undone: the connection
             // would stay in the routing indexes with nobody to remove it.
             guard core.state.withLock({ $0.closeCode == nil }) else { return .closed }
-            // Admitted before a revocation of its user that this server applied meanwhile.
-            if state.recentUserRevocations.refuses(identity, now: .now) { return .revoked }
+            // Admitted before a revocation of its user or session that this server applied meanwhile.
+            if let refusal = state.recentRevocations.refusal(identity, admissionStarted: admissionStarted, now: .now) {
+                return .refused(refusal)
+            }
             state.activate(core, identity: identity)
             counters.connectionsGauge.record(state.activeCount)
             counters.adminConnectionsGauge.record(state.adminSlots.count)
@@ -133,8 +146,11 @@ public final class RealtimeHub: Service, Sendable {
         let generation: UInt64
         switch activation {
         case .closed: return
-        case .revoked:
+        case .refused(.userRevoked):
             close(core, .sessionRevoked, reason: "every session of the user revoked")
+            return
+        case .refused(.sessionRevoked(let reason)):
+            close(core, .sessionRevoked, reason: reason)
             return
         case .active(let value): generation = value
         }

@@ -27,11 +27,13 @@ struct HubFixture {
     /// - Parameters:
     ///   - connectionStore: the hub's store when not ``store`` itself (a wrapper around it).
     ///   - eventBus: the hub's bus when not ``bus`` itself (a wrapper around it).
+    ///   - rateLimiter: the hub's rate limiter when not ``limiter`` (one on a manual clock).
     ///   - historyStore: a history store (none by default).
     func hub(
         metrics: (any MetricsFactory)? = nil,
         connectionStore: (any ConnectionStore)? = nil,
         eventBus: (any EventBus)? = nil,
+        rateLimiter: (any RateLimiter)? = nil,
         historyStore: (any HistoryStore)? = nil,
         _ adjust: (inout HubConfiguration) -> Void = { _ in }
     ) throws -> RealtimeHub {
@@ -43,7 +45,7 @@ struct HubFixture {
                 tokenVerifier: tokens,
                 connectionStore: connectionStore ?? store,
                 eventBus: eventBus ?? bus,
-                rateLimiter: limiter,
+                rateLimiter: rateLimiter ?? limiter,
                 sessionStore: sessions,
                 historyStore: historyStore
             ),

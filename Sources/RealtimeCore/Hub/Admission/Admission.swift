@@ -116,6 +116,9 @@ final class Admission: Sendable {
         var connection: ConnectionCore?
         /// The user's connections in the cluster after the slot claim.
         var userConnections: Int?
+        /// When the admission started (before it read the session store): activation refuses the connection if
+        /// its session's connections were closed on this server after that (``RecentRevocations``).
+        var startedAt: ContinuousClock.Instant
     }
 
     let configuration: HubConfiguration
@@ -164,6 +167,8 @@ final class Admission: Sendable {
     }
 
     private func run(_ attempt: Attempt, host: some AdmissionHost) async -> Result<Admitted, AdmissionRejection> {
+        // The real clock, as activation reads it (not `now`, the abuse state's clock).
+        let startedAt = ContinuousClock.now
         let steps = attempt.path.steps
         let request: Request
         switch await admitRequest(attempt, steps: steps, host: host) {
@@ -184,7 +189,7 @@ final class Admission: Sendable {
         } else if !(steps.contains(.deferrableToken) && configuration.firstMessageAuthentication) {
             return .failure(.init(.missingToken))
         }
-        return await claim(identity, request: request, attempt: attempt, host: host)
+        return await claim(identity, request: request, attempt: attempt, startedAt: startedAt, host: host)
     }
 
     // MARK: The request: endpoint, draining, origin, address, capacity
@@ -379,6 +384,7 @@ final class Admission: Sendable {
         _ identity: VerifiedIdentity?,
         request: Request,
         attempt: Attempt,
+        startedAt: ContinuousClock.Instant,
         host: some AdmissionHost
     ) async -> Result<Admitted, AdmissionRejection> {
         let steps = attempt.path.steps
@@ -401,7 +407,7 @@ final class Admission: Sendable {
             connection = reserved
             reservedHere = reserved
         }
-        var admitted = Admitted(identity: identity, connection: connection)
+        var admitted = Admitted(identity: identity, connection: connection, startedAt: startedAt)
         guard let identity, let connection else { return .success(admitted) }
         var refusal: AdmissionRejection?
         if steps.contains(.userRateLimit) {

@@ -27,7 +27,8 @@ extension RealtimeHub {
                     identity: admitted.identity,
                     maxFrameBytes: configuration.limits.maxFrameBytes,
                     core: core,
-                    userConnections: admitted.userConnections
+                    userConnections: admitted.userConnections,
+                    admissionStarted: admitted.startedAt
                 )
             )
         }

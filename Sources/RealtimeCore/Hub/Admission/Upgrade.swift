@@ -99,4 +99,6 @@ public struct UpgradeTicket: Sendable {
     public let maxFrameBytes: Int
     let core: ConnectionCore
     let userConnections: Int?
+    /// When its admission started (see ``RecentRevocations``).
+    let admissionStarted: ContinuousClock.Instant
 }

@@ -186,15 +186,23 @@ extension RealtimeHub {
             code = .disconnected
             reason = why
         case .disconnectSession(let sessionID, let why, let carried):
-            targets = state.withLock { $0.cores(ofSession: sessionID) }
+            let now = ContinuousClock.now
+            let until = now + configuration.upgradeTicketTimeout * 2
+            targets = state.withLock { state in
+                // Under the lock of the indexes: a connection of the session admitted before this and activated
+                // after it is refused at activation.
+                state.recentRevocations.noteSession(sessionID, appliedAt: now, reason: why, until: until)
+                return state.cores(ofSession: sessionID)
+            }
             code = .sessionRevoked
             reason = why
             notices = carried
         case .revokeUser(let userID, let issuedBefore, let why, let carried):
-            let until = ContinuousClock.now + configuration.upgradeTicketTimeout * 2
+            let now = ContinuousClock.now
+            let until = now + configuration.upgradeTicketTimeout * 2
             targets = state.withLock { state in
                 // Under the lock of the indexes: a connection activated after this is refused at activation.
-                state.recentUserRevocations.note(userID, issuedBefore: issuedBefore, until: until)
+                state.recentRevocations.noteUser(userID, issuedBefore: issuedBefore, now: now, until: until)
                 return state.cores(ofUser: userID)
             }.filter { core in
                 Admission.isRevoked(issuedAt: core.identity?.issuedAt, before: issuedBefore)

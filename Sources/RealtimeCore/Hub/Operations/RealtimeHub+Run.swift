@@ -161,7 +161,7 @@ extension RealtimeHub {
             if now >= nextCleanup {
                 nextCleanup = now + configuration.cleanupInterval
                 admission.sweepAbuse()
-                state.withLock { $0.recentUserRevocations.sweep(now: now) }
+                state.withLock { $0.recentRevocations.sweep(now: now) }
             }
             try? await Task.sleep(for: tick)
         }

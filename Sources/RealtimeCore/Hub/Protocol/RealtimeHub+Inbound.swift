@@ -345,7 +345,12 @@ extension RealtimeHub {
             close(core, rejection.reason.closeCode, reason: rejection.message, flush: tellFirst)
         case .success(let admitted):
             guard let identity = admitted.identity else { return }
-            await activate(core, identity: identity, userConnections: admitted.userConnections ?? 1)
+            await activate(
+                core,
+                identity: identity,
+                userConnections: admitted.userConnections ?? 1,
+                admissionStarted: admitted.startedAt
+            )
         }
     }
 

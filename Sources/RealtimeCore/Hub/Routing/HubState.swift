@@ -83,8 +83,8 @@ struct HubState: Sendable {
     /// server that have no entry here.
     private(set) var registrations: [ConnectionID: RegistrationLifecycle] = [:]
     var draining = false
-    /// User-wide revocations applied here lately, checked at activation (see ``RecentUserRevocations``).
-    var recentUserRevocations = RecentUserRevocations()
+    /// User and session revocations applied here lately, checked at activation (see ``RecentRevocations``).
+    var recentRevocations = RecentRevocations()
     /// User and admin routes whose bus interest must change: `true` to add, `false` to remove.
     var pendingInterest: [BusRoute: Bool] = [:]
 

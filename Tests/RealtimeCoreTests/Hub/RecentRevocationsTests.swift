@@ -1,0 +1,162 @@
+import RealtimeTesting
+import Testing
+
+@testable import RealtimeCore
+
+/// The race between an admission and a revocation: a connection admitted before the revocation was written but
+/// activated after this server applied it is refused at activation.
+@Suite(.timeLimit(.minutes(1))) struct RecentRevocationsTests {
+    let fixture = HubFixture()
+
+    @Test func userEntriesRefuseEarlierTokensUntilTheyEndAndKeepTheLaterInstants() {
+        var recent = RecentRevocations()
+        let now = ContinuousClock.now
+        let revokedAt = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+        recent.noteUser("alice", issuedBefore: revokedAt, now: now, until: now + .seconds(20))
+        func refuses(_ identity: VerifiedIdentity, at instant: ContinuousClock.Instant) -> Bool {
+            recent.refusal(identity, admissionStarted: now - .seconds(1), now: instant) == .userRevoked
+        }
+        let old = VerifiedIdentity(userID: "alice", issuedAt: revokedAt - .seconds(1))
+        let fresh = VerifiedIdentity(userID: "alice", issuedAt: revokedAt)
+        #expect(refuses(old, at: now))
+        #expect(refuses(VerifiedIdentity(userID: "alice"), at: now), "no iat: refused")
+        #expect(!refuses(fresh, at: now))
+        #expect(!refuses(VerifiedIdentity(userID: "bob", issuedAt: revokedAt - .seconds(1)), at: now))
+        // An earlier, shorter revocation lowers nothing.
+        recent.noteUser("alice", issuedBefore: revokedAt - .seconds(5), now: now, until: now + .seconds(1))
+        #expect(refuses(old, at: now + .seconds(10)))
+        #expect(!refuses(old, at: now + .seconds(20)), "forgotten at its end")
+        recent.sweep(now: now + .seconds(20))
+        #expect(recent.users.isEmpty)
+    }
+
+    @Test func sessionEntriesRefuseAdmissionsThatStartedBeforeTheyWereApplied() {
+        var recent = RecentRevocations()
+        let applied = ContinuousClock.now
+        recent.noteSession("s1", appliedAt: applied, reason: "stolen laptop", until: applied + .seconds(20))
+        let member = VerifiedIdentity(userID: "alice", sessionID: "s1")
+        let refused = RecentRevocations.Refusal.sessionRevoked(reason: "stolen laptop")
+        #expect(recent.refusal(member, admissionStarted: applied - .milliseconds(1), now: applied) == refused)
+        #expect(recent.refusal(member, admissionStarted: applied, now: applied) == refused)
+        // Started after the revocation was applied here, so after it was written: the session store decides.
+        #expect(recent.refusal(member, admissionStarted: applied + .milliseconds(1), now: applied) == nil)
+        #expect(
+            recent.refusal(VerifiedIdentity(userID: "alice", sessionID: "s2"), admissionStarted: applied, now: applied)
+                == nil
+        )
+        #expect(recent.refusal(VerifiedIdentity(userID: "alice"), admissionStarted: applied, now: applied) == nil)
+        #expect(
+            recent.refusal(member, admissionStarted: applied - .seconds(1), now: applied + .seconds(20)) == nil,
+            "forgotten at its end"
+        )
+        // A later application of the same session moves its instant forward, never back.
+        recent.noteSession("s1", appliedAt: applied + .seconds(5), reason: "again", until: applied + .seconds(25))
+        recent.noteSession("s1", appliedAt: applied + .seconds(1), reason: "late copy", until: applied + .seconds(2))
+        #expect(
+            recent.refusal(member, admissionStarted: applied + .seconds(4), now: applied + .seconds(22))
+                == .sessionRevoked(reason: "again")
+        )
+        recent.sweep(now: applied + .seconds(25))
+        #expect(recent.sessions.isEmpty)
+    }
+
+    @Test func theEntriesAreBounded() {
+        var recent = RecentRevocations()
+        let now = ContinuousClock.now
+        for index in 0..<(RecentRevocations.maxEntries + 10) {
+            let until = now + .seconds(Int64(10 + index))
+            recent.noteUser("u\(index)", issuedBefore: .now(), now: now, until: until)
+            recent.noteSession("s\(index)", appliedAt: now, reason: "revoked", until: until)
+        }
+        #expect(recent.users.count == RecentRevocations.maxEntries)
+        #expect(recent.sessions.count == RecentRevocations.maxEntries)
+        #expect(recent.users["u\(RecentRevocations.maxEntries + 9)"] != nil, "the latest is kept")
+        #expect(recent.sessions["s\(RecentRevocations.maxEntries + 9)"] != nil, "the latest is kept")
+        #expect(recent.sessions["s0"] == nil, "the one closest to its end went first")
+        // Entries that ended make room before any live one is dropped.
+        let later = now + .seconds(Int64(10 + RecentRevocations.maxEntries + 100))
+        recent.noteSession("fresh", appliedAt: later, reason: "revoked", until: later + .seconds(20))
+        #expect(recent.sessions.count == 1)
+    }
+
+    @Test func aConnectionAdmittedBeforeItsUsersRevocationIsRefusedAtActivation() async throws {
+        let hub = try fixture.hub()
+        fixture.tokens.add(
+            "dave-old",
+            VerifiedIdentity(userID: "dave", sessionID: "s-dave", issuedAt: .now() - .seconds(5))
+        )
+        // Admitted (the store had no revocation yet), not yet connected.
+        let ticket = try await Self.admit(hub, token: "dave-old")
+        try await hub.revoke(userID: "dave")
+        let client = TestClient(try await hub.connect(ticket))
+        let (code, _) = try await client.nextClose()
+        #expect(code == .sessionRevoked)
+        #expect(await hub.stats().server.connections == 0)
+    }
+
+    @Test func aConnectionAdmittedBeforeItsSessionsRevocationIsRefusedAtActivation() async throws {
+        let hub = try fixture.hub()
+        let ticket = try await Self.admit(hub, token: "alice-token")
+        try await hub.revoke(sessionID: "s-alice", reason: "stolen laptop")
+        let client = TestClient(try await hub.connect(ticket))
+        let (code, reason) = try await client.nextClose()
+        #expect(code == .sessionRevoked)
+        #expect(reason == "stolen laptop")
+        #expect(await hub.stats().server.connections == 0)
+        // Another session of the same user is not affected.
+        let other = TestClient(try await hub.connect(try await Self.admit(hub, token: "alice-other-session")))
+        #expect(try await other.next(type: "connected")["payload"]?["userId"] == "alice")
+    }
+
+    /// First-message authentication: the `auth` message's admission read the session before the revocation was
+    /// written and is held at the user's slot claim while the revocation is applied; its activation is refused.
+    @Test func anAuthMessageAdmittedBeforeItsSessionsRevocationIsRefusedAtActivation() async throws {
+        let store = PausingConnectionStore(fixture.store)
+        let hub = try fixture.hub(connectionStore: store) { $0.firstMessageAuthentication = true }
+        guard
+            case .accept(let ticket) = await hub.authorizeUpgrade(
+                UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1")
+            )
+        else {
+            Issue.record("upgrade refused")
+            return
+        }
+        let client = TestClient(try await hub.connect(ticket))
+        let hold = store.holdNextRegister(at: .beforeWrite)
+        async let authenticated: Void = client.send(#"{"type":"auth","payload":{"token":"alice-token"}}"#)
+        await hold.arrived()
+        try await hub.revoke(sessionID: "s-alice")
+        hold.release()
+        await authenticated
+        let (code, _) = try await client.nextClose()
+        #expect(code == .sessionRevoked)
+        #expect(await hub.stats().server.connections == 0)
+    }
+
+    /// Registry mode: a session deleted and created again admits connections whose admission started afterwards,
+    /// even while the deletion is remembered.
+    @Test func aSessionCreatedAgainAdmitsNewConnections() async throws {
+        let fixture = HubFixture(sessionMode: .registry)
+        let hub = try fixture.hub()
+        try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(3_600))
+        let early = try await Self.admit(hub, token: "alice-token")
+        try await hub.revoke(sessionID: "s-alice")
+        try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(3_600))
+        let refused = TestClient(try await hub.connect(early))
+        #expect(try await refused.nextClose().0 == .sessionRevoked)
+        let again = TestClient(try await hub.connect(try await Self.admit(hub, token: "alice-token")))
+        #expect(try await again.next(type: "connected")["payload"]?["userId"] == "alice")
+    }
+
+    private static func admit(_ hub: RealtimeHub, token: String) async throws -> UpgradeTicket {
+        guard
+            case .accept(let ticket) = await hub.authorizeUpgrade(
+                UpgradeRequest(uri: "/ws/events?token=\(token)", remoteAddress: "127.0.0.1")
+            )
+        else {
+            Issue.record("upgrade refused for \(token)")
+            throw CancellationError()
+        }
+        return ticket
+    }
+}
