@@ -46,20 +46,12 @@ struct Fields: Sendable {
     }
 }
 
-/// The longest user or session id the API takes, in UTF-8 bytes.
-let maxIdentifierBytes = 256
-
-/// `value` as a user or session id: 1 to ``maxIdentifierBytes`` bytes without control characters, else
-/// `400 invalid_field` naming `name`.
-func identifier(_ value: String, _ name: String) throws(APIError) -> String {
-    guard !value.isEmpty, value.utf8.count <= maxIdentifierBytes,
-        !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-    else {
-        throw APIError(
-            status: .badRequest,
-            code: "invalid_field",
-            message: "\(name) must be 1 to \(maxIdentifierBytes) bytes without control characters"
-        )
+/// `value` as a user or session id (`IdentifierPolicy`: 1 to 256 bytes, no control characters, Unicode NFC), else
+/// `400` with `code` (`invalid_field`; the listings answer for their query and path parameters with
+/// `invalid_parameter`) naming `name`.
+func identifier(_ value: String, _ name: String, code: String = "invalid_field") throws(APIError) -> String {
+    if let problem = IdentifierPolicy.problem(with: value) {
+        throw APIError(status: .badRequest, code: code, message: "\(name) \(problem)")
     }
     return value
 }

@@ -21,16 +21,14 @@ struct AdminAPI: Sendable {
         return [
             .init(.get, prefix + "/connections") { request, context in
                 await respond(request, context, action: "list_connections") { query throws(APIError) in
-                    let userID = query.first { $0.key == "userId" }.map { String($0.value) }
-                    if let userID, userID.isEmpty {
-                        throw APIError(status: .badRequest, code: "invalid_parameter", message: "userId is empty")
+                    try query.first { $0.key == "userId" }.map { (value) throws(APIError) in
+                        try identifier(String(value.value), "userId", code: "invalid_parameter")
                     }
-                    return userID
                 }
             },
             .init(.get, prefix + "/users/:userID/connections") { request, context in
                 await respond(request, context, action: "list_user_connections") { _ throws(APIError) in
-                    try pathParameter(context, "userID")
+                    try identifier(try pathParameter(context, "userID"), "userId", code: "invalid_parameter")
                 }
             },
             .init(.get, prefix + "/users/:userID/sessions") { request, context in

@@ -46,7 +46,8 @@ struct PublishingAPI: Sendable {
         routes += [
             route(.post, "/sessions/:sessionID/revoke", "revoke_session", .path("sessionID", "session")) {
                 context,
-                body throws(APIError) in try await revoke(try pathParameter(context, "sessionID"), body)
+                body throws(APIError) in
+                try await revoke(try identifier(try pathParameter(context, "sessionID"), "sessionId"), body)
             },
             route(.post, "/sessions", body: true, "create_session", .body("sessionId", "session")) {
                 _,
@@ -64,7 +65,8 @@ struct PublishingAPI: Sendable {
             },
             route(.post, "/users/:userID/disconnect", "disconnect_user", .path("userID", "user")) {
                 context,
-                body throws(APIError) in try await disconnect(try pathParameter(context, "userID"), body)
+                body throws(APIError) in
+                try await disconnect(try identifier(try pathParameter(context, "userID"), "userId"), body)
             },
             route(.get, "/stats", "read_stats", .none) { _, _ throws(APIError) in
                 (.ok, .object(await hub.stats().jsonObject))
@@ -304,8 +306,10 @@ struct PublishingAPI: Sendable {
                     + categories.sorted().joined(separator: ", ")
             )
         }
-        let userID = try body.string("userId")
-        let sessionID = try body.string("sessionId")
+        let userID = try body.string("userId").map { (value) throws(APIError) in try identifier(value, "userId") }
+        let sessionID = try body.string("sessionId").map { (value) throws(APIError) in
+            try identifier(value, "sessionId")
+        }
         let data = try body.object("data") ?? [:]
         var scope: EventScope?
         switch try body.string("scope") {
@@ -349,10 +353,7 @@ struct PublishingAPI: Sendable {
         let scope: EventScope
         switch target {
         case "user":
-            guard let userID = try body.string("userId", required: true), !userID.isEmpty else {
-                throw APIError(status: .badRequest, code: "invalid_field", message: "userId must not be empty")
-            }
-            scope = .user(userID)
+            scope = .user(try identifier(try body.string("userId", required: true) ?? "", "userId"))
         case "admin": scope = .admins
         default: scope = .everyone
         }
@@ -364,7 +365,7 @@ struct PublishingAPI: Sendable {
 
     private func revoke(_ sessionID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     {
-        let userID = try body.string("userId")
+        let userID = try body.string("userId").map { (value) throws(APIError) in try identifier(value, "userId") }
         let reason = try body.string("reason") ?? "session revoked"
         do {
             try await hub.revoke(sessionID: sessionID, userID: userID, reason: reason)

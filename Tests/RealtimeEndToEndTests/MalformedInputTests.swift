@@ -182,6 +182,43 @@ struct MalformedInputTests {
                 400,
                 "invalid_field"
             )
+            // User and session ids follow IdentifierPolicy on every route: NFC (KELVIN SIGN K is not), no control
+            // characters, 1 to 256 bytes.
+            for badID in [#"\u212Aate"#, #"Zoe\u0308"#, "", #"a\u0007b"#, String(repeating: "u", count: 257)] {
+                try expectError(
+                    try await server.api(
+                        "POST",
+                        "/api/v1/events",
+                        json: #"{"type":"security.suspicious.activity","userId":"\#(badID)"}"#
+                    ),
+                    400,
+                    "invalid_field"
+                )
+                try expectError(
+                    try await server.api(
+                        "POST",
+                        "/api/v1/notifications/user",
+                        json: #"{"title":"t","message":"m","userId":"\#(badID)"}"#
+                    ),
+                    400,
+                    "invalid_field"
+                )
+            }
+            try expectError(
+                try await server.api("POST", "/api/v1/users/%E2%84%AAate/disconnect", json: "{}"),
+                400,
+                "invalid_field"
+            )
+            try expectError(
+                try await server.api("POST", "/api/v1/sessions/" + String(repeating: "s", count: 300) + "/revoke"),
+                400,
+                "invalid_field"
+            )
+            try expectError(
+                try await server.api("GET", "/api/v1/connections?userId=%E2%84%AAate"),
+                400,
+                "invalid_parameter"
+            )
             let bomb = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
             try expectError(
                 try await server.api("POST", "/api/v1/events", json: #"{"type":"system.x","data":{"a":\#(bomb)}}"#),

@@ -316,6 +316,19 @@ final class Admission: Sendable {
             // The one reason told to the client: a genuine token of the wrong kind, such as a refresh token.
             return .failure(.init(error.reason == .wrongTokenType ? .wrongTokenType : .invalidToken))
         }
+        // Whatever the verifier: ids that two users could share (see `IdentifierPolicy`) never get in.
+        if let problem = Self.identifierProblem(identity) {
+            await authenticationFailed(
+                reason: TokenVerificationError.Reason.invalidClaim.rawValue,
+                addressKey: addressKey,
+                host: host
+            )
+            logger.info(
+                "token refused",
+                metadata: ["realtime.reason": "invalid_claim: \(problem)", "realtime.remote": "\(addressKey)"]
+            )
+            return .failure(.init(.invalidToken))
+        }
         if steps.contains(.session), let refusal = await checkSession(identity, path: attempt.path) {
             if refusal != .backendUnavailable {
                 await authenticationFailed(reason: refusal.rawValue, addressKey: addressKey, host: host)
@@ -326,6 +339,15 @@ final class Admission: Sendable {
             return .failure(.init(.adminRequired))
         }
         return .success(identity)
+    }
+
+    /// Why the identity's user or session id cannot be used (``IdentifierPolicy``), or `nil`.
+    static func identifierProblem(_ identity: VerifiedIdentity) -> String? {
+        if let problem = IdentifierPolicy.problem(with: identity.userID) { return "the user id \(problem)" }
+        if let sessionID = identity.sessionID, let problem = IdentifierPolicy.problem(with: sessionID) {
+            return "the session id \(problem)"
+        }
+        return nil
     }
 
     /// Why the identity's session may not be used, or `nil` when it may: the session check of the store's mode,

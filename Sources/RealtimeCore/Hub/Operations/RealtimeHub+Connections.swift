@@ -52,13 +52,14 @@ extension RealtimeHub {
     /// is the last id of the previous page, opaque). The connection store returns a user's connections at once
     /// (they are bounded by ``HubConfiguration/maxConnectionsPerUser``); the page bounds the answer.
     ///
-    /// - Throws: ``RealtimeError/Code/invalidArgument`` for a limit out of range (1 to ``maxConnectionPageSize``)
-    ///   or a cursor this method did not return.
+    /// - Throws: ``RealtimeError/Code/invalidArgument`` for a user id ``IdentifierPolicy`` refuses, a limit out of
+    ///   range (1 to ``maxConnectionPageSize``) or a cursor this method did not return.
     public func connections(
         ofUser userID: String,
         after cursor: String?,
         limit: Int
     ) async throws(RealtimeError) -> ConnectionPage {
+        try IdentifierPolicy.require(userID, "userID")
         try Self.checkPageSize(limit)
         let after = try cursor.map { (text: String) throws(RealtimeError) in try HexText.decode(text) }
         let sorted = try await backends.connectionStore.connections(ofUser: userID)

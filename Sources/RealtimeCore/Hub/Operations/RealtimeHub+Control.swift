@@ -9,6 +9,7 @@ extension RealtimeHub {
 
     /// Closes every connection of a user on every server (close code 4011).
     public func disconnect(userID: String, reason: String = "disconnected by an operator") async throws(RealtimeError) {
+        try IdentifierPolicy.require(userID, "userID")
         try await applyEverywhere(.disconnectUser(userID: userID, reason: reason))
     }
 
@@ -28,6 +29,7 @@ extension RealtimeHub {
 
     /// Closes every connection of a session on every server (close code 4009) without revoking it.
     public func disconnect(sessionID: String, reason: String = "session ended") async throws(RealtimeError) {
+        try IdentifierPolicy.require(sessionID, "sessionID")
         try await applyEverywhere(.disconnectSession(sessionID: sessionID, reason: reason))
     }
 
@@ -48,6 +50,8 @@ extension RealtimeHub {
         reason: String = "session revoked",
         retainUntil: Timestamp? = nil
     ) async throws(RealtimeError) -> Bool {
+        try IdentifierPolicy.require(sessionID, "sessionID")
+        if let userID { try IdentifierPolicy.require(userID, "userID") }
         // A registry knows the session's user; asked first, since revoking forgets the session.
         let registered = userID == nil ? try? await backends.sessionStore.session(sessionID) : nil
         let wasActive = try await backends.sessionStore.revoke(
@@ -89,6 +93,7 @@ extension RealtimeHub {
     public func revoke(userID: String, reason: String = "every session of the user revoked") async throws(RealtimeError)
         -> Timestamp
     {
+        try IdentifierPolicy.require(userID, "userID")
         let issuedBefore = Timestamp.now()
         try await backends.sessionStore.revokeUser(
             userID,
@@ -115,6 +120,8 @@ extension RealtimeHub {
     /// Records a session (registry mode needs it before the session's tokens may connect; in revocation-list mode
     /// it clears an earlier revocation of the id) and sends its user `session.created` (administrators see it too).
     public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
+        try IdentifierPolicy.require(sessionID, "sessionID")
+        try IdentifierPolicy.require(userID, "userID")
         try await backends.sessionStore.create(sessionID, userID: userID, expiresAt: expiresAt)
         await publishResolvedEvent(
             RealtimeEvent(
@@ -138,6 +145,7 @@ extension RealtimeHub {
     ///   session store is in revocation-list mode (it records revoked sessions, not active ones: list the user's
     ///   connections instead); a backend's error otherwise.
     public func sessions(ofUser userID: String, limit: Int = 100) async throws(RealtimeError) -> [SessionRecord] {
+        try IdentifierPolicy.require(userID, "userID")
         guard (1...Self.maxSessionListSize).contains(limit) else {
             throw RealtimeError(.invalidArgument, "limit must be from 1 to \(Self.maxSessionListSize)")
         }

@@ -83,8 +83,16 @@ extension RealtimeHub {
     /// it is recorded in the `admins` or `everyone` stream before it is delivered, carries its `position`, and a
     /// reconnecting client recovers it. A user notification is not recorded: when the user has no connection
     /// anywhere, it waits in ``HubBackends/offlineNotifications`` for the user's next connection.
+    ///
+    /// A notification to a user id that ``IdentifierPolicy`` refuses (no connection can have it) is not sent: it
+    /// could reach a user whose id is canonically equivalent. The receipt then counts no delivery and
+    /// `publishedToCluster` is false, and a warning is logged.
     @discardableResult
     public func send(_ notification: RealtimeNotification) async -> PublishReceipt {
+        if case .user(let userID) = notification.target, let problem = IdentifierPolicy.problem(with: userID) {
+            logger.warning("notification not sent: its user id \(problem)")
+            return PublishReceipt(id: notification.id, localDeliveries: 0, publishedToCluster: false)
+        }
         counters.notificationsSent.add(1, ordering: .relaxed)
         let message = BusMessage(
             origin: serverID,

@@ -85,6 +85,9 @@ extension RealtimeHub {
         guard EventType.isWellFormed(event.type.rawValue) else {
             throw RealtimeError(.invalidArgument, "'\(event.type.rawValue.prefix(64))' is not a well-formed event type")
         }
+        if let userID = event.userID { try IdentifierPolicy.require(userID, "the event's userID") }
+        if let sessionID = event.sessionID { try IdentifierPolicy.require(sessionID, "the event's sessionID") }
+        if case .user(let userID) = event.scope { try IdentifierPolicy.require(userID, "the event's user scope") }
         if case .user(let userID) = event.scope, event.userID != nil, event.userID != userID {
             throw RealtimeError(.invalidArgument, "the event's userID and its user scope name different users")
         }
