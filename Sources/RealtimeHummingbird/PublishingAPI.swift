@@ -275,6 +275,16 @@ struct PublishingAPI: Sendable {
                 guard case .object(let object) = item else {
                     throw APIError(status: .badRequest, code: "invalid_field", message: "must be an object")
                 }
+                // Each event within the size of a single `POST /events` body, as its JSON text: a batch is a way
+                // to send several events at once, not larger ones.
+                let size = JSONWriter.bytes(item).count
+                guard size <= options.maxBodyBytes else {
+                    throw APIError(
+                        status: .contentTooLarge,
+                        code: "payload_too_large",
+                        message: "the event is \(size) bytes of JSON, more than \(options.maxBodyBytes)"
+                    )
+                }
                 events.append(try Self.event(from: Fields(object: object)))
             } catch {
                 throw APIError(status: error.status, code: error.code, message: "events[\(index)]: \(error.message)")

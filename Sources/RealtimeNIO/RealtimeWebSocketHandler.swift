@@ -33,8 +33,10 @@ public import RealtimeCore
 /// close frame from the hub it waits `closeTimeout` for the client's, then drops the socket; a channel that stays
 /// unwritable for `writeTimeout` (the client stopped reading) is dropped.
 ///
-/// The close handshake, the drain, the write-stall timer and the read back-pressure are decided by a value-type
-/// state machine; the handler performs its actions. It is not `Sendable`: use it on its channel's event loop.
+/// The close handshake, the drain, the write-stall timer, the answers to the client's pings (one pong owed, for the
+/// latest ping, while the channel is not writable) and the read back-pressure are decided by a value-type state
+/// machine; the handler performs its actions. A client's close frame with a code a peer may not send closes with
+/// 1002, one whose reason is not UTF-8 with 1007. It is not `Sendable`: use it on its channel's event loop.
 public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     public typealias InboundIn = WebSocketFrame
     public typealias OutboundIn = WebSocketFrame
@@ -70,6 +72,9 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     private var stallTimer: Scheduled<Void>?
     /// The text or binary message being assembled from fragments.
     private var message: (opcode: WebSocketOpcode, bytes: ByteBuffer)?
+    /// The payload of the latest ping not answered yet: a pong waits while the channel is not writable, and
+    /// answers only the latest ping (see the state machine).
+    private var unansweredPing: ByteBuffer?
     /// Whether the channel takes more writes. It follows `channelWritabilityChanged`, which NIO fires synchronously
     /// when a write crosses the high-water mark and when a flush falls below the low one, so the drain reads a
     /// stored flag instead of asking the channel before every pass.
@@ -205,6 +210,13 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         case .cancelTimer(.writeStall):
             stallTimer?.cancel()
             stallTimer = nil
+        case .sendPong:
+            guard let context, let payload = unansweredPing else { return }
+            unansweredPing = nil
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)),
+                promise: nil
+            )
         case .read:
             context?.read()
         case .pauseReading(let resumeAtOrBelow):
@@ -345,12 +357,28 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         switch frame.opcode {
         case .connectionClose:
             var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self).map(CloseCode.init) ?? CloseCode(1005)
-            perform(state.closeFrameReceived(code))
+            // RFC 6455 §5.5.1, §7.4: no payload, or a status code the client may send and a UTF-8 reason.
+            guard data.readableBytes != 1 else {
+                fail(1002, "a close frame's payload is empty or starts with a two-byte code")
+                return
+            }
+            guard let raw = data.readInteger(as: UInt16.self) else {
+                perform(state.closeFrameReceived(CloseCode(1005)))
+                return
+            }
+            guard Self.mayBeReceived(CloseCode(raw)) else {
+                fail(1002, "close code \(raw) may not be sent")
+                return
+            }
+            guard String(validating: data.readableBytesView, as: UTF8.self) != nil else {
+                fail(1007, "the close reason is not valid UTF-8")
+                return
+            }
+            perform(state.closeFrameReceived(CloseCode(raw)))
         case .ping:
             connection?.receivedPong()
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            unansweredPing = frame.unmaskedData
+            perform(state.pingReceived())
         case .pong:
             connection?.receivedPong()
         case .text, .binary:
@@ -436,6 +464,16 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         }
         logger.trace("WebSocket channel error", metadata: ["error.type": "\(error)"])
         context.close(promise: nil)
+    }
+
+    /// Whether a close frame from a peer may carry `code` (RFC 6455 §7.4): the defined codes an endpoint sends
+    /// (1000–1003, 1007–1011, and 1012–1014 as IANA registered them) and those for libraries, frameworks and
+    /// applications (3000–4999). Never 1004–1006 or 1015 (reserved, or only for reporting), nor undefined ones.
+    static func mayBeReceived(_ code: CloseCode) -> Bool {
+        switch code.rawValue {
+        case 1000...1003, 1007...1014, 3000...4999: true
+        default: false
+        }
     }
 
     static func closeFrame(code: UInt16, reason: String) -> WebSocketFrame {

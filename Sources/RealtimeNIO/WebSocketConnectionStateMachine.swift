@@ -20,6 +20,10 @@ import RealtimeCore
 ///   the write-stall timer; the channel becoming writable again cancels it.
 /// - Reading pauses once more than ``highWatermark`` messages wait for the hub and resumes once they are down to
 ///   ``lowWatermark``.
+/// - A client's ping is answered with a pong at once while the channel is writable; while it is not (the client
+///   does not read), only one pong is owed, for the latest ping (RFC 6455 §5.5.3), written when the channel is
+///   writable again, and the write-stall timer runs. A client that pings without reading cannot make the server
+///   buffer pongs.
 /// - The close is reported exactly once, with the code that ended the conversation: the server's close frame,
 ///   else the client's, else 1006.
 struct WebSocketConnectionStateMachine: Sendable {
@@ -32,7 +36,7 @@ struct WebSocketConnectionStateMachine: Sendable {
     enum Timer: Sendable, Hashable {
         /// Waits for the client's close frame after the server sent one.
         case closeHandshake
-        /// Runs while the channel is not writable and frames wait to be written.
+        /// Runs while the channel is not writable and frames (or a pong) wait to be written.
         case writeStall
     }
 
@@ -52,6 +56,8 @@ struct WebSocketConnectionStateMachine: Sendable {
         case armTimer(Timer)
         /// Cancel the timer.
         case cancelTimer(Timer)
+        /// Write and flush a pong answering the latest ping the client sent.
+        case sendPong
         /// Forward a read to the channel (reading is not paused, or it resumed and a read was withheld).
         case read
         /// Withhold reads from now on, and ask for ``WebSocketConnectionStateMachine/inboundDrained(pending:)``
@@ -124,6 +130,9 @@ struct WebSocketConnectionStateMachine: Sendable {
     private var draining = false
     private var drainAgain = false
     private var writeStallTimerArmed = false
+    private var isWritable = true
+    /// A ping arrived while the channel was not writable: one pong is owed.
+    private var pongOwed = false
 
     // Reading.
     private(set) var readPaused = false
@@ -226,14 +235,31 @@ struct WebSocketConnectionStateMachine: Sendable {
 
     /// The channel's writability changed.
     mutating func writabilityChanged(isWritable: Bool) -> Actions {
+        self.isWritable = isWritable
         guard isWritable else { return [] }
         var actions = Actions()
         if writeStallTimerArmed {
             writeStallTimerArmed = false
             actions.append(.cancelTimer(.writeStall))
         }
+        if pongOwed {
+            pongOwed = false
+            // Nothing follows a close frame, either way.
+            if !closeExchanged && !isInactive { actions.append(.sendPong) }
+        }
         actions.append(contentsOf: outboundReady())
         return actions
+    }
+
+    /// The client sent a ping (the handler keeps its payload, the latest one only). Answered now while the channel
+    /// is writable; otherwise one pong is owed until it is, and the write-stall timer runs.
+    mutating func pingReceived() -> Actions {
+        guard acceptsFrame(isClose: false) else { return [] }
+        if isWritable { return [.sendPong] }
+        pongOwed = true
+        guard !writeStallTimerArmed else { return [] }
+        writeStallTimerArmed = true
+        return [.armTimer(.writeStall)]
     }
 
     /// The channel stayed unwritable for the write timeout: the client stopped reading.

@@ -60,6 +60,14 @@ struct BatchPublishingAPITests {
                 #expect(error?["code"]?.stringValue == code, "\(body.prefix(80))")
                 #expect(error?["message"]?.stringValue?.contains(message) == true, "\(reply.text)")
             }
+            // An item larger than a single event's body (64 KiB): 413, named by its index, though the batch fits.
+            let big =
+                #"{"type":"security.batch.item","scope":"everyone","data":{"blob":""#
+                + String(repeating: "z", count: 70_000) + #""}}"#
+            let tooLarge = try await server.api("POST", "/api/v1/events/batch", json: #"{"events":[\#(good),\#(big)]}"#)
+            #expect(tooLarge.status == 413, "\(tooLarge.text)")
+            #expect(try tooLarge.json()["error"]?["code"]?.stringValue == "payload_too_large")
+            #expect(try tooLarge.json()["error"]?["message"]?.stringValue?.hasPrefix("events[1]: ") == true)
             // Nothing of a refused batch was published.
             #expect(try await alice.drainUntilPong().filter { $0["type"]?.stringValue == "event" }.isEmpty)
             await alice.close()

@@ -109,6 +109,24 @@ struct MalformedInputTests {
             #expect(try await polite.nextClose().code == 1000)
             try await polite.waitForEOF()
 
+            // Close frames a client may not send (RFC 6455 §5.5.1, §7.4): a one-byte payload or a code that is
+            // reserved, only for reporting or undefined is a protocol error (1002), a reason that is not UTF-8 1007;
+            // the codes it may send are echoed.
+            let closes: [(payload: [UInt8], expected: UInt16)] = [
+                ([0x03], 1002),
+                ([0x00, 0x00], 1002), ([0x03, 0xE7], 1002), ([0x03, 0xEC], 1002), ([0x03, 0xED], 1002),
+                ([0x03, 0xEE], 1002), ([0x03, 0xF7], 1002), ([0x0B, 0xB7], 1002), ([0x13, 0x88], 1002),
+                ([0xFF, 0xFF], 1002),
+                ([0x03, 0xE8, 0xC3, 0x28], 1007),
+                ([], 1000), ([0x03, 0xF3], 1011), ([0x03, 0xF6], 1014), ([0x0B, 0xB8], 3000), ([0x13, 0x87], 4999),
+            ]
+            for (index, (payload, expected)) in closes.enumerated() {
+                let socket = try await server.connect(TestKeys.token("c\(index)"))
+                try await socket.sendFrame(opcode: 8, payload)
+                #expect(try await socket.nextClose().code == expected, "close payload \(payload)")
+                await socket.close()
+            }
+
             try await Self.expectStillServing(server)
             let stats = await server.hub.stats()
             #expect(stats.server.protocolErrors >= 8)

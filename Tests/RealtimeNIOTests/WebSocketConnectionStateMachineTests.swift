@@ -226,6 +226,52 @@ import Testing
         #expect(machine.drainEnded(.idle) == [])
     }
 
+    // MARK: Pongs
+
+    @Test func pingsAreAnsweredAtOnceWhileWritable() {
+        var machine = Self.connected()
+        #expect(machine.pingReceived() == [.sendPong])
+        #expect(machine.pingReceived() == [.sendPong])
+    }
+
+    @Test func aClientThatPingsWithoutReadingIsOwedOnePongAndDroppedIfItNeverReads() {
+        var machine = Self.connected()
+        #expect(machine.writabilityChanged(isWritable: false) == [])
+        // However many pings: one pong owed (for the latest), the stall timer armed once.
+        #expect(machine.pingReceived() == [.armTimer(.writeStall)])
+        for _ in 0..<1000 { #expect(machine.pingReceived() == []) }
+        #expect(machine.writeStallTimerFired() == [.dropSocket])
+    }
+
+    @Test func theOwedPongGoesOutOnceTheChannelIsWritableAgain() {
+        var machine = Self.connected()
+        _ = machine.writabilityChanged(isWritable: false)
+        _ = machine.pingReceived()
+        _ = machine.pingReceived()
+        #expect(machine.writabilityChanged(isWritable: true) == [.cancelTimer(.writeStall), .sendPong, .drain])
+        _ = machine.drainEnded(.idle)
+        #expect(machine.writabilityChanged(isWritable: true) == [.drain], "the pong was owed once")
+        _ = machine.drainEnded(.idle)
+        // With frames left behind as well, one stall timer covers both.
+        _ = machine.writabilityChanged(isWritable: false)
+        _ = machine.outboundReady()
+        #expect(machine.drainEnded(.more) == [.armTimer(.writeStall)])
+        #expect(machine.pingReceived() == [])
+        #expect(machine.writabilityChanged(isWritable: true) == [.cancelTimer(.writeStall), .sendPong, .drain])
+    }
+
+    @Test func noPongAfterACloseFrameOrTheEnd() {
+        var machine = Self.connected()
+        _ = machine.writabilityChanged(isWritable: false)
+        _ = machine.pingReceived()
+        _ = machine.closeFrameReceived(.normal)
+        #expect(machine.pingReceived() == [])
+        #expect(!machine.writabilityChanged(isWritable: true).contains(.sendPong), "the close frame went last")
+        _ = machine.writabilityChanged(isWritable: false)
+        _ = machine.channelInactive()
+        #expect(machine.writabilityChanged(isWritable: true) == [])
+    }
+
     // MARK: Read back-pressure
 
     @Test func readingPausesAboveTheHighWatermarkAndResumesAtTheLowOne() {
