@@ -2,6 +2,7 @@
 
 import NIOCore
 import NIOHTTP1
+import NIOWebSocket
 import RealtimeCore
 
 /// The first handler of every HTTP connection: enforces ``HubConfiguration/HTTPLimits`` on the raw bytes, before
@@ -23,8 +24,11 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundOut = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// A user event that asks the handler to answer `400` and close: the HTTP parser refused the request.
-    struct MalformedRequest: Sendable {}
+    /// A user event that asks the handler to answer `400` and close: the HTTP parser refused the request, or it
+    /// is a WebSocket upgrade NIO's upgrader cannot take.
+    struct MalformedRequest: Sendable {
+        var message = "the request is not valid HTTP/1.1"
+    }
 
     /// How long the client must be quiet, after a refusal, before the socket is closed.
     static let lingerQuietTime = TimeAmount.milliseconds(50)
@@ -116,7 +120,7 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is MalformedRequest else {
+        guard let malformed = event as? MalformedRequest else {
             context.fireUserInboundEventTriggered(event)
             return
         }
@@ -125,7 +129,7 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
             context: context,
             status: "400 Bad Request",
             code: "bad_request",
-            message: "the request is not valid HTTP/1.1",
+            message: malformed.message,
             reason: "malformed_request"
         )
     }
@@ -215,10 +219,21 @@ final class HTTPParserErrorHandler: ChannelInboundHandler, RemovableChannelHandl
     typealias InboundIn = NIOAny
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard error is HTTPParserError else {
-            context.fireErrorCaught(error)
+        if error is HTTPParserError {
+            context.pipeline.fireUserInboundEventTriggered(HTTPHeadLimitHandler.MalformedRequest())
             return
         }
-        context.pipeline.fireUserInboundEventTriggered(HTTPHeadLimitHandler.MalformedRequest())
+        // NIO's WebSocket upgrader found no single `Sec-WebSocket-Key`, or no single `Sec-WebSocket-Version: 13`. Left
+        // alone, the error reaches the end of the pipeline and the connection closes without an answer. (Its other
+        // error, `unsupportedWebSocketTarget`, is the hub's refusal, answered by `UpgradeRejectionResponder`.)
+        if let error = error as? NIOWebSocketUpgradeError, error == .invalidUpgradeHeader {
+            context.pipeline.fireUserInboundEventTriggered(
+                HTTPHeadLimitHandler.MalformedRequest(
+                    message: "a WebSocket upgrade needs one Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
+                )
+            )
+            return
+        }
+        context.fireErrorCaught(error)
     }
 }

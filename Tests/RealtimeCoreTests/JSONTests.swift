@@ -65,6 +65,10 @@ import Testing
         #expect(try parser.parse("18446744073709551616") == .double(18_446_744_073_709_551_616))
         #expect(try parser.parse("123456789012345678901234") == .double(123_456_789_012_345_678_901_234))
         #expect(try parser.parse("[7,-7,1e2,1.5]") == [7, -7, 100.0, 1.5])
+        // Beyond a double's range: refused (it would be written on as `null`), wherever it is.
+        #expect(throws: JSONParseError(.invalidNumber, offset: 0)) { try parser.parse("1e999") }
+        #expect(throws: JSONParseError(.invalidNumber, offset: 6)) { try parser.parse(#"{"a":[-1e400]}"#) }
+        #expect(try parser.parse("1.7976931348623157e308") == .double(.greatestFiniteMagnitude))
     }
 
     @Test func duplicateKeysAreFoundInLargeAndNestedObjects() throws {

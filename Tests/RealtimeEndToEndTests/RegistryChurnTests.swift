@@ -50,7 +50,10 @@ struct RegistryChurnTests {
                 $0.serverHeartbeatInterval = .milliseconds(50)
                 // Reconciliation must not clean up after the lifecycle here: a leftover record has to show.
                 $0.registryGrace = .seconds(600)
-                $0.upgradeTicketTimeout = .milliseconds(500)
+                // Long enough that an accepted upgrade always activates in time on a loaded CI machine (at 500 ms the
+                // hub refused now and then an activation that came late, 1011, failing the run); short enough that
+                // the tickets of clients that left during the upgrade give their slots back soon.
+                $0.upgradeTicketTimeout = .seconds(5)
                 // The run loop's tick follows it: unused tickets are released within 100 ms of their timeout.
                 $0.authenticationTimeout = .milliseconds(200)
             },

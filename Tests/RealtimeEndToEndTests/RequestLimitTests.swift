@@ -24,6 +24,26 @@ struct RequestLimitTests {
         #expect(try reply.json()["error"]?["code"]?.stringValue == code)
     }
 
+    @Test("an upgrade without one Sec-WebSocket-Key and Sec-WebSocket-Version: 13 gets 400, not a silent close")
+    func malformedUpgrade() async throws {
+        try await TestServer.with { server in
+            let start =
+                "GET /ws/events?token=\(TestKeys.token("alice")) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                + "Connection: Upgrade\r\n"
+            for headers in [
+                "Sec-WebSocket-Version: 13\r\n",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
+                "Sec-WebSocket-Key: a\r\nSec-WebSocket-Key: b\r\nSec-WebSocket-Version: 13\r\n",
+            ] {
+                let reply = try await Self.refusal(server, Array((start + headers + "\r\n").utf8))
+                try Self.expectError(reply, status: 400, code: "bad_request")
+                #expect(try reply.json()["error"]?["message"]?.stringValue?.contains("Sec-WebSocket-Key") == true)
+            }
+            try await MalformedInputTests.expectStillServing(server)
+        }
+    }
+
     @Test("a request line past the limit gets 414 on every endpoint, upgrades included")
     func longRequestLine() async throws {
         try await TestServer.with { server in

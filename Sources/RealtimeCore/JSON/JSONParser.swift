@@ -340,7 +340,9 @@ private struct Reader {
         }
         if isInteger, let value = integer(from: start) { return .int(value) }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        guard let value = Double(text) else { throw JSONParseError(.invalidNumber, offset: start) }
+        // A number too large for a double (`1e999`) is refused rather than kept as infinity, which JSON cannot
+        // write (it would be sent on as `null`).
+        guard let value = Double(text), value.isFinite else { throw JSONParseError(.invalidNumber, offset: start) }
         return .double(value)
     }
 
