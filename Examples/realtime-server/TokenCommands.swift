@@ -32,6 +32,11 @@ struct Token: ParsableCommand {
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
         guard ttl > 0 else { throw ValidationError("--ttl must be positive") }
+        // A token the server would refuse is no use: the ids follow the hub's rule.
+        if let problem = IdentifierPolicy.problem(with: user) { throw ValidationError("--user \(problem)") }
+        if let session, let problem = IdentifierPolicy.problem(with: session) {
+            throw ValidationError("--session \(problem)")
+        }
         guard let signer = try refresh ? keys.refreshSigner(environment) : keys.signer(environment) else {
             throw ConfigurationError(
                 refresh

@@ -89,6 +89,25 @@ import Testing
         #expect(await hub.rejection(uri: "/ws/events?token=no-session")?.code == "session_required")
     }
 
+    @Test func twoAuthorizationHeadersAreRefused() async throws {
+        let hub = try fixture.hub()
+        for headers in [
+            [("Authorization", "Bearer alice-token"), ("authorization", "Bearer bob-token")],
+            [("Authorization", "Bearer wrong"), ("Authorization", "Bearer alice-token")],
+        ] {
+            let rejection = await hub.rejection(uri: "/ws/events", headers: headers.map { (name: $0.0, value: $0.1) })
+            #expect(rejection?.code == "invalid_authorization")
+        }
+        let api = await hub.authenticateRequest(
+            UpgradeRequest(
+                uri: "/api/v1/stats",
+                headers: [("Authorization", "Bearer admin-token"), ("Authorization", "Bearer admin-token")],
+                remoteAddress: ""
+            )
+        )
+        #expect((try? api.get()) == nil)
+    }
+
     @Test func thePerIPRateLimitRefusesBurstsWithRetryAfter() async throws {
         // On a clock that stands still: the refill after the burst is 20 s away however long the connections take.
         let hub = try fixture.hub(rateLimiter: InMemoryRateLimiter(clock: ManualClock())) {

@@ -267,6 +267,10 @@ final class Admission: Sendable {
         if let token = attempt.messageToken { return .success(token) }
         guard let request = attempt.request else { return .success(nil) }
         if steps.contains(.bearerHeader), let authorization = request.header("Authorization") {
+            // Two credentials are one too many: which one a proxy in front read is anyone's guess.
+            guard request.headers.lazy.filter({ $0.name.lowercased() == "authorization" }).count == 1 else {
+                return .failure(.init(.invalidAuthorization))
+            }
             return Self.bearerToken(authorization).map { .success($0) } ?? .failure(.init(.invalidAuthorization))
         }
         if steps.contains(.queryToken), let queryToken = request.query("token") {
