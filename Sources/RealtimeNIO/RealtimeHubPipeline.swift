@@ -61,6 +61,39 @@ public enum RealtimeHubUpgradeResult<NotUpgraded: Sendable>: Sendable {
 
 /// Names of the handlers the realtime pipeline installs.
 enum RealtimeHubPipeline {
+    /// What makes `head` not a WebSocket opening handshake that RFC 6455 §4.2.1 lets a server accept, beyond what
+    /// NIO's upgrader checks (one `Sec-WebSocket-Key`, one `Sec-WebSocket-Version: 13`): a `GET` of HTTP/1.1 or
+    /// later, a `Connection` header naming `Upgrade`, a key that is 16 bytes in base64. `nil` when it is one.
+    static func handshakeProblem(_ head: HTTPRequestHead) -> String? {
+        guard head.method == .GET else { return "a WebSocket upgrade is a GET request" }
+        guard head.version.major > 1 || (head.version.major == 1 && head.version.minor >= 1) else {
+            return "a WebSocket upgrade needs HTTP/1.1"
+        }
+        let connectionTokens = head.headers["Connection"].flatMap { $0.split(separator: ",") }
+        guard connectionTokens.contains(where: { $0.filter { $0 != " " && $0 != "\t" }.lowercased() == "upgrade" })
+        else {
+            return "a WebSocket upgrade needs Connection: Upgrade"
+        }
+        guard let key = head.headers.first(name: "Sec-WebSocket-Key"), isSixteenBytesOfBase64(key) else {
+            return "Sec-WebSocket-Key must be 16 bytes in base64"
+        }
+        return nil
+    }
+
+    /// Whether `key` is base64 of 16 bytes: 22 characters of the base64 alphabet and `==`.
+    static func isSixteenBytesOfBase64(_ key: String) -> Bool {
+        let bytes = Array(key.utf8)
+        guard bytes.count == 24, bytes[22] == UInt8(ascii: "="), bytes[23] == UInt8(ascii: "=") else { return false }
+        return bytes[..<22].allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                true
+            default: false
+            }
+        }
+    }
+
     /// The name of the ``HTTPHeadLimitHandler`` in the pipeline (removed on upgrade).
     static let headLimitHandlerName = "realtime.http-head-limits"
 
@@ -136,6 +169,13 @@ extension ChannelPipeline.SynchronousOperations {
             maxFrameSize: max(hub.configuration.limits.maxFrameBytes, 125),
             enableAutomaticErrorHandling: true,
             shouldUpgrade: { channel, head in
+                if let problem = RealtimeHubPipeline.handshakeProblem(head) {
+                    // Answered `400` by the head-limit handler (first in the pipeline), before any admission.
+                    channel.pipeline.fireUserInboundEventTriggered(
+                        HTTPHeadLimitHandler.MalformedRequest(message: problem)
+                    )
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
                 let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
                 let request = UpgradeRequest(
                     uri: head.uri,

@@ -40,6 +40,46 @@ struct RequestLimitTests {
                 try Self.expectError(reply, status: 400, code: "bad_request")
                 #expect(try reply.json()["error"]?["message"]?.stringValue?.contains("Sec-WebSocket-Key") == true)
             }
+            // RFC 6455 §4.2.1: a GET of HTTP/1.1, `Connection: Upgrade`, a key of 16 bytes in base64.
+            let token = TestKeys.token("alice")
+            let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            let rest = "Sec-WebSocket-Version: 13\r\n\r\n"
+            for (request, says) in [
+                (
+                    "POST /ws/events?token=\(token) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        + "Content-Length: 0\r\n" + key + rest, "GET"
+                ),
+                (
+                    "GET /ws/events?token=\(token) HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        + key + rest, "HTTP/1.1"
+                ),
+                (
+                    "GET /ws/events?token=\(token) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
+                        + key + rest, "Connection: Upgrade"
+                ),
+                (
+                    "GET /ws/events?token=\(token) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        + "Sec-WebSocket-Key: abc\r\n" + rest, "16 bytes"
+                ),
+                (
+                    "GET /ws/events?token=\(token) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        + "Sec-WebSocket-Key: " + String(repeating: "QUFB", count: 11) + "\r\n" + rest, "16 bytes"
+                ),
+            ] {
+                let reply = try await Self.refusal(server, Array(request.utf8))
+                try Self.expectError(reply, status: 400, code: "bad_request")
+                #expect(try reply.json()["error"]?["message"]?.stringValue?.contains(says) == true, "\(reply.text)")
+            }
+            // What browsers send passes: several Connection tokens, any case.
+            let browser = try await TestSocket.connect(port: server.port)
+            try await browser.write(
+                Array(
+                    ("GET /ws/events?token=\(token) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                        + "Connection: keep-alive, upgrade\r\n" + key + rest).utf8
+                )
+            )
+            #expect(try await browser.readHTTPReply().status == 101)
+            await browser.close()
             try await MalformedInputTests.expectStillServing(server)
         }
     }
