@@ -15,6 +15,13 @@ struct Fields: Sendable {
         try field(name, required: required, "a whole number") { if case .int(let value) = $0 { value } else { nil } }
     }
 
+    /// The string field `name` as a user or session id (``identifier(_:_:code:)``).
+    func identifier(_ name: String, required: Bool = false) throws(APIError) -> String? {
+        try string(name, required: required).map { (value) throws(APIError) in
+            try RealtimeHummingbird.identifier(value, name)
+        }
+    }
+
     func object(_ name: String) throws(APIError) -> JSONObject? {
         try field(name, required: false, "an object") { if case .object(let value) = $0 { value } else { nil } }
     }

@@ -316,10 +316,8 @@ struct PublishingAPI: Sendable {
                     + categories.sorted().joined(separator: ", ")
             )
         }
-        let userID = try body.string("userId").map { (value) throws(APIError) in try identifier(value, "userId") }
-        let sessionID = try body.string("sessionId").map { (value) throws(APIError) in
-            try identifier(value, "sessionId")
-        }
+        let userID = try body.identifier("userId")
+        let sessionID = try body.identifier("sessionId")
         let data = try body.object("data") ?? [:]
         var scope: EventScope?
         switch try body.string("scope") {
@@ -363,7 +361,7 @@ struct PublishingAPI: Sendable {
         let scope: EventScope
         switch target {
         case "user":
-            scope = .user(try identifier(try body.string("userId", required: true) ?? "", "userId"))
+            scope = .user(try body.identifier("userId", required: true) ?? "")
         case "admin": scope = .admins
         default: scope = .everyone
         }
@@ -375,7 +373,7 @@ struct PublishingAPI: Sendable {
 
     private func revoke(_ sessionID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     {
-        let userID = try body.string("userId").map { (value) throws(APIError) in try identifier(value, "userId") }
+        let userID = try body.identifier("userId")
         let reason = try body.string("reason") ?? "session revoked"
         do {
             try await hub.revoke(sessionID: sessionID, userID: userID, reason: reason)
@@ -389,8 +387,8 @@ struct PublishingAPI: Sendable {
     static let maxSessionLifetime: Duration = .seconds(366 * 86_400)
 
     private func createSession(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
-        let sessionID = try identifier(try body.string("sessionId", required: true) ?? "", "sessionId")
-        let userID = try identifier(try body.string("userId", required: true) ?? "", "userId")
+        let sessionID = try body.identifier("sessionId", required: true) ?? ""
+        let userID = try body.identifier("userId", required: true) ?? ""
         let seconds = try body.int("expiresAt", required: true) ?? 0
         let now = Timestamp.now()
         let latest = (now + Self.maxSessionLifetime).secondsSinceEpoch

@@ -75,10 +75,6 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     /// The payload of the latest ping not answered yet: a pong waits while the channel is not writable, and
     /// answers only the latest ping (see the state machine).
     private var unansweredPing: ByteBuffer?
-    /// Whether the channel takes more writes. It follows `channelWritabilityChanged`, which NIO fires synchronously
-    /// when a write crosses the high-water mark and when a flush falls below the low one, so the drain reads a
-    /// stored flag instead of asking the channel before every pass.
-    private var isWritable = true
     /// The channel's allocator (read once: the write path does not go through the channel for it).
     private var allocator = ByteBufferAllocator()
 
@@ -112,7 +108,8 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.isWritable = context.channel.isWritable
+        // The machine starts writable; a channel that is not yet is reported like a later change.
+        if !context.channel.isWritable { perform(state.writabilityChanged(isWritable: false)) }
         self.allocator = context.channel.allocator
         self.encodedFrameOutput = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         self.loopWriter = EventLoopOutboundWriter.attach(to: context.eventLoop)
@@ -245,7 +242,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         repeat {
             result = .more
             var written = Written.nothing
-            while result == .more && isWritable {
+            while result == .more && state.isWritable {
                 // The pass's frames are taken from the queue under one lock, then written. The array is the loop's
                 // (no allocation per pass, no buffer kept per connection).
                 var pass = loopWriter?.borrowPass() ?? []
@@ -331,8 +328,7 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        isWritable = context.channel.isWritable
-        perform(state.writabilityChanged(isWritable: isWritable))
+        perform(state.writabilityChanged(isWritable: context.channel.isWritable))
         context.fireChannelWritabilityChanged()
     }
 

@@ -130,7 +130,10 @@ struct WebSocketConnectionStateMachine: Sendable {
     private var draining = false
     private var drainAgain = false
     private var writeStallTimerArmed = false
-    private var isWritable = true
+    /// Whether the channel takes more writes. It follows `channelWritabilityChanged`, which NIO fires synchronously
+    /// when a write crosses the high-water mark and when a flush falls below the low one, so the handler's drain
+    /// reads it instead of asking the channel before every pass.
+    private(set) var isWritable = true
     /// A ping arrived while the channel was not writable: one pong is owed.
     private var pongOwed = false
 

@@ -146,11 +146,8 @@ public final class RealtimeHub: Service, Sendable {
         let generation: UInt64
         switch activation {
         case .closed: return
-        case .refused(.userRevoked):
-            close(core, .sessionRevoked, reason: "every session of the user revoked")
-            return
-        case .refused(.sessionRevoked(let reason)):
-            close(core, .sessionRevoked, reason: reason)
+        case .refused(let refusal):
+            close(core, .sessionRevoked, reason: refusal.reason)
             return
         case .active(let value): generation = value
         }

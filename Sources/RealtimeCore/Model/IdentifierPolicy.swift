@@ -25,9 +25,6 @@ public enum IdentifierPolicy {
         return nil
     }
 
-    /// Whether `id` can be a user or session id.
-    public static func isUsable(_ id: String) -> Bool { problem(with: id) == nil }
-
     /// Throws ``RealtimeError/Code/invalidArgument`` naming `name` when `id` cannot be a user or session id.
     static func require(_ id: String, _ name: String) throws(RealtimeError) {
         if let problem = problem(with: id) {

@@ -591,15 +591,7 @@ import Testing
 
     /// A connection admitted without a token, waiting for its `auth` message.
     func unauthenticated(_ hub: RealtimeHub) async throws -> TestClient {
-        guard
-            case .accept(let ticket) = await hub.authorizeUpgrade(
-                UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1")
-            )
-        else {
-            Issue.record("upgrade refused")
-            throw CancellationError()
-        }
-        return TestClient(try await hub.connect(ticket))
+        TestClient(try await hub.connect(try await hub.ticket()))
     }
 
     @Test func firstMessageAuthHonoursTheUserLimitAndTellsAdministrators() async throws {

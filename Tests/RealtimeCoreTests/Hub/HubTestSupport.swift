@@ -56,14 +56,21 @@ struct HubFixture {
 }
 
 extension RealtimeHub {
-    /// An accepted and connected `/ws/events` connection whose frames nobody consumes unless the test does.
-    func rawConnection(token: String) async throws -> HubConnection {
-        let request = UpgradeRequest(uri: "/ws/events?token=\(token)", remoteAddress: "127.0.0.1")
-        guard case .accept(let ticket) = await authorizeUpgrade(request) else {
-            Issue.record("upgrade refused for \(token)")
+    /// An accepted `/ws/events` upgrade, not connected yet (`token` in the query; none for first-message
+    /// authentication).
+    func ticket(token: String? = nil) async throws -> UpgradeTicket {
+        let uri = token.map { "/ws/events?token=\($0)" } ?? "/ws/events"
+        guard case .accept(let ticket) = await authorizeUpgrade(UpgradeRequest(uri: uri, remoteAddress: "127.0.0.1"))
+        else {
+            Issue.record("upgrade refused for \(token ?? "no token")")
             throw CancellationError()
         }
-        return try await connect(ticket)
+        return ticket
+    }
+
+    /// An accepted and connected `/ws/events` connection whose frames nobody consumes unless the test does.
+    func rawConnection(token: String) async throws -> HubConnection {
+        try await connect(try await ticket(token: token))
     }
 }
 

@@ -86,7 +86,7 @@ import Testing
             VerifiedIdentity(userID: "dave", sessionID: "s-dave", issuedAt: .now() - .seconds(5))
         )
         // Admitted (the store had no revocation yet), not yet connected.
-        let ticket = try await Self.admit(hub, token: "dave-old")
+        let ticket = try await hub.ticket(token: "dave-old")
         try await hub.revoke(userID: "dave")
         let client = TestClient(try await hub.connect(ticket))
         let (code, _) = try await client.nextClose()
@@ -96,7 +96,7 @@ import Testing
 
     @Test func aConnectionAdmittedBeforeItsSessionsRevocationIsRefusedAtActivation() async throws {
         let hub = try fixture.hub()
-        let ticket = try await Self.admit(hub, token: "alice-token")
+        let ticket = try await hub.ticket(token: "alice-token")
         try await hub.revoke(sessionID: "s-alice", reason: "stolen laptop")
         let client = TestClient(try await hub.connect(ticket))
         let (code, reason) = try await client.nextClose()
@@ -104,7 +104,7 @@ import Testing
         #expect(reason == "stolen laptop")
         #expect(await hub.stats().server.connections == 0)
         // Another session of the same user is not affected.
-        let other = TestClient(try await hub.connect(try await Self.admit(hub, token: "alice-other-session")))
+        let other = TestClient(try await hub.connect(try await hub.ticket(token: "alice-other-session")))
         #expect(try await other.next(type: "connected")["payload"]?["userId"] == "alice")
     }
 
@@ -113,15 +113,7 @@ import Testing
     @Test func anAuthMessageAdmittedBeforeItsSessionsRevocationIsRefusedAtActivation() async throws {
         let store = PausingConnectionStore(fixture.store)
         let hub = try fixture.hub(connectionStore: store) { $0.firstMessageAuthentication = true }
-        guard
-            case .accept(let ticket) = await hub.authorizeUpgrade(
-                UpgradeRequest(uri: "/ws/events", remoteAddress: "127.0.0.1")
-            )
-        else {
-            Issue.record("upgrade refused")
-            return
-        }
-        let client = TestClient(try await hub.connect(ticket))
+        let client = TestClient(try await hub.connect(try await hub.ticket()))
         let hold = store.holdNextRegister(at: .beforeWrite)
         async let authenticated: Void = client.send(#"{"type":"auth","payload":{"token":"alice-token"}}"#)
         await hold.arrived()
@@ -139,24 +131,12 @@ import Testing
         let fixture = HubFixture(sessionMode: .registry)
         let hub = try fixture.hub()
         try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(3_600))
-        let early = try await Self.admit(hub, token: "alice-token")
+        let early = try await hub.ticket(token: "alice-token")
         try await hub.revoke(sessionID: "s-alice")
         try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(3_600))
         let refused = TestClient(try await hub.connect(early))
         #expect(try await refused.nextClose().0 == .sessionRevoked)
-        let again = TestClient(try await hub.connect(try await Self.admit(hub, token: "alice-token")))
+        let again = TestClient(try await hub.connect(try await hub.ticket(token: "alice-token")))
         #expect(try await again.next(type: "connected")["payload"]?["userId"] == "alice")
-    }
-
-    private static func admit(_ hub: RealtimeHub, token: String) async throws -> UpgradeTicket {
-        guard
-            case .accept(let ticket) = await hub.authorizeUpgrade(
-                UpgradeRequest(uri: "/ws/events?token=\(token)", remoteAddress: "127.0.0.1")
-            )
-        else {
-            Issue.record("upgrade refused for \(token)")
-            throw CancellationError()
-        }
-        return ticket
     }
 }

@@ -266,12 +266,15 @@ final class Admission: Sendable {
     private func extractToken(_ attempt: Attempt, steps: Steps) -> Result<String?, AdmissionRejection> {
         if let token = attempt.messageToken { return .success(token) }
         guard let request = attempt.request else { return .success(nil) }
-        if steps.contains(.bearerHeader), let authorization = request.header("Authorization") {
-            // Two credentials are one too many: which one a proxy in front read is anyone's guess.
-            guard request.headers.lazy.filter({ $0.name.lowercased() == "authorization" }).count == 1 else {
-                return .failure(.init(.invalidAuthorization))
+        if steps.contains(.bearerHeader) {
+            let authorizations = request.headerValues("Authorization")
+            if !authorizations.isEmpty {
+                // Two credentials are one too many: which one a proxy in front read is anyone's guess.
+                guard authorizations.count == 1, let token = Self.bearerToken(authorizations[0]) else {
+                    return .failure(.init(.invalidAuthorization))
+                }
+                return .success(token)
             }
-            return Self.bearerToken(authorization).map { .success($0) } ?? .failure(.init(.invalidAuthorization))
         }
         if steps.contains(.queryToken), let queryToken = request.query("token") {
             return configuration.allowQueryToken ? .success(queryToken) : .failure(.init(.queryTokenDisabled))
@@ -309,29 +312,21 @@ final class Admission: Sendable {
             )
             return .failure(.init(.invalidToken))
         }
-        do {
+        do throws(TokenVerificationError) {
             identity = try await (attempt.verifier ?? tokenVerifier).verify(token)
+            // Whatever the verifier: ids that two users could share (see `IdentifierPolicy`) never get in.
+            if let problem = Self.identifierProblem(identity) { throw TokenVerificationError(.invalidClaim, problem) }
         } catch {
             await authenticationFailed(reason: error.reason.rawValue, addressKey: addressKey, host: host)
             logger.info(
                 "token refused",
-                metadata: ["realtime.reason": "\(error.reason)", "realtime.remote": "\(addressKey)"]
+                metadata: [
+                    "realtime.reason": "\(error.reason)", "realtime.detail": "\(error.detail)",
+                    "realtime.remote": "\(addressKey)",
+                ]
             )
             // The one reason told to the client: a genuine token of the wrong kind, such as a refresh token.
             return .failure(.init(error.reason == .wrongTokenType ? .wrongTokenType : .invalidToken))
-        }
-        // Whatever the verifier: ids that two users could share (see `IdentifierPolicy`) never get in.
-        if let problem = Self.identifierProblem(identity) {
-            await authenticationFailed(
-                reason: TokenVerificationError.Reason.invalidClaim.rawValue,
-                addressKey: addressKey,
-                host: host
-            )
-            logger.info(
-                "token refused",
-                metadata: ["realtime.reason": "invalid_claim: \(problem)", "realtime.remote": "\(addressKey)"]
-            )
-            return .failure(.init(.invalidToken))
         }
         if steps.contains(.session), let refusal = await checkSession(identity, path: attempt.path) {
             if refusal != .backendUnavailable {

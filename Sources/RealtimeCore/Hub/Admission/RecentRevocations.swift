@@ -38,6 +38,14 @@ struct RecentRevocations: Sendable {
     enum Refusal: Sendable, Hashable {
         case userRevoked
         case sessionRevoked(reason: String)
+
+        /// The reason of the close frame that refuses the connection (4009).
+        var reason: String {
+            switch self {
+            case .userRevoked: "every session of the user revoked"
+            case .sessionRevoked(let reason): reason
+            }
+        }
     }
 
     static let maxEntries = 10_000

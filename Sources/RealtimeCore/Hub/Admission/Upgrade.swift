@@ -44,6 +44,12 @@ public struct UpgradeRequest: Sendable {
         return headers.first { $0.name.lowercased() == lowered }?.value
     }
 
+    /// Every value of a header, in order (names compared case-insensitively).
+    func headerValues(_ name: String) -> [String] {
+        let lowered = name.lowercased()
+        return headers.filter { $0.name.lowercased() == lowered }.map(\.value)
+    }
+
     /// The first value of a query item.
     public func query(_ name: String) -> String? { queryItems.first { $0.name == name }?.value }
 }
