@@ -24,10 +24,23 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundOut = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// A user event that asks the handler to answer `400` and close: the HTTP parser refused the request, or it
-    /// is a WebSocket upgrade NIO's upgrader cannot take.
+    /// A user event that asks the handler to answer with an error and close: the HTTP parser refused the request,
+    /// or it is a WebSocket upgrade NIO's upgrader cannot take. `400 bad_request` unless said otherwise.
     struct MalformedRequest: Sendable {
         var message = "the request is not valid HTTP/1.1"
+        var status = "400 Bad Request"
+        var code = "bad_request"
+        /// The violation reported to the hub.
+        var reason = "malformed_request"
+
+        /// The HTTP parser's header-field count (`NIOHTTPDecoderLimitConfiguration.maxHeaderFieldCount`) was
+        /// passed; the byte limits are this handler's own and are met first.
+        static let tooManyHeaderFields = MalformedRequest(
+            message: "the request has more header fields than the server accepts",
+            status: "431 Request Header Fields Too Large",
+            code: "headers_too_large",
+            reason: "header_too_large"
+        )
     }
 
     /// How long the client must be quiet, after a refusal, before the socket is closed.
@@ -127,10 +140,10 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
         guard !refused else { return }
         refuse(
             context: context,
-            status: "400 Bad Request",
-            code: "bad_request",
+            status: malformed.status,
+            code: malformed.code,
             message: malformed.message,
-            reason: "malformed_request"
+            reason: malformed.reason
         )
     }
 
@@ -219,8 +232,10 @@ final class HTTPParserErrorHandler: ChannelInboundHandler, RemovableChannelHandl
     typealias InboundIn = NIOAny
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is HTTPParserError {
-            context.pipeline.fireUserInboundEventTriggered(HTTPHeadLimitHandler.MalformedRequest())
+        if let error = error as? HTTPParserError {
+            context.pipeline.fireUserInboundEventTriggered(
+                error == .headerOverflow ? HTTPHeadLimitHandler.MalformedRequest.tooManyHeaderFields : .init()
+            )
             return
         }
         // NIO's WebSocket upgrader found no single `Sec-WebSocket-Key`, or no single `Sec-WebSocket-Version: 13`. Left

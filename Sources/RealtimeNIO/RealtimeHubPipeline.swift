@@ -123,7 +123,10 @@ extension ChannelPipeline.SynchronousOperations {
     ///      connection is closed (``RealtimeHubUpgradeResult/rejected(_:)``);
     ///    - no upgrade requested: `notUpgrading` runs, on the event loop, and adds the caller's own HTTP
     ///      handling behind NIO's HTTP/1.1 codec (`HTTPServerRequestPart` in, `HTTPServerResponsePart` out); the
-    ///      buffered request is then handed to those handlers (``RealtimeHubUpgradeResult/notUpgraded(_:)``).
+    ///      buffered request is then handed to those handlers (``RealtimeHubUpgradeResult/notUpgraded(_:)``). A
+    ///      request whose `Upgrade` header names no `websocket` (`h2c`) is one of these, without that header;
+    ///    - a WebSocket upgrade that is malformed (not a `GET` of HTTP/1.1, no `Connection: Upgrade`, a bad
+    ///      `Sec-WebSocket-Key` or version, a body) is answered `400` before the hub is asked.
     ///
     /// The upgrade decides the whole connection: the first request either upgrades or hands the connection to
     /// the caller's handlers. A request for another path upgrades only if the hub accepts it, so serve the hub's
@@ -240,6 +243,11 @@ extension ChannelPipeline.SynchronousOperations {
         pipelineConfiguration.enableResponseHeaderValidation = false
         pipelineConfiguration.decoderConfiguration = configuration.httpDecoder
         let negotiated = try configureUpgradableHTTPServerPipeline(configuration: pipelineConfiguration)
+        // Between the HTTP parser and NIO's upgrade handler: the first requests that handler cannot answer.
+        try addHandler(
+            FirstRequestGuard(),
+            position: .before(try handler(type: NIOTypedHTTPServerUpgradeHandler<Result>.self))
+        )
         // After the HTTP parser: a request it refuses is answered with 400 (by the head-limit handler).
         try addHandler(HTTPParserErrorHandler())
         return negotiated

@@ -84,6 +84,72 @@ struct RequestLimitTests {
         }
     }
 
+    @Test("an upgrade with a body gets 400; an Upgrade that names no websocket is served as plain HTTP")
+    func upgradeBodiesAndOtherProtocols() async throws {
+        try await TestServer.with { server in
+            func start(upgrade: String = "websocket") -> String {
+                "GET /ws/events?token=\(TestKeys.token("alice")) HTTP/1.1\r\nHost: x\r\nUpgrade: \(upgrade)\r\n"
+                    + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    + "Sec-WebSocket-Version: 13\r\n"
+            }
+            // NIO's upgrade handler failed on the body and the socket closed without a byte.
+            for rest in [
+                "Content-Length: 5\r\n\r\nhello", "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            ] {
+                let reply = try await Self.refusal(server, Array((start() + rest).utf8))
+                try Self.expectError(reply, status: 400, code: "bad_request")
+                #expect(
+                    try reply.json()["error"]?["message"]?.stringValue?.contains("no body") == true,
+                    "\(reply.text)"
+                )
+            }
+            // `Upgrade: h2c` (and other protocols) lost the request on its way to the router: no answer at all.
+            for upgrade in ["h2c", "h2c, foo/2", "TLS/1.2"] {
+                let reply = try await TestSocket.request(
+                    port: server.port,
+                    "GET",
+                    "/health/live",
+                    headers: [("Upgrade", upgrade), ("Connection", "Upgrade, HTTP2-Settings"), ("HTTP2-Settings", "")]
+                )
+                #expect(reply.status == 200, "\(upgrade): \(reply.text)")
+                #expect(try reply.json()["status"]?.stringValue == "alive")
+            }
+            // A POST with a body and an Upgrade the server ignores reaches its route with the body.
+            let post = try await TestSocket.request(
+                port: server.port,
+                "POST",
+                "/api/v1/events",
+                headers: [
+                    ("Upgrade", "h2c"), ("Authorization", "Bearer \(TestKeys.token("ops", admin: true))"),
+                    ("Content-Type", "application/json"),
+                ],
+                body: Array(#"{"type":"security.high_risk.detected","userId":"alice","data":{"score":97}}"#.utf8)
+            )
+            #expect(post.status == 202, "\(post.text)")
+            // The websocket token among others still upgrades.
+            let socket = try await TestSocket.connect(port: server.port)
+            try await socket.write(Array((start(upgrade: "h2c, WebSocket") + "\r\n").utf8))
+            #expect(try await socket.readHTTPReply().status == 101)
+            await socket.close()
+            try await MalformedInputTests.expectStillServing(server)
+        }
+    }
+
+    @Test("more header fields than the parser takes get 431, not 400")
+    func tooManyHeaderFields() async throws {
+        try await TestServer.with { server in
+            // 1,001 fields of 8 bytes: far below the byte limits, above Hummingbird's 1,000 fields.
+            let fields = (0..<1_001).map { "X-\($0 % 10): 1\r\n" }.joined()
+            let reply = try await Self.refusal(
+                server,
+                Array(("GET /ws/health HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n").utf8)
+            )
+            try Self.expectError(reply, status: 431, code: "headers_too_large")
+            try await MalformedInputTests.expectStillServing(server)
+        }
+    }
+
     @Test("a request line past the limit gets 414 on every endpoint, upgrades included")
     func longRequestLine() async throws {
         try await TestServer.with { server in
