@@ -106,6 +106,21 @@ import Testing
             )
         )
         #expect((try? api.get()) == nil)
+        // Two query tokens (the first decided), also when both are the same.
+        for uri in ["/ws/events?token=alice-token&token=bob-token", "/ws/events?token=alice-token&token=alice-token"] {
+            #expect(await hub.rejection(uri: uri)?.code == "invalid_authorization", "\(uri)")
+        }
+    }
+
+    @Test func twoOriginsAreRefused() async throws {
+        let hub = try fixture.hub { $0.origin.allowedOrigins = ["https://app.example.com"] }
+        let allowed = (name: "Origin", value: "https://app.example.com")
+        let evil = (name: "Origin", value: "https://evil.example")
+        for headers in [[allowed, allowed], [allowed, evil], [evil, allowed]] {
+            let rejection = await hub.rejection(uri: "/ws/events?token=alice-token", headers: headers)
+            #expect(rejection?.code == "origin_not_allowed", "\(headers)")
+        }
+        _ = try await hub.connectClient(token: "alice-token", headers: [(allowed.name, allowed.value)])
     }
 
     @Test func thePerIPRateLimitRefusesBurstsWithRetryAfter() async throws {

@@ -223,8 +223,13 @@ final class Admission: Sendable {
         if steps.contains(.serving) && host.isDraining {
             return .failure(.init(.shuttingDown, retryAfter: configuration.shutdown.reconnectDelay))
         }
-        if steps.contains(.origin) && !configuration.origin.allows(admitted.origin) {
-            return .failure(.init(.originNotAllowed))
+        if steps.contains(.origin) {
+            // Two origins are one too many: browsers send one, and which one a proxy in front checked is unknown.
+            guard configuration.origin.allows(admitted.origin),
+                (attempt.request?.headerValues("Origin").count ?? 0) <= 1
+            else {
+                return .failure(.init(.originNotAllowed))
+            }
         }
         if steps.contains(.address), let request = attempt.request,
             !(steps.contains(.unknownPeerAllowed) && request.remoteAddress.isEmpty)
@@ -276,8 +281,13 @@ final class Admission: Sendable {
                 return .success(token)
             }
         }
-        if steps.contains(.queryToken), let queryToken = request.query("token") {
-            return configuration.allowQueryToken ? .success(queryToken) : .failure(.init(.queryTokenDisabled))
+        if steps.contains(.queryToken) {
+            let queryTokens = request.queryItems.filter { $0.name == "token" }
+            if !queryTokens.isEmpty {
+                guard configuration.allowQueryToken else { return .failure(.init(.queryTokenDisabled)) }
+                guard queryTokens.count == 1 else { return .failure(.init(.invalidAuthorization)) }
+                return .success(queryTokens[0].value)
+            }
         }
         return .success(nil)
     }

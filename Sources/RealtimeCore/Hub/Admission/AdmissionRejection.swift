@@ -11,7 +11,7 @@ public struct AdmissionRejection: Error, Sendable, Hashable, CustomStringConvert
         case notFound = "not_found"
         /// The server is draining. 503.
         case shuttingDown = "shutting_down"
-        /// The `Origin` header is not allowed by ``HubConfiguration/origin``. 403.
+        /// The `Origin` header is not allowed by ``HubConfiguration/origin``, or there are two. 403.
         case originNotAllowed = "origin_not_allowed"
         /// The client address cannot be read. 400.
         case badRemoteAddress = "bad_remote_address"
@@ -21,7 +21,8 @@ public struct AdmissionRejection: Error, Sendable, Hashable, CustomStringConvert
         case rateLimited = "rate_limited"
         /// The server holds ``HubConfiguration/maxConnections``. 503.
         case serverFull = "server_full"
-        /// `Authorization` is not `Bearer <token>`. 401.
+        /// `Authorization` is not `Bearer <token>`, or the request carries two credentials (two `Authorization`
+        /// headers, two `token` query parameters). 401.
         case invalidAuthorization = "invalid_authorization"
         /// A token in the URL while ``HubConfiguration/allowQueryToken`` is off. 400.
         case queryTokenDisabled = "query_token_disabled"
