@@ -62,3 +62,34 @@ func identifier(_ value: String, _ name: String, code: String = "invalid_field")
     }
     return value
 }
+
+/// The query parameters of an API request, read strictly: a value is percent-decoded (`+` stays `+`, as
+/// Hummingbird reads it), and a malformed escape, a value that is not UTF-8 or a parameter given twice is
+/// `400 invalid_parameter` naming it, instead of a value taken literally or the first of two.
+struct APIQuery: Sendable {
+    private let pairs: [(name: Substring, value: Substring)]
+
+    init(_ query: String?) {
+        pairs = (query ?? "").split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (parts[0], parts.count == 2 ? parts[1] : "")
+        }
+    }
+
+    /// The decoded value of `name`; `nil` when the request does not name it.
+    func value(_ name: String) throws(APIError) -> String? {
+        let values = pairs.filter { $0.name == name }
+        guard let raw = values.first?.value else { return nil }
+        guard values.count == 1 else {
+            throw APIError(status: .badRequest, code: "invalid_parameter", message: "\(name) is given more than once")
+        }
+        guard let decoded = percentDecoded(String(raw)) else {
+            throw APIError(
+                status: .badRequest,
+                code: "invalid_parameter",
+                message: "\(name) is not valid percent-encoded UTF-8"
+            )
+        }
+        return decoded
+    }
+}

@@ -21,8 +21,8 @@ struct AdminAPI: Sendable {
         return [
             .init(.get, prefix + "/connections") { request, context in
                 await respond(request, context, action: "list_connections") { query throws(APIError) in
-                    try query.first { $0.key == "userId" }.map { (value) throws(APIError) in
-                        try identifier(String(value.value), "userId", code: "invalid_parameter")
+                    try query.value("userId").map { (value) throws(APIError) in
+                        try identifier(value, "userId", code: "invalid_parameter")
                     }
                 }
             },
@@ -52,7 +52,7 @@ struct AdminAPI: Sendable {
                 throw APIError(status: .internalServerError, code: "internal_error", message: "not authenticated")
             }
             let userID = try identifier(try pathParameter(context, "userID"), "userId")
-            let limit = try Self.limit(request.uri.queryParameters, max: RealtimeHub.maxSessionListSize)
+            let limit = try Self.limit(APIQuery(request.uri.query), max: RealtimeHub.maxSessionListSize)
             guard hub.sessionMode == .registry else {
                 throw APIError(
                     status: .conflict,
@@ -85,7 +85,7 @@ struct AdminAPI: Sendable {
         _ request: Request,
         _ context: Context,
         action: String,
-        user: (FlatDictionary<Substring, Substring>) throws(APIError) -> String?
+        user: (APIQuery) throws(APIError) -> String?
     ) async -> Response {
         let answer = await listConnections(request, context, user: user)
         return await audited(answer, request, context, action: action, target: Self.userTarget(request, context))
@@ -94,7 +94,7 @@ struct AdminAPI: Sendable {
     /// `user:<id>` of the listing's user (path or `userId` query), if it names one.
     static func userTarget<Context: RequestContext>(_ request: Request, _ context: Context) -> String? {
         if let user = context.parameters.get("userID") { return "user:" + (percentDecoded(user) ?? user) }
-        return request.uri.queryParameters.first { $0.key == "userId" }.map { "user:" + String($0.value) }
+        return (try? APIQuery(request.uri.query).value("userId")).flatMap { $0.map { "user:" + $0 } }
     }
 
     /// Records `response` in the audit trail (``APIAudit``), then returns it.
@@ -119,16 +119,16 @@ struct AdminAPI: Sendable {
     private func listConnections<Context: RealtimeIdentityRequestContext>(
         _ request: Request,
         _ context: Context,
-        user: (FlatDictionary<Substring, Substring>) throws(APIError) -> String?
+        user: (APIQuery) throws(APIError) -> String?
     ) async -> (response: Response, errorCode: String?) {
         do throws(APIError) {
             guard context.verifiedIdentity != nil else {
                 throw APIError(status: .internalServerError, code: "internal_error", message: "not authenticated")
             }
-            let query = request.uri.queryParameters
+            let query = APIQuery(request.uri.query)
             let userID = try user(query)
             let limit = try Self.limit(query)
-            let cursor = query.first { $0.key == "cursor" }.map { String($0.value) }
+            let cursor = try query.value("cursor")
             let page: ConnectionPage
             do {
                 if let userID {
@@ -160,10 +160,10 @@ struct AdminAPI: Sendable {
     /// The `limit` query parameter: 1 to ``RealtimeCore/RealtimeHub/maxConnectionPageSize``, default
     /// ``defaultPageSize``.
     static func limit(
-        _ query: FlatDictionary<Substring, Substring>,
+        _ query: APIQuery,
         max: Int = RealtimeHub.maxConnectionPageSize
     ) throws(APIError) -> Int {
-        guard let text = query.first(where: { $0.key == "limit" })?.value else { return defaultPageSize }
+        guard let text = try query.value("limit") else { return defaultPageSize }
         guard let limit = Int(text), (1...max).contains(limit) else {
             throw APIError(
                 status: .badRequest,

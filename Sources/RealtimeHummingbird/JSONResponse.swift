@@ -38,7 +38,8 @@ func jsonResponse(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response
 
 /// Turns the router's plain errors on the hub's paths into the JSON error envelope: `404 not_found` for an
 /// unknown path, `405 method_not_allowed` with `Allow` for a known path and another method, and the status's own
-/// code for any other `HTTPResponseError`. Requests outside `prefixes` keep the host's error handling.
+/// code for any other `HTTPResponseError`. Requests outside `prefixes` keep the host's error handling, except
+/// another method on one of the hub's routes (`POST /metrics`), which is `405` here too.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The hub's routes, with `:name` segments matching any one segment.
     let routes: [(method: HTTPRequest.Method, path: String)]
@@ -59,9 +60,12 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as any HTTPResponseError {
             let path = request.uri.path
-            guard prefixes.contains(where: { path == $0 || path.hasPrefix($0) }) else { throw error }
+            let allowed = error.status == .notFound ? allowedMethods(path) : []
+            // The hub's prefixes, and its routes outside them (`/metrics`) when another method was asked for.
+            guard !allowed.isEmpty || prefixes.contains(where: { path == $0 || path.hasPrefix($0) }) else {
+                throw error
+            }
             if error.status == .notFound {
-                let allowed = allowedMethods(path)
                 guard allowed.isEmpty else {
                     let allow = allowed.map(\.rawValue).joined(separator: ", ")
                     return APIError(

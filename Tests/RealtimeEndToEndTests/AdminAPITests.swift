@@ -170,6 +170,21 @@ struct AdminAPITests {
             let badPath = try await server.api("GET", "/api/v1/users/%zz/connections")
             #expect(badPath.status == 400)
             #expect(try badPath.json()["error"]?["code"] == "invalid_parameter")
+            // Query values are decoded strictly (a bad escape was taken literally), and a parameter counts once
+            // (the first of two decided).
+            for (query, says) in [
+                ("userId=%zz", "userId is not valid percent-encoded"), ("userId=%FF", "userId is not valid percent"),
+                ("cursor=%z", "cursor is not valid percent"), ("limit=1&limit=2", "limit is given more than once"),
+                ("userId=a&limit=5&userId=b", "userId is given more than once"),
+            ] {
+                let reply = try await server.api("GET", "/api/v1/connections?\(query)")
+                #expect(reply.status == 400, "\(query)")
+                #expect(try reply.json()["error"]?["code"] == "invalid_parameter", "\(query)")
+                #expect(try reply.json()["error"]?["message"]?.stringValue?.hasPrefix(says) == true, "\(reply.text)")
+            }
+            let decoded = try await server.api("GET", "/api/v1/connections?userId=a%40b&limit=2")
+            #expect(decoded.status == 200)
+            #expect(try decoded.json()["userId"]?.stringValue == "a@b")
         }
     }
 

@@ -102,6 +102,11 @@ struct ExecutableTests {
         let metrics = try await TestSocket.request(port: port, "GET", "/metrics")
         #expect(metrics.status == 200)
         #expect(metrics.text.contains("realtime_"))
+        // Another method on the hub's route outside its prefixes: JSON 405 with Allow (was an empty 404).
+        let postMetrics = try await TestSocket.request(port: port, "POST", "/metrics")
+        #expect(postMetrics.status == 405)
+        #expect(postMetrics.header("Allow") == "GET")
+        #expect(try postMetrics.json()["error"]?["code"]?.stringValue == "method_not_allowed")
 
         kill(server.process.processIdentifier, SIGTERM)
         let close = try await socket.nextClose(timeout: .seconds(10))
