@@ -108,8 +108,7 @@ struct RefreshTokenEndToEndTests {
         }
     }
 
-    // Depends on the HTTP API being routed through the hub's admission (`verifyForConnection`), which is the
-    // lead's change to PublishingAPI.swift: until then the API answers `invalid_token` and this test fails.
+    // The HTTP API admits through the hub's one admission path, which tells a refresh token from a bad one.
     @Test("POST /api/v1/events with an administrator's refresh token is refused with 401 wrong_token_type")
     func publishingAPI() async throws {
         try await TestServer.with(verifier: try Self.verifier()) { server in
