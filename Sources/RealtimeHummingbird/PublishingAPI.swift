@@ -221,6 +221,8 @@ struct PublishingAPI: Sendable {
         switch error.code {
         case .invalidArgument: APIError(status: .badRequest, code: "invalid_argument", message: error.message)
         case .notFound: APIError(status: .notFound, code: "not_found", message: error.message)
+        case .conflict: APIError(status: .conflict, code: "conflict", message: error.message)
+        case .forbidden: APIError(status: .forbidden, code: "forbidden", message: error.message)
         case .limitExceeded: APIError(status: .tooManyRequests, code: "limit_exceeded", message: error.message)
         case .userRequired: APIError(status: .badRequest, code: "user_required", message: error.message)
         case .backendUnavailable, .timeout, .shutDown:

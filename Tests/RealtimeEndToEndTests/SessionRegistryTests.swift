@@ -68,6 +68,55 @@ struct SessionRegistryTests {
         }
     }
 
+    @Test("a session is its user's: another user's token naming it is refused, and it is never handed over")
+    func sessionsBelongToTheirUser() async throws {
+        try await TestServer.with(backends: try await Self.registry()) { server in
+            let created = try await server.api(
+                "POST",
+                "/api/v1/sessions",
+                json: #"{"sessionId":"alice-laptop","userId":"alice","expiresAt":\#(Self.inAnHour)}"#
+            )
+            #expect(created.status == 201, "\(created.text)")
+            // Bob's genuine token naming Alice's session, and a service's: refused on the upgrade and the API (one
+            // admission path for every way a token enters; both were admitted before).
+            let bobOnAlices = TestKeys.token("bob", session: "alice-laptop")
+            let upgrade = try await server.handshake(path: "/ws/events?token=\(bobOnAlices)")
+            #expect(upgrade.status == 401)
+            #expect(try upgrade.json()["error"]?["code"]?.stringValue == "session_inactive")
+            let serviceOnAlices = TestKeys.token("svc", session: "alice-laptop", roles: ["service"])
+            let api = try await server.api(
+                "POST",
+                "/api/v1/events",
+                token: serviceOnAlices,
+                json: #"{"type":"security.high_risk.detected","userId":"alice","data":{}}"#
+            )
+            #expect(api.status == 401, "\(api.text)")
+            // Alice's own token still connects.
+            let alice = try await server.connect(TestKeys.token("alice", session: "alice-laptop"))
+            // Creating the id for another user is refused and moves nothing; for its own user it extends it.
+            let moved = try await server.api(
+                "POST",
+                "/api/v1/sessions",
+                json: #"{"sessionId":"alice-laptop","userId":"bob","expiresAt":\#(Self.inAnHour)}"#
+            )
+            #expect(moved.status == 409, "\(moved.text)")
+            #expect(try moved.json()["error"]?["code"]?.stringValue == "conflict")
+            let listed = try await server.api("GET", "/api/v1/users/alice/sessions")
+            #expect(try listed.json()["sessions"]?.arrayValue?.count == 1)
+            let bobs = try await server.api("GET", "/api/v1/users/bob/sessions")
+            #expect(try bobs.json()["sessions"]?.arrayValue?.count == 0)
+            let extended = try await server.api(
+                "POST",
+                "/api/v1/sessions",
+                json: #"{"sessionId":"alice-laptop","userId":"alice","expiresAt":\#(Self.inAnHour + 60)}"#
+            )
+            #expect(extended.status == 201, "\(extended.text)")
+            try await alice.sendText(#"{"type":"ping","id":"still"}"#)
+            #expect(try await alice.nextMessage(type: "pong")["id"]?.stringValue == "still")
+            await alice.close()
+        }
+    }
+
     @Test("bad input gets a clear error and changes nothing")
     func badInput() async throws {
         try await TestServer.with(backends: try await Self.registry()) { server in

@@ -32,6 +32,13 @@ public protocol SessionStore: Sendable {
     /// Whether tokens of `sessionID` may connect now.
     func isActive(_ sessionID: String) async throws(RealtimeError) -> Bool
 
+    /// Whether a token of `userID` naming `sessionID` may connect now: in registry mode the session must be active
+    /// **and belong to `userID`** (a session is one user's: another user's token naming it is refused, whoever
+    /// signed it); in revocation-list mode, which knows no owners, the session must not be revoked. Admission asks
+    /// this. The default implementation asks ``session(_:)`` in registry mode and ``isActive(_:)`` otherwise; a
+    /// store can answer it in one round trip.
+    func isActive(_ sessionID: String, userID: String) async throws(RealtimeError) -> Bool
+
     /// Records a session (registry mode needs this before its tokens connect; in revocation-list mode it
     /// clears an earlier revocation of the same id).
     func create(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError)
@@ -65,4 +72,11 @@ public protocol SessionStore: Sendable {
 
 extension SessionStore {
     public func healthCheck() async -> ComponentHealth { .healthy }
+
+    public func isActive(_ sessionID: String, userID: String) async throws(RealtimeError) -> Bool {
+        switch mode {
+        case .revocationList: return try await isActive(sessionID)
+        case .registry: return try await session(sessionID)?.userID == userID
+        }
+    }
 }

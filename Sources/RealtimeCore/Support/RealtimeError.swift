@@ -24,6 +24,8 @@ public struct RealtimeError: Error, Sendable, CustomStringConvertible {
         public static let protocolViolation = Code("protocol_violation")
         /// The event must name a user (e.g. `authentication.*` and `session.*` events; see ``EventScopePolicy``).
         public static let userRequired = Code("user_required")
+        /// The operation conflicts with what exists (a session id that is another user's).
+        public static let conflict = Code("conflict")
         /// The caller is not allowed to do this.
         public static let forbidden = Code("forbidden")
         /// The component was shut down.

@@ -83,6 +83,16 @@ public final class RedisSessionStore: SessionStore, Sendable {
         }
     }
 
+    public func isActive(_ sessionID: String, userID: String) async throws(RealtimeError) -> Bool {
+        switch mode {
+        case .revocationList:
+            return try await isActive(sessionID)
+        case .registry:
+            // The key holds the owner and expires with the session (PXAT): one GET answers both.
+            return try await client.send(RedisCommand("GET", sessionKey(sessionID))).string == userID
+        }
+    }
+
     public func create(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
         switch mode {
         case .revocationList:

@@ -373,15 +373,17 @@ import Testing
         #expect(host.state.withLock { $0.claimed.count } == 2)
     }
 
-    @Test func aRefreshChecksTheTokenSessionAndPrivilegeOnly() async throws {
+    @Test func aRefreshChecksTheTokenSessionPrivilegeAndTheUsersAttemptRateOnly() async throws {
         let host = Host(maxConnectionsPerUser: 0)
         let admission = admission()
         admission.block("192.0.2.1")
         let connection = Self.connection()
-        for _ in 0..<5 {
+        for _ in 0..<2 {
             let admitted = try await admission.admit(.refresh(token: "alice-token", on: connection), host: host).get()
             #expect(admitted.identity?.userID == "alice")
         }
+        // The user's attempt rate limit (2 per minute) holds for refreshes too; no slot is claimed or reserved.
+        #expect(await refusal(admission, .refresh(token: "alice-token", on: connection))?.reason == .rateLimited)
         #expect(host.state.withLock { $0.claimed.isEmpty && $0.reserved.isEmpty })
         let admin = Self.connection(.admin)
         #expect(await refusal(admission, .refresh(token: "alice-token", on: admin))?.reason == .adminRequired)
@@ -393,6 +395,7 @@ import Testing
         let admission = admission(sessions: sessions) {
             $0.rateLimits.apiRequestsPerIP.limit = 100
             $0.rateLimits.connectionsPerIP.limit = 100
+            $0.rateLimits.connectionsPerUser = RateLimitPolicy(name: "conn-user", limit: 100, period: .seconds(60))
         }
         let issued = clock.timestamp
         tokens.add("dave-old", VerifiedIdentity(userID: "dave", sessionID: "s-dave", issuedAt: issued))
@@ -603,8 +606,10 @@ import Testing
         _ = try await admin.next(type: "connected")
         try await admin.subscribe(["session.*"])
         let first = try await unauthenticated(hub)
-        await first.send(#"{"type":"auth","payload":{"token":"alice-token"}}"#)
-        #expect(try await first.next(type: "connected")["payload"]?["userId"] == "alice")
+        await first.send(#"{"type":"auth","id":"auth-1","payload":{"token":"alice-token"}}"#)
+        let connected = try await first.next(type: "connected")
+        #expect(connected["payload"]?["userId"] == "alice")
+        #expect(connected["id"] == "auth-1", "the reply echoes the auth message's id, as every reply does")
         let second = try await unauthenticated(hub)
         await second.send(#"{"type":"auth","payload":{"token":"alice-token-2"}}"#)
         let (code, reason) = try await second.nextClose()
@@ -633,6 +638,33 @@ import Testing
         let bob = try await unauthenticated(hub)
         await bob.send(#"{"type":"auth","payload":{"token":"bob-token"}}"#)
         _ = try await bob.next(type: "connected")
+    }
+
+    /// Every refresh publishes `authentication.token.refresh` to the administrators' stream: a user refreshing in a
+    /// loop pushed real events out of their history. Refreshes count against the user's attempt rate limit; the
+    /// refused one gets `rate_limited` with a retry delay and the connection stays.
+    @Test func refreshesCountAgainstTheUsersAttemptRateLimit() async throws {
+        let hub = try fixture.hub(rateLimiter: InMemoryRateLimiter(clock: ManualClock())) {
+            $0.rateLimits.connectionsPerUser = RateLimitPolicy(
+                name: "conn-user",
+                limit: 3,
+                period: .seconds(60),
+                burst: 3
+            )
+        }
+        let client = try await hub.connectClient(token: "alice-token")
+        _ = try await client.next(type: "connected")
+        for id in 1...2 {
+            await client.send(#"{"type":"refresh_token","id":\#(id),"payload":{"token":"alice-token-2"}}"#)
+            #expect(try await client.next(type: "token_refreshed")["id"] == .int(Int64(id)))
+        }
+        await client.send(#"{"type":"refresh_token","id":3,"payload":{"token":"alice-token-2"}}"#)
+        let refused = try await client.next(type: "error")
+        #expect(refused["payload"]?["code"] == "rate_limited")
+        #expect(refused["id"] == 3)
+        #expect((refused["payload"]?["retryAfterMs"]?.intValue ?? 0) > 0)
+        await client.send(#"{"type":"ping","id":"still"}"#)
+        #expect(try await client.next(type: "pong")["id"] == "still")
     }
 
     @Test func aRefreshTheSessionStoreCannotCheckIsUnavailableNotInvalid() async throws {

@@ -176,6 +176,32 @@ import Testing
         }
     }
 
+    /// Fuzz: `POST /sessions/hs2/revoke {"userId":"gina"}` sent gina hank's `session.revoked` (and his session id).
+    @Test func aRevocationNamingAnotherUserTellsOnlyTheSessionsOwnUsers() async throws {
+        let hub = try fixture.hub()
+        try await hub.running {
+            let alice = try await hub.connectClient(token: "alice-token")
+            let bob = try await hub.connectClient(token: "bob-token")
+            for client in [alice, bob] {
+                _ = try await client.next(type: "connected")
+                await client.send(#"{"type":"subscribe","payload":{"eventTypes":["session.*"]}}"#)
+                _ = try await client.next(type: "subscribed")
+            }
+            try await hub.revoke(sessionID: "s-alice", userID: "bob", reason: "the wrong user named")
+            let revoked = try await alice.next(type: "event")
+            #expect(revoked["payload"]?["type"] == "session.revoked")
+            #expect(revoked["payload"]?["userId"] == "alice")
+            #expect(try await alice.nextClose().0 == .sessionRevoked)
+            // Bob heard nothing of it: the next message he gets is the answer to his ping.
+            await bob.send(#"{"type":"ping","id":"after"}"#)
+            #expect(try await bob.next()["type"] == "pong")
+            // With no user known for the session anywhere, the caller's word is all there is.
+            try await hub.revoke(sessionID: "s-nobody-connected", userID: "bob", reason: "logged out elsewhere")
+            let told = try await bob.next(type: "event")
+            #expect(told["payload"]?["sessionId"] == "s-nobody-connected")
+        }
+    }
+
     @Test func revokingLocallyQueuesTheEventBeforeTheCloseEvenWhenNothingWasWrittenYet() async throws {
         let hub = try fixture.hub()
         try await hub.running {

@@ -38,7 +38,9 @@ extension RealtimeHub {
     ///
     /// - Parameters:
     ///   - sessionID: the session to revoke (the tokens' `sid` claim).
-    ///   - userID: the session's user, if known (otherwise looked up in the registry) for the event.
+    ///   - userID: the session's user, for the event when the hub knows no user of the session (revocation-list
+    ///     mode and no connection of the session anywhere); otherwise the event goes to the users the registry and
+    ///     the session's connections name, whatever this says.
     ///   - retainUntil: how long to remember the revocation (the latest expiry of the session's tokens);
     ///     default ``HubConfiguration/revocationRetention`` from now.
     ///   - reason: the reason carried by the `session.revoked` event and the close frames.
@@ -53,16 +55,30 @@ extension RealtimeHub {
         try IdentifierPolicy.require(sessionID, "sessionID")
         if let userID { try IdentifierPolicy.require(userID, "userID") }
         // A registry knows the session's user; asked first, since revoking forgets the session.
-        let registered = userID == nil ? try? await backends.sessionStore.session(sessionID) : nil
+        let registered = try? await backends.sessionStore.session(sessionID)
         let wasActive = try await backends.sessionStore.revoke(
             sessionID,
             retainUntil: retainUntil ?? .now() + configuration.revocationRetention
         )
+        // The event goes to the users the hub knows hold the session: the registry's owner, the users of its
+        // connections here, else in the cluster registry. The caller's `userID` is taken only when nothing names
+        // one (revocation-list mode, no connection anywhere): a wrong one must not tell another user the session's
+        // id or log them out (fuzz: gina received hank's `session.revoked`).
         var users = Set<String>()
-        if let userID = userID ?? registered?.userID { users.insert(userID) }
+        if let owner = registered?.userID { users.insert(owner) }
         users.formUnion(state.withLock { $0.cores(ofSession: sessionID) }.compactMap { $0.identity?.userID })
         if users.isEmpty, let records = try? await backends.connectionStore.connections(ofSession: sessionID) {
             users.formUnion(records.map(\.userID))
+        }
+        if let userID {
+            if users.isEmpty {
+                users.insert(userID)
+            } else if !users.contains(userID) {
+                logger.warning(
+                    "a session revocation named a user the session is not known for: the event goes to its users",
+                    metadata: ["realtime.session.id": "\(sessionID)", "realtime.user.id": "\(userID)"]
+                )
+            }
         }
         let events = users.sorted().map { user in
             RealtimeEvent(type: .sessionRevoked, userID: user, sessionID: sessionID, data: ["reason": .string(reason)])
@@ -119,9 +135,21 @@ extension RealtimeHub {
 
     /// Records a session (registry mode needs it before the session's tokens may connect; in revocation-list mode
     /// it clears an earlier revocation of the id) and sends its user `session.created` (administrators see it too).
+    /// Creating an active session again for its own user sets its new expiry.
+    ///
+    /// - Throws: ``RealtimeError/Code/conflict`` in registry mode when the id is an active session of another user
+    ///   (a session is never handed from one user to another: end it first); ``RealtimeError/Code/invalidArgument``
+    ///   for an id the ``IdentifierPolicy`` refuses; a backend's error otherwise.
     public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
         try IdentifierPolicy.require(sessionID, "sessionID")
         try IdentifierPolicy.require(userID, "userID")
+        // Checked, then written: two creators racing for one id with different users are the auth service's own
+        // bug; admission checks the owner on every token anyway (`SessionStore.isActive(_:userID:)`).
+        if sessionMode == .registry, let existing = try await backends.sessionStore.session(sessionID),
+            existing.userID != userID
+        {
+            throw RealtimeError(.conflict, "session \(sessionID) is an active session of another user; end it first")
+        }
         try await backends.sessionStore.create(sessionID, userID: userID, expiresAt: expiresAt)
         await publishResolvedEvent(
             RealtimeEvent(
