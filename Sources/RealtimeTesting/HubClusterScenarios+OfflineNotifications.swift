@@ -14,7 +14,8 @@ extension HubClusterScenarios {
     /// A notification for a user with no connection anywhere is queued (both servers count it in
     /// `notifications.queueLength`) and delivered exactly once, to the user's next connection, whichever server it
     /// reaches: first on the server that did not send it, then, after the user left, on the one that did. A later
-    /// connection gets nothing again; once online, notifications are delivered live and not queued.
+    /// connection gets nothing again; once online, notifications are delivered live and not queued. A `/ws/admin`
+    /// connection of the user does not take them: they wait for the user's next `/ws/events` connection.
     public static func anOfflineUsersNotificationIsDeliveredOnceOnEitherServer(_ cluster: Cluster) async throws {
         try await with(cluster) { servers in
             let hubA = try servers.hub()
@@ -55,6 +56,15 @@ extension HubClusterScenarios {
                     let later = try await hubB.connectClient(token: "alice-token-2")
                     #expect(try await notificationTitles(later).isEmpty)
                     #expect(await hubB.stats().queueLength == 0)
+
+                    // Kept for the user's app: an admin console the user opens first does not take it.
+                    await hubA.sendUserNotification(userID: "root", level: .warning, title: "for-the-app", message: "")
+                    #expect(await hubA.stats().queueLength == 1)
+                    let console = try await hubB.connectClient(token: "admin-token", path: "/ws/admin")
+                    #expect(try await notificationTitles(console).isEmpty)
+                    let app = try await hubA.connectClient(token: "admin-token")
+                    #expect(try await notificationTitles(app) == ["for-the-app"])
+                    #expect(await hubA.stats().queueLength == 0)
                 }
             }
         }

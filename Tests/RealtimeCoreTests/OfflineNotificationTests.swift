@@ -39,6 +39,36 @@ import Testing
         #expect(try await store.take(for: "bob").isEmpty)
     }
 
+    /// Fuzz: 7,431 notifications of 15 KB to different offline users grew a server from 144 to 255 MB, linearly;
+    /// each user was bounded, the number of users was not.
+    @Test func allUsersTogetherStayUnderTheMemoryLimitOldestDroppedFirst() async throws {
+        var limits = OfflineNotificationLimits()
+        limits.maxNotificationBytes = 1024
+        let entry =
+            try limits.check(Self.notification("x", for: "u000"), for: "u000").count
+            + InMemoryOfflineNotificationStore.entryOverheadBytes + 2 * 4
+        limits.memoryLimitBytes = max(10 * entry, 1024 + InMemoryOfflineNotificationStore.entryOverheadBytes + 512)
+        let fits = limits.memoryLimitBytes / entry
+        let store = try InMemoryOfflineNotificationStore(limits: limits)
+        // Churn first: notifications handed over at once leave only skipped entries behind in the age order.
+        for _ in 0..<500 {
+            _ = try await store.enqueue(Self.notification("x", for: "u999"), for: "u999")
+            #expect(try await store.take(for: "u999").count == 1)
+        }
+        for index in 0..<100 {
+            let user = "u" + String(1000 + index).dropFirst()
+            _ = try await store.enqueue(Self.notification("x", for: user), for: user)
+        }
+        #expect(try await store.queueLength() == fits)
+        // The oldest users lost theirs, the newest kept theirs.
+        #expect(try await store.take(for: "u000").isEmpty)
+        #expect(try await store.take(for: "u099").count == 1)
+        #expect(try await store.take(for: "u" + String(1100 - fits).dropFirst()).count == 1)
+        // A user's newest notification gets in even when the store is full of others.
+        _ = try await store.enqueue(Self.notification("new", for: "u000"), for: "u000")
+        #expect(try await store.take(for: "u000").map(\.title) == ["new"])
+    }
+
     @Test func limitsComeFromTheEnvironment() throws {
         let defaults = HubConfiguration().offlineNotifications
         #expect(defaults.maxPerUser == 100)
@@ -48,7 +78,10 @@ import Testing
             "WEBSOCKET_OFFLINE_NOTIFICATIONS": "20",
             "WEBSOCKET_OFFLINE_NOTIFICATION_TTL": "3600000",
             "WEBSOCKET_OFFLINE_NOTIFICATION_MAX_BYTES": "2048",
+            "WEBSOCKET_OFFLINE_NOTIFICATION_MEMORY_LIMIT": "1048576",
         ])
+        #expect(defaults.memoryLimitBytes == 64 * 1024 * 1024)
+        #expect(configuration.offlineNotifications.memoryLimitBytes == 1_048_576)
         #expect(configuration.offlineNotifications.maxPerUser == 20)
         #expect(configuration.offlineNotifications.retention == .seconds(3600))
         #expect(configuration.offlineNotifications.maxNotificationBytes == 2048)

@@ -53,6 +53,12 @@ public struct OfflineNotificationLimits: Sendable, Hashable {
     /// The largest notification kept, measured as its JSON (``RealtimeNotification/jsonObject``)
     /// (`WEBSOCKET_OFFLINE_NOTIFICATION_MAX_BYTES`).
     public var maxNotificationBytes = 16_384
+    /// What the in-memory store keeps of all users together, counted as each notification's JSON plus
+    /// ``InMemoryOfflineNotificationStore/entryOverheadBytes`` (`WEBSOCKET_OFFLINE_NOTIFICATION_MEMORY_LIMIT`,
+    /// default 64 MiB): past it, the oldest notifications of any user are dropped first. The number of users is
+    /// not bounded otherwise, so without it a publisher could grow the process by sending to ever new offline users.
+    /// A Redis store is bounded by the server's own `maxmemory` instead.
+    public var memoryLimitBytes = 64 * 1024 * 1024
 
     public init() {}
 
@@ -73,6 +79,11 @@ public struct OfflineNotificationLimits: Sendable, Hashable {
         guard retention >= .milliseconds(1) else { throw fail("retention must be at least 1 ms") }
         guard (256...Self.maximumNotificationBytes).contains(maxNotificationBytes) else {
             throw fail("maxNotificationBytes must be 256 to \(Self.maximumNotificationBytes)")
+        }
+        let largestEntry =
+            maxNotificationBytes + InMemoryOfflineNotificationStore.entryOverheadBytes + 2 * Self.maxUserIDBytes
+        guard memoryLimitBytes >= largestEntry else {
+            throw fail("memoryLimitBytes must hold at least one notification of maxNotificationBytes")
         }
     }
 
@@ -119,6 +130,10 @@ public struct OfflineNotificationLimits: Sendable, Hashable {
         ),
         ("WEBSOCKET_OFFLINE_NOTIFICATION_TTL", "ms a queued offline notification is kept (default 604800000)"),
         ("WEBSOCKET_OFFLINE_NOTIFICATION_MAX_BYTES", "largest offline notification kept (default 16384)"),
+        (
+            "WEBSOCKET_OFFLINE_NOTIFICATION_MEMORY_LIMIT",
+            "bytes the in-memory store keeps for all users, oldest dropped first (default 67108864)"
+        ),
     ]
 
     /// Applies the `WEBSOCKET_OFFLINE_NOTIFICATION*` variables that are set.
@@ -135,6 +150,9 @@ public struct OfflineNotificationLimits: Sendable, Hashable {
         if let value = try reader.milliseconds("WEBSOCKET_OFFLINE_NOTIFICATION_TTL") { retention = value }
         if let value = try reader.int("WEBSOCKET_OFFLINE_NOTIFICATION_MAX_BYTES", min: 256) {
             maxNotificationBytes = value
+        }
+        if let value = try reader.int("WEBSOCKET_OFFLINE_NOTIFICATION_MEMORY_LIMIT", min: 1024) {
+            memoryLimitBytes = value
         }
     }
 }

@@ -3,26 +3,66 @@ import Synchronization
 
 /// An ``OfflineNotificationStore`` in this process (one server, or hubs of one process sharing it).
 ///
-/// One `Mutex` over a `Deque` per user; memory is bounded by ``OfflineNotificationLimits/maxPerUser`` notifications
-/// of at most ``OfflineNotificationLimits/maxNotificationBytes`` per user, for as many users as were sent one.
+/// One `Mutex` over a `Deque` per user. Memory is bounded twice: ``OfflineNotificationLimits/maxPerUser``
+/// notifications of at most ``OfflineNotificationLimits/maxNotificationBytes`` per user, and
+/// ``OfflineNotificationLimits/memoryLimitBytes`` for all users together (each notification counted as its JSON plus
+/// ``entryOverheadBytes``): past it, the oldest notifications of any user are dropped first, so a flood to ever new
+/// offline users displaces old notifications instead of growing the process, and the newest always gets in.
 public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
+    /// What one kept notification is charged beyond its JSON: its entry in the user's queue and in the store-wide
+    /// age order, the notification's own strings and the user's dictionary entry, estimated.
+    public static let entryOverheadBytes = 512
+
     private struct Queued: Sendable {
         var notification: RealtimeNotification
         var expiresAt: Timestamp
+        /// The store-wide enqueue sequence: a user's queue holds increasing sequences.
+        var sequence: UInt64
+        /// What the notification is charged against the memory limit.
+        var footprint: Int
     }
 
     private struct State: ~Copyable {
         var queues: [String: Deque<Queued>] = [:]
         var count = 0
+        var bytes = 0
+        var nextSequence: UInt64 = 0
+        /// Every kept notification's user and sequence, oldest first, plus entries of notifications already gone
+        /// (taken, expired, dropped by the per-user bound): those are skipped, and compacted away once they
+        /// outnumber the live ones.
+        var ageOrder: Deque<(userID: String, sequence: UInt64)> = []
 
         /// Drops the user's expired notifications (they are oldest first).
         mutating func expire(_ userID: String, now: Timestamp) {
             guard var queue = queues[userID] else { return }
             while let first = queue.first, first.expiresAt <= now {
-                queue.removeFirst()
-                count -= 1
+                remove(queue.removeFirst())
             }
             queues[userID] = queue.isEmpty ? nil : queue
+        }
+
+        /// Accounts for a notification that left its user's queue.
+        mutating func remove(_ queued: Queued) {
+            count -= 1
+            bytes -= queued.footprint
+        }
+
+        /// Whether `entry` of ``ageOrder`` is still kept: a user's queue holds every sequence from its first on.
+        func isKept(_ entry: (userID: String, sequence: UInt64)) -> Bool {
+            guard let first = queues[entry.userID]?.first else { return false }
+            return entry.sequence >= first.sequence
+        }
+
+        /// Drops the oldest notifications of any user until the kept ones fit in `limit`.
+        mutating func evict(toFit limit: Int) {
+            while bytes > limit, let entry = ageOrder.popFirst() {
+                guard isKept(entry), var queue = queues[entry.userID] else { continue }
+                remove(queue.removeFirst())
+                queues[entry.userID] = queue.isEmpty ? nil : queue
+            }
+            if ageOrder.count > 2 * count + 64 {
+                ageOrder = Deque(ageOrder.filter { isKept($0) })
+            }
         }
     }
 
@@ -45,19 +85,31 @@ public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
     }
 
     public func enqueue(_ notification: RealtimeNotification, for userID: String) async throws(RealtimeError) -> Int {
-        _ = try limits.check(notification, for: userID)
+        let json = try limits.check(notification, for: userID)
+        let footprint = json.count + Self.entryOverheadBytes + 2 * userID.utf8.count
         let now = self.now()
         return state.withLock { state in
             state.expire(userID, now: now)
             var queue = state.queues[userID] ?? []
-            queue.append(Queued(notification: notification, expiresAt: now + limits.retention))
+            let sequence = state.nextSequence
+            state.nextSequence += 1
+            queue.append(
+                Queued(
+                    notification: notification,
+                    expiresAt: now + limits.retention,
+                    sequence: sequence,
+                    footprint: footprint
+                )
+            )
             state.count += 1
+            state.bytes += footprint
+            state.ageOrder.append((userID, sequence))
             while queue.count > limits.maxPerUser {
-                queue.removeFirst()
-                state.count -= 1
+                state.remove(queue.removeFirst())
             }
             state.queues[userID] = queue
-            return queue.count
+            state.evict(toFit: limits.memoryLimitBytes)
+            return state.queues[userID]?.count ?? 0
         }
     }
 
@@ -67,7 +119,7 @@ public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
         return state.withLock { state in
             state.expire(userID, now: now)
             guard let queue = state.queues.removeValue(forKey: userID) else { return [] }
-            state.count -= queue.count
+            for queued in queue { state.remove(queued) }
             return queue.map(\.notification)
         }
     }

@@ -330,6 +330,7 @@ import Testing
         ("WEBSOCKET_OFFLINE_NOTIFICATION_TTL", "0"),
         ("WEBSOCKET_OFFLINE_NOTIFICATION_TTL", "a week"),
         ("WEBSOCKET_OFFLINE_NOTIFICATION_MAX_BYTES", "10"),
+        ("WEBSOCKET_OFFLINE_NOTIFICATION_MEMORY_LIMIT", "10"),
     ])
     func invalidValuesAreNamedInTheError(_ name: String, _ value: String) {
         do {

@@ -152,10 +152,12 @@ extension RealtimeHub {
         }
     }
 
-    /// Delivers the notifications queued while the user had no connection to `core` (once, cluster-wide: the store
-    /// hands them to one taker).
+    /// Delivers the notifications queued while the user had no connection to `core`, a `/ws/events` connection
+    /// (once, cluster-wide: the store hands them to one taker).
     func deliverOfflineNotifications(to core: ConnectionCore, userID: String) async {
-        guard let offline = backends.offlineNotifications else { return }
+        // The user's app connects on `/ws/events`: an admin console the user opens first must not take them
+        // (fuzz: olga's kept notification went, once, to her `/ws/admin` connection, and her app never saw it).
+        guard core.endpoint == .events, let offline = backends.offlineNotifications else { return }
         let queued: [RealtimeNotification]
         do {
             queued = try await offline.take(for: userID)
