@@ -106,6 +106,39 @@ struct APIHardeningTests {
         }
     }
 
+    @Test("the hub's own audit and presence events cannot be published, alone or in a batch")
+    func reservedTypesAreRefused() async throws {
+        try await TestServer.with { server in
+            let service = TestKeys.token("svc1", roles: ["service"])
+            for type in [
+                "admin.action.revoke_user", "admin.connection.opened", "admin.subscription.changed",
+                "presence.user.online", "presence.user.offline",
+            ] {
+                let json = #"{"type":"\#(type)","userId":"ghost","data":{"actor":"ops"}}"#
+                let reply = try await server.api("POST", "/api/v1/events", token: service, json: json)
+                #expect(reply.status == 403, "\(type): \(reply.text)")
+                #expect(try reply.json()["error"]?["code"]?.stringValue == "forbidden", "\(type)")
+            }
+            let batch = try await server.api(
+                "POST",
+                "/api/v1/events/batch",
+                token: service,
+                json:
+                    #"{"events":[{"type":"admin.user.created","data":{}},{"type":"presence.user.online","userId":"x"}]}"#
+            )
+            #expect(batch.status == 403, "\(batch.text)")
+            #expect(try batch.json()["error"]?["message"]?.stringValue?.hasPrefix("events[1]") == true)
+            // The publishers' admin events are theirs to publish.
+            let created = try await server.api(
+                "POST",
+                "/api/v1/events",
+                token: service,
+                json: #"{"type":"admin.user.created","data":{"user":"new"}}"#
+            )
+            #expect(created.status == 202, "\(created.text)")
+        }
+    }
+
     @Test("events without a user reach administrators only unless broadcast explicitly; auth events need a user")
     func leastPrivilegeOverTheAPI() async throws {
         try await TestServer.with { server in

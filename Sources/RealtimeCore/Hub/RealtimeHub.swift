@@ -116,12 +116,14 @@ public final class RealtimeHub: Service, Sendable {
     }
 
     /// Puts an authenticated connection into the routing indexes and greets it, unless a revocation this server
-    /// applied after its admission started refuses it.
+    /// applied after its admission started refuses it. `replyID` is the `id` of a first-message `auth`, echoed by
+    /// its `connected` reply.
     func activate(
         _ core: ConnectionCore,
         identity: VerifiedIdentity,
         userConnections: Int,
-        admissionStarted: ContinuousClock.Instant
+        admissionStarted: ContinuousClock.Instant,
+        replyID: JSONValue? = nil
     ) async {
         enum Activation {
             case closed
@@ -155,6 +157,7 @@ public final class RealtimeHub: Service, Sendable {
             .text(
                 WireProtocol.message(
                     "connected",
+                    id: replyID,
                     payload: [
                         "connectionId": .string(core.id.rawValue),
                         "serverId": .string(serverID.rawValue),

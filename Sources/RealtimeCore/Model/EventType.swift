@@ -125,4 +125,13 @@ extension EventType {
         let category = self.category
         return category == "admin" || category == "presence"
     }
+
+    /// Whether only the hub emits this type: its audit trail (`admin.action.*`, `admin.connection.opened`,
+    /// `admin.subscription.changed`) and presence (`presence.*`). ``RealtimeHub/publish(_:)-(RealtimeEvent)`` refuses
+    /// them, so no publisher can forge an audit record or a user's presence (record a host's own administrative
+    /// actions with ``RealtimeHub/audit(_:)``).
+    public var isReservedForTheHub: Bool {
+        rawValue.hasPrefix(Self.adminActionPrefix) || self == .adminConnectionOpened
+            || self == .adminSubscriptionChanged || category == "presence"
+    }
 }

@@ -88,4 +88,27 @@ import Testing
         #expect(logged.contains("read_stats"))
         #expect(logged.contains("notify_admin"))
     }
+
+    /// Only the hub emits its audit trail and presence: a publisher cannot forge them, alone or in a batch.
+    @Test func publishersCannotForgeAuditOrPresenceEvents() async throws {
+        let hub = try hub()
+        for type: EventType in ["admin.action.revoke_user", .adminConnectionOpened, .presenceUserOnline] {
+            #expect(type.isReservedForTheHub)
+            await #expect(throws: RealtimeError.self) {
+                try await hub.publish(RealtimeEvent(type: type, userID: "ghost", data: [:]))
+            }
+            do {
+                _ = try await hub.publish([
+                    RealtimeEvent(type: .adminUserCreated, data: [:]), RealtimeEvent(type: type),
+                ])
+                Issue.record("\(type) was published in a batch")
+            } catch {
+                #expect(error.code == .forbidden)
+                #expect(error.message.hasPrefix("events[1]"))
+            }
+        }
+        #expect(!EventType.adminUserCreated.isReservedForTheHub)
+        #expect(!EventType.sessionRevoked.isReservedForTheHub)
+        _ = try await hub.publishAdminEvent(.adminUserCreated, data: ["user": "new"])
+    }
 }

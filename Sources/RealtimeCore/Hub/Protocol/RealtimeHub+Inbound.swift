@@ -349,7 +349,8 @@ extension RealtimeHub {
                 core,
                 identity: identity,
                 userConnections: admitted.userConnections ?? 1,
-                admissionStarted: admitted.startedAt
+                admissionStarted: admitted.startedAt,
+                replyID: id
             )
         }
     }

@@ -126,7 +126,9 @@ enum WireProtocol {
         }
         func token() -> Result<String, WireError> {
             guard let token = payload?["token"]?.stringValue, !token.isEmpty else {
-                return .failure(WireError(code: .invalidMessage, message: "payload.token must be a string", id: id))
+                return .failure(
+                    WireError(code: .invalidMessage, message: "payload.token must be a non-empty string", id: id)
+                )
             }
             return .success(token)
         }

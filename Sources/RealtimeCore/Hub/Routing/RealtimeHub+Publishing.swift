@@ -40,7 +40,8 @@ extension RealtimeHub {
     ///
     /// - Throws: ``RealtimeError/Code/invalidArgument`` for an ill-formed type or a user-scoped event whose
     ///   `userID` disagrees with its scope; ``RealtimeError/Code/userRequired`` for an event that the scope
-    ///   policy refuses without a user.
+    ///   policy refuses without a user; ``RealtimeError/Code/forbidden`` for a type only the hub emits
+    ///   (``EventType/isReservedForTheHub``: audit and presence).
     @discardableResult
     public func publish(_ event: RealtimeEvent) async throws(RealtimeError) -> PublishReceipt {
         await publishResolvedEvent(try validatedForPublishing(event))
@@ -84,6 +85,15 @@ extension RealtimeHub {
     private func validatedForPublishing(_ event: RealtimeEvent) throws(RealtimeError) -> RealtimeEvent {
         guard EventType.isWellFormed(event.type.rawValue) else {
             throw RealtimeError(.invalidArgument, "'\(event.type.rawValue.prefix(64))' is not a well-formed event type")
+        }
+        // Fuzz: a `service` token published `admin.action.revoke_user` naming another actor, and presence of a
+        // user who never connected; administrators could not tell them from the hub's own.
+        guard !event.type.isReservedForTheHub else {
+            throw RealtimeError(
+                .forbidden,
+                "'\(event.type.rawValue)' is emitted by the hub only (audit and presence); record a host's own "
+                    + "administrative actions with audit(_:)"
+            )
         }
         if let userID = event.userID { try IdentifierPolicy.require(userID, "the event's userID") }
         if let sessionID = event.sessionID { try IdentifierPolicy.require(sessionID, "the event's sessionID") }
