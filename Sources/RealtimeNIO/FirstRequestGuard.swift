@@ -4,15 +4,19 @@ import NIOCore
 import NIOHTTP1
 
 /// Sits between the HTTP parser and NIO's upgrade handler for a connection's first request (the only one that
-/// handler looks at) and leaves the pipeline once that request's head has passed. It settles the two requests
-/// NIO's upgrade handler cannot answer, which would otherwise end in a close without a byte:
+/// handler looks at) and leaves the pipeline once that request's head has passed. It is the one place that judges
+/// an upgrade's head before NIO's handler and the hub see it:
 ///
-/// - an `Upgrade` header that names no `websocket` (`Upgrade: h2c`): the header is dropped, as RFC 9110 §7.8
-///   lets a server do, and the request is served as the plain HTTP/1.1 request it also is (NIO's handler looks
-///   for an upgrader, finds none, and loses the request head on the way to the caller's handlers);
-/// - a WebSocket upgrade with a body (`Content-Length` above 0, or any `Transfer-Encoding`): answered `400` by
-///   ``HTTPHeadLimitHandler`` (NIO's handler fails the negotiation on the first body part and nothing answers).
-///   The rest of the refused request is dropped here.
+/// - a WebSocket handshake that RFC 6455 §4.2.1 does not let a server accept
+///   (``RealtimeHubPipeline/handshakeProblem(_:)``: not a `GET` of HTTP/1.1, no `Connection: Upgrade`, a key that is
+///   not 16 bytes in base64) is answered `400`, before any admission;
+/// - an `Upgrade` header that names no `websocket` (`Upgrade: h2c`) is dropped, as RFC 9110 §7.8 lets a server do,
+///   and the request is served as the plain HTTP/1.1 request it also is (NIO's handler looks for an upgrader, finds
+///   none, and loses the request head on the way to the caller's handlers: a close without a byte);
+/// - a WebSocket upgrade with a body (`Content-Length` above 0, or any `Transfer-Encoding`) is answered `400` (NIO's
+///   handler fails the negotiation on the first body part and nothing answers).
+///
+/// The answers are written by ``HTTPHeadLimitHandler``; the rest of a refused request is dropped here.
 final class FirstRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -22,12 +26,9 @@ final class FirstRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
     /// What makes `head` a request this guard answers itself; `nil` when NIO's upgrade handler can take it as it
     /// is. `head` loses an `Upgrade` header that names no `websocket`.
     static func problem(_ head: inout HTTPRequestHead) -> String? {
-        let protocols = head.headers["Upgrade"].flatMap { $0.split(separator: ",") }
+        let protocols = RealtimeHubPipeline.tokens(of: "Upgrade", in: head.headers)
         guard !protocols.isEmpty else { return nil }
-        let websocket = protocols.contains {
-            $0.filter { $0 != " " && $0 != "\t" }.lowercased() == "websocket"
-        }
-        guard websocket else {
+        guard protocols.contains("websocket") else {
             head.headers.remove(name: "Upgrade")
             return nil
         }
@@ -35,7 +36,7 @@ final class FirstRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
         if !head.headers["Transfer-Encoding"].isEmpty || lengths.contains(where: { $0 != "0" }) {
             return "a WebSocket upgrade has no body (Content-Length must be 0 or absent, no Transfer-Encoding)"
         }
-        return nil
+        return RealtimeHubPipeline.handshakeProblem(head)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -69,15 +69,19 @@ enum RealtimeHubPipeline {
         guard head.version.major > 1 || (head.version.major == 1 && head.version.minor >= 1) else {
             return "a WebSocket upgrade needs HTTP/1.1"
         }
-        let connectionTokens = head.headers["Connection"].flatMap { $0.split(separator: ",") }
-        guard connectionTokens.contains(where: { $0.filter { $0 != " " && $0 != "\t" }.lowercased() == "upgrade" })
-        else {
+        guard tokens(of: "Connection", in: head.headers).contains("upgrade") else {
             return "a WebSocket upgrade needs Connection: Upgrade"
         }
         guard let key = head.headers.first(name: "Sec-WebSocket-Key"), isSixteenBytesOfBase64(key) else {
             return "Sec-WebSocket-Key must be 16 bytes in base64"
         }
         return nil
+    }
+
+    /// The comma-separated tokens of every `name` header, without spaces and in lower case (`Connection:
+    /// keep-alive, Upgrade` → `keep-alive`, `upgrade`).
+    static func tokens(of name: String, in headers: HTTPHeaders) -> [String] {
+        headers[name].flatMap { $0.split(separator: ",") }.map { $0.filter { $0 != " " && $0 != "\t" }.lowercased() }
     }
 
     /// Whether `key` is base64 of 16 bytes: 22 characters of the base64 alphabet and `==`.
@@ -172,13 +176,7 @@ extension ChannelPipeline.SynchronousOperations {
             maxFrameSize: max(hub.configuration.limits.maxFrameBytes, 125),
             enableAutomaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                if let problem = RealtimeHubPipeline.handshakeProblem(head) {
-                    // Answered `400` by the head-limit handler (first in the pipeline), before any admission.
-                    channel.pipeline.fireUserInboundEventTriggered(
-                        HTTPHeadLimitHandler.MalformedRequest(message: problem)
-                    )
-                    return channel.eventLoop.makeSucceededFuture(nil)
-                }
+                // A malformed handshake never gets here: `FirstRequestGuard` answered it.
                 let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
                 let request = UpgradeRequest(
                     uri: head.uri,
