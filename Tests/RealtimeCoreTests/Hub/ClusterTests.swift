@@ -124,7 +124,9 @@ import Testing
     @Test func theDrainWaitsForTheHostToCloseDrainedSocketsBoundedByCloseWait() async throws {
         let hub = try fixture.hub {
             $0.shutdown.reconnectJitter = .zero
-            $0.shutdown.closeWait = .seconds(2)
+            // Far beyond the slow host's 300 ms, so a loaded machine that runs the closer late cannot make run()
+            // give up waiting first; a run() that did not wait would still return before the closer reports.
+            $0.shutdown.closeWait = .seconds(120)
         }
         // Whether the slow host below has reported its socket closed, read the moment run() returns.
         let reported = Flag()
