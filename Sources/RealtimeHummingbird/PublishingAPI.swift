@@ -232,11 +232,17 @@ struct PublishingAPI: Sendable {
     }
 
     private static func receipt(_ receipt: PublishReceipt) -> JSONValue {
-        [
+        var object: JSONObject = [
             "id": .string(receipt.id),
             "localDeliveries": .int(Int64(receipt.localDeliveries)),
             "publishedToCluster": .bool(receipt.publishedToCluster),
         ]
+        switch receipt.offline {
+        case .kept(let queued)?: object["offline"] = ["kept": true, "queued": .int(Int64(queued))]
+        case .notKept(let reason)?: object["offline"] = ["kept": false, "reason": .string(reason)]
+        case nil: break
+        }
+        return .object(object)
     }
 
     // MARK: Endpoints

@@ -29,6 +29,8 @@ extension HubClusterScenarios {
                         message: ""
                     )
                     #expect(first.localDeliveries == 0)
+                    #expect(first.offline == .kept(queued: 1), "the receipt says it waits")
+                    #expect(await hubA.stats().server.offlineNotifications.kept == 1)
                     #expect(await hubA.stats().queueLength == 1)
                     #expect(await hubB.stats().jsonObject["notifications"]?["queueLength"] == 1, "cluster-wide")
 
@@ -40,7 +42,13 @@ extension HubClusterScenarios {
                     #expect(await hubB.stats().queueLength == 0)
 
                     // Online: delivered live, not queued.
-                    await hubB.sendUserNotification(userID: "alice", level: .info, title: "live", message: "")
+                    let live = await hubB.sendUserNotification(
+                        userID: "alice",
+                        level: .info,
+                        title: "live",
+                        message: ""
+                    )
+                    #expect(live.offline == nil, "the user is connected (on the other server)")
                     #expect(try await onA.next(type: "notification")["payload"]?["title"] == "live")
                     #expect(try await onB.next(type: "notification")["payload"]?["title"] == "live")
                     #expect(await hubA.stats().queueLength == 0)

@@ -59,24 +59,26 @@ public enum OfflineNotificationStoreConformance: Sendable {
         for index in 1...3 {
             let notification = notification("n\(index)", for: alice, data: ["n": .int(Int64(index)), "x": "é✓"])
             sent.append(notification)
-            #expect(try await store.enqueue(notification, for: alice) == index)
+            #expect(
+                try await store.enqueue(notification, for: alice) == OfflineEnqueueResult(queued: index, displaced: 0)
+            )
         }
-        #expect(try await store.enqueue(notification("b", for: bob), for: bob) == 1)
+        #expect(try await store.enqueue(notification("b", for: bob), for: bob).queued == 1)
         #expect(try await store.take(for: alice) == sent, "oldest first, every field kept")
         #expect(try await store.take(for: alice).isEmpty, "handed over once")
         #expect(try await store.take(for: uniqueName("nobody")).isEmpty)
         #expect(try await store.take(for: bob).map(\.title) == ["b"])
     }
 
-    /// With the default bound (100), the 101st notification drops the oldest.
+    /// With the default bound (100), the 101st notification drops the oldest, and says so.
     public static func dropsTheOldestBeyondTheBound(_ backend: Backend) async throws {
         let limits = OfflineNotificationLimits()
         #expect(limits.maxPerUser == 100)
         let store = try await backend.makeStore(limits, ManualClock().timestampSource)
         let user = uniqueName("user")
         for index in 1...101 {
-            let count = try await store.enqueue(notification("n\(index)", for: user), for: user)
-            #expect(count == min(index, 100))
+            let result = try await store.enqueue(notification("n\(index)", for: user), for: user)
+            #expect(result == OfflineEnqueueResult(queued: min(index, 100), displaced: index > 100 ? 1 : 0))
         }
         #expect(try await store.queueLength() == 100)
         let taken = try await store.take(for: user)
@@ -101,8 +103,9 @@ public enum OfflineNotificationStoreConformance: Sendable {
         clock.advance(by: .seconds(1))
         #expect(try await store.queueLength() == 1, "the first expired at its retention")
         #expect(
-            try await store.enqueue(notification("newest", for: user), for: user) == 2,
-            "an expired notification does not count against the bound"
+            try await store.enqueue(notification("newest", for: user), for: user)
+                == OfflineEnqueueResult(queued: 2, displaced: 0),
+            "an expired notification does not count against the bound, nor as displaced"
         )
         #expect(try await store.take(for: user).map(\.title) == ["newer", "newest"])
         _ = try await store.enqueue(notification("late", for: user), for: user)

@@ -1,3 +1,4 @@
+import MetricsTestKit
 import RealtimeCore
 import RealtimeTesting
 import Synchronization
@@ -9,8 +10,12 @@ import Testing
         func advance(_ duration: Duration) { now.withLock { $0 = $0 + duration } }
     }
 
-    static func notification(_ title: String, for user: String = "alice") -> RealtimeNotification {
-        RealtimeNotification(level: .info, title: title, message: "", target: .user(user))
+    static func notification(
+        _ title: String,
+        for user: String = "alice",
+        data: JSONObject = [:]
+    ) -> RealtimeNotification {
+        RealtimeNotification(level: .info, title: title, message: "", data: data, target: .user(user))
     }
 
     /// The shared contract; hubs of one process share one store, so a "peer" is the same store.
@@ -55,11 +60,15 @@ import Testing
             _ = try await store.enqueue(Self.notification("x", for: "u999"), for: "u999")
             #expect(try await store.take(for: "u999").count == 1)
         }
+        var displaced = 0
         for index in 0..<100 {
             let user = "u" + String(1000 + index).dropFirst()
-            _ = try await store.enqueue(Self.notification("x", for: user), for: user)
+            let result = try await store.enqueue(Self.notification("x", for: user), for: user)
+            #expect(result.queued == 1)
+            displaced += result.displaced
         }
         #expect(try await store.queueLength() == fits)
+        #expect(displaced == 100 - fits, "every notification dropped for room is reported")
         // The oldest users lost theirs, the newest kept theirs.
         #expect(try await store.take(for: "u000").isEmpty)
         #expect(try await store.take(for: "u099").count == 1)
@@ -67,6 +76,48 @@ import Testing
         // A user's newest notification gets in even when the store is full of others.
         _ = try await store.enqueue(Self.notification("new", for: "u000"), for: "u000")
         #expect(try await store.take(for: "u000").map(\.title) == ["new"])
+    }
+
+    /// The publisher learns what became of a notification to an offline user, and operators see what was dropped:
+    /// kept (with the user's count), too large to keep (the reason), older ones displaced by the per-user bound.
+    @Test func theReceiptStatsAndMetricsSayWhatWasKept() async throws {
+        var limits = OfflineNotificationLimits()
+        limits.maxPerUser = 2
+        limits.maxNotificationBytes = 1024
+        let metrics = TestMetrics()
+        let hub = try RealtimeHub(
+            configuration: HubConfiguration.testing(),
+            backends: .inMemory(
+                tokenVerifier: HubClusterScenarios.tokens(),
+                offlineNotifications: try InMemoryOfflineNotificationStore(limits: limits)
+            ),
+            metricsFactory: metrics
+        )
+        var receipts: [PublishReceipt] = []
+        for title in ["a", "b", "c"] {
+            receipts.append(await hub.send(Self.notification(title)))
+        }
+        #expect(receipts.map(\.offline) == [.kept(queued: 1), .kept(queued: 2), .kept(queued: 2)])
+        let big = await hub.send(Self.notification("big", data: ["blob": .string(String(repeating: "x", count: 2000))]))
+        guard case .notKept(let reason)? = big.offline else {
+            Issue.record("an oversized notification was reported as \(String(describing: big.offline))")
+            return
+        }
+        #expect(reason.contains("exceeds the limit of 1024"), "\(reason)")
+        #expect(big.publishedToCluster, "it was still sent live")
+        let broadcast = await hub.sendBroadcastNotification(level: .info, title: "all", message: "")
+        #expect(broadcast.offline == nil, "only a user's notification is kept for them")
+
+        let stats = await hub.stats()
+        #expect(stats.server.offlineNotifications.kept == 3)
+        #expect(stats.server.offlineNotifications.displaced == 1, "c displaced a")
+        #expect(stats.server.offlineNotifications.tooLarge == 1)
+        #expect(stats.server.offlineNotifications.storeFailures == 0)
+        #expect(stats.jsonObject["server"]?["offlineNotifications"]?["displaced"] == 1)
+        #expect(try metrics.expectCounter("realtime_offline_notifications_kept_total").totalValue == 3)
+        let dropped = "realtime_offline_notifications_dropped_total"
+        #expect(try metrics.expectCounter(dropped, [("reason", "displaced")]).totalValue == 1)
+        #expect(try metrics.expectCounter(dropped, [("reason", "too_large")]).totalValue == 1)
     }
 
     @Test func limitsComeFromTheEnvironment() throws {

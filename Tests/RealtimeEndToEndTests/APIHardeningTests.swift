@@ -106,6 +106,51 @@ struct APIHardeningTests {
         }
     }
 
+    @Test("a notification to an offline user answers whether it was kept for the user's next connection")
+    func offlineNotificationReceipt() async throws {
+        var limits = OfflineNotificationLimits()
+        limits.maxNotificationBytes = 1024
+        let offline = try InMemoryOfflineNotificationStore(limits: limits)
+        let backends = HubBackends.inMemory(tokenVerifier: TestKeys.verifier(), offlineNotifications: offline)
+        try await TestServer.with(backends: backends) { server in
+            let kept = try await server.api(
+                "POST",
+                "/api/v1/notifications/user",
+                json: #"{"userId":"olga","title":"New sign-in","message":"from Lisbon"}"#
+            )
+            #expect(kept.status == 202, "\(kept.text)")
+            #expect(try kept.json()["offline"] == ["kept": true, "queued": 1])
+            // Too large to keep (fuzz: it answered the same 202 as a kept one and was dropped silently).
+            let blob = String(repeating: "x", count: 2000)
+            let dropped = try await server.api(
+                "POST",
+                "/api/v1/notifications/user",
+                json: #"{"userId":"olga","title":"Report","message":"\#(blob)"}"#
+            )
+            #expect(dropped.status == 202, "sent live all the same: \(dropped.text)")
+            let offlineReply = try dropped.json()["offline"]
+            #expect(offlineReply?["kept"] == false)
+            #expect(offlineReply?["reason"]?.stringValue?.contains("exceeds the limit of 1024") == true)
+            // Online: delivered, nothing to keep, no `offline` in the receipt.
+            let olga = try await server.connect(TestKeys.token("olga"))
+            #expect(try await olga.nextMessage(type: "notification")["payload"]?["title"]?.stringValue == "New sign-in")
+            let live = try await server.api(
+                "POST",
+                "/api/v1/notifications/user",
+                json: #"{"userId":"olga","title":"Live","message":""}"#
+            )
+            #expect(try live.json()["localDeliveries"]?.intValue == 1)
+            #expect(try live.json()["offline"] == nil)
+            let stats = try await server.api("GET", "/api/v1/stats").json()
+            #expect(
+                stats["server"]?["offlineNotifications"] == [
+                    "kept": 1, "tooLarge": 1, "storeFailures": 0, "displaced": 0,
+                ]
+            )
+            await olga.close()
+        }
+    }
+
     @Test("the hub's own audit and presence events cannot be published, alone or in a batch")
     func reservedTypesAreRefused() async throws {
         try await TestServer.with { server in

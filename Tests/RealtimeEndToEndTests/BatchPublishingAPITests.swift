@@ -52,6 +52,11 @@ struct BatchPublishingAPITests {
                     #"{"events":[\#(good),\#(good),{"type":"authentication.login.success"}]}"#, "user_required",
                     "events[2]: "
                 ),
+                (
+                    #"{"events":[{"type":"security.a.b","scope":"everyone","id":"e1"},\#(good),"#
+                        + #"{"type":"security.c.d","scope":"everyone","id":"e1"}]}"#,
+                    "invalid_argument", "events[2]: its id 'e1' is also the id of events[0]"
+                ),
             ]
             for (body, code, message) in cases {
                 let reply = try await server.api("POST", "/api/v1/events/batch", json: body)

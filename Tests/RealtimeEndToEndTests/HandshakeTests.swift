@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import RealtimeCore
+import RealtimeJWT
 import Testing
 
 @Suite("Handshake over a real socket")
@@ -59,6 +60,12 @@ struct HandshakeTests {
             try await expectRefused("/ws/events?token=\(forged)", status: 401, code: "invalid_token")
             let expired = TestKeys.token("alice", lifetime: .seconds(60), issuedAt: .now() - .seconds(3600))
             try await expectRefused("/ws/events?token=\(expired)", status: 401, code: "invalid_token")
+            // Expired 10 s ago: within the JWT verifier's 30 s leeway, but the hub would close the connection at
+            // its next heartbeat (fuzz: admitted, then closed with 4002), so admission refuses it.
+            let justExpired = TestKeys.token("alice", lifetime: .seconds(60), issuedAt: .now() - .seconds(70))
+            #expect(throws: Never.self) { try TestKeys.verifier().verify(justExpired, at: .now()) }
+            try await expectRefused("/ws/events?token=\(justExpired)", status: 401, code: "invalid_token")
+            #expect(await server.hub.stats().server.authFailuresByReason["expired", default: 0] == 2)
             let otherAudience = TestKeys.token("alice", audience: "another-service")
             try await expectRefused("/ws/events?token=\(otherAudience)", status: 401, code: "invalid_token")
             try await expectRefused(

@@ -9,14 +9,18 @@
 /// Implementations: ``InMemoryOfflineNotificationStore`` (one process) and `RedisOfflineNotificationStore`
 /// (RealtimeRedis, cluster-wide). `OfflineNotificationStoreConformance` (RealtimeTesting) checks the contract.
 public protocol OfflineNotificationStore: Sendable {
-    /// Queues `notification` for `userID`. Returns how many are queued for the user now.
+    /// Queues `notification` for `userID`. Returns how many are queued for the user now, and how many older
+    /// notifications were dropped to make room for it.
     ///
     /// - Throws: ``RealtimeError/Code/invalidArgument`` for a user id that is empty, longer than
     ///   ``OfflineNotificationLimits/maxUserIDBytes`` or holds a control character, or a notification not targeted
     ///   at that user; ``RealtimeError/Code/limitExceeded`` for a notification whose JSON exceeds
     ///   ``OfflineNotificationLimits/maxNotificationBytes`` (nothing is queued then);
     ///   ``RealtimeError/Code/backendUnavailable`` when the backend fails.
-    func enqueue(_ notification: RealtimeNotification, for userID: String) async throws(RealtimeError) -> Int
+    func enqueue(
+        _ notification: RealtimeNotification,
+        for userID: String
+    ) async throws(RealtimeError) -> OfflineEnqueueResult
 
     /// Removes and returns the notifications queued for `userID` that have not expired, oldest first.
     ///
@@ -34,6 +38,21 @@ public protocol OfflineNotificationStore: Sendable {
 
 extension OfflineNotificationStore {
     public func healthCheck() async -> ComponentHealth { .healthy }
+}
+
+/// What ``OfflineNotificationStore/enqueue(_:for:)`` did.
+public struct OfflineEnqueueResult: Sendable, Hashable {
+    /// The notifications queued for the user now, this one included.
+    public var queued: Int
+    /// Notifications kept before that were dropped to make room for this one: the user's oldest beyond
+    /// ``OfflineNotificationLimits/maxPerUser``, or (in memory) the oldest of any user beyond
+    /// ``OfflineNotificationLimits/memoryLimitBytes``. Expired notifications removed on the way are not counted.
+    public var displaced: Int
+
+    public init(queued: Int, displaced: Int) {
+        self.queued = queued
+        self.displaced = displaced
+    }
 }
 
 /// How many offline notifications are kept per user, and for how long.

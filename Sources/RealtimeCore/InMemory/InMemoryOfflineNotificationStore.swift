@@ -53,16 +53,19 @@ public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
             return entry.sequence >= first.sequence
         }
 
-        /// Drops the oldest notifications of any user until the kept ones fit in `limit`.
-        mutating func evict(toFit limit: Int) {
+        /// Drops the oldest notifications of any user until the kept ones fit in `limit`; returns how many.
+        mutating func evict(toFit limit: Int) -> Int {
+            var dropped = 0
             while bytes > limit, let entry = ageOrder.popFirst() {
                 guard isKept(entry), var queue = queues[entry.userID] else { continue }
                 remove(queue.removeFirst())
                 queues[entry.userID] = queue.isEmpty ? nil : queue
+                dropped += 1
             }
             if ageOrder.count > 2 * count + 64 {
                 ageOrder = Deque(ageOrder.filter { isKept($0) })
             }
+            return dropped
         }
     }
 
@@ -84,7 +87,10 @@ public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
         self.now = now
     }
 
-    public func enqueue(_ notification: RealtimeNotification, for userID: String) async throws(RealtimeError) -> Int {
+    public func enqueue(
+        _ notification: RealtimeNotification,
+        for userID: String
+    ) async throws(RealtimeError) -> OfflineEnqueueResult {
         let json = try limits.check(notification, for: userID)
         let footprint = json.count + Self.entryOverheadBytes + 2 * userID.utf8.count
         let now = self.now()
@@ -104,12 +110,14 @@ public final class InMemoryOfflineNotificationStore: OfflineNotificationStore {
             state.count += 1
             state.bytes += footprint
             state.ageOrder.append((userID, sequence))
+            var displaced = 0
             while queue.count > limits.maxPerUser {
                 state.remove(queue.removeFirst())
+                displaced += 1
             }
             state.queues[userID] = queue
-            state.evict(toFit: limits.memoryLimitBytes)
-            return state.queues[userID]?.count ?? 0
+            displaced += state.evict(toFit: limits.memoryLimitBytes)
+            return OfflineEnqueueResult(queued: state.queues[userID]?.count ?? 0, displaced: displaced)
         }
     }
 

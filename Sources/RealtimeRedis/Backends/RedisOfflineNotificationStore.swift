@@ -30,7 +30,8 @@ public final class RedisOfflineNotificationStore: OfflineNotificationStore, Send
     private let indexFailures = Atomic<Int>(0)
 
     /// Drops expired entries from the head (ARGV[2] now), appends ARGV[1], drops the oldest beyond ARGV[3], sets the
-    /// TTL to ARGV[4] ms; returns the count and the tokens of the dropped entries. Malformed entries are dropped.
+    /// TTL to ARGV[4] ms; returns the count, the tokens of the dropped entries (expired and displaced) and how many
+    /// were displaced by the bound. Malformed entries are dropped.
     static let enqueueScript = RedisScript(
         """
         local now = tonumber(ARGV[2])
@@ -45,14 +46,16 @@ public final class RedisOfflineNotificationStore: OfflineNotificationStore, Send
         end
         local count = redis.call('RPUSH', KEYS[1], ARGV[1])
         local max = tonumber(ARGV[3])
+        local displaced = 0
         while count > max do
           local head = redis.call('LPOP', KEYS[1])
           local _, token = string.match(head, '^(%d+) (%x+) ')
           if token then dropped[#dropped + 1] = token end
           count = count - 1
+          displaced = displaced + 1
         end
         redis.call('PEXPIRE', KEYS[1], ARGV[4])
-        return {count, dropped}
+        return {count, dropped, displaced}
         """
     )
 
@@ -109,7 +112,10 @@ public final class RedisOfflineNotificationStore: OfflineNotificationStore, Send
     /// The key of the cluster-wide index (the count).
     public var indexKey: String { "\(prefix)notif:{notifq}:index" }
 
-    public func enqueue(_ notification: RealtimeNotification, for userID: String) async throws(RealtimeError) -> Int {
+    public func enqueue(
+        _ notification: RealtimeNotification,
+        for userID: String
+    ) async throws(RealtimeError) -> OfflineEnqueueResult {
         _ = try limits.check(notification, for: userID)
         let key = queueKey(of: userID)
         let body = RedisBusCodec.encode(
@@ -124,12 +130,13 @@ public final class RedisOfflineNotificationStore: OfflineNotificationStore, Send
             command.append(String(limits.maxPerUser))
             command.append(String(limits.retention.milliseconds))
         }
-        guard let values = reply.array, values.count == 2, let count = values[0].int, let dropped = values[1].array
+        guard let values = reply.array, values.count == 3, let count = values[0].int, let dropped = values[1].array,
+            let displaced = values[2].int
         else {
             throw RealtimeError(.protocolViolation, "the offline notification enqueue script returned \(reply)")
         }
         await updateIndex(adding: (token, expiresAt), removing: dropped.compactMap(\.string))
-        return Int(count)
+        return OfflineEnqueueResult(queued: Int(count), displaced: Int(displaced))
     }
 
     public func take(for userID: String) async throws(RealtimeError) -> [RealtimeNotification] {

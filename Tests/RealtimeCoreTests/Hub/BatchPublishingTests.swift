@@ -44,12 +44,17 @@ import Testing
         let hub = try fixture.hub()
         let alice = try await hub.connectClient(token: "alice-token")
         try await alice.subscribe(["*"])
-        let good = RealtimeEvent(type: "security.batch.item", scope: .everyone)
+        func good() -> RealtimeEvent { RealtimeEvent(type: "security.batch.item", scope: .everyone) }
         // `authentication.*` without a user is refused by the scope policy.
         let bad = RealtimeEvent(type: "authentication.login.success")
-        let error = await #expect(throws: RealtimeError.self) { try await hub.publish([good, good, bad]) }
+        let error = await #expect(throws: RealtimeError.self) { try await hub.publish([good(), good(), bad]) }
         #expect(error?.code == .userRequired)
         #expect(error?.message.hasPrefix("events[2]: ") == true)
+        // Two events with one id: clients would take them for one event delivered twice.
+        let once = good()
+        let repeated = await #expect(throws: RealtimeError.self) { try await hub.publish([once, good(), once]) }
+        #expect(repeated?.code == .invalidArgument)
+        #expect(repeated?.message == "events[2]: its id '\(once.id)' is also the id of events[0]")
         #expect(try await alice.drainUntilPong().filter { $0["type"]?.stringValue == "event" }.isEmpty)
     }
 

@@ -16,6 +16,7 @@ import Testing
     @Test(arguments: [
         "", "garbage", "everyone:1", ":e:1", "everyone:e:x", "everyone:e:1.5", "everyone:e:99999999999999999999",
         "everyone:e:1,", ",everyone:e:1", "everyone:e:1,everyone:e:2", String(repeating: "a", count: 1025),
+        "everyone:e:+1", "everyone:e:-1", "everyone:e:00001", "everyone:e:", "everyone:e: 1",
     ])
     func refusesMalformedValuesWithInvalidPosition(_ value: String) {
         do {

@@ -216,6 +216,15 @@ final class Admission: Sendable {
             identity = try await (attempt.verifier ?? tokenVerifier).verify(token)
             // Whatever the verifier: ids that two users could share (see `IdentifierPolicy`) never get in.
             if let problem = Self.identifierProblem(identity) { throw TokenVerificationError(.invalidClaim, problem) }
+            // A verifier may accept a token shortly past its expiry (a JWT verifier's leeway for clock skew), but the
+            // hub closes a connection when its token expires: admitting one would close it within a heartbeat
+            // (fuzz: exp 10 s ago was admitted, then closed with 4002). Refused here, on every path, instead.
+            if let expiresAt = identity.expiresAt, expiresAt <= Timestamp.now() {
+                throw TokenVerificationError(
+                    .expired,
+                    "the token expired at \(expiresAt.iso8601) by this server's clock"
+                )
+            }
         } catch {
             await authenticationFailed(reason: error.reason.rawValue, addressKey: addressKey, host: host)
             logger.info(

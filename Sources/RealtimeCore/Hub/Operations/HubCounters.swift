@@ -20,6 +20,10 @@ final class HubCounters: Sendable {
     let recoveries = Atomic<Int>(0)
     let recoveriesFailed = Atomic<Int>(0)
     let eventsReplayed = Atomic<Int>(0)
+    let offlineKept = Atomic<Int>(0)
+    let offlineTooLarge = Atomic<Int>(0)
+    let offlineStoreFailures = Atomic<Int>(0)
+    let offlineDisplaced = Atomic<Int>(0)
     private let rejections = Mutex<[String: Int]>([:])
     private let authFailures = Mutex<[String: Int]>([:])
 
@@ -53,15 +57,16 @@ final class HubCounters: Sendable {
         )
     }
 
-    func increment(_ label: String, _ dimension: (String, String)) {
-        let key = label + "|" + dimension.0 + "=" + dimension.1
+    /// Adds `amount` to the counter `label` (with `dimension`, when given), made on first use.
+    func increment(_ label: String, _ dimension: (String, String)?, by amount: Int = 1) {
+        let key = dimension.map { label + "|" + $0.0 + "=" + $0.1 } ?? label
         let counter = labeledCounters.withLock { counters in
             if let counter = counters[key] { return counter }
-            let counter = Counter(label: label, dimensions: [dimension], factory: factory)
+            let counter = Counter(label: label, dimensions: dimension.map { [$0] } ?? [], factory: factory)
             counters[key] = counter
             return counter
         }
-        counter.increment()
+        counter.increment(by: amount)
     }
 
     func rejected(_ reason: String) {
@@ -72,6 +77,30 @@ final class HubCounters: Sendable {
     func authFailed(_ reason: String) {
         authFailures.withLock { $0[reason, default: 0] += 1 }
         increment("realtime_auth_failures_total", ("reason", reason))
+    }
+
+    /// What became of a notification to a user with no connection anywhere.
+    enum OfflineOutcome {
+        case kept(displaced: Int)
+        case tooLarge
+        case storeFailed
+    }
+
+    func offline(_ outcome: OfflineOutcome) {
+        switch outcome {
+        case .kept(let displaced):
+            offlineKept.add(1, ordering: .relaxed)
+            increment("realtime_offline_notifications_kept_total", nil)
+            guard displaced > 0 else { return }
+            offlineDisplaced.add(displaced, ordering: .relaxed)
+            increment("realtime_offline_notifications_dropped_total", ("reason", "displaced"), by: displaced)
+        case .tooLarge:
+            offlineTooLarge.add(1, ordering: .relaxed)
+            increment("realtime_offline_notifications_dropped_total", ("reason", "too_large"))
+        case .storeFailed:
+            offlineStoreFailures.add(1, ordering: .relaxed)
+            increment("realtime_offline_notifications_dropped_total", ("reason", "store_failed"))
+        }
     }
 
     var rejectionsByReason: [String: Int] { rejections.withLock { $0 } }

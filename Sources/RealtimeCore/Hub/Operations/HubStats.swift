@@ -30,6 +30,24 @@ public struct HubStats: Sendable {
         public var residentMemoryBytes: Int?
         /// Recovery and history figures since the server started.
         public var history = History()
+        /// What this server did with notifications to users who had no connection anywhere, since it started.
+        public var offlineNotifications = OfflineNotifications()
+    }
+
+    /// Notifications to users with no connection anywhere, as this server handled them (the metrics
+    /// `realtime_offline_notifications_kept_total` and `realtime_offline_notifications_dropped_total{reason}`).
+    public struct OfflineNotifications: Sendable {
+        /// Kept for the user's next connection.
+        public var kept = 0
+        /// Not kept: larger than ``OfflineNotificationLimits/maxNotificationBytes`` (reason `too_large`).
+        public var tooLarge = 0
+        /// Not kept: the store failed (reason `store_failed`).
+        public var storeFailures = 0
+        /// Kept ones dropped to make room for newer ones (reason `displaced`; see
+        /// ``OfflineEnqueueResult/displaced``).
+        public var displaced = 0
+
+        public init() {}
     }
 
     /// What the server recorded and replayed (issue 14).
@@ -116,6 +134,12 @@ public struct HubStats: Sendable {
                     "eventsReplayed": .int(Int64(server.history.eventsReplayed)),
                     "replaysRunning": .int(Int64(server.history.replaysRunning)),
                     "replaysWaiting": .int(Int64(server.history.replaysWaiting)),
+                ],
+                "offlineNotifications": [
+                    "kept": .int(Int64(server.offlineNotifications.kept)),
+                    "tooLarge": .int(Int64(server.offlineNotifications.tooLarge)),
+                    "storeFailures": .int(Int64(server.offlineNotifications.storeFailures)),
+                    "displaced": .int(Int64(server.offlineNotifications.displaced)),
                 ],
             ],
             "global": [
@@ -218,6 +242,10 @@ extension RealtimeHub {
             deepestQueue: deepest,
             residentMemoryBytes: configuration.residentMemoryBytes?()
         )
+        server.offlineNotifications.kept = counters.offlineKept.load(ordering: .relaxed)
+        server.offlineNotifications.tooLarge = counters.offlineTooLarge.load(ordering: .relaxed)
+        server.offlineNotifications.storeFailures = counters.offlineStoreFailures.load(ordering: .relaxed)
+        server.offlineNotifications.displaced = counters.offlineDisplaced.load(ordering: .relaxed)
         let replays = replayGate.load
         server.history = HubStats.History()
         server.history.recordFailures = counters.historyFailures.load(ordering: .relaxed)

@@ -20,7 +20,8 @@ enum RecoverQuery {
     /// ``RecoveryRequest/init(_:endpoint:userID:id:)`` does that.
     ///
     /// - Throws: a ``WireError`` with ``ProtocolErrorCode/invalidPosition`` for a value that is too long, empty,
-    ///   has an item without three parts or an offset that is no integer, or names a stream twice.
+    ///   has an item without three parts or an offset that is not written as the server writes one (decimal digits,
+    ///   no sign, no leading zero), or names a stream twice.
     static func parse(_ value: String) throws(WireError) -> JSONObject {
         func fail(_ message: String) -> WireError {
             WireError(code: .invalidPosition, message: "the recover parameter: \(message)", id: nil)
@@ -36,8 +37,11 @@ enum RecoverQuery {
             let epoch = String(item[item.index(after: middle)..<last])
             let digits = item[item.index(after: last)...]
             guard !stream.isEmpty else { throw fail("an item names no stream") }
-            guard let offset = Int64(digits) else {
-                throw fail("the offset of '\(stream.prefix(64))' is not an integer")
+            // Digits only, as the server writes positions: `Int64("+1")` would take a sign the cursor never has.
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+                digits.utf8.count == 1 || digits.utf8.first != UInt8(ascii: "0"), let offset = Int64(digits)
+            else {
+                throw fail("the offset of '\(stream.prefix(64))' is not a non-negative integer in decimal digits")
             }
             guard object[stream] == nil else { throw fail("'\(stream.prefix(64))' is named twice") }
             object[stream] = ["epoch": .string(epoch), "offset": .int(offset)]

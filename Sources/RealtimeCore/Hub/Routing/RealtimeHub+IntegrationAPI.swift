@@ -119,10 +119,11 @@ extension RealtimeHub {
             local = deliverLocally(notification)
             published = await publishNotification(message)
         }
+        var receipt = PublishReceipt(id: notification.id, localDeliveries: local, publishedToCluster: published)
         if case .user(let userID) = notification.target, local == 0, let offline = backends.offlineNotifications {
-            await keepIfOffline(notification, for: userID, in: offline)
+            receipt.offline = await keepIfOffline(notification, for: userID, in: offline)
         }
-        return PublishReceipt(id: notification.id, localDeliveries: local, publishedToCluster: published)
+        return receipt
     }
 
     /// Hands a notification to the bus; false (counted, logged) when it failed.
@@ -138,17 +139,26 @@ extension RealtimeHub {
     }
 
     /// Queues a user notification when the user has no connection anywhere (checked after the live publish, so a
-    /// connection that registers meanwhile either received it live or finds it queued).
+    /// connection that registers meanwhile either received it live or finds it queued). Returns `nil` when the user
+    /// has a connection somewhere.
     private func keepIfOffline(
         _ notification: RealtimeNotification,
         for userID: String,
         in offline: any OfflineNotificationStore
-    ) async {
+    ) async -> OfflineDisposition? {
         do {
-            guard try await backends.connectionStore.count(.user(userID)) == 0 else { return }
-            _ = try await offline.enqueue(notification, for: userID)
+            guard try await backends.connectionStore.count(.user(userID)) == 0 else { return nil }
+            let result = try await offline.enqueue(notification, for: userID)
+            counters.offline(.kept(displaced: result.displaced))
+            return .kept(queued: result.queued)
         } catch {
             logger.warning("offline notification not kept", metadata: ["realtime.error": "\(error)"])
+            if error.code == .limitExceeded {
+                counters.offline(.tooLarge)
+                return .notKept(reason: error.message)
+            }
+            counters.offline(.storeFailed)
+            return .notKept(reason: "the offline notification store failed (\(error.code.rawValue))")
         }
     }
 

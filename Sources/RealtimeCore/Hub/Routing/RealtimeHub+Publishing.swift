@@ -11,6 +11,19 @@ public struct PublishReceipt: Sendable, Hashable {
     /// Whether it was handed to the bus for the other servers. `false` means only this server's clients got it
     /// (the bus is down; a Redis bus queues it for later itself).
     public var publishedToCluster: Bool
+    /// For a notification to a user who had no connection anywhere, with an offline store: whether it was kept for
+    /// the user's next connection. `nil` otherwise (the user is connected somewhere, it is an event or not a user's
+    /// notification, or the host keeps no offline notifications).
+    public var offline: OfflineDisposition? = nil
+}
+
+/// Whether a notification to a user with no connection anywhere waits for the user's next connection
+/// (``PublishReceipt/offline``).
+public enum OfflineDisposition: Sendable, Hashable {
+    /// Kept: `queued` notifications wait for the user now, this one included.
+    case kept(queued: Int)
+    /// Not kept, and why: larger than ``OfflineNotificationLimits/maxNotificationBytes``, or the store failed.
+    case notKept(reason: String)
 }
 
 extension RealtimeHub {
@@ -56,7 +69,7 @@ extension RealtimeHub {
     ///
     /// - Throws: what ``publish(_:)-(RealtimeEvent)`` throws for the first event it refuses, with the event's
     ///   position in the message (`events[3]: …`); ``RealtimeError/Code/invalidArgument`` for more than
-    ///   ``maxEventsPerBatch`` events.
+    ///   ``maxEventsPerBatch`` events, or for two events with the same id.
     @discardableResult
     public func publish(_ events: [RealtimeEvent]) async throws(RealtimeError) -> [PublishReceipt] {
         guard events.count <= Self.maxEventsPerBatch else {
@@ -67,11 +80,20 @@ extension RealtimeHub {
         }
         var resolved: [RealtimeEvent] = []
         resolved.reserveCapacity(events.count)
+        // An id names one event: a batch repeating one would deliver two events that clients take for one.
+        var indexByID: [String: Int] = [:]
+        indexByID.reserveCapacity(events.count)
         for (index, event) in events.enumerated() {
             do {
                 resolved.append(try validatedForPublishing(event))
             } catch {
                 throw RealtimeError(error.code, "events[\(index)]: \(error.message)")
+            }
+            if let first = indexByID.updateValue(index, forKey: event.id) {
+                throw RealtimeError(
+                    .invalidArgument,
+                    "events[\(index)]: its id '\(event.id.prefix(128))' is also the id of events[\(first)]"
+                )
             }
         }
         guard !resolved.isEmpty else { return [] }
