@@ -82,6 +82,7 @@ struct Serve: AsyncParsableCommand {
         // A setting of this server, not of the hub (which refuses WEBSOCKET_* variables it does not know).
         let consoleSetting = try Self.flag(environment.removeValue(forKey: "WEBSOCKET_ADMIN_CONSOLE"))
         let consoleEnabled = adminConsole ?? consoleSetting ?? developmentMode
+        let serviceActions = try Self.serviceActions(environment.removeValue(forKey: "WEBSOCKET_API_SERVICE_ACTIONS"))
 
         let level = try Self.logLevel(logLevel ?? environment["LOG_LEVEL"] ?? "info")
         LoggingSystem.bootstrap { label in
@@ -182,7 +183,16 @@ struct Serve: AsyncParsableCommand {
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
 
         let router = Router(context: RealtimeRequestContext.self)
-        let routeOptions = RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry)
+        var routeOptions = RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry)
+        if let serviceActions {
+            routeOptions.authorize = { identity, action in
+                identity.isAdmin || (identity.roles.contains("service") && serviceActions.contains(action))
+            }
+            logger.info(
+                "API actions of service tokens restricted (WEBSOCKET_API_SERVICE_ACTIONS)",
+                metadata: ["realtime.actions": "\(serviceActions.map(\.rawValue).sorted())"]
+            )
+        }
         router.addRealtimeHub(hub, options: routeOptions)
         AdminConsole.addRoutes(to: router, hub: hub, apiPrefix: routeOptions.apiPrefix, enabled: consoleEnabled)
 
@@ -354,6 +364,24 @@ struct Serve: AsyncParsableCommand {
         case "0", "false", "no": return false
         default: throw ConfigurationError("WEBSOCKET_ADMIN_CONSOLE must be true or false, not '\(value.prefix(32))'")
         }
+    }
+
+    /// `WEBSOCKET_API_SERVICE_ACTIONS`: the API actions a token with the role `service` may take, comma-separated
+    /// (`nil` when unset: ``RealtimeRouteOptions/defaultAuthorization``, every action but the listings). An empty
+    /// value allows none.
+    static func serviceActions(_ value: String?) throws -> Set<RealtimeAPIAction>? {
+        guard let value else { return nil }
+        var actions: Set<RealtimeAPIAction> = []
+        for name in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+            guard let action = RealtimeAPIAction(named: name) else {
+                throw ConfigurationError(
+                    "WEBSOCKET_API_SERVICE_ACTIONS: unknown action '\(name.prefix(40))'; known: "
+                        + RealtimeAPIAction.all.map(\.rawValue).joined(separator: ", ")
+                )
+            }
+            actions.insert(action)
+        }
+        return actions
     }
 
     static func logLevel(_ name: String) throws -> Logger.Level {

@@ -7,8 +7,8 @@ import RealtimeCore
 
 /// The administrators' read API (`Documentation/HTTP-API.md`, "Admin API"): the cluster's live connections, all
 /// of them or one user's, a page at a time. Its routes run behind ``RealtimeAuthenticationMiddleware`` with
-/// ``RealtimeRouteOptions/mayAdminister`` (default: administrators only; a `service` token may publish but not
-/// list who is connected).
+/// ``RealtimeRouteOptions/authorize`` (by default administrators only: the listings are
+/// ``RealtimeAPIAction/isListing``, and a `service` token may publish but not list who is connected).
 struct AdminAPI: Sendable {
     let hub: RealtimeHub
     let options: RealtimeRouteOptions
@@ -19,24 +19,24 @@ struct AdminAPI: Sendable {
     func routes<Context: RealtimeIdentityRequestContext>(_: Context.Type) -> [RealtimeRoute<Context>] {
         let prefix = options.apiPrefix
         return [
-            .init(.get, prefix + "/connections") { request, context in
-                await respond(request, context, action: "list_connections") { query throws(APIError) in
+            .init(.get, prefix + "/connections", action: .listConnections) { request, context in
+                await respond(request, context, action: .listConnections) { query throws(APIError) in
                     try query.value("userId").map { (value) throws(APIError) in
                         try identifier(value, "userId", code: "invalid_parameter")
                     }
                 }
             },
-            .init(.get, prefix + "/users/:userID/connections") { request, context in
-                await respond(request, context, action: "list_user_connections") { _ throws(APIError) in
+            .init(.get, prefix + "/users/:userID/connections", action: .listUserConnections) { request, context in
+                await respond(request, context, action: .listUserConnections) { _ throws(APIError) in
                     try identifier(try pathParameter(context, "userID"), "userId", code: "invalid_parameter")
                 }
             },
-            .init(.get, prefix + "/users/:userID/sessions") { request, context in
+            .init(.get, prefix + "/users/:userID/sessions", action: .listSessions) { request, context in
                 await audited(
                     await sessions(request, context),
                     request,
                     context,
-                    action: "list_sessions",
+                    action: .listSessions,
                     target: Self.userTarget(request, context)
                 )
             },
@@ -84,7 +84,7 @@ struct AdminAPI: Sendable {
     private func respond<Context: RealtimeIdentityRequestContext>(
         _ request: Request,
         _ context: Context,
-        action: String,
+        action: RealtimeAPIAction,
         user: (APIQuery) throws(APIError) -> String?
     ) async -> Response {
         let answer = await listConnections(request, context, user: user)
@@ -102,13 +102,13 @@ struct AdminAPI: Sendable {
         _ answer: (response: Response, errorCode: String?),
         _ request: Request,
         _ context: Context,
-        action: String,
+        action: RealtimeAPIAction,
         target: String?
     ) async -> Response {
         await APIAudit(hub: hub).record(
             request,
             context,
-            action: action,
+            action: action.rawValue,
             target: target,
             status: answer.response.status,
             errorCode: answer.errorCode

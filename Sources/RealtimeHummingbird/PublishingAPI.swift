@@ -6,7 +6,7 @@ import NIOCore
 import RealtimeCore
 
 /// The HTTP publishing API (`Documentation/HTTP-API.md`): JSON in and out. Its routes run behind
-/// ``RealtimeAuthenticationMiddleware`` (the hub's admission policy, then ``RealtimeRouteOptions/mayPublish``),
+/// ``RealtimeAuthenticationMiddleware`` (the hub's admission policy, then ``RealtimeRouteOptions/authorize``),
 /// which puts the admitted identity in the request context.
 struct PublishingAPI: Sendable {
     let hub: RealtimeHub
@@ -19,7 +19,7 @@ struct PublishingAPI: Sendable {
     /// The API's routes (`Documentation/HTTP-API.md`), each with its audit action and target.
     func routes<Context: RealtimeIdentityRequestContext>(_: Context.Type) -> [RealtimeRoute<Context>] {
         var routes: [RealtimeRoute<Context>] = [
-            route(.post, "/events", body: true, "publish_event", .event) { _, body throws(APIError) in
+            route(.post, "/events", body: true, .publishEvent, .event) { _, body throws(APIError) in
                 try await publishEvent(body)
             },
             route(
@@ -27,48 +27,51 @@ struct PublishingAPI: Sendable {
                 "/events/batch",
                 body: true,
                 maxBodyBytes: options.maxBatchBodyBytes,
-                "publish_events",
+                .publishEvents,
                 .fixed("batch")
             ) { _, body throws(APIError) in
                 try await publishEvents(body)
             },
         ]
         // The notification targets: one user, everyone (broadcast), administrators.
-        for target in ["user", "broadcast", "admin"] {
+        let targets: [(String, RealtimeAPIAction)] = [
+            ("user", .notifyUser), ("broadcast", .notifyBroadcast), ("admin", .notifyAdmin),
+        ]
+        for (target, action) in targets {
             let audited: AuditTarget = target == "user" ? .body("userId", "user") : .fixed(target)
             routes.append(
-                route(.post, "/notifications/" + target, body: true, "notify_" + target, audited) {
+                route(.post, "/notifications/" + target, body: true, action, audited) {
                     _,
                     body throws(APIError) in try await notify(target, body)
                 }
             )
         }
         routes += [
-            route(.post, "/sessions/:sessionID/revoke", "revoke_session", .path("sessionID", "session")) {
+            route(.post, "/sessions/:sessionID/revoke", .revokeSession, .path("sessionID", "session")) {
                 context,
                 body throws(APIError) in
                 try await revoke(try identifier(try pathParameter(context, "sessionID"), "sessionId"), body)
             },
-            route(.post, "/sessions", body: true, "create_session", .body("sessionId", "session")) {
+            route(.post, "/sessions", body: true, .createSession, .body("sessionId", "session")) {
                 _,
                 body throws(APIError) in try await createSession(body)
             },
-            route(.delete, "/sessions/:sessionID", "end_session", .path("sessionID", "session")) {
+            route(.delete, "/sessions/:sessionID", .endSession, .path("sessionID", "session")) {
                 context,
                 body throws(APIError) in
                 try await endSession(try identifier(try pathParameter(context, "sessionID"), "sessionId"), body)
             },
-            route(.post, "/users/:userID/revoke", "revoke_user", .path("userID", "user")) {
+            route(.post, "/users/:userID/revoke", .revokeUser, .path("userID", "user")) {
                 context,
                 body throws(APIError) in
                 try await revokeUser(try identifier(try pathParameter(context, "userID"), "userId"), body)
             },
-            route(.post, "/users/:userID/disconnect", "disconnect_user", .path("userID", "user")) {
+            route(.post, "/users/:userID/disconnect", .disconnectUser, .path("userID", "user")) {
                 context,
                 body throws(APIError) in
                 try await disconnect(try identifier(try pathParameter(context, "userID"), "userId"), body)
             },
-            route(.get, "/stats", "read_stats", .none) { _, _ throws(APIError) in
+            route(.get, "/stats", .readStats, .none) { _, _ throws(APIError) in
                 (.ok, .object(await hub.stats().jsonObject))
             },
         ]
@@ -109,16 +112,16 @@ struct PublishingAPI: Sendable {
         _ path: String,
         body bodyRequired: Bool = false,
         maxBodyBytes: Int? = nil,
-        _ action: String,
+        _ action: RealtimeAPIAction,
         _ target: AuditTarget,
         _ handle: @escaping @Sendable (Context, Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)
     ) -> RealtimeRoute<Context> {
-        .init(method, options.apiPrefix + path) { request, context in
+        .init(method, options.apiPrefix + path, action: action) { request, context in
             await respond(
                 request,
                 context,
                 bodyRequired: bodyRequired,
-                action: action,
+                action: action.rawValue,
                 target: target,
                 maxBodyBytes: maxBodyBytes
             ) {

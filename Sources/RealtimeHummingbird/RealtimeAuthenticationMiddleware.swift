@@ -34,19 +34,23 @@ public struct RealtimeAuthenticationMiddleware<Context: RealtimeIdentityRequestC
     let hub: RealtimeHub
     let verifier: (any TokenVerifier)?
     let authorize: @Sendable (VerifiedIdentity) -> Bool
+    let refusal: String
 
     /// - Parameters:
     ///   - hub: the hub whose admission policy decides.
     ///   - verifier: the verifier of these routes' tokens, if not the hub's own.
     ///   - authorize: whether an admitted identity may use the routes (default: any).
+    ///   - refusal: the message of the `403 forbidden` answered when `authorize` says no.
     public init(
         hub: RealtimeHub,
         verifier: (any TokenVerifier)? = nil,
-        authorize: @escaping @Sendable (VerifiedIdentity) -> Bool = { _ in true }
+        authorize: @escaping @Sendable (VerifiedIdentity) -> Bool = { _ in true },
+        refusal: String = "this token may not use this API"
     ) {
         self.hub = hub
         self.verifier = verifier
         self.authorize = authorize
+        self.refusal = refusal
     }
 
     public func handle(
@@ -65,8 +69,7 @@ public struct RealtimeAuthenticationMiddleware<Context: RealtimeIdentityRequestC
             return APIError(rejection).response
         case .success(let identity):
             guard authorize(identity) else {
-                return APIError(status: .forbidden, code: "forbidden", message: "this token may not use this API")
-                    .response
+                return APIError(status: .forbidden, code: "forbidden", message: refusal).response
             }
             var context = context
             context.verifiedIdentity = identity

@@ -10,12 +10,9 @@ public import RealtimeCore
 public struct RealtimeRouteOptions: Sendable {
     /// Verifies the bearer tokens of the HTTP publishing API. `nil` leaves the API out.
     public var apiTokenVerifier: (any TokenVerifier)?
-    /// Whether a verified identity may use the publishing API. Default: administrators, and tokens with the
-    /// role `service`.
-    public var mayPublish: @Sendable (VerifiedIdentity) -> Bool
-    /// Whether a verified identity may use the admin API (`GET /api/v1/connections`,
-    /// `GET /api/v1/users/{id}/connections`). Default: administrators only.
-    public var mayAdminister: @Sendable (VerifiedIdentity) -> Bool
+    /// Whether a verified identity may take an action of the API (each route is one ``RealtimeAPIAction``); a
+    /// refusal is `403 forbidden`. Default: ``defaultAuthorization``.
+    public var authorize: @Sendable (VerifiedIdentity, RealtimeAPIAction) -> Bool
     /// Where the publishing API lives. Default `/api/v1`.
     public var apiPrefix: String
     /// The largest request body the API reads. Default 64 KiB.
@@ -29,8 +26,7 @@ public struct RealtimeRouteOptions: Sendable {
 
     public init(
         apiTokenVerifier: (any TokenVerifier)? = nil,
-        mayPublish: @escaping @Sendable (VerifiedIdentity) -> Bool = { $0.isAdmin || $0.roles.contains("service") },
-        mayAdminister: @escaping @Sendable (VerifiedIdentity) -> Bool = { $0.isAdmin },
+        authorize: @escaping @Sendable (VerifiedIdentity, RealtimeAPIAction) -> Bool = defaultAuthorization,
         apiPrefix: String = "/api/v1",
         maxBodyBytes: Int = 64 * 1024,
         maxBatchEvents: Int = 100,
@@ -40,11 +36,18 @@ public struct RealtimeRouteOptions: Sendable {
         self.maxBatchEvents = maxBatchEvents
         self.maxBatchBodyBytes = maxBatchBodyBytes
         self.apiTokenVerifier = apiTokenVerifier
-        self.mayPublish = mayPublish
-        self.mayAdminister = mayAdminister
+        self.authorize = authorize
         self.apiPrefix = apiPrefix
         self.maxBodyBytes = maxBodyBytes
         self.metrics = metrics
+    }
+
+    /// Administrators may take every action; tokens with the role `service` every action but the listings
+    /// (``RealtimeAPIAction/isListing``: a service may publish and revoke, not list who is connected).
+    public static let defaultAuthorization: @Sendable (VerifiedIdentity, RealtimeAPIAction) -> Bool = {
+        identity,
+        action in
+        identity.isAdmin || (!action.isListing && identity.roles.contains("service"))
     }
 }
 
@@ -63,8 +66,8 @@ extension RouterMethods {
     /// `{"error":{"code":…,"message":…}}`: an unknown path is `404 not_found`, a known path with another method
     /// `405 method_not_allowed` with `Allow`. API requests pass ``RealtimeAuthenticationMiddleware``: the hub's
     /// admission policy (RealtimeCore's `RealtimeHub.authenticateRequest(_:verifier:)`: revoked sessions, blocked
-    /// addresses, rate limits, failure accounting), then ``RealtimeRouteOptions/mayPublish`` (the admin API:
-    /// ``RealtimeRouteOptions/mayAdminister``); the client address
+    /// addresses, rate limits, failure accounting), then ``RealtimeRouteOptions/authorize`` with the route's
+    /// ``RealtimeAPIAction``; the client address
     /// comes from a request context that conforms to `RemoteAddressRequestContext` (``RealtimeRequestContext``
     /// does), and without one the per-address checks are skipped.
     ///
@@ -136,18 +139,19 @@ extension RouterMethods {
             on(RouterPath(route.path), method: route.method, use: route.handler)
         }
         if let verifier = options.apiTokenVerifier {
-            for (routes, authorize) in [(apiRoutes, options.mayPublish), (adminRoutes, options.mayAdminister)] {
-                let api = group(context: APIContext.self)
+            let authorize = options.authorize
+            for route in apiRoutes + adminRoutes {
+                guard let action = route.action else { continue }
+                group(context: APIContext.self)
                     .add(
                         middleware: RealtimeAuthenticationMiddleware<APIContext>(
                             hub: hub,
                             verifier: verifier,
-                            authorize: authorize
+                            authorize: { authorize($0, action) },
+                            refusal: "this token may not take the action '\(action)'"
                         )
                     )
-                for route in routes {
-                    api.on(RouterPath(route.path), method: route.method, use: route.handler)
-                }
+                    .on(RouterPath(route.path), method: route.method, use: route.handler)
             }
         }
         return self
@@ -159,14 +163,18 @@ struct RealtimeRoute<Context: RequestContext>: Sendable {
     var method: HTTPRequest.Method
     var path: String
     var handler: @Sendable (Request, Context) async throws -> Response
+    /// The API action the route takes (``RealtimeRouteOptions/authorize``); `nil` for the routes outside the API.
+    var action: RealtimeAPIAction?
 
     init(
         _ method: HTTPRequest.Method,
         _ path: String,
+        action: RealtimeAPIAction? = nil,
         _ handler: @escaping @Sendable (Request, Context) async throws -> Response
     ) {
         self.method = method
         self.path = path
+        self.action = action
         self.handler = handler
     }
 }

@@ -106,6 +106,50 @@ struct APIHardeningTests {
         }
     }
 
+    @Test("each API route is one action that authorize allows or refuses per identity")
+    func perActionAuthorization() async throws {
+        // A risk engine's token: it reports (events, a user's notifications), it never revokes or disconnects.
+        let reporter = TestKeys.token("risk-engine", roles: ["service", "reporter"])
+        let fullService = TestKeys.token("auth-svc", roles: ["service"])
+        let reporting: Set<RealtimeAPIAction> = [.publishEvent, .publishEvents, .notifyUser]
+        try await TestServer.with(routeOptions: { options in
+            options.authorize = { identity, action in
+                identity.roles.contains("reporter")
+                    ? reporting.contains(action) : RealtimeRouteOptions.defaultAuthorization(identity, action)
+            }
+        }) { server in
+            let event = #"{"type":"security.high_risk.detected","userId":"alice"}"#
+            #expect(try await server.api("POST", "/api/v1/events", token: reporter, json: event).status == 202)
+            let note = #"{"userId":"alice","title":"t","message":"m"}"#
+            #expect(
+                try await server.api("POST", "/api/v1/notifications/user", token: reporter, json: note).status == 202
+            )
+            let refusals: [(String, String, String?, RealtimeAPIAction)] = [
+                ("POST", "/api/v1/users/alice/revoke", nil, .revokeUser),
+                ("POST", "/api/v1/users/alice/disconnect", nil, .disconnectUser),
+                ("POST", "/api/v1/sessions/s1/revoke", nil, .revokeSession),
+                ("POST", "/api/v1/notifications/broadcast", #"{"title":"t","message":"m"}"#, .notifyBroadcast),
+                ("GET", "/api/v1/stats", nil, .readStats),
+                ("GET", "/api/v1/connections", nil, .listConnections),
+            ]
+            for (method, path, json, action) in refusals {
+                let reply = try await server.api(method, path, token: reporter, json: json)
+                #expect(reply.status == 403, "\(path): \(reply.text)")
+                #expect(
+                    try reply.json()["error"]?["message"]?.stringValue
+                        == "this token may not take the action '\(action.rawValue)'"
+                )
+            }
+            // The default still holds for other identities: a service revokes, it does not list.
+            #expect(try await server.api("POST", "/api/v1/users/bob/revoke", token: fullService).status == 200)
+            #expect(try await server.api("GET", "/api/v1/connections", token: fullService).status == 403)
+            #expect(try await server.api("GET", "/api/v1/connections").status == 200, "an administrator lists")
+        }
+        #expect(RealtimeAPIAction(named: "revoke_user") == .revokeUser)
+        #expect(RealtimeAPIAction(named: "nonsense") == nil)
+        #expect(RealtimeAPIAction.all.filter(\.isListing).count == 3)
+    }
+
     @Test("a notification to an offline user answers whether it was kept for the user's next connection")
     func offlineNotificationReceipt() async throws {
         var limits = OfflineNotificationLimits()

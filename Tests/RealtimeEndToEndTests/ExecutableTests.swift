@@ -127,6 +127,44 @@ struct ExecutableTests {
         #expect(weak.output.contains("at least 32"))
     }
 
+    @Test("WEBSOCKET_API_SERVICE_ACTIONS narrows what service tokens may do; an unknown action stops the server")
+    func serviceActions() async throws {
+        let binary = try Self.executable("realtime-server")
+        let environment = [
+            "JWT_SECRET": TestKeys.secret, "JWT_AUDIENCE": TestKeys.audience,
+            "WEBSOCKET_API_SERVICE_ACTIONS": "publish_event, notify_user",
+        ]
+        let server = try Child(binary, ["serve", "--port", "0", "--log-level", "info"], environment: environment)
+        defer { server.stop() }
+        let listening = try await server.line(containing: "listening on http://")
+        let port = try #require(listening.split(separator: ":").last.flatMap { Int($0) })
+        func call(_ method: String, _ path: String, _ token: String, _ json: String = "") async throws -> HTTPReply {
+            try await TestSocket.request(
+                port: port,
+                method,
+                path,
+                headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
+                body: Array(json.utf8)
+            )
+        }
+        let service = TestKeys.token("risk-engine", roles: ["service"])
+        let event = #"{"type":"security.high_risk.detected","userId":"alice"}"#
+        #expect(try await call("POST", "/api/v1/events", service, event).status == 202)
+        let revoke = try await call("POST", "/api/v1/users/alice/revoke", service)
+        #expect(revoke.status == 403, "\(revoke.text)")
+        #expect(try revoke.json()["error"]?["message"]?.stringValue?.contains("'revoke_user'") == true)
+        let admin = TestKeys.token("ops", admin: true)
+        #expect(try await call("POST", "/api/v1/users/alice/revoke", admin).status == 200)
+        server.stop()
+
+        var unknown = environment
+        unknown["WEBSOCKET_API_SERVICE_ACTIONS"] = "publish_event,revoke_everyone"
+        let refused = try await Child(binary, ["serve", "--port", "0"], environment: unknown).finish()
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("unknown action 'revoke_everyone'"), "\(refused.output.suffix(400))")
+        #expect(refused.output.contains("publish_events"), "the known actions are listed")
+    }
+
     @Test("token mints with the configured key; verify-token prints claims or reason: <code>")
     func tokenAndVerifyToken() async throws {
         let binary = try Self.executable("realtime-server")

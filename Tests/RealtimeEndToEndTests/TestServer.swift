@@ -68,6 +68,7 @@ struct TestServer: Sendable {
         backends: HubBackends? = nil,
         services: [any Service] = [],
         writeTimeout: Duration = .seconds(30),
+        routeOptions: (inout RealtimeRouteOptions) -> Void = { _ in },
         routes: (Router<RealtimeRequestContext>, RealtimeHub) -> Void = { _, _ in },
         _ body: (TestServer) async throws -> Void
     ) async throws {
@@ -79,7 +80,9 @@ struct TestServer: Sendable {
             logger: logger
         )
         let router = Router(context: RealtimeRequestContext.self)
-        router.addRealtimeHub(hub, options: RealtimeRouteOptions(apiTokenVerifier: verifier, maxBodyBytes: 16 * 1024))
+        var options = RealtimeRouteOptions(apiTokenVerifier: verifier, maxBodyBytes: 16 * 1024)
+        routeOptions(&options)
+        router.addRealtimeHub(hub, options: options)
         routes(router, hub)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
