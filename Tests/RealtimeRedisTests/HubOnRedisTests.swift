@@ -377,6 +377,28 @@ extension RedisIntegrationTests {
             }
         }
 
+        /// Fuzz (third round): server B, cut off from Redis's pub/sub while a session was revoked through A, never
+        /// closed the session's socket. The revocation is in the store; the gap makes B check again.
+        @Test func aRevocationMissedDuringABusOutageClosesTheSocketsAfterTheGap() async throws {
+            try await withRedis { configuration, _ in
+                let cluster = RedisHubCluster(configuration)
+                let hubB = try cluster.hub()
+                try await hubB.running {
+                    let alice = try await hubB.connectClient(token: "alice-token")
+                    let bob = try await hubB.connectClient(token: "bob-token")
+                    // What A wrote while B's subscriber was gone: the store has it, B's bus never delivered it.
+                    let sessions = RedisSessionStore(client: cluster.client, prefix: cluster.prefix)
+                    #expect(try await sessions.revoke("s-alice", retainUntil: .now() + .seconds(3600)))
+                    _ = try await cluster.client.send(RedisCommand("CLIENT", "KILL", "TYPE", "pubsub"))
+                    #expect(try await alice.nextClose().0 == .sessionRevoked)
+                    let messages = try await bob.drainUntilPong()
+                    #expect(messages.contains { $0["type"] == "gap" }, "bob stays, told of the gap")
+                    await bob.close()
+                }
+                await cluster.shutdown()
+            }
+        }
+
         @Test func aSleepingRedisHangsNeitherPublishesNorUpgrades() async throws {
             try await withRedis(ownServer: true) { configuration, _ in
                 let cluster = RedisHubCluster(configuration)

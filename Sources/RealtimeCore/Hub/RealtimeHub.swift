@@ -37,6 +37,9 @@ public final class RealtimeHub: Service, Sendable {
     let runtime = Mutex(Runtime())
     let unregisterJobs: AsyncStream<ConnectionID>
     let unregisterContinuation: AsyncStream<ConnectionID>.Continuation
+    /// Requests to check the live connections' sessions again (``revalidateSessions()``), one pending at most.
+    let revalidationRequests: AsyncStream<Void>
+    let revalidationContinuation: AsyncStream<Void>.Continuation
     let startedAt = Timestamp.now()
     let startInstant = ContinuousClock.now
 
@@ -80,6 +83,10 @@ public final class RealtimeHub: Service, Sendable {
         )
         self.admission = Admission(configuration: configuration, backends: backends, counters: counters, logger: logger)
         (unregisterJobs, unregisterContinuation) = AsyncStream.makeStream(of: ConnectionID.self)
+        (revalidationRequests, revalidationContinuation) = AsyncStream.makeStream(
+            of: Void.self,
+            bufferingPolicy: .bufferingNewest(1)
+        )
     }
 
     // MARK: Connect

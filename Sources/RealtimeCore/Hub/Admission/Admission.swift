@@ -260,8 +260,9 @@ final class Admission: Sendable {
 
     /// Why the identity's session may not be used, or `nil` when it may: the session check of the store's mode,
     /// and the user-wide revocation (a token of a revoked user issued before the revocation, or without `iat`, is
-    /// refused as `session_revoked`). Both are asked at once.
-    private func checkSession(_ identity: VerifiedIdentity, path: Path) async -> AdmissionRejection.Reason? {
+    /// refused as `session_revoked`). Both are asked at once. The hub asks it again for its live connections after a
+    /// gap in the bus (`RealtimeHub.revalidateSessions()`).
+    func checkSession(_ identity: VerifiedIdentity, path: Path) async -> AdmissionRejection.Reason? {
         async let userRevocation = userRevokedBefore(identity.userID)
         let session = await checkSessionID(identity, path: path)
         switch await userRevocation {

@@ -20,6 +20,7 @@ extension RealtimeHub {
                     group.addTask { await self.busLoop() }
                     group.addTask { await self.tickLoop() }
                     group.addTask { await self.unregisterLoop() }
+                    group.addTask { await self.revalidationLoop() }
                     await self.stopSignal.wait()
                     group.cancelAll()
                 }
@@ -114,6 +115,13 @@ extension RealtimeHub {
             }
             interest.applied(generation)
             generation = await interest.waitForRequest()
+        }
+    }
+
+    private func revalidationLoop() async {
+        for await _ in revalidationRequests {
+            await revalidateSessions()
+            if Task.isCancelled { break }
         }
     }
 

@@ -326,6 +326,10 @@ extension RealtimeHub {
         case .gap(let from, let to):
             counters.gaps.add(1, ordering: .relaxed)
             runtime.withLock { $0.lastGap = (from, to) }
+            // A revocation applied by another server in the gap never reached this one: check again what the
+            // connections were admitted with (fuzz: a revoked session's socket on a server cut off from Redis kept
+            // receiving events until its token expired).
+            revalidationContinuation.yield()
             let frame = OutboundFrame.encodedText(
                 EncodedTextFrame(
                     text: WireProtocol.message(
