@@ -14,7 +14,8 @@ extension RealtimeHub {
     /// connection, an overflowing buffer) misses them and learns only that it missed something (a gap). The
     /// revocation itself is in the session store, so after every gap the hub asks the store again, once per distinct
     /// identity, a few at a time. A store that fails keeps the connection (the check is retried at the next gap); a
-    /// token's expiry is enforced by the heartbeat as always.
+    /// token's expiry is enforced by the heartbeat as always. In registry mode a session the registry no longer holds
+    /// (revoked, expired, or lost with the store's data) is closed too, as admission would refuse it.
     ///
     /// Returns how many connections it closed.
     @discardableResult
@@ -52,7 +53,7 @@ extension RealtimeHub {
             close(
                 core,
                 .sessionRevoked,
-                reason: reason == .sessionRevoked ? "session revoked" : "session no longer active"
+                reason: reason == .sessionRevoked ? "session revoked" : "session no longer active in the registry"
             )
         }
         if !refused.isEmpty {
