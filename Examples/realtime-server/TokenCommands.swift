@@ -21,7 +21,7 @@ struct Token: ParsableCommand {
     @Option(help: "The session id (`sid`).")
     var session: String?
 
-    @Option(help: "Lifetime in seconds (default 3600).")
+    @Option(help: "Lifetime in seconds (default 3600; at most WEBSOCKET_REVOCATION_RETENTION, 24 h by default).")
     var ttl: Int = 3600
 
     @Flag(help: "Mint a refresh token (`typ: refresh`) with JWT_REFRESH_SECRET (or --refresh-secret-file).")
@@ -32,6 +32,14 @@ struct Token: ParsableCommand {
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
         guard ttl > 0 else { throw ValidationError("--ttl must be positive") }
+        // The server refuses a token that would outlive a revocation (`lifetime_too_long`): minting one is no use.
+        let retention = try HubConfiguration(environment: environment).revocationRetention
+        guard refresh || Duration.seconds(ttl) <= retention else {
+            throw ValidationError(
+                "--ttl \(ttl) is longer than the revocation retention (\(retention.components.seconds) s): the server "
+                    + "would refuse the token; raise WEBSOCKET_REVOCATION_RETENTION or mint a shorter-lived one"
+            )
+        }
         // A token the server would refuse is no use: the ids follow the hub's rule.
         if let problem = IdentifierPolicy.problem(with: user) { throw ValidationError("--user \(problem)") }
         if let session, let problem = IdentifierPolicy.problem(with: session) {

@@ -183,6 +183,14 @@ struct ExecutableTests {
         #expect(minted.status == 0, "\(minted.output)")
         let token = minted.output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(token.split(separator: ".").count == 3)
+        // A token the server would refuse as outliving a revocation (`lifetime_too_long`) is not minted.
+        let tooLong = try await Child(
+            binary,
+            ["token", "--user", "alice", "--ttl", "7200"],
+            environment: ["JWT_SECRET": secret, "WEBSOCKET_REVOCATION_RETENTION": "3600000"]
+        ).finish()
+        #expect(tooLong.status != 0)
+        #expect(tooLong.output.contains("revocation retention (3600 s)"), "\(tooLong.output)")
 
         let accepted = try await Child(binary, ["verify-token", token, "--secret-file", secretFile.path]).finish()
         #expect(accepted.status == 0, "\(accepted.output)")

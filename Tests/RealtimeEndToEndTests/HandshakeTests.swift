@@ -66,6 +66,10 @@ struct HandshakeTests {
             #expect(throws: Never.self) { try TestKeys.verifier().verify(justExpired, at: .now()) }
             try await expectRefused("/ws/events?token=\(justExpired)", status: 401, code: "invalid_token")
             #expect(await server.hub.stats().server.authFailuresByReason["expired", default: 0] == 2)
+            // Expiring later than a revocation is remembered (24 h by default): refused, or it would outlive one.
+            let outliving = TestKeys.token("alice", lifetime: .seconds(86_400 + 600))
+            try await expectRefused("/ws/events?token=\(outliving)", status: 401, code: "invalid_token")
+            #expect(await server.hub.stats().server.authFailuresByReason["lifetime_too_long", default: 0] == 1)
             let otherAudience = TestKeys.token("alice", audience: "another-service")
             try await expectRefused("/ws/events?token=\(otherAudience)", status: 401, code: "invalid_token")
             try await expectRefused(

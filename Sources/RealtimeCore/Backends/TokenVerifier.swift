@@ -19,6 +19,10 @@ public struct TokenVerificationError: Error, Sendable, Hashable, CustomStringCon
         public static let badSignature = Reason("bad_signature")
         /// The token has expired (`exp`).
         public static let expired = Reason("expired")
+        /// The token expires later than the hub remembers a revocation
+        /// (``HubConfiguration/revocationRetention`` from now), so a revocation could be forgotten while the token
+        /// still works. Set by the hub's admission, for every verifier.
+        public static let lifetimeTooLong = Reason("lifetime_too_long")
         /// The token is not valid yet (`nbf`).
         public static let notYetValid = Reason("not_yet_valid")
         /// The token claims to have been issued in the future (`iat`).

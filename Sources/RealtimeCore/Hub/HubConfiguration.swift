@@ -47,6 +47,8 @@ public struct HubConfiguration: Sendable {
     public var sessionMode: SessionStoreMode = .revocationList
     /// The longest lifetime of the tokens the hub accepts: how long a session revocation is remembered when the
     /// session's expiry is unknown, and how long a user-wide revocation (``RealtimeHub/revoke(userID:reason:)``) is.
+    /// Admission enforces it: a token whose expiry is further away than this is refused
+    /// (``TokenVerificationError/Reason/lifetimeTooLong``), since it would outlive a revocation.
     public var revocationRetention: Duration = .seconds(86_400)
     /// How long an accepted upgrade may wait for ``RealtimeHub/connect(_:)`` before its slot is released.
     public var upgradeTicketTimeout: Duration = .seconds(10)

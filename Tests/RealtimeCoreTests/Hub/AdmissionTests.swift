@@ -433,6 +433,36 @@ import Testing
         _ = try await admission.admit(.refresh(token: "dave-old", on: Self.connection()), host: host).get()
     }
 
+    @Test func aTokenThatWouldOutliveARevocationIsRefusedOnEveryPath() async throws {
+        // A revocation is kept `revocationRetention`; a token expiring later would work again once it is forgotten.
+        let admission = admission {
+            $0.revocationRetention = .seconds(3600)
+            $0.rateLimits.apiRequestsPerIP.limit = 100
+            $0.rateLimits.connectionsPerIP.limit = 100
+            $0.rateLimits.connectionsPerUser = RateLimitPolicy(name: "conn-user", limit: 100, period: .seconds(60))
+        }
+        let now = Timestamp.now()
+        tokens.add("frank-long", VerifiedIdentity(userID: "frank", sessionID: "s-f", expiresAt: now + .seconds(3720)))
+        tokens.add("frank-ok", VerifiedIdentity(userID: "frank", sessionID: "s-f", expiresAt: now + .seconds(3480)))
+        let host = Host(maxConnectionsPerUser: 10)
+        func attempts(_ token: String) -> [Admission.Attempt] {
+            [
+                .upgrade(Self.request("/ws/events?token=\(token)")),
+                .firstMessage(token: token, on: Self.connection()),
+                .refresh(token: token, on: Self.connection()),
+                .api(Self.request("/api/v1/stats", headers: [("Authorization", "Bearer \(token)")]), verifier: nil),
+            ]
+        }
+        for attempt in attempts("frank-long") {
+            let rejection = await refusal(admission, attempt, host: host)
+            #expect(rejection?.reason == .invalidToken, "\(attempt.path)")
+        }
+        #expect(counters.authFailuresByReason["lifetime_too_long"] == 4)
+        for attempt in attempts("frank-ok") {
+            _ = try await admission.admit(attempt, host: host).get()
+        }
+    }
+
     @Test func inRegistryModeOnlyTheAPITakesATokenWithoutASession() async throws {
         let admission = admission(sessions: InMemorySessionStore(mode: .registry, now: clock.timestampSource))
         let service = Self.request("/api/v1/sessions", headers: [("Authorization", "Bearer carol-no-session")])

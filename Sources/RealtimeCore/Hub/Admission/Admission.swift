@@ -225,6 +225,16 @@ final class Admission: Sendable {
                     "the token expired at \(expiresAt.iso8601) by this server's clock"
                 )
             }
+            // A revocation is remembered for `revocationRetention`; a token living longer would work again once its
+            // user's or session's revocation is forgotten (fuzz: a 30-year token outlived a user revocation by 24 h).
+            if let expiresAt = identity.expiresAt, expiresAt > Timestamp.now() + configuration.revocationRetention {
+                throw TokenVerificationError(
+                    .lifetimeTooLong,
+                    "the token expires at \(expiresAt.iso8601), later than the revocation retention "
+                        + "(\(configuration.revocationRetention)) from now: a revocation would be forgotten before "
+                        + "it expires; issue shorter-lived tokens or raise the retention (WEBSOCKET_REVOCATION_RETENTION)"
+                )
+            }
         } catch {
             await authenticationFailed(reason: error.reason.rawValue, addressKey: addressKey, host: host)
             logger.info(
