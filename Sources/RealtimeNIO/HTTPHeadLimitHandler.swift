@@ -15,13 +15,21 @@ import RealtimeCore
 ///   can destroy the response before the client reads it.)
 /// - A head that is not complete within the header-read timeout (from its first byte, or from the connection's
 ///   start for the first request) gets `408` the same way; a connection that sent nothing is closed quietly.
+/// - A body that is not complete within the body-read timeout (from the end of its head) gets `408` the same way.
+/// - A keep-alive connection between requests with no byte read or written for the idle timeout is closed
+///   quietly (fuzz: idle keep-alive sockets were held forever, and a few hundred of them from one address
+///   exhausted the server's file descriptors).
 /// - A request the HTTP parser refuses is answered with `400` the same way (``MalformedRequest``).
 ///
-/// Each refusal except the quiet close is reported to the hub (``RealtimeHub/reportHTTPViolation(reason:peer:)``).
+/// - A connection past its address's bound of open plain HTTP connections (``ConnectionGate``) gets `429` the same
+///   way, at once; it is not reported as a violation (a busy NAT is not an attack).
+///
+/// Each refusal except the quiet close and the connection bound is reported to the hub (``RealtimeHub/reportHTTPViolation(reason:peer:)``).
 /// The handler removes itself when the connection is upgraded to a WebSocket.
-final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// A user event that asks the handler to answer with an error and close: the HTTP parser refused the request,
@@ -43,6 +51,16 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
         )
     }
 
+    /// Counts the connection against its address's bound while it is plain HTTP (``RealtimeHub/httpConnectionStarted(peer:)``).
+    struct ConnectionGate: Sendable {
+        /// Counts a connection of the peer; `false` when its address holds the most already.
+        var started: @Sendable (_ peer: String) -> Bool
+        /// Uncounts a connection `started` admitted.
+        var ended: @Sendable (_ peer: String) -> Void
+        /// The bound, for the refusal's message.
+        var limit: Int
+    }
+
     /// How long the client must be quiet, after a refusal, before the socket is closed.
     static let lingerQuietTime = TimeAmount.milliseconds(50)
     /// The longest a refused connection stays open, however much the client still sends.
@@ -50,14 +68,31 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private var scanner: HTTPHeadScanner
     private let headerReadTimeout: TimeAmount
+    private let bodyReadTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
     private let report: @Sendable (_ reason: String, _ peer: String) -> Void
+    private let gate: ConnectionGate?
+    private var didStart = false
+    /// The peer `gate` counted, uncounted when the handler goes (upgrade or close).
+    private var countedPeer: String?
     private var headTimer: Scheduled<Void>?
     private var quietTimer: Scheduled<Void>?
     private var limitTimer: Scheduled<Void>?
     private var refused = false
     private var headsAtTimerStart = 0
+    private var bodyTimer: Scheduled<Void>?
+    /// The head whose body the body timer runs for (``HTTPHeadScanner/completedHeads`` at its start).
+    private var headsAtBodyTimerStart = 0
+    private var idleTimer: Scheduled<Void>?
+    /// The last time a byte was read or written (the event loop's clock).
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
 
-    init(limits: HubConfiguration.HTTPLimits, report: @escaping @Sendable (_ reason: String, _ peer: String) -> Void) {
+    init(
+        limits: HubConfiguration.HTTPLimits,
+        gate: ConnectionGate? = nil,
+        report: @escaping @Sendable (_ reason: String, _ peer: String) -> Void
+    ) {
+        self.gate = gate
         self.scanner = HTTPHeadScanner(
             limits: .init(
                 maxRequestLineBytes: limits.maxRequestLineBytes,
@@ -66,24 +101,62 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
             )
         )
         self.headerReadTimeout = TimeAmount(limits.headerReadTimeout)
+        self.bodyReadTimeout = TimeAmount(limits.bodyReadTimeout)
+        self.idleTimeout = TimeAmount(limits.idleTimeout)
         self.report = report
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { startHeadTimer(context: context) }
+        if context.channel.isActive { started(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        startHeadTimer(context: context)
+        started(context: context)
         context.fireChannelActive()
+    }
+
+    private func started(context: ChannelHandlerContext) {
+        guard !didStart else { return }
+        didStart = true
+        if let gate, let peer = context.channel.remoteAddress?.ipAddress {
+            guard gate.started(peer) else {
+                refuse(
+                    context: context,
+                    status: "429 Too Many Requests",
+                    code: "too_many_connections",
+                    message: "this address has \(gate.limit) open connections, the most the server keeps",
+                    reason: "connections_per_address",
+                    reported: false
+                )
+                return
+            }
+            countedPeer = peer
+        }
+        startHeadTimer(context: context)
+        lastActivity = context.eventLoop.now
+        startIdleTimer(context: context, deadline: lastActivity + idleTimeout)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        lastActivity = context.eventLoop.now
+        context.write(data, promise: promise)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimers()
+        uncount()
+    }
+
+    private func uncount() {
+        if let gate, let peer = countedPeer {
+            countedPeer = nil
+            gate.ended(peer)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelTimers()
+        uncount()
         context.fireChannelInactive()
     }
 
@@ -93,6 +166,7 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
             startQuietTimer(context: context)
             return
         }
+        lastActivity = context.eventLoop.now
         let buffer = unwrapInboundIn(data)
         if let violation = scanner.scan(buffer.readableBytesView) {
             switch violation {
@@ -129,6 +203,11 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
         if scanner.isReadingHead && headTimer == nil {
             startHeadTimer(context: context)
         }
+        if scanner.isReadingBody {
+            if bodyTimer == nil || headsAtBodyTimerStart != scanner.completedHeads { startBodyTimer(context: context) }
+        } else {
+            cancelBodyTimer()
+        }
         context.fireChannelRead(data)
     }
 
@@ -149,13 +228,35 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
 
     // MARK: Timers
 
+    /// Runs `action` on the event loop at `deadline`, with this handler and `context`.
+    private func schedule(
+        at deadline: NIODeadline,
+        context: ChannelHandlerContext,
+        _ action: @escaping (HTTPHeadLimitHandler, ChannelHandlerContext) -> Void
+    ) -> Scheduled<Void> {
+        let loopBound = NIOLoopBound((self, context, action), eventLoop: context.eventLoop)
+        return context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context, action) = loopBound.value
+            action(handler, context)
+        }
+    }
+
+    /// `408 Request Timeout`: the head or the body (`part`) did not arrive within `timeout`.
+    private func refuseLate(context: ChannelHandlerContext, part: String, timeout: TimeAmount, reason: String) {
+        refuse(
+            context: context,
+            status: "408 Request Timeout",
+            code: "request_timeout",
+            message: "the request \(part) did not arrive within \(timeout.nanoseconds / 1_000_000) ms",
+            reason: reason
+        )
+    }
+
     private func startHeadTimer(context: ChannelHandlerContext) {
         cancelHeadTimer()
         headsAtTimerStart = scanner.completedHeads
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        headTimer = context.eventLoop.scheduleTask(in: headerReadTimeout) {
-            let (handler, context) = loopBound.value
-            handler.headTimedOut(context: context)
+        headTimer = schedule(at: context.eventLoop.now + headerReadTimeout, context: context) {
+            $0.headTimedOut(context: $1)
         }
     }
 
@@ -167,12 +268,46 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
             if scanner.completedHeads == 0 { context.close(promise: nil) }
             return
         }
-        refuse(
+        refuseLate(context: context, part: "head", timeout: headerReadTimeout, reason: "header_timeout")
+    }
+
+    private func startBodyTimer(context: ChannelHandlerContext) {
+        cancelBodyTimer()
+        headsAtBodyTimerStart = scanner.completedHeads
+        bodyTimer = schedule(at: context.eventLoop.now + bodyReadTimeout, context: context) {
+            $0.bodyTimedOut(context: $1)
+        }
+    }
+
+    private func bodyTimedOut(context: ChannelHandlerContext) {
+        bodyTimer = nil
+        guard !refused, scanner.isReadingBody, scanner.completedHeads == headsAtBodyTimerStart else { return }
+        refuseLate(context: context, part: "body", timeout: bodyReadTimeout, reason: "body_timeout")
+    }
+
+    private func cancelBodyTimer() {
+        bodyTimer?.cancel()
+        bodyTimer = nil
+    }
+
+    /// One timer for the whole connection, moved on lazily: when it fires early (there was activity since), it is
+    /// set again for the idle timeout after the last activity, so reads and writes never touch a timer.
+    private func startIdleTimer(context: ChannelHandlerContext, deadline: NIODeadline) {
+        idleTimer = schedule(at: deadline, context: context) { $0.idleTimerFired(context: $1) }
+    }
+
+    private func idleTimerFired(context: ChannelHandlerContext) {
+        idleTimer = nil
+        guard !refused else { return }
+        let deadline = lastActivity + idleTimeout
+        // A request being read has its own timers; a quiet connection between requests is closed without a word.
+        if deadline <= context.eventLoop.now && scanner.isBetweenRequests {
+            context.close(promise: nil)
+            return
+        }
+        startIdleTimer(
             context: context,
-            status: "408 Request Timeout",
-            code: "request_timeout",
-            message: "the request head did not arrive within \(headerReadTimeout.nanoseconds / 1_000_000) ms",
-            reason: "header_timeout"
+            deadline: max(deadline, context.eventLoop.now + .nanoseconds(idleTimeout.nanoseconds / 10))
         )
     }
 
@@ -191,6 +326,9 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private func cancelTimers() {
         cancelHeadTimer()
+        cancelBodyTimer()
+        idleTimer?.cancel()
+        idleTimer = nil
         quietTimer?.cancel()
         quietTimer = nil
         limitTimer?.cancel()
@@ -201,9 +339,17 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
 
     /// Answers with `status` and a JSON error, shuts the output, and drops the rest of the input until the
     /// client is quiet.
-    private func refuse(context: ChannelHandlerContext, status: String, code: String, message: String, reason: String) {
+    private func refuse(
+        context: ChannelHandlerContext,
+        status: String,
+        code: String,
+        message: String,
+        reason: String,
+        reported: Bool = true
+    ) {
         refused = true
         cancelHeadTimer()
+        cancelBodyTimer()
         let body = JSONWriter.string(["error": ["code": .string(code), "message": .string(message)]]) + "\n"
         let head =
             "HTTP/1.1 \(status)\r\nContent-Type: application/json; charset=utf-8\r\n"
@@ -221,7 +367,7 @@ final class HTTPHeadLimitHandler: ChannelInboundHandler, RemovableChannelHandler
         limitTimer = context.eventLoop.scheduleTask(in: Self.lingerLimit) {
             loopBound.value.close(promise: nil)
         }
-        report(reason, context.channel.remoteAddress?.ipAddress ?? "")
+        if reported { report(reason, context.channel.remoteAddress?.ipAddress ?? "") }
     }
 }
 

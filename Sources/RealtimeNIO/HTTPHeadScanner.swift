@@ -82,6 +82,21 @@ struct HTTPHeadScanner: Sendable {
         return false
     }
 
+    /// Whether a head is complete and its body is not (the body-read timeout runs).
+    var isReadingBody: Bool {
+        switch phase {
+        case .body, .chunkSize, .chunkData, .trailers: true
+        case .head, .passthrough, .violated: false
+        }
+    }
+
+    /// Whether the connection is between requests: no byte of a head or a body is outstanding (the idle timeout
+    /// may close it).
+    var isBetweenRequests: Bool {
+        if case .head = phase { return headBytes == 0 }
+        return false
+    }
+
     /// Follows `bytes`; returns the violation they cause, if any. After a violation it returns it again and
     /// reads nothing more.
     mutating func scan(_ bytes: some Collection<UInt8>) -> Violation? {

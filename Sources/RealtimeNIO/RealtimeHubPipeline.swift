@@ -167,7 +167,14 @@ extension ChannelPipeline.SynchronousOperations {
         let decision = NIOLockedValueBox(RealtimeHubPipeline.Decision.none)
         // First in the pipeline: bounds the request head before the HTTP parser buffers any of it.
         try addHandler(
-            HTTPHeadLimitHandler(limits: hub.configuration.http) { reason, peer in
+            HTTPHeadLimitHandler(
+                limits: hub.configuration.http,
+                gate: .init(
+                    started: { hub.httpConnectionStarted(peer: $0) },
+                    ended: { hub.httpConnectionEnded(peer: $0) },
+                    limit: hub.configuration.http.maxConnectionsPerAddress
+                )
+            ) { reason, peer in
                 Task { await hub.reportHTTPViolation(reason: reason, peer: peer) }
             },
             name: RealtimeHubPipeline.headLimitHandlerName

@@ -57,6 +57,11 @@ struct BatchPublishingAPITests {
                         + #"{"type":"security.c.d","scope":"everyone","id":"e1"}]}"#,
                     "invalid_argument", "events[2]: its id 'e1' is also the id of events[0]"
                 ),
+                // Fuzz: an id with CR LF was accepted (and "same" and "same\r\n" passed the duplicate check).
+                (
+                    #"{"events":[\#(good),{"type":"security.c.d","scope":"everyone","id":"e1\r\nX"}]}"#,
+                    "invalid_argument", "events[1]: the event's id contains control characters"
+                ),
             ]
             for (body, code, message) in cases {
                 let reply = try await server.api("POST", "/api/v1/events/batch", json: body)

@@ -320,4 +320,54 @@ struct RequestLimitTests {
             #expect(reply.status == 200)
         }
     }
+
+    /// Fuzz (HIGH): idle keep-alive connections were held forever, so one address could take every file descriptor.
+    @Test("a keep-alive connection idle after its request is closed after the idle timeout")
+    func idleKeepAlive() async throws {
+        try await TestServer.with({ $0.http.idleTimeout = .milliseconds(300) }) { server in
+            let socket = try await TestSocket.connect(port: server.port)
+            try await socket.write("GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await socket.readHTTPReply().status == 200)
+            try await socket.waitForEOF()
+            await socket.close()
+        }
+    }
+
+    @Test("one address holds at most maxConnectionsPerAddress plain HTTP connections; WebSockets do not count")
+    func connectionsPerAddress() async throws {
+        try await TestServer.with({ $0.http.maxConnectionsPerAddress = 3 }) { server in
+            var held: [TestSocket] = []
+            // Upgraded connections leave the count.
+            for user in ["ws-a", "ws-b", "ws-c"] {
+                let socket = try await TestSocket.connect(port: server.port)
+                #expect(try await socket.handshake(path: "/ws/events?token=\(TestKeys.token(user))").status == 101)
+                held.append(socket)
+            }
+            var idle: [TestSocket] = []
+            for _ in 0..<3 {
+                let socket = try await TestSocket.connect(port: server.port)
+                try await socket.write("GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await socket.readHTTPReply().status == 200)
+                idle.append(socket)
+            }
+            let refused = try await TestSocket.connect(port: server.port)
+            try Self.expectError(try await refused.readHTTPReply(), status: 429, code: "too_many_connections")
+            try await refused.waitForEOF()
+            await refused.close()
+            // One closes: the server uncounts it when it sees the close (no event to wait on: poll, bounded at
+            // 10 s as a hang guard).
+            await idle.removeFirst().close()
+            var served = false
+            for _ in 0..<500 where !served {
+                let reply = try await TestSocket.request(port: server.port, "GET", "/ws/health")
+                served = reply.status == 200
+                if !served {
+                    #expect(reply.status == 429)
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            #expect(served)
+            for socket in held + idle { await socket.close() }
+        }
+    }
 }

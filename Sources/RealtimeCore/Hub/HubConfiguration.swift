@@ -136,6 +136,17 @@ public struct HubConfiguration: Sendable {
         /// How long a client may take to send a complete request head, from its first byte (or from the
         /// connection's start for its first request) (`WEBSOCKET_HEADER_READ_TIMEOUT`).
         public var headerReadTimeout: Duration = .seconds(10)
+        /// How long a client may take to send a request's body, from the end of its head
+        /// (`WEBSOCKET_BODY_READ_TIMEOUT`); past it `408 Request Timeout`, a violation of its address.
+        public var bodyReadTimeout: Duration = .seconds(30)
+        /// How long a keep-alive connection may stay open between requests with no byte read or written
+        /// (`WEBSOCKET_HTTP_IDLE_TIMEOUT`); then it is closed quietly, as its client may reuse it no longer.
+        /// WebSocket connections are not affected (their heartbeat is ``HubConfiguration/idleTimeout``).
+        public var idleTimeout: Duration = .seconds(60)
+        /// Plain HTTP connections (not, or not yet, WebSockets) one address may hold open at once
+        /// (`WEBSOCKET_MAX_HTTP_CONNECTIONS_PER_ADDRESS`; an IPv6 address counts by its /64, as for rate limits);
+        /// past it a new one gets `429 too_many_connections` and is closed. Trusted proxies are exempt.
+        public var maxConnectionsPerAddress = 256
         public init() {}
     }
 
@@ -205,6 +216,18 @@ extension HubConfiguration {
         ("WEBSOCKET_MAX_HEADER_BYTES", "largest HTTP header block, else 431 (default 16384)"),
         ("WEBSOCKET_MAX_HEADER_FIELD_BYTES", "longest single HTTP header line, else 431 (default 8192)"),
         ("WEBSOCKET_HEADER_READ_TIMEOUT", "ms a client may take to send a request head, else 408 (default 10000)"),
+        (
+            "WEBSOCKET_BODY_READ_TIMEOUT",
+            "ms a client may take to send a request body after its head, else 408 (default 30000)"
+        ),
+        (
+            "WEBSOCKET_HTTP_IDLE_TIMEOUT",
+            "ms a keep-alive HTTP connection may stay quiet between requests (default 60000)"
+        ),
+        (
+            "WEBSOCKET_MAX_HTTP_CONNECTIONS_PER_ADDRESS",
+            "open plain HTTP connections per client address, else 429 (default 256)"
+        ),
         (
             "WEBSOCKET_API_RATE_LIMIT_PER_IP",
             "HTTP API requests per second per address (default 1000, burst twice that)"
@@ -326,6 +349,11 @@ extension HubConfiguration {
         if let value = try reader.int("WEBSOCKET_MAX_HEADER_BYTES", min: 512) { http.maxHeaderBytes = value }
         if let value = try reader.int("WEBSOCKET_MAX_HEADER_FIELD_BYTES", min: 256) { http.maxHeaderFieldBytes = value }
         if let value = try reader.milliseconds("WEBSOCKET_HEADER_READ_TIMEOUT") { http.headerReadTimeout = value }
+        if let value = try reader.milliseconds("WEBSOCKET_BODY_READ_TIMEOUT") { http.bodyReadTimeout = value }
+        if let value = try reader.milliseconds("WEBSOCKET_HTTP_IDLE_TIMEOUT") { http.idleTimeout = value }
+        if let value = try reader.int("WEBSOCKET_MAX_HTTP_CONNECTIONS_PER_ADDRESS", min: 1) {
+            http.maxConnectionsPerAddress = value
+        }
         if let value = try reader.int("WEBSOCKET_API_RATE_LIMIT_PER_IP", min: 1) {
             rateLimits.apiRequestsPerIP = RateLimitPolicy(
                 name: "api-ip",
@@ -367,7 +395,8 @@ extension HubConfiguration {
         else { throw fail("limits must be positive") }
         guard shutdown.batchSize > 0 else { throw fail("shutdown.batchSize must be positive") }
         guard http.maxRequestLineBytes > 0, http.maxHeaderBytes > 0, http.maxHeaderFieldBytes > 0,
-            http.headerReadTimeout > .zero
+            http.headerReadTimeout > .zero, http.bodyReadTimeout > .zero, http.idleTimeout > .zero,
+            http.maxConnectionsPerAddress > 0
         else { throw fail("http limits must be positive") }
         if history.enabled { try history.validate() }
         if offlineNotifications.enabled { try offlineNotifications.validate() }

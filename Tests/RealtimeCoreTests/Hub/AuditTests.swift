@@ -74,6 +74,36 @@ import Testing
         #expect(target.utf8.count <= 256 + 3, "long fields are cut")
     }
 
+    /// Fuzz (MEDIUM): a refused event type with CR LF, sent with a service token, forged a whole line of the audit
+    /// log; an ESC reached the operator's terminal.
+    @Test func controlCharactersNeverReachTheLogRaw() async throws {
+        let hub = try hub()
+        let forged = "a\r\n2026-12-07T00:00:00+0000 critical realtime-server: FAKE\u{1B}[2J\u{0}\u{85}\u{202E}\u{2028}z"
+        await hub.audit(
+            AuditRecord(
+                actor: "svc\n",
+                action: "publish_event",
+                target: forged,
+                outcome: .failure(code: "invalid\u{7F}"),
+                clientAddress: "127.0.0.1",
+                channel: .http
+            )
+        )
+        let line = try #require(auditLines().last)
+        let target = try #require(line.metadata["realtime.audit.target"]?.description)
+        #expect(
+            target
+                == "a\\u{D}\\u{A}2026-12-07T00:00:00+0000 critical realtime-server: FAKE\\u{1B}[2J\\u{0}\\u{85}\\u{202E}\\u{2028}z"
+        )
+        #expect(line.metadata["realtime.audit.actor"]?.description == "svc\\u{A}")
+        #expect(line.metadata["realtime.audit.error"]?.description == "invalid\\u{7F}")
+        // Printable text, Unicode included, is left alone.
+        await hub.audit(
+            AuditRecord(actor: "ops", action: "notify_user", target: "user:zoë 名前", outcome: .success, channel: .http)
+        )
+        #expect(auditLines().last?.metadata["realtime.audit.target"]?.description == "user:zoë 名前")
+    }
+
     @Test func aRecordThatIsNotAnnouncedIsOnlyLogged() async throws {
         let hub = try hub()
         let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")

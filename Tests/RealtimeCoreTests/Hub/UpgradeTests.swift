@@ -283,6 +283,8 @@ import Testing
             "WEBSOCKET_FIRST_MESSAGE_AUTH": "true",
             "WEBSOCKET_SESSION_MODE": "registry",
             "WEBSOCKET_REVOCATION_RETENTION": "3600000",
+            "WEBSOCKET_BODY_READ_TIMEOUT": "15000",
+            "WEBSOCKET_HTTP_IDLE_TIMEOUT": "20000",
             "PATH": "/usr/bin",
         ])
         #expect(configuration.maxConnections == 500)
@@ -295,6 +297,8 @@ import Testing
         #expect(configuration.firstMessageAuthentication)
         #expect(configuration.sessionMode == .registry)
         #expect(configuration.revocationRetention == .seconds(3600))
+        #expect(configuration.http.bodyReadTimeout == .seconds(15))
+        #expect(configuration.http.idleTimeout == .seconds(20))
         #expect(
             try HubConfiguration(environment: ["WEBSOCKET_SESSION_MODE": "revocation-list"]).sessionMode
                 == .revocationList

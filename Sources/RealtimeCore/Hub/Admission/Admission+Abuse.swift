@@ -24,6 +24,31 @@ extension Admission {
         abuse.withLock { $0.sweep(now: now, idle: configuration.rateLimits.abuseWindow) }
     }
 
+    /// Counts an open plain HTTP connection of `peer`; `false` (nothing counted) when its address holds the most
+    /// already. A trusted proxy, or a peer that is no IP address, is never refused.
+    func httpConnectionStarted(peer: String) -> Bool {
+        guard let address = IPAddress(peer), !configuration.clientAddress.isTrusted(address) else { return true }
+        let limit = configuration.http.maxConnectionsPerAddress
+        let admitted = openHTTPConnections.withLock { open -> Bool in
+            let count = open[address.rateLimitKey, default: 0]
+            guard count < limit else { return false }
+            open[address.rateLimitKey] = count + 1
+            return true
+        }
+        if !admitted { counters.increment("realtime_http_connections_refused_total", ("reason", "per_address")) }
+        return admitted
+    }
+
+    /// Uncounts a connection ``httpConnectionStarted(peer:)`` admitted (upgraded to a WebSocket, or closed).
+    func httpConnectionEnded(peer: String) {
+        guard let address = IPAddress(peer), !configuration.clientAddress.isTrusted(address) else { return }
+        openHTTPConnections.withLock { open in
+            let key = address.rateLimitKey
+            guard let count = open[key] else { return }
+            open[key] = count > 1 ? count - 1 : nil
+        }
+    }
+
     /// Addresses the abuse state holds.
     var trackedAddressCount: Int { abuse.withLock { $0.count } }
 

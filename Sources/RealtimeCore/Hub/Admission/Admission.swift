@@ -21,6 +21,10 @@ final class Admission: Sendable {
     /// The monotonic clock of the abuse state (tests drive it from a manual clock).
     let now: @Sendable () -> ContinuousClock.Instant
     let abuse: Mutex<AbuseTracker>
+    /// Open plain HTTP connections (not, or not yet, WebSockets) per address key
+    /// (``HubConfiguration/HTTPLimits-swift.struct/maxConnectionsPerAddress``); an entry exists only while its
+    /// address has one open, so the table is bounded by the open sockets.
+    let openHTTPConnections = Mutex<[String: Int]>([:])
 
     init(
         configuration: HubConfiguration,

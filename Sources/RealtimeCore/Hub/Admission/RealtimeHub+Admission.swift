@@ -73,6 +73,21 @@ extension RealtimeHub {
         await admission.httpViolation(reason: reason, peer: peer, host: self)
     }
 
+    /// Counts a plain HTTP connection of `peer` (from its accept until it closes or becomes a WebSocket) against
+    /// ``HubConfiguration/HTTPLimits-swift.struct/maxConnectionsPerAddress``, so that one address cannot hold the
+    /// server's file descriptors with idle or trickling sockets. Returns `false`, counting nothing, when the address
+    /// has that many open already: the host answers `429 too_many_connections` and closes. Trusted proxies (whose
+    /// clients cannot be told apart) are never refused. Synchronous and non-blocking: call it from the event loop
+    /// when the connection becomes active, and ``httpConnectionEnded(peer:)`` exactly once for each admitted one.
+    public func httpConnectionStarted(peer: String) -> Bool {
+        admission.httpConnectionStarted(peer: peer)
+    }
+
+    /// Ends the count of a connection ``httpConnectionStarted(peer:)`` admitted.
+    public func httpConnectionEnded(peer: String) {
+        admission.httpConnectionEnded(peer: peer)
+    }
+
     /// Test hook: addresses the abuse state holds.
     package var trackedAddressCount: Int { admission.trackedAddressCount }
 }

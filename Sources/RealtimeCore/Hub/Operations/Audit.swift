@@ -96,6 +96,33 @@ public struct AuditRecord: Sendable, Hashable {
         while cut.isEmpty == false && cut.utf8.count > maxFieldBytes { cut.removeLast() }
         return cut + "…"
     }
+
+    /// `text` bounded, with every control character (C0, DEL, C1) and every bidirectional formatting character
+    /// written as `\u{XX}`: a log line is one line, whatever a client put in a refused id or type (fuzz: a CR LF in
+    /// an event type, refused with 400, wrote a forged line into the audit log; an ESC cleared the terminal).
+    static func loggable(_ text: String) -> String {
+        let text = bounded(text)
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var escaped = ""
+        escaped.reserveCapacity(text.utf8.count + 8)
+        for scalar in text.unicodeScalars {
+            if needsEscape(scalar) {
+                escaped += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F: true  // C0, DEL, C1
+        case 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: true  // bidirectional marks, embeddings, isolates
+        case 0x2028, 0x2029: true  // line and paragraph separators
+        default: false
+        }
+    }
 }
 
 extension RealtimeHub {
@@ -127,16 +154,16 @@ extension RealtimeHub {
     /// request of the HTTP API it admitted. A host records its own administrative routes with it.
     public func audit(_ record: AuditRecord) async {
         var metadata: Logger.Metadata = [
-            "realtime.audit.actor": "\(AuditRecord.bounded(record.actor))",
-            "realtime.audit.action": "\(AuditRecord.bounded(record.action))",
+            "realtime.audit.actor": "\(AuditRecord.loggable(record.actor))",
+            "realtime.audit.action": "\(AuditRecord.loggable(record.action))",
             "realtime.audit.result": "\(record.outcome.name)",
             "realtime.audit.channel": "\(record.channel.rawValue)",
         ]
-        if let target = record.target { metadata["realtime.audit.target"] = "\(AuditRecord.bounded(target))" }
+        if let target = record.target { metadata["realtime.audit.target"] = "\(AuditRecord.loggable(target))" }
         if case .failure(let code) = record.outcome {
-            metadata["realtime.audit.error"] = "\(AuditRecord.bounded(code))"
+            metadata["realtime.audit.error"] = "\(AuditRecord.loggable(code))"
         }
-        if let address = record.clientAddress { metadata["realtime.remote"] = "\(AuditRecord.bounded(address))" }
+        if let address = record.clientAddress { metadata["realtime.remote"] = "\(AuditRecord.loggable(address))" }
         logger.notice("admin action", metadata: metadata)
         counters.increment("realtime_admin_actions_total", ("result", record.outcome.name))
         guard record.announce else { return }

@@ -117,6 +117,9 @@ extension RealtimeHub {
                     + "administrative actions with audit(_:)"
             )
         }
+        // Ids follow the rule of user and session ids (fuzz: a CR LF id was accepted, and a batch with "same" and
+        // "same\r\n…" passed the duplicate check).
+        try IdentifierPolicy.require(event.id, "the event's id")
         if let userID = event.userID { try IdentifierPolicy.require(userID, "the event's userID") }
         if let sessionID = event.sessionID { try IdentifierPolicy.require(sessionID, "the event's sessionID") }
         if case .user(let userID) = event.scope { try IdentifierPolicy.require(userID, "the event's user scope") }
