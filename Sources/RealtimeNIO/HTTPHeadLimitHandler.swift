@@ -300,14 +300,16 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
         idleTimer = nil
         guard !refused else { return }
         let deadline = lastActivity + idleTimeout
+        let now = context.eventLoop.now
         // A request being read has its own timers; a quiet connection between requests is closed without a word.
-        if deadline <= context.eventLoop.now && scanner.isBetweenRequests {
+        if deadline <= now && scanner.isBetweenRequests {
             context.close(promise: nil)
             return
         }
+        // Activity since: due at its own deadline. A request being read: looked at again a little later.
         startIdleTimer(
             context: context,
-            deadline: max(deadline, context.eventLoop.now + .nanoseconds(idleTimeout.nanoseconds / 10))
+            deadline: deadline > now ? deadline : now + .nanoseconds(idleTimeout.nanoseconds / 10)
         )
     }
 
