@@ -72,6 +72,21 @@ struct MalformedInputTests {
             #expect(try await sneaky.nextClose().code == 1009)
             await sneaky.close()
 
+            // More fragments than a message may have, each empty (fourth fuzz: a CPU flood): 1009. One fewer is a
+            // message like any other.
+            let limit = 1024  // RealtimeWebSocketHandler.maxFragmentsPerMessage
+            let manyFragments = try await server.connect(TestKeys.token("u5"))
+            try await manyFragments.sendFrame(opcode: 1, Array(#"{"type":"ping","#.utf8), fin: false)
+            for _ in 0..<(limit - 2) { try await manyFragments.sendFrame(opcode: 0, [], fin: false) }
+            try await manyFragments.sendFrame(opcode: 0, Array(#""id":"many"}"#.utf8), fin: true)
+            #expect(try await manyFragments.nextMessage(type: "pong")["id"]?.stringValue == "many")
+            try await manyFragments.sendFrame(opcode: 1, Array("{".utf8), fin: false)
+            for _ in 0..<limit { try await manyFragments.sendFrame(opcode: 0, [], fin: false) }
+            let fragmentsClose = try await manyFragments.nextClose()
+            #expect(fragmentsClose.code == 1009)
+            #expect(fragmentsClose.reason.contains("fragments"))
+            await manyFragments.close()
+
             // Protocol violations: 1002.
             let violations: [(name: String, opcode: UInt8, payload: [UInt8], rsv: UInt8, masked: Bool)] = [
                 ("unmasked", 1, Array("{}".utf8), 0, false),
