@@ -301,8 +301,9 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
         guard !refused else { return }
         let deadline = lastActivity + idleTimeout
         let now = context.eventLoop.now
-        // A request being read has its own timers; a quiet connection between requests is closed without a word.
-        if deadline <= now && scanner.isBetweenRequests {
+        // A request being read has its own timers, and so has a connection before its first byte (the header-read
+        // timeout); a quiet connection between requests is closed without a word.
+        if deadline <= now && scanner.isBetweenRequests && scanner.completedHeads > 0 {
             context.close(promise: nil)
             return
         }

@@ -183,7 +183,7 @@ extension ChannelPipeline.SynchronousOperations {
             maxFrameSize: max(hub.configuration.limits.maxFrameBytes, 125),
             enableAutomaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                // A malformed handshake never gets here: `FirstRequestGuard` answered it.
+                // A malformed handshake never gets here: `RequestHeadGuard` answered it.
                 let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
                 let request = UpgradeRequest(
                     uri: head.uri,
@@ -248,9 +248,9 @@ extension ChannelPipeline.SynchronousOperations {
         pipelineConfiguration.enableResponseHeaderValidation = false
         pipelineConfiguration.decoderConfiguration = configuration.httpDecoder
         let negotiated = try configureUpgradableHTTPServerPipeline(configuration: pipelineConfiguration)
-        // Between the HTTP parser and NIO's upgrade handler: the first requests that handler cannot answer.
+        // Between the HTTP parser and NIO's upgrade handler: request heads judged before anyone acts on them.
         try addHandler(
-            FirstRequestGuard(),
+            RequestHeadGuard(),
             position: .before(try handler(type: NIOTypedHTTPServerUpgradeHandler<Result>.self))
         )
         // After the HTTP parser: a request it refuses is answered with 400 (by the head-limit handler).

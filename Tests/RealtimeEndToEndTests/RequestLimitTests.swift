@@ -370,4 +370,34 @@ struct RequestLimitTests {
             for socket in held + idle { await socket.close() }
         }
     }
+
+    /// Fourth fuzz: two Host headers, or none in HTTP/1.1, were served (RFC 9112 §3.2 requires 400).
+    @Test("a request without Host in HTTP/1.1, or with two, gets 400 on the first request and on later ones")
+    func hostHeader() async throws {
+        try await TestServer.with { server in
+            for request in [
+                "GET /ws/health HTTP/1.1\r\n\r\n",
+                "GET /ws/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                "GET /ws/events?token=\(TestKeys.token("alice")) HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            ] {
+                let reply = try await Self.refusal(server, Array(request.utf8))
+                try Self.expectError(reply, status: 400, code: "bad_request")
+                #expect(try reply.json()["error"]?["message"]?.stringValue?.contains("Host") == true)
+            }
+            // HTTP/1.0 needs none.
+            let old = try await TestSocket.connect(port: server.port)
+            try await old.write("GET /ws/health HTTP/1.0\r\n\r\n")
+            #expect(try await old.readHTTPReply().status == 200)
+            await old.close()
+            // A later request of a keep-alive connection is judged too.
+            let socket = try await TestSocket.connect(port: server.port)
+            try await socket.write("GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await socket.readHTTPReply().status == 200)
+            try await socket.write("GET /ws/health HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n")
+            try Self.expectError(try await socket.readHTTPReply(), status: 400, code: "bad_request")
+            try await socket.waitForEOF()
+            await socket.close()
+        }
+    }
 }

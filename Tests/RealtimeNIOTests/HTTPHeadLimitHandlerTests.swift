@@ -173,6 +173,19 @@ import Testing
         #expect(harness.reports.isEmpty)
     }
 
+    /// Before its first byte a connection has the header-read timeout, even when the idle timeout is shorter (a
+    /// loaded machine's client that sends late is not idle; the socket test raced on this).
+    @Test func theIdleTimeoutStartsAfterTheFirstRequest() throws {
+        let harness = try Harness(timeout: .seconds(10), idleTimeout: .seconds(1))
+        harness.advance(5_000)
+        #expect(harness.channel.isActive)
+        try harness.send("GET /ws/health HTTP/1.1\r\nHost: a\r\n\r\n")
+        harness.advance(999)
+        #expect(harness.channel.isActive)
+        harness.advance(1)
+        #expect(!harness.channel.isActive)
+    }
+
     @Test func theIdleTimeoutNeverCutsARequestBeingRead() throws {
         let harness = try Harness(timeout: .seconds(20), bodyTimeout: .seconds(20), idleTimeout: .seconds(5))
         try harness.send("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
