@@ -7,7 +7,7 @@ import NIOHTTP1
 /// or the caller's handlers see them:
 ///
 /// - every request: RFC 9112 §3.2's `Host` rule, a `400` for an HTTP/1.1 request without `Host` and for any request
-///   with more than one (fourth fuzz: both were served);
+///   with more than one (fourth fuzz: both were served); a transfer coding other than `chunked` is `501`;
 /// - the first request (the only one NIO's upgrade handler looks at):
 ///   - a WebSocket handshake that RFC 6455 §4.2.1 does not let a server accept
 ///     (``RealtimeHubPipeline/handshakeProblem(_:)``: not a `GET` of HTTP/1.1, no `Connection: Upgrade`, a key that
@@ -43,12 +43,24 @@ final class RequestHeadGuard: ChannelInboundHandler, RemovableChannelHandler {
         return RealtimeHubPipeline.handshakeProblem(head)
     }
 
-    /// What breaks RFC 9112 §3.2 in `head`'s `Host` header lines, or `nil`.
-    static func hostProblem(_ head: HTTPRequestHead) -> String? {
+    /// What no request may have, whichever of a connection it is: `Host` lines that break RFC 9112 §3.2 (`400`), or
+    /// a transfer coding other than `chunked` (`501`, RFC 9112 §6.1: the server would read a compressed body as
+    /// it is; fourth fuzz: `gzip, chunked` was accepted and its gzip ignored). `nil` when there is none.
+    static func requestProblem(_ head: HTTPRequestHead) -> HTTPHeadLimitHandler.MalformedRequest? {
         let hosts = head.headers["Host"]
-        if hosts.count > 1 { return "a request has one Host header, not \(hosts.count)" }
+        if hosts.count > 1 { return .init(message: "a request has one Host header, not \(hosts.count)") }
         if hosts.isEmpty && (head.version.major, head.version.minor) >= (1, 1) {
-            return "an HTTP/1.1 request needs a Host header"
+            return .init(message: "an HTTP/1.1 request needs a Host header")
+        }
+        if let coding = RealtimeHubPipeline.tokens(of: "Transfer-Encoding", in: head.headers).first(where: {
+            $0 != "chunked"
+        }) {
+            return .init(
+                message: "the transfer coding '\(coding.prefix(32))' is not supported: only chunked is",
+                status: "501 Not Implemented",
+                code: "not_implemented",
+                reason: "unsupported_transfer_coding"
+            )
         }
         return nil
     }
@@ -62,9 +74,9 @@ final class RequestHeadGuard: ChannelInboundHandler, RemovableChannelHandler {
         }
         let first = !sawHead
         sawHead = true
-        if let problem = Self.hostProblem(head) ?? (first ? Self.problem(&head) : nil) {
+        if let problem = Self.requestProblem(head) ?? (first ? Self.problem(&head).map { .init(message: $0) } : nil) {
             refused = true
-            context.pipeline.fireUserInboundEventTriggered(HTTPHeadLimitHandler.MalformedRequest(message: problem))
+            context.pipeline.fireUserInboundEventTriggered(problem)
             return
         }
         context.fireChannelRead(wrapInboundOut(.head(head)))

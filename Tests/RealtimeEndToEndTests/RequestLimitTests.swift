@@ -390,6 +390,15 @@ struct RequestLimitTests {
             try await old.write("GET /ws/health HTTP/1.0\r\n\r\n")
             #expect(try await old.readHTTPReply().status == 200)
             await old.close()
+            // A transfer coding the server would not decode: 501, not a body read as it is.
+            let gzip = try await Self.refusal(
+                server,
+                Array(
+                    ("POST /api/v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+                        .utf8
+                )
+            )
+            try Self.expectError(gzip, status: 501, code: "not_implemented")
             // A later request of a keep-alive connection is judged too.
             let socket = try await TestSocket.connect(port: server.port)
             try await socket.write("GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n")
