@@ -182,7 +182,9 @@ struct Serve: AsyncParsableCommand {
         }
         let hub = try RealtimeHub(configuration: hubConfiguration, backends: backends, logger: logger)
 
-        let router = Router(context: RealtimeRequestContext.self)
+        // HEAD on every GET route (RFC 9110 §9.1: general-purpose servers support GET and HEAD; load balancers
+        // probe health routes with it).
+        let router = Router(context: RealtimeRequestContext.self, options: .autoGenerateHeadEndpoints)
         var routeOptions = RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry)
         if let serviceActions {
             routeOptions.authorize = { identity, action in

@@ -180,7 +180,9 @@ struct RealtimeRoute<Context: RequestContext>: Sendable {
 }
 
 /// A Hummingbird request context that knows the client's socket address, so the hub's HTTP API can apply
-/// per-address checks (blocks, rate limits, failure accounting): `Router(context: RealtimeRequestContext.self)`.
+/// per-address checks (blocks, rate limits, failure accounting):
+/// `Router(context: RealtimeRequestContext.self, options: .autoGenerateHeadEndpoints)` (the option answers `HEAD` on
+/// every `GET` route, as RFC 9110 §9.1 asks of a general-purpose server; load balancers probe health routes with it).
 /// It also carries the identity ``RealtimeAuthenticationMiddleware`` admits, for a host's own routes behind it.
 public struct RealtimeRequestContext: RequestContext, RemoteAddressRequestContext, RealtimeIdentityRequestContext {
     public var coreContext: CoreRequestContextStorage

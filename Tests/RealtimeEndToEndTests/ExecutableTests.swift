@@ -107,6 +107,11 @@ struct ExecutableTests {
         #expect(postMetrics.status == 405)
         #expect(postMetrics.header("Allow") == "GET")
         #expect(try postMetrics.json()["error"]?["code"]?.stringValue == "method_not_allowed")
+        // HEAD on a GET route (fourth fuzz: 405): the GET's status and headers, no body.
+        let head = try await TestSocket.request(port: port, "HEAD", "/ws/health")
+        #expect(head.status == 200)
+        #expect(head.header("Content-Type")?.hasPrefix("application/json") == true)
+        #expect(head.body.isEmpty)
 
         kill(server.process.processIdentifier, SIGTERM)
         let close = try await socket.nextClose(timeout: .seconds(10))

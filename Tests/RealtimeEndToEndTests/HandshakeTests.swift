@@ -141,6 +141,9 @@ struct HandshakeTests {
             let ready = try await TestSocket.request(port: server.port, "GET", "/health/ready")
             #expect(ready.status == 200)
             #expect(try ready.json()["ready"]?.boolValue == true)
+            let head = try await TestSocket.request(port: server.port, "HEAD", "/health/ready")
+            #expect(head.status == 200)
+            #expect(head.body.isEmpty)
         }
     }
 }

@@ -79,7 +79,7 @@ struct TestServer: Sendable {
             backends: backends ?? .inMemory(tokenVerifier: verifier),
             logger: logger
         )
-        let router = Router(context: RealtimeRequestContext.self)
+        let router = Router(context: RealtimeRequestContext.self, options: .autoGenerateHeadEndpoints)
         var options = RealtimeRouteOptions(apiTokenVerifier: verifier, maxBodyBytes: 16 * 1024)
         routeOptions(&options)
         router.addRealtimeHub(hub, options: options)

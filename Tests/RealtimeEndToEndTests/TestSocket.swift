@@ -191,13 +191,18 @@ final class TestSocket: Sendable {
 
     // MARK: HTTP
 
-    func readHTTPReply(timeout: Duration = .seconds(5)) async throws -> HTTPReply {
+    /// The next response; `headOnly` for the answer to a `HEAD` request, which has no body whatever its headers say.
+    func readHTTPReply(timeout: Duration = .seconds(5), headOnly: Bool = false) async throws -> HTTPReply {
         try await inbox.take(timeout: timeout, "an HTTP response") { bytes, closed in
-            try Self.parseReply(&bytes, closed: closed)
+            try Self.parseReply(&bytes, closed: closed, headOnly: headOnly)
         }
     }
 
-    private static func parseReply(_ bytes: inout ArraySlice<UInt8>, closed: Bool) throws -> HTTPReply? {
+    private static func parseReply(
+        _ bytes: inout ArraySlice<UInt8>,
+        closed: Bool,
+        headOnly: Bool
+    ) throws -> HTTPReply? {
         let separator: [UInt8] = [13, 10, 13, 10]
         guard let end = bytes.firstRange(of: separator) else { return nil }
         let head = String(decoding: bytes[bytes.startIndex..<end.lowerBound], as: UTF8.self)
@@ -212,7 +217,7 @@ final class TestSocket: Sendable {
         }
         let bodyStart = end.upperBound
         var reply = HTTPReply(status: status, headers: headers, body: [])
-        if status == 101 {
+        if status == 101 || headOnly {
             bytes.removeSubrange(..<bodyStart)
             return reply
         }
@@ -263,7 +268,7 @@ final class TestSocket: Sendable {
         if !body.isEmpty || method == "POST" { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"
         try await socket.write(Array(head.utf8) + body)
-        return try await socket.readHTTPReply()
+        return try await socket.readHTTPReply(headOnly: method == "HEAD")
     }
 
     // MARK: WebSocket
