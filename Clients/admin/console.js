@@ -107,7 +107,13 @@ class Console {
       subscriptions: ['*'],
       maxReconnectDelayMs: 10000,
     });
-    client.on('state', ({ state }) => this.setStatus(state, state === 'open' ? 'live' : state));
+    // "live" once the server holds the console's subscription, not at `connected`: the subscription is sent right
+    // after it, and an event published in between would be missed while the console already said "live" (a
+    // browser test raced on this). The server answers a connection's requests in order, so the reply to
+    // `get_subscriptions` comes after the subscription is in place.
+    client.on('state', ({ state }) => {
+      if (state !== 'open') this.setStatus(state, state);
+    });
     client.on('event', (event) => {
       this.events.addEvent(event);
       if (CONNECTION_CHANGES.some((pattern) => pattern.matches(event.type))) this.refreshConnectionsSoon();
@@ -115,6 +121,12 @@ class Console {
     client.on('notification', (notification) => this.events.addNotification(notification));
     client.on('gap', (gap) => toast(`Events may have been missed (${gap.reason}).`, 'error'));
     client.on('connected', (info) => {
+      client
+        .getSubscriptions()
+        .catch(() => null)
+        .then(() => {
+          if (this.client === client && client.state === 'open') this.setStatus('open', 'live');
+        });
       this.refreshConnectionsSoon();
       if (info.reconnected) toast(`Reconnected to ${info.serverId}; events sent meanwhile were missed.`, 'ok');
     });
