@@ -27,12 +27,12 @@ extension Admission {
     /// Counts an open plain HTTP connection of `peer`; `false` (nothing counted) when its address holds the most
     /// already. A trusted proxy, or a peer that is no IP address, is never refused.
     func httpConnectionStarted(peer: String) -> Bool {
-        guard let address = IPAddress(peer), !configuration.clientAddress.isTrusted(address) else { return true }
+        guard let key = httpConnectionKey(peer) else { return true }
         let limit = configuration.http.maxConnectionsPerAddress
         let admitted = openHTTPConnections.withLock { open -> Bool in
-            let count = open[address.rateLimitKey, default: 0]
+            let count = open[key, default: 0]
             guard count < limit else { return false }
-            open[address.rateLimitKey] = count + 1
+            open[key] = count + 1
             return true
         }
         if !admitted { counters.increment("realtime_http_connections_refused_total", ("reason", "per_address")) }
@@ -41,12 +41,17 @@ extension Admission {
 
     /// Uncounts a connection ``httpConnectionStarted(peer:)`` admitted (upgraded to a WebSocket, or closed).
     func httpConnectionEnded(peer: String) {
-        guard let address = IPAddress(peer), !configuration.clientAddress.isTrusted(address) else { return }
+        guard let key = httpConnectionKey(peer) else { return }
         openHTTPConnections.withLock { open in
-            let key = address.rateLimitKey
             guard let count = open[key] else { return }
             open[key] = count > 1 ? count - 1 : nil
         }
+    }
+
+    /// The key `peer`'s connections are counted under; `nil` for a trusted proxy or a peer that is no IP address.
+    private func httpConnectionKey(_ peer: String) -> String? {
+        guard let address = IPAddress(peer), !configuration.clientAddress.isTrusted(address) else { return nil }
+        return address.rateLimitKey
     }
 
     /// Addresses the abuse state holds.
