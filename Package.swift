@@ -319,6 +319,7 @@ let package = Package(
             name: "RealtimeJWKSTestSupport",
             dependencies: [
                 "RealtimeJWT",
+                "RealtimeCrypto",
                 "RealtimeCore",
                 .product(name: "NIOSSL", package: "swift-nio-ssl", condition: jwksTrait),
                 .product(name: "NIOCore", package: "swift-nio"),

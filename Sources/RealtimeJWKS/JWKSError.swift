@@ -44,10 +44,11 @@ enum CacheControl {
         guard let header else { return nil }
         var maxAge: Duration?
         for directive in header.split(separator: ",") {
-            let parts = directive.split(separator: "=", maxSplits: 1).map {
+            // `omittingEmptySubsequences: false`: a directive `=` or `` is two or one empty parts, never none.
+            let parts = directive.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
                 $0.trimming(" \t\"")
             }
-            switch parts[0].lowercased() {
+            switch parts.first?.lowercased() {
             case "no-store", "no-cache":
                 return .zero
             case "max-age":

@@ -45,8 +45,38 @@ struct JWKSFetcher: Sendable {
         try? await client.shutdown()
     }
 
-    /// The body of `url` and the lifetime its `Cache-Control` gives.
+    /// The body of `url` and the lifetime its `Cache-Control` gives, within `requestTimeout` from start to the last
+    /// byte of the body.
+    ///
+    /// The client's own deadline bounds the request up to the response head only, and its read timeout restarts
+    /// with every byte: a body trickled a byte at a time would hold the fetch (and every token waiting on it) for
+    /// as long as the server liked. So the whole exchange races a timer, and the loser is cancelled.
     func get(_ url: String, accept: String) async throws(JWKSError) -> (body: [UInt8], lifetime: Duration?) {
+        typealias Outcome = Result<(body: [UInt8], lifetime: Duration?), JWKSError>
+        let timeout = configuration.requestTimeout
+        let outcome = await withTaskGroup(of: Outcome?.self) { group in
+            group.addTask {
+                do throws(JWKSError) {
+                    return .success(try await self.exchange(url, accept: accept))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                // Cancelled: the exchange ended first.
+                guard (try? await Task.sleep(for: timeout)) != nil else { return nil }
+                return .failure(JWKSError(.unreachable, "\(Self.host(of: url)): request timeout"))
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .failure(JWKSError(.unreachable, "\(Self.host(of: url)): the request was cancelled"))
+        }
+        return try outcome.get()
+    }
+
+    /// One request and its whole body (see ``get(_:accept:)``, which bounds its time).
+    private func exchange(_ url: String, accept: String) async throws(JWKSError) -> (body: [UInt8], lifetime: Duration?)
+    {
         let host = Self.host(of: url)
         var request = HTTPClientRequest(url: url)
         request.method = .GET
@@ -94,7 +124,7 @@ struct JWKSFetcher: Sendable {
         }
         let keys: JWTKeySet
         do {
-            keys = try JWTKeySet(jwks: text, rsaAlgorithms: configuration.rsaAlgorithms)
+            keys = try JWTKeySet(jwks: text, rsaAlgorithms: configuration.rsaAlgorithms, publicKeysOnly: true)
         } catch {
             throw JWKSError(.invalidKeySet, "\(Self.host(of: url)): \(error.message)")
         }
@@ -124,11 +154,13 @@ struct JWKSFetcher: Sendable {
         return jwksURL
     }
 
-    /// The host of `url`, for messages (never its path or query, which might carry a secret).
+    /// The host (and port) of `url`, for messages and health details: never its user information, path, query or
+    /// fragment, any of which might carry a secret.
     static func host(of url: String) -> String {
         let parts = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
         guard parts.count >= 3, parts[0].hasSuffix(":"), parts[1].isEmpty else { return "the JWKS server" }
-        return String(parts[2].prefix { $0 != "?" && $0 != "#" })
+        let authority = parts[2].prefix { $0 != "?" && $0 != "#" }
+        return String(authority.split(separator: "@", omittingEmptySubsequences: false).last ?? authority)
     }
 
     /// `duration` as NIO's time amount.

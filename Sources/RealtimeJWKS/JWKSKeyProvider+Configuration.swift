@@ -70,6 +70,15 @@ extension JWKSKeyProvider {
             guard location.lowercased().hasPrefix("https://"), location.count > "https://".count else {
                 throw JWKSError(.invalidConfiguration, "the JWKS URL or issuer must be an https URL")
             }
+            // `https://user:password@host/…`: the client would not send them, and they would show wherever the URL
+            // is named.
+            let authority = location.dropFirst("https://".count).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+            guard !authority.contains("@") else {
+                throw JWKSError(
+                    .invalidConfiguration,
+                    "the JWKS URL or issuer may not carry user information (user:password@); it would not be sent"
+                )
+            }
             let durations = [
                 connectTimeout, readTimeout, requestTimeout, minimumLifetime, defaultLifetime,
                 unknownKeyRefetchInterval, retryInterval,

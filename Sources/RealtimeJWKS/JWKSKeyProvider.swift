@@ -46,8 +46,6 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
     private let now: @Sendable () -> Duration
     private let sleep: @Sendable (Duration) async throws -> Void
     private let state = Mutex(State())
-    private let wakes: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
     private let metrics: ProviderMetrics
 
     private struct State {
@@ -55,6 +53,10 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
         var running = false
         var fetching = false
         var unknownKeyRequested = false
+        /// The refresh loop, while it waits for an unknown-`kid` request (see `unknownKeyRequest()`).
+        var loopWaiter: CheckedContinuation<Void, Never>?
+        /// How many times the loop began to wait: once per fetch and per wake-up, never more (a test checks it).
+        var waits = 0
         var lastUnknownKeyFetch: Duration?
         var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiterID: UInt64 = 0
@@ -100,7 +102,6 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
         let origin = clock.now
         now = { origin.duration(to: clock.now) }
         sleep = { offset in try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil) }
-        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         metrics = ProviderMetrics()
     }
 
@@ -133,19 +134,40 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
         var fetchNow = true
         while !Task.isCancelled {
             if fetchNow { await fetch(with: fetcher) }
-            let (requested, deadline) = state.withLock { ($0.unknownKeyRequested, $0.nextRefreshAt) }
-            if requested {
-                fetchNow = true
-                continue
-            }
-            let until = deadline ?? now()
+            let deadline = state.withLock { $0.nextRefreshAt } ?? now()
+            // Whichever comes first: the refresh is due, or a token with an unknown `kid` asks for a fetch.
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await self.sleep(until) }
-                group.addTask { for await _ in self.wakes { return } }
+                group.addTask { try? await self.sleep(deadline) }
+                group.addTask { await self.unknownKeyRequest() }
                 await group.next()
                 group.cancelAll()
             }
-            fetchNow = now() >= until || state.withLock { $0.unknownKeyRequested }
+            fetchNow = now() >= deadline || state.withLock { $0.unknownKeyRequested }
+        }
+    }
+
+    /// Returns once a fetch for an unknown `kid` is requested (at once if one is pending), or when cancelled.
+    ///
+    /// A continuation in the state rather than an `AsyncStream`: cancelling the task that iterates an `AsyncStream`
+    /// finishes the stream for good, and every later wait on it would return at once (the refresh loop then spun
+    /// without sleeping from its first timed refresh on, taking a core and allocating without bound).
+    private func unknownKeyRequest() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waitsNow = state.withLock { state in
+                    state.waits += 1
+                    // Cancelled before the handler below could see the continuation: it finds none to resume.
+                    guard !state.unknownKeyRequested, !Task.isCancelled else { return true }
+                    state.loopWaiter = continuation
+                    return false
+                }
+                if waitsNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { state in
+                defer { state.loopWaiter = nil }
+                return state.loopWaiter
+            }?.resume()
         }
     }
 
@@ -233,7 +255,7 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                enum Decision { case refused, limited, joined, started }
+                enum Decision { case refused, limited, joined, started(loop: CheckedContinuation<Void, Never>?) }
                 let at = now()
                 let decision = state.withLock { state -> Decision in
                     guard state.running, !Task.isCancelled else { return .refused }
@@ -246,7 +268,9 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
                         state.unknownKeyRequested = true
                     }
                     state.waiters[id] = continuation
-                    return joined ? .joined : .started
+                    guard !joined else { return .joined }
+                    defer { state.loopWaiter = nil }
+                    return .started(loop: state.loopWaiter)
                 }
                 switch decision {
                 case .refused: continuation.resume(returning: false)
@@ -254,9 +278,10 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
                     metrics.unknownLimited.increment()
                     continuation.resume(returning: false)
                 case .joined: metrics.unknownJoined.increment()
-                case .started:
+                case .started(let loop):
                     metrics.unknownFetched.increment()
-                    wake.yield()
+                    // The loop is waiting: wake it. (Busy fetching or about to wait, it sees the request itself.)
+                    loop?.resume()
                 }
             }
         } onCancel: {
@@ -304,4 +329,7 @@ public final class JWKSKeyProvider: Service, JWTUnknownKeyHandler, Sendable {
 
     /// Fetch attempts so far.
     package var fetchCount: Int { state.withLock { $0.fetches } }
+
+    /// How many times the refresh loop began to wait (one more after each fetch or wake-up).
+    package var waitCount: Int { state.withLock { $0.waits } }
 }

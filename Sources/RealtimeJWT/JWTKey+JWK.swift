@@ -71,6 +71,15 @@ extension JWTKey {
         case "oct":
             let secret = try reader.bytes("k")
             guard !algorithms.isEmpty else { throw JWTError(.invalidJWK, "an oct JWK needs an alg") }
+            // RFC 7518 §3.2: a key at least as long as the hash's output (32, 48 or 64 bytes).
+            let minimum = algorithms.map { $0.digest?.length ?? 0 }.max() ?? 0
+            guard secret.count >= minimum else {
+                throw JWTError(
+                    .invalidKey,
+                    "the oct JWK's secret is \(secret.count) bytes; RFC 7518 §3.2 requires at least \(minimum) for "
+                        + algorithms.map(\.name).sorted().joined(separator: "/")
+                )
+            }
             return try hmac(secret: secret, algorithms: algorithms, kid: kid)
         case "RSA":
             let n = try reader.bytes("n")

@@ -42,11 +42,21 @@ public struct JWTKeySet: Sendable {
     /// not understand; a key of a supported type that is malformed makes the whole set fail, so a typo is
     /// noticed rather than silently dropped.
     ///
+    /// A set read from a URL is public: pass `publicKeysOnly` for it, and a symmetric (`oct`) key or a private key
+    /// in it fails the whole set, since anyone who reads the set could sign tokens with such a key.
+    ///
     /// - Parameters:
     ///   - json: The JWK Set as JSON text.
     ///   - rsaAlgorithms: The algorithms of RSA keys that have no `alg` member (some providers omit it).
-    /// - Throws: ``JWTError`` when the text is not a JWK Set or a supported key in it is malformed.
-    public init(jwks json: String, rsaAlgorithms: Set<JWTAlgorithm> = [.rs256]) throws(JWTError) {
+    ///   - publicKeysOnly: Refuse `oct` keys and keys with private members (`d`). Default `false` (a local file
+    ///     may hold the secrets this process signs with).
+    /// - Throws: ``JWTError`` when the text is not a JWK Set, a supported key in it is malformed (an `oct` secret
+    ///   shorter than RFC 7518 §3.2 allows included), or `publicKeysOnly` is set and a key is not public.
+    public init(
+        jwks json: String,
+        rsaAlgorithms: Set<JWTAlgorithm> = [.rs256],
+        publicKeysOnly: Bool = false
+    ) throws(JWTError) {
         let value: JSONValue
         do {
             value = try JSONParser(limits: .init(maxBytes: 1 << 20, maxDepth: 8)).parse(json)
@@ -60,6 +70,14 @@ public struct JWTKeySet: Sendable {
         for (index, entry) in list.enumerated() {
             guard let object = entry.objectValue else { throw JWTError(.invalidJWK, "keys[\(index)] is not an object") }
             if object["use"]?.stringValue == "enc" { continue }
+            if publicKeysOnly, object["kty"]?.stringValue == "oct" || object["d"] != nil {
+                let what = object["kty"]?.stringValue == "oct" ? "a symmetric (oct) key" : "a private key (d)"
+                throw JWTError(
+                    .invalidJWK,
+                    "keys[\(index)] is \(what): a JWK Set served over the network is public and may hold public keys "
+                        + "only (anyone who reads it could sign tokens)"
+                )
+            }
             do {
                 keys.append(try JWTKey.jwk(object, algorithm: nil, rsaDefault: rsaAlgorithms))
             } catch  where error.code == .unsupportedKey {

@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 public import RealtimeCore
+import RealtimeCrypto
 public import RealtimeJWT
 import Synchronization
 
@@ -42,7 +43,7 @@ public struct TestCertificates: Sendable {
             let message = errors.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
             guard process.terminationStatus == 0 else {
-                throw CertificateError(message: String(decoding: message, as: UTF8.self))
+                throw TestCertificates.CertificateError(message: String(decoding: message, as: UTF8.self))
             }
         }
         for name in ["ca", "other-ca"] {
@@ -102,6 +103,8 @@ public final class HTTPSTestServer: Sendable {
         case stall
         /// 200 JSON of `bytes` bytes, chunked without `Content-Length` (`announced: false`) or announced.
         case huge(bytes: Int, announced: Bool)
+        /// 200 JSON, chunked: `chunks` one-byte chunks (spaces, so no JSON), one every `interval`, then the end.
+        case trickle(chunks: Int, interval: Duration)
     }
 
     private struct State {
@@ -203,6 +206,32 @@ public final class HTTPSTestServer: Sendable {
                 if announced { headers.add(name: "Content-Length", value: "\(bytes)") }
                 let chunk = ByteBuffer(repeating: UInt8(ascii: " "), count: 64 * 1024)
                 respond(context, .ok, headers, Array(repeating: chunk, count: bytes / chunk.readableBytes))
+            case .trickle(let chunks, let interval):
+                headers.add(name: "Content-Type", value: "application/json")
+                context.writeAndFlush(
+                    wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                    promise: nil
+                )
+                let (seconds, attoseconds) = interval.components
+                trickle(
+                    context,
+                    left: chunks,
+                    every: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                )
+            }
+        }
+
+        private func trickle(_ context: ChannelHandlerContext, left: Int, every interval: TimeAmount) {
+            let channel = context.channel
+            guard channel.isActive else { return }
+            guard left > 0 else {
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: " ")))), promise: nil)
+            let this = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: interval) {
+                this.value.0.trickle(this.value.1, left: left - 1, every: interval)
             }
         }
 
@@ -227,14 +256,27 @@ public final class HTTPSTestServer: Sendable {
     }
 }
 
-/// HMAC keys published as JWKs (`kty` `oct`, `use` `sig`, `alg` HS256), and tokens they sign: the keys of the tests'
-/// identity provider.
+/// Ed25519 keys published as JWKs (`kty` `OKP`, `use` `sig`, `alg` EdDSA), and tokens they sign: the keys of the
+/// tests' identity provider. A key set served over the network may hold public keys only, so the published JWK has
+/// no private part; each `kid` derives its own private key, the same in every run.
 public enum TestJWKS {
-    /// The JWK of `kid` and the signer of tokens for it.
+    /// The public JWK of `kid` and the signer of tokens for it.
     public static func key(_ kid: String) throws -> (jwk: String, signer: JWTSigner) {
-        let secret = Array("secret-of-\(kid)-0123456789abcdef0123456789".utf8)
-        let jwk = #"{"kty":"oct","kid":"\#(kid)","use":"sig","alg":"HS256","k":"\#(Base64URL.encode(secret))"}"#
-        return (jwk, try JWTSigner(key: .hmac(secret: secret, algorithms: [.hs256], kid: kid)))
+        // FNV-1a of the kid, then a 64-bit mixer for each of the 32 bytes of the private key.
+        var state: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "test-identity-provider:\(kid)".utf8 { state = (state ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let privateKey = (0..<32).map { _ -> UInt8 in
+            state = (state ^ (state >> 33)) &* 0xff51_afd7_ed55_8ccd
+            state ^= state >> 29
+            return UInt8(truncatingIfNeeded: state)
+        }
+        guard let publicKey = try EVPKey.ed25519(raw: privateKey, isPrivate: true).ed25519PublicKey() else {
+            throw TestCertificates.CertificateError(message: "OpenSSL did not derive the Ed25519 public key")
+        }
+        let (x, d) = (Base64URL.encode(publicKey), Base64URL.encode(privateKey))
+        let jwk = #"{"kty":"OKP","crv":"Ed25519","kid":"\#(kid)","use":"sig","alg":"EdDSA","x":"\#(x)"}"#
+        let privateJWK = #"{"kty":"OKP","crv":"Ed25519","kid":"\#(kid)","alg":"EdDSA","x":"\#(x)","d":"\#(d)"}"#
+        return (jwk, try JWTSigner(key: .jwk(privateJWK)))
     }
 
     /// A JWK Set of the keys `kids`.

@@ -53,9 +53,27 @@ import Testing
             // A key whose alg does not fit its type (as for JWK Set files).
             let mismatched = #"{"keys":[{"kty":"oct","alg":"RS256","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}"#
             #expect(try await Self.fetch(server, .body(mismatched))?.code == .invalidKeySet)
+            // A set served over the network may hold public keys only: a shared secret in it lets anyone sign.
+            let secret = Base64URL.encode([UInt8](repeating: 7, count: 32))
+            let symmetric = #"{"keys":[{"kty":"oct","kid":"h1","alg":"HS256","k":"\#(secret)"}]}"#
+            let published = try await Self.fetch(server, .body(symmetric))
+            #expect(published?.code == .invalidKeySet)
+            #expect(published?.message.contains("public keys only") == true)
             // A certificate no configured CA signed.
             let other = try TestCertificates.shared.get().otherCAFile
             #expect(try await Self.fetch(server, .body(good), caFile: other)?.code == .unreachable)
+        }
+    }
+
+    /// Fifth adversarial probe, MEDIUM: a body trickled a byte at a time (each byte within the read timeout) held
+    /// the fetch for as long as the server went on; `requestTimeout` bounds the whole exchange, body included.
+    @Test func aTrickledBodyEndsAtTheRequestTimeout() async throws {
+        try await JWKSKeyProviderTests.withServer { server in
+            // 50 bytes 100 ms apart (5 s; the read timeout is 300 ms) against a request timeout of 3 s. Had it been
+            // read to its end, the body (spaces) would be refused as an invalid key set instead.
+            let error = try await Self.fetch(server, .trickle(chunks: 50, interval: .milliseconds(100)))
+            #expect(error?.code == .unreachable)
+            #expect(error?.message.hasSuffix("request timeout") == true)
         }
     }
 
@@ -76,6 +94,14 @@ import Testing
         configuration.maximumBytes = 1 << 20
         configuration.minimumLifetime = .seconds(7200)
         #expect(throws: JWKSError.self) { try configuration.validate() }
+        // User information in the URL would not be sent, and would show wherever the host is named.
+        configuration.minimumLifetime = .seconds(60)
+        configuration.source = .url("https://user:secret@idp.example/jwks")
+        #expect(throws: JWKSError.self) { try configuration.validate() }
+        configuration.source = .openIDIssuer("https://user@idp.example")
+        #expect(throws: JWKSError.self) { try configuration.validate() }
+        configuration.source = .url("https://idp.example/jwks?contact=ops@example.com")
+        #expect(throws: Never.self) { try configuration.validate() }
         configuration.caFile = "/nonexistent/ca.pem"
         configuration.minimumLifetime = .seconds(60)
         #expect(throws: JWKSError.self) { try JWKSFetcher(configuration: configuration) }
@@ -89,5 +115,17 @@ import Testing
         #expect(CacheControl.lifetime("max-age=-1") == nil)
         #expect(CacheControl.lifetime("max-age=1e3") == nil)
         #expect(CacheControl.lifetime("max-age=99999999999999999999") == .seconds(999_999_999_999))
+        // Fifth adversarial probe, MEDIUM: `Cache-Control: =` trapped (index out of range) and took the server down.
+        for header in ["=", "", ",", " , ", "==", "=,=", "max-age", "max-age=", "=5"] {
+            #expect(CacheControl.lifetime(header) == nil, "\(header)")
+        }
+        #expect(CacheControl.lifetime("=, max-age=5") == .seconds(5))
+    }
+
+    @Test func messagesNameTheHostOnly() {
+        #expect(JWKSFetcher.host(of: "https://idp.example:8443/jwks?key=secret#x") == "idp.example:8443")
+        #expect(JWKSFetcher.host(of: "https://user:secret@idp.example/jwks") == "idp.example")
+        #expect(JWKSFetcher.host(of: "https://a@b@idp.example?q=@") == "idp.example")
+        #expect(JWKSFetcher.host(of: "not a url") == "the JWKS server")
     }
 }

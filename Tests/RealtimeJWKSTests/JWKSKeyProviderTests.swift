@@ -132,6 +132,41 @@ import Testing
         }
     }
 
+    /// Fifth adversarial probe, HIGH: from the first timed refresh on, the loop's wait for unknown-`kid` requests
+    /// returned at once (it iterated an `AsyncStream` in a task that was cancelled, which finishes the stream), so
+    /// the loop spun on a core and allocated without bound. Each fetch and each wake-up begins exactly one wait.
+    @Test func theRefreshLoopWaitsOncePerFetchAfterTimedRefreshesAndFailures() async throws {
+        try await Self.withServer { server in
+            let clock = ManualClock()
+            server.answer("/jwks", with: .body(try Self.set(["k1"]), cacheControl: "max-age=120"))
+            let running = try Self.start(server, clock: clock)
+            #expect(try await running.fetched(1))
+            #expect(try await eventually { running.provider.waitCount >= 1 })
+            // Two timed refreshes (at 90 s of a 120 s lifetime), then a failure and its retry (5 s).
+            clock.advance(by: .seconds(90))
+            #expect(try await running.fetched(2))
+            #expect(try await eventually { running.provider.waitCount >= 2 })
+            server.answer("/jwks", with: .status(500))
+            clock.advance(by: .seconds(90))
+            #expect(try await running.fetched(3))
+            #expect(try await eventually { running.provider.waitCount >= 3 })
+            server.answer("/jwks", with: .body(try Self.set(["k1", "k2"]), cacheControl: "max-age=120"))
+            clock.advance(by: .seconds(5))
+            #expect(try await running.fetched(4))
+            #expect(try await eventually { running.provider.waitCount >= 4 })
+            // An unknown `kid` still wakes the loop after all that.
+            server.answer("/jwks", with: .body(try Self.set(["k1", "k2", "k3"]), cacheControl: "max-age=120"))
+            #expect(try await running.verifier.verify(Self.token("k3")).userID == "alice")
+            #expect(try await eventually { running.provider.waitCount >= 5 })
+            // Nothing is due and nothing asks: a loop that spins begins thousands of waits in this time, one that
+            // sleeps none.
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(running.provider.waitCount == 5)
+            #expect(running.provider.fetchCount == 5)
+            await running.stop()
+        }
+    }
+
     @Test func aFloodOfForgedKidsFetchesAtMostOncePerInterval() async throws {
         try await Self.withServer { server in
             let clock = ManualClock()

@@ -318,6 +318,36 @@ import Testing
         #expect(refusal { try withEd.verify(token, at: referenceNow) } == .badSignature)
     }
 
+    /// Fifth adversarial probe, LOW: a 1-byte `oct` key in a JWK Set (even one fetched from a URL, which anyone can
+    /// read) was accepted, and signed admin tokens.
+    @Test func weakAndPublishedSecretsInAJWKSetAreRefused() throws {
+        // RFC 7518 §3.2: an HS256/384/512 secret is at least as long as the hash's output.
+        let short = #"{"kty":"oct","alg":"HS256","k":"eA"}"#
+        #expect(throws: JWTError.self) { try JWTKey.jwk(short) }
+        let thirtyOne = Base64URL.encode([UInt8](repeating: 7, count: 31))
+        #expect(throws: JWTError.self) { try JWTKey.jwk(#"{"kty":"oct","alg":"HS256","k":"\#(thirtyOne)"}"#) }
+        let thirtyTwo = Base64URL.encode([UInt8](repeating: 7, count: 32))
+        #expect(throws: JWTError.self) { try JWTKey.jwk(#"{"kty":"oct","alg":"HS384","k":"\#(thirtyTwo)"}"#) }
+        let hmac = #"{"kty":"oct","kid":"h1","alg":"HS256","k":"\#(thirtyTwo)"}"#
+        #expect(try JWTKey.jwk(hmac).isHMAC)
+        #expect(throws: JWTError.self) { try JWTKeySet(jwks: #"{"keys":[\#(short)]}"#) }
+        // A set that is public (publicKeysOnly, as for a JWKS URL) refuses every key anyone could sign with.
+        #expect(try JWTKeySet(jwks: #"{"keys":[\#(hmac)]}"#).keys.count == 1)
+        let publicEd = #"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#
+        let privateEd =
+            #"{"kty":"OKP","crv":"Ed25519","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#
+        #expect(try JWTKeySet(jwks: #"{"keys":[\#(publicEd)]}"#, publicKeysOnly: true).keys.count == 1)
+        for key in [hmac, privateEd] {
+            do {
+                _ = try JWTKeySet(jwks: #"{"keys":[\#(publicEd),\#(key)]}"#, publicKeysOnly: true)
+                Issue.record("a public set accepted \(key)")
+            } catch {
+                #expect(error.code == .invalidJWK)
+                #expect(error.message.contains("keys[1]") && error.message.contains("public keys only"))
+            }
+        }
+    }
+
     @Test func errorDetailsNeverContainTheTokenOrClaims() throws {
         let secretish = "sensitive-\(UInt64.random(in: 0 ... .max))"
         let tokens = [
