@@ -131,6 +131,12 @@ struct JWKSFetcher: Sendable {
         guard !keys.keys.isEmpty else {
             throw JWKSError(.invalidKeySet, "\(Self.host(of: url)) sent no key this verifier can use")
         }
+        guard keys.keys.count <= configuration.maximumKeys else {
+            throw JWKSError(
+                .invalidKeySet,
+                "\(Self.host(of: url)) sent \(keys.keys.count) usable keys; the limit is \(configuration.maximumKeys)"
+            )
+        }
         return (keys, lifetime)
     }
 

@@ -39,6 +39,10 @@ extension JWKSKeyProvider {
         /// The last good key set keeps serving meanwhile. Defaults 5 s and 5 min.
         public var retryInterval: Duration
         public var maximumRetryInterval: Duration
+        /// The most usable keys a fetched set may hold; a set with more is refused (`invalid_key_set`). Identity
+        /// providers publish a handful; the bound keeps the cost of a token without `kid`, which is checked against
+        /// every key of its algorithm, small. Default 100, at most 1,000.
+        public var maximumKeys: Int
         /// Algorithms of RSA keys without `alg` (see `JWTKeySet.init(jwks:rsaAlgorithms:)`). Default RS256.
         public var rsaAlgorithms: Set<JWTAlgorithm>
 
@@ -56,11 +60,12 @@ extension JWKSKeyProvider {
             unknownKeyRefetchInterval = .seconds(60)
             retryInterval = .seconds(5)
             maximumRetryInterval = .seconds(300)
+            maximumKeys = 100
             rsaAlgorithms = [.rs256]
         }
 
         /// Refuses what cannot work: a source that is not `https`, bounds out of order, non-positive durations, a
-        /// size limit outside 1 byte … 1 MiB (the JWK Set parser's own bound).
+        /// size limit outside 1 byte … 1 MiB (the JWK Set parser's own bound), a key limit outside 1 … 1,000.
         public func validate() throws(JWKSError) {
             let location: String
             switch source {
@@ -91,6 +96,9 @@ extension JWKSKeyProvider {
             }
             guard (1...(1 << 20)).contains(maximumBytes) else {
                 throw JWKSError(.invalidConfiguration, "maximumBytes must be from 1 to 1048576")
+            }
+            guard (1...1000).contains(maximumKeys) else {
+                throw JWKSError(.invalidConfiguration, "maximumKeys must be from 1 to 1000")
             }
         }
 

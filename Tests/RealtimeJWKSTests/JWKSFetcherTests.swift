@@ -12,7 +12,8 @@ import Testing
     static func fetch(
         _ server: HTTPSTestServer,
         _ answer: HTTPSTestServer.Answer,
-        caFile: String? = nil
+        caFile: String? = nil,
+        maximumKeys: Int = 100
     ) async throws -> JWKSError? {
         let certificates = try TestCertificates.shared.get()
         server.answer("/jwks", with: answer)
@@ -23,6 +24,7 @@ import Testing
         configuration.readTimeout = .milliseconds(300)
         configuration.connectTimeout = .seconds(1)
         configuration.requestTimeout = .seconds(3)
+        configuration.maximumKeys = maximumKeys
         let fetcher = try JWKSFetcher(configuration: configuration)
         do {
             _ = try await fetcher.keySet(server.url("/jwks"))
@@ -59,6 +61,12 @@ import Testing
             let published = try await Self.fetch(server, .body(symmetric))
             #expect(published?.code == .invalidKeySet)
             #expect(published?.message.contains("public keys only") == true)
+            // More usable keys than the limit (a token without `kid` is checked against each of them).
+            let three = try JWKSKeyProviderTests.set(["k1", "k2", "k3"])
+            #expect(try await Self.fetch(server, .body(three), maximumKeys: 3) == nil)
+            let many = try await Self.fetch(server, .body(three), maximumKeys: 2)
+            #expect(many?.code == .invalidKeySet)
+            #expect(many?.message.hasSuffix("sent 3 usable keys; the limit is 2") == true)
             // A certificate no configured CA signed.
             let other = try TestCertificates.shared.get().otherCAFile
             #expect(try await Self.fetch(server, .body(good), caFile: other)?.code == .unreachable)
@@ -92,6 +100,11 @@ import Testing
         configuration.maximumBytes = 2 << 20
         #expect(throws: JWKSError.self) { try configuration.validate() }
         configuration.maximumBytes = 1 << 20
+        for keys in [0, 1001] {
+            configuration.maximumKeys = keys
+            #expect(throws: JWKSError.self) { try configuration.validate() }
+        }
+        configuration.maximumKeys = 100
         configuration.minimumLifetime = .seconds(7200)
         #expect(throws: JWKSError.self) { try configuration.validate() }
         // User information in the URL would not be sent, and would show wherever the host is named.
