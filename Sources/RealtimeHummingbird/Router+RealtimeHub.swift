@@ -64,7 +64,8 @@ extension RouterMethods {
     ///
     /// Every error under the API prefix, `/ws/` and the hub's own paths is the JSON envelope
     /// `{"error":{"code":…,"message":…}}`: an unknown path is `404 not_found`, a known path with another method
-    /// `405 method_not_allowed` with `Allow`. API requests pass ``RealtimeAuthenticationMiddleware``: the hub's
+    /// `405 method_not_allowed` with `Allow`. Every `GET` route answers `HEAD` as well (without a body), with or
+    /// without the router's `.autoGenerateHeadEndpoints`. API requests pass ``RealtimeAuthenticationMiddleware``: the hub's
     /// admission policy (RealtimeCore's `RealtimeHub.authenticateRequest(_:verifier:)`: revoked sessions, blocked
     /// addresses, rate limits, failure accounting), then ``RealtimeRouteOptions/authorize`` with the route's
     /// ``RealtimeAPIAction``; the client address
@@ -132,6 +133,11 @@ extension RouterMethods {
             let parent = options.apiPrefix.split(separator: "/").first.map { "/\($0)/" } ?? options.apiPrefix + "/"
             prefixes.append(parent)
         }
+        // `HEAD` on every `GET` route (RFC 9110 §9.1; load balancers probe health routes with it), whatever the
+        // router's options, so `Allow` can list it truthfully.
+        routes += routes.compactMap(\.head)
+        apiRoutes += apiRoutes.compactMap(\.head)
+        adminRoutes += adminRoutes.compactMap(\.head)
         // Before the routes: router middleware applies to the routes added after it, and to unmatched requests.
         let known = routes.map { ($0.method, $0.path) } + (apiRoutes + adminRoutes).map { ($0.method, $0.path) }
         _ = add(middleware: JSONErrorMiddleware<Context>(routes: known, prefixes: prefixes))
@@ -177,12 +183,23 @@ struct RealtimeRoute<Context: RequestContext>: Sendable {
         self.action = action
         self.handler = handler
     }
+
+    /// For a `GET` route, the `HEAD` route beside it: the same action and handler, the response without its body
+    /// (as Hummingbird's `.autoGenerateHeadEndpoints` does, which leaves a route registered explicitly alone).
+    var head: Self? {
+        guard method == .get else { return nil }
+        let get = handler
+        return Self(.head, path, action: action) { request, context in
+            try await get(request, context).createHeadResponse()
+        }
+    }
 }
 
 /// A Hummingbird request context that knows the client's socket address, so the hub's HTTP API can apply
 /// per-address checks (blocks, rate limits, failure accounting):
-/// `Router(context: RealtimeRequestContext.self, options: .autoGenerateHeadEndpoints)` (the option answers `HEAD` on
-/// every `GET` route, as RFC 9110 §9.1 asks of a general-purpose server; load balancers probe health routes with it).
+/// `Router(context: RealtimeRequestContext.self, options: .autoGenerateHeadEndpoints)` (the hub's own `GET` routes
+/// answer `HEAD` either way; the option does the same for the host's, as RFC 9110 §9.1 asks of a general-purpose
+/// server).
 /// It also carries the identity ``RealtimeAuthenticationMiddleware`` admits, for a host's own routes behind it.
 public struct RealtimeRequestContext: RequestContext, RemoteAddressRequestContext, RealtimeIdentityRequestContext {
     public var coreContext: CoreRequestContextStorage

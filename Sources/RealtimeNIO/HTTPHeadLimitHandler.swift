@@ -16,8 +16,8 @@ import RealtimeCore
 /// - A head that is not complete within the header-read timeout (from its first byte, or from the connection's
 ///   start for the first request) gets `408` the same way; a connection that sent nothing is closed quietly.
 /// - A body that is not complete within the body-read timeout (from the end of its head) gets `408` the same way.
-/// - A keep-alive connection between requests with no byte read or written for the idle timeout is closed
-///   quietly (fuzz: idle keep-alive sockets were held forever, and a few hundred of them from one address
+/// - A keep-alive connection between requests (its last request answered) with no byte read or written for the
+///   idle timeout is closed quietly (fuzz: idle keep-alive sockets were held forever, and a few hundred of them from one address
 ///   exhausted the server's file descriptors).
 /// - A request the HTTP parser refuses is answered with `400` the same way (``MalformedRequest``).
 ///
@@ -84,6 +84,10 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// The head whose body the body timer runs for (``HTTPHeadScanner/completedHeads`` at its start).
     private var headsAtBodyTimerStart = 0
     private var idleTimer: Scheduled<Void>?
+    /// A request was read to its end and nothing was written since: the server is still working on the answer, so
+    /// the connection is not idle however long that takes (a response is the server's to bound, e.g. a health check
+    /// waiting on a backend). Set when a read completes a request, cleared by the next write.
+    private var awaitingResponse = false
     /// The last time a byte was read or written (the event loop's clock).
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
 
@@ -139,6 +143,7 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         lastActivity = context.eventLoop.now
+        awaitingResponse = false
         context.write(data, promise: promise)
     }
 
@@ -168,6 +173,7 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         lastActivity = context.eventLoop.now
         let buffer = unwrapInboundIn(data)
+        let (headsBefore, betweenBefore) = (scanner.completedHeads, scanner.isBetweenRequests)
         if let violation = scanner.scan(buffer.readableBytesView) {
             switch violation {
             case .requestLineTooLong:
@@ -207,6 +213,11 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
             if bodyTimer == nil || headsAtBodyTimerStart != scanner.completedHeads { startBodyTimer(context: context) }
         } else {
             cancelBodyTimer()
+        }
+        // A request ended in these bytes (bytes between requests that start none, such as a stray CRLF, do not
+        // count: they must not keep a connection from ever being idle).
+        if scanner.isBetweenRequests && (!betweenBefore || scanner.completedHeads != headsBefore) {
+            awaitingResponse = true
         }
         context.fireChannelRead(data)
     }
@@ -302,8 +313,9 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let deadline = lastActivity + idleTimeout
         let now = context.eventLoop.now
         // A request being read has its own timers, and so has a connection before its first byte (the header-read
-        // timeout); a quiet connection between requests is closed without a word.
-        if deadline <= now && scanner.isBetweenRequests && scanner.completedHeads > 0 {
+        // timeout); a request read and not yet answered is the server's; a quiet connection between requests is
+        // closed without a word.
+        if deadline <= now && scanner.isBetweenRequests && scanner.completedHeads > 0 && !awaitingResponse {
             context.close(promise: nil)
             return
         }

@@ -90,10 +90,10 @@ struct APIHardeningTests {
                 ("POST", "/api/v1/nothing", 404, "not_found", nil),
                 ("GET", "/api/v2/events", 404, "not_found", nil),
                 ("GET", "/api/v1/events", 405, "method_not_allowed", "POST"),
-                ("DELETE", "/api/v1/stats", 405, "method_not_allowed", "GET"),
+                ("DELETE", "/api/v1/stats", 405, "method_not_allowed", "GET, HEAD"),
                 ("GET", "/api/v1/sessions/s1/revoke", 405, "method_not_allowed", "POST"),
-                ("POST", "/ws/events", 405, "method_not_allowed", "GET"),
-                ("PUT", "/ws/health", 405, "method_not_allowed", "GET"),
+                ("POST", "/ws/events", 405, "method_not_allowed", "GET, HEAD"),
+                ("PUT", "/ws/health", 405, "method_not_allowed", "GET, HEAD"),
                 ("GET", "/ws/nothing", 404, "not_found", nil),
                 ("GET", "/ws/events", 426, "upgrade_required", nil),
             ] as [(String, String, Int, String, String?)] {

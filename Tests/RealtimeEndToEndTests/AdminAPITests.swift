@@ -140,7 +140,12 @@ struct AdminAPITests {
                 #expect(try await server.api("GET", path).status == 200)
                 let post = try await server.api("POST", path)
                 #expect(post.status == 405)
-                #expect(post.header("Allow") == "GET")
+                #expect(post.header("Allow") == "GET, HEAD")
+                // HEAD takes the same action as GET: the same checks, the same status, no body.
+                let head = try await server.api("HEAD", path)
+                #expect(head.status == 200 && head.body.isEmpty, "\(path)")
+                #expect(try await server.api("HEAD", path, token: TestKeys.token("alice")).status == 403, "\(path)")
+                #expect(try await server.api("HEAD", path, token: nil).status == 401, "\(path)")
             }
         }
     }

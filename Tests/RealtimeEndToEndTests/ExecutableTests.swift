@@ -105,7 +105,7 @@ struct ExecutableTests {
         // Another method on the hub's route outside its prefixes: JSON 405 with Allow (was an empty 404).
         let postMetrics = try await TestSocket.request(port: port, "POST", "/metrics")
         #expect(postMetrics.status == 405)
-        #expect(postMetrics.header("Allow") == "GET")
+        #expect(postMetrics.header("Allow") == "GET, HEAD")
         #expect(try postMetrics.json()["error"]?["code"]?.stringValue == "method_not_allowed")
         // HEAD on a GET route (fourth fuzz: 405): the GET's status and headers, no body.
         let head = try await TestSocket.request(port: port, "HEAD", "/ws/health")

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
+import Hummingbird
 import RealtimeCore
 import Testing
 
@@ -328,6 +329,31 @@ struct RequestLimitTests {
             let socket = try await TestSocket.connect(port: server.port)
             try await socket.write("GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(try await socket.readHTTPReply().status == 200)
+            try await socket.waitForEOF()
+            await socket.close()
+        }
+    }
+
+    /// The idle timeout counts only between an answer and the next request: a response the server takes longer than
+    /// the idle timeout to produce is not cut off (a `/ws/health` slower than 300 ms on a loaded machine was, and
+    /// `idleKeepAlive` failed on it).
+    @Test("a request whose answer takes longer than the idle timeout is answered, then the idle timeout applies")
+    func slowAnswerIsNotIdle() async throws {
+        try await TestServer.with(
+            { $0.http.idleTimeout = .milliseconds(200) },
+            routes: { router, _ in
+                router.get("/slow") { _, _ in
+                    // The server's own work, five idle timeouts long.
+                    try await Task.sleep(for: .seconds(1))
+                    return "done"
+                }
+            }
+        ) { server in
+            let socket = try await TestSocket.connect(port: server.port)
+            try await socket.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await socket.readHTTPReply().status == 200)
+            // A stray CRLF after the answer starts no request and does not keep the connection from being idle.
+            try await socket.write("\r\n")
             try await socket.waitForEOF()
             await socket.close()
         }
