@@ -124,6 +124,15 @@ const MAX_PATTERN_BYTES = 200;
 const MAX_SEGMENTS = 8;
 const MAX_PATTERNS_PER_MESSAGE = 50;
 
+/** The server's refusals of a subscription: the pattern itself is wrong for this connection, so it is forgotten. */
+const SUBSCRIPTION_REFUSALS = new Set(['invalid_pattern', 'forbidden_pattern', 'too_many_subscriptions']);
+
+/** How often a subscription whose reply timed out is sent again on the same connection. */
+const SUBSCRIBE_ATTEMPTS = 3;
+
+/** The wait before refreshing a token that looks expired on this device and has no `iat` (clock skew). */
+const MIN_REFRESH_INTERVAL_MS = 5000;
+
 /**
  * A parsed subscription pattern, with the server's rules (`EventPattern`): an exact type; a trailing `*` that
  * matches one or more further segments (`security.*` matches `security.a.b`, not `security`); a `*` in the middle
@@ -331,7 +340,8 @@ export class RealtimeClient {
     try {
       return await this._request('subscribe', { eventTypes: patterns });
     } catch (error) {
-      for (const pattern of added) this._subscriptions.delete(pattern);
+      // Refused: forgotten. Lost with the connection or unanswered: still held, and sent on the next connection.
+      if (SUBSCRIPTION_REFUSALS.has(error.code)) for (const pattern of added) this._subscriptions.delete(pattern);
       throw error;
     }
   }
@@ -386,7 +396,7 @@ export class RealtimeClient {
     this._setState(this._everConnected ? 'reconnecting' : 'connecting');
     let token;
     try {
-      token = await this.options.getToken();
+      token = await this._fetchToken();
       if (typeof token !== 'string' || token.length === 0) throw new Error('getToken() returned no token');
     } catch (error) {
       if (this._state === 'closed') return;
@@ -552,11 +562,29 @@ export class RealtimeClient {
     for (let start = 0; start < patterns.length; start += MAX_PATTERNS_PER_MESSAGE) {
       const payload = { eventTypes: patterns.slice(start, start + MAX_PATTERNS_PER_MESSAGE) };
       if (recovery && start === 0) payload.recover = Object.fromEntries(this.positions);
-      this._request('subscribe', payload).catch((error) => {
-        for (const pattern of payload.eventTypes) this._subscriptions.delete(pattern);
-        this._emit('error', { code: error.code ?? 'subscribe_failed', message: error.message });
-      });
+      this._sendSubscription(payload, this._socket, 1);
     }
+  }
+
+  /**
+   * Sends one `subscribe` of a (re)connection. Only the server's refusal of a pattern forgets it: a connection
+   * lost before the reply leaves the patterns for the next connection (which sends them all again), and a reply
+   * that does not come in time sends them again on the same connection (without `recover`, which a connection may
+   * ask once), up to `SUBSCRIBE_ATTEMPTS` times. Forgetting them on any failure left a client that reconnected
+   * into a crashing server `open` with no subscription at all.
+   */
+  _sendSubscription(payload, socket, attempt) {
+    this._request('subscribe', payload).catch((error) => {
+      if (error.code === 'disconnected' || error.code === 'not_connected') return;
+      if (SUBSCRIPTION_REFUSALS.has(error.code)) {
+        for (const pattern of payload.eventTypes) this._subscriptions.delete(pattern);
+      }
+      this._emit('error', { code: error.code ?? 'subscribe_failed', message: error.message });
+      if (error.code === 'timeout' && attempt < SUBSCRIBE_ATTEMPTS && this._socket === socket) {
+        const held = payload.eventTypes.filter((pattern) => this._subscriptions.has(pattern));
+        if (held.length > 0) this._sendSubscription({ eventTypes: held }, socket, attempt + 1);
+      }
+    });
   }
 
   _recovered(payload) {
@@ -633,17 +661,42 @@ export class RealtimeClient {
     const expiry = tokenExpiry(this._token);
     if (expiry === null) return;
     const remaining = expiry - Date.now();
-    const delay = Math.max(0, remaining - Math.min(this.options.refreshBeforeExpiryMs, remaining / 2));
+    let delay = Math.max(0, remaining - Math.min(this.options.refreshBeforeExpiryMs, remaining / 2));
+    if (remaining <= 0) {
+      // The server took this token, yet it looks expired here: this device's clock is ahead of the server's. Without
+      // a floor the client would refresh (and call getToken) in a loop. A quarter of the token's lifetime (`iat` to
+      // `exp`, which no clock changes) keeps it refreshed in time by the server's clock.
+      const issued = tokenClaims(this._token)?.iat;
+      const lifetime = typeof issued === 'number' && Number.isFinite(issued) ? expiry - issued * 1000 : 0;
+      delay = lifetime > 0 ? lifetime / 4 : MIN_REFRESH_INTERVAL_MS;
+    }
     this._refreshTimer = setTimeout(() => {
       this._refreshTimer = null;
       this.refreshToken().catch(() => {});
     }, delay);
   }
 
+  /**
+   * `getToken()`, or a `timeout` error when it has not settled within `requestTimeoutMs` (a `getToken()` that never
+   * settles must not leave the client waiting forever with no timer and no error).
+   */
+  _fetchToken() {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`getToken() did not settle within ${this.options.requestTimeoutMs} ms`)),
+        this.options.requestTimeoutMs
+      );
+      Promise.resolve()
+        .then(() => this.options.getToken())
+        .then(resolve, reject)
+        .finally(() => clearTimeout(timer));
+    });
+  }
+
   async _refresh() {
     let token;
     try {
-      token = await this.options.getToken();
+      token = await this._fetchToken();
     } catch (error) {
       const failure = { code: 'token_unavailable', message: String(error?.message ?? error) };
       this._emit('error', failure);

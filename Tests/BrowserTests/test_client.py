@@ -65,6 +65,71 @@ class ClientTests(BrowserTestCase):
         self.assertEqual(result["delays"], [99, 199, 399, 999])
         self.assertEqual(result["zero"], 0)
 
+    def test_subscriptions_survive_a_connection_lost_before_their_reply(self):
+        # Sixth probe, HIGH: a connection lost while the resubscribe waited for its reply made the client forget
+        # every pattern, so it came back `open` with no subscription (161 of 500 clients into a crash-looping
+        # server). Only the server's refusal of a pattern forgets it. A scripted socket makes the timing exact.
+        page = self.client_page(self.server)
+        result = page.evaluate(
+            """async () => {
+                const sent = [];
+                let sockets = 0;
+                class ScriptedSocket {
+                    constructor() {
+                        this.n = ++sockets;
+                        this.readyState = 0;
+                        setTimeout(() => {
+                            this.readyState = 1;
+                            this.onopen?.();
+                            this.reply({ type: 'connected', payload: { connectionId: 'c' + this.n, userId: 'u' } });
+                        }, 1);
+                    }
+                    reply(message) { setTimeout(() => this.onmessage?.({ data: JSON.stringify(message) }), 1); }
+                    send(text) {
+                        const message = JSON.parse(text);
+                        if (message.type !== 'subscribe') return;
+                        const patterns = message.payload.eventTypes;
+                        sent.push([this.n, patterns]);
+                        if (this.n === 1) {
+                            // Lost before the reply.
+                            this.readyState = 3;
+                            setTimeout(() => this.onclose?.({ code: 1006, reason: '' }), 1);
+                        } else if (patterns.includes('admin.*')) {
+                            this.reply({ type: 'error', id: message.id,
+                                payload: { code: 'forbidden_pattern', message: 'admin only' } });
+                        } else {
+                            this.reply({ type: 'subscribed', id: message.id,
+                                payload: { eventTypes: patterns, subscriptions: patterns } });
+                        }
+                    }
+                    close() { this.readyState = 3; }
+                }
+                const client = new window.RT.RealtimeClient({ url: 'ws://127.0.0.1:9/ws/events',
+                    getToken: () => 't', WebSocket: ScriptedSocket, random: () => 0,
+                    subscriptions: ['security.*', 'session.*'] });
+                const errors = [];
+                client.on('error', (error) => errors.push(error.code));
+                const opened = new Promise((resolve) => client.on('connected', (info) => {
+                    if (info.connectionId === 'c2') resolve();
+                }));
+                client.connect();
+                await opened;
+                await new Promise((resolve) => setTimeout(resolve, 20));
+                let refused = null;
+                try { await client.subscribe(['admin.*']); } catch (error) { refused = error.code; }
+                const held = [...client._subscriptions.keys()];
+                client.close();
+                return { sent, held, refused, errors };
+            }"""
+        )
+        self.assertEqual(
+            result["sent"],
+            [[1, ["security.*", "session.*"]], [2, ["security.*", "session.*"]], [2, ["admin.*"]]],
+        )
+        self.assertEqual(result["refused"], "forbidden_pattern")
+        self.assertEqual(result["held"], ["security.*", "session.*"], "kept across the drop; the refused one forgotten")
+        self.assertEqual(result["errors"], [])
+
     def test_connect_subscribe_and_receive_by_pattern(self):
         page = self.page_with_client("alice", "alice")
         reply = page.evaluate(

@@ -350,10 +350,11 @@ struct RequestLimitTests {
             }
         ) { server in
             let socket = try await TestSocket.connect(port: server.port)
-            try await socket.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            // A stray CRLF behind the request (RFC 9112 §2.2 lets a server ignore it) starts no request and does not
+            // keep the connection from being idle once answered. (After the answer it is the unit test's: over a
+            // socket it would race the idle close.)
+            try await socket.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n\r\n")
             #expect(try await socket.readHTTPReply().status == 200)
-            // A stray CRLF after the answer starts no request and does not keep the connection from being idle.
-            try await socket.write("\r\n")
             try await socket.waitForEOF()
             await socket.close()
         }

@@ -108,4 +108,40 @@ import Testing
         let next = Self.tick(&canary, at: 200)
         #expect(next == .init(send: 2))
     }
+
+    /// Sixth probe, LOW: with Redis frozen every canary publish failed at the command timeout, before the canary
+    /// timeout, so the probe was given up each time and health never turned unhealthy (only `degraded`, for 8 s and
+    /// more). Two failures in a row are a stall (no re-subscribe); a returned canary clears it.
+    @Test func publishesThatKeepFailingAreAStall() {
+        var canary = Self.canary()
+        _ = Self.tick(&canary, at: 100)
+        let reply1 = canary.published(1, reply: .failed, subscriberConnected: true)
+        #expect(!reply1)
+        #expect(!canary.stalled)
+        // A publish that worked in between starts the count again.
+        _ = Self.tick(&canary, at: 200)
+        let delivered = canary.published(2, reply: .receivers(1), subscriberConnected: true)
+        #expect(!delivered)
+        let back = canary.returned(2, now: Self.at(250))
+        #expect(back != nil && canary.failedPublishes == 0)
+        _ = Self.tick(&canary, at: 300)
+        let reply2 = canary.published(3, reply: .failed, subscriberConnected: true)
+        #expect(!reply2)
+        #expect(!canary.stalled)
+        _ = Self.tick(&canary, at: 400)
+        // A late failure of a canary no longer outstanding counts nothing.
+        let reply3 = canary.published(3, reply: .failed, subscriberConnected: true)
+        #expect(!reply3)
+        let reply4 = canary.published(4, reply: .failed, subscriberConnected: true)
+        #expect(!reply4)
+        #expect(canary.stalled && canary.stalls == 1)
+        _ = Self.tick(&canary, at: 500)
+        let reply5 = canary.published(5, reply: .failed, subscriberConnected: true)
+        #expect(!reply5)
+        #expect(canary.stalls == 1, "one stall per outage")
+        _ = Self.tick(&canary, at: 600)
+        let roundTrip = canary.returned(6, now: Self.at(610))
+        #expect(roundTrip != nil)
+        #expect(!canary.stalled && canary.failedPublishes == 0)
+    }
 }

@@ -25,6 +25,12 @@ struct BusCanary: Sendable {
     /// Set when a canary did not come back (or Redis said nobody listens); cleared by the next good canary.
     private(set) var stalled = false
     private(set) var stalls = 0
+    /// Canary publishes that failed in a row (an error or a command timeout: a frozen or overloaded Redis).
+    private(set) var failedPublishes = 0
+    /// After this many failed publishes in a row the path counts as stalled (health unhealthy), without a
+    /// re-subscribe: the subscriber is not shown to be broken, but nothing can be published. One failure alone
+    /// proves nothing (a pool reconnecting); with Redis frozen the second comes about two command timeouts in.
+    static let failedPublishesToStall = 2
 
     init(timeout: TimeAmount, repliesCountEveryListener: Bool, now: NIODeadline) {
         self.timeout = timeout
@@ -59,7 +65,7 @@ struct BusCanary: Sendable {
     enum PublishReply: Equatable {
         /// The number of receivers Redis counted.
         case receivers(Int)
-        /// An error or a connection failure: this probe proves nothing either way.
+        /// An error or a connection failure: this probe proves nothing by itself (see ``failedPublishesToStall``).
         case failed
     }
 
@@ -68,6 +74,7 @@ struct BusCanary: Sendable {
     mutating func published(_ sequence: UInt64, reply: PublishReply, subscriberConnected: Bool) -> Bool {
         switch reply {
         case .receivers(let count):
+            failedPublishes = 0
             guard count == 0, repliesCountEveryListener, subscriberConnected,
                 outstanding?.sequence == sequence
             else { return false }
@@ -75,7 +82,10 @@ struct BusCanary: Sendable {
             markStalled()
             return true
         case .failed:
-            if outstanding?.sequence == sequence { outstanding = nil }
+            guard outstanding?.sequence == sequence else { return false }
+            outstanding = nil
+            failedPublishes += 1
+            if failedPublishes == Self.failedPublishesToStall { markStalled() }
             return false
         }
     }
@@ -89,6 +99,7 @@ struct BusCanary: Sendable {
         lastRoundTrip = roundTrip
         lastReceived = now
         stalled = false
+        failedPublishes = 0
         return roundTrip
     }
 
