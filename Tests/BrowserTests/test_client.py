@@ -130,6 +130,55 @@ class ClientTests(BrowserTestCase):
         self.assertEqual(result["held"], ["security.*", "session.*"], "kept across the drop; the refused one forgotten")
         self.assertEqual(result["errors"], [])
 
+    def test_a_device_clock_ahead_of_the_server_does_not_refresh_in_a_loop(self):
+        # Sixth probe, LOW: with the device's clock ahead of the server's, every fresh token looked expired and the
+        # client refreshed (and called getToken) at once, again and again. Tokens here look expired by 30 min on
+        # this device's clock; the server (a scripted socket) accepts every refresh.
+        page = self.client_page(self.server)
+        result = page.evaluate(
+            """async () => {
+                const sent = [];
+                let tokens = 0;
+                const now = Math.floor(Date.now() / 1000);
+                const mint = () => {
+                    tokens += 1;
+                    const claims = { sub: 'u', iat: now - 3600 + tokens, exp: now - 1800 + tokens };
+                    const body = btoa(JSON.stringify(claims)).replace(/=+$/, '').replace(/[+]/g, '-').replace(/[/]/g, '_');
+                    return 'e30.' + body + '.sig';
+                };
+                class ScriptedSocket {
+                    constructor() {
+                        this.readyState = 0;
+                        setTimeout(() => {
+                            this.readyState = 1;
+                            this.onopen?.();
+                            this.reply({ type: 'connected', payload: { connectionId: 'c1', userId: 'u' } });
+                        }, 1);
+                    }
+                    reply(message) { setTimeout(() => this.onmessage?.({ data: JSON.stringify(message) }), 1); }
+                    send(text) {
+                        const message = JSON.parse(text);
+                        sent.push(message.type);
+                        if (message.type === 'refresh_token') {
+                            this.reply({ type: 'token_refreshed', id: message.id, payload: { expiresAt: 'later' } });
+                        }
+                    }
+                    close() { this.readyState = 3; }
+                }
+                const client = new window.RT.RealtimeClient({ url: 'ws://127.0.0.1:9/ws/events',
+                    getToken: mint, WebSocket: ScriptedSocket, random: () => 0 });
+                const opened = new Promise((resolve) => client.on('connected', resolve));
+                client.connect();
+                await opened;
+                // Long enough for a loop of refreshes (each takes a few ms here) to show.
+                await new Promise((resolve) => setTimeout(resolve, 500));
+                const state = client.state;
+                client.close();
+                return { tokens, refreshes: sent.filter((type) => type === 'refresh_token').length, state };
+            }"""
+        )
+        self.assertEqual(result, {"tokens": 1, "refreshes": 0, "state": "open"})
+
     def test_connect_subscribe_and_receive_by_pattern(self):
         page = self.page_with_client("alice", "alice")
         reply = page.evaluate(
