@@ -43,7 +43,7 @@ extension JWKSKeyProvider {
         /// providers publish a handful; the bound keeps the cost of a token without `kid`, which is checked against
         /// every key of its algorithm, small. Default 100, at most 1,000.
         public var maximumKeys: Int
-        /// Algorithms of RSA keys without `alg` (see `JWTKeySet.init(jwks:rsaAlgorithms:)`). Default RS256.
+        /// Algorithms of RSA keys without `alg` (see `JWTKeySet.init(jwks:rsaAlgorithms:publicKeysOnly:)`). Default RS256.
         public var rsaAlgorithms: Set<JWTAlgorithm>
 
         /// A configuration for `source` with the defaults above.

@@ -31,10 +31,12 @@ import Synchronization
 /// - **Provider down**: a failed fetch (unreachable, timeout, TLS, status, content type, size, invalid set) keeps the
 ///   last good set in the store and is retried with exponential backoff; ``healthCheck()`` reports `degraded` with
 ///   the reason (or `unhealthy` while no set was ever fetched), and `realtime_jwks_serving_stale` is 1.
-/// - **Checks**: TLS with certificate and host name verification, no redirects, the configured timeouts, at most
-///   ``Configuration/maximumBytes`` (refused while streaming), `application/json` or `application/jwk-set+json`, and
-///   the checks of `JWTKeySet.init(jwks:rsaAlgorithms:)` (keys without consistent `alg`/`use` refused); a set
-///   without a usable key is refused too.
+/// - **Checks**: TLS with certificate and host name verification, no redirects, the configured timeouts (the whole
+///   request, body included, within ``Configuration/requestTimeout``), at most ``Configuration/maximumBytes``
+///   (refused while streaming), `application/json` or `application/jwk-set+json`, and the checks of
+///   `JWTKeySet.init(jwks:rsaAlgorithms:publicKeysOnly:)` with `publicKeysOnly` (keys without consistent
+///   `alg`/`use` refused; a symmetric or private key fails the set, since anyone can read it); a set without a
+///   usable key, or with more than ``Configuration/maximumKeys``, is refused too.
 ///
 /// Metrics: `realtime_jwks_fetches_total` (`result`: `success`, `failure`), `realtime_jwks_unknown_kid_total`
 /// (`result`: `fetched`, `joined`, `rate_limited`), gauges `realtime_jwks_keys` and `realtime_jwks_serving_stale`.
