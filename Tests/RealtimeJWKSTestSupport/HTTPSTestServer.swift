@@ -212,12 +212,7 @@ public final class HTTPSTestServer: Sendable {
                     wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
                     promise: nil
                 )
-                let (seconds, attoseconds) = interval.components
-                trickle(
-                    context,
-                    left: chunks,
-                    every: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-                )
+                trickle(context, left: chunks, every: TimeAmount(interval))
             }
         }
 
