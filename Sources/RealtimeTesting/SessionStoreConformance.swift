@@ -12,10 +12,10 @@ public enum SessionStoreConformance: Sendable {
     /// Runs every check, each on a new store.
     public static func run(makeStore: MakeStore, time: ConformanceTime) async throws {
         try await revocationListRevokesAndForgets(makeStore: makeStore, time: time)
-        try await revocationListCreateClearsRevocation(makeStore: makeStore, time: time)
         try await registryAdmitsOnlyCreatedSessions(makeStore: makeStore, time: time)
         try await registrySessionsExpire(makeStore: makeStore, time: time)
         for mode in [SessionStoreMode.revocationList, .registry] {
+            try await aRevokedSessionCannotBeCreatedAgain(mode, makeStore: makeStore, time: time)
             try await userRevocationsKeepTheLaterInstantsAndExpire(mode, makeStore: makeStore, time: time)
         }
         try await registryListsTheSessionsOfAUser(makeStore: makeStore, time: time)
@@ -48,19 +48,64 @@ public enum SessionStoreConformance: Sendable {
         #expect(try await store.isActive(late))
     }
 
-    /// Revocation list: `SessionStore.create(_:userID:expiresAt:)` clears an earlier revocation.
-    public static func revocationListCreateClearsRevocation(makeStore: MakeStore, time: ConformanceTime) async throws {
-        let store = try await makeStore(.revocationList)
-        let session = uniqueName("sess")
-        try await store.create(session, userID: uniqueName("user"), expiresAt: time.now() + time.ttl * 10)
-        #expect(try await store.isActive(session))
-        // A revocation list knows no owners: any user's token naming an unrevoked session passes this check.
-        #expect(try await store.isActive(session, userID: uniqueName("user")))
-        try await store.revoke(session, retainUntil: time.now() + time.ttl * 10)
-        #expect(try await !store.isActive(session))
-        #expect(try await !store.isActive(session, userID: uniqueName("user")))
-        try await store.create(session, userID: uniqueName("user"), expiresAt: time.now() + time.ttl * 10)
-        #expect(try await store.isActive(session))
+    /// Both modes: a revoked session id cannot be created again while its revocation is kept (`conflict`, nothing
+    /// changes), whoever it is created for; a later revocation of the id keeps the later retention; once the
+    /// revocation is forgotten the id may be created again. In registry mode an id revoked before it was ever
+    /// created is refused as well. (Otherwise whoever may create sessions could revive revoked tokens.)
+    public static func aRevokedSessionCannotBeCreatedAgain(
+        _ mode: SessionStoreMode,
+        makeStore: MakeStore,
+        time: ConformanceTime
+    ) async throws {
+        let store = try await makeStore(mode)
+        let (session, neverCreated) = (uniqueName("sess"), uniqueName("sess"))
+        let (owner, other) = (uniqueName("user"), uniqueName("user"))
+        try await store.create(session, userID: owner, expiresAt: time.now() + time.ttl * 10)
+        #expect(try await store.isActive(session, userID: owner))
+        try await store.revoke(session, retainUntil: time.now() + time.ttl * 2)
+        // A second revocation with a shorter retention keeps the first one's.
+        try await store.revoke(session, retainUntil: time.now() + time.ttl / 2)
+        try await store.revoke(neverCreated, retainUntil: time.now() + time.ttl * 2)
+        for (id, user) in [(session, owner), (session, other), (neverCreated, owner)] {
+            let error = await #expect(throws: RealtimeError.self, "\(mode): creating a revoked id again") {
+                try await store.create(id, userID: user, expiresAt: time.now() + time.ttl * 10)
+            }
+            #expect(error?.code == .conflict)
+            #expect(error?.message.contains("revoked") == true)
+            #expect(try await !store.isActive(id), "\(mode): a refused create changes nothing")
+            #expect(try await !store.isActive(id, userID: user))
+        }
+        if mode == .registry {
+            #expect(try await store.session(session) == nil)
+            #expect(try await store.sessions(ofUser: owner, limit: 10).isEmpty)
+        }
+
+        _ = time.stalledSinceLastCheck("")
+        try await time.advance(time.ttl)
+        let refusedAfterTheShorterRetention: Bool
+        do {
+            try await store.create(session, userID: owner, expiresAt: time.now() + time.ttl * 10)
+            refusedAfterTheShorterRetention = false
+        } catch {
+            refusedAfterTheShorterRetention = error.code == .conflict
+        }
+        if !time.stalledSinceLastCheck("a later revocation keeps the later retention") {
+            #expect(refusedAfterTheShorterRetention, "\(mode): a later revocation keeps the later retention")
+        }
+
+        // Every token naming the id has expired by `retainUntil`: after it the id may be used again.
+        try await time.advance(time.ttl * 2)
+        try await store.create(session, userID: other, expiresAt: time.now() + time.ttl * 10)
+        #expect(try await store.isActive(session, userID: other))
+        try await store.create(neverCreated, userID: owner, expiresAt: time.now() + time.ttl * 10)
+        #expect(try await store.isActive(neverCreated, userID: owner))
+
+        // A revocation whose retention has already passed does not keep the id.
+        let late = uniqueName("sess")
+        try await store.create(late, userID: owner, expiresAt: time.now() + time.ttl * 10)
+        try await store.revoke(late, retainUntil: time.now() - time.ttl)
+        try await store.create(late, userID: owner, expiresAt: time.now() + time.ttl * 10)
+        #expect(try await store.isActive(late, userID: owner))
     }
 
     /// Registry: only created sessions are active, until revoked.

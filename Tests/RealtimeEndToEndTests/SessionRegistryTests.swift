@@ -159,6 +159,37 @@ struct SessionRegistryTests {
         }
     }
 
+    @Test(
+        "a revoked session id cannot be created again over the API (409) in either mode, so its tokens stay refused",
+        arguments: [true, false]
+    )
+    func aRevokedSessionStaysRevoked(registry: Bool) async throws {
+        let backends = registry ? try await Self.registry() : .inMemory(tokenVerifier: TestKeys.verifier())
+        try await TestServer.with(backends: backends) { server in
+            let create = #"{"sessionId":"s-1","userId":"alice","expiresAt":\#(Self.inAnHour)}"#
+            let created = try await server.api("POST", "/api/v1/sessions", json: create)
+            #expect(created.status == 201, "\(created.text)")
+            let token = TestKeys.token("alice", session: "s-1")
+            let alice = try await server.connect(token)
+            let revoked = try await server.api(
+                "POST",
+                "/api/v1/sessions/s-1/revoke",
+                json: #"{"userId":"alice","reason":"stolen laptop"}"#
+            )
+            #expect(revoked.status == 200, "\(revoked.text)")
+            #expect(try await alice.nextClose().code == 4009)
+            // The fifth probe: a service allowed to create sessions undid the revocation this way.
+            for body in [create, #"{"sessionId":"s-1","userId":"mallory","expiresAt":\#(Self.inAnHour)}"#] {
+                let again = try await server.api("POST", "/api/v1/sessions", json: body)
+                #expect(again.status == 409, "\(again.text)")
+                #expect(try again.json()["error"]?["code"]?.stringValue == "conflict")
+                #expect(try again.json()["error"]?["message"]?.stringValue?.contains("new session id") == true)
+            }
+            let upgrade = try await server.handshake(path: "/ws/events?token=\(token)")
+            #expect(upgrade.status == 401, "the revoked session's token is still refused")
+        }
+    }
+
     @Test("listing sessions in revocation-list mode is a clear 409")
     func revocationListMode() async throws {
         try await TestServer.with { server in

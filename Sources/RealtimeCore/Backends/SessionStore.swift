@@ -39,12 +39,18 @@ public protocol SessionStore: Sendable {
     /// store can answer it in one round trip.
     func isActive(_ sessionID: String, userID: String) async throws(RealtimeError) -> Bool
 
-    /// Records a session (registry mode needs this before its tokens connect; in revocation-list mode it
-    /// clears an earlier revocation of the same id).
+    /// Records a session: registry mode needs this before its tokens connect; in revocation-list mode, where every
+    /// session not revoked is active, it records nothing.
+    ///
+    /// A revoked session id stays revoked while its revocation is kept (until the `retainUntil` of
+    /// ``revoke(_:retainUntil:)``, by when every token naming it has expired), in both modes: creating it again
+    /// throws ``RealtimeError/Code/conflict`` and changes nothing.
+    /// Otherwise whoever may create sessions could bring back the tokens of a session someone revoked.
     func create(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError)
 
-    /// Revokes a session, remembering the revocation until `retainUntil` (the latest expiry of its tokens).
-    /// Returns whether the session was active before.
+    /// Revokes a session, remembering the revocation until `retainUntil` (the latest expiry of its tokens; a later
+    /// revocation of the same id keeps the later instant). Returns whether the session was active before. In
+    /// registry mode an id the registry does not hold is remembered as revoked too.
     @discardableResult
     func revoke(_ sessionID: String, retainUntil: Timestamp) async throws(RealtimeError) -> Bool
 
@@ -78,5 +84,16 @@ extension SessionStore {
         case .revocationList: return try await isActive(sessionID)
         case .registry: return try await session(sessionID)?.userID == userID
         }
+    }
+}
+
+extension RealtimeError {
+    /// The error of ``SessionStore/create(_:userID:expiresAt:)`` for a session id whose revocation is still kept.
+    package static func sessionStillRevoked(_ sessionID: String, until: Timestamp) -> RealtimeError {
+        RealtimeError(
+            .conflict,
+            "session \(sessionID.prefix(IdentifierPolicy.maxBytes)) was revoked: a revoked session id cannot be created "
+                + "again until its revocation is forgotten at \(until.iso8601); issue a new session id"
+        )
     }
 }

@@ -5,13 +5,16 @@ import Synchronization
 /// - ``SessionStoreMode/revocationList``: a session is active unless revoked; a revocation is kept until its
 ///   `retainUntil` and then forgotten (the session's tokens have expired by then).
 /// - ``SessionStoreMode/registry``: a session is active only between ``create(_:userID:expiresAt:)`` and the
-///   earlier of its `expiresAt` and ``revoke(_:retainUntil:)``.
+///   earlier of its `expiresAt` and ``revoke(_:retainUntil:)``; a revoked id is remembered until its `retainUntil`.
+///
+/// In both modes a revoked session id cannot be created again while its revocation is kept
+/// (``RealtimeError/Code/conflict``).
 ///
 /// In both modes, ``revokeUser(_:issuedBefore:retainUntil:)`` records a user-wide revocation until its
 /// `retainUntil`.
 ///
 /// Memory is bounded: entries past their time are swept when the map has doubled since the last sweep, and at
-/// most `maxEntries` sessions and `maxEntries` user revocations are held; a `create`, `revoke` or `revokeUser`
+/// most `maxEntries` sessions, `maxEntries` session revocations and `maxEntries` user revocations are held; a `create`, `revoke` or `revokeUser`
 /// that would need more is refused with ``RealtimeError/Code/limitExceeded`` (fail closed for revocations: the
 /// caller learns the revocation was not recorded).
 public final class InMemorySessionStore: SessionStore {
@@ -49,8 +52,13 @@ public final class InMemorySessionStore: SessionStore {
         try state.withLock { state throws(RealtimeError) in
             switch mode {
             case .revocationList:
-                state.entries[sessionID] = nil
+                if let until = state.entries[sessionID], until > now {
+                    throw RealtimeError.sessionStillRevoked(sessionID, until: until)
+                }
             case .registry:
+                if let until = state.revoked[sessionID], until > now {
+                    throw RealtimeError.sessionStillRevoked(sessionID, until: until)
+                }
                 guard expiresAt > now else {
                     state.remove(sessionID)
                     return
@@ -77,6 +85,12 @@ public final class InMemorySessionStore: SessionStore {
                 try state.makeRoom(for: sessionID, now: now, maxEntries: maxEntries)
                 state.entries[sessionID] = until
             case .registry:
+                let until = max(retainUntil, state.revoked[sessionID] ?? retainUntil)
+                if until > now {
+                    // Room first: a revocation that cannot be remembered is refused whole (fail closed).
+                    try state.makeRoomForRevocation(of: sessionID, now: now, maxEntries: maxEntries)
+                    state.revoked[sessionID] = until
+                }
                 state.remove(sessionID)
             }
             return wasActive
@@ -143,6 +157,9 @@ public final class InMemorySessionStore: SessionStore {
     /// Entries currently held (including expired ones not yet swept).
     package var entryCount: Int { state.withLock { $0.entries.count } }
 
+    /// Registry mode: session revocations currently held (including expired ones not yet swept).
+    package var sessionRevocationCount: Int { state.withLock { $0.revoked.count } }
+
     /// User revocations currently held (including expired ones not yet swept).
     package var userRevocationCount: Int { state.withLock { $0.users.count } }
 
@@ -152,6 +169,7 @@ public final class InMemorySessionStore: SessionStore {
         state.withLock {
             $0.sweep(now: now, maxEntries: maxEntries)
             $0.sweepUsers(now: now, maxEntries: maxEntries)
+            $0.sweepRevoked(now: now, maxEntries: maxEntries)
         }
     }
 }
@@ -170,13 +188,35 @@ extension InMemorySessionStore {
         /// Registry mode: registered session → its user, and user → their registered sessions.
         var owners: [String: String] = [:]
         var byUser: [String: Set<String>] = [:]
+        /// Registry mode: revoked session → until when its id may not be created again.
+        var revoked: [String: Timestamp] = [:]
+        var revokedSweepAt: Int
         /// User-wide revocations (both modes).
         var users: [String: UserRevocation] = [:]
         var userSweepAt: Int
 
         init(sweepAt: Int) {
             self.sweepAt = sweepAt
+            self.revokedSweepAt = sweepAt
             self.userSweepAt = sweepAt
+        }
+
+        mutating func makeRoomForRevocation(of sessionID: String, now: Timestamp, maxEntries: Int)
+            throws(RealtimeError)
+        {
+            guard revoked[sessionID] == nil, revoked.count >= revokedSweepAt else { return }
+            sweepRevoked(now: now, maxEntries: maxEntries)
+            if revoked.count >= maxEntries {
+                throw RealtimeError(
+                    .limitExceeded,
+                    "the session store holds its maximum of \(maxEntries) session revocations"
+                )
+            }
+        }
+
+        mutating func sweepRevoked(now: Timestamp, maxEntries: Int) {
+            revoked = revoked.filter { $0.value > now }
+            revokedSweepAt = min(maxEntries, max(1024, revoked.count * 2))
         }
 
         mutating func sweepUsers(now: Timestamp, maxEntries: Int) {

@@ -4,7 +4,9 @@ public import RealtimeCore
 /// (nothing is cached locally).
 ///
 /// - Revocation list: `<prefix>sess:revoked:<id>` exists until `retainUntil` (`PXAT`).
-/// - Registry: `<prefix>sess:<id>` holds the user id until the session's `expiresAt` (`PXAT`); revoking deletes it.
+/// - Registry: `<prefix>sess:<id>` holds the user id until the session's `expiresAt` (`PXAT`); revoking deletes it
+///   and sets `<prefix>sess-revoked:<id>` until `retainUntil`, which ``create(_:userID:expiresAt:)`` checks (its own
+///   key family: a session id such as `revoked:x` cannot name it).
 ///   `<prefix>{u:<userId>}:sessions` indexes the user's sessions (a sorted set scored by expiry, trimmed of expired
 ///   members on every create, at most ``maxIndexedSessionsPerUser`` members, expiring with its latest session) for
 ///   ``sessions(ofUser:limit:)``. The session key and the index are written by separate commands (they live in
@@ -17,12 +19,17 @@ public final class RedisSessionStore: SessionStore, Sendable {
     private let client: RedisClient
     private let prefix: String
 
-    /// Sets the revocation marker unless its retention already passed; returns 1 if the session was active.
+    /// Sets the revocation marker until `retainUntil` (ARGV[1]) or the marker's own later expiry, unless that
+    /// already passed (ARGV[2] is now); returns 1 if there was no marker before (in revocation-list mode: the
+    /// session was active). One key.
     static let revokeScript = RedisScript(
         """
-        local wasActive = redis.call('EXISTS', KEYS[1]) == 0
-        if tonumber(ARGV[1]) > tonumber(ARGV[2]) then
-          redis.call('SET', KEYS[1], '1', 'PXAT', ARGV[1])
+        local untilAt = tonumber(ARGV[1])
+        local earlier = redis.call('PEXPIRETIME', KEYS[1])
+        local wasActive = earlier == -2
+        if earlier > untilAt then untilAt = earlier end
+        if untilAt > tonumber(ARGV[2]) then
+          redis.call('SET', KEYS[1], '1', 'PXAT', untilAt)
         end
         if wasActive then return 1 else return 0 end
         """
@@ -71,6 +78,7 @@ public final class RedisSessionStore: SessionStore, Sendable {
 
     private func revokedKey(_ id: String) -> String { "\(prefix)sess:revoked:\(id)" }
     private func sessionKey(_ id: String) -> String { "\(prefix)sess:\(id)" }
+    private func registryRevokedKey(_ id: String) -> String { "\(prefix)sess-revoked:\(id)" }
     private func userRevokedKey(_ userID: String) -> String { "\(prefix){u:\(userID)}:revoked" }
     private func userSessionsKey(_ userID: String) -> String { "\(prefix){u:\(userID)}:sessions" }
 
@@ -96,8 +104,10 @@ public final class RedisSessionStore: SessionStore, Sendable {
     public func create(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
         switch mode {
         case .revocationList:
-            _ = try await client.send(RedisCommand("DEL", revokedKey(sessionID)))
+            try await refuseIfRevoked(sessionID, marker: revokedKey(sessionID))
         case .registry:
+            let marker = registryRevokedKey(sessionID)
+            try await refuseIfRevoked(sessionID, marker: marker)
             guard expiresAt > .now() else {
                 _ = try await client.send(RedisCommand("DEL", sessionKey(sessionID)))
                 return
@@ -105,6 +115,15 @@ public final class RedisSessionStore: SessionStore, Sendable {
             _ = try await client.send(
                 RedisCommand("SET", sessionKey(sessionID), userID, "PXAT", String(expiresAt.millisecondsSinceEpoch))
             )
+            // Asked again after the write: a revocation that wrote its marker between the first check and the SET
+            // may have deleted nothing yet (the two keys are in different slots, so no script can do both). Whatever
+            // the interleaving, either the revocation deletes the key written here or this sees its marker.
+            do {
+                try await refuseIfRevoked(sessionID, marker: marker)
+            } catch {
+                if error.code == .conflict { _ = try? await client.send(RedisCommand("DEL", sessionKey(sessionID))) }
+                throw error
+            }
             _ = try await Self.indexScript.run(
                 on: client,
                 keys: [userSessionsKey(userID)],
@@ -114,6 +133,13 @@ public final class RedisSessionStore: SessionStore, Sendable {
                 ]
             )
         }
+    }
+
+    /// Throws ``RealtimeError/Code/conflict`` while `marker`, the revocation of `sessionID`, exists.
+    private func refuseIfRevoked(_ sessionID: String, marker: String) async throws(RealtimeError) {
+        // -2: no marker; -1 cannot happen (always written with PXAT).
+        guard let until = try await client.send(RedisCommand("PEXPIRETIME", marker)).int, until > 0 else { return }
+        throw RealtimeError.sessionStillRevoked(sessionID, until: Timestamp(millisecondsSinceEpoch: until))
     }
 
     @discardableResult
@@ -127,6 +153,12 @@ public final class RedisSessionStore: SessionStore, Sendable {
             )
             return reply.int == 1
         case .registry:
+            // The marker first: a `create` racing this one then sees it, or its key is deleted below.
+            _ = try await Self.revokeScript.run(
+                on: client,
+                keys: [registryRevokedKey(sessionID)],
+                arguments: [String(retainUntil.millisecondsSinceEpoch), String(Timestamp.now().millisecondsSinceEpoch)]
+            )
             let owner = try await client.send(RedisCommand("GETDEL", sessionKey(sessionID)))
             guard let userID = owner.string else { return false }
             _ = try await client.send(RedisCommand("ZREM", userSessionsKey(userID), sessionID))

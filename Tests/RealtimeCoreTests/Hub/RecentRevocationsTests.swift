@@ -125,18 +125,53 @@ import Testing
         #expect(await hub.stats().server.connections == 0)
     }
 
-    /// Registry mode: a session deleted and created again admits connections whose admission started afterwards,
-    /// even while the deletion is remembered.
+    /// Registry mode: a session whose revocation was kept for no time (so its id may be created again) and that is
+    /// created again admits connections whose admission started afterwards, even while this server remembers the
+    /// revocation.
     @Test func aSessionCreatedAgainAdmitsNewConnections() async throws {
         let fixture = HubFixture(sessionMode: .registry)
         let hub = try fixture.hub()
         try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(3_600))
         let early = try await hub.ticket(token: "alice-token")
-        try await hub.revoke(sessionID: "s-alice")
+        try await hub.revoke(sessionID: "s-alice", retainUntil: .now())
         try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(3_600))
         let refused = TestClient(try await hub.connect(early))
         #expect(try await refused.nextClose().0 == .sessionRevoked)
         let again = TestClient(try await hub.connect(try await hub.ticket(token: "alice-token")))
         #expect(try await again.next(type: "connected")["payload"]?["userId"] == "alice")
+    }
+
+    /// Both modes: a revoked session cannot be created again while its revocation is kept, so whoever may create
+    /// sessions cannot bring its tokens back (fifth probe: a service allowed only `create_session` undid an
+    /// administrator's revocation); the refusal is `conflict` and nobody is told of a session.
+    @Test(arguments: [SessionStoreMode.registry, .revocationList])
+    func aRevokedSessionCannotBeCreatedAgain(mode: SessionStoreMode) async throws {
+        let fixture = HubFixture(sessionMode: mode)
+        let hub = try fixture.hub()
+        try await hub.createSession("s-root", userID: "root", expiresAt: .now() + .seconds(3_600))
+        let admin = try await hub.connectClient(token: "admin-token", path: "/ws/admin")
+        _ = try await admin.next(type: "connected")
+        try await admin.subscribe(["session.*"])
+        try await hub.createSession("s-alice", userID: "alice", expiresAt: .now() + .seconds(3_600))
+        #expect(try await admin.next(type: "event")["payload"]?["type"] == "session.created")
+        try await hub.revoke(sessionID: "s-alice", userID: "alice", reason: "stolen laptop")
+        #expect(try await admin.next(type: "event")["payload"]?["type"] == "session.revoked")
+        for user in ["alice", "mallory"] {
+            let error = await #expect(throws: RealtimeError.self) {
+                try await hub.createSession("s-alice", userID: user, expiresAt: .now() + .seconds(3_600))
+            }
+            #expect(error?.code == .conflict)
+        }
+        let request = UpgradeRequest(uri: "/ws/events?token=alice-token", remoteAddress: "127.0.0.1")
+        let upgrade = await hub.authorizeUpgrade(request)
+        guard case .reject = upgrade else {
+            Issue.record("the revoked session's token was admitted")
+            return
+        }
+        // A new session id is the way back in.
+        try await hub.createSession("s-alice-2", userID: "alice", expiresAt: .now() + .seconds(3_600))
+        let next = try await admin.next(type: "event")
+        #expect(next["payload"]?["type"] == "session.created")
+        #expect(next["payload"]?["sessionId"] == "s-alice-2", "no session.created for the refused creations")
     }
 }

@@ -134,11 +134,16 @@ extension RealtimeHub {
     }
 
     /// Records a session (registry mode needs it before the session's tokens may connect; in revocation-list mode
-    /// it clears an earlier revocation of the id) and sends its user `session.created` (administrators see it too).
-    /// Creating an active session again for its own user sets its new expiry.
+    /// the store records nothing) and sends its user `session.created` (administrators see it too). Creating an
+    /// active session again for its own user sets its new expiry.
     ///
-    /// - Throws: ``RealtimeError/Code/conflict`` in registry mode when the id is an active session of another user
-    ///   (a session is never handed from one user to another: end it first); ``RealtimeError/Code/invalidArgument``
+    /// A revoked session stays revoked: its id cannot be created again, for any user, while the revocation is kept
+    /// (``HubConfiguration/revocationRetention``, by when its tokens have expired). Reinstating it would bring back
+    /// every token that names it, including the stolen ones it was revoked for; issue a new session id instead.
+    ///
+    /// - Throws: ``RealtimeError/Code/conflict`` when the id was revoked and its revocation is still kept, and in
+    ///   registry mode when the id is an active session of another user (a session is never handed from one user
+    ///   to another: end it first); ``RealtimeError/Code/invalidArgument``
     ///   for an id the ``IdentifierPolicy`` refuses; a backend's error otherwise.
     public func createSession(_ sessionID: String, userID: String, expiresAt: Timestamp) async throws(RealtimeError) {
         try IdentifierPolicy.require(sessionID, "sessionID")
