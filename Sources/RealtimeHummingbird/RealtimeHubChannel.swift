@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
+import HTTPTypes
 public import HummingbirdCore
 public import Logging
 public import NIOCore
@@ -92,6 +93,7 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                     try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
+                    try channel.pipeline.syncOperations.addHandler(ConnectionCloseAtShutdownHandler())
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPConnectionStateHandler(
                             idleTimeout: http1.idleTimeout.map { Duration($0) },
@@ -147,5 +149,32 @@ extension HTTPServerBuilder {
         HTTPServerBuilder { responder in
             RealtimeHubChannel(hub: hub, configuration: configuration, responder: responder)
         }
+    }
+}
+
+/// At graceful shutdown, every response from then on says `Connection: close`: Hummingbird's
+/// `HTTPConnectionStateHandler`, right behind this, closes the connection after the response under way, and a client
+/// that was not told would send its next request into the closing socket and could not know whether it was served.
+/// (RealtimeNIO's head-limit handler passes the shutdown event on only once such a request's head was read.)
+final class ConnectionCloseAtShutdownHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private var shuttingDown = false
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent { shuttingDown = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard shuttingDown, case .head(var head) = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
+        }
+        head.headerFields[.connection] = "close"
+        context.write(wrapOutboundOut(.head(head)), promise: promise)
     }
 }

@@ -24,6 +24,13 @@ import RealtimeCore
 /// - A connection past its address's bound of open plain HTTP connections (``ConnectionGate``) gets `429` the same
 ///   way, at once; it is not reported as a violation (a busy NAT is not an attack).
 ///
+/// - At graceful shutdown (`ChannelShouldQuiesceEvent`), a connection with no request under way is not closed at
+///   once: for ``HubConfiguration/HTTPLimits/shutdownGrace`` a request already on its way is still read, and the
+///   event is passed on right after its head (Hummingbird's connection handler then closes the connection after
+///   that response, which says `Connection: close`). A head being read is waited for. Without this a request in
+///   flight met a reset, and a connection that had sent nothing before the event was never told of it: it was
+///   served on, keep-alive, and held the shutdown open for as long as its client kept sending.
+///
 /// Each refusal except the quiet close and the connection bound is reported to the hub (``RealtimeHub/reportHTTPViolation(reason:peer:)``).
 /// The handler removes itself when the connection is upgraded to a WebSocket.
 final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler {
@@ -90,6 +97,21 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var awaitingResponse = false
     /// The last time a byte was read or written (the event loop's clock).
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    /// Graceful shutdown: where the server's `ChannelShouldQuiesceEvent` is.
+    private var quiesce = Quiesce.notAsked
+    private var graceTimer: Scheduled<Void>?
+    private let shutdownGrace: TimeAmount
+    private var isRemoved = false
+
+    private enum Quiesce {
+        /// No shutdown yet.
+        case notAsked
+        /// Held back until a request head completes (``HTTPHeadScanner/completedHeads`` is past `heads`), or the
+        /// grace ends with none being read.
+        case held(heads: Int)
+        /// Passed on (or the connection closed).
+        case passedOn
+    }
 
     init(
         limits: HubConfiguration.HTTPLimits,
@@ -107,6 +129,7 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
         self.headerReadTimeout = TimeAmount(limits.headerReadTimeout)
         self.bodyReadTimeout = TimeAmount(limits.bodyReadTimeout)
         self.idleTimeout = TimeAmount(limits.idleTimeout)
+        self.shutdownGrace = TimeAmount(limits.shutdownGrace)
         self.report = report
     }
 
@@ -148,6 +171,7 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        isRemoved = true
         cancelTimers()
         uncount()
     }
@@ -220,9 +244,18 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
             awaitingResponse = true
         }
         context.fireChannelRead(data)
+        // After the bytes: the handlers behind the parser (set up by the first request's head) count the request
+        // before they learn of the shutdown, so they close after its response instead of at once.
+        if case .held(let heads) = quiesce, scanner.completedHeads > heads, !isRemoved {
+            passQuiesceOn(context: context)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            quiesceRequested(context: context)
+            return
+        }
         guard let malformed = event as? MalformedRequest else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -235,6 +268,45 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
             message: malformed.message,
             reason: malformed.reason
         )
+    }
+
+    // MARK: Graceful shutdown
+
+    private func quiesceRequested(context: ChannelHandlerContext) {
+        guard case .notAsked = quiesce else { return }
+        guard !refused else {
+            quiesce = .passedOn
+            return
+        }
+        if awaitingResponse || scanner.isReadingBody {
+            // A request the handlers behind know of is under way: they close after its response.
+            passQuiesceOn(context: context)
+            return
+        }
+        quiesce = .held(heads: scanner.completedHeads)
+        // A head being read is waited for (its own timer bounds it); otherwise a request may be on its way.
+        graceTimer = schedule(at: context.eventLoop.now + shutdownGrace, context: context) {
+            $0.graceEnded(context: $1)
+        }
+    }
+
+    private func graceEnded(context: ChannelHandlerContext) {
+        graceTimer = nil
+        guard case .held = quiesce, !scanner.isReadingHead else { return }
+        if scanner.completedHeads == 0 {
+            // Nothing was ever read: no handler behind the parser exists yet to tell.
+            quiesce = .passedOn
+            context.close(promise: nil)
+        } else {
+            passQuiesceOn(context: context)
+        }
+    }
+
+    private func passQuiesceOn(context: ChannelHandlerContext) {
+        quiesce = .passedOn
+        graceTimer?.cancel()
+        graceTimer = nil
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     // MARK: Timers
@@ -348,6 +420,8 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
         quietTimer = nil
         limitTimer?.cancel()
         limitTimer = nil
+        graceTimer?.cancel()
+        graceTimer = nil
     }
 
     // MARK: Refusal

@@ -2,6 +2,7 @@
 
 import Hummingbird
 import RealtimeCore
+import ServiceLifecycle
 import Testing
 
 /// Oversized, trickled and malformed request heads are answered at once with a JSON error and the socket is
@@ -23,6 +24,35 @@ struct RequestLimitTests {
         #expect(reply.header("Content-Type")?.hasPrefix("application/json") == true)
         #expect(reply.header("Connection")?.lowercased() == "close")
         #expect(try reply.json()["error"]?["code"]?.stringValue == code)
+    }
+
+    /// Graceful shutdown: a request sent on a kept-alive connection, or as the first request of a connection opened
+    /// before the shutdown, is answered (with `Connection: close`) and the connection then closes, so the server
+    /// stops. Before: the first was reset if it crossed the close (its client could not tell whether the publish was
+    /// carried out), and the second was served keep-alive and held the shutdown open while its client kept sending.
+    @Test("graceful shutdown answers a request already on its way with Connection: close, then stops")
+    func gracefulShutdownAnswersRequestsOnTheirWay() async throws {
+        try await TestServer.with({ $0.http.shutdownGrace = .seconds(10) }) { server in
+            let fresh = try await TestSocket.connect(port: server.port)
+            let used = try await TestSocket.connect(port: server.port)
+            let request = "GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n"
+            try await used.write(request)
+            #expect(try await used.readHTTPReply().header("Connection") == nil, "kept alive before the shutdown")
+            await server.serviceGroup.triggerGracefulShutdown()
+            // The HTTP server's shutdown (after the hub's drain) closes the listener, then tells every connection.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                guard let probe = try? await TestSocket.connect(port: server.port) else { break }
+                await probe.close()
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            for (name, socket) in [("opened before, silent", fresh), ("kept alive", used)] {
+                try await socket.write(request)
+                let reply = try await socket.readHTTPReply()
+                #expect(reply.header("Connection")?.lowercased() == "close", "\(name)")
+                try await socket.waitForEOF()
+            }
+        }
     }
 
     @Test("an upgrade without one Sec-WebSocket-Key and Sec-WebSocket-Version: 13 gets 400, not a silent close")

@@ -28,13 +28,15 @@ import Testing
             timeout: Duration = .milliseconds(300),
             bodyTimeout: Duration = .milliseconds(500),
             idleTimeout: Duration = .seconds(60),
-            maxHeaderFieldBytes: Int = 8 * 1024
+            maxHeaderFieldBytes: Int = 8 * 1024,
+            shutdownGrace: Duration = .milliseconds(250)
         ) throws {
             var limits = HubConfiguration.HTTPLimits()
             limits.headerReadTimeout = timeout
             limits.bodyReadTimeout = bodyTimeout
             limits.idleTimeout = idleTimeout
             limits.maxHeaderFieldBytes = maxHeaderFieldBytes
+            limits.shutdownGrace = shutdownGrace
             channel = EmbeddedChannel(loop: loop)
             let violations = self.violations
             try channel.pipeline.syncOperations.addHandler(
@@ -42,8 +44,16 @@ import Testing
                     violations.reasons.withLock { $0.append(reason) }
                 }
             )
+            try channel.pipeline.syncOperations.addHandler(QuiesceRecorder(events: passedOn))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
         }
+
+        /// What passed the handler, in order: `read` for each read, `quiesce` for the shutdown event.
+        let passedOn = QuiesceRecorder.Events()
+        var passed: [String] { passedOn.list.withLock { $0 } }
+
+        /// The server starts its graceful shutdown (what NIO's `ServerQuiescingHelper` sends every connection).
+        func quiesce() { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
 
         func send(_ text: String) throws {
             try channel.writeInbound(channel.allocator.buffer(string: text))
@@ -257,5 +267,103 @@ import Testing
         #expect(open.withLock { $0 } == 0)
         try third.channel.close().wait()
         #expect(open.withLock { $0 } == 0)
+    }
+}
+
+/// Records the reads and shutdown events that pass ``HTTPHeadLimitHandler``, and passes reads on.
+final class QuiesceRecorder: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    final class Events: Sendable {
+        let list = Mutex<[String]>([])
+    }
+
+    let events: Events
+
+    init(events: Events) { self.events = events }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        events.list.withLock { $0.append("read") }
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent { events.list.withLock { $0.append("quiesce") } }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Graceful shutdown: `HTTPHeadLimitHandler` holds the server's `ChannelShouldQuiesceEvent` for a connection with
+/// no request under way for `shutdownGrace`, passes it on right after a request head that arrives meanwhile, and
+/// closes a connection that never sent anything at the grace's end.
+@Suite struct HTTPHeadLimitHandlerShutdownTests {
+    typealias Harness = HTTPHeadLimitHandlerTests.Harness
+
+    @Test func anIdleKeepAliveConnectionGetsTheEventAfterTheGrace() throws {
+        let harness = try Harness(timeout: .seconds(10))
+        try harness.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        try harness.answer()
+        harness.quiesce()
+        harness.advance(249)
+        #expect(harness.passed == ["read"], "held for the grace")
+        harness.advance(1)
+        #expect(harness.passed == ["read", "quiesce"])
+        #expect(harness.channel.isActive, "closing is the HTTP handler's, behind")
+    }
+
+    @Test func aRequestThatArrivesInTheGraceIsPassedOnBeforeTheEvent() throws {
+        let harness = try Harness(timeout: .seconds(10))
+        try harness.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        try harness.answer()
+        harness.quiesce()
+        harness.advance(100)
+        try harness.send("POST /b HTTP/1.1\r\nHost: a\r\nContent-")
+        #expect(harness.passed == ["read", "read"])
+        harness.advance(1_000)
+        #expect(harness.passed == ["read", "read"], "a head being read is waited for past the grace")
+        try harness.send("Length: 2\r\n\r\nok")
+        #expect(harness.passed == ["read", "read", "read", "quiesce"], "the event follows the completed head")
+        harness.advance(10_000)
+        #expect(harness.passed.count(where: { $0 == "quiesce" }) == 1, "passed on once")
+    }
+
+    @Test func aConnectionThatSentNothingIsClosedAtTheGraceUnlessARequestArrives() throws {
+        let quiet = try Harness(timeout: .seconds(10))
+        quiet.quiesce()
+        quiet.advance(249)
+        #expect(quiet.channel.isActive)
+        quiet.advance(1)
+        #expect(!quiet.channel.isActive, "nothing behind the parser exists yet to close it")
+        #expect(quiet.passed.isEmpty)
+        #expect(try quiet.reply() == nil)
+        #expect(quiet.reports.isEmpty)
+
+        // The case that held shutdowns open: the first request arrives after the event.
+        let late = try Harness(timeout: .seconds(10))
+        late.quiesce()
+        late.advance(200)
+        try late.send("GET /ws/health HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(late.passed == ["read", "quiesce"])
+    }
+
+    @Test func aRequestUnderWayGetsTheEventAtOnce() throws {
+        let answering = try Harness(timeout: .seconds(10))
+        try answering.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        answering.quiesce()
+        #expect(answering.passed == ["read", "quiesce"], "awaiting its response")
+
+        let uploading = try Harness(timeout: .seconds(10), bodyTimeout: .seconds(10))
+        try uploading.send("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+        uploading.quiesce()
+        #expect(uploading.passed == ["read", "quiesce"], "its body being read")
+    }
+
+    @Test func aZeroGracePassesTheEventOnAtOnce() throws {
+        let harness = try Harness(timeout: .seconds(10), shutdownGrace: .zero)
+        try harness.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        try harness.answer()
+        harness.quiesce()
+        harness.advance(0)
+        #expect(harness.passed == ["read", "quiesce"])
     }
 }

@@ -147,6 +147,11 @@ public struct HubConfiguration: Sendable {
         /// (`WEBSOCKET_MAX_HTTP_CONNECTIONS_PER_ADDRESS`; an IPv6 address counts by its /64, as for rate limits);
         /// past it a new one gets `429 too_many_connections` and is closed. Trusted proxies are exempt.
         public var maxConnectionsPerAddress = 256
+        /// At graceful shutdown, how long a keep-alive connection with no request under way (or one that has sent
+        /// nothing yet) stays open for a request the client may already have sent: one that arrives in time is
+        /// answered with `Connection: close`, after which the connection closes. Closing at once would reset a
+        /// request in flight, and its client could not tell whether it was carried out. Zero closes at once.
+        public var shutdownGrace: Duration = .milliseconds(250)
         public init() {}
     }
 
@@ -398,6 +403,7 @@ extension HubConfiguration {
             http.headerReadTimeout > .zero, http.bodyReadTimeout > .zero, http.idleTimeout > .zero,
             http.maxConnectionsPerAddress > 0
         else { throw fail("http limits must be positive") }
+        guard http.shutdownGrace >= .zero else { throw fail("http.shutdownGrace must not be negative") }
         if history.enabled { try history.validate() }
         if offlineNotifications.enabled { try offlineNotifications.validate() }
     }
