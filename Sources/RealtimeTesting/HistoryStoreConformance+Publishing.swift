@@ -172,4 +172,33 @@ extension HistoryStoreConformance {
             #expect(recorded.entries.map { number(of: $0.message) } == messages.map { number(of: $0) })
         }
     }
+
+    /// ``EventBus/publish(_:recordingIn:)`` with an entry over ``HistoryConfiguration/maxEntryBytes`` after a good
+    /// one: `limitExceeded`, and neither is recorded nor published (fuzz: the good one was published, then published
+    /// again without a position by the hub's fallback, and replayed at recovery). `store` must have a
+    /// `maxEntryBytes` of 1,024; `subscriber` is a bus of the same cluster.
+    public static func anOversizedEntryFailsTheWholePublish(
+        bus: any EventBus,
+        store: any HistoryStore,
+        subscriber: any EventBus
+    ) async throws {
+        let user = uniqueName("u")
+        let subscription = try await subscriber.subscribe(server: ServerID(uniqueName("srv-sub")))
+        try await subscription.addInterest(.user(user))
+        let error = await #expect(throws: RealtimeError.self) {
+            _ = try await bus.publish([event(user, 1, bytes: 100), event(user, 2, bytes: 2000)], recordingIn: store)
+        }
+        #expect(error?.code == .limitExceeded)
+        #expect(try await store.position(of: .user(user)).offset == 0, "nothing recorded")
+        let published = try await bus.publish([event(user, 3, bytes: 100)], recordingIn: store)
+        #expect(published.first?.position?.offset == 1)
+        var iterator = subscription.deliveries.makeAsyncIterator()
+        while let delivery = await iterator.next() {
+            guard case .message(let message) = delivery, let number = number(of: message) else { continue }
+            #expect(number == 3, "the refused publish reached no subscriber")
+            #expect(message.position?.offset == 1)
+            break
+        }
+        await subscription.close()
+    }
 }

@@ -76,6 +76,21 @@ extension RedisIntegrationTests {
             }
         }
 
+        @Test func anOversizedEntryFailsTheWholePublish() async throws {
+            try await withRedis { configuration, _ in
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let clients = (0..<2).map { _ in RedisClient(configuration: configuration) }
+                var history = HistoryConfiguration()
+                history.maxEntryBytes = 1024
+                try await HistoryStoreConformance.anOversizedEntryFailsTheWholePublish(
+                    bus: try RedisEventBus(client: clients[0], clusterSecret: Self.secret, prefix: prefix),
+                    store: try Self.store(clients[0], prefix: prefix, configuration: history),
+                    subscriber: try RedisEventBus(client: clients[1], clusterSecret: Self.secret, prefix: prefix)
+                )
+                for client in clients { await client.shutdown() }
+            }
+        }
+
         @Test func publishingThroughTheBusKeepsOffsetOrderAcrossServers() async throws {
             try await withRedis { configuration, _ in
                 let prefix = "t\(RandomID.hex(bytes: 4)):"

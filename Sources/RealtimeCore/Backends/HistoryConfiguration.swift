@@ -31,7 +31,9 @@ public struct HistoryConfiguration: Sendable, Hashable {
     /// (`WEBSOCKET_HISTORY_RETENTION`); then it is forgotten and starts again under a new epoch. At least the
     /// largest `maxAge`, so a client that missed nothing during a quiet spell still recovers.
     public var retention: Duration = .seconds(86_400)
-    /// The largest entry accepted, in bytes as the store counts them (`WEBSOCKET_HISTORY_MAX_ENTRY_BYTES`).
+    /// The largest entry accepted (`WEBSOCKET_HISTORY_MAX_ENTRY_BYTES`): the event's frame, or the notification's,
+    /// in UTF-8 bytes (``entryBytes(of:)``), the same measure in every store. The hub refuses to publish an event
+    /// whose frame is larger (`invalid_argument`, nothing published), since no recovery could replay it.
     public var maxEntryBytes = 64 * 1024
     /// The most memory ``InMemoryHistoryStore`` uses for all streams together, in estimated bytes
     /// (`WEBSOCKET_HISTORY_MEMORY_LIMIT`); the least recently used streams lose their entries first, then are
@@ -120,4 +122,30 @@ public struct RecoveryLimits: Sendable, Hashable {
     public var pageSize = 250
 
     public init() {}
+}
+
+extension HistoryConfiguration {
+    /// The size a history entry of `message` counts for against ``maxEntryBytes``: its event's frame, or its
+    /// notification's, in UTF-8 bytes (what a recovering client is sent), whatever a store adds around it.
+    package static func entryBytes(of message: BusMessage) throws(RealtimeError) -> Int {
+        // The event's frame, when the message carries it, without copying the event out of the payload.
+        if let frame = message.eventFrame, case .event = message.payload { return frame.utf8.count }
+        switch message.payload {
+        case .event(let event): return WireProtocol.event(event).utf8.count
+        case .notification(let notification): return WireProtocol.notification(notification).utf8.count
+        case .control: throw RealtimeError(.invalidArgument, "control commands are not recorded in history")
+        }
+    }
+
+    /// ``entryBytes(of:)``, refused with ``RealtimeError/Code/limitExceeded`` over ``maxEntryBytes``.
+    package func checkedEntryBytes(of message: BusMessage) throws(RealtimeError) -> Int {
+        let bytes = try Self.entryBytes(of: message)
+        guard bytes <= maxEntryBytes else {
+            throw RealtimeError(
+                .limitExceeded,
+                "a history entry of \(bytes) bytes exceeds the limit of \(maxEntryBytes)"
+            )
+        }
+        return bytes
+    }
 }

@@ -11,12 +11,23 @@ public protocol HistoryRecordingEventBus: EventBus {
     /// nothing, when it cannot do both at once with this store (another kind of store, another connection, or
     /// publishes waiting for the backend to return); the caller then records and publishes one after the other.
     ///
-    /// - Throws: when a message could not be recorded; it is not published, nor is any after it (a bus that takes
-    ///   the messages one step each may have published those before it).
+    /// - Throws: when a message could not be recorded; it is not published, nor is any after it. An entry over
+    ///   ``HistoryConfiguration/maxEntryBytes`` fails the call before anything is recorded. A bus that takes the
+    ///   messages one step each and fails part-way (its backend) throws with a ``PartiallyPublished`` as the error's
+    ///   `underlying`, naming those it published.
     func recordAndPublish(
         _ messages: [BusMessage],
         in history: any HistoryStore
     ) async throws(RealtimeError) -> [BusMessage]?
+}
+
+/// The `underlying` of a ``HistoryRecordingEventBus/recordAndPublish(_:in:)`` error after some of the messages were
+/// recorded and published: those, in order, with their positions. The rest were not.
+public struct PartiallyPublished: Error, Sendable {
+    /// The messages recorded and published before the failure.
+    public let published: [BusMessage]
+
+    public init(published: [BusMessage]) { self.published = published }
 }
 
 extension EventBus {

@@ -59,18 +59,22 @@ public final class InMemoryHistoryStore: HistoryStore {
     /// sparing the stream appended to).
     ///
     /// - Throws: when a message cannot be recorded (a control command, an entry over
-    ///   ``HistoryConfiguration/maxEntryBytes``); the messages before it stay recorded, none after it is.
+    ///   ``HistoryConfiguration/maxEntryBytes``); then none is (every entry is checked before the first append).
     package func record(_ messages: inout [BusMessage]) throws(RealtimeError) {
         let now = self.now()
         let configuration = self.configuration
-        try state.withLock { state throws(RealtimeError) in
+        var sizes: [Int?] = []
+        sizes.reserveCapacity(messages.count)
+        for message in messages {
+            sizes.append(HistoryStream(message.route) == nil ? nil : try configuration.checkedEntryBytes(of: message))
+        }
+        state.withLock { state in
             state.sweep(now: now, retention: configuration.retention)
             for index in messages.indices {
-                guard let stream = HistoryStream(messages[index].route) else {
+                guard let stream = HistoryStream(messages[index].route), let bytes = sizes[index] else {
                     messages[index].position = nil
                     continue
                 }
-                let bytes = try Self.checkedSize(of: messages[index], limit: configuration.maxEntryBytes)
                 let window = HistoryWindow(limits: configuration.limits(for: stream), now: now)
                 state.append(&messages[index], bytes: bytes, to: stream, window: window)
                 state.evict(toFit: configuration.memoryLimitBytes, sparing: stream)
@@ -168,26 +172,6 @@ public final class InMemoryHistoryStore: HistoryStore {
                 "forgottenStreams": .int(Int64(stats.forgottenStreams)),
             ]
         )
-    }
-
-    /// The size of the frame a client receives for `message`.
-    static func encodedSize(of message: BusMessage) throws(RealtimeError) -> Int {
-        // The event's frame, when the message carries it, without copying the event out of the payload.
-        if let frame = message.eventFrame, case .event = message.payload { return frame.utf8.count }
-        switch message.payload {
-        case .event(let event): return WireProtocol.event(event).utf8.count
-        case .notification(let notification): return WireProtocol.notification(notification).utf8.count
-        case .control: throw RealtimeError(.invalidArgument, "control commands are not recorded in history")
-        }
-    }
-
-    /// ``encodedSize(of:)``, refused over `limit`.
-    private static func checkedSize(of message: BusMessage, limit: Int) throws(RealtimeError) -> Int {
-        let bytes = try encodedSize(of: message)
-        guard bytes <= limit else {
-            throw RealtimeError(.limitExceeded, "a history entry of \(bytes) bytes exceeds the limit of \(limit)")
-        }
-        return bytes
     }
 }
 

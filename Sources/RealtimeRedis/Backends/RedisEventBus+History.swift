@@ -29,8 +29,11 @@ extension RedisEventBus: HistoryRecordingEventBus {
     /// one script on its own stream and channel). Messages of routes without history are published as usual.
     /// Returns `nil` for any other store.
     ///
-    /// Each message (or pair) is one step: when a script fails, the messages before it stay published and those
-    /// after it are not attempted.
+    /// Every message is checked against ``HistoryConfiguration/maxEntryBytes`` before the first script, so an entry
+    /// too large fails the whole call with nothing published. Each message (or pair) is then one step: when a script
+    /// fails (Redis), the messages before it stay published, those after it are not attempted, and the error's
+    /// `underlying` is a ``PartiallyPublished`` with the messages published, so the caller does not publish them
+    /// twice.
     public func recordAndPublish(
         _ messages: [BusMessage],
         in history: any HistoryStore
@@ -38,8 +41,26 @@ extension RedisEventBus: HistoryRecordingEventBus {
         guard let store = history as? RedisHistoryStore, store.client === client,
             store.signer.fingerprint == signer.fingerprint, store.prefix == prefix, !hasQueuedPublishes
         else { return nil }
+        for message in messages where HistoryStream(message.route) != nil && !message.payload.isControl {
+            _ = try store.configuration.checkedEntryBytes(of: message)
+        }
         var published: [BusMessage] = []
         published.reserveCapacity(messages.count)
+        do {
+            try await recordAndPublish(messages, in: store, into: &published)
+        } catch {
+            guard !published.isEmpty else { throw error }
+            throw RealtimeError(error.code, error.message, underlying: PartiallyPublished(published: published))
+        }
+        return published
+    }
+
+    /// ``recordAndPublish(_:in:)``'s steps, appending each message to `published` once it is.
+    private func recordAndPublish(
+        _ messages: [BusMessage],
+        in store: RedisHistoryStore,
+        into published: inout [BusMessage]
+    ) async throws(RealtimeError) {
         var index = messages.startIndex
         while index < messages.endIndex {
             // On a cluster the user's and the administrators' streams live on different slots (`{u:<id>}`,
@@ -67,7 +88,6 @@ extension RedisEventBus: HistoryRecordingEventBus {
             }
             index += positions.count
         }
-        return published
     }
 }
 

@@ -88,24 +88,31 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
 
     public func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
         let stream = try HistoryStream(recording: message)
+        _ = try configuration.checkedEntryBytes(of: message)
         let channel = self.channel(for: message.route)
         let payload = signer.seal(channel: channel, body: RedisBusCodec.encode(message, alsoAdmins: false))
         let positions = try await record(payload, in: [stream], publishingOn: nil)
         return positions[0]
     }
 
+    /// What a sealed entry may add to its message's ``HistoryConfiguration/entryBytes(of:)``: the bus header
+    /// (origin, route, scope, instants, positions; ids are at most 256 bytes) and the seal.
+    static let envelopeAllowance = 4096
+
     /// Appends a sealed bus payload to `streams` and, when `channel` is given, publishes it there with the
-    /// positions it got, in one script. Returns one position per stream.
+    /// positions it got, in one script. Returns one position per stream. The caller checked the message against
+    /// ``HistoryConfiguration/maxEntryBytes``; the payload is bounded here once more, with ``envelopeAllowance``.
     func record(
         _ payload: [UInt8],
         in streams: [HistoryStream],
         publishingOn channel: String?,
         affinity: Int? = nil
     ) async throws(RealtimeError) -> [StreamPosition] {
-        guard payload.count <= configuration.maxEntryBytes else {
+        let limit = configuration.maxEntryBytes + Self.envelopeAllowance
+        guard payload.count <= limit else {
             throw RealtimeError(
                 .limitExceeded,
-                "a history entry of \(payload.count) bytes exceeds the limit of \(configuration.maxEntryBytes)"
+                "a history entry of \(payload.count) bytes exceeds the limit of \(limit)"
             )
         }
         var keys: [String] = []

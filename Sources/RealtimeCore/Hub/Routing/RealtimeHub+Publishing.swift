@@ -57,7 +57,36 @@ extension RealtimeHub {
     ///   (``EventType/isReservedForTheHub``: audit and presence).
     @discardableResult
     public func publish(_ event: RealtimeEvent) async throws(RealtimeError) -> PublishReceipt {
-        await publishResolvedEvent(try validatedForPublishing(event))
+        let resolved = CollectionOfOne(try validatedForPublishing(event))
+        let encoded = Self.encode(resolved, origin: serverID)
+        if let problem = historyEntryProblem(encoded) { throw RealtimeError(.invalidArgument, problem.message) }
+        return await publishEncoded(resolved, encoded).receipts[0]
+    }
+
+    /// Why one of `messages` cannot be recorded in history (an event whose frame is larger than
+    /// ``HistoryConfiguration/maxEntryBytes``), with the index of its event; `nil` when all can, or without history.
+    /// Checked before anything is published: an event that no recovery could replay would be a gap no client can see.
+    private func historyEntryProblem(
+        _ encoded: (messages: [BusMessage], routeCounts: [Int])
+    ) -> (eventIndex: Int, message: String)? {
+        guard backends.historyStore != nil else { return nil }
+        let limit = configuration.history.maxEntryBytes
+        var start = 0
+        for (eventIndex, count) in encoded.routeCounts.enumerated() {
+            defer { start += count }
+            // The routes of one event carry the same frame.
+            guard count > 0, let bytes = try? HistoryConfiguration.entryBytes(of: encoded.messages[start]) else {
+                continue
+            }
+            if bytes > limit {
+                return (
+                    eventIndex,
+                    "the event's frame of \(bytes) bytes is larger than a history entry may be (\(limit) bytes, "
+                        + "WEBSOCKET_HISTORY_MAX_ENTRY_BYTES): no recovery could replay it; nothing was published"
+                )
+            }
+        }
+        return nil
     }
 
     /// Publishes several events in order, as one batch: every event is checked first (nothing is published when
@@ -97,7 +126,11 @@ extension RealtimeHub {
             }
         }
         guard !resolved.isEmpty else { return [] }
-        return await publishResolvedEvents(resolved)
+        let encoded = Self.encode(resolved, origin: serverID)
+        if let problem = historyEntryProblem(encoded) {
+            throw RealtimeError(.invalidArgument, "events[\(problem.eventIndex)]: \(problem.message)")
+        }
+        return await publishEncoded(resolved, encoded).receipts
     }
 
     /// The most events ``publish(_:)-([RealtimeEvent])`` takes in one batch.
@@ -163,21 +196,39 @@ extension RealtimeHub {
     func publishResolvedEventsKeepingMessages(
         _ events: some Collection<RealtimeEvent>
     ) async -> (receipts: [PublishReceipt], messages: [BusMessage]) {
-        counters.eventsPublished.add(events.count, ordering: .relaxed)
-        counters.publishedCounter.increment(by: Int64(events.count))
+        await publishEncoded(events, Self.encode(events, origin: serverID))
+    }
+
+    /// The bus messages of `events`, one per route of each (a user-scoped event's two routes next to each other, so
+    /// the bus can send them together), each carrying its event's frame, encoded once: for this server's
+    /// connections and, in the bus message, for the other servers'. `routeCounts` has each event's number of routes.
+    static func encode(
+        _ events: some Collection<RealtimeEvent>,
+        origin: ServerID
+    ) -> (messages: [BusMessage], routeCounts: [Int]) {
         var messages: [BusMessage] = []
         var routeCounts: [Int] = []
         routeCounts.reserveCapacity(events.count)
         for event in events {
-            // Encoded once: for this server's connections and, carried in the bus message, for the other servers'.
             let text = WireProtocol.event(event)
-            let routes = Self.routes(for: event.scope)
-            // One call for both routes of a user-scoped event, so the bus can send them together.
+            let routes = routes(for: event.scope)
             for route in routes {
-                messages.append(BusMessage(origin: serverID, route: route, payload: .event(event), eventFrame: text))
+                messages.append(BusMessage(origin: origin, route: route, payload: .event(event), eventFrame: text))
             }
             routeCounts.append(routes.count)
         }
+        return (messages, routeCounts)
+    }
+
+    /// ``publishResolvedEventsKeepingMessages(_:)`` with the events already encoded (``encode(_:origin:)``).
+    private func publishEncoded(
+        _ events: some Collection<RealtimeEvent>,
+        _ encoded: (messages: [BusMessage], routeCounts: [Int])
+    ) async -> (receipts: [PublishReceipt], messages: [BusMessage]) {
+        counters.eventsPublished.add(events.count, ordering: .relaxed)
+        counters.publishedCounter.increment(by: Int64(events.count))
+        var messages = encoded.messages
+        let routeCounts = encoded.routeCounts
         let local: [Int]
         var published = true
         if let history = backends.historyStore {
@@ -191,7 +242,17 @@ extension RealtimeHub {
                     "history record failed; publishing without positions",
                     metadata: ["realtime.error": "\(error)"]
                 )
-                published = await publishToBus(messages, events: events.count)
+                // Those the bus published before it failed keep their positions and are not published twice
+                // (fuzz: a batch's first event reached other servers twice, once with its position, once without).
+                let done = (error.underlying as? PartiallyPublished)?.published ?? []
+                if done.count <= messages.count {
+                    messages.replaceSubrange(0..<done.count, with: done)
+                    if done.count < messages.count {
+                        published = await publishToBus(Array(messages[done.count...]), events: events.count)
+                    }
+                } else {
+                    published = await publishToBus(messages, events: events.count)
+                }
             }
             local = deliverLocally(Self.fanOuts(events, messages, routeCounts))
         } else {
