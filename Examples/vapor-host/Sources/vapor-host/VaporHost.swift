@@ -39,6 +39,12 @@ enum VaporHost {
 
         // Vapor's own command line is not used: its environment comes from here, not from the arguments.
         let app = try await Application.make(Environment(name: "production", arguments: ["vapor-host"]), logger: logger)
+        // Vapor keeps a connection open for ever by default (no idle timeout): a few hundred idle or half-sent
+        // requests from one address then held the server's file descriptors (seventh probe). Its one bound is an
+        // idle timeout on the whole connection, WebSockets included after the upgrade, so it is at least the hub's
+        // WebSocket idle timeout (heartbeats keep a live WebSocket busy well within it).
+        let idleTimeout = max(configuration.http.idleTimeout, configuration.idleTimeout)
+        app.http.server.configuration.idleTimeout = TimeAmount(idleTimeout)
         app.addRealtimeHub(hub)
         app.addPublishRoute(hub)
 
@@ -91,7 +97,15 @@ struct Tokens: Sendable {
     init(_ environment: [String: String]) throws {
         if let secret = environment["JWT_SECRET"], !secret.isEmpty {
             guard secret.utf8.count >= 32 else { throw ConfigurationError("JWT_SECRET needs at least 32 bytes") }
-            verifier = JWTVerifier(keys: JWTKeySet([try JWTKey.hmac(secret: secret)]))
+            // Administrators as realtime-server reads them (`roles` holds `admin`), so one token works on both
+            // hosts; refresh tokens are refused as access tokens.
+            var verification = JWTVerifier.Configuration()
+            verification.claims.admin = .arrayContains("roles", "admin")
+            verification.refreshTokenMarkers = .standard
+            verifier = JWTVerifier(
+                keys: JWTKeySet([try JWTKey.hmac(secret: secret)]),
+                configuration: verification
+            )
             generated = nil
         } else {
             let (user, admin) = (RandomID.hex(bytes: 24), RandomID.hex(bytes: 24))
