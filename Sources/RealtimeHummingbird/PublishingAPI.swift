@@ -316,7 +316,8 @@ struct PublishingAPI: Sendable {
             throw APIError(
                 status: .badRequest,
                 code: "invalid_event_type",
-                message: "type must look like category.action (lower-case segments separated by dots)"
+                message: "type must look like category.action[.detail]: 1 to 8 segments of a-z A-Z 0-9 _ - "
+                    + "separated by dots, at most 200 bytes"
             )
         }
         guard categories.contains(String(type.category)) else {

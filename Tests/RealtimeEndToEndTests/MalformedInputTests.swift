@@ -196,6 +196,12 @@ struct MalformedInputTests {
                 400,
                 "invalid_event_type"
             )
+            // A bare category: `security.*` subscriptions would never match it (seventh probe).
+            try expectError(
+                try await server.api("POST", "/api/v1/events", json: #"{"type":"security","userId":"a"}"#),
+                400,
+                "invalid_argument"
+            )
             try expectError(
                 try await server.api("POST", "/api/v1/events", json: #"{"type":"system.x","scope":"galaxy"}"#),
                 400,

@@ -141,6 +141,14 @@ extension RealtimeHub {
         guard EventType.isWellFormed(event.type.rawValue) else {
             throw RealtimeError(.invalidArgument, "'\(event.type.rawValue.prefix(64))' is not a well-formed event type")
         }
+        // Subscriptions match segment by segment: `security.*` never matches a bare `security`, so such an event
+        // would be accepted and reach almost nobody (seventh probe).
+        guard event.type.rawValue.utf8.contains(UInt8(ascii: ".")) else {
+            throw RealtimeError(
+                .invalidArgument,
+                "'\(event.type.rawValue.prefix(64))' has no action: an event type is category.action[.detail]"
+            )
+        }
         // Fuzz: a `service` token published `admin.action.revoke_user` naming another actor, and presence of a
         // user who never connected; administrators could not tell them from the hub's own.
         guard !event.type.isReservedForTheHub else {
