@@ -59,23 +59,43 @@ public enum RealtimeHubUpgradeResult<NotUpgraded: Sendable>: Sendable {
     case webSocket
 }
 
+/// The checks of a WebSocket opening handshake, for a host that parses requests itself (Vapor) and asks the hub
+/// with `RealtimeHub.authorizeUpgrade(_:)` only for a handshake a server may accept: the same rules
+/// as the realtime pipeline's.
+public enum WebSocketHandshake {
+    /// What makes `head` not a WebSocket opening handshake that RFC 6455 §4.2.1 lets a server accept: a `GET` of
+    /// HTTP/1.1 or later, a `Connection` header naming `Upgrade`, one `Sec-WebSocket-Key` that is 16 bytes in
+    /// base64, and (unless `countingKeyAndVersion` is false, for a caller whose WebSocket upgrader checks them) one
+    /// `Sec-WebSocket-Version: 13`. `nil` when it is one. The answer to a problem is `400 Bad Request`.
+    public static func problem(_ head: HTTPRequestHead, countingKeyAndVersion: Bool = true) -> String? {
+        guard head.method == .GET else { return "a WebSocket upgrade is a GET request" }
+        guard head.version.major > 1 || (head.version.major == 1 && head.version.minor >= 1) else {
+            return "a WebSocket upgrade needs HTTP/1.1"
+        }
+        guard RealtimeHubPipeline.tokens(of: "Connection", in: head.headers).contains("upgrade") else {
+            return "a WebSocket upgrade needs Connection: Upgrade"
+        }
+        if countingKeyAndVersion {
+            guard head.headers["Sec-WebSocket-Key"].count == 1, head.headers["Sec-WebSocket-Version"] == ["13"] else {
+                return "a WebSocket upgrade needs one Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
+            }
+        }
+        guard let key = head.headers.first(name: "Sec-WebSocket-Key"),
+            RealtimeHubPipeline.isSixteenBytesOfBase64(key)
+        else {
+            return "Sec-WebSocket-Key must be 16 bytes in base64"
+        }
+        return nil
+    }
+}
+
 /// Names of the handlers the realtime pipeline installs.
 enum RealtimeHubPipeline {
     /// What makes `head` not a WebSocket opening handshake that RFC 6455 §4.2.1 lets a server accept, beyond what
     /// NIO's upgrader checks (one `Sec-WebSocket-Key`, one `Sec-WebSocket-Version: 13`): a `GET` of HTTP/1.1 or
     /// later, a `Connection` header naming `Upgrade`, a key that is 16 bytes in base64. `nil` when it is one.
     static func handshakeProblem(_ head: HTTPRequestHead) -> String? {
-        guard head.method == .GET else { return "a WebSocket upgrade is a GET request" }
-        guard head.version.major > 1 || (head.version.major == 1 && head.version.minor >= 1) else {
-            return "a WebSocket upgrade needs HTTP/1.1"
-        }
-        guard tokens(of: "Connection", in: head.headers).contains("upgrade") else {
-            return "a WebSocket upgrade needs Connection: Upgrade"
-        }
-        guard let key = head.headers.first(name: "Sec-WebSocket-Key"), isSixteenBytesOfBase64(key) else {
-            return "Sec-WebSocket-Key must be 16 bytes in base64"
-        }
-        return nil
+        WebSocketHandshake.problem(head, countingKeyAndVersion: false)
     }
 
     /// The comma-separated tokens of every `name` header, without spaces and in lower case (`Connection:

@@ -43,13 +43,11 @@ struct RealtimeHubUpgrader: Upgrader {
         hub: RealtimeHub,
         pipeline: RealtimeHubPipelineConfiguration
     ) async -> Response {
-        // Vapor switches protocols only for `Connection: upgrade`; NIO's upgrader needs one key and version 13.
-        // Checked before the hub is asked, so a malformed handshake holds no ticket.
+        // Checked before the hub is asked, so a malformed handshake holds no ticket: a request that asks for no
+        // WebSocket gets 426, a handshake RFC 6455 does not let a server accept gets 400 (the Hummingbird host's
+        // rules, `WebSocketHandshake`; seventh probe: HEAD, HTTP/1.0 and short or non-base64 keys got 101 here).
         let headers = request.headers
-        guard headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "upgrade" }),
-            headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }),
-            headers["sec-websocket-key"].count == 1, headers["sec-websocket-version"] == ["13"]
-        else {
+        guard headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
             let response = Response.error(
                 .upgradeRequired,
                 "upgrade_required",
@@ -58,6 +56,15 @@ struct RealtimeHubUpgrader: Upgrader {
             response.headers.replaceOrAdd(name: .upgrade, value: "websocket")
             response.headers.replaceOrAdd(name: "Sec-WebSocket-Version", value: "13")
             return response
+        }
+        let head = HTTPRequestHead(
+            version: request.version,
+            method: request.method,
+            uri: request.url.string,
+            headers: headers
+        )
+        if let problem = WebSocketHandshake.problem(head) {
+            return .error(.badRequest, "bad_request", problem)
         }
         let upgrade = UpgradeRequest(
             uri: request.url.string,

@@ -28,12 +28,33 @@ extension RoutesBuilder {
                     .parse(body.readableBytesView).objectValue
             else { return .error(.badRequest, "invalid_body", "send a JSON object") }
             guard let type = object["type"]?.stringValue.flatMap(EventType.init(validating:)) else {
-                return .error(.badRequest, "invalid_event_type", "type must look like category.action")
+                return .error(.badRequest, "invalid_event_type", "type must look like category.action[.detail]")
+            }
+            // Fields of the wrong type are refused, never dropped: a dropped `userId` or `scope` would send the
+            // event to another audience than the publisher meant (seventh probe).
+            let userID = object["userId"]
+            let data = object["data"]
+            let scopeName = object["scope"]
+            guard userID == nil || userID?.stringValue != nil, data == nil || data?.objectValue != nil,
+                scopeName == nil || scopeName?.stringValue != nil
+            else { return .error(.badRequest, "invalid_field", "userId and scope are strings, data an object") }
+            let scope: EventScope?
+            switch scopeName?.stringValue {
+            case nil: scope = nil
+            case "admins": scope = .admins
+            case "everyone": scope = .everyone
+            case "user":
+                guard let user = userID?.stringValue else {
+                    return .error(.badRequest, "invalid_field", "scope 'user' needs userId")
+                }
+                scope = .user(user)
+            default: return .error(.badRequest, "invalid_field", "scope must be user, admins or everyone")
             }
             let event = RealtimeEvent(
                 type: type,
-                userID: object["userId"]?.stringValue,
-                data: object["data"]?.objectValue ?? [:]
+                userID: userID?.stringValue,
+                data: data?.objectValue ?? [:],
+                scope: scope
             )
             do throws(RealtimeError) {
                 let receipt = try await hub.publish(event)
@@ -42,7 +63,16 @@ extension RoutesBuilder {
                     ["id": .string(receipt.id), "localDeliveries": .int(Int64(receipt.localDeliveries))]
                 )
             } catch {
-                return .error(.serviceUnavailable, error.code.rawValue, error.message)
+                // The hub's refusals are the client's to fix (400, 403, 429); only a backend's failure is a 503.
+                let status: HTTPResponseStatus =
+                    switch error.code {
+                    case .invalidArgument, .userRequired: .badRequest
+                    case .forbidden: .forbidden
+                    case .limitExceeded: .tooManyRequests
+                    case .backendUnavailable, .timeout, .shutDown: .serviceUnavailable
+                    default: .internalServerError
+                    }
+                return .error(status, error.code.rawValue, error.message)
             }
         }
     }
