@@ -377,9 +377,13 @@ struct PublishingAPI: Sendable {
         case "admin": scope = .admins
         default: scope = .everyone
         }
-        let receipt = await hub.send(
-            RealtimeNotification(level: level, title: title, message: message, data: data, target: scope)
-        )
+        let notification = RealtimeNotification(level: level, title: title, message: message, data: data, target: scope)
+        do throws(RealtimeError) {
+            try hub.checkHistoryEntry(of: notification)
+        } catch {
+            throw Self.failure(error)
+        }
+        let receipt = await hub.send(notification)
         return (.accepted, Self.receipt(receipt))
     }
 

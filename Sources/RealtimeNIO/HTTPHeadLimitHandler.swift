@@ -68,6 +68,11 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
         var limit: Int
     }
 
+    /// At graceful shutdown, the most time a request head or body still arriving is given from then on (its read
+    /// timeout, if sooner, still applies); then `408`. Without it one client trickling a body held the exit for up to
+    /// the body-read timeout (eighth probe: 30 s).
+    static let shutdownReadLimit = TimeAmount.seconds(3)
+
     /// How long the client must be quiet, after a refusal, before the socket is closed.
     static let lingerQuietTime = TimeAmount.milliseconds(50)
     /// The longest a refused connection stays open, however much the client still sends.
@@ -102,6 +107,8 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var graceTimer: Scheduled<Void>?
     private let shutdownGrace: TimeAmount
     private var isRemoved = false
+    /// From the shutdown event on: the latest any head or body read may end (``shutdownReadLimit`` after it).
+    private var shutdownReadDeadline: NIODeadline?
 
     private enum Quiesce {
         /// No shutdown yet.
@@ -278,6 +285,14 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
             quiesce = .passedOn
             return
         }
+        // A head or body still arriving gets at most `shutdownReadLimit` more (the timers restart, capped).
+        shutdownReadDeadline = context.eventLoop.now + Self.shutdownReadLimit
+        if headTimer != nil && scanner.isReadingHead {
+            let heads = headsAtTimerStart
+            startHeadTimer(context: context)
+            headsAtTimerStart = heads
+        }
+        if bodyTimer != nil && scanner.isReadingBody { startBodyTimer(context: context) }
         if awaitingResponse || scanner.isReadingBody {
             // A request the handlers behind know of is under way: they close after its response.
             passQuiesceOn(context: context)
@@ -326,19 +341,29 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// `408 Request Timeout`: the head or the body (`part`) did not arrive within `timeout`.
     private func refuseLate(context: ChannelHandlerContext, part: String, timeout: TimeAmount, reason: String) {
+        let message =
+            shutdownReadDeadline == nil
+            ? "the request \(part) did not arrive within \(timeout.nanoseconds / 1_000_000) ms"
+            : "the server is shutting down and the request \(part) did not arrive in time"
         refuse(
             context: context,
             status: "408 Request Timeout",
             code: "request_timeout",
-            message: "the request \(part) did not arrive within \(timeout.nanoseconds / 1_000_000) ms",
+            message: message,
             reason: reason
         )
+    }
+
+    /// `deadline`, or the shutdown's read deadline when that is sooner.
+    private func readDeadline(_ deadline: NIODeadline) -> NIODeadline {
+        guard let shutdownReadDeadline else { return deadline }
+        return min(deadline, shutdownReadDeadline)
     }
 
     private func startHeadTimer(context: ChannelHandlerContext) {
         cancelHeadTimer()
         headsAtTimerStart = scanner.completedHeads
-        headTimer = schedule(at: context.eventLoop.now + headerReadTimeout, context: context) {
+        headTimer = schedule(at: readDeadline(context.eventLoop.now + headerReadTimeout), context: context) {
             $0.headTimedOut(context: $1)
         }
     }
@@ -357,7 +382,7 @@ final class HTTPHeadLimitHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func startBodyTimer(context: ChannelHandlerContext) {
         cancelBodyTimer()
         headsAtBodyTimerStart = scanner.completedHeads
-        bodyTimer = schedule(at: context.eventLoop.now + bodyReadTimeout, context: context) {
+        bodyTimer = schedule(at: readDeadline(context.eventLoop.now + bodyReadTimeout), context: context) {
             $0.bodyTimedOut(context: $1)
         }
     }

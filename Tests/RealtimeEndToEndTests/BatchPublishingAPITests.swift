@@ -31,6 +31,62 @@ struct BatchPublishingAPITests {
         }
     }
 
+    /// With history on, what no recovery could replay is refused with a clear 400 and reaches nobody: an event, a
+    /// batch item, and a notification to everyone or administrators whose frame is larger than a history entry
+    /// (seventh and eighth probes: each was accepted, delivered without a position, and missing from a recovery that
+    /// said `recovered: true`). A user notification is not recorded, so it is not bounded by the entry size.
+    @Test("with history on, events and notifications too large for a history entry get 400 and reach nobody")
+    func tooLargeForHistory() async throws {
+        var history = HistoryConfiguration()
+        history.maxEntryBytes = 1024
+        let backends = HubBackends.inMemory(
+            tokenVerifier: TestKeys.verifier(),
+            historyStore: try InMemoryHistoryStore(configuration: history)
+        )
+        try await TestServer.with({ $0.history = history }, backends: backends) { server in
+            let admin = try await server.connect(TestKeys.token("root", admin: true), path: "/ws/admin")
+            try await admin.sendText(#"{"type":"subscribe","payload":{"eventTypes":["security.*"]}}"#)
+            _ = try await admin.nextMessage(type: "subscribed")
+            let big = String(repeating: "x", count: 2000)
+            let refused: [(String, String, String)] = [
+                ("/api/v1/events", #"{"type":"security.test.big","userId":"alice","data":{"pad":"\#(big)"}}"#, ""),
+                (
+                    "/api/v1/events/batch",
+                    #"{"events":[{"type":"security.test.small","userId":"alice"},"#
+                        + #"{"type":"security.test.big","userId":"alice","data":{"pad":"\#(big)"}}]}"#,
+                    "events[1]: "
+                ),
+                ("/api/v1/notifications/broadcast", #"{"title":"t","message":"\#(big)"}"#, ""),
+                ("/api/v1/notifications/admin", #"{"title":"t","message":"\#(big)"}"#, ""),
+            ]
+            for (path, body, prefix) in refused {
+                let reply = try await server.api("POST", path, json: body)
+                #expect(reply.status == 400, "\(path): \(reply.text)")
+                let message = try reply.json()["error"]?["message"]?.stringValue ?? ""
+                #expect(message.hasPrefix(prefix) && message.contains("larger than a history entry"), "\(message)")
+            }
+            let user = try await server.api(
+                "POST",
+                "/api/v1/notifications/user",
+                json: #"{"userId":"alice","title":"t","message":"\#(big)"}"#
+            )
+            #expect(user.status == 202, "\(user.text)")
+            // Neither refused event nor refused notification reaches the administrator: the first of either kind is
+            // the event published after the refusals.
+            let accepted = try await server.api("POST", "/api/v1/events", json: #"{"type":"security.test.after"}"#)
+            #expect(accepted.status == 202, "\(accepted.text)")
+            while true {
+                let message = try await admin.nextMessage()
+                let type = message["type"]?.stringValue
+                #expect(type != "notification", "a refused notification was delivered: \(message)")
+                guard type == "event" else { continue }
+                #expect(message["payload"]?["type"]?.stringValue == "security.test.after")
+                break
+            }
+            await admin.close()
+        }
+    }
+
     @Test("a bad batch is refused whole with a clear 400 naming the event")
     func badBatches() async throws {
         try await TestServer.with { server in

@@ -358,6 +358,31 @@ final class QuiesceRecorder: ChannelInboundHandler {
         #expect(uploading.passed == ["read", "quiesce"], "its body being read")
     }
 
+    /// A request still arriving at the shutdown gets `shutdownReadLimit` (3 s) more, not its whole read timeout:
+    /// one client trickling a body held the exit for the body-read timeout (eighth probe: 30 s).
+    @Test func aRequestStillArrivingGetsAtMostTheShutdownReadLimit() throws {
+        let body = try Harness(timeout: .seconds(10), bodyTimeout: .seconds(30))
+        try body.send("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nab")
+        body.advance(1_000)
+        body.quiesce()
+        try body.send("cd")
+        body.advance(2_999)
+        #expect(body.channel.isActive)
+        body.advance(1)
+        let late = try #require(try body.reply())
+        #expect(late.hasPrefix("HTTP/1.1 408"))
+        #expect(late.contains("shutting down"))
+
+        let head = try Harness(timeout: .seconds(10))
+        try head.send("GET /a HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        head.quiesce()
+        head.advance(2_999)
+        try head.send("a")
+        #expect(try head.reply() == nil)
+        head.advance(1)
+        #expect(try head.reply()?.hasPrefix("HTTP/1.1 408") == true)
+    }
+
     @Test func aZeroGracePassesTheEventOnAtOnce() throws {
         let harness = try Harness(timeout: .seconds(10), shutdownGrace: .zero)
         try harness.send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -126,6 +126,28 @@ extension RealtimeHub {
         return receipt
     }
 
+    /// Throws ``RealtimeError/Code/invalidArgument`` when `notification` goes to a stream with history (administrators
+    /// or everyone, with a history store) and its frame is larger than a history entry may be
+    /// (``HistoryConfiguration/maxEntryBytes``). ``send(_:)`` delivers such a notification without a position, which
+    /// no recovery can replay and no client can see missing; a caller that can refuse it (the HTTP API answers `400`)
+    /// asks this first. Events are checked by ``publish(_:)-(RealtimeEvent)`` itself.
+    public func checkHistoryEntry(of notification: RealtimeNotification) throws(RealtimeError) {
+        guard backends.historyStore != nil else { return }
+        switch notification.target {
+        case .admins, .everyone: break
+        case .user: return
+        }
+        let bytes = WireProtocol.notification(notification).utf8.count
+        let limit = configuration.history.maxEntryBytes
+        guard bytes <= limit else {
+            throw RealtimeError(
+                .invalidArgument,
+                "the notification's frame of \(bytes) bytes is larger than a history entry may be (\(limit) bytes, "
+                    + "WEBSOCKET_HISTORY_MAX_ENTRY_BYTES): no recovery could replay it; nothing was sent"
+            )
+        }
+    }
+
     /// Hands a notification to the bus; false (counted, logged) when it failed.
     private func publishNotification(_ message: BusMessage) async -> Bool {
         do {
