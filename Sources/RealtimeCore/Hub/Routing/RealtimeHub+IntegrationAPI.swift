@@ -140,11 +140,7 @@ extension RealtimeHub {
         let bytes = WireProtocol.notification(notification).utf8.count
         let limit = configuration.history.maxEntryBytes
         guard bytes <= limit else {
-            throw RealtimeError(
-                .invalidArgument,
-                "the notification's frame of \(bytes) bytes is larger than a history entry may be (\(limit) bytes, "
-                    + "WEBSOCKET_HISTORY_MAX_ENTRY_BYTES): no recovery could replay it; nothing was sent"
-            )
+            throw RealtimeError(.invalidArgument, Self.tooLargeForHistory("notification", bytes: bytes, limit: limit))
         }
     }
 

@@ -78,15 +78,15 @@ extension RealtimeHub {
             guard count > 0, let bytes = try? HistoryConfiguration.entryBytes(of: encoded.messages[start]) else {
                 continue
             }
-            if bytes > limit {
-                return (
-                    eventIndex,
-                    "the event's frame of \(bytes) bytes is larger than a history entry may be (\(limit) bytes, "
-                        + "WEBSOCKET_HISTORY_MAX_ENTRY_BYTES): no recovery could replay it; nothing was published"
-                )
-            }
+            if bytes > limit { return (eventIndex, Self.tooLargeForHistory("event", bytes: bytes, limit: limit)) }
         }
         return nil
+    }
+
+    /// The refusal of a message whose frame of `bytes` is larger than a history entry may be.
+    static func tooLargeForHistory(_ kind: String, bytes: Int, limit: Int) -> String {
+        "the \(kind)'s frame of \(bytes) bytes is larger than a history entry may be (\(limit) bytes, "
+            + "WEBSOCKET_HISTORY_MAX_ENTRY_BYTES): no recovery could replay it; nothing was sent"
     }
 
     /// Publishes several events in order, as one batch: every event is checked first (nothing is published when
@@ -253,13 +253,10 @@ extension RealtimeHub {
                 // Those the bus published before it failed keep their positions and are not published twice
                 // (fuzz: a batch's first event reached other servers twice, once with its position, once without).
                 let done = (error.underlying as? PartiallyPublished)?.published ?? []
-                if done.count <= messages.count {
-                    messages.replaceSubrange(0..<done.count, with: done)
-                    if done.count < messages.count {
-                        published = await publishToBus(Array(messages[done.count...]), events: events.count)
-                    }
-                } else {
-                    published = await publishToBus(messages, events: events.count)
+                let kept = done.count <= messages.count ? done.count : 0
+                messages.replaceSubrange(0..<kept, with: done.prefix(kept))
+                if kept < messages.count {
+                    published = await publishToBus(Array(messages[kept...]), events: events.count)
                 }
             }
             local = deliverLocally(Self.fanOuts(events, messages, routeCounts))
