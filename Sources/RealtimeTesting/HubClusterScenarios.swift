@@ -325,7 +325,6 @@ public enum HubClusterScenarios: Sendable {
             let survivor = try servers.hub {
                 $0.serverHeartbeatInterval = .milliseconds(100)
                 $0.serverTTL = .seconds(5)
-                $0.authenticationTimeout = .milliseconds(200)
             }
             // Subscribe before the survivor runs, so the purge cannot happen before anyone listens.
             let admin = try await survivor.connectClient(token: "admin-token", path: "/ws/admin")

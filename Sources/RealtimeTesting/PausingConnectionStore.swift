@@ -9,7 +9,7 @@ import Synchronization
 /// let store = PausingConnectionStore(InMemoryConnectionStore())
 /// let hold = store.holdNextRegister(at: .afterWrite)
 /// async let decision = hub.authorizeUpgrade(request)
-/// await hold.arrived()        // the record is written, the hub waits for the reply
+/// try await hold.arrived()    // the record is written, the hub waits for the reply
 /// // … close, expire or reconcile here …
 /// hold.release()
 /// ```
@@ -25,27 +25,25 @@ public final class PausingConnectionStore: ConnectionStore {
     /// One held `register` call.
     public final class Hold: Sendable {
         private struct State {
-            var arrived = false
             var released = false
-            var arrivalWaiters: [CheckedContinuation<Void, Never>] = []
             var holder: CheckedContinuation<Void, Never>?
         }
 
         private let state = Mutex(State())
+        private let arrival = Signal()
 
-        /// Waits until the held call reached its point.
-        public func arrived() async {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { state -> Bool in
-                    if state.arrived { return true }
-                    state.arrivalWaiters.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
+        /// Waits until the held call reached its point. If it does not within `timeout` (a hang guard, not a timing
+        /// requirement), or the waiting task is cancelled (a test's time limit), releases the hold, so that nothing
+        /// stays blocked behind it, and throws.
+        public func arrived(timeout: Duration = .seconds(20)) async throws {
+            guard await arrival.wait(timeout: timeout) else {
+                release()
+                try Task.checkCancellation()
+                throw TestTimeout(description: "the held register call did not reach its point within \(timeout)")
             }
         }
 
-        /// Lets the held call go on.
+        /// Lets the held call go on. Idempotent.
         public func release() {
             let holder = state.withLock { state -> CheckedContinuation<Void, Never>? in
                 state.released = true
@@ -57,14 +55,12 @@ public final class PausingConnectionStore: ConnectionStore {
 
         /// The store's side: reports the arrival, then waits for ``release()``.
         fileprivate func pass() async {
+            arrival.fire()
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let (waiters, go) = state.withLock { state -> ([CheckedContinuation<Void, Never>], Bool) in
-                    state.arrived = true
-                    defer { state.arrivalWaiters = [] }
+                let go = state.withLock { state -> Bool in
                     if !state.released { state.holder = continuation }
-                    return (state.arrivalWaiters, state.released)
+                    return state.released
                 }
-                for waiter in waiters { waiter.resume() }
                 if go { continuation.resume() }
             }
         }
@@ -74,7 +70,7 @@ public final class PausingConnectionStore: ConnectionStore {
         var holds: [(point: Point, hold: Hold)] = []
         var lostReplies = 0
         var heartbeats = 0
-        var heartbeatWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var heartbeatWaiters: [(count: Int, signal: Signal)] = []
     }
 
     /// The store every call goes to.
@@ -103,15 +99,15 @@ public final class PausingConnectionStore: ConnectionStore {
     public var heartbeats: Int { state.withLock { $0.heartbeats } }
 
     /// Waits until at least `count` server heartbeats went through the store (each hub heartbeat reconciles its
-    /// registrations right after its heartbeat call).
-    public func waitForHeartbeats(_ count: Int) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.heartbeats >= count { return true }
-                state.heartbeatWaiters.append((count, continuation))
-                return false
-            }
-            if now { continuation.resume() }
+    /// registrations right after its heartbeat call). Throws after `timeout` (a hang guard) or on cancellation.
+    public func waitForHeartbeats(_ count: Int, timeout: Duration = .seconds(20)) async throws {
+        let signal = Signal()
+        state.withLock { state in
+            if state.heartbeats >= count { signal.fire() } else { state.heartbeatWaiters.append((count, signal)) }
+        }
+        guard await signal.wait(timeout: timeout) else {
+            try Task.checkCancellation()
+            throw TestTimeout(description: "fewer than \(count) server heartbeats within \(timeout) (\(heartbeats))")
         }
     }
 
@@ -162,14 +158,14 @@ public final class PausingConnectionStore: ConnectionStore {
 
     public func heartbeat(_ server: ServerRecord) async throws(RealtimeError) {
         try await base.heartbeat(server)
-        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let ready = state.withLock { state -> [Signal] in
             state.heartbeats += 1
             let count = state.heartbeats
-            let ready = state.heartbeatWaiters.filter { $0.count <= count }.map(\.continuation)
+            let ready = state.heartbeatWaiters.filter { $0.count <= count }.map(\.signal)
             state.heartbeatWaiters.removeAll { $0.count <= count }
             return ready
         }
-        for continuation in ready { continuation.resume() }
+        for signal in ready { signal.fire() }
     }
 
     public func servers() async throws(RealtimeError) -> [ServerRecord] {

@@ -54,8 +54,6 @@ struct RegistryChurnTests {
                 // hub refused now and then an activation that came late, 1011, failing the run); short enough that
                 // the tickets of clients that left during the upgrade give their slots back soon.
                 $0.upgradeTicketTimeout = .seconds(5)
-                // The run loop's tick follows it: unused tickets are released within 100 ms of their timeout.
-                $0.authenticationTimeout = .milliseconds(200)
             },
             backends: backends,
             services: [client]

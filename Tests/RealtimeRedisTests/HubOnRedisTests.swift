@@ -39,8 +39,8 @@ final class RedisHubCluster: Sendable {
         tokens.add("carol-no-session", VerifiedIdentity(userID: "carol"))
     }
 
-    /// A hub on Redis backends with its own client. Registry heartbeats every 100 ms (the tick follows the
-    /// authentication timeout), so purges and re-registration happen within a test.
+    /// A hub on Redis backends with its own client. Registry heartbeats every 100 ms (the run loop's tick follows
+    /// them), so purges and re-registration happen within a test.
     ///
     /// `wrapStore` wraps the hub's connection store (e.g. in a `PausingConnectionStore`).
     func hub(
@@ -63,7 +63,6 @@ final class RedisHubCluster: Sendable {
     /// What every hub of these tests runs with.
     static func configure(_ configuration: inout HubConfiguration) {
         configuration.serverHeartbeatInterval = .milliseconds(100)
-        configuration.authenticationTimeout = .milliseconds(200)
         configuration.limits.outboundQueueFrames = 5000
     }
 

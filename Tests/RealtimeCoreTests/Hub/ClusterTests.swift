@@ -1,7 +1,8 @@
-import RealtimeCore
 import RealtimeTesting
 import Synchronization
 import Testing
+
+@testable import RealtimeCore
 
 /// Two hubs sharing one in-memory bus and store behave like two servers of one cluster. The scenarios every
 /// backend shares are in `HubClusterScenarios` (InMemoryClusterScenarioTests); these are the in-memory-only ones.
@@ -74,10 +75,25 @@ import Testing
         }
     }
 
+    /// The run loop keeps every deadline to within half its length, whichever setting is the shortest (server
+    /// heartbeats and ticket expiry ran up to a second late while only the authentication timeout and the client
+    /// heartbeat set the tick).
+    @Test func theRunLoopTickFollowsTheShortestDeadline() throws {
+        var configuration = HubConfiguration()
+        #expect(RealtimeHub.tick(for: configuration) == .seconds(1))
+        configuration.serverHeartbeatInterval = .milliseconds(100)
+        #expect(RealtimeHub.tick(for: configuration) == .milliseconds(50))
+        configuration.upgradeTicketTimeout = .milliseconds(60)
+        #expect(RealtimeHub.tick(for: configuration) == .milliseconds(30))
+        configuration.authenticationTimeout = .milliseconds(40)
+        #expect(RealtimeHub.tick(for: configuration) == .milliseconds(20))
+        configuration.heartbeatInterval = .milliseconds(2)
+        #expect(RealtimeHub.tick(for: configuration) == .milliseconds(10))
+    }
+
     @Test func connectionsTheRegistryLostAreRegisteredAgain() async throws {
         let hub = try fixture.hub {
             $0.serverHeartbeatInterval = .milliseconds(100)
-            $0.authenticationTimeout = .milliseconds(200)
         }
         try await hub.running {
             _ = try await hub.connectClient(token: "alice-token")

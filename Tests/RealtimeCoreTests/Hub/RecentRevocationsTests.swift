@@ -115,8 +115,9 @@ import Testing
         let hub = try fixture.hub(connectionStore: store) { $0.firstMessageAuthentication = true }
         let client = TestClient(try await hub.connect(try await hub.ticket()))
         let hold = store.holdNextRegister(at: .beforeWrite)
+        defer { hold.release() }
         async let authenticated: Void = client.send(#"{"type":"auth","payload":{"token":"alice-token"}}"#)
-        await hold.arrived()
+        try await hold.arrived()
         try await hub.revoke(sessionID: "s-alice")
         hold.release()
         await authenticated

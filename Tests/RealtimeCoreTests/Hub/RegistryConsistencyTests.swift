@@ -39,12 +39,13 @@ import Testing
         let (hub, store) = (checks.hub, checks.store)
         try await hub.running {
             let hold = store.holdNextRegister(at: .afterWrite)
+            defer { hold.release() }
             async let decision = hub.authorizeUpgrade(
                 UpgradeRequest(uri: "/ws/events?token=alice-token", remoteAddress: "127.0.0.1")
             )
-            await hold.arrived()
+            try await hold.arrived()
             // Two heartbeats later, at least one whole reconciliation ran while the write was held.
-            await store.waitForHeartbeats(store.heartbeats + 2)
+            try await store.waitForHeartbeats(store.heartbeats + 2)
             #expect(try await store.base.count(.user("alice")) == 1)
             hold.release()
             guard case .accept(let ticket) = await decision else {
@@ -53,7 +54,7 @@ import Testing
             }
             let client = TestClient(try await hub.connect(ticket))
             _ = try await client.next(type: "connected")
-            await store.waitForHeartbeats(store.heartbeats + 2)
+            try await store.waitForHeartbeats(store.heartbeats + 2)
             #expect(try await store.base.count(.user("alice")) == 1)
             await client.close()
             #expect(try await store.base.count(.user("alice")) == 0)
@@ -65,13 +66,14 @@ import Testing
         let (hub, store) = (checks.hub, checks.store)
         // Held before the write: the record is written after the drain removed the server's records.
         let hold = store.holdNextRegister(at: .beforeWrite)
+        defer { hold.release() }
         let decision = try await hub.running {
             let decision = Task {
                 await hub.authorizeUpgrade(
                     UpgradeRequest(uri: "/ws/events?token=alice-token", remoteAddress: "127.0.0.1")
                 )
             }
-            await hold.arrived()
+            try await hold.arrived()
             return decision
         }
         // The hub drained and removed its server while the write was held.

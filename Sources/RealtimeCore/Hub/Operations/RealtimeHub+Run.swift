@@ -137,13 +137,21 @@ extension RealtimeHub {
         await unregister(core)
     }
 
-    private func tickLoop() async {
-        // Fine enough for authentication deadlines and for short heartbeat intervals; at most a second.
-        let tick: Duration = min(
-            .seconds(1),
-            configuration.authenticationTimeout / 2,
-            configuration.heartbeatInterval / 2
+    /// How often the run loop checks its deadlines: half the shortest of the authentication timeout, the upgrade
+    /// ticket timeout and the two heartbeat intervals, so each is kept to within half its length; at most a second
+    /// and at least 10 ms.
+    static func tick(for configuration: HubConfiguration) -> Duration {
+        let shortest = min(
+            configuration.authenticationTimeout,
+            configuration.upgradeTicketTimeout,
+            configuration.heartbeatInterval,
+            configuration.serverHeartbeatInterval
         )
+        return max(.milliseconds(10), min(.seconds(1), shortest / 2))
+    }
+
+    private func tickLoop() async {
+        let tick = Self.tick(for: configuration)
         let clock = ContinuousClock()
         var nextHeartbeat = clock.now + configuration.heartbeatInterval
         var nextServerHeartbeat = clock.now
