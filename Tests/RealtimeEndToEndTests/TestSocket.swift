@@ -95,8 +95,20 @@ final class ByteInbox: Sendable {
 
 private final class InboxHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
     let inbox: ByteInbox
-    init(_ inbox: ByteInbox) { self.inbox = inbox }
+    let firstBytes: [UInt8]
+    init(_ inbox: ByteInbox, firstBytes: [UInt8]) {
+        self.inbox = inbox
+        self.firstBytes = firstBytes
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !firstBytes.isEmpty {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: firstBytes)), promise: nil)
+        }
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
@@ -153,12 +165,15 @@ final class TestSocket: Sendable {
         self.inbox = inbox
     }
 
-    static func connect(port: Int) async throws -> TestSocket {
+    /// Connects; `firstBytes` are written by the event loop as soon as the connection is up, so that a server with
+    /// a short header-read timeout gets them however late the test's task runs on a loaded machine (a request
+    /// written after `connect` returned met a closed connection in CI: 200 ms passed in between).
+    static func connect(port: Int, firstBytes: [UInt8] = []) async throws -> TestSocket {
         let inbox = ByteInbox()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(InboxHandler(inbox))
+                    try channel.pipeline.syncOperations.addHandler(InboxHandler(inbox, firstBytes: firstBytes))
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
@@ -261,13 +276,12 @@ final class TestSocket: Sendable {
         headers: [(String, String)] = [],
         body: [UInt8] = []
     ) async throws -> HTTPReply {
-        let socket = try await connect(port: port)
-        defer { Task { await socket.close() } }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !body.isEmpty || method == "POST" { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"
-        try await socket.write(Array(head.utf8) + body)
+        let socket = try await connect(port: port, firstBytes: Array(head.utf8) + body)
+        defer { Task { await socket.close() } }
         return try await socket.readHTTPReply(headOnly: method == "HEAD")
     }
 
