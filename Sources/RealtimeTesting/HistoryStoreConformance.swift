@@ -51,6 +51,7 @@ public enum HistoryStoreConformance: Sendable {
         try await trimsByCount(backend)
         try await trimsByAge(backend)
         try await startsANewEpochWhenHistoryIsLost(backend)
+        try await aResetStreamStartsANewEpoch(backend)
         try await forgetsUnusedStreams(backend)
         try await refusesOversizedEntries(backend)
         try await answersMalformedInputClearly(backend)
@@ -258,6 +259,27 @@ public enum HistoryStoreConformance: Sendable {
         #expect(now.epoch != last.epoch && now.offset == 0)
         #expect(try await restarted.append(event(user, 4)) == StreamPosition(epoch: now.epoch, offset: 1))
         #expect(reason(try await restarted.read(.user(user), after: last, limit: .init())) == .epochChanged)
+    }
+
+    /// ``HistoryStore/reset(_:)`` ends one stream's epoch: its positions read as `epochChanged`, it starts again at
+    /// offset 1 under a new epoch, and other streams keep theirs. Resetting an unknown stream is no error.
+    public static func aResetStreamStartsANewEpoch(_ backend: Backend) async throws {
+        let clock = ManualClock()
+        let store = try await backend.makeStore(HistoryConfiguration(), clock.timestampSource)
+        let (user, other) = (uniqueName("u"), uniqueName("u"))
+        var last = StreamPosition(epoch: "", offset: 0)
+        for number in 1...3 { last = try await store.append(event(user, number)) }
+        let untouched = try await store.append(event(other, 1))
+        try await store.reset(.user(user))
+        #expect(reason(try await store.read(.user(user), after: last, limit: .init())) == .epochChanged)
+        #expect(reason(try await store.read(.user(user), after: start(last.epoch), limit: .init())) == .epochChanged)
+        let now = try await store.position(of: .user(user))
+        #expect(now.epoch != last.epoch && now.offset == 0)
+        #expect(try await store.append(event(user, 4)) == StreamPosition(epoch: now.epoch, offset: 1))
+        #expect(try await store.position(of: .user(other)) == untouched, "another stream keeps its epoch")
+        try await store.reset(.user(uniqueName("never-used")))
+        try await store.reset(.everyone)
+        #expect(try await store.position(of: .everyone).offset == 0)
     }
 
     /// A stream neither appended to nor read for `retention` is forgotten (a new epoch next time); one that is

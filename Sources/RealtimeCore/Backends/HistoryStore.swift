@@ -55,6 +55,17 @@ public protocol HistoryStore: Sendable {
     /// - Throws: ``RealtimeError/Code/invalidArgument`` for a negative `maxEntries` or `maxAge`.
     func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError)
 
+    /// Ends the stream's epoch: forgets its entries, so that the next append or read starts a new epoch and every
+    /// position issued so far reads as ``HistoryUnavailableReason/epochChanged``. Resetting a stream the store does
+    /// not know is not an error.
+    ///
+    /// The hub calls it for each stream whose messages it had to publish without recording them (the store
+    /// failed): a reader recovering from an earlier position would otherwise be given a replay without them and
+    /// told it is complete.
+    ///
+    /// - Throws: ``RealtimeError/Code/backendUnavailable`` when the backend fails (the hub tries again later).
+    func reset(_ stream: HistoryStream) async throws(RealtimeError)
+
     /// The backend's health.
     func healthCheck() async -> ComponentHealth
 }

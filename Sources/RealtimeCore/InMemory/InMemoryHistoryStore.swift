@@ -139,6 +139,12 @@ public final class InMemoryHistoryStore: HistoryStore {
         }
     }
 
+    public func reset(_ stream: HistoryStream) async throws(RealtimeError) {
+        state.withLock { state in
+            if let record = state.streams[stream] { state.forget(record) }
+        }
+    }
+
     /// Counts and sizes, for health and tests.
     package var statistics: (streams: Int, entries: Int, bytes: Int, evictedEntries: Int, forgottenStreams: Int) {
         state.withLock { state in
@@ -381,7 +387,7 @@ private struct HistoryState {
         entryCount -= 1
     }
 
-    private mutating func forget(_ record: StoredStream) {
+    mutating func forget(_ record: StoredStream) {
         guard streams.removeValue(forKey: record.stream) != nil else { return }
         unlink(record)
         totalBytes -= record.footprint

@@ -179,6 +179,13 @@ public final class RedisHistoryStore: HistoryStore, Sendable {
         )
     }
 
+    public func reset(_ stream: HistoryStream) async throws(RealtimeError) {
+        // Both keys have one hash tag: one command on one slot. `DEL` is allowed when Redis is out of memory,
+        // which is when an append fails while publishing still works.
+        let keys = keys(of: stream)
+        _ = try await client.send(RedisCommand("DEL", keys.entries, keys.meta))
+    }
+
     /// An epoch for a stream that has none (the script uses it only then).
     private func freshEpoch() -> String {
         epochToken + String(epochCount.add(1, ordering: .relaxed).newValue, radix: 16)

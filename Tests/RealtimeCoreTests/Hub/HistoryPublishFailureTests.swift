@@ -76,6 +76,109 @@ import Testing
         #expect(next == 3)
         await listener.close()
     }
+
+    /// A client subscribed to everything, its position after event 1 of alice's stream, and the client closed.
+    static func positionAfterFirstEvent(_ hub: RealtimeHub) async throws -> String {
+        let alice = try await hub.connectClient(token: "alice-token")
+        try await alice.subscribe(["*"])
+        try await hub.publish(event(1))
+        let first = try await alice.next(type: "event")
+        let position = try #require(first["payload"]?["position"])
+        await alice.close()
+        return JSONWriter.string(position)
+    }
+
+    /// What a client recovering alice's stream from `position` is told, and the numbers it is replayed.
+    static func recover(_ hub: RealtimeHub, from position: String) async throws -> (recovered: JSONValue?, [Int64]) {
+        let alice = try await hub.connectClient(token: "alice-token")
+        await alice.send(
+            #"{"type":"subscribe","payload":{"eventTypes":["*"],"recover":{"user:alice":\#(position)}}}"#
+        )
+        var numbers: [Int64] = []
+        while true {
+            let message = try await alice.next()
+            if message["type"] == "event", let number = message["payload"]?["data"]?["n"]?.intValue {
+                numbers.append(number)
+            }
+            if message["type"] == "recovered" {
+                await alice.close()
+                return (message["payload"]?["recovered"], numbers)
+            }
+        }
+    }
+
+    /// Eighth probe H3: an event the history store could not record goes out without a position; a client that
+    /// was away then is not replayed the stream without it and told its replay is complete. The hub ends the
+    /// stream's epoch (and the administrators', the event's other route) before publishing it.
+    @Test func aRecoveryAcrossAnEventPublishedWithoutAPositionIsToldItCannotRecover() async throws {
+        let store = FailingHistoryStore(inner: try InMemoryHistoryStore())
+        let hub = try fixture.hub(historyStore: store)
+        let position = try await Self.positionAfterFirstEvent(hub)
+        let admins = try await store.position(of: .admins)
+        store.failing = [.append]
+        let listener = try await fixture.bus.subscribe(server: "srv-listener")
+        try await listener.addInterest(.user("alice"))
+        try await hub.publish(Self.event(2))
+        var iterator = listener.deliveries.makeAsyncIterator()
+        let (number, message) = await Self.nextNumber(&iterator)
+        #expect(number == 2 && message?.position == nil, "delivered, without a position")
+        await listener.close()
+        store.failing = []
+        try await hub.publish(Self.event(3))
+        let (recovered, replayed) = try await Self.recover(hub, from: position)
+        #expect(recovered == false, "replayed \(replayed) and told it was complete")
+        #expect(try await store.position(of: .admins).epoch != admins.epoch)
+        #expect(await hub.stats().server.history.resets == 2)
+    }
+
+    /// A reset that fails is tried again at the next server heartbeat; until then the stats count it as pending.
+    @Test func aResetThatFailedIsTriedAgainAtTheNextHeartbeat() async throws {
+        let store = FailingHistoryStore(inner: try InMemoryHistoryStore())
+        let hub = try fixture.hub(historyStore: store) { $0.serverHeartbeatInterval = .milliseconds(50) }
+        try await hub.running {
+            let position = try await Self.positionAfterFirstEvent(hub)
+            store.failing = [.append, .reset]
+            try await hub.publish(Self.event(2))
+            // Retries fail as long as resets do: both streams stay pending.
+            #expect(await hub.stats().server.history.resetsPending == 2)
+            try await store.waitForResetAttempts(3)
+            #expect(await hub.stats().server.history.resetsPending == 2)
+            store.failing = [.append]
+            #expect(try await eventually { await hub.stats().server.history.resetsPending == 0 })
+            store.failing = []
+            #expect(await hub.stats().server.history.resets == 2)
+            let (recovered, _) = try await Self.recover(hub, from: position)
+            #expect(recovered == false)
+        }
+    }
+
+    /// The same for a notification to everyone that could not be recorded (too large for an entry: `send` does not
+    /// refuse it; the HTTP API does, with `checkHistoryEntry(of:)`).
+    @Test func aNotificationSentWithoutAPositionEndsItsStreamsEpoch() async throws {
+        var history = HistoryConfiguration()
+        history.maxEntryBytes = 1024
+        let store = try InMemoryHistoryStore(configuration: history)
+        let hub = try fixture.hub(historyStore: store) { $0.history = history }
+        await hub.send(RealtimeNotification(level: .info, title: "first", message: "small", target: .everyone))
+        let before = try await store.position(of: .everyone)
+        #expect(before.offset == 1)
+        await hub.send(
+            RealtimeNotification(
+                level: .info,
+                title: "large",
+                message: String(repeating: "x", count: 2000),
+                target: .everyone
+            )
+        )
+        let after = try await store.position(of: .everyone)
+        #expect(after.epoch != before.epoch && after.offset == 0)
+        #expect(Self.reason(try await store.read(.everyone, after: before, limit: .init())) == .epochChanged)
+    }
+
+    static func reason(_ read: HistoryRead) -> HistoryUnavailableReason? {
+        if case .unavailable(let reason, _) = read { return reason }
+        return nil
+    }
 }
 
 /// An in-memory bus whose record-and-publish step fails after its first message, as a Redis bus does when Redis
@@ -106,5 +209,51 @@ final class FailingAfterFirstStepBus: HistoryRecordingEventBus {
     func publish(_ messages: [BusMessage]) async throws(RealtimeError) { try await inner.publish(messages) }
     func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription {
         try await inner.subscribe(server: server)
+    }
+}
+
+/// A history store that is no `InMemoryHistoryStore` (so the bus appends, then publishes), forwarding to one, whose
+/// appends or resets fail on demand.
+final class FailingHistoryStore: HistoryStore {
+    enum Operation: Hashable { case append, reset }
+    let inner: InMemoryHistoryStore
+    private let state = Mutex<(failing: Set<Operation>, resetAttempts: Int)>(([], 0))
+    var failing: Set<Operation> {
+        get { state.withLock { $0.failing } }
+        set { state.withLock { $0.failing = newValue } }
+    }
+
+    init(inner: InMemoryHistoryStore) { self.inner = inner }
+
+    private func check(_ operation: Operation) throws(RealtimeError) {
+        if failing.contains(operation) { throw RealtimeError(.backendUnavailable, "\(operation) failed (test)") }
+    }
+
+    func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
+        try check(.append)
+        return try await inner.append(message)
+    }
+    func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
+        async throws(RealtimeError) -> HistoryRead
+    {
+        try await inner.read(stream, after: position, limit: limit)
+    }
+    func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
+        try await inner.position(of: stream)
+    }
+    func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
+        try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
+    }
+    func reset(_ stream: HistoryStream) async throws(RealtimeError) {
+        state.withLock { $0.resetAttempts += 1 }
+        try check(.reset)
+        try await inner.reset(stream)
+    }
+
+    /// Waits (polling, with a hang guard) until `count` resets were attempted in all.
+    func waitForResetAttempts(_ count: Int) async throws {
+        guard try await eventually({ state.withLock { $0.resetAttempts } >= count }) else {
+            throw TestTimeout(description: "fewer than \(count) reset attempts")
+        }
     }
 }

@@ -95,4 +95,7 @@ struct ForwardingHistoryStore: HistoryStore {
     func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
         try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
     }
+    func reset(_ stream: HistoryStream) async throws(RealtimeError) {
+        try await inner.reset(stream)
+    }
 }

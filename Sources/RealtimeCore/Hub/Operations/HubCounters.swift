@@ -17,6 +17,8 @@ final class HubCounters: Sendable {
     let busPublishFailures = Atomic<Int>(0)
     let gaps = Atomic<Int>(0)
     let historyFailures = Atomic<Int>(0)
+    let historyResets = Atomic<Int>(0)
+    let historyResetsLost = Atomic<Int>(0)
     let recoveries = Atomic<Int>(0)
     let recoveriesFailed = Atomic<Int>(0)
     let eventsReplayed = Atomic<Int>(0)

@@ -54,6 +54,14 @@ public struct HubStats: Sendable {
     public struct History: Sendable {
         /// Publishes whose history record failed (published without positions).
         public var recordFailures = 0
+        /// Streams whose epoch the server ended because messages went out on them without positions, so that a
+        /// recovery across those messages answers `recovered: false` (``HistoryStore/reset(_:)``).
+        public var resets = 0
+        /// Of such streams, those whose reset failed and waits for the next server heartbeat.
+        public var resetsPending = 0
+        /// Of such streams, those not remembered for a retry (more than 10,000 were waiting): a recovery on them may
+        /// be told its replay is complete without the messages published meanwhile.
+        public var resetsLost = 0
         /// Recoveries answered (each `recover` that ran or was refused for lack of history or capacity).
         public var recoveries = 0
         /// Of those, answered `recovered: false`.
@@ -129,6 +137,9 @@ public struct HubStats: Sendable {
                 "memory": ["residentBytes": server.residentMemoryBytes.map { .int(Int64($0)) } ?? .null],
                 "history": [
                     "recordFailures": .int(Int64(server.history.recordFailures)),
+                    "resets": .int(Int64(server.history.resets)),
+                    "resetsPending": .int(Int64(server.history.resetsPending)),
+                    "resetsLost": .int(Int64(server.history.resetsLost)),
                     "recoveries": .int(Int64(server.history.recoveries)),
                     "recoveriesFailed": .int(Int64(server.history.recoveriesFailed)),
                     "eventsReplayed": .int(Int64(server.history.eventsReplayed)),
@@ -249,6 +260,9 @@ extension RealtimeHub {
         let replays = replayGate.load
         server.history = HubStats.History()
         server.history.recordFailures = counters.historyFailures.load(ordering: .relaxed)
+        server.history.resets = counters.historyResets.load(ordering: .relaxed)
+        server.history.resetsPending = state.withLock { $0.pendingHistoryResets.count }
+        server.history.resetsLost = counters.historyResetsLost.load(ordering: .relaxed)
         server.history.recoveries = counters.recoveries.load(ordering: .relaxed)
         server.history.recoveriesFailed = counters.recoveriesFailed.load(ordering: .relaxed)
         server.history.eventsReplayed = counters.eventsReplayed.load(ordering: .relaxed)

@@ -169,6 +169,7 @@ extension RealtimeHub {
             if now >= nextServerHeartbeat {
                 nextServerHeartbeat = now + configuration.serverHeartbeatInterval
                 await serverHeartbeat()
+                await retryHistoryResets()
             }
             if let due = nextStats, now >= due, let interval = configuration.statsInterval {
                 nextStats = now + interval

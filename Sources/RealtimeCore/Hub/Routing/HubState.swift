@@ -87,6 +87,8 @@ struct HubState: Sendable {
     var recentRevocations = RecentRevocations()
     /// User and admin routes whose bus interest must change: `true` to add, `false` to remove.
     var pendingInterest: [BusRoute: Bool] = [:]
+    /// History streams whose epoch must still be ended (their reset failed; see `RealtimeHub+HistoryResets`).
+    var pendingHistoryResets: Set<HistoryStream> = []
 
     var activeCount: Int { slotByID.count }
     /// Entries in the pattern indexes (for tests: churn must not leave residue).

@@ -112,6 +112,7 @@ extension RealtimeHub {
                     "history record failed; sending the notification without a position",
                     metadata: ["realtime.error": "\(error)"]
                 )
+                await resetStreams(of: [message])
                 local = deliverLocally(notification)
                 published = await publishNotification(message)
             }

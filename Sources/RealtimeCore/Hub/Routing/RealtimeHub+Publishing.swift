@@ -256,6 +256,8 @@ extension RealtimeHub {
                 let kept = done.count <= messages.count ? done.count : 0
                 messages.replaceSubrange(0..<kept, with: done.prefix(kept))
                 if kept < messages.count {
+                    // Before anyone hears them: a recovery across them must not be told it is complete.
+                    await resetStreams(of: messages[kept...])
                     published = await publishToBus(Array(messages[kept...]), events: events.count)
                 }
             }
