@@ -3,53 +3,38 @@
 import HTTPTypes
 import RealtimeCore
 
-/// Typed access to the fields of a JSON request body.
+/// Typed access to the fields of a JSON request body: `RequestFields` (RealtimeCore, shared with every host), its
+/// refusals as `400` answers.
 struct Fields: Sendable {
-    let object: JSONObject
+    let fields: RequestFields
+    var object: JSONObject { fields.object }
+
+    init(object: JSONObject) { fields = RequestFields(object) }
 
     func string(_ name: String, required: Bool = false) throws(APIError) -> String? {
-        try field(name, required: required, "a string") { if case .string(let value) = $0 { value } else { nil } }
+        try answering { () throws(RequestFieldError) in try fields.string(name, required: required) }
     }
 
     func int(_ name: String, required: Bool = false) throws(APIError) -> Int64? {
-        try field(name, required: required, "a whole number") { if case .int(let value) = $0 { value } else { nil } }
+        try answering { () throws(RequestFieldError) in try fields.int(name, required: required) }
     }
 
     /// The string field `name` as a user or session id (``identifier(_:_:code:)``).
     func identifier(_ name: String, required: Bool = false) throws(APIError) -> String? {
-        try string(name, required: required).map { (value) throws(APIError) in
-            try RealtimeHummingbird.identifier(value, name)
-        }
+        try answering { () throws(RequestFieldError) in try fields.identifier(name, required: required) }
     }
 
     func object(_ name: String) throws(APIError) -> JSONObject? {
-        try field(name, required: false, "an object") { if case .object(let value) = $0 { value } else { nil } }
+        try answering { () throws(RequestFieldError) in try fields.object(name) }
     }
+}
 
-    /// The field `name` as `extract` reads it: `nil` when absent or `null` (`400 missing_field` if `required`),
-    /// `400 invalid_field` when it is not `kind`.
-    private func field<Value>(
-        _ name: String,
-        required: Bool,
-        _ kind: String,
-        _ extract: (JSONValue) -> Value?
-    ) throws(APIError) -> Value? {
-        switch object[name] {
-        case nil, .null?:
-            if required {
-                throw APIError(status: .badRequest, code: "missing_field", message: "\(name) is required")
-            }
-            return nil
-        case let value?:
-            guard let extracted = extract(value) else {
-                throw APIError(
-                    status: .badRequest,
-                    code: "invalid_field",
-                    message: "\(name) must be \(kind), not \(value.typeName)"
-                )
-            }
-            return extracted
-        }
+/// `body`'s value, or its refusal as a `400` answer.
+func answering<Value>(_ body: () throws(RequestFieldError) -> Value) throws(APIError) -> Value {
+    do {
+        return try body()
+    } catch {
+        throw APIError(status: .badRequest, code: error.code, message: error.message)
     }
 }
 
@@ -57,10 +42,7 @@ struct Fields: Sendable {
 /// `400` with `code` (`invalid_field`; the listings answer for their query and path parameters with
 /// `invalid_parameter`) naming `name`.
 func identifier(_ value: String, _ name: String, code: String = "invalid_field") throws(APIError) -> String {
-    if let problem = IdentifierPolicy.problem(with: value) {
-        throw APIError(status: .badRequest, code: code, message: "\(name) \(problem)")
-    }
-    return value
+    try answering { () throws(RequestFieldError) in try RequestFields.identifier(value, named: name, code: code) }
 }
 
 /// The query parameters of an API request, read strictly: a value is percent-decoded (`+` stays `+`, as

@@ -12,10 +12,6 @@ struct PublishingAPI: Sendable {
     let hub: RealtimeHub
     let options: RealtimeRouteOptions
 
-    /// The event categories the API accepts (the catalogue's: `authentication`, `security`, `session`,
-    /// `admin`, `system`, `presence`).
-    static let categories: Set<String> = Set(EventType.catalogue.map { String($0.category) })
-
     /// The API's routes (`Documentation/HTTP-API.md`), each with its audit action and target.
     func routes<Context: RealtimeIdentityRequestContext>(_: Context.Type) -> [RealtimeRoute<Context>] {
         var routes: [RealtimeRoute<Context>] = [
@@ -221,32 +217,11 @@ struct PublishingAPI: Sendable {
     }
 
     private static func failure(_ error: RealtimeError) -> APIError {
-        switch error.code {
-        case .invalidArgument: APIError(status: .badRequest, code: "invalid_argument", message: error.message)
-        case .notFound: APIError(status: .notFound, code: "not_found", message: error.message)
-        case .conflict: APIError(status: .conflict, code: "conflict", message: error.message)
-        case .forbidden: APIError(status: .forbidden, code: "forbidden", message: error.message)
-        case .limitExceeded: APIError(status: .tooManyRequests, code: "limit_exceeded", message: error.message)
-        case .userRequired: APIError(status: .badRequest, code: "user_required", message: error.message)
-        case .backendUnavailable, .timeout, .shutDown:
-            APIError(status: .serviceUnavailable, code: error.code.rawValue, message: error.message)
-        default: APIError(status: .internalServerError, code: "internal_error", message: "the request failed")
-        }
+        let answer = error.httpAnswer
+        return APIError(status: .init(code: answer.status), code: answer.code, message: answer.message)
     }
 
-    private static func receipt(_ receipt: PublishReceipt) -> JSONValue {
-        var object: JSONObject = [
-            "id": .string(receipt.id),
-            "localDeliveries": .int(Int64(receipt.localDeliveries)),
-            "publishedToCluster": .bool(receipt.publishedToCluster),
-        ]
-        switch receipt.offline {
-        case .kept(let queued)?: object["offline"] = ["kept": true, "queued": .int(Int64(queued))]
-        case .notKept(let reason)?: object["offline"] = ["kept": false, "reason": .string(reason)]
-        case nil: break
-        }
-        return .object(object)
-    }
+    private static func receipt(_ receipt: PublishReceipt) -> JSONValue { receipt.json }
 
     // MARK: Endpoints
 
@@ -311,51 +286,7 @@ struct PublishingAPI: Sendable {
 
     /// The event a request body describes (`POST /events`, or one item of `POST /events/batch`).
     private static func event(from body: Fields) throws(APIError) -> RealtimeEvent {
-        let typeName = try body.string("type", required: true) ?? ""
-        guard let type = EventType(validating: typeName) else {
-            throw APIError(
-                status: .badRequest,
-                code: "invalid_event_type",
-                message: "type must look like category.action[.detail]: 1 to 8 segments of a-z A-Z 0-9 _ - "
-                    + "separated by dots, at most 200 bytes"
-            )
-        }
-        guard categories.contains(String(type.category)) else {
-            throw APIError(
-                status: .badRequest,
-                code: "unknown_category",
-                message: "unknown event category '\(type.category.prefix(64))'; known: "
-                    + categories.sorted().joined(separator: ", ")
-            )
-        }
-        let userID = try body.identifier("userId")
-        let sessionID = try body.identifier("sessionId")
-        let data = try body.object("data") ?? [:]
-        var scope: EventScope?
-        switch try body.string("scope") {
-        case nil: scope = nil
-        case "user":
-            guard let userID else {
-                throw APIError(status: .badRequest, code: "invalid_field", message: "scope 'user' needs userId")
-            }
-            scope = .user(userID)
-        case "admins": scope = .admins
-        case "everyone": scope = .everyone
-        case let other?:
-            throw APIError(
-                status: .badRequest,
-                code: "invalid_field",
-                message: "scope must be user, admins or everyone, not '\(other.prefix(32))'"
-            )
-        }
-        var event = RealtimeEvent(type: type, userID: userID, sessionID: sessionID, data: data, scope: scope)
-        if let id = try body.string("id") {
-            guard !id.isEmpty, id.utf8.count <= 128 else {
-                throw APIError(status: .badRequest, code: "invalid_field", message: "id must be 1 to 128 bytes")
-            }
-            event.id = id
-        }
-        return event
+        try answering { () throws(RequestFieldError) in try RealtimeEvent(request: body.fields) }
     }
 
     private func notify(_ target: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
