@@ -78,6 +78,8 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     /// The payload of the latest ping not answered yet: a pong waits while the channel is not writable, and
     /// answers only the latest ping (see the state machine).
     private var unansweredPing: ByteBuffer?
+    /// A ping arrived in the current socket read: answered once at its end (`channelReadComplete`), for the latest.
+    private var pingInThisRead = false
     /// The channel's allocator (read once: the write path does not go through the channel for it).
     private var allocator = ByteBufferAllocator()
 
@@ -341,6 +343,14 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         perform(state.readRequested())
     }
 
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if pingInThisRead {
+            pingInThisRead = false
+            perform(state.pingReceived())
+        }
+        context.fireChannelReadComplete()
+    }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         // After a close frame from the client nothing more is read; after the server's, only the client's reply.
@@ -376,8 +386,10 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
             perform(state.closeFrameReceived(CloseCode(raw)))
         case .ping:
             connection?.receivedPong()
+            // Answered when the read is over, once, for the latest of its pings (RFC 6455 5.5.3 allows it): a ping
+            // flood costs one pong write per socket read instead of one per ping.
             unansweredPing = frame.unmaskedData
-            perform(state.pingReceived())
+            pingInThisRead = true
         case .pong:
             connection?.receivedPong()
         case .text, .binary:

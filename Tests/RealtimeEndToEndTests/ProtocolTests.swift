@@ -208,6 +208,37 @@ struct ProtocolTests {
         }
     }
 
+    /// A client's ping is answered with its payload; a burst of pings that arrives in one socket read is answered
+    /// once, for the latest (RFC 6455 5.5.3), so a ping flood costs one pong write per read, not one per ping.
+    @Test("a client's pings are answered, a burst of them with one pong for the latest")
+    func clientPings() async throws {
+        try await TestServer.with { server in
+            let socket = try await server.connect(TestKeys.token("alice"))
+            try await socket.sendFrame(opcode: 9, Array("one".utf8))
+            let single = try await socket.readFrame()
+            #expect(single.opcode == 10 && single.text == "one")
+            // 500 pings in one write (4.5 KB): a few socket reads at most.
+            var burst: [UInt8] = []
+            for index in 0..<500 { burst += TestSocket.frameBytes(opcode: 9, Array(String(index).utf8)) }
+            try await socket.write(burst)
+            // Frames are answered in order: everything before this message's reply was the burst's pongs.
+            try await socket.sendText(#"{"type":"ping","id":"after-burst"}"#)
+            var pongs: [String] = []
+            while true {
+                let frame = try await socket.readFrame()
+                if frame.opcode == 10 {
+                    pongs.append(frame.text)
+                    continue
+                }
+                #expect(frame.opcode == 1, "unexpected frame \(frame.opcode)")
+                break
+            }
+            #expect(pongs.last == "499", "the latest ping is answered")
+            #expect(!pongs.isEmpty && pongs.count <= 50, "\(pongs.count) pongs for 500 pings")
+            await socket.close()
+        }
+    }
+
     /// Over real sockets, with the heartbeat driven by hand at chosen instants (the run loop's own is an hour away):
     /// the test decides what "two hours of silence" is instead of racing the wall clock (a 1.5 s idle timeout on
     /// the real clock failed on loaded CI machines).
