@@ -130,6 +130,9 @@ const SUBSCRIPTION_REFUSALS = new Set(['invalid_pattern', 'forbidden_pattern', '
 /** How often a subscription whose reply timed out is sent again on the same connection. */
 const SUBSCRIBE_ATTEMPTS = 3;
 
+/** How many of the latest event ids the client remembers to drop an event delivered twice. */
+const RECENT_EVENT_IDS = 1024;
+
 /** The wait before refreshing a token that looks expired on this device and has no `iat` (clock skew). */
 const MIN_REFRESH_INTERVAL_MS = 5000;
 
@@ -244,6 +247,8 @@ export class RealtimeClient {
     this._pending = new Map();
     /** @type {Map<string, any>} the last position seen per stream (recovery) */
     this.positions = new Map();
+    /** @type {Set<string>} the ids of the latest events delivered, oldest first (see `_event`) */
+    this._recentEventIds = new Set();
     /** @type {ConnectedInfo | null} */
     this.connection = null;
     this._socket = null;
@@ -611,6 +616,16 @@ export class RealtimeClient {
 
   _event(payload) {
     if (payload.position !== undefined) this._notePosition(payload.position);
+    // An event id names one event: a repeat is dropped. A server can send one twice (its Redis connection lost the
+    // reply to a publish that went through, so it was published again), and so can a publisher that retries a
+    // publish with the same `id` after losing the answer.
+    if (typeof payload.id === 'string') {
+      if (this._recentEventIds.has(payload.id)) return;
+      this._recentEventIds.add(payload.id);
+      if (this._recentEventIds.size > RECENT_EVENT_IDS) {
+        this._recentEventIds.delete(this._recentEventIds.values().next().value);
+      }
+    }
     this._emit('event', payload);
     for (const { pattern, handler } of this._eventHandlers) {
       if (pattern.matches(payload.type)) this._call(handler, payload);

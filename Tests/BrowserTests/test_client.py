@@ -212,6 +212,21 @@ class ClientTests(BrowserTestCase):
         self.assertEqual(refused, ["forbidden_pattern", ["security.*", "system.maintenance.*"]])
         self.assertEqual(page.evaluate("() => window.log.alice.errors"), [])
 
+    def test_an_event_sent_twice_reaches_handlers_once(self):
+        # Eighth probe H2: a server whose Redis connection lost the reply of a publish that went through publishes it
+        # again, and a publisher may retry with the same id; the client drops the repeat by event id.
+        page = self.page_with_client("dana", "dana")
+        page.evaluate("async () => { await window.clients.dana.subscribe(['security.*']); }")
+        admin = self.admin()
+        for n in (1, 1, 2):
+            self.server.publish(
+                {"type": "security.suspicious.activity", "userId": "dana", "id": f"evt-dup-{n}", "data": {"n": n}}, admin
+            )
+        self.server.publish({"type": "security.suspicious.activity", "userId": "dana", "data": {"n": 3}}, admin)
+        page.wait_for_function("() => window.log.dana.events.some((event) => event.data.n === 3)")
+        numbers = page.evaluate("() => window.log.dana.events.map((event) => event.data.n)")
+        self.assertEqual(numbers, [1, 2, 3])
+
     def test_server_restart_reconnects_and_resubscribes(self):
         server = Server("restart").start()
         self.addCleanup(server.stop)
