@@ -130,7 +130,7 @@ const SUBSCRIPTION_REFUSALS = new Set(['invalid_pattern', 'forbidden_pattern', '
 /** How often a subscription whose reply timed out is sent again on the same connection. */
 const SUBSCRIBE_ATTEMPTS = 3;
 
-/** How many of the latest event ids the client remembers to drop an event delivered twice. */
+/** How many of the latest events and notifications the client remembers to drop one delivered twice. */
 const RECENT_EVENT_IDS = 1024;
 
 /** The wait before refreshing a token that looks expired on this device and has no `iat` (clock skew). */
@@ -247,7 +247,7 @@ export class RealtimeClient {
     this._pending = new Map();
     /** @type {Map<string, any>} the last position seen per stream (recovery) */
     this.positions = new Map();
-    /** @type {Set<string>} the ids of the latest events delivered, oldest first (see `_event`) */
+    /** @type {Set<string>} the type and id of the latest events and notifications delivered, oldest first */
     this._recentEventIds = new Set();
     /** @type {ConnectedInfo | null} */
     this.connection = null;
@@ -524,8 +524,12 @@ export class RealtimeClient {
       return;
     }
     if (FORWARDED_MESSAGES.has(message.type)) {
-      // Administrators' and everyone's notifications take a place in their stream, like events.
-      if (message.type === 'notification' && payload.position !== undefined) this._notePosition(payload.position);
+      if (message.type === 'notification') {
+        // Administrators' and everyone's notifications take a place in their stream, like events, and can be sent
+        // twice like them.
+        if (payload.position !== undefined) this._notePosition(payload.position);
+        if (this._isRepeat('notification', payload.id)) return;
+      }
       this._emit(message.type, payload);
       return;
     }
@@ -616,20 +620,27 @@ export class RealtimeClient {
 
   _event(payload) {
     if (payload.position !== undefined) this._notePosition(payload.position);
-    // An event id names one event: a repeat is dropped. A server can send one twice (its Redis connection lost the
-    // reply to a publish that went through, so it was published again), and so can a publisher that retries a
-    // publish with the same `id` after losing the answer.
-    if (typeof payload.id === 'string') {
-      if (this._recentEventIds.has(payload.id)) return;
-      this._recentEventIds.add(payload.id);
-      if (this._recentEventIds.size > RECENT_EVENT_IDS) {
-        this._recentEventIds.delete(this._recentEventIds.values().next().value);
-      }
-    }
+    if (this._isRepeat(payload.type, payload.id)) return;
     this._emit('event', payload);
     for (const { pattern, handler } of this._eventHandlers) {
       if (pattern.matches(payload.type)) this._call(handler, payload);
     }
+  }
+
+  /**
+   * Whether an event of `type` (or a notification) with this `id` was delivered among the latest ones; notes it if
+   * not. A server can send one twice (its Redis connection lost the reply to a publish that went through, so it was
+   * published again), and so can a publisher that retries a publish with the same `id` after losing the answer.
+   */
+  _isRepeat(type, id) {
+    if (typeof id !== 'string') return false;
+    const key = `${type}\u0000${id}`;
+    if (this._recentEventIds.has(key)) return true;
+    this._recentEventIds.add(key);
+    if (this._recentEventIds.size > RECENT_EVENT_IDS) {
+      this._recentEventIds.delete(this._recentEventIds.values().next().value);
+    }
+    return false;
   }
 
   _addPattern(pattern) {

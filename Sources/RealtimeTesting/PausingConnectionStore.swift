@@ -31,6 +31,13 @@ public final class PausingConnectionStore: ConnectionStore {
 
         private let state = Mutex(State())
         private let arrival = Signal()
+        /// Called when a wait for the arrival failed: the store forgets the hold if no call took it yet, so the
+        /// next hold a test arms applies to the next call.
+        private let onAbandon: @Sendable (Hold) -> Void
+
+        fileprivate init(onAbandon: @escaping @Sendable (Hold) -> Void) {
+            self.onAbandon = onAbandon
+        }
 
         /// Waits until the held call reached its point. If it does not within `timeout` (a hang guard, not a timing
         /// requirement), or the waiting task is cancelled (a test's time limit), releases the hold, so that nothing
@@ -38,6 +45,7 @@ public final class PausingConnectionStore: ConnectionStore {
         public func arrived(timeout: Duration = .seconds(20)) async throws {
             guard await arrival.wait(timeout: timeout) else {
                 release()
+                onAbandon(self)
                 try Task.checkCancellation()
                 throw TestTimeout(description: "the held register call did not reach its point within \(timeout)")
             }
@@ -53,15 +61,20 @@ public final class PausingConnectionStore: ConnectionStore {
             holder?.resume()
         }
 
-        /// The store's side: reports the arrival, then waits for ``release()``.
+        /// The store's side: reports the arrival, then waits for ``release()`` or for its task's cancellation (a
+        /// test that failed and left its scope cancels the call it held, which must not stay blocked).
         fileprivate func pass() async {
             arrival.fire()
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let go = state.withLock { state -> Bool in
-                    if !state.released { state.holder = continuation }
-                    return state.released
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let go = state.withLock { state -> Bool in
+                        if !state.released && !Task.isCancelled { state.holder = continuation }
+                        return state.released || Task.isCancelled
+                    }
+                    if go { continuation.resume() }
                 }
-                if go { continuation.resume() }
+            } onCancel: {
+                release()
             }
         }
     }
@@ -84,7 +97,9 @@ public final class PausingConnectionStore: ConnectionStore {
     /// Holds the next `register` call at `point` until the returned hold is released. Holds apply in the order
     /// they were armed, one per call.
     public func holdNextRegister(at point: Point) -> Hold {
-        let hold = Hold()
+        let hold = Hold { [weak self] abandoned in
+            self?.state.withLock { $0.holds.removeAll { $0.hold === abandoned } }
+        }
         state.withLock { $0.holds.append((point, hold)) }
         return hold
     }

@@ -45,7 +45,7 @@ public struct RegistryConsistencyChecks: Sendable {
     /// Closes connections at every step of the upgrade and registration, `rounds` times, then checks that once
     /// idle the registry holds nothing, the hub's cluster-wide count is zero and the user has their whole budget.
     public func closesAtEveryStep(rounds: Int) async throws {
-        for round in 1...rounds {
+        for round in 0..<rounds {
             let steps: [(String, () async throws -> Void)] = [
                 (
                     "ticket expires while registering (before the write)",
@@ -74,7 +74,7 @@ public struct RegistryConsistencyChecks: Sendable {
                     try await step()
                 } catch {
                     // Names the step, so that a failure under CI load says where the churn stopped.
-                    Issue.record("round \(round), step \"\(name)\": \(error)")
+                    Issue.record("round \(round + 1), step \"\(name)\": \(error)")
                     throw error
                 }
             }

@@ -222,10 +222,12 @@ class ClientTests(BrowserTestCase):
             self.server.publish(
                 {"type": "security.suspicious.activity", "userId": "dana", "id": f"evt-dup-{n}", "data": {"n": n}}, admin
             )
-        self.server.publish({"type": "security.suspicious.activity", "userId": "dana", "data": {"n": 3}}, admin)
-        page.wait_for_function("() => window.log.dana.events.some((event) => event.data.n === 3)")
+        # The same id on another type is another event.
+        self.server.publish({"type": "security.password.changed", "userId": "dana", "id": "evt-dup-1", "data": {"n": 3}}, admin)
+        self.server.publish({"type": "security.suspicious.activity", "userId": "dana", "data": {"n": 4}}, admin)
+        page.wait_for_function("() => window.log.dana.events.some((event) => event.data.n === 4)")
         numbers = page.evaluate("() => window.log.dana.events.map((event) => event.data.n)")
-        self.assertEqual(numbers, [1, 2, 3])
+        self.assertEqual(numbers, [1, 2, 3, 4])
 
     def test_server_restart_reconnects_and_resubscribes(self):
         server = Server("restart").start()

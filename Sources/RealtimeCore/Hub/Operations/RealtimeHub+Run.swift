@@ -21,6 +21,7 @@ extension RealtimeHub {
                     group.addTask { await self.tickLoop() }
                     group.addTask { await self.unregisterLoop() }
                     group.addTask { await self.revalidationLoop() }
+                    if backends.historyStore != nil { group.addTask { await self.historyResetLoop() } }
                     await self.stopSignal.wait()
                     group.cancelAll()
                 }
@@ -150,6 +151,16 @@ extension RealtimeHub {
         return max(.milliseconds(10), min(.seconds(1), shortest / 2))
     }
 
+    /// Tries owed history resets again at every tick (at most a second apart), in a task of its own: a failing
+    /// store's timeouts must not hold up the run loop's deadlines.
+    private func historyResetLoop() async {
+        let interval = Self.tick(for: configuration)
+        while !Task.isCancelled {
+            await retryHistoryResets()
+            do { try await Task.sleep(for: interval) } catch { return }
+        }
+    }
+
     private func tickLoop() async {
         let tick = Self.tick(for: configuration)
         let clock = ContinuousClock()
@@ -169,7 +180,6 @@ extension RealtimeHub {
             if now >= nextServerHeartbeat {
                 nextServerHeartbeat = now + configuration.serverHeartbeatInterval
                 await serverHeartbeat()
-                await retryHistoryResets()
             }
             if let due = nextStats, now >= due, let interval = configuration.statsInterval {
                 nextStats = now + interval
@@ -423,6 +433,8 @@ extension RealtimeHub {
         } catch {
             logger.warning("could not unregister the server", metadata: ["realtime.error": "\(error)"])
         }
+        // The presence events above are the last publishes: a reset still owed is tried once more before leaving.
+        await retryHistoryResets()
     }
 }
 

@@ -110,6 +110,11 @@ extension RealtimeHub {
         var outcome = StreamRecovery(recovered: false, reason: nil, replayed: 0, current: nil)
         var after = from
         var first = true
+        // Messages went out on it without positions and its epoch could not be ended yet: no complete replay.
+        guard !owesHistoryReset(stream) else {
+            outcome.reason = "unavailable"
+            return outcome
+        }
         while true {
             guard core.state.withLock({ $0.closeCode == nil }) else {
                 outcome.reason = "closed"

@@ -87,8 +87,12 @@ struct HubState: Sendable {
     var recentRevocations = RecentRevocations()
     /// User and admin routes whose bus interest must change: `true` to add, `false` to remove.
     var pendingInterest: [BusRoute: Bool] = [:]
-    /// History streams whose epoch must still be ended (their reset failed; see `RealtimeHub+HistoryResets`).
-    var pendingHistoryResets: Set<HistoryStream> = []
+    /// History streams whose epoch must still be ended (their reset failed; see `RealtimeHub+HistoryResets`), each
+    /// with the generation it was last owed at.
+    var pendingHistoryResets: [HistoryStream: Int] = [:]
+    var nextHistoryResetGeneration = 0
+    /// The last reset failed: publishes owe their resets instead of trying them.
+    var historyResetsFailing = false
 
     var activeCount: Int { slotByID.count }
     /// Entries in the pattern indexes (for tests: churn must not leave residue).

@@ -5,17 +5,23 @@ import Synchronization
 ///
 /// When the history store cannot record a publish (Redis out of memory, a failover, a script error), the hub still
 /// delivers it, without a position: delivery beats history. A client that was away then would, on reconnecting, be
-/// replayed the stream without that message and told `recovered: true`. So before such messages are published,
-/// the hub ends the epoch of every stream they belong to (``HistoryStore/reset(_:)``): a recovery from an earlier
-/// position then answers `recovered: false`, and the client resynchronises from its own source of truth. A reset
-/// that fails is remembered (at most ``maxPendingHistoryResets`` streams) and tried again at every server heartbeat.
+/// replayed the stream without that message and told `recovered: true`. So the hub ends the epoch of every stream
+/// such messages belong to (``HistoryStore/reset(_:)``) before it publishes them (a recovery that reads the stream
+/// before that ran before the message existed, and its client gets the message live) and again once they are
+/// published (an epoch another server started meanwhile does not contain them either). A recovery from an earlier
+/// position then answers `recovered: false`, and the client resynchronises from its own source of truth.
+///
+/// A reset that fails is owed: the stream is kept in `HubState.pendingHistoryResets` (at most
+/// ``maxPendingHistoryResets``) until a reset of it succeeds, tried again at every run-loop tick and once more when
+/// the hub drains; a recovery on this server answers `unavailable` for an owed stream. While resets fail, a publish
+/// does not wait for another one: its streams join the owed ones.
 extension RealtimeHub {
     /// The most streams the hub remembers to reset while the history store fails; more are logged as an error and
     /// counted (`server.history.resetsLost`).
     static let maxPendingHistoryResets = 10_000
 
-    /// Ends the epoch of every stream of `messages` (those with history), before they are published without
-    /// positions. Stops at the first failure and remembers the rest: the store is failing.
+    /// Ends the epoch of every stream of `messages` (those with history): before they are published without
+    /// positions, and again after.
     func resetStreams(of messages: some Sequence<BusMessage>) async {
         var streams: [HistoryStream] = []
         var seen: Set<HistoryStream> = []
@@ -23,24 +29,35 @@ extension RealtimeHub {
             guard let stream = HistoryStream(message.route), seen.insert(stream).inserted else { continue }
             streams.append(stream)
         }
-        await reset(streams)
-    }
-
-    /// Tries the resets that failed again (the run loop, after each server heartbeat).
-    func retryHistoryResets() async {
-        let pending = state.withLock { state -> [HistoryStream] in
-            defer { state.pendingHistoryResets = [] }
-            return Array(state.pendingHistoryResets)
+        guard backends.historyStore != nil, !streams.isEmpty else { return }
+        let owed = state.withLock { state -> [(HistoryStream, Int)] in
+            // The store is failing: owe them all instead of waiting for another failure.
+            guard state.historyResetsFailing else { return streams.map { ($0, -1) } }
+            owe(streams[...], in: &state)
+            return []
         }
-        guard !pending.isEmpty else { return }
-        await reset(pending)
+        await attempt(owed)
     }
 
-    private func reset(_ streams: [HistoryStream]) async {
+    /// Tries the owed resets again (the run loop, every tick; the drain, once).
+    func retryHistoryResets() async {
+        let owed = state.withLock { state in state.pendingHistoryResets.map { ($0.key, $0.value) } }
+        guard !owed.isEmpty else { return }
+        await attempt(owed)
+    }
+
+    /// Whether this server owes `stream` a reset (a recovery on it cannot be told it is complete).
+    func owesHistoryReset(_ stream: HistoryStream) -> Bool {
+        state.withLock { $0.pendingHistoryResets[stream] != nil }
+    }
+
+    /// Resets each stream in order, stopping at the first failure; `generation` is the stream's entry in the owed
+    /// ones when it came from there (-1 otherwise): it is settled only if no publish owed it again meanwhile.
+    private func attempt(_ streams: [(stream: HistoryStream, generation: Int)]) async {
         guard let history = backends.historyStore, !streams.isEmpty else { return }
         var done = 0
         var failure: RealtimeError?
-        for stream in streams {
+        for (stream, _) in streams {
             do {
                 try await history.reset(stream)
                 done += 1
@@ -50,21 +67,18 @@ extension RealtimeHub {
             }
         }
         counters.historyResets.add(done, ordering: .relaxed)
-        guard let failure else { return }
-        let (lost, pending) = state.withLock { state -> (Int, Int) in
-            var lost = 0
-            for stream in streams[done...] where !state.pendingHistoryResets.contains(stream) {
-                if state.pendingHistoryResets.count < Self.maxPendingHistoryResets {
-                    state.pendingHistoryResets.insert(stream)
-                } else {
-                    lost += 1
-                }
+        let (lost, owedNow) = state.withLock { state -> (Int, Int) in
+            for (stream, generation) in streams[..<done] where generation >= 0 {
+                if state.pendingHistoryResets[stream] == generation { state.pendingHistoryResets[stream] = nil }
             }
+            state.historyResetsFailing = failure != nil
+            let lost = failure == nil ? 0 : owe(streams[done...].map(\.stream)[...], in: &state)
             return (lost, state.pendingHistoryResets.count)
         }
+        guard let failure else { return }
         logger.warning(
-            "could not end the epoch of a stream published without positions; trying again at the next heartbeat",
-            metadata: ["realtime.error": "\(failure)", "realtime.count": "\(pending)"]
+            "could not end the epoch of a stream published without positions; trying again",
+            metadata: ["realtime.error": "\(failure)", "realtime.count": "\(owedNow)"]
         )
         if lost > 0 {
             counters.historyResetsLost.add(lost, ordering: .relaxed)
@@ -73,5 +87,21 @@ extension RealtimeHub {
                 metadata: ["realtime.count": "\(lost)"]
             )
         }
+    }
+
+    /// Adds `streams` to the owed resets (a new generation for one already owed); returns how many did not fit.
+    private func owe(_ streams: ArraySlice<HistoryStream>, in state: inout HubState) -> Int {
+        var lost = 0
+        for stream in streams {
+            if state.pendingHistoryResets[stream] != nil
+                || state.pendingHistoryResets.count < Self.maxPendingHistoryResets
+            {
+                state.nextHistoryResetGeneration += 1
+                state.pendingHistoryResets[stream] = state.nextHistoryResetGeneration
+            } else {
+                lost += 1
+            }
+        }
+        return lost
     }
 }

@@ -112,9 +112,11 @@ extension RealtimeHub {
                     "history record failed; sending the notification without a position",
                     metadata: ["realtime.error": "\(error)"]
                 )
+                // Before and after, as for events (see RealtimeHub+HistoryResets).
                 await resetStreams(of: [message])
                 local = deliverLocally(notification)
                 published = await publishNotification(message)
+                await resetStreams(of: [message])
             }
         } else {
             local = deliverLocally(notification)

@@ -239,6 +239,7 @@ extension RealtimeHub {
         let routeCounts = encoded.routeCounts
         let local: [Int]
         var published = true
+        var unrecorded: ArraySlice<BusMessage> = []
         if let history = backends.historyStore {
             do {
                 let recorded = try await backends.eventBus.publish(messages, recordingIn: history)
@@ -257,11 +258,14 @@ extension RealtimeHub {
                 messages.replaceSubrange(0..<kept, with: done.prefix(kept))
                 if kept < messages.count {
                     // Before anyone hears them: a recovery across them must not be told it is complete.
-                    await resetStreams(of: messages[kept...])
-                    published = await publishToBus(Array(messages[kept...]), events: events.count)
+                    unrecorded = messages[kept...]
+                    await resetStreams(of: unrecorded)
+                    published = await publishToBus(Array(unrecorded), events: events.count)
                 }
             }
             local = deliverLocally(Self.fanOuts(events, messages, routeCounts))
+            // And after: an epoch another server started meanwhile does not hold them either.
+            if !unrecorded.isEmpty { await resetStreams(of: unrecorded) }
         } else {
             local = deliverLocally(Self.fanOuts(events, messages, routeCounts))
             published = await publishToBus(messages, events: events.count)
