@@ -30,13 +30,13 @@ extension RealtimeHub {
             streams.append(stream)
         }
         guard backends.historyStore != nil, !streams.isEmpty else { return }
-        let owed = state.withLock { state -> [(HistoryStream, Int)] in
+        let (now, lost) = state.withLock { state -> ([(HistoryStream, Int)], Int) in
             // The store is failing: owe them all instead of waiting for another failure.
-            guard state.historyResetsFailing else { return streams.map { ($0, -1) } }
-            owe(streams[...], in: &state)
-            return []
+            guard state.historyResetsFailing else { return (streams.map { ($0, -1) }, 0) }
+            return ([], owe(streams[...], in: &state))
         }
-        await attempt(owed)
+        report(lost: lost)
+        await attempt(now)
     }
 
     /// Tries the owed resets again (the run loop, every tick; the drain, once).
@@ -80,13 +80,17 @@ extension RealtimeHub {
             "could not end the epoch of a stream published without positions; trying again",
             metadata: ["realtime.error": "\(failure)", "realtime.count": "\(owedNow)"]
         )
-        if lost > 0 {
-            counters.historyResetsLost.add(lost, ordering: .relaxed)
-            logger.error(
-                "too many streams waiting for an epoch reset; a client recovering on them may be told its replay is complete without the messages published meanwhile",
-                metadata: ["realtime.count": "\(lost)"]
-            )
-        }
+        report(lost: lost)
+    }
+
+    /// Counts and logs streams that did not fit in the owed resets.
+    private func report(lost: Int) {
+        guard lost > 0 else { return }
+        counters.historyResetsLost.add(lost, ordering: .relaxed)
+        logger.error(
+            "too many streams waiting for an epoch reset; a client recovering on them may be told its replay is complete without the messages published meanwhile",
+            metadata: ["realtime.count": "\(lost)"]
+        )
     }
 
     /// Adds `streams` to the owed resets (a new generation for one already owed); returns how many did not fit.
