@@ -221,8 +221,6 @@ struct PublishingAPI: Sendable {
         return APIError(status: .init(code: answer.status), code: answer.code, message: answer.message)
     }
 
-    private static func receipt(_ receipt: PublishReceipt) -> JSONValue { receipt.json }
-
     // MARK: Endpoints
 
     /// `POST /events`: answers once the event is queued for this server's connections and handed to the bus (the
@@ -230,7 +228,7 @@ struct PublishingAPI: Sendable {
     private func publishEvent(_ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue) {
         let event = try Self.event(from: body)
         do {
-            return (.accepted, Self.receipt(try await hub.publish(event)))
+            return (.accepted, try await hub.publish(event).json)
         } catch {
             throw Self.failure(error)
         }
@@ -278,7 +276,7 @@ struct PublishingAPI: Sendable {
         }
         do {
             let receipts = try await hub.publish(events)
-            return (.accepted, ["receipts": .array(receipts.map(Self.receipt))])
+            return (.accepted, ["receipts": .array(receipts.map(\.json))])
         } catch {
             throw Self.failure(error)
         }
@@ -315,7 +313,7 @@ struct PublishingAPI: Sendable {
             throw Self.failure(error)
         }
         let receipt = await hub.send(notification)
-        return (.accepted, Self.receipt(receipt))
+        return (.accepted, receipt.json)
     }
 
     private func revoke(_ sessionID: String, _ body: Fields) async throws(APIError) -> (HTTPResponse.Status, JSONValue)

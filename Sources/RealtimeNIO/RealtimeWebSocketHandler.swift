@@ -72,9 +72,6 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
     private var stallTimer: Scheduled<Void>?
     /// The text or binary message being assembled from fragments, and how many it has had.
     private var message: (opcode: WebSocketOpcode, bytes: ByteBuffer, fragments: Int)?
-    /// The most fragments one message may have: a flood of empty continuation frames is one message to the rate
-    /// limit but costs a frame's work each (fourth fuzz: 100,000 of them, 600 KB, cost 2.3 s of CPU).
-    static let maxFragmentsPerMessage = 1024
     /// The payload of the latest ping not answered yet: a pong waits while the channel is not writable, and
     /// answers only the latest ping (see the state machine).
     private var unansweredPing: ByteBuffer?
@@ -365,25 +362,10 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         }
         switch frame.opcode {
         case .connectionClose:
-            var data = frame.unmaskedData
-            // RFC 6455 §5.5.1, §7.4: no payload, or a status code the client may send and a UTF-8 reason.
-            guard data.readableBytes != 1 else {
-                fail(1002, "a close frame's payload is empty or starts with a two-byte code")
-                return
+            switch Self.readCloseFrame(frame.unmaskedData) {
+            case .code(let code): perform(state.closeFrameReceived(code))
+            case .violation(let code, let reason): fail(code, reason)
             }
-            guard let raw = data.readInteger(as: UInt16.self) else {
-                perform(state.closeFrameReceived(CloseCode(1005)))
-                return
-            }
-            guard Self.mayBeReceived(CloseCode(raw)) else {
-                fail(1002, "close code \(raw) may not be sent")
-                return
-            }
-            guard String(validating: data.readableBytesView, as: UTF8.self) != nil else {
-                fail(1007, "the close reason is not valid UTF-8")
-                return
-            }
-            perform(state.closeFrameReceived(CloseCode(raw)))
         case .ping:
             connection?.receivedPong()
             // Answered when the read is over, once, for the latest of its pings (RFC 6455 5.5.3 allows it): a ping
@@ -480,26 +462,6 @@ public final class RealtimeWebSocketHandler: ChannelDuplexHandler {
         }
         logger.trace("WebSocket channel error", metadata: ["error.type": "\(error)"])
         context.close(promise: nil)
-    }
-
-    /// Whether a close frame from a peer may carry `code` (RFC 6455 §7.4): the defined codes an endpoint sends
-    /// (1000–1003, 1007–1011, and 1012–1014 as IANA registered them) and those for libraries, frameworks and
-    /// applications (3000–4999). Never 1004–1006 or 1015 (reserved, or only for reporting), nor undefined ones.
-    static func mayBeReceived(_ code: CloseCode) -> Bool {
-        switch code.rawValue {
-        case 1000...1003, 1007...1014, 3000...4999: true
-        default: false
-        }
-    }
-
-    static func closeFrame(code: UInt16, reason: String) -> WebSocketFrame {
-        var data = ByteBuffer()
-        data.writeInteger(code)
-        // A control frame's payload is at most 125 bytes: 2 for the code, up to 123 for the reason.
-        var reasonBytes = Array(reason.utf8.prefix(123))
-        while String(validating: reasonBytes, as: UTF8.self) == nil { reasonBytes.removeLast() }
-        data.writeBytes(reasonBytes)
-        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
     }
 }
 
