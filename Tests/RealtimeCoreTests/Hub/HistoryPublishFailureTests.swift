@@ -111,7 +111,7 @@ import Testing
     /// was away then is not replayed the stream without it and told its replay is complete. The hub ends the
     /// stream's epoch (and the administrators', the event's other route) before publishing it.
     @Test func aRecoveryAcrossAnEventPublishedWithoutAPositionIsToldItCannotRecover() async throws {
-        let store = FailingHistoryStore(inner: try InMemoryHistoryStore())
+        let store = ForwardingHistoryStore(inner: try InMemoryHistoryStore())
         let hub = try fixture.hub(historyStore: store)
         let position = try await Self.positionAfterFirstEvent(hub)
         let admins = try await store.position(of: .admins)
@@ -135,7 +135,7 @@ import Testing
     /// A reset that fails is owed: tried again until it succeeds, counted as pending meanwhile, and a recovery on
     /// this server is not told it is complete while it is owed.
     @Test func aResetThatFailedIsOwedUntilItSucceeds() async throws {
-        let store = FailingHistoryStore(inner: try InMemoryHistoryStore())
+        let store = ForwardingHistoryStore(inner: try InMemoryHistoryStore())
         let hub = try fixture.hub(historyStore: store) { $0.serverHeartbeatInterval = .milliseconds(50) }
         try await hub.running {
             let position = try await Self.positionAfterFirstEvent(hub)
@@ -214,51 +214,5 @@ final class FailingAfterFirstStepBus: HistoryRecordingEventBus {
     func publish(_ messages: [BusMessage]) async throws(RealtimeError) { try await inner.publish(messages) }
     func subscribe(server: ServerID) async throws(RealtimeError) -> any EventBusSubscription {
         try await inner.subscribe(server: server)
-    }
-}
-
-/// A history store that is no `InMemoryHistoryStore` (so the bus appends, then publishes), forwarding to one, whose
-/// appends or resets fail on demand.
-final class FailingHistoryStore: HistoryStore {
-    enum Operation: Hashable { case append, reset }
-    let inner: InMemoryHistoryStore
-    private let state = Mutex<(failing: Set<Operation>, resetAttempts: Int)>(([], 0))
-    var failing: Set<Operation> {
-        get { state.withLock { $0.failing } }
-        set { state.withLock { $0.failing = newValue } }
-    }
-
-    init(inner: InMemoryHistoryStore) { self.inner = inner }
-
-    private func check(_ operation: Operation) throws(RealtimeError) {
-        if failing.contains(operation) { throw RealtimeError(.backendUnavailable, "\(operation) failed (test)") }
-    }
-
-    func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
-        try check(.append)
-        return try await inner.append(message)
-    }
-    func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
-        async throws(RealtimeError) -> HistoryRead
-    {
-        try await inner.read(stream, after: position, limit: limit)
-    }
-    func position(of stream: HistoryStream) async throws(RealtimeError) -> StreamPosition {
-        try await inner.position(of: stream)
-    }
-    func trim(_ stream: HistoryStream, maxEntries: Int?, maxAge: Duration?) async throws(RealtimeError) {
-        try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
-    }
-    func reset(_ stream: HistoryStream) async throws(RealtimeError) {
-        state.withLock { $0.resetAttempts += 1 }
-        try check(.reset)
-        try await inner.reset(stream)
-    }
-
-    /// Waits (polling, with a hang guard) until `count` resets were attempted in all.
-    func waitForResetAttempts(_ count: Int) async throws {
-        guard try await eventually({ state.withLock { $0.resetAttempts } >= count }) else {
-            throw TestTimeout(description: "fewer than \(count) reset attempts")
-        }
     }
 }

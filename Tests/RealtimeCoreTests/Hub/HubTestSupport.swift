@@ -2,6 +2,7 @@ import CoreMetrics
 import Logging
 import RealtimeCore
 import RealtimeTesting
+import Synchronization
 import Testing
 
 /// A hub (or several sharing one bus and store) on in-memory backends, with a token table.
@@ -74,14 +75,31 @@ extension RealtimeHub {
     }
 }
 
-/// A store that is no ``InMemoryHistoryStore`` (so no bus records with it in one step), forwarding to one; with
-/// `beforeReading`, each read first awaits it (a test holding a recovery's read).
-struct ForwardingHistoryStore: HistoryStore {
+/// A store that is no ``InMemoryHistoryStore`` (so no bus records with it in one step: the bus appends, then
+/// publishes), forwarding to one; with `beforeReading`, each read first awaits it (a test holding a recovery's read);
+/// its appends or resets fail on demand (`failing`).
+final class ForwardingHistoryStore: HistoryStore {
+    enum Operation: Hashable { case append, reset }
     let inner: InMemoryHistoryStore
-    var beforeReading: (@Sendable (HistoryReadLimit) async -> Void)? = nil
+    let beforeReading: (@Sendable (HistoryReadLimit) async -> Void)?
+    private let state = Mutex<(failing: Set<Operation>, resetAttempts: Int)>(([], 0))
+    var failing: Set<Operation> {
+        get { state.withLock { $0.failing } }
+        set { state.withLock { $0.failing = newValue } }
+    }
+
+    init(inner: InMemoryHistoryStore, beforeReading: (@Sendable (HistoryReadLimit) async -> Void)? = nil) {
+        self.inner = inner
+        self.beforeReading = beforeReading
+    }
+
+    private func check(_ operation: Operation) throws(RealtimeError) {
+        if failing.contains(operation) { throw RealtimeError(.backendUnavailable, "\(operation) failed (test)") }
+    }
 
     func append(_ message: BusMessage) async throws(RealtimeError) -> StreamPosition {
-        try await inner.append(message)
+        try check(.append)
+        return try await inner.append(message)
     }
     func read(_ stream: HistoryStream, after position: StreamPosition, limit: HistoryReadLimit)
         async throws(RealtimeError) -> HistoryRead
@@ -96,6 +114,15 @@ struct ForwardingHistoryStore: HistoryStore {
         try await inner.trim(stream, maxEntries: maxEntries, maxAge: maxAge)
     }
     func reset(_ stream: HistoryStream) async throws(RealtimeError) {
+        state.withLock { $0.resetAttempts += 1 }
+        try check(.reset)
         try await inner.reset(stream)
+    }
+
+    /// Waits (polling, with a hang guard) until `count` resets were attempted in all.
+    func waitForResetAttempts(_ count: Int) async throws {
+        guard try await eventually({ state.withLock { $0.resetAttempts } >= count }) else {
+            throw TestTimeout(description: "fewer than \(count) reset attempts")
+        }
     }
 }
