@@ -160,6 +160,19 @@ import Testing
         #expect(store.statistics.entries == 0)
     }
 
+    /// A stream the hub resets (a message went out without a position) is counted as reset, not as forgotten: the
+    /// health's `forgottenStreams` tells an operator what the memory bound and the idle sweep dropped.
+    @Test func resetStreamsAreCountedApartFromForgottenOnes() async throws {
+        let store = try InMemoryHistoryStore()
+        for user in ["u1", "u2"] { _ = try await store.append(HistoryStoreConformance.event(user, 1)) }
+        try await store.reset(.user("u1"))
+        try await store.reset(.user("u3"))  // unknown: nothing to end
+        let stats = store.statistics
+        #expect(stats.streams == 1 && stats.resetStreams == 1 && stats.forgottenStreams == 0, "\(stats)")
+        let details = await store.healthCheck().details
+        #expect(details["resetStreams"]?.intValue == 1 && details["forgottenStreams"]?.intValue == 0)
+    }
+
     @Test func refusesAnInvalidConfiguration() throws {
         var configuration = HistoryConfiguration()
         configuration.retention = .seconds(60)

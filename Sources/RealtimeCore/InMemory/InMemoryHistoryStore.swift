@@ -141,16 +141,19 @@ public final class InMemoryHistoryStore: HistoryStore {
 
     public func reset(_ stream: HistoryStream) async throws(RealtimeError) {
         state.withLock { state in
-            if let record = state.streams[stream] { state.forget(record) }
+            guard let record = state.streams[stream] else { return }
+            state.forget(record, reason: .reset)
         }
     }
 
     /// Counts and sizes, for health and tests.
-    package var statistics: (streams: Int, entries: Int, bytes: Int, evictedEntries: Int, forgottenStreams: Int) {
+    package var statistics:
+        (streams: Int, entries: Int, bytes: Int, evictedEntries: Int, forgottenStreams: Int, resetStreams: Int)
+    {
         state.withLock { state in
             (
                 state.streams.count, state.entryCount, state.totalBytes, state.evictedEntries,
-                state.forgottenStreams
+                state.forgottenStreams, state.resetStreams
             )
         }
     }
@@ -163,8 +166,8 @@ public final class InMemoryHistoryStore: HistoryStore {
         state.withLock { $0.sweep(now: now, retention: retention) }
     }
 
-    /// Healthy, with the number of streams and entries, the estimated bytes against the limit, and what the
-    /// memory bound evicted.
+    /// Healthy, with the number of streams and entries, the estimated bytes against the limit, what the memory
+    /// bound evicted and the idle sweep forgot, and how many streams ``reset(_:)`` ended.
     public func healthCheck() async -> ComponentHealth {
         let stats = statistics
         return ComponentHealth(
@@ -176,6 +179,7 @@ public final class InMemoryHistoryStore: HistoryStore {
                 "memoryLimitBytes": .int(Int64(configuration.memoryLimitBytes)),
                 "evictedEntries": .int(Int64(stats.evictedEntries)),
                 "forgottenStreams": .int(Int64(stats.forgottenStreams)),
+                "resetStreams": .int(Int64(stats.resetStreams)),
             ]
         )
     }
@@ -259,7 +263,7 @@ private final class StoredStream {
     var footprint: Int
     var lastUsed: Timestamp
     /// Neighbours in use order, `older` toward the least recently used stream: references, so moving a stream in
-    /// the order takes no dictionary lookup. They form cycles that ``HistoryState/forget(_:)`` and
+    /// the order takes no dictionary lookup. They form cycles that ``HistoryState/forget(_:reason:)`` and
     /// ``HistoryState/unlinkAll()`` (when the store goes away) break.
     var older: StoredStream?
     var newer: StoredStream?
@@ -286,7 +290,16 @@ private struct HistoryState {
     var totalBytes = 0
     var entryCount = 0
     var evictedEntries = 0
+    /// Streams dropped by the memory bound or the idle sweep.
     var forgottenStreams = 0
+    /// Streams ended by ``InMemoryHistoryStore/reset(_:)`` (not a loss to the bound: the hub asked for it).
+    var resetStreams = 0
+
+    /// Why a stream is dropped, for the counts.
+    enum ForgetReason {
+        case unused
+        case reset
+    }
 
     /// The stream after marking it used now (creating it under a new epoch if it is unknown), with its entries
     /// past their age removed.
@@ -387,12 +400,15 @@ private struct HistoryState {
         entryCount -= 1
     }
 
-    mutating func forget(_ record: StoredStream) {
+    mutating func forget(_ record: StoredStream, reason: ForgetReason = .unused) {
         guard streams.removeValue(forKey: record.stream) != nil else { return }
         unlink(record)
         totalBytes -= record.footprint
         entryCount -= record.entries.count
-        forgottenStreams += 1
+        switch reason {
+        case .unused: forgottenStreams += 1
+        case .reset: resetStreams += 1
+        }
     }
 
     /// Makes `record` the most recently used.
