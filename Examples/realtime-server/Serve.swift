@@ -185,7 +185,12 @@ struct Serve: AsyncParsableCommand {
         // HEAD on every GET route (RFC 9110 §9.1: general-purpose servers support GET and HEAD; load balancers
         // probe health routes with it).
         let router = Router(context: RealtimeRequestContext.self, options: .autoGenerateHeadEndpoints)
-        var routeOptions = RealtimeRouteOptions(apiTokenVerifier: verifier, metrics: registry)
+        // The router serves the hub and its console alone: an unknown path anywhere is a JSON 404 like the API's.
+        var routeOptions = RealtimeRouteOptions(
+            apiTokenVerifier: verifier,
+            metrics: registry,
+            jsonErrorsOnEveryPath: true
+        )
         if let serviceActions {
             routeOptions.authorize = { identity, action in
                 identity.isAdmin || (identity.roles.contains("service") && serviceActions.contains(action))

@@ -23,6 +23,10 @@ public struct RealtimeRouteOptions: Sendable {
     public var maxBatchBodyBytes: Int
     /// The registry `GET /metrics` renders in the Prometheus text format; `nil` leaves the route out.
     public var metrics: PrometheusCollectorRegistry?
+    /// Whether every path the router does not know is answered with the hub's JSON error envelope (`404 not_found`),
+    /// not only those under the hub's prefixes (`/ws/`, `/health/`, the API's). Set it when the router serves the
+    /// hub alone, as `realtime-server` does; the default `false` leaves other paths to the host's own error handling.
+    public var jsonErrorsOnEveryPath: Bool
 
     public init(
         apiTokenVerifier: (any TokenVerifier)? = nil,
@@ -31,8 +35,10 @@ public struct RealtimeRouteOptions: Sendable {
         maxBodyBytes: Int = 64 * 1024,
         maxBatchEvents: Int = 100,
         maxBatchBodyBytes: Int = 1024 * 1024,
-        metrics: PrometheusCollectorRegistry? = nil
+        metrics: PrometheusCollectorRegistry? = nil,
+        jsonErrorsOnEveryPath: Bool = false
     ) {
+        self.jsonErrorsOnEveryPath = jsonErrorsOnEveryPath
         self.maxBatchEvents = maxBatchEvents
         self.maxBatchBodyBytes = maxBatchBodyBytes
         self.apiTokenVerifier = apiTokenVerifier
@@ -138,6 +144,7 @@ extension RouterMethods {
         routes += routes.compactMap(\.head)
         apiRoutes += apiRoutes.compactMap(\.head)
         adminRoutes += adminRoutes.compactMap(\.head)
+        if options.jsonErrorsOnEveryPath { prefixes = ["/"] }
         // Before the routes: router middleware applies to the routes added after it, and to unmatched requests.
         let known = routes.map { ($0.method, $0.path) } + (apiRoutes + adminRoutes).map { ($0.method, $0.path) }
         _ = add(middleware: JSONErrorMiddleware<Context>(routes: known, prefixes: prefixes))

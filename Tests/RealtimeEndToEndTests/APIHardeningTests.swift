@@ -106,6 +106,27 @@ struct APIHardeningTests {
         }
     }
 
+    /// Outside the hub's prefixes the host's own error handling answers (Hummingbird: an empty 404), unless the
+    /// router is the hub's alone (`jsonErrorsOnEveryPath`, as in realtime-server): then the same JSON 404.
+    @Test("unknown paths outside the hub's prefixes: the host's 404, or the JSON one when the router is the hub's")
+    func unknownPathsOutsideTheHub() async throws {
+        try await TestServer.with { server in
+            let reply = try await server.api("GET", "/elsewhere")
+            #expect(reply.status == 404)
+            #expect(reply.header("Content-Type")?.hasPrefix("application/json") != true, "left to the host")
+        }
+        try await TestServer.with(routeOptions: { $0.jsonErrorsOnEveryPath = true }) { server in
+            for (method, path) in [("GET", "/elsewhere"), ("POST", "/"), ("GET", "/a/b/c")] {
+                let reply = try await server.api(method, path, json: method == "GET" ? nil : "{}")
+                #expect(reply.status == 404, "\(method) \(path)")
+                #expect(reply.header("Content-Type")?.hasPrefix("application/json") == true, "\(method) \(path)")
+                #expect(try reply.json()["error"]?["code"]?.stringValue == "not_found", "\(method) \(path)")
+            }
+            // The hub's own answers are unchanged.
+            #expect(try await server.api("PUT", "/ws/health").status == 405)
+        }
+    }
+
     @Test("each API route is one action that authorize allows or refuses per identity")
     func perActionAuthorization() async throws {
         // A risk engine's token: it reports (events, a user's notifications), it never revokes or disconnects.

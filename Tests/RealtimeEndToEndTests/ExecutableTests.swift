@@ -107,6 +107,11 @@ struct ExecutableTests {
         #expect(postMetrics.status == 405)
         #expect(postMetrics.header("Allow") == "GET, HEAD")
         #expect(try postMetrics.json()["error"]?["code"]?.stringValue == "method_not_allowed")
+        // A path outside every prefix of the hub: the same JSON 404 (was an empty body).
+        let unknown = try await TestSocket.request(port: port, "GET", "/nothing/here")
+        #expect(unknown.status == 404)
+        #expect(unknown.header("Content-Type")?.hasPrefix("application/json") == true)
+        #expect(try unknown.json()["error"]?["code"]?.stringValue == "not_found")
         // HEAD on a GET route (fourth fuzz: 405): the GET's status and headers, no body.
         let head = try await TestSocket.request(port: port, "HEAD", "/ws/health")
         #expect(head.status == 200)
