@@ -93,7 +93,7 @@ public struct RealtimeHubChannel: ServerChildChannel, HTTPChannelHandler {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                     try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
-                    try channel.pipeline.syncOperations.addHandler(ConnectionCloseAtShutdownHandler())
+                    try channel.pipeline.syncOperations.addHandler(ConnectionCloseAtShutdownHandler(hub: hub))
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPConnectionStateHandler(
                             idleTimeout: http1.idleTimeout.map { Duration($0) },
@@ -152,9 +152,14 @@ extension HTTPServerBuilder {
     }
 }
 
-/// At graceful shutdown, every response from then on says `Connection: close`: Hummingbird's
-/// `HTTPConnectionStateHandler`, right behind this, closes the connection after the response under way, and a client
-/// that was not told would send its next request into the closing socket and could not know whether it was served.
+/// At graceful shutdown, every response from then on says `Connection: close`, and its connection closes after it: a
+/// client that was not told would send its next request into the closing socket and could not know whether it was
+/// served.
+///
+/// Shutdown begins with the hub's drain (``RealtimeCore/RealtimeHub/isDraining``), which can take seconds (it waits for
+/// the WebSocket clients to close), and only then does the HTTP server send `ChannelShouldQuiesceEvent`. From the
+/// drain on, this handler closes the connection itself after the response's end; from the event on, Hummingbird's
+/// `HTTPConnectionStateHandler`, right behind this, does (after the response under way, or at once when none is).
 /// (RealtimeNIO's head-limit handler passes the shutdown event on only once such a request's head was read.)
 final class ConnectionCloseAtShutdownHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
@@ -162,7 +167,16 @@ final class ConnectionCloseAtShutdownHandler: ChannelDuplexHandler, RemovableCha
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
+    private let hub: RealtimeHub
+    /// The server's `ChannelShouldQuiesceEvent` arrived.
     private var shuttingDown = false
+    /// A response went out with `Connection: close` because the hub was draining: the connection closes after its
+    /// end (Hummingbird's state handler closes only after the event).
+    private var closeAfterResponse = false
+
+    init(hub: RealtimeHub) {
+        self.hub = hub
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent { shuttingDown = true }
@@ -170,11 +184,20 @@ final class ConnectionCloseAtShutdownHandler: ChannelDuplexHandler, RemovableCha
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard shuttingDown, case .head(var head) = unwrapOutboundIn(data) else {
-            context.write(data, promise: promise)
+        switch unwrapOutboundIn(data) {
+        case .head(var head):
+            if !shuttingDown && !closeAfterResponse && hub.isDraining { closeAfterResponse = true }
+            guard shuttingDown || closeAfterResponse else { break }
+            head.headerFields[.connection] = "close"
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
             return
+        case .end where closeAfterResponse:
+            context.writeAndFlush(data, promise: promise)
+            context.close(promise: nil)
+            return
+        case .body, .end:
+            break
         }
-        head.headerFields[.connection] = "close"
-        context.write(wrapOutboundOut(.head(head)), promise: promise)
+        context.write(data, promise: promise)
     }
 }

@@ -55,6 +55,36 @@ struct RequestLimitTests {
         }
     }
 
+    /// Graceful shutdown begins with the hub's drain, which waits for the WebSocket clients to close (here one that
+    /// does not answer the close frame holds it), and the HTTP server hears of the shutdown only after that. A
+    /// request answered in between says `Connection: close`, and its connection then closes. Before: it was answered
+    /// keep-alive, and the client's next request went into a socket about to close.
+    @Test("while the hub drains, before the HTTP server's shutdown, a response says Connection: close and closes")
+    func responsesDuringTheHubsDrainCloseTheirConnection() async throws {
+        try await TestServer.with(closeTimeout: .seconds(60)) { server in
+            let request = "GET /ws/health HTTP/1.1\r\nHost: x\r\n\r\n"
+            let used = try await TestSocket.connect(port: server.port)
+            try await used.write(request)
+            #expect(try await used.readHTTPReply().header("Connection") == nil, "kept alive before the shutdown")
+            let silent = try await server.connect(TestKeys.token("alice"))
+            await server.serviceGroup.triggerGracefulShutdown()
+            // The hub is draining once it tells its clients to reconnect; this one never answers the close frame.
+            _ = try await silent.nextMessage(type: "reconnect")
+            _ = try await silent.nextClose()
+            let fresh = try await TestSocket.connect(port: server.port)
+            for (name, socket) in [("kept alive", used), ("opened during the drain", fresh)] {
+                try await socket.write(request)
+                let reply = try await socket.readHTTPReply()
+                #expect(reply.header("Connection")?.lowercased() == "close", "\(name)")
+                try await socket.waitForEOF()
+            }
+            // Still the hub's drain, not the HTTP server's shutdown: its listener takes connections.
+            let probe = try await TestSocket.connect(port: server.port)
+            await probe.close()
+            await silent.close()
+        }
+    }
+
     @Test("an upgrade without one Sec-WebSocket-Key and Sec-WebSocket-Version: 13 gets 400, not a silent close")
     func malformedUpgrade() async throws {
         try await TestServer.with { server in

@@ -68,6 +68,7 @@ struct TestServer: Sendable {
         backends: HubBackends? = nil,
         services: [any Service] = [],
         writeTimeout: Duration = .seconds(30),
+        closeTimeout: Duration = .seconds(2),
         routeOptions: (inout RealtimeRouteOptions) -> Void = { _ in },
         routes: (Router<RealtimeRequestContext>, RealtimeHub) -> Void = { _, _ in },
         _ body: (TestServer) async throws -> Void
@@ -88,7 +89,7 @@ struct TestServer: Sendable {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,
-            server: .realtimeHub(hub, configuration: .init(closeTimeout: .seconds(2), writeTimeout: writeTimeout)),
+            server: .realtimeHub(hub, configuration: .init(closeTimeout: closeTimeout, writeTimeout: writeTimeout)),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in
                 portContinuation.yield(channel.localAddress?.port ?? 0)

@@ -93,7 +93,13 @@ extension RealtimeHub {
 }
 
 extension RealtimeHub: AdmissionHost {
-    var isDraining: Bool { state.withLock { $0.draining } }
+    /// Whether the hub's graceful shutdown has begun: from the start of its drain, it refuses new connections and
+    /// closes the open ones.
+    ///
+    /// A host's HTTP layer reads it to answer every response from then on with `Connection: close` (and to close
+    /// the connection after it): the host's own shutdown signal may come only after the hub's drain, which can take
+    /// seconds, and a client kept alive meanwhile would send its next request into a socket about to close.
+    public var isDraining: Bool { state.withLock { $0.draining } }
 
     var isFull: Bool { state.withLock { $0.occupancy >= configuration.maxConnections } }
 
