@@ -1,5 +1,5 @@
 public import RealtimeCore
-public import Testing
+import Testing
 
 /// Checks that a hub never leaves a record in the cluster registry for a connection that is gone, whatever step
 /// of the upgrade and registration a close lands in, and that its heartbeat removes a stray record. For hubs on
