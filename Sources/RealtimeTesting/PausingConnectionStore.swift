@@ -83,6 +83,7 @@ public final class PausingConnectionStore: ConnectionStore {
         var holds: [(point: Point, hold: Hold)] = []
         var lostReplies = 0
         var heartbeats = 0
+        var failingHeartbeats = false
         var heartbeatWaiters: [(count: Int, signal: Signal)] = []
     }
 
@@ -110,11 +111,17 @@ public final class PausingConnectionStore: ConnectionStore {
         state.withLock { $0.lostReplies += 1 }
     }
 
-    /// How many server heartbeats went through the store.
+    /// While `true`, every server heartbeat fails with `RealtimeError.Code.backendUnavailable` before it reaches the
+    /// base store (it still counts in ``heartbeats``), as while the registry's Redis fails over.
+    public func failHeartbeats(_ failing: Bool) {
+        state.withLock { $0.failingHeartbeats = failing }
+    }
+
+    /// How many server heartbeats reached the store (those ``failHeartbeats(_:)`` failed included).
     public var heartbeats: Int { state.withLock { $0.heartbeats } }
 
-    /// Waits until at least `count` server heartbeats went through the store (each hub heartbeat reconciles its
-    /// registrations right after its heartbeat call). Throws after `timeout` (a hang guard) or on cancellation.
+    /// Waits until at least `count` server heartbeats reached the store (each hub heartbeat that succeeds reconciles
+    /// its registrations right after its heartbeat call). Throws after `timeout` (a hang guard) or on cancellation.
     public func waitForHeartbeats(_ count: Int, timeout: Duration = .seconds(20)) async throws {
         let signal = Signal()
         state.withLock { state in
@@ -172,7 +179,8 @@ public final class PausingConnectionStore: ConnectionStore {
     }
 
     public func heartbeat(_ server: ServerRecord) async throws(RealtimeError) {
-        try await base.heartbeat(server)
+        let failing = state.withLock { $0.failingHeartbeats }
+        if !failing { try await base.heartbeat(server) }
         let ready = state.withLock { state -> [Signal] in
             state.heartbeats += 1
             let count = state.heartbeats
@@ -181,6 +189,7 @@ public final class PausingConnectionStore: ConnectionStore {
             return ready
         }
         for signal in ready { signal.fire() }
+        if failing { throw RealtimeError(.backendUnavailable, "the registry is failing over (test)") }
     }
 
     public func servers() async throws(RealtimeError) -> [ServerRecord] {

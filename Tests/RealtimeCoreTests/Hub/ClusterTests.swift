@@ -91,6 +91,30 @@ import Testing
         #expect(RealtimeHub.tick(for: configuration) == .milliseconds(10))
     }
 
+    /// A failed server heartbeat marks the hub unhealthy until one succeeds; it is tried again within a second, not
+    /// after the whole interval (ninth probe, M1: servers stayed unready ≈ 10 s after a Redis failover was over).
+    @Test func aFailedServerHeartbeatIsRetriedWithinASecond() async throws {
+        #expect(RealtimeHub.serverHeartbeatDelay(succeeded: true, interval: .seconds(10)) == .seconds(10))
+        #expect(RealtimeHub.serverHeartbeatDelay(succeeded: false, interval: .seconds(10)) == .seconds(1))
+        #expect(RealtimeHub.serverHeartbeatDelay(succeeded: false, interval: .milliseconds(200)) == .milliseconds(200))
+
+        let store = PausingConnectionStore(fixture.store)
+        store.failHeartbeats(true)
+        // An interval longer than the wait's hang guard (20 s): only the retry can bring the next heartbeat.
+        let hub = try fixture.hub(connectionStore: store) {
+            $0.serverHeartbeatInterval = .seconds(60)
+            $0.serverTTL = .seconds(120)
+        }
+        try await hub.running {
+            try await store.waitForHeartbeats(1)
+            #expect(try await eventually { await hub.healthCheck().components["hub"]?.status == .unhealthy })
+            store.failHeartbeats(false)
+            let failed = store.heartbeats
+            try await store.waitForHeartbeats(failed + 1)
+            #expect(try await eventually { await hub.healthCheck().components["hub"]?.status == .healthy })
+        }
+    }
+
     @Test func connectionsTheRegistryLostAreRegisteredAgain() async throws {
         let hub = try fixture.hub {
             $0.serverHeartbeatInterval = .milliseconds(100)

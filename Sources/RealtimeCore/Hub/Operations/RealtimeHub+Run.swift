@@ -178,8 +178,10 @@ extension RealtimeHub {
                 heartbeat(now: now)
             }
             if now >= nextServerHeartbeat {
-                nextServerHeartbeat = now + configuration.serverHeartbeatInterval
-                await serverHeartbeat()
+                let succeeded = await serverHeartbeat()
+                nextServerHeartbeat =
+                    now
+                    + Self.serverHeartbeatDelay(succeeded: succeeded, interval: configuration.serverHeartbeatInterval)
             }
             if let due = nextStats, now >= due, let interval = configuration.statsInterval {
                 nextStats = now + interval
@@ -294,7 +296,18 @@ extension RealtimeHub {
         }
     }
 
-    func serverHeartbeat() async {
+    /// How long after a server heartbeat the next one runs: the interval after a success. After a failure at most a
+    /// second: the failure marks the hub unhealthy (`registryHeartbeat` in its health, 503 on `/health/ready`) until
+    /// a heartbeat succeeds, and a registry failover is over in a few seconds, well within the 10 s interval (ninth
+    /// probe, M1: every server stayed unready ≈ 10 s after the cluster had recovered).
+    static func serverHeartbeatDelay(succeeded: Bool, interval: Duration) -> Duration {
+        succeeded ? interval : min(interval, .seconds(1))
+    }
+
+    /// Writes this server's record, re-registers connections the registry lost, reconciles and purges expired
+    /// servers. Returns whether it all succeeded.
+    @discardableResult
+    func serverHeartbeat() async -> Bool {
         let now = Timestamp.now()
         let count = state.withLock { $0.activeCount }
         let record = ServerRecord(
@@ -330,9 +343,11 @@ extension RealtimeHub {
                     )
                 }
             }
+            return true
         } catch {
             runtime.withLock { $0.lastServerHeartbeatError = "\(error)" }
             logger.warning("server heartbeat failed", metadata: ["realtime.error": "\(error)"])
+            return false
         }
     }
 
