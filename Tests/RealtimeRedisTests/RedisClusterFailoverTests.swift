@@ -6,7 +6,10 @@ import Testing
 
 extension RedisIntegrationTests {
     /// A primary of a real cluster dies (SIGKILL) and its replica is promoted: the client sees the degraded window in
-    /// its health, refreshes its slot map by itself and the backends work again on the new primary.
+    /// its health, refreshes its slot map by itself and the backends work again on the new primary. History ends the
+    /// epoch of the promoted node's streams: the replica may have missed appends the dead primary acknowledged, so a
+    /// position from before the failover is `unavailable` rather than read past offsets the new primary may reuse
+    /// (ninth probe, H1).
     @Suite(.timeLimit(.minutes(3))) struct RedisClusterFailoverTests {
         @Test func backendsResumeAfterAPrimaryFailsOver() async throws {
             try await withRedisCluster { cluster in
@@ -20,6 +23,12 @@ extension RedisIntegrationTests {
                 #expect(
                     try await store.register(record(), maxConnectionsPerUser: nil) == .registered(userConnections: 1)
                 )
+                let history = try RedisHistoryStore(
+                    client: client,
+                    clusterSecret: Array("failover-cluster-secret-0123456789".utf8),
+                    prefix: "t\(RandomID.hex(bytes: 4)):"
+                )
+                let held = try await history.append(HistoryStoreConformance.event(user, 1))
                 // The primary that owns the busy user's slot (the key layout puts all of the user there).
                 let primary = try await cluster.primary(serving: "{u:\(user)}")
                 primary.stop()
@@ -48,6 +57,13 @@ extension RedisIntegrationTests {
                 )
                 #expect(try await eventually(timeout: .seconds(10)) { await client.healthCheck().status == .healthy })
                 #expect(try await store.count(.user(user)) >= 1)
+                // The user's stream is on the failed-over slot (one hash tag for the user's keys).
+                let read = try await history.read(.user(user), after: held, limit: .init())
+                guard case .unavailable(.epochChanged, let current) = read else {
+                    Issue.record("a position from before the failover read as \(read)")
+                    return
+                }
+                #expect(current.epoch != held.epoch)
                 await client.shutdown()
             }
         }

@@ -76,6 +76,48 @@ extension RedisIntegrationTests {
             }
         }
 
+        /// A node restarted from a snapshot older than what it acknowledged (the same as a replica promoted before
+        /// it had every write): the stream's meta survives with an older offset, and the next append reuses an
+        /// offset a client already holds, for another event. Before: that client's recovery read past it and was
+        /// told the replay was complete, without the new event. Now the restart's new replication id ends the
+        /// epoch at the next read: `unavailable`, and the client resynchronises.
+        @Test func aNodeRestartedFromAnOlderSnapshotEndsTheEpoch() async throws {
+            try await withRedis(ownServer: true) { configuration, server in
+                let server = try #require(server)
+                let client = RedisClient(configuration: configuration)
+                let store = try Self.store(client)
+                let stream = HistoryStream.user("u1")
+                for number in 1...2 { _ = try await store.append(HistoryStoreConformance.event("u1", number)) }
+                #expect(try await client.send(RedisCommand("SAVE")).string == "OK")
+                let held = try await store.append(HistoryStoreConformance.event("u1", 3))
+                // Without a restart, reading keeps the epoch (the node's replication id is stable).
+                guard case .page = try await store.read(stream, after: held, limit: .init()) else {
+                    Issue.record("a read on the same node ended the epoch")
+                    return
+                }
+                server.stop()
+                try await server.launch()  // loads the snapshot: offsets 1 and 2
+                var reused: StreamPosition?
+                #expect(
+                    try await eventually {
+                        reused = try? await store.append(HistoryStoreConformance.event("u1", 4))
+                        return reused != nil
+                    }
+                )
+                #expect(reused == held, "the restarted node gave the held offset to another event")
+                let read = try await store.read(stream, after: held, limit: .init())
+                guard case .unavailable(let reason, let current) = read else {
+                    Issue.record("recovery across the reused offset answered \(read)")
+                    return
+                }
+                #expect(reason == .epochChanged)
+                #expect(current.epoch != held.epoch && current.offset == 0)
+                // The new epoch holds: the next read keeps it.
+                #expect(try await store.position(of: stream) == current)
+                await client.shutdown()
+            }
+        }
+
         @Test func anOversizedEntryFailsTheWholePublish() async throws {
             try await withRedis { configuration, _ in
                 let prefix = "t\(RandomID.hex(bytes: 4)):"

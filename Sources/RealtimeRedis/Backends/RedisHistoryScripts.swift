@@ -1,7 +1,27 @@
 /// The Lua scripts of ``RedisHistoryStore``. Each touches only the two keys of each stream it is given (the
-/// entries, a Redis stream, and the meta hash: `e` the epoch, `o` the last offset), which share one hash tag, so a
-/// script given one stream runs on one Redis Cluster slot.
+/// entries, a Redis stream, and the meta hash: `e` the epoch, `o` the last offset, `r` the node's replication
+/// history when the epoch began), which share one hash tag, so a script given one stream runs on one Redis Cluster
+/// slot.
+///
+/// `r` is the first 16 hex digits of the node's `master_replid` (`INFO replication`). Redis gives a node a new one
+/// when a replica is promoted (a failover) and when it restarts, even from its RDB or AOF files: exactly the events
+/// after which the node may hold an older copy of the stream than what it acknowledged (replication is asynchronous;
+/// an RDB snapshot lags), so that the meta's offset goes back and later appends reuse offsets a client already
+/// holds. A read that finds `r` different from the node's ends the epoch, so such a client is told
+/// `unavailable`, never replayed a stream that silently lacks the events at the reused offsets. Appends record `r`
+/// only when they begin an epoch (the check costs an `INFO` call, kept off the publish path); a node whose ACL
+/// refuses `INFO` to scripts keeps no `r`, and the check is off.
 enum RedisHistoryScripts {
+    /// Lua: the node's replication history id (16 hex digits), or `nil` when `INFO` is refused.
+    private static let replicationIDFunction = """
+        local function replicationID()
+          local info = redis.pcall('INFO', 'replication')
+          if type(info) ~= 'string' then return nil end
+          local id = string.match(info, 'master_replid:(%x+)')
+          return id and string.sub(id, 1, 16)
+        end
+        """
+
     /// Appends one payload to every stream given and, when a channel is given, publishes it once, prefixed with
     /// the positions it got, so the position and the delivery order agree across servers.
     ///
@@ -21,6 +41,7 @@ enum RedisHistoryScripts {
 
     private static func appendSource(publishing command: String) -> String {
         """
+        \(replicationIDFunction)
         local positions = {}
         local prefix = {}
         for i = 1, #KEYS / 2 do
@@ -31,6 +52,8 @@ enum RedisHistoryScripts {
             epoch = ARGV[base + 4]
             redis.call('DEL', entries)
             redis.call('HSET', meta, 'e', epoch, 'o', 0)
+            local node = replicationID()
+            if node then redis.call('HSET', meta, 'r', node) end
           end
           local offset = redis.call('HINCRBY', meta, 'o', 1)
           if offset > 9007199254740991 then
@@ -51,21 +74,28 @@ enum RedisHistoryScripts {
         """
     }
 
-    /// Reads a stream's epoch and last offset (creating the epoch of a new stream) and, when the epoch is the
-    /// expected one, its entries from an offset on.
+    /// Reads a stream's epoch and last offset (creating the epoch of a new stream, or a new epoch when the node's
+    /// replication history changed since the epoch began) and, when the epoch is the expected one, its entries from
+    /// an offset on.
     ///
     /// KEYS: [1] entries, [2] meta. ARGV: [1] a fresh epoch for a stream that has none, [2] the meta's TTL in ms
     /// (a read counts as use), [3] the expected epoch, [4] the first offset, [5] the most entries (0: none).
     /// Returns `{epoch, lastOffset, {{id, {field, value, ...}}, ...}}`.
     static let read = RedisScript(
         """
-        local meta = redis.call('HMGET', KEYS[2], 'e', 'o')
-        local epoch, last = meta[1], meta[2]
+        \(replicationIDFunction)
+        local meta = redis.call('HMGET', KEYS[2], 'e', 'o', 'r')
+        local epoch, last, began = meta[1], meta[2], meta[3]
+        local node = replicationID()
+        if epoch and began and node and began ~= node then epoch = false end
         if not epoch then
           epoch = ARGV[1]
           last = '0'
           redis.call('DEL', KEYS[1])
           redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+          if node then redis.call('HSET', KEYS[2], 'r', node) else redis.call('HDEL', KEYS[2], 'r') end
+        elseif node and not began then
+          redis.call('HSET', KEYS[2], 'r', node)
         end
         redis.call('PEXPIRE', KEYS[2], ARGV[2])
         local entries = {}
