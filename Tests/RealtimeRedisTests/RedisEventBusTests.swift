@@ -303,6 +303,52 @@ extension RedisIntegrationTests {
             }
         }
 
+        /// Messages recorded by a history store outside the append script (the hub's path while publishes queue
+        /// behind a Redis outage) are published with their positions, so other servers' clients get them too
+        /// (ninth probe, M2: they arrived without, and a later recovery replayed them again).
+        @Test func messagesRecordedOutsideTheScriptKeepTheirPositionsOnTheBus() async throws {
+            try await withRedis { configuration, _ in
+                let (clientA, clientB) = (
+                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
+                )
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix)
+                let busB = try RedisEventBus(client: clientB, clusterSecret: Self.secret, prefix: prefix)
+                let subscription = try await busB.subscribe(server: "srv-b")
+                try await subscription.addInterest(.user("bob"))
+                try await subscription.addInterest(.admins)
+                var deliveries = subscription.deliveries.makeAsyncIterator()
+                let event = RealtimeEvent(type: "auth.login", userID: "bob", data: ["n": 1])
+                var pair = [
+                    BusMessage(origin: "srv-a", route: .user("bob"), payload: .event(event)),
+                    BusMessage(origin: "srv-a", route: .admins, payload: .event(event)),
+                ]
+                pair[0].position = StreamPosition(epoch: "e-user", offset: 41)
+                pair[1].position = StreamPosition(epoch: "e-admins", offset: 7)
+                try await busA.publish(pair)
+                var heard: [BusMessage] = []
+                for _ in 0..<2 {
+                    guard case .message(let message) = await deliveries.next() else { break }
+                    heard.append(message)
+                }
+                #expect(Set(heard.map(\.route)) == [.user("bob"), .admins])
+                for message in heard {
+                    #expect(message.position == pair.first { $0.route == message.route }?.position, "\(message.route)")
+                }
+                var everyone = BusMessage(origin: "srv-a", route: .everyone, payload: .event(event))
+                everyone.position = StreamPosition(epoch: "e-everyone", offset: 3)
+                try await busA.publish(everyone)
+                guard case .message(let message) = await deliveries.next() else {
+                    Issue.record("no delivery")
+                    return
+                }
+                #expect(message.position == everyone.position)
+                await subscription.close()
+                await clientA.shutdown()
+                await clientB.shutdown()
+            }
+        }
+
         /// How many PUBLISH commands Redis executed so far.
         static func publishCount(_ client: RedisClient) async throws -> Int {
             let info = try await client.send(RedisCommand("INFO", "commandstats")).string ?? ""

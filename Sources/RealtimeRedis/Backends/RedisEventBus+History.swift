@@ -108,6 +108,21 @@ enum RecordedPayload {
     /// The longest prefix: the marker, two positions of the longest epoch and offset, their comma.
     private static let maxPrefixBytes = 1 + 2 * (StreamPosition.maxEpochBytes + 1 + 16) + 1
 
+    /// The prefix of a message published with `positions` (at most two: the channel's stream's, then the
+    /// administrators'); empty for none. The append script writes the same form.
+    static func prefix(_ positions: [StreamPosition]) -> [UInt8] {
+        guard !positions.isEmpty else { return [] }
+        var prefix: [UInt8] = [marker]
+        for (index, position) in positions.prefix(2).enumerated() {
+            if index > 0 { prefix.append(UInt8(ascii: ",")) }
+            prefix.append(contentsOf: position.epoch.utf8)
+            prefix.append(UInt8(ascii: ":"))
+            prefix.append(contentsOf: String(position.offset).utf8)
+        }
+        prefix.append(UInt8(ascii: "\n"))
+        return prefix
+    }
+
     /// The positions and the sealed payload of `payload`: no positions and the payload itself when it carries
     /// none, `nil` when its positions are malformed.
     static func split(_ payload: [UInt8]) -> (positions: [StreamPosition], sealed: [UInt8])? {

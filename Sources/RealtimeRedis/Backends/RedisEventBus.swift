@@ -127,7 +127,9 @@ public final class RedisEventBus: EventBus, Sendable {
 
     /// Publishes waiting for Redis, unsealed: they are stamped when sent, so an outage does not make them stale.
     private struct PublishQueue {
-        var items = Deque<(channel: String, body: [UInt8])>()
+        /// Each publish waiting: its channel, its positions prefix (``RecordedPayload/prefix(_:)``, empty for
+        /// none) and its unsealed body (sealed when sent, so its send time is fresh).
+        var items = Deque<(channel: String, positions: [UInt8], body: [UInt8])>()
         var flushing = false
     }
 
@@ -214,40 +216,60 @@ public final class RedisEventBus: EventBus, Sendable {
     /// subscription; with sharded pub/sub each route is its own `SPUBLISH`.
     public func publish(_ messages: [BusMessage]) async throws(RealtimeError) {
         if !client.usesShardedPubSub, Self.isUserEventPair(messages[...]) {
-            try await publish(messages[0], alsoAdmins: true)
+            try await publish(messages[0], alsoAdmins: true, adminsPosition: messages[1].position)
             return
         }
         try await publishEach(messages)
     }
 
-    private func publish(_ message: BusMessage, alsoAdmins: Bool) async throws(RealtimeError) {
+    /// Publishes one message (with `alsoAdmins`, standing for the admins route too). A message that carries its
+    /// history position (recorded by a store outside the append script, e.g. while publishes queue) is published
+    /// with it, in the append script's form (``RecordedPayload``), so other servers' clients get it as well;
+    /// `adminsPosition` is the admins route's position of a pair.
+    private func publish(
+        _ message: BusMessage,
+        alsoAdmins: Bool,
+        adminsPosition: StreamPosition? = nil
+    ) async throws(RealtimeError) {
         let channel = channel(for: message.route)
         let body = RedisBusCodec.encode(message, alsoAdmins: alsoAdmins)
+        let positions = RecordedPayload.prefix(
+            message.position.map { [$0] + (alsoAdmins ? adminsPosition.map { [$0] } ?? [] : []) } ?? []
+        )
         let queued = queue.withLock { queue in
             // While older publishes wait, newer ones queue behind them to keep the order.
             guard !queue.items.isEmpty || queue.flushing else { return false }
-            enqueue(&queue, channel: channel, body: body)
+            enqueue(&queue, channel: channel, positions: positions, body: body)
             return true
         }
         if queued {
             if client.isConnected { flush() }
             return
         }
-        var command = RedisCommand(publishCommandName, channel)
-        command.append(bytes: signer.seal(channel: channel, body: body))
         do {
-            _ = try await client.send(command, affinity: Self.affinity(channel))
+            _ = try await client.send(
+                publishCommand(channel: channel, positions: positions, body: body),
+                affinity: Self.affinity(channel)
+            )
         } catch {
             guard error.code == .backendUnavailable || error.code == .timeout,
                 !(error.underlying is RedisServerError)
             else { throw error }
-            queue.withLock { enqueue(&$0, channel: channel, body: body) }
+            queue.withLock { enqueue(&$0, channel: channel, positions: positions, body: body) }
             if client.isConnected { flush() }
         }
     }
 
-    private func enqueue(_ queue: inout PublishQueue, channel: String, body: [UInt8]) {
-        queue.items.append((channel, body))
+    /// `PUBLISH` (or `SPUBLISH`) of `body`, sealed now, after its positions prefix.
+    private func publishCommand(channel: String, positions: [UInt8], body: [UInt8]) -> RedisCommand {
+        var command = RedisCommand(publishCommandName, channel)
+        let sealed = signer.seal(channel: channel, body: body)
+        command.append(bytes: positions.isEmpty ? sealed : positions + sealed)
+        return command
+    }
+
+    private func enqueue(_ queue: inout PublishQueue, channel: String, positions: [UInt8], body: [UInt8]) {
+        queue.items.append((channel, positions, body))
         while queue.items.count > options.publishQueueLimit {
             queue.items.removeFirst()
             counters.withLock { $0.droppedPublishes += 1 }
@@ -257,7 +279,7 @@ public final class RedisEventBus: EventBus, Sendable {
 
     /// Sends the queued publishes in order; what fails again goes back to the front of the queue.
     private func flush() {
-        let batch: [(channel: String, body: [UInt8])]? = queue.withLock { queue in
+        let batch: [(channel: String, positions: [UInt8], body: [UInt8])]? = queue.withLock { queue in
             guard !queue.flushing, !queue.items.isEmpty else { return nil }
             queue.flushing = true
             let items = Array(queue.items)
@@ -266,14 +288,15 @@ public final class RedisEventBus: EventBus, Sendable {
         }
         guard let batch else { return }
         let futures = batch.map { item in
-            var command = RedisCommand(publishCommandName, item.channel)
-            command.append(bytes: signer.seal(channel: item.channel, body: item.body))
-            return client.sendFuture(command, affinity: Self.affinity(item.channel))
+            client.sendFuture(
+                publishCommand(channel: item.channel, positions: item.positions, body: item.body),
+                affinity: Self.affinity(item.channel)
+            )
         }
         let loop = client.eventLoopGroup.any()
         EventLoopFuture.whenAllComplete(futures, on: loop).whenComplete { results in
             let outcomes = (try? results.get()) ?? []
-            var failed: [(channel: String, body: [UInt8])] = []
+            var failed: [(channel: String, positions: [UInt8], body: [UInt8])] = []
             for (item, outcome) in zip(batch, outcomes) {
                 if case .failure = outcome { failed.append(item) }
             }
