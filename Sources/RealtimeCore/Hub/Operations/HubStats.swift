@@ -270,13 +270,15 @@ extension RealtimeHub {
         server.history.replaysWaiting = replays.waiting
         var global = HubStats.Global(totalServers: 0, totalConnections: 0, servers: [], error: nil)
         do {
-            let now = Timestamp.now()
             let servers = try await backends.connectionStore.servers()
+            // After the read: a heartbeat written while it ran is not from the future. Never below zero, though:
+            // another server's clock may be ahead of this one's.
+            let now = Timestamp.now()
             global.servers = servers.map {
                 HubStats.ServerSummary(
                     serverID: $0.id,
                     connections: $0.connectionCount,
-                    lastReportAge: now - $0.lastHeartbeat,
+                    lastReportAge: max(.zero, now - $0.lastHeartbeat),
                     eventsDelivered: $0.eventsDelivered,
                     eventsDropped: $0.eventsDropped
                 )
