@@ -30,6 +30,56 @@ extension RedisIntegrationTests {
             }
         }
 
+        /// A failover that loses an unregistration on the user's slot only (its server's set, on another slot, kept
+        /// the removal) leaves the closed connection's record in the user's hash. At the limit, the claim removes
+        /// such records (older than the grace) and claims again (ninth probe, H2: before, the user was refused until
+        /// the hash expired). A record whose set is still being written (younger than the grace) is kept.
+        @Test func aClaimAtTheLimitRemovesRecordsTheirServersNoLongerList() async throws {
+            try await withRedis { configuration, _ in
+                let client = RedisClient(configuration: configuration)
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                let store = RedisConnectionStore(
+                    client: client,
+                    prefix: prefix,
+                    recordTTL: .seconds(3600),
+                    orphanGrace: .seconds(30)
+                )
+                let (user, server) = ("u-\(RandomID.hex(bytes: 3))", ServerID("srv-a"))
+                let userKey = "\(prefix)cs:{u:\(user)}"
+                func record(age: Duration, on server: ServerID = server) -> ConnectionRecord {
+                    var record = Self.record(user, server: server, session: "s1")
+                    record.connectedAt = .now() - age
+                    return record
+                }
+                let (closed, live) = (record(age: .seconds(120)), record(age: .seconds(120)))
+                #expect(try await store.register(closed, maxConnectionsPerUser: 2) == .registered(userConnections: 1))
+                #expect(try await store.register(live, maxConnectionsPerUser: 2) == .registered(userConnections: 2))
+                // The closed connection's unregistration, then the user's slot rolled back to before it.
+                let field = try #require(
+                    try await client.send(RedisCommand("HGET", userKey, closed.id.rawValue)).string
+                )
+                #expect(try await store.unregister(closed.id) != nil)
+                _ = try await client.send(RedisCommand("HSET", userKey, closed.id.rawValue, field))
+                #expect(try await store.count(.user(user)) == 2)
+
+                let next = record(age: .zero)
+                #expect(try await store.register(next, maxConnectionsPerUser: 2) == .registered(userConnections: 2))
+                #expect(Set(try await store.connections(ofUser: user).map(\.id)) == [live.id, next.id])
+
+                // A record whose server's set is not written yet (a registration under way on another server; here
+                // its set is removed) is younger than the grace: not an orphan, so the claim at the limit is refused.
+                let young = record(age: .zero, on: "srv-b")
+                #expect(try await store.register(young, maxConnectionsPerUser: 3) == .registered(userConnections: 3))
+                _ = try await client.send(RedisCommand("DEL", "\(prefix)cs:{srv:srv-b}"))
+                #expect(
+                    try await store.register(record(age: .zero), maxConnectionsPerUser: 3)
+                        == .userLimitReached(userConnections: 3)
+                )
+                #expect(Set(try await store.connections(ofUser: user).map(\.id)) == [live.id, next.id, young.id])
+                await client.shutdown()
+            }
+        }
+
         @Test func twoServersShareTheUserLimitAndPurgeADeadPeer() async throws {
             try await withRedis { configuration, _ in
                 let (clientA, clientB) = (

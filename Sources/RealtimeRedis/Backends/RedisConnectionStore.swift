@@ -22,6 +22,8 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
     private let client: RedisClient
     private let prefix: String
     private let recordTTL: Duration
+    /// How old a record must be before ``removeOrphans(ofUser:)`` may take it for an orphan.
+    let orphanGrace: Duration
 
     /// - Parameters:
     ///   - client: the Redis client the store's commands and scripts go through (one node or a cluster).
@@ -30,10 +32,16 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
     ///   - recordTTL: how long records and indexes live without a heartbeat of their server. Must be much longer
     ///     than the heartbeat expiry, so that survivors purge a dead server (and learn which users went offline)
     ///     before its records expire.
-    public init(client: RedisClient, prefix: String = "rthub:", recordTTL: Duration = .seconds(3600)) {
+    public convenience init(client: RedisClient, prefix: String = "rthub:", recordTTL: Duration = .seconds(3600)) {
+        self.init(client: client, prefix: prefix, recordTTL: recordTTL, orphanGrace: .seconds(30))
+    }
+
+    /// With the grace before a record missing from its server's set counts as an orphan (tests shorten it).
+    package init(client: RedisClient, prefix: String, recordTTL: Duration, orphanGrace: Duration) {
         self.client = client
         self.prefix = prefix + "cs:"
         self.recordTTL = recordTTL
+        self.orphanGrace = orphanGrace
     }
 
     func userKey(_ user: String) -> String { "\(prefix){u:\(user)}" }
@@ -149,6 +157,14 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         _ record: ConnectionRecord,
         maxConnectionsPerUser: Int?
     ) async throws(RealtimeError) -> ConnectionRegistration {
+        try await register(record, maxConnectionsPerUser: maxConnectionsPerUser, repairing: false)
+    }
+
+    private func register(
+        _ record: ConnectionRecord,
+        maxConnectionsPerUser: Int?,
+        repairing: Bool
+    ) async throws(RealtimeError) -> ConnectionRegistration {
         let reply = try await Self.registerScript.run(
             on: client,
             keys: [userKey(record.userID)],
@@ -160,7 +176,13 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         else {
             throw RealtimeError(.protocolViolation, "the register script returned \(reply)")
         }
-        guard admitted == 1 else { return .userLimitReached(userConnections: Int(count)) }
+        guard admitted == 1 else {
+            // At the limit: records a failover left behind may fill it. Once they are gone, claim again (once).
+            guard !repairing, try await removeOrphans(ofUser: record.userID) > 0 else {
+                return .userLimitReached(userConnections: Int(count))
+            }
+            return try await register(record, maxConnectionsPerUser: maxConnectionsPerUser, repairing: true)
+        }
         let member = Member(record).encoded
         var commands = [
             RedisCommand("SET", connectionKey(record.id), record.userID, "PX", ttlArgument),
@@ -173,6 +195,34 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         }
         try Self.checkAll(try await client.pipeline(commands))
         return .registered(userConnections: Int(count))
+    }
+
+    /// Removes the records of `user`'s hash that their server's set no longer lists, once they are older than
+    /// ``orphanGrace``; returns how many. Every other write of a record's life keeps the two together (the set is
+    /// written right after the hash, and a removal takes the record out of the hash first), so such a record is what
+    /// a failover leaves when it loses writes on the user's slot only: an unregistration whose removal from the
+    /// server's set, on another slot, survived (ninth probe, H2: the closed connections kept counting against the
+    /// user's limit, and refused the user, until the hash expired). The grace keeps a registration whose set is
+    /// being written. Run when a claim is refused at the limit, the one moment such records do harm.
+    func removeOrphans(ofUser user: String) async throws(RealtimeError) -> Int {
+        let reply = try await client.send(RedisCommand("HVALS", userKey(user)))
+        guard let values = reply.array else { throw RealtimeError(.protocolViolation, "HVALS returned \(reply)") }
+        let cutoff = Timestamp.now() - orphanGrace
+        var candidates: [ConnectionRecord] = []
+        for value in values {
+            let record = try Self.record(value)
+            if record.connectedAt < cutoff { candidates.append(record) }
+        }
+        guard !candidates.isEmpty else { return 0 }
+        let listed = try await client.pipeline(
+            candidates.map { RedisCommand("SISMEMBER", serverKey($0.serverID), Member($0).encoded) }
+        )
+        try Self.checkAll(listed)
+        let orphans = zip(candidates, listed).filter { $0.1.int == 0 }.map(\.0)
+        guard !orphans.isEmpty else { return 0 }
+        let (removed, _) = try await remove(orphans.map(\.id.rawValue), ofUser: user)
+        try await dropIndexes(of: removed, serverSets: false)
+        return removed.count
     }
 
     public func unregister(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRemoval? {
