@@ -91,12 +91,14 @@ import Testing
         #expect(RealtimeHub.tick(for: configuration) == .milliseconds(10))
     }
 
-    /// A failed server heartbeat marks the hub unhealthy until one succeeds; it is tried again within a second, not
-    /// after the whole interval (ninth probe, M1: servers stayed unready ≈ 10 s after a Redis failover was over).
+    /// A failed server heartbeat marks the hub unhealthy until one succeeds; it is tried again after a second (then
+    /// 2, 4 … up to the interval), not after the whole interval (ninth probe, M1: servers stayed unready ≈ 10 s after
+    /// a Redis failover was over).
     @Test func aFailedServerHeartbeatIsRetriedWithinASecond() async throws {
-        #expect(RealtimeHub.serverHeartbeatDelay(succeeded: true, interval: .seconds(10)) == .seconds(10))
-        #expect(RealtimeHub.serverHeartbeatDelay(succeeded: false, interval: .seconds(10)) == .seconds(1))
-        #expect(RealtimeHub.serverHeartbeatDelay(succeeded: false, interval: .milliseconds(200)) == .milliseconds(200))
+        let delays = (0...5).map { RealtimeHub.serverHeartbeatDelay(failures: $0, interval: .seconds(10)) }
+        #expect(delays == [.seconds(10), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(10)])
+        #expect(RealtimeHub.serverHeartbeatDelay(failures: 1, interval: .milliseconds(200)) == .milliseconds(200))
+        #expect(RealtimeHub.serverHeartbeatDelay(failures: 1_000, interval: .seconds(10)) == .seconds(10))
 
         let store = PausingConnectionStore(fixture.store)
         store.failHeartbeats(true)

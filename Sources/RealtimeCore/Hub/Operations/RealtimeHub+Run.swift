@@ -21,6 +21,7 @@ extension RealtimeHub {
                     group.addTask { await self.tickLoop() }
                     group.addTask { await self.unregisterLoop() }
                     group.addTask { await self.revalidationLoop() }
+                    group.addTask { await self.serverHeartbeatLoop() }
                     if backends.historyStore != nil { group.addTask { await self.historyResetLoop() } }
                     await self.stopSignal.wait()
                     group.cancelAll()
@@ -161,11 +162,23 @@ extension RealtimeHub {
         }
     }
 
+    /// Server heartbeats, in a task of their own: a registry that fails or times out (a command timeout per attempt
+    /// during a failover) must not hold up the run loop's deadlines (authentication, tickets, pings).
+    private func serverHeartbeatLoop() async {
+        let clock = ContinuousClock()
+        var failures = 0
+        while !Task.isCancelled {
+            let started = clock.now
+            failures = await serverHeartbeat() ? 0 : failures + 1
+            let delay = Self.serverHeartbeatDelay(failures: failures, interval: configuration.serverHeartbeatInterval)
+            do { try await Task.sleep(until: started + delay, clock: clock) } catch { return }
+        }
+    }
+
     private func tickLoop() async {
         let tick = Self.tick(for: configuration)
         let clock = ContinuousClock()
         var nextHeartbeat = clock.now + configuration.heartbeatInterval
-        var nextServerHeartbeat = clock.now
         var nextStats = configuration.statsInterval.map { clock.now + $0 }
         var nextCleanup = clock.now + configuration.cleanupInterval
         while !Task.isCancelled {
@@ -176,12 +189,6 @@ extension RealtimeHub {
             if now >= nextHeartbeat {
                 nextHeartbeat = now + configuration.heartbeatInterval
                 heartbeat(now: now)
-            }
-            if now >= nextServerHeartbeat {
-                let succeeded = await serverHeartbeat()
-                nextServerHeartbeat =
-                    now
-                    + Self.serverHeartbeatDelay(succeeded: succeeded, interval: configuration.serverHeartbeatInterval)
             }
             if let due = nextStats, now >= due, let interval = configuration.statsInterval {
                 nextStats = now + interval
@@ -296,12 +303,14 @@ extension RealtimeHub {
         }
     }
 
-    /// How long after a server heartbeat the next one runs: the interval after a success. After a failure at most a
-    /// second: the failure marks the hub unhealthy (`registryHeartbeat` in its health, 503 on `/health/ready`) until
-    /// a heartbeat succeeds, and a registry failover is over in a few seconds, well within the 10 s interval (ninth
-    /// probe, M1: every server stayed unready ≈ 10 s after the cluster had recovered).
-    static func serverHeartbeatDelay(succeeded: Bool, interval: Duration) -> Duration {
-        succeeded ? interval : min(interval, .seconds(1))
+    /// How long after the start of a server heartbeat the next one starts: the interval after a success. After
+    /// `failures` failures in a row, 1, 2, 4 … seconds, up to the interval: a failure marks the hub unhealthy
+    /// (`registryHeartbeat` in its health, 503 on `/health/ready`) until a heartbeat succeeds, and a registry failover
+    /// is over in a few seconds, well within the 10 s interval (ninth probe, M1: every server stayed unready ≈ 10 s
+    /// after the cluster had recovered); a failure that lasts is not retried every second for good.
+    static func serverHeartbeatDelay(failures: Int, interval: Duration) -> Duration {
+        guard failures > 0 else { return interval }
+        return min(interval, .seconds(1 << min(failures - 1, 20)))
     }
 
     /// Writes this server's record, re-registers connections the registry lost, reconciles and purges expired
