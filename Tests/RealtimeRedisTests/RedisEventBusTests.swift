@@ -343,6 +343,15 @@ extension RedisIntegrationTests {
                     return
                 }
                 #expect(message.position == everyone.position)
+                // A custom store's epoch that the prefix cannot carry (`:`): the message goes out without its
+                // position, not refused by every receiver.
+                everyone.position = StreamPosition(epoch: "node:42", offset: 4)
+                try await busA.publish(everyone)
+                guard case .message(let plain) = await deliveries.next() else {
+                    Issue.record("a message with an epoch the prefix cannot carry was not delivered")
+                    return
+                }
+                #expect(plain.position == nil && plain.payload == everyone.payload)
                 await subscription.close()
                 await clientA.shutdown()
                 await clientB.shutdown()

@@ -109,9 +109,12 @@ enum RecordedPayload {
     private static let maxPrefixBytes = 1 + 2 * (StreamPosition.maxEpochBytes + 1 + 16) + 1
 
     /// The prefix of a message published with `positions` (at most two: the channel's stream's, then the
-    /// administrators'); empty for none. The append script writes the same form.
+    /// administrators'); empty for none. The append script writes the same form. Empty as well when a position is
+    /// one ``split(_:)`` would refuse (a custom store's epoch with `:`, `,` or a line break, or longer than
+    /// `StreamPosition.maxEpochBytes`): the message then goes out without positions rather than be refused by every
+    /// receiver.
     static func prefix(_ positions: [StreamPosition]) -> [UInt8] {
-        guard !positions.isEmpty else { return [] }
+        guard !positions.isEmpty, positions.count <= 2, positions.allSatisfy(isCarried) else { return [] }
         var prefix: [UInt8] = [marker]
         for (index, position) in positions.prefix(2).enumerated() {
             if index > 0 { prefix.append(UInt8(ascii: ",")) }
@@ -121,6 +124,14 @@ enum RecordedPayload {
         }
         prefix.append(UInt8(ascii: "\n"))
         return prefix
+    }
+
+    /// Whether `position` survives the prefix form: what ``split(_:)`` accepts.
+    private static func isCarried(_ position: StreamPosition) -> Bool {
+        let epoch = position.epoch.utf8
+        return !epoch.isEmpty && epoch.count <= StreamPosition.maxEpochBytes
+            && !epoch.contains { $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\n") }
+            && (0...StreamPosition.maxOffset).contains(position.offset)
     }
 
     /// The positions and the sealed payload of `payload`: no positions and the payload itself when it carries
