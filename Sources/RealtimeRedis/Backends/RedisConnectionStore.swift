@@ -178,7 +178,7 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         }
         guard admitted == 1 else {
             // At the limit: records a failover left behind may fill it. Once they are gone, claim again (once).
-            guard !repairing, try await removeOrphans(ofUser: record.userID) > 0 else {
+            guard !repairing, await removeOrphansIfAny(ofUser: record.userID) > 0 else {
                 return .userLimitReached(userConnections: Int(count))
             }
             return try await register(record, maxConnectionsPerUser: maxConnectionsPerUser, repairing: true)
@@ -210,7 +210,8 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         let cutoff = Timestamp.now() - orphanGrace
         var candidates: [ConnectionRecord] = []
         for value in values {
-            let record = try Self.record(value)
+            // A record that does not decode is left alone (and the refusal stands): it is not this repair's.
+            guard let record = try? Self.record(value) else { continue }
             if record.connectedAt < cutoff { candidates.append(record) }
         }
         guard !candidates.isEmpty else { return 0 }
@@ -223,6 +224,12 @@ public final class RedisConnectionStore: ConnectionStore, Sendable {
         let (removed, _) = try await remove(orphans.map(\.id.rawValue), ofUser: user)
         try await dropIndexes(of: removed, serverSets: false)
         return removed.count
+    }
+
+    /// ``removeOrphans(ofUser:)`` as a best effort: a failure (Redis failing over meanwhile) leaves the refusal as
+    /// it was, a `429` rather than an error.
+    private func removeOrphansIfAny(ofUser user: String) async -> Int {
+        (try? await removeOrphans(ofUser: user)) ?? 0
     }
 
     public func unregister(_ id: ConnectionID) async throws(RealtimeError) -> ConnectionRemoval? {
