@@ -170,12 +170,19 @@ final class ConnectionCloseAtShutdownHandler: ChannelDuplexHandler, RemovableCha
     private let hub: RealtimeHub
     /// The server's `ChannelShouldQuiesceEvent` arrived.
     private var shuttingDown = false
-    /// A response went out with `Connection: close` because the hub was draining: the connection closes after its
-    /// end (Hummingbird's state handler closes only after the event).
+    /// A response went out with `Connection: close` because the hub was draining: the connection closes once no
+    /// request is left to answer (Hummingbird's state handler closes only after the event).
     private var closeAfterResponse = false
+    /// Request heads read minus responses ended: pipelined requests already read are answered before the close.
+    private var requestsInProgress = 0
 
     init(hub: RealtimeHub) {
         self.hub = hub
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = unwrapInboundIn(data) { requestsInProgress += 1 }
+        context.fireChannelRead(data)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -191,11 +198,17 @@ final class ConnectionCloseAtShutdownHandler: ChannelDuplexHandler, RemovableCha
             head.headerFields[.connection] = "close"
             context.write(wrapOutboundOut(.head(head)), promise: promise)
             return
-        case .end where closeAfterResponse:
-            context.writeAndFlush(data, promise: promise)
-            context.close(promise: nil)
+        case .end:
+            requestsInProgress = max(0, requestsInProgress - 1)
+            guard closeAfterResponse && requestsInProgress == 0 else { break }
+            // Closed once the response is written, so a slow reader still gets all of it.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            if let promise { written.futureResult.cascade(to: promise) }
+            let channel = context.channel
+            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(data, promise: written)
             return
-        case .body, .end:
+        case .body:
             break
         }
         context.write(data, promise: promise)
