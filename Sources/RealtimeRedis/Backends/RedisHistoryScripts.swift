@@ -4,10 +4,12 @@
 /// slot.
 ///
 /// `r` is the first 16 hex digits of the node's `master_replid` (`INFO replication`). Redis gives a node a new one
-/// when a replica is promoted (a failover) and when it restarts, even from its RDB or AOF files: exactly the events
-/// after which the node may hold an older copy of the stream than what it acknowledged (replication is asynchronous;
-/// an RDB snapshot lags), so that the meta's offset goes back and later appends reuse offsets a client already
-/// holds. A read that finds `r` different from the node's ends the epoch, so such a client is told
+/// when a replica is promoted (a failover) and when it restarts, even from its RDB or AOF files: the events after
+/// which the node may hold an older copy of the stream than what it acknowledged (replication is asynchronous; an
+/// RDB snapshot lags), so that the meta's offset goes back and later appends reuse offsets a client already holds.
+/// It also changes when nothing was lost: a primary frees its backlog after `repl-backlog-ttl` (default an hour)
+/// without replicas, and a slot moved to another primary brings its metas there; those epochs end too (clients
+/// resynchronise once). A read that finds `r` different from the node's ends the epoch, so such a client is told
 /// `unavailable`, never replayed a stream that silently lacks the events at the reused offsets. Appends record `r`
 /// only when they begin an epoch (the check costs an `INFO` call, kept off the publish path); a node whose ACL
 /// refuses `INFO` to scripts keeps no `r`, and the check is off.
