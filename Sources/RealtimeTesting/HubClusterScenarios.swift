@@ -97,8 +97,8 @@ public enum HubClusterScenarios: Sendable {
         var barrier = false
         func complete() -> Bool {
             barrier
-                && Dictionary(expected.map { ($0, 1) }, uniquingKeysWith: +).allSatisfy { item, count in
-                    seen.count(where: { $0 == item }) >= count
+                && expected.allSatisfy { item in
+                    seen.count(where: { $0 == item }) >= expected.count(where: { $0 == item })
                 }
         }
         while !complete() {

@@ -307,13 +307,7 @@ extension RedisIntegrationTests {
         /// behind a Redis outage) are published with their positions, so other servers' clients get them too
         /// (ninth probe, M2: they arrived without, and a later recovery replayed them again).
         @Test func messagesRecordedOutsideTheScriptKeepTheirPositionsOnTheBus() async throws {
-            try await withRedis { configuration, _ in
-                let (clientA, clientB) = (
-                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
-                )
-                let prefix = "t\(RandomID.hex(bytes: 4)):"
-                let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix)
-                let busB = try RedisEventBus(client: clientB, clusterSecret: Self.secret, prefix: prefix)
+            try await Self.withTwoBuses { busA, busB in
                 let subscription = try await busB.subscribe(server: "srv-b")
                 try await subscription.addInterest(.user("bob"))
                 try await subscription.addInterest(.admins)
@@ -353,8 +347,6 @@ extension RedisIntegrationTests {
                 }
                 #expect(plain.position == nil && plain.payload == everyone.payload)
                 await subscription.close()
-                await clientA.shutdown()
-                await clientB.shutdown()
             }
         }
 
@@ -402,13 +394,7 @@ extension RedisIntegrationTests {
         }
 
         @Test func twoServersExchangeMessagesByRoute() async throws {
-            try await withRedis { configuration, _ in
-                let (clientA, clientB) = (
-                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
-                )
-                let prefix = "t\(RandomID.hex(bytes: 4)):"
-                let busA = try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix)
-                let busB = try RedisEventBus(client: clientB, clusterSecret: Self.secret, prefix: prefix)
+            try await Self.withTwoBuses { busA, busB in
                 let subA = try await busA.subscribe(server: "srv-a")
                 let subB = try await busB.subscribe(server: "srv-b")
                 try await subB.addInterest(.user("bob"))
@@ -429,6 +415,20 @@ extension RedisIntegrationTests {
                 #expect(await itA.next() == .message(toAdmins))
                 await subA.close()
                 await subB.close()
+            }
+        }
+
+        /// Two buses on one Redis, each on its own client, in one namespace (two servers of a cluster).
+        static func withTwoBuses(_ body: (RedisEventBus, RedisEventBus) async throws -> Void) async throws {
+            try await withRedis { configuration, _ in
+                let (clientA, clientB) = (
+                    RedisClient(configuration: configuration), RedisClient(configuration: configuration)
+                )
+                let prefix = "t\(RandomID.hex(bytes: 4)):"
+                try await body(
+                    try RedisEventBus(client: clientA, clusterSecret: Self.secret, prefix: prefix),
+                    try RedisEventBus(client: clientB, clusterSecret: Self.secret, prefix: prefix)
+                )
                 await clientA.shutdown()
                 await clientB.shutdown()
             }

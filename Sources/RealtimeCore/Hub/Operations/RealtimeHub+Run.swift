@@ -315,7 +315,6 @@ extension RealtimeHub {
 
     /// Writes this server's record, re-registers connections the registry lost, reconciles and purges expired
     /// servers. Returns whether it all succeeded.
-    @discardableResult
     func serverHeartbeat() async -> Bool {
         let now = Timestamp.now()
         let count = state.withLock { $0.activeCount }
